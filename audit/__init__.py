@@ -1,0 +1,1 @@
+"""The evidence trail: ledger, hash chain, RFC 9162 Merkle tree, signed checkpoints, verification."""

@@ -1,0 +1,57 @@
+"""Shared API plumbing: pagination and query-parameter parsing with stable error codes."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
+
+from audit.errors import InvalidInput
+
+
+class CursorlessPagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+    def get_page_number(self, request: Request, paginator) -> int | str:  # type: ignore[no-untyped-def]
+        raw = request.query_params.get(self.page_query_param, "1")
+        if raw == "last":
+            return raw
+        return int_param(request, self.page_query_param, default=1, minimum=1)
+
+    def get_page_size(self, request: Request) -> int:
+        return int_param(request, self.page_size_query_param, default=self.page_size or 50,
+                         minimum=1, maximum=self.max_page_size)
+
+
+def int_param(request: Request, name: str, *, default: int | None = None, minimum: int | None = None,
+              maximum: int | None = None) -> int:
+    """Read an integer query parameter, or refuse with `invalid_parameter` naming it."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        if default is None:
+            raise InvalidInput(f"Query parameter '{name}' is required.", code="missing_parameter",
+                               extra={"parameter": name})
+        return default
+    if not raw.isascii() or not raw.lstrip("-").isdigit() or len(raw) > 19:
+        raise InvalidInput(f"Query parameter '{name}' must be an integer.", code="invalid_parameter",
+                           extra={"parameter": name})
+    value = int(raw)
+    if minimum is not None and value < minimum:
+        raise InvalidInput(f"Query parameter '{name}' must be at least {minimum}.", code="invalid_parameter",
+                           extra={"parameter": name})
+    if maximum is not None and value > maximum:
+        raise InvalidInput(f"Query parameter '{name}' must be at most {maximum}.", code="invalid_parameter",
+                           extra={"parameter": name})
+    return value
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The one error body every endpoint returns."""
+
+    code = serializers.CharField(help_text="Stable, machine-readable error code")
+    message = serializers.CharField()
+    extra = serializers.DictField(help_text="Details, e.g. the offending field or id")
+
+
+ERROR_RESPONSES = {status_code: ErrorSerializer for status_code in (400, 401, 403, 404, 409, 413, 429, 503)}

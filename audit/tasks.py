@@ -1,0 +1,20 @@
+"""Thin Celery wrappers: scheduled checkpoints and the nightly verification."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import OperationalError
+
+from audit import services
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5,
+             soft_time_limit=300, time_limit=360)
+def ledger_checkpoint_task() -> int:
+    return services.checkpoint_scheduled().tree_size
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=3,
+             soft_time_limit=3000, time_limit=3300)
+def ledger_verify_task() -> bool:
+    return services.ledger_verify_and_record(actor="system:ledger_verify_task").ok

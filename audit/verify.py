@@ -1,0 +1,285 @@
+"""Recompute the whole ledger and say whether it is intact, and if not, where it first breaks.
+
+Checks, in one streaming pass from entry 0 (or from a trusted checkpoint):
+- `seq` continuity; each entry's `prev_hash` is the previous `entry_hash` (32 zero bytes first);
+- `entry_hash` = SHA-256(canonical) and `leaf_hash` = SHA-256(0x00 || canonical);
+- the indexed columns (seq, actor, action, subject, time, prev_hash) equal what the
+  canonical bytes say, so an edit to a column alone is caught;
+- every stored complete-subtree hash equals the recomputed one;
+- every stored checkpoint: its root equals the recomputed root at its size, its body says
+  so, and its signature verifies with a key that was valid when it was made;
+- optional trusted checkpoints (published copies kept outside the database): a ledger that
+  is shorter than one, or disagrees with it, has been truncated or rolled back.
+Governed apps register state checks (`register_state_check`) that compare live rows with
+the state their last ledger entry recorded; `--state` runs them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from datetime import timezone as dt_timezone
+from typing import Any
+
+from django.conf import settings
+
+from audit import merkle, note
+from audit.models import NODE_LEVEL_SHIFT, Checkpoint, LedgerEntry, MerkleNode, SigningKey
+
+ZERO_HASH = bytes(32)
+
+
+@dataclass
+class Problem:
+    seq: int | None
+    code: str
+    message: str
+
+
+@dataclass
+class VerificationResult:
+    ok: bool = True
+    entries_checked: int = 0
+    tree_size: int = 0
+    root_hash: str = ""
+    checkpoints_checked: int = 0
+    started_from: int = 0
+    elapsed_s: float = 0.0
+    first_bad_seq: int | None = None
+    problems: list[Problem] = field(default_factory=list)
+    state_problems: list[dict[str, Any]] = field(default_factory=list)
+
+    def fail(self, seq: int | None, code: str, message: str) -> None:
+        if self.ok:
+            self.first_bad_seq = seq
+        self.ok = False
+        self.problems.append(Problem(seq, code, message))
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+StateCheck = Callable[[], Iterable[dict[str, Any]]]
+_state_checks: list[StateCheck] = []
+
+
+def register_state_check(check: StateCheck) -> None:
+    """Register a callable yielding `{"subject_type", "subject_id", "message"}` for rows that drifted."""
+    if check not in _state_checks:
+        _state_checks.append(check)
+
+
+def _time_text(moment: datetime) -> str:
+    return moment.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _frontier_at(size: int) -> list[tuple[int, bytes]]:
+    """The stored complete subtrees covering [0, size), largest first."""
+    subtrees = merkle.complete_subtrees(0, size) if size else []
+    leaves = [index for level, index in subtrees if level == 0]
+    keys = [(level << NODE_LEVEL_SHIFT) | index for level, index in subtrees if level > 0]
+    found: dict[tuple[int, int], bytes] = {}
+    for seq, leaf in LedgerEntry.objects.filter(seq__in=leaves).values_list("seq", "leaf_hash"):
+        found[(0, seq)] = bytes(leaf)
+    for key, node in MerkleNode.objects.filter(node_id__in=keys).values_list("node_id", "hash"):
+        found[(key >> NODE_LEVEL_SHIFT, key & ((1 << NODE_LEVEL_SHIFT) - 1))] = bytes(node)
+    return [(level, found[(level, index)]) for level, index in subtrees]
+
+
+class _CheckpointVerifier:
+    def __init__(self, result: VerificationResult) -> None:
+        self.result = result
+        self.keys = list(SigningKey.objects.all())
+        self.verifiers = {key.pk: note.parse_vkey(key.vkey) for key in self.keys}
+        self.by_pk = {key.pk: key for key in self.keys}
+
+    def check_stored(self, checkpoint: Checkpoint, root: bytes) -> None:
+        seq = checkpoint.tree_size - 1 if checkpoint.tree_size else None
+        key = self.by_pk.get(checkpoint.key_id)
+        if key is None:
+            self.result.fail(seq, "checkpoint_unknown_key", f"checkpoint @{checkpoint.tree_size} names no known key")
+            return
+        if checkpoint.created_at < key.valid_from or (key.valid_until and checkpoint.created_at > key.valid_until):
+            self.result.fail(seq, "checkpoint_key_not_valid",
+                             f"checkpoint @{checkpoint.tree_size} was made outside its key's validity window")
+            return
+        self._check_note(checkpoint.note, checkpoint.tree_size, root, [self.verifiers[key.pk]])
+        if bytes(checkpoint.root_hash) != root:
+            self.result.fail(seq, "checkpoint_root_mismatch",
+                             f"checkpoint @{checkpoint.tree_size} root column differs from the recomputed root")
+
+    def check_trusted(self, text: str, roots: Callable[[int], bytes | None], ledger_size: int) -> None:
+        try:
+            body, _ = note.open_note(text, list(self.verifiers.values()))
+            parsed = note.parse_checkpoint(body)
+        except note.NoteError as exc:
+            self.result.fail(None, "trusted_checkpoint_invalid", f"trusted checkpoint does not verify: {exc}")
+            return
+        if parsed.tree_size > ledger_size:
+            self.result.fail(ledger_size, "ledger_truncated",
+                             f"a trusted checkpoint covers {parsed.tree_size} entries but the ledger ends at "
+                             f"seq {ledger_size - 1}: entries from seq {ledger_size} are missing (rollback or truncation)")
+            return
+        root = roots(parsed.tree_size)
+        if root != parsed.root_hash:
+            self.result.fail(parsed.tree_size - 1, "trusted_checkpoint_mismatch",
+                             f"the ledger's first {parsed.tree_size} entries do not match a trusted checkpoint")
+        self.result.checkpoints_checked += 1
+
+    def _check_note(self, text: str, tree_size: int, root: bytes, verifiers: list[note.Verifier]) -> None:
+        seq = tree_size - 1 if tree_size else None
+        try:
+            body, _ = note.open_note(text, verifiers)
+            parsed = note.parse_checkpoint(body)
+        except note.NoteError as exc:
+            self.result.fail(seq, "checkpoint_signature_invalid", f"checkpoint @{tree_size}: {exc}")
+            return
+        if parsed.origin != settings.LEDGER_ORIGIN:
+            self.result.fail(seq, "checkpoint_origin_mismatch", f"checkpoint @{tree_size} names origin {parsed.origin}")
+        elif parsed.tree_size != tree_size or parsed.root_hash != root:
+            self.result.fail(seq, "checkpoint_root_mismatch",
+                             f"checkpoint @{tree_size} does not match the recomputed Merkle root")
+        self.result.checkpoints_checked += 1
+
+
+def verify_ledger(*, from_tree_size: int | None = None, trusted_checkpoints: Iterable[str] = (),
+                  check_state: bool = False, chunk_size: int = 10_000) -> VerificationResult:
+    """Verify the ledger; see the module docstring for what is checked."""
+    started = time.perf_counter()
+    result = VerificationResult()
+    checker = _CheckpointVerifier(result)
+    checkpoints = list(Checkpoint.objects.order_by("tree_size"))
+    start = 0
+    frontier: list[tuple[int, bytes]] = []
+    prev_hash = ZERO_HASH
+    if from_tree_size:
+        # Start from a stored checkpoint whose signature and stored subtrees agree.
+        base = next((c for c in checkpoints if c.tree_size == from_tree_size), None)
+        if base is None:
+            result.fail(None, "checkpoint_not_found", f"no stored checkpoint at tree size {from_tree_size}")
+            return _finish(result, started)
+        frontier = _frontier_at(base.tree_size)
+        checker.check_stored(base, merkle.frontier_root(frontier))
+        if not result.ok:
+            return _finish(result, started)
+        prev_hash = bytes(LedgerEntry.objects.values_list("entry_hash", flat=True).get(seq=base.tree_size - 1))
+        start = base.tree_size
+        checkpoints = [c for c in checkpoints if c.tree_size > start]
+    result.started_from = start
+
+    pending = iter(checkpoints)
+    next_checkpoint = next(pending, None)
+    roots_seen: dict[int, bytes] = {start: merkle.frontier_root(frontier)}
+    wanted_roots = {c.tree_size for c in checkpoints}
+    trusted = list(trusted_checkpoints)
+    for text in trusted:
+        try:
+            wanted_roots.add(note.parse_checkpoint(text.split("\n\n", 1)[0] + "\n").tree_size)
+        except note.NoteError:
+            pass
+    computed_nodes: dict[int, bytes] = {}
+    expected_seq = start
+    columns = ("seq", "recorded_at", "actor", "action", "subject_type", "subject_id",
+               "canonical", "prev_hash", "entry_hash", "leaf_hash")
+    rows = LedgerEntry.objects.filter(seq__gte=start).order_by("seq").values_list(*columns)
+    sha256 = hashlib.sha256
+    for seq, recorded_at, actor, action, subject_type, subject_id, canonical, stored_prev, entry_hash, leaf in \
+            rows.iterator(chunk_size=chunk_size):
+        if not result.ok:
+            break
+        canonical = bytes(canonical)
+        if seq != expected_seq:
+            result.fail(expected_seq, "seq_gap", f"seq {expected_seq} is missing (next entry is seq {seq})")
+            break
+        if bytes(stored_prev) != prev_hash:
+            result.fail(seq, "chain_broken", f"seq {seq}: prev_hash does not equal the entry_hash of seq {seq - 1}")
+            break
+        if sha256(canonical).digest() != bytes(entry_hash):
+            result.fail(seq, "entry_hash_mismatch", f"seq {seq}: entry_hash is not SHA-256 of its canonical bytes")
+            break
+        if sha256(b"\x00" + canonical).digest() != bytes(leaf):
+            result.fail(seq, "leaf_hash_mismatch", f"seq {seq}: stored leaf hash is wrong")
+            break
+        try:
+            document = json.loads(canonical)
+            consistent = (
+                document["seq"] == seq and document["actor"] == actor and document["action"] == action
+                and document["subject"] == {"type": subject_type, "id": subject_id}
+                and document["prev_hash"] == prev_hash.hex() and document["recorded_at"] == _time_text(recorded_at)
+            )
+        except (ValueError, KeyError, TypeError):
+            consistent = False
+        if not consistent:
+            result.fail(seq, "columns_mismatch",
+                        f"seq {seq}: stored columns (actor, action, subject, time or seq) differ from the hashed entry")
+            break
+        frontier, completed = merkle.frontier_append(frontier, bytes(leaf), seq)
+        for level, index, node in completed:
+            computed_nodes[(level << NODE_LEVEL_SHIFT) | index] = node
+        prev_hash = bytes(entry_hash)
+        expected_seq = seq + 1
+        size = expected_seq
+        if size in wanted_roots:
+            roots_seen[size] = merkle.frontier_root(frontier)
+        while next_checkpoint is not None and next_checkpoint.tree_size == size:
+            checker.check_stored(next_checkpoint, roots_seen[size])
+            next_checkpoint = next(pending, None)
+        result.entries_checked += 1
+
+    result.tree_size = expected_seq
+    result.root_hash = merkle.frontier_root(frontier).hex()
+    if result.ok and next_checkpoint is not None:
+        result.fail(expected_seq, "ledger_truncated",
+                    f"checkpoint @{next_checkpoint.tree_size} covers entries up to seq "
+                    f"{next_checkpoint.tree_size - 1} but the ledger ends at seq {expected_seq - 1}: "
+                    f"entries from seq {expected_seq} are missing")
+    if result.ok:
+        _check_nodes(result, computed_nodes, start)
+    if result.ok:
+        for text in trusted:
+            checker.check_trusted(text, roots_seen.get, expected_seq)
+    if check_state:
+        for check in _state_checks:
+            result.state_problems.extend(check())
+        if result.state_problems:
+            result.ok = False
+            result.problems.append(Problem(None, "state_drift",
+                                           f"{len(result.state_problems)} governed rows differ from their last ledger entry"))
+    return _finish(result, started)
+
+
+def _check_nodes(result: VerificationResult, computed: dict[int, bytes], start: int) -> None:
+    """Every stored subtree hash at or after `start` must be one we recomputed, and equal to it."""
+    stored = MerkleNode.objects.values_list("node_id", "hash").order_by("node_id")
+    seen = 0
+    for node_id, node in stored.iterator(chunk_size=20_000):
+        level, index = node_id >> NODE_LEVEL_SHIFT, node_id & ((1 << NODE_LEVEL_SHIFT) - 1)
+        first_leaf = index << level
+        if first_leaf < start:
+            continue
+        expected = computed.get(node_id)
+        last_leaf = ((index + 1) << level) - 1
+        if expected is None:
+            result.fail(last_leaf, "merkle_node_unexpected",
+                        f"stored Merkle node (level {level}, index {index}) covers entries beyond the ledger")
+            return
+        if bytes(node) != expected:
+            result.fail(last_leaf, "merkle_node_mismatch",
+                        f"stored Merkle node (level {level}, index {index}) is wrong; entries {first_leaf}..{last_leaf}")
+            return
+        seen += 1
+    if seen != len(computed):
+        missing = min(set(computed) - set(MerkleNode.objects.filter(node_id__in=list(computed)).values_list("node_id", flat=True)), default=None)
+        if missing is not None:
+            level, index = missing >> NODE_LEVEL_SHIFT, missing & ((1 << NODE_LEVEL_SHIFT) - 1)
+            result.fail(((index + 1) << level) - 1, "merkle_node_missing",
+                        f"Merkle node (level {level}, index {index}) is missing")
+
+
+def _finish(result: VerificationResult, started: float) -> VerificationResult:
+    result.elapsed_s = round(time.perf_counter() - started, 4)
+    return result

@@ -1,0 +1,1 @@
+"""Datasets, training runs, lineage edges, in-toto/DSSE attestations, OpenLineage ingestion."""

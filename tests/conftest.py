@@ -1,0 +1,45 @@
+"""Shared fixtures: isolated signing keys, eager Celery for unit tests, users with roles."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = REPO_ROOT.parent / "shared"
+
+
+def uses_postgres() -> bool:
+    return os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
+
+
+@pytest.fixture(scope="session")
+def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("keys")
+    for name in ("ledger.key", "attestation.key"):
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        (folder / name).write_bytes(pem)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _isolated_keys(settings, key_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    settings.LEDGER_SIGNING_KEY_FILE = key_dir / "ledger.key"
+    settings.ATTESTATION_SIGNING_KEY_FILE = key_dir / "attestation.key"
+
+
+@pytest.fixture(autouse=True)
+def _eager_celery(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """Unit and service tests run tasks inline; integration tests start a real worker instead."""
+    from governance.celery import app
+
+    eager = request.node.get_closest_marker("integration") is None
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = eager
+    yield
+    app.conf.task_always_eager = previous
