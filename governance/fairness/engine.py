@@ -166,9 +166,7 @@ def _factorize(values: object) -> tuple[npt.NDArray[np.intp], list[object]]:
             pass
     # Mixed Python objects (e.g. str and int in one column): slow, but only for odd input.
     index: dict[object, int] = {}
-    codes_list = [
-        index.setdefault(_hashable(item), len(index)) for item in array.tolist()
-    ]
+    codes_list = [index.setdefault(_hashable(item), len(index)) for item in array.tolist()]
     return np.asarray(codes_list, dtype=np.intp), list(index)
 
 
@@ -217,9 +215,7 @@ class ConfusionAccumulator:
         label_values: Iterable[object] | None = None,
     ) -> None:
         if isinstance(sensitive_columns, str) or not sensitive_columns:
-            raise FairnessInputError(
-                "fairness_bad_arguments", "at least one sensitive column is required"
-            )
+            raise FairnessInputError("fairness_bad_arguments", "at least one sensitive column is required")
         if len(set(sensitive_columns)) != len(sensitive_columns):
             raise FairnessInputError(
                 "fairness_bad_arguments",
@@ -265,9 +261,7 @@ class ConfusionAccumulator:
                     f"pos_label {positive!r} is not among label_values {sorted(declared)}",
                 )
         self.pos_label: str = positive
-        self._declared: frozenset[str] | None = (
-            frozenset(declared) if declared else None
-        )
+        self._declared: frozenset[str] | None = frozenset(declared) if declared else None
         # Without a declared set the labels are learned: the positive label and one other.
         self._learned: list[str] = [positive]
         self._cells: dict[tuple[str, ...], IntArray] = {}
@@ -279,9 +273,7 @@ class ConfusionAccumulator:
     def _allowed(self) -> frozenset[str] | list[str]:
         return self._declared if self._declared is not None else self._learned
 
-    def _encode_labels(
-        self, arrays: Mapping[str, object], row_offset: int
-    ) -> dict[str, npt.NDArray[np.int8]]:
+    def _encode_labels(self, arrays: Mapping[str, object], row_offset: int) -> dict[str, npt.NDArray[np.int8]]:
         """Return 0/1 per row for each label column, or raise naming the first bad row."""
         factorized: dict[str, tuple[npt.NDArray[np.intp], list[str | None]]] = {}
         indicators: dict[str, npt.NDArray[np.int8]] = {}
@@ -291,9 +283,7 @@ class ConfusionAccumulator:
             if indicator is not None:
                 is_missing, is_positive = indicator
                 bad_row = _first_true(is_missing)
-                if bad_row is not None and (
-                    first_bad is None or bad_row < first_bad[0]
-                ):
+                if bad_row is not None and (first_bad is None or bad_row < first_bad[0]):
                     first_bad = (bad_row, name, None)
                 indicators[name] = is_positive.astype(np.int8)
                 continue
@@ -305,17 +295,13 @@ class ConfusionAccumulator:
             first_bad = _earliest(first_bad, self._learn_labels(factorized))
         allowed = self._allowed()
         for name, (codes, labels) in factorized.items():
-            bad_codes = [
-                code for code, label in enumerate(labels) if label not in allowed
-            ]
+            bad_codes = [code for code, label in enumerate(labels) if label not in allowed]
             if bad_codes:
                 bad_row = _first_true(np.isin(codes, bad_codes))
                 if bad_row is not None:
                     raw = labels[int(codes[bad_row])]
                     first_bad = _earliest(first_bad, (bad_row, name, raw))
-            positive = np.asarray(
-                [label == self.pos_label for label in labels], dtype=np.int8
-            )
+            positive = np.asarray([label == self.pos_label for label in labels], dtype=np.int8)
             indicators[name] = positive[codes]
         if first_bad is not None:
             bad_row, name, label = first_bad
@@ -336,20 +322,14 @@ class ConfusionAccumulator:
         """Grow the learned label set in order of first appearance; report the first overflow."""
         first_seen: dict[str, tuple[int, str]] = {}
         for name, (codes, labels) in factorized.items():
-            new_codes = [
-                code
-                for code, label in enumerate(labels)
-                if label is not None and label not in self._learned
-            ]
+            new_codes = [code for code, label in enumerate(labels) if label is not None and label not in self._learned]
             for code, row in _first_rows(codes, new_codes).items():
                 label = labels[code]
                 assert label is not None
                 if label not in first_seen or row < first_seen[label][0]:
                     first_seen[label] = (row, name)
         overflow: tuple[int, str, object] | None = None
-        for label, (row, name) in sorted(
-            first_seen.items(), key=lambda item: item[1][0]
-        ):
+        for label, (row, name) in sorted(first_seen.items(), key=lambda item: item[1][0]):
             if len(self._learned) < 2:
                 self._learned.append(label)
             elif overflow is None:
@@ -367,22 +347,14 @@ class ConfusionAccumulator:
     ) -> None:
         """Add one chunk; ``row_offset`` is the number of data rows before it (for errors)."""
         offset = self.rows_seen if row_offset is None else row_offset
-        missing = [
-            column for column in self.sensitive_columns if column not in sensitive
-        ]
+        missing = [column for column in self.sensitive_columns if column not in sensitive]
         if missing:
-            raise FairnessInputError(
-                "fairness_missing_column", f"sensitive column(s) missing: {missing}"
-            )
+            raise FairnessInputError("fairness_missing_column", f"sensitive column(s) missing: {missing}")
         length = _length(y_true)
         lengths = {"y_true": length, "y_pred": _length(y_pred)}
-        lengths.update(
-            {column: _length(sensitive[column]) for column in self.sensitive_columns}
-        )
+        lengths.update({column: _length(sensitive[column]) for column in self.sensitive_columns})
         if len(set(lengths.values())) != 1:
-            raise FairnessInputError(
-                "fairness_length_mismatch", f"columns have different lengths: {lengths}"
-            )
+            raise FairnessInputError("fairness_length_mismatch", f"columns have different lengths: {lengths}")
         if length == 0:
             return
         labels = self._encode_labels({"y_true": y_true, "y_pred": y_pred}, offset)
@@ -413,9 +385,7 @@ class ConfusionAccumulator:
         combined *= 4
         combined += labels["y_true"].astype(np.int64) * 2
         combined += labels["y_pred"]
-        cells = np.bincount(combined, minlength=combinations * 4).reshape(
-            combinations, 4
-        )
+        cells = np.bincount(combined, minlength=combinations * 4).reshape(combinations, 4)
         del combined
 
         for index in np.flatnonzero(cells.sum(axis=1)):
@@ -434,11 +404,7 @@ class ConfusionAccumulator:
     def counts(self) -> ConfusionCounts:
         """The accumulated counts, groups in a stable order (``Unknown`` last per attribute)."""
         groups = sorted(self._cells, key=_group_sort_key)
-        cells = (
-            np.stack([self._cells[group] for group in groups])
-            if groups
-            else np.zeros((0, 4), dtype=np.int64)
-        )
+        cells = np.stack([self._cells[group] for group in groups]) if groups else np.zeros((0, 4), dtype=np.int64)
         label_values: tuple[str, ...] | None
         if self._declared is not None:
             label_values = tuple(sorted(self._declared))
@@ -460,13 +426,9 @@ def _as_indicator(values: object) -> tuple[BoolArray, BoolArray] | None:
     if isinstance(values, pa.Array):
         if not pa.types.is_boolean(values.type):
             return None
-        is_missing = np.asarray(
-            values.is_null().to_numpy(zero_copy_only=False), dtype=np.bool_
-        )
+        is_missing = np.asarray(values.is_null().to_numpy(zero_copy_only=False), dtype=np.bool_)
         filled = values.fill_null(False) if values.null_count else values
-        return is_missing, np.asarray(
-            filled.to_numpy(zero_copy_only=False), dtype=np.bool_
-        )
+        return is_missing, np.asarray(filled.to_numpy(zero_copy_only=False), dtype=np.bool_)
     if isinstance(values, np.ndarray) and values.dtype.kind == "b":
         flat = values.reshape(-1)
         return np.zeros(flat.shape[0], dtype=np.bool_), flat
@@ -496,11 +458,7 @@ def _first_rows(codes: npt.NDArray[np.intp], wanted: Sequence[int]) -> dict[int,
         return rows
     present, first_index = np.unique(codes, return_index=True)
     wanted_set = set(wanted)
-    return {
-        int(code): int(row)
-        for code, row in zip(present, first_index, strict=True)
-        if int(code) in wanted_set
-    }
+    return {int(code): int(row) for code, row in zip(present, first_index, strict=True) if int(code) in wanted_set}
 
 
 def _group_sort_key(group: tuple[str, ...]) -> tuple[tuple[bool, str], ...]:
@@ -520,9 +478,7 @@ def predictions_from_scores(
             as_float = None
         if as_float is None:
             values = score.to_pylist()
-            scores = np.asarray(
-                [_score_or_nan(value) for value in values], dtype=np.float64
-            )
+            scores = np.asarray([_score_or_nan(value) for value in values], dtype=np.float64)
         else:
             scores = np.asarray(
                 as_float.fill_null(math.nan).to_numpy(zero_copy_only=False),
@@ -533,9 +489,7 @@ def predictions_from_scores(
             scores = np.asarray(score, dtype=np.float64).reshape(-1)
         except (TypeError, ValueError):
             raw = np.asarray(score, dtype=object).reshape(-1)
-            scores = np.asarray(
-                [_score_or_nan(value) for value in raw], dtype=np.float64
-            )
+            scores = np.asarray([_score_or_nan(value) for value in raw], dtype=np.float64)
     bad_row = _first_true(np.isnan(scores))
     if bad_row is not None:
         row_number = row_offset + bad_row + 1
@@ -634,9 +588,7 @@ def _feature_sets(columns: int) -> list[tuple[int, ...]]:
     return sets
 
 
-def _project(
-    counts: ConfusionCounts, feature_set: tuple[int, ...]
-) -> list[tuple[tuple[str, ...], IntArray]]:
+def _project(counts: ConfusionCounts, feature_set: tuple[int, ...]) -> list[tuple[tuple[str, ...], IntArray]]:
     """Sum intersection cells over the columns outside ``feature_set``."""
     sums: dict[tuple[str, ...], IntArray] = {}
     for group, cells in zip(counts.groups, counts.cells, strict=True):
@@ -675,22 +627,12 @@ def compute_report(
     """
     if counts.rows == 0:
         raise FairnessInputError("fairness_empty_input", "no data rows to audit")
-    if (
-        isinstance(bootstrap, bool)
-        or not isinstance(bootstrap, (int, np.integer))
-        or bootstrap < 0
-    ):
-        raise FairnessInputError(
-            "fairness_bad_arguments", "bootstrap must be an integer >= 0"
-        )
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, (int, np.integer)) or bootstrap < 0:
+        raise FairnessInputError("fairness_bad_arguments", "bootstrap must be an integer >= 0")
     if not 0.0 < ci_level < 1.0:
-        raise FairnessInputError(
-            "fairness_bad_arguments", "ci_level must be between 0 and 1"
-        )
+        raise FairnessInputError("fairness_bad_arguments", "ci_level must be between 0 and 1")
     if min_group_size < 0:
-        raise FairnessInputError(
-            "fairness_bad_arguments", "min_group_size must be >= 0"
-        )
+        raise FairnessInputError("fairness_bad_arguments", "min_group_size must be >= 0")
     columns = counts.sensitive_columns
     reference = _normalise_reference(reference_group, columns)
 
@@ -701,10 +643,7 @@ def compute_report(
             groups.append(
                 _Group(
                     feature_set=feature_set,
-                    attributes={
-                        columns[i]: value
-                        for i, value in zip(feature_set, key, strict=True)
-                    },
+                    attributes={columns[i]: value for i, value in zip(feature_set, key, strict=True)},
                     cells=cells,
                     count=count,
                     small=count < min_group_size,
@@ -723,19 +662,12 @@ def compute_report(
         totals = all_cells.sum(axis=1)
         draws = np.empty((bootstrap, all_cells.shape[0], 4), dtype=np.int64)
         for index in range(all_cells.shape[0]):
-            draws[:, index, :] = rng.multinomial(
-                int(totals[index]), all_cells[index] / totals[index], size=bootstrap
-            )
+            draws[:, index, :] = rng.multinomial(int(totals[index]), all_cells[index] / totals[index], size=bootstrap)
         replicate_rates = rates_from_cells(draws)
-        intervals = {
-            name: _nan_quantiles(values, quantiles)
-            for name, values in replicate_rates.items()
-        }
+        intervals = {name: _nan_quantiles(values, quantiles) for name, values in replicate_rates.items()}
 
     def rate_block(index: int) -> dict[str, Any]:
-        block: dict[str, Any] = {
-            name: _to_json_float(point[name][index]) for name in RATE_NAMES
-        }
+        block: dict[str, Any] = {name: _to_json_float(point[name][index]) for name in RATE_NAMES}
         if intervals is None:
             block["ci"] = None
         else:
@@ -771,11 +703,7 @@ def compute_report(
 
     disparities: dict[str, Any] = {}
     for feature_set in _feature_sets(len(columns)):
-        members = [
-            offset
-            for offset, group in enumerate(groups, start=1)
-            if group.feature_set == feature_set
-        ]
+        members = [offset for offset, group in enumerate(groups, start=1) if group.feature_set == feature_set]
         disparities["&".join(columns[i] for i in feature_set)] = _disparity_entry(
             feature_set=feature_set,
             columns=columns,
@@ -792,9 +720,7 @@ def compute_report(
         "rows": counts.rows,
         "sensitive_columns": list(columns),
         "pos_label": counts.pos_label,
-        "label_values": None
-        if counts.label_values is None
-        else list(counts.label_values),
+        "label_values": None if counts.label_values is None else list(counts.label_values),
         "parameters": {
             "min_group_size": min_group_size,
             "include_small_groups": include_small_groups,
@@ -809,9 +735,7 @@ def compute_report(
     }
 
 
-def _normalise_reference(
-    reference_group: Mapping[str, object] | None, columns: Sequence[str]
-) -> dict[str, str]:
+def _normalise_reference(reference_group: Mapping[str, object] | None, columns: Sequence[str]) -> dict[str, str]:
     if not reference_group:
         return {}
     unknown = [column for column in reference_group if column not in columns]
@@ -867,9 +791,7 @@ def _disparity_entry(
         values = point[rate][included]
         spreads[rate] = _spread(values)
         undefined[rate] = [
-            _group_label(groups[m - 1])
-            for m, value in zip(included, values, strict=True)
-            if np.isnan(value)
+            _group_label(groups[m - 1]) for m, value in zip(included, values, strict=True) if np.isnan(value)
         ]
     dp_difference, dp_ratio = spreads["selection_rate"]
     tpr_difference, tpr_ratio = spreads["tpr"]
@@ -907,19 +829,11 @@ def _disparity_entry(
     selection = point["selection_rate"]
     best: int | None = None
     for m in included:
-        if not np.isnan(selection[m]) and (
-            best is None or selection[m] > selection[best]
-        ):
+        if not np.isnan(selection[m]) and (best is None or selection[m] > selection[best]):
             best = m
-    reference_member = _reference_member(
-        groups, members, included, set_columns, reference
-    )
+    reference_member = _reference_member(groups, members, included, set_columns, reference)
     best_rate = None if best is None else float(selection[best])
-    reference_rate = (
-        None
-        if reference_member is None
-        else _to_json_float(selection[reference_member])
-    )
+    reference_rate = None if reference_member is None else _to_json_float(selection[reference_member])
     impact = []
     for m in members:
         group_rate = _to_json_float(selection[m])
@@ -933,26 +847,17 @@ def _disparity_entry(
             }
         )
     entry["best_group"] = None if best is None else _group_label(groups[best - 1])
-    entry["reference_group"] = (
-        None if reference_member is None else _group_label(groups[reference_member - 1])
-    )
-    entry["reference_rule"] = (
-        "chosen"
-        if all(column in reference for column in set_columns)
-        else "largest_group"
-    )
+    entry["reference_group"] = None if reference_member is None else _group_label(groups[reference_member - 1])
+    entry["reference_rule"] = "chosen" if all(column in reference for column in set_columns) else "largest_group"
     entry["impact_ratios"] = impact
 
     if replicate_rates is None:
         entry["ci"] = None
     else:
         defined_in = {
-            rate: [m for m in included if not np.isnan(point[rate][m])]
-            for rate in ("selection_rate", "tpr", "fpr")
+            rate: [m for m in included if not np.isnan(point[rate][m])] for rate in ("selection_rate", "tpr", "fpr")
         }
-        sr_diff, sr_ratio = _replicate_spread(
-            replicate_rates["selection_rate"][:, defined_in["selection_rate"]]
-        )
+        sr_diff, sr_ratio = _replicate_spread(replicate_rates["selection_rate"][:, defined_in["selection_rate"]])
         tpr_diff, _ = _replicate_spread(replicate_rates["tpr"][:, defined_in["tpr"]])
         fpr_diff, _ = _replicate_spread(replicate_rates["fpr"][:, defined_in["fpr"]])
         eo_diff = np.fmax(tpr_diff, fpr_diff)
@@ -967,9 +872,7 @@ def _disparity_entry(
         bounds = _nan_quantiles(stacked, quantiles)
         entry["ci"] = {
             name: (
-                None
-                if entry[name] is None or np.isnan(bounds[0, i])
-                else [float(bounds[0, i]), float(bounds[1, i])]
+                None if entry[name] is None or np.isnan(bounds[0, i]) else [float(bounds[0, i]), float(bounds[1, i])]
             )
             for i, name in enumerate(series)
         }
