@@ -291,8 +291,8 @@ def frontier_append(
         _, left = new_frontier.pop()
         carried = node_hash(left, carried)
         level += 1
-        # The finished subtree ends just after this leaf.
-        new_nodes.append((level, ((leaf_index + 1) >> level) - 1, carried))
+        # This leaf is the last one of the subtree it just finished.
+        new_nodes.append((level, leaf_index >> level, carried))
     new_frontier.append((level, carried))
     return new_frontier, new_nodes
 

@@ -383,11 +383,11 @@ def test_inclusion_proof_with_an_extra_or_missing_element_is_rejected(leaf_index
     leaf = LEAF_HASHES[leaf_index]
     for extra in (root, leaf, b"\x00" * 32):
         for tampered in ([*proof, extra], [extra, *proof]):
-            with pytest.raises(ProofError):
+            with pytest.raises(ProofError, match="longer than the path"):
                 merkle.verify_inclusion(leaf, leaf_index, tree_size, tampered, root)
     for dropped in range(len(proof)):
         tampered = proof[:dropped] + proof[dropped + 1 :]
-        with pytest.raises(ProofError):
+        with pytest.raises(ProofError, match="shorter than the path"):
             merkle.verify_inclusion(leaf, leaf_index, tree_size, tampered, root)
 
 
@@ -470,11 +470,11 @@ def test_consistency_proof_with_an_extra_or_missing_element_is_rejected(first_si
     first_root, second_root = REFERENCE_ROOTS[first_size], REFERENCE_ROOTS[second_size]
     for extra in (first_root, second_root, b"\x00" * 32):
         for tampered in ([*proof, extra], [extra, *proof]):
-            with pytest.raises(ProofError):
+            with pytest.raises(ProofError, match="longer than the path"):
                 merkle.verify_consistency(first_size, second_size, tampered, first_root, second_root)
     for dropped in range(len(proof)):
         tampered = proof[:dropped] + proof[dropped + 1 :]
-        with pytest.raises(ProofError):
+        with pytest.raises(ProofError, match="shorter than the path|cannot be empty"):
             merkle.verify_consistency(first_size, second_size, tampered, first_root, second_root)
 
 
@@ -493,16 +493,16 @@ def test_consistency_edge_sizes() -> None:
     merkle.verify_consistency(0, 5, [], merkle.EMPTY_ROOT, root_5)
     merkle.verify_consistency(0, 0, [], merkle.EMPTY_ROOT, merkle.EMPTY_ROOT)
     merkle.verify_consistency(5, 5, [], root_5, root_5)
-    rejected: list[tuple[int, int, list[bytes], bytes, bytes]] = [
-        (0, 5, [root_3], merkle.EMPTY_ROOT, root_5),
-        (0, 5, [], root_3, root_5),
-        (0, 0, [], merkle.EMPTY_ROOT, root_5),
-        (5, 5, [root_5], root_5, root_5),
-        (5, 5, [], root_5, root_3),
-        (5, 3, [], root_5, root_3),
-        (3, 5, [], root_3, root_5),
-        (-1, 5, [], root_3, root_5),
+    rejected: list[tuple[str, tuple[int, int, list[bytes], bytes, bytes]]] = [
+        ("from the empty tree must be empty", (0, 5, [root_3], merkle.EMPTY_ROOT, root_5)),
+        ("root of the empty tree", (0, 5, [], root_3, root_5)),
+        ("root of the empty tree", (0, 0, [], merkle.EMPTY_ROOT, root_5)),
+        ("between equal sizes must be empty", (5, 5, [root_5], root_5, root_5)),
+        ("equal tree sizes with different roots", (5, 5, [], root_5, root_3)),
+        ("first size 5 is larger than second size 3", (5, 3, [root_3], root_5, root_3)),
+        ("cannot be empty", (3, 5, [], root_3, root_5)),
+        ("first size -1 is negative", (-1, 5, [], root_3, root_5)),
     ]
-    for arguments in rejected:
-        with pytest.raises(ProofError):
+    for message, arguments in rejected:
+        with pytest.raises(ProofError, match=message):
             merkle.verify_consistency(*arguments)
