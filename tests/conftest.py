@@ -43,3 +43,36 @@ def _eager_celery(request: pytest.FixtureRequest):  # type: ignore[no-untyped-de
     app.conf.task_always_eager = eager
     yield
     app.conf.task_always_eager = previous
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _flush_past_append_only_triggers():
+    """Transactional tests end with `flush`, which the ledger's triggers rightly refuse.
+
+    Test-only: around Django's flush command, drop the triggers and create them again, using
+    the migration's own functions so the recreated triggers are exactly the production ones.
+    """
+    from importlib import import_module
+
+    from django.core.management.commands import flush
+    from django.db import connections
+
+    triggers = import_module("audit.migrations.0002_append_only_triggers")
+    original = flush.Command.handle
+
+    def handle(self, **options):  # type: ignore[no-untyped-def]
+        connection = connections[options.get("database", "default")]
+        with connection.schema_editor() as editor:
+            triggers.drop_triggers(None, editor)
+        try:
+            return original(self, **options)
+        finally:
+            with connection.schema_editor() as editor:
+                triggers.create_triggers(None, editor)
+            from django.apps import apps
+
+            triggers.create_head(apps, None)
+
+    flush.Command.handle = handle
+    yield
+    flush.Command.handle = original

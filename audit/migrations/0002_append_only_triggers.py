@@ -89,7 +89,7 @@ def create_triggers(apps, schema_editor):
     else:
         raise RuntimeError(f"append-only triggers are not defined for {vendor}")
     for statement in statements:
-        schema_editor.execute(statement)
+        schema_editor.execute(statement, params=None)
 
 
 def drop_triggers(apps, schema_editor):

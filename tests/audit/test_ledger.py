@@ -1,0 +1,154 @@
+"""The append path: chain links, seq, batch atomicity, Merkle storage, checkpoints and proofs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from django.db import transaction
+
+from audit import merkle, note
+from audit.errors import InvalidInput
+from audit.keys import verifiers
+from audit.ledger import (
+    ZERO_HASH,
+    checkpoint_create,
+    consistency_proof,
+    draft,
+    inclusion_proof,
+    ledger_append,
+    ledger_append_many,
+    root_at,
+)
+from audit.models import Checkpoint, LedgerEntry, LedgerHead
+from audit.verify import verify_ledger
+
+pytestmark = pytest.mark.django_db
+
+
+def _append(count: int, *, prefix: str = "item") -> list[LedgerEntry]:
+    return [ledger_append(actor="system:test", action="test.appended", subject=("test.item", f"{prefix}{index}"),
+                          payload={"index": index}) for index in range(count)]
+
+
+def test_genesis_links_to_zero_hash_and_entries_chain():
+    entries = _append(5)
+    assert [entry.seq for entry in entries] == [0, 1, 2, 3, 4]
+    assert bytes(entries[0].prev_hash) == ZERO_HASH
+    for previous, entry in zip(entries, entries[1:], strict=False):
+        assert bytes(entry.prev_hash) == bytes(previous.entry_hash)
+    for entry in LedgerEntry.objects.all():
+        canonical = bytes(entry.canonical)
+        assert hashlib.sha256(canonical).digest() == bytes(entry.entry_hash)
+        assert merkle.leaf_hash(canonical) == bytes(entry.leaf_hash)
+
+
+def test_canonical_bytes_are_jcs_of_every_field_but_entry_hash():
+    entry = ledger_append(actor="system:test", action="x.y", subject=("t", "1"), payload={"b": 2, "a": "é"})
+    document = json.loads(bytes(entry.canonical))
+    assert set(document) == {"seq", "recorded_at", "actor", "action", "subject", "payload", "prev_hash"}
+    assert document["subject"] == {"type": "t", "id": "1"}
+    assert document["prev_hash"] == "00" * 32
+    assert bytes(entry.canonical) == json.dumps(document, sort_keys=True, separators=(",", ":"),
+                                                ensure_ascii=False).encode()
+    assert document["recorded_at"].endswith("Z")
+
+
+def test_append_joins_the_callers_transaction():
+    with pytest.raises(RuntimeError), transaction.atomic():
+        ledger_append(actor="system:test", action="t", subject=("t", "1"))
+        raise RuntimeError("caller fails after appending")
+    assert LedgerEntry.objects.count() == 0
+    assert LedgerHead.objects.get(pk=1).tree_size == 0
+    entry = ledger_append(actor="system:test", action="t", subject=("t", "1"))
+    assert entry.seq == 0
+
+
+def test_batch_is_all_or_nothing():
+    _append(3)
+    head_before = LedgerHead.objects.get(pk=1).tree_size
+    drafts = [draft(actor="system:test", action="batch", subject=("t", str(i)), payload={"i": i}) for i in range(50)]
+    drafts.append(draft(actor="system:test", action="batch", subject=("t", "bad"), payload={"n": float("nan")}))
+    with pytest.raises(ValueError):
+        ledger_append_many(drafts)
+    assert LedgerEntry.objects.count() == 3
+    assert LedgerHead.objects.get(pk=1).tree_size == head_before == 3
+    assert verify_ledger().ok
+
+
+def test_batch_appends_then_checkpoints_after_commit(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        ledger_append_many([draft(actor="system:test", action="batch", subject=("t", str(i))) for i in range(37)])
+    assert len(callbacks) == 1
+    checkpoint = Checkpoint.objects.get()
+    assert checkpoint.tree_size == 37
+    body, _ = note.open_note(checkpoint.note, verifiers())
+    parsed = note.parse_checkpoint(body)
+    leaves = list(LedgerEntry.objects.order_by("seq").values_list("leaf_hash", flat=True))
+    assert parsed.root_hash == merkle.root_hash([bytes(leaf) for leaf in leaves])
+
+
+def test_entry_without_actor_is_refused():
+    with pytest.raises(InvalidInput) as caught:
+        ledger_append(actor="", action="t", subject=("t", "1"))
+    assert caught.value.code == "ledger_actor_missing"
+    assert LedgerEntry.objects.count() == 0
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 8, 9, 31, 64, 65])
+def test_inclusion_and_consistency_proofs_verify_against_recomputed_roots(size):
+    _append(size)
+    leaves = [bytes(leaf) for leaf in LedgerEntry.objects.order_by("seq").values_list("leaf_hash", flat=True)]
+    for tree_size in range(1, size + 1):
+        root = merkle.root_hash(leaves[:tree_size])
+        assert root_at(tree_size) == root
+        for leaf_index in range(tree_size):
+            proof = inclusion_proof(leaf_index=leaf_index, tree_size=tree_size)
+            merkle.verify_inclusion(leaves[leaf_index], leaf_index, tree_size, proof, root)
+        for first in range(1, tree_size + 1):
+            proof = consistency_proof(first_size=first, second_size=tree_size)
+            merkle.verify_consistency(first, tree_size, proof, merkle.root_hash(leaves[:first]), root)
+
+
+def test_proof_requests_outside_the_log_are_refused_with_codes():
+    _append(4)
+    with pytest.raises(InvalidInput) as too_large:
+        inclusion_proof(leaf_index=0, tree_size=5)
+    assert too_large.value.code == "tree_size_too_large"
+    with pytest.raises(InvalidInput) as outside:
+        inclusion_proof(leaf_index=4, tree_size=4)
+    assert outside.value.code == "leaf_index_out_of_range"
+    with pytest.raises(InvalidInput) as bad_sizes:
+        consistency_proof(first_size=3, second_size=2)
+    assert bad_sizes.value.code == "invalid_tree_sizes"
+
+
+def test_checkpoint_is_idempotent_per_tree_size_and_consistency_between_any_two():
+    _append(3)
+    first = checkpoint_create()
+    assert checkpoint_create().pk == first.pk
+    _append(10, prefix="more")
+    second = checkpoint_create()
+    assert (first.tree_size, second.tree_size) == (3, 13)
+    proof = consistency_proof(first_size=3, second_size=13)
+    merkle.verify_consistency(3, 13, proof, bytes(first.root_hash), bytes(second.root_hash))
+    assert verify_ledger().checkpoints_checked == 2
+
+
+def test_rotation_keeps_old_checkpoints_verifiable():
+    from audit.keys import signing_key_rotate
+    from audit.models import SigningKey
+
+    _append(2)
+    old = checkpoint_create()
+    rotated = signing_key_rotate(purpose=SigningKey.Purpose.CHECKPOINT)
+    _append(2, prefix="after")
+    new = checkpoint_create()
+    assert old.key_id != new.key_id == rotated.pk
+    retired = SigningKey.objects.get(pk=old.key_id)
+    assert retired.valid_until is not None
+    result = verify_ledger()
+    assert result.ok, result.problems
+    assert result.checkpoints_checked == 2
+    assert LedgerEntry.objects.filter(action="signing_key.rotated").count() == 1
