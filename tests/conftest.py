@@ -40,9 +40,10 @@ def _eager_celery(request: pytest.FixtureRequest):  # type: ignore[no-untyped-de
 
     eager = request.node.get_closest_marker("integration") is None
     previous = app.conf.task_always_eager
-    app.conf.task_always_eager = eager
+    # The app reads Django settings with the CELERY_ namespace, so the override needs that key.
+    app.conf.CELERY_TASK_ALWAYS_EAGER = eager
     yield
-    app.conf.task_always_eager = previous
+    app.conf.CELERY_TASK_ALWAYS_EAGER = previous
 
 
 @pytest.fixture(scope="session", autouse=True)
