@@ -62,6 +62,7 @@ RATE_NAMES: Final = (
 # Above this many possible group combinations in one chunk, combined codes are compacted
 # with np.unique instead of sizing np.bincount by the full product of cardinalities.
 _MAX_DENSE_COMBINATIONS: Final = 1 << 22
+_SLICE_ROWS: Final = 1 << 20
 
 _INTEGER_TEXT = re.compile(r"[+-]?\d+")
 _DECIMAL_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -154,8 +155,11 @@ def _factorize(values: object) -> tuple[npt.NDArray[np.intp], list[object]]:
     if array.dtype.kind in "iu" and array.size:
         low, high = int(array.min()), int(array.max())
         if high - low < 1 << 20:
-            shifted = (array - low).astype(np.intp)
+            # Small-range integers (0/1 labels, coded groups) are their own codes.
+            shifted = array.astype(np.intp, copy=False) if low == 0 else (array - low).astype(np.intp)
             present = np.flatnonzero(np.bincount(shifted))
+            if present.size == high - low + 1:
+                return shifted, list(range(low, high + 1))
             lookup = np.zeros(high - low + 1, dtype=np.intp)
             lookup[present] = np.arange(present.size, dtype=np.intp)
             return lookup[shifted], [int(v) + low for v in present]
@@ -182,6 +186,20 @@ def _length(values: object) -> int:
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
         return len(values)
     return int(np.asarray(values).reshape(-1).shape[0])
+
+
+def _as_array(values: object) -> object:
+    """Arrow arrays as they are, anything else (lists, pandas Series) as a flat numpy array."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values
+    return np.asarray(values).reshape(-1)
+
+
+def _slice(values: object, start: int, stop: int) -> object:
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values.slice(start, stop - start)
+    assert isinstance(values, np.ndarray)
+    return values[start:stop]
 
 
 def _first_true(mask: BoolArray) -> int | None:
@@ -350,6 +368,8 @@ class ConfusionAccumulator:
         missing = [column for column in self.sensitive_columns if column not in sensitive]
         if missing:
             raise FairnessInputError("fairness_missing_column", f"sensitive column(s) missing: {missing}")
+        y_true, y_pred = _as_array(y_true), _as_array(y_pred)
+        sensitive = {column: _as_array(sensitive[column]) for column in self.sensitive_columns}
         length = _length(y_true)
         lengths = {"y_true": length, "y_pred": _length(y_pred)}
         lengths.update({column: _length(sensitive[column]) for column in self.sensitive_columns})
@@ -357,6 +377,19 @@ class ConfusionAccumulator:
             raise FairnessInputError("fairness_length_mismatch", f"columns have different lengths: {lengths}")
         if length == 0:
             return
+        # Long inputs go through in slices: the temporaries stay cache-sized and memory flat.
+        for start in range(0, length, _SLICE_ROWS):
+            stop = min(start + _SLICE_ROWS, length)
+            self._add_slice(
+                _slice(y_true, start, stop),
+                _slice(y_pred, start, stop),
+                {column: _slice(sensitive[column], start, stop) for column in self.sensitive_columns},
+                offset + start,
+            )
+        self.rows_seen = max(self.rows_seen, offset + length)
+
+    def _add_slice(self, y_true: object, y_pred: object, sensitive: Mapping[str, object], offset: int) -> None:
+        length = _length(y_true)
         labels = self._encode_labels({"y_true": y_true, "y_pred": y_pred}, offset)
 
         combined = np.zeros(length, dtype=np.int64)
@@ -399,7 +432,6 @@ class ConfusionAccumulator:
                 self._cells[group] += cells[index]
             else:
                 self._cells[group] = cells[index].astype(np.int64)
-        self.rows_seen = max(self.rows_seen, offset + length)
 
     def counts(self) -> ConfusionCounts:
         """The accumulated counts, groups in a stable order (``Unknown`` last per attribute)."""

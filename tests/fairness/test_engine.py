@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 from fairlearn import metrics as flm
 
+from governance.fairness import engine
 from governance.fairness.engine import (
     ConfusionAccumulator,
     FairnessInputError,
@@ -486,3 +487,19 @@ def test_report_is_strict_json() -> None:
     counts = _counts(y_true, y_pred, {"g": frame["g"].to_numpy(), "h": frame["h"].to_numpy()})
     text = json.dumps(compute_report(counts, bootstrap=50, seed=1), allow_nan=False)
     assert '"Unknown"' in text
+
+
+def test_long_input_goes_through_in_slices_with_row_numbers_intact(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(10)
+    y_true, y_pred = rng.integers(0, 2, 95), rng.integers(0, 2, 95)
+    groups = list(rng.choice(["a", "b", "c"], 95))  # a plain list is accepted too
+    whole = _counts(y_true, y_pred, {"g": groups})
+
+    monkeypatch.setattr(engine, "_SLICE_ROWS", 10)
+    sliced = _counts(y_true, y_pred, {"g": groups})
+    np.testing.assert_array_equal(whole.cells, sliced.cells)
+
+    y_true[57] = 3
+    with pytest.raises(FairnessInputError) as error:
+        _counts(y_true, y_pred, {"g": groups})
+    assert error.value.extra["row"] == 58
