@@ -1,0 +1,64 @@
+"""Eight writer processes append at once: the chain never forks, seq has no gap, nothing is lost."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from audit.models import LedgerEntry, LedgerHead
+from audit.verify import verify_ledger
+from tests.conftest import REPO_ROOT, uses_postgres
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
+
+WRITERS = 8
+
+
+def _database_url() -> str:
+    settings = connection.settings_dict
+    if connection.vendor == "postgresql":
+        return f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
+    return f"sqlite:///{Path(settings['NAME']).resolve()}"
+
+
+def _run_writers(count: int, batch: int) -> None:
+    env = {**os.environ, "DATABASE_URL": _database_url(), "PYTHONPATH": str(REPO_ROOT)}
+    processes = [subprocess.Popen([sys.executable, str(REPO_ROOT / "tests/integration/ledger_writer.py"),
+                                   str(writer), str(count), str(batch)], env=env, cwd=REPO_ROOT,
+                                  stderr=subprocess.PIPE) for writer in range(WRITERS)]
+    for process in processes:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr.decode()[-2000:]
+
+
+def _assert_intact(expected: int, count: int) -> None:
+    seqs = list(LedgerEntry.objects.order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(expected)), "seq must run 0..n-1 with no gap"
+    subjects = set(LedgerEntry.objects.values_list("subject_id", flat=True))
+    assert subjects == {f"{writer}-{index}" for writer in range(WRITERS) for index in range(count)}
+    assert LedgerHead.objects.get(pk=1).tree_size == expected
+    result = verify_ledger()
+    assert result.ok, result.problems
+
+
+@pytest.mark.skipif(not uses_postgres(), reason="the 8-process test targets the real PostgreSQL (CI sets DATABASE_URL)")
+def test_eight_processes_appending_on_postgresql_never_fork_or_lose_entries():
+    _run_writers(count=150, batch=1)
+    _assert_intact(WRITERS * 150, 150)
+
+
+@pytest.mark.skipif(not uses_postgres(), reason="targets the real PostgreSQL")
+def test_eight_processes_batch_appending_on_postgresql():
+    _run_writers(count=400, batch=100)
+    _assert_intact(WRITERS * 400, 400)
+
+
+@pytest.mark.skipif(uses_postgres(), reason="the SQLite variant runs when the suite runs on SQLite")
+def test_eight_processes_appending_on_sqlite_never_fork_or_lose_entries():
+    _run_writers(count=40, batch=1)
+    _assert_intact(WRITERS * 40, 40)
