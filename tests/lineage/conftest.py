@@ -1,0 +1,51 @@
+"""Fixtures for lineage tests: users with lineage permissions, a pipeline key pair, helpers."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.contrib.auth.models import Permission
+
+LINEAGE_PERMS = [
+    "add_dataset", "view_dataset", "add_datasetversion", "view_datasetversion", "add_trainingrun",
+    "view_trainingrun", "view_lineagenode", "add_pipelinekey", "view_pipelinekey", "add_attestation",
+    "view_attestation",
+]
+
+
+def digest_of(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.fixture
+def pipeline_user(django_user_model):  # type: ignore[no-untyped-def]
+    user = django_user_model.objects.create_user(username="pipeline-ci", password="x" * 16)
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="lineage",
+                                                          codename__in=LINEAGE_PERMS))
+    return django_user_model.objects.get(pk=user.pk)
+
+
+@pytest.fixture
+def other_pipeline_user(django_user_model):  # type: ignore[no-untyped-def]
+    user = django_user_model.objects.create_user(username="pipeline-other", password="x" * 16)
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="lineage",
+                                                          codename__in=LINEAGE_PERMS))
+    return django_user_model.objects.get(pk=user.pk)
+
+
+@pytest.fixture
+def plain_user(django_user_model):  # type: ignore[no-untyped-def]
+    return django_user_model.objects.create_user(username="nobody", password="x" * 16)
+
+
+@pytest.fixture
+def pipeline_private_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+def public_pem(private_key: Ed25519PrivateKey) -> str:
+    return private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
