@@ -5,3 +5,9 @@ class AuditConfig(AppConfig):
     name = "audit"
     verbose_name = "Audit ledger"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from audit.governed import governed_state_problems
+        from audit.verify import register_state_check
+
+        register_state_check(governed_state_problems)

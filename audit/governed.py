@@ -1,0 +1,622 @@
+"""Governed models: every ORM write to them appends a ledger entry in the same transaction.
+
+Declare a model governed by subclassing `GovernedModel`. Then each write path records what
+changed, inside the transaction that makes the change (a failed append rolls the change back,
+and a rolled-back change leaves no entry):
+
+- `save()` (so `create`, `get_or_create`, `update_or_create` and admin edits), `delete()`
+  (with the governed rows it cascades to), `QuerySet.update()`, `QuerySet.delete()`,
+  `bulk_create`, `bulk_update`, and many-to-many `add`/`remove`/`set`/`clear`.
+- Entry: subject `("<app_label>.<model_name>", str(pk))`, action `<model_name>.created` /
+  `.updated` / `.deleted` / `.m2m_changed` (or the one named by `ledger_action`), payload
+  `{"before", "after", "state"}`: before/after hold the changed fields only on update and
+  every field on create/delete; `state` is the full recorded row after the change (null after
+  a delete). An update that changes nothing records nothing.
+- The actor comes from `acting_as(...)`, else from the request stored by
+  `audit.middleware.ActorMiddleware` (its `user`, read at write time). Without one the write
+  is refused (`ledger_actor_missing`): writes are never anonymous.
+
+Before-state: on update the row is re-read `SELECT ... FOR UPDATE` inside the transaction, so
+a concurrent writer can never make us record a stale "before" (a snapshot taken when the row
+was loaded would be stale whenever another writer committed in between; see bench/bench_capture.py
+for the cost of each).
+
+Writes that bypass the ORM (raw SQL, data migrations, `loaddata`) cannot be stopped; the state
+check registered here (`verify_ledger(check_state=True)`, `verify_ledger --state`) names every
+row that differs from the state its last ledger entry recorded.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import math
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections, models, router, transaction
+from django.db.models import Max
+from django.db.models.expressions import BaseExpression, DatabaseDefault
+from django.db.models.signals import class_prepared, m2m_changed, post_delete
+from django.utils.duration import duration_iso_string
+
+from audit.errors import InvalidInput
+from audit.ledger import EntryDraft, draft, ledger_append_many
+
+REDACTED = "<redacted>"
+MAX_SAFE_INTEGER = 2**53 - 1
+
+_actor: contextvars.ContextVar[Any] = contextvars.ContextVar("ledger_actor", default=None)
+_request: contextvars.ContextVar[Any] = contextvars.ContextVar("ledger_request", default=None)
+_action: contextvars.ContextVar[tuple[str, dict[str, Any]] | None] = contextvars.ContextVar(
+    "ledger_action", default=None)
+# Drafts collected while a delete runs, so one cascade is one batch append.
+_pending: contextvars.ContextVar[list[EntryDraft] | None] = contextvars.ContextVar("ledger_pending", default=None)
+
+
+# --- Context: who acts, under which action name ---------------------------------------------
+
+@contextmanager
+def acting_as(actor: Any) -> Iterator[None]:
+    """Captured writes inside this block are recorded as done by `actor` (a user or `system:<name>`)."""
+    token = _actor.set(actor)
+    try:
+        yield
+    finally:
+        _actor.reset(token)
+
+
+@contextmanager
+def ledger_action(action: str, **extra: Any) -> Iterator[None]:
+    """Captured writes inside this block are recorded under `action`, with `extra` merged into the payload."""
+    token = _action.set((action, extra))
+    try:
+        yield
+    finally:
+        _action.reset(token)
+
+
+@contextmanager
+def request_actor(request: Any) -> Iterator[None]:
+    """Used by ActorMiddleware: the request whose `user` acts, resolved when a write happens."""
+    token = _request.set(request)
+    try:
+        yield
+    finally:
+        _request.reset(token)
+
+
+def current_actor() -> Any:
+    """The explicit actor, else the authenticated request user; refuses anonymous writes."""
+    actor = _actor.get()
+    if actor is None:
+        request = _request.get()
+        user = getattr(request, "user", None) if request is not None else None
+        if user is not None and getattr(user, "is_authenticated", False):
+            actor = user
+    if actor is None or actor == "":
+        raise InvalidInput("Changes to governed records need an actor (a signed-in user or a named system task).",
+                           code="ledger_actor_missing")
+    return actor
+
+
+# --- What is recorded of a row ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _FieldSpec:
+    name: str
+    attname: str
+    field: models.Field[Any, Any]
+    redacted: bool
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How one governed model is recorded: its subject type and the fields in its state."""
+
+    model: type[models.Model]
+    subject_type: str
+    model_name: str
+    fields: tuple[_FieldSpec, ...]
+
+    @property
+    def attnames(self) -> list[str]:
+        return [spec.attname for spec in self.fields]
+
+
+_specs: dict[type[models.Model], ModelSpec] = {}
+
+
+def model_spec(model: type[models.Model]) -> ModelSpec:
+    spec = _specs.get(model)
+    if spec is None:
+        meta = model._meta.concrete_model._meta  # type: ignore[union-attr]
+        excluded = set(getattr(model, "governed_exclude", ()))
+        redacted = set(getattr(model, "governed_redact", ()))
+        fields = tuple(
+            _FieldSpec(field.name, field.attname, field, field.name in redacted)
+            for field in meta.concrete_fields
+            if not field.primary_key and field.name not in excluded
+        )
+        spec = ModelSpec(model=model, subject_type=f"{meta.app_label}.{meta.model_name}",
+                         model_name=meta.model_name, fields=fields)
+        _specs[model] = spec
+    return spec
+
+
+def json_value(value: Any) -> Any:
+    """A field value as JSON: ISO dates (UTC), Decimal/UUID as text, bytes as hex, FK as the pk."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return value if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value.isoformat()
+    if isinstance(value, (date, time)):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return duration_iso_string(value)
+    if isinstance(value, (Decimal, uuid.UUID)):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, dict):
+        return {str(key): json_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [json_value(item) for item in value]
+    if isinstance(value, models.Model):
+        return json_value(value.pk)
+    name = getattr(value, "name", None)  # FieldFile
+    if isinstance(name, str) or name is None and hasattr(value, "storage"):
+        return name
+    return str(value)
+
+
+def _field_value(spec: _FieldSpec, value: Any) -> Any:
+    if spec.redacted:
+        return REDACTED if value not in (None, "", b"") else value
+    field = spec.field
+    if value is not None and isinstance(field, (models.DateField, models.TimeField, models.DecimalField,
+                                                models.UUIDField, models.DurationField)):
+        # Normalize to the type the database returns: a string assigned to a date field, or
+        # Decimal("1.5") in a field with 2 places, must record what will be read back.
+        value = field.to_python(value)
+        if isinstance(value, Decimal) and field.decimal_places is not None and value.is_finite():  # type: ignore[attr-defined]
+            value = value.quantize(Decimal(1).scaleb(-field.decimal_places))  # type: ignore[attr-defined]
+    return json_value(value)
+
+
+def _needs_reread(instance: models.Model, spec: ModelSpec) -> bool:
+    for field_spec in spec.fields:
+        value = instance.__dict__.get(field_spec.attname)
+        if isinstance(value, (BaseExpression, DatabaseDefault)) or hasattr(value, "resolve_expression"):
+            return True
+    return False
+
+
+def instance_state(instance: models.Model) -> dict[str, Any]:
+    """The recorded state of an in-memory instance (as it was written)."""
+    spec = model_spec(type(instance))
+    values = instance.__dict__
+    return {field_spec.name: _field_value(field_spec, values.get(field_spec.attname)) for field_spec in spec.fields}
+
+
+def _state_from_row(spec: ModelSpec, row: Sequence[Any]) -> dict[str, Any]:
+    return {field_spec.name: _field_value(field_spec, value)
+            for field_spec, value in zip(spec.fields, row, strict=True)}
+
+
+def _read_states(model: type[models.Model], using: str, pks: Sequence[Any], *,
+                 lock: bool) -> dict[Any, dict[str, Any]]:
+    """Current recorded state of rows by pk, read inside the transaction (locked when `lock`)."""
+    spec = model_spec(model)
+    states: dict[Any, dict[str, Any]] = {}
+    chunk = 900 if connections[using].vendor == "sqlite" else 10_000
+    for start in range(0, len(pks), chunk):
+        query = model._base_manager.using(using).filter(pk__in=pks[start:start + chunk])
+        if lock:
+            query = query.select_for_update()
+        for row in query.values_list("pk", *spec.attnames):
+            states[row[0]] = _state_from_row(spec, row[1:])
+    return states
+
+
+def _changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    changed = [name for name, value in after.items() if before.get(name, value) != value or name not in before]
+    return {name: before.get(name) for name in changed}, {name: after[name] for name in changed}
+
+
+def _draft(actor: Any, spec: ModelSpec, pk: Any, verb: str, before: Any, after: Any, state: Any,
+           **more: Any) -> EntryDraft:
+    context = _action.get()
+    if context is None:
+        action, payload = f"{spec.model_name}.{verb}", {}
+    else:
+        action, payload = context[0], dict(context[1])
+    payload.update(more)
+    payload.update(before=before, after=after, state=state)
+    return draft(actor=actor, action=action, subject=(spec.subject_type, str(json_value(pk))), payload=payload)
+
+
+def _record(drafts: list[EntryDraft], *, checkpoint: bool = False) -> None:
+    if not drafts:
+        return
+    pending = _pending.get()
+    if pending is not None:
+        pending.extend(drafts)
+    else:
+        ledger_append_many(drafts, checkpoint=checkpoint)
+
+
+@contextmanager
+def _collecting(using: str) -> Iterator[None]:
+    """Collect the drafts of a delete (and its cascades) and append them as one batch at the end."""
+    if _pending.get() is not None:
+        yield
+        return
+    drafts: list[EntryDraft] = []
+    token = _pending.set(drafts)
+    try:
+        yield
+    finally:
+        _pending.reset(token)
+    # Reached only when the block succeeded; on an error the transaction rolls back anyway.
+    ledger_append_many(drafts, checkpoint=len(drafts) > 1)
+
+
+# --- Querysets and the model base ------------------------------------------------------------
+
+class GovernedQuerySet(models.QuerySet[Any]):
+    """Bulk paths that record one entry per row they change."""
+
+    def update(self, **kwargs: Any) -> int:
+        spec = model_spec(self.model)
+        actor = current_actor()
+        using = self.db
+        with transaction.atomic(using=using, savepoint=False):
+            locked = self._chain()
+            if connections[using].features.has_select_for_update:
+                of = ("self",) if connections[using].features.has_select_for_update_of else ()
+                locked = locked.select_for_update(of=of)
+            before = {row[0]: _state_from_row(spec, row[1:]) for row in locked.values_list("pk", *spec.attnames)}
+            if not before:
+                return 0
+            pks = list(before)
+            count = 0
+            chunk = 900 if connections[using].vendor == "sqlite" else 10_000
+            for start in range(0, len(pks), chunk):
+                query = self.model._base_manager.using(using).filter(pk__in=pks[start:start + chunk])
+                count += models.QuerySet.update(query, **kwargs)
+            after = _read_states(self.model, using, pks, lock=False)
+            drafts = []
+            for pk, old in before.items():
+                new = after.get(pk)
+                if new is None:
+                    continue
+                changed_before, changed_after = _changes(old, new)
+                if changed_after:
+                    drafts.append(_draft(actor, spec, pk, "updated", changed_before, changed_after, new))
+            _record(drafts, checkpoint=True)
+        return count
+
+    update.alters_data = True  # type: ignore[attr-defined]
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        current_actor()
+        using = self.db
+        with transaction.atomic(using=using, savepoint=False), _collecting(using):
+            return super().delete()
+
+    delete.alters_data = True  # type: ignore[attr-defined]
+    delete.queryset_only = True  # type: ignore[attr-defined]
+
+    def bulk_create(self, objs: Iterable[Any], *args: Any, **kwargs: Any) -> list[Any]:
+        if kwargs.get("ignore_conflicts") or kwargs.get("update_conflicts"):
+            raise InvalidInput("bulk_create with ignore_conflicts or update_conflicts cannot say which rows "
+                               "it wrote, so it is refused for governed models.",
+                               code="governed_bulk_conflicts_unsupported")
+        spec = model_spec(self.model)
+        actor = current_actor()
+        using = self.db
+        objs = list(objs)
+        with transaction.atomic(using=using, savepoint=False):
+            created = super().bulk_create(objs, *args, **kwargs)
+            if any(obj.pk is None for obj in created):
+                raise InvalidInput("The database did not return the keys of the new rows.",
+                                   code="governed_bulk_create_no_pk")
+            reread = any(_needs_reread(obj, spec) for obj in created)
+            states = _read_states(self.model, using, [obj.pk for obj in created], lock=False) if reread else {}
+            drafts = []
+            for obj in created:
+                state = states[obj.pk] if reread else instance_state(obj)
+                drafts.append(_draft(actor, spec, obj.pk, "created", None, state, state))
+            _record(drafts, checkpoint=True)
+        return created
+
+    bulk_create.alters_data = True  # type: ignore[attr-defined]
+
+    def bulk_update(self, objs: Iterable[Any], fields: Sequence[str], batch_size: int | None = None) -> int:
+        spec = model_spec(self.model)
+        actor = current_actor()
+        using = self.db
+        objs = list(objs)
+        pks = [obj.pk for obj in objs]
+        with transaction.atomic(using=using, savepoint=False):
+            before = _read_states(self.model, using, pks, lock=True)
+            count = super().bulk_update(objs, fields, batch_size=batch_size)
+            after = _read_states(self.model, using, list(before), lock=False)
+            drafts = []
+            for pk, old in before.items():
+                changed_before, changed_after = _changes(old, after[pk])
+                if changed_after:
+                    drafts.append(_draft(actor, spec, pk, "updated", changed_before, changed_after, after[pk]))
+            _record(drafts, checkpoint=True)
+        return count
+
+    bulk_update.alters_data = True  # type: ignore[attr-defined]
+
+
+class GovernedManager(models.Manager.from_queryset(GovernedQuerySet)):  # type: ignore[misc]
+    """Default (and base) manager of governed models."""
+
+
+class GovernedModel(models.Model):
+    """Abstract base: every ORM write to a subclass appends a ledger entry in the same transaction."""
+
+    # Fields never recorded (left out of before/after/state): e.g. counters that change on every read.
+    governed_exclude: ClassVar[tuple[str, ...]] = ()
+    # Fields recorded as "<redacted>": a change shows up, the value never does (secrets, hashes).
+    governed_redact: ClassVar[tuple[str, ...]] = ()
+
+    objects = GovernedManager()
+
+    class Meta:
+        abstract = True
+        base_manager_name = "objects"
+
+    def save_base(self, raw: bool = False, force_insert: Any = False, force_update: bool = False,
+                  using: str | None = None, update_fields: Iterable[str] | None = None) -> None:
+        if raw:
+            # Fixture loading: not a change anyone made; the state check reports it.
+            return super().save_base(raw=raw, force_insert=force_insert, force_update=force_update,
+                                     using=using, update_fields=update_fields)
+        spec = model_spec(type(self))
+        actor = current_actor()
+        using = using or router.db_for_write(self.__class__, instance=self)
+        meta = self._meta
+        pk = self.pk
+        with transaction.atomic(using=using, savepoint=False):
+            before = None
+            if pk is not None and not force_insert and not (self._state.adding and meta.pk.has_default()):  # type: ignore[union-attr]
+                before = _read_states(type(self), using, [pk], lock=True).get(pk)
+            super().save_base(raw=raw, force_insert=force_insert, force_update=force_update,
+                              using=using, update_fields=update_fields)
+            if _needs_reread(self, spec):
+                after = _read_states(type(self), using, [self.pk], lock=False)[self.pk]
+            elif before is not None and update_fields is not None:
+                written = set(update_fields)
+                after = dict(before)
+                for field_spec in spec.fields:
+                    if field_spec.name in written or field_spec.attname in written:
+                        after[field_spec.name] = _field_value(field_spec, self.__dict__.get(field_spec.attname))
+            else:
+                after = instance_state(self)
+            if before is None:
+                _record([_draft(actor, spec, self.pk, "created", None, after, after)])
+            else:
+                changed_before, changed_after = _changes(before, after)
+                if changed_after:
+                    _record([_draft(actor, spec, self.pk, "updated", changed_before, changed_after, after)])
+
+    def delete(self, using: str | None = None, keep_parents: bool = False) -> tuple[int, dict[str, int]]:
+        current_actor()
+        using = using or router.db_for_write(self.__class__, instance=self)
+        with transaction.atomic(using=using, savepoint=False), _collecting(using):
+            if self.pk is not None:
+                fresh = _read_states(type(self), using, [self.pk], lock=True).get(self.pk)
+                self.__dict__["_governed_before"] = fresh if fresh is not None else _MISSING
+            try:
+                return super().delete(using=using, keep_parents=keep_parents)
+            finally:
+                self.__dict__.pop("_governed_before", None)
+
+    delete.alters_data = True  # type: ignore[attr-defined]
+
+
+_MISSING: dict[str, Any] = {}
+
+
+def _on_post_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
+    spec = model_spec(sender)
+    before = instance.__dict__.get("_governed_before")
+    if before is _MISSING:
+        return  # the row was already gone: nothing was deleted
+    if before is None:
+        before = instance_state(instance)
+    _record([_draft(current_actor(), spec, instance.pk, "deleted", before, None, None)])
+
+
+# --- Many-to-many ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _M2M:
+    owner: type[models.Model]
+    field: models.ManyToManyField[Any, Any]
+    source: str  # through-table attname pointing at the owner
+    target: str  # through-table attname pointing at the other side
+
+
+_m2m_by_through: dict[type[models.Model], _M2M] = {}
+_m2m_resolved: set[type[models.Model]] = set()
+
+
+def _resolve_m2m() -> None:
+    for model in governed_models():
+        if model in _m2m_resolved:
+            continue
+        for field in model._meta.local_many_to_many:
+            through = field.remote_field.through  # type: ignore[union-attr]
+            if isinstance(through, str):
+                return  # not resolved yet; try again on the next signal
+            _m2m_by_through[through] = _M2M(owner=model, field=field,
+                                             source=field.m2m_column_name(), target=field.m2m_reverse_name())
+        _m2m_resolved.add(model)
+
+
+def _m2m_sets(info: _M2M, using: str, owners: Iterable[Any]) -> dict[Any, set[Any]]:
+    owners = list(owners)
+    sets: dict[Any, set[Any]] = {owner: set() for owner in owners}
+    through = info.field.remote_field.through  # type: ignore[union-attr]
+    rows = (through._base_manager.using(using).filter(**{f"{info.source}__in": owners})
+            .values_list(info.source, info.target))
+    for owner, target in rows:
+        sets[owner].add(target)
+    return sets
+
+
+def _on_m2m_changed(sender: type[models.Model], instance: models.Model, action: str, reverse: bool,
+                    model: type[models.Model], pk_set: set[Any] | None, using: str, **kwargs: Any) -> None:
+    if sender not in _m2m_by_through:
+        _resolve_m2m()
+    info = _m2m_by_through.get(sender)
+    if info is None:
+        return
+    stash_key = f"_governed_m2m_{id(sender)}"
+    if action.startswith("pre_"):
+        current_actor()
+        if not reverse:
+            owners: list[Any] = [instance.pk]
+        elif action == "pre_clear":
+            through = info.field.remote_field.through  # type: ignore[union-attr]
+            owners = list(through._base_manager.using(using).filter(**{info.target: instance.pk})
+                          .values_list(info.source, flat=True))
+        else:
+            owners = list(pk_set or ())
+        instance.__dict__[stash_key] = _m2m_sets(info, using, owners)
+        return
+    before_sets = instance.__dict__.pop(stash_key, None)
+    if before_sets is None:
+        return
+    actor = current_actor()
+    spec = model_spec(info.owner)
+    after_sets = _m2m_sets(info, using, before_sets)
+    changed = [owner for owner in before_sets if before_sets[owner] != after_sets[owner]]
+    if not changed:
+        return
+    states = _read_states(info.owner, using, changed, lock=False)
+    name = info.field.name
+    operation = action.removeprefix("post_")
+    drafts = []
+    for owner in changed:
+        drafts.append(_draft(
+            actor, spec, owner, "m2m_changed",
+            {name: sorted(json_value(pk) for pk in before_sets[owner])},
+            {name: sorted(json_value(pk) for pk in after_sets[owner])},
+            states.get(owner),
+            m2m={"field": name, "operation": operation,
+                 "pks": sorted(json_value(pk) for pk in before_sets[owner] ^ after_sets[owner])},
+        ))
+    _record(drafts, checkpoint=len(drafts) > 1)
+
+
+# --- Registry --------------------------------------------------------------------------------
+
+_registry: list[type[models.Model]] = []
+
+
+def governed_models() -> list[type[models.Model]]:
+    """Every concrete (non-proxy) governed model."""
+    return list(_registry)
+
+
+def _on_class_prepared(sender: type[models.Model], **kwargs: Any) -> None:
+    if not issubclass(sender, GovernedModel) or sender._meta.abstract:
+        return
+    if not isinstance(sender._default_manager, GovernedManager):
+        raise ImproperlyConfigured(f"{sender.__name__}: the default manager of a governed model must be a "
+                                   "GovernedManager, or bulk writes would bypass the ledger.")
+    # Related managers and the deletion collector use the base manager: it must capture too.
+    if sender._meta.base_manager_name is None:
+        sender._meta.base_manager_name = sender._default_manager.name
+    post_delete.connect(_on_post_delete, sender=sender, dispatch_uid=f"governed-delete-{sender._meta.label}")
+    if not sender._meta.proxy and sender not in _registry:
+        _registry.append(sender)
+
+
+class_prepared.connect(_on_class_prepared, dispatch_uid="governed-class-prepared")
+m2m_changed.connect(_on_m2m_changed, dispatch_uid="governed-m2m-changed")
+
+
+# --- State check: rows changed outside the ORM -----------------------------------------------
+
+def _last_entries(subject_type: str) -> dict[str, dict[str, Any]]:
+    """Payload of the last entry with a recorded state, per subject of one type."""
+    from audit.models import LedgerEntry
+
+    entries = LedgerEntry.objects.filter(subject_type=subject_type)
+    last_seqs = entries.values("subject_id").annotate(last=Max("seq")).values("last")
+    found: dict[str, dict[str, Any]] = {}
+    stateless: list[str] = []
+    for subject_id, canonical in LedgerEntry.objects.filter(seq__in=last_seqs).values_list("subject_id", "canonical"):
+        payload = json.loads(bytes(canonical))["payload"]
+        if isinstance(payload, dict) and "state" in payload:
+            found[subject_id] = payload
+        else:
+            stateless.append(subject_id)
+    # A service may append its own entries about a governed row (e.g. "bundle.exported");
+    # those carry no state, so look further back for the subjects whose last entry is one.
+    chunk = 500
+    for start in range(0, len(stateless), chunk):
+        wanted = set(stateless[start:start + chunk])
+        rows = entries.filter(subject_id__in=wanted).order_by("-seq").values_list("subject_id", "canonical")
+        for subject_id, canonical in rows.iterator(chunk_size=2000):
+            if subject_id in found:
+                continue
+            payload = json.loads(bytes(canonical))["payload"]
+            if isinstance(payload, dict) and "state" in payload:
+                found[subject_id] = payload
+    return found
+
+
+def governed_state_problems() -> Iterator[dict[str, Any]]:
+    """Rows whose live state differs from the state their last ledger entry recorded."""
+    for model in governed_models():
+        spec = model_spec(model)
+        recorded = _last_entries(spec.subject_type)
+        compared = [field_spec for field_spec in spec.fields if not field_spec.redacted]
+        live_ids: set[str] = set()
+        rows = model._base_manager.order_by().values_list("pk", *spec.attnames)
+        for row in rows.iterator(chunk_size=2000):
+            subject_id = str(json_value(row[0]))
+            live_ids.add(subject_id)
+            payload = recorded.get(subject_id)
+            if payload is None:
+                yield {"subject_type": spec.subject_type, "subject_id": subject_id,
+                       "message": "row has no ledger entry (written outside the ORM)", "fields": []}
+                continue
+            state = payload.get("state")
+            if state is None:
+                yield {"subject_type": spec.subject_type, "subject_id": subject_id,
+                       "message": "row exists but its last ledger entry records its deletion", "fields": []}
+                continue
+            live = _state_from_row(spec, row[1:])
+            differing = sorted(field_spec.name for field_spec in compared
+                               if state.get(field_spec.name) != live[field_spec.name])
+            if differing:
+                yield {"subject_type": spec.subject_type, "subject_id": subject_id,
+                       "message": f"row differs from its last ledger entry in: {', '.join(differing)}",
+                       "fields": differing}
+        for subject_id, payload in recorded.items():
+            if subject_id not in live_ids and payload.get("state") is not None:
+                yield {"subject_type": spec.subject_type, "subject_id": subject_id,
+                       "message": "row is gone but its deletion was never recorded", "fields": []}
