@@ -1,0 +1,432 @@
+"""Lineage REST API: datasets, versions, runs, graph queries, pipeline keys and attestations (thin views).
+
+Every write calls one service (one transaction with its ledger entry and attestation).
+Permissions are Django model permissions, checked per HTTP method; anything unlisted is denied.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit.api_common import ERROR_RESPONSES, CursorlessPagination, int_param
+from audit.errors import InvalidInput
+from lineage import graph, openlineage, selectors, services
+from lineage.models import Attestation, Dataset, DatasetVersion, LineageNode, TrainingRun
+
+
+class LineageModelPermission(BasePermission):
+    """Deny by default: the view lists, per HTTP method, the model permissions a user must hold."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        user = request.user
+        if not (user and user.is_authenticated and user.is_active):
+            return False
+        required = getattr(view, "required_perms", {}).get(request.method)
+        if required is None:
+            return request.method in ("HEAD", "OPTIONS") and bool(getattr(view, "required_perms", {}).get("GET")) \
+                and user.has_perms(view.required_perms["GET"])  # type: ignore[attr-defined]
+        return bool(user.has_perms(required))
+
+
+class LineageApi(APIView):
+    permission_classes = [LineageModelPermission]
+    required_perms: dict[str, list[str]] = {}
+
+
+def _invalid(serializer: serializers.Serializer) -> InvalidInput:
+    fields = serializer.errors
+    first = next(iter(fields), "body")
+    return InvalidInput(f"Field '{first}' is not valid.", code="invalid_input",
+                        extra={"field": first, "fields": fields})
+
+
+def _validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise InvalidInput("The body must be a JSON object.", code="invalid_input", extra={"field": "body"})
+    serializer = serializer_class(data=data)
+    if not serializer.is_valid():
+        raise _invalid(serializer)
+    return dict(serializer.validated_data)
+
+
+# --- Output serializers -----------------------------------------------------------------------
+
+class DatasetSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Dataset
+        fields = ["id", "namespace", "name", "description", "created_by", "created_at"]
+
+
+class DatasetVersionSerializer(serializers.ModelSerializer):
+    node = serializers.IntegerField(source="node_id")
+    attestations = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DatasetVersion
+        fields = ["id", "dataset", "version", "location_uri", "digest", "digest_kind", "manifest", "schema",
+                  "row_count", "time_range_start", "time_range_end", "sensitive_data_notes", "node", "created_by",
+                  "created_at", "attestations"]
+
+    def get_attestations(self, version: DatasetVersion) -> list[int]:
+        return [att.pk for att in selectors.attestations_for_subject((services.DATASET_VERSION_REF, str(version.pk)))]
+
+
+class TrainingRunSerializer(serializers.ModelSerializer):
+    node = serializers.IntegerField(source="node_id")
+    inputs = serializers.SerializerMethodField()
+    outputs = serializers.SerializerMethodField()
+    attestations = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TrainingRun
+        fields = ["id", "job_namespace", "job_name", "external_run_id", "code_repository", "code_commit",
+                  "parameters", "environment", "started_at", "ended_at", "status", "actor", "node", "inputs",
+                  "outputs", "attestations", "created_at"]
+
+    def _io(self, run: TrainingRun) -> tuple[list[LineageNode], list[LineageNode]]:
+        cache = getattr(self, "_io_cache", {})
+        if run.pk not in cache:
+            cache[run.pk] = selectors.run_io(run)
+            self._io_cache = cache
+        return cache[run.pk]
+
+    def get_inputs(self, run: TrainingRun) -> list[dict[str, Any]]:
+        return [selectors.node_document(node) for node in self._io(run)[0]]
+
+    def get_outputs(self, run: TrainingRun) -> list[dict[str, Any]]:
+        return [selectors.node_document(node) for node in self._io(run)[1]]
+
+    def get_attestations(self, run: TrainingRun) -> list[int]:
+        return [att.pk for att in selectors.attestations_for_subject((services.RUN_REF, str(run.pk)))]
+
+
+class AttestationSummarySerializer(serializers.ModelSerializer):
+    subjects = serializers.SerializerMethodField()
+    envelope_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Attestation
+        fields = ["id", "origin", "keyid", "payload_type", "predicate_type", "envelope_sha256", "submitted_by",
+                  "created_at", "subjects", "envelope_url"]
+
+    def get_subjects(self, attestation: Attestation) -> list[dict[str, Any]]:
+        return [{"name": s.name, "digest": {"sha256": s.sha256}, "node": s.node_id}
+                for s in attestation.subjects.all()]
+
+    def get_envelope_url(self, attestation: Attestation) -> str:
+        return f"/api/lineage/attestations/{attestation.pk}/"
+
+
+class KeySerializer(serializers.Serializer):
+    id = serializers.IntegerField(allow_null=True, help_text="pipeline key id (null for server keys)")
+    keyid = serializers.CharField(help_text="DSSE keyid: hex SHA-256 of the raw Ed25519 public key")
+    kind = serializers.CharField()
+    owner = serializers.CharField()
+    public_key_pem = serializers.CharField()
+    algorithm = serializers.CharField()
+    status = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    revoked_at = serializers.DateTimeField(allow_null=True)
+
+
+# --- Input serializers ------------------------------------------------------------------------
+
+class DatasetInput(serializers.Serializer):
+    namespace = serializers.CharField(max_length=300, allow_blank=True, default="")
+    name = serializers.CharField(max_length=500)
+    description = serializers.CharField(allow_blank=True, default="")
+
+
+class SchemaColumnInput(serializers.Serializer):
+    name = serializers.CharField(max_length=300)
+    type = serializers.CharField(max_length=100, allow_blank=True, default="")
+
+
+class DatasetVersionInput(serializers.Serializer):
+    location_uri = serializers.CharField(max_length=2000)
+    digest = serializers.RegexField(r"^[0-9a-f]{64}$", required=False, help_text="sha256 hex of the bytes")
+    manifest = serializers.DictField(child=serializers.RegexField(r"^[0-9a-f]{64}$"), required=False,
+                                     help_text="folder: {relative path: sha256 hex}")
+    content_base64 = serializers.CharField(required=False, help_text="small files: the bytes, base64")
+    version = serializers.CharField(max_length=200, allow_blank=True, default="")
+    schema = SchemaColumnInput(many=True, required=False)
+    row_count = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    time_range_start = serializers.DateTimeField(required=False, allow_null=True)
+    time_range_end = serializers.DateTimeField(required=False, allow_null=True)
+    sensitive_data_notes = serializers.CharField(allow_blank=True, default="")
+    derived_from = serializers.ListField(child=serializers.JSONField(), required=False, max_length=100,
+                                         help_text="parent dataset version ids or sha256 digests")
+
+
+class ArtifactInput(serializers.Serializer):
+    uri = serializers.CharField(max_length=2000)
+    digest = serializers.RegexField(r"^[0-9a-f]{64}$")
+    label = serializers.CharField(max_length=300, allow_blank=True, default="")
+
+
+class RunOutputsInput(serializers.Serializer):
+    dataset_versions = serializers.ListField(child=serializers.JSONField(), required=False, max_length=1000)
+    artifacts = ArtifactInput(many=True, required=False)
+
+
+class TrainingRunInput(serializers.Serializer):
+    job_name = serializers.CharField(max_length=500)
+    job_namespace = serializers.CharField(max_length=300, allow_blank=True, default="")
+    code_repository = serializers.CharField(max_length=1000, allow_blank=True, default="")
+    code_commit = serializers.CharField(max_length=200, allow_blank=True, default="")
+    parameters = serializers.DictField(required=False, default=dict)
+    environment = serializers.DictField(required=False, default=dict, help_text="package -> version")
+    started_at = serializers.DateTimeField(required=False, allow_null=True)
+    ended_at = serializers.DateTimeField(required=False, allow_null=True)
+    status = serializers.ChoiceField(choices=TrainingRun.Status.choices, default=TrainingRun.Status.COMPLETED)
+    inputs = serializers.ListField(child=serializers.JSONField(), required=False, max_length=1000,
+                                   help_text="dataset version ids or sha256 digests")
+    outputs = RunOutputsInput(required=False)
+
+
+class PipelineKeyInput(serializers.Serializer):
+    public_key = serializers.CharField(max_length=4000, help_text="PEM (SubjectPublicKeyInfo) or base64 raw 32 bytes")
+    name = serializers.CharField(max_length=200, allow_blank=True, default="")
+
+
+# --- Views ------------------------------------------------------------------------------------
+
+class DatasetListApi(LineageApi):
+    required_perms = {"GET": ["lineage.view_dataset"], "POST": ["lineage.add_dataset"]}
+
+    @extend_schema(responses={200: DatasetSerializer(many=True), **ERROR_RESPONSES},
+                   operation_id="lineage_datasets_list")
+    def get(self, request: Request) -> Response:
+        paginator = CursorlessPagination()
+        page = paginator.paginate_queryset(selectors.dataset_list(), request, view=self)
+        return paginator.get_paginated_response(DatasetSerializer(page, many=True).data)
+
+    @extend_schema(request=DatasetInput, responses={201: DatasetSerializer, 200: DatasetSerializer, **ERROR_RESPONSES},
+                   operation_id="lineage_datasets_create")
+    def post(self, request: Request) -> Response:
+        data = _validated(DatasetInput, request.data)
+        dataset, created = services.dataset_create(actor=request.user, **data)
+        return Response(DatasetSerializer(dataset).data, status=201 if created else 200)
+
+
+class DatasetDetailApi(LineageApi):
+    required_perms = {"GET": ["lineage.view_dataset"]}
+
+    @extend_schema(responses={200: DatasetSerializer, **ERROR_RESPONSES}, operation_id="lineage_datasets_retrieve")
+    def get(self, request: Request, dataset_id: int) -> Response:
+        return Response(DatasetSerializer(selectors.dataset_get(dataset_id=dataset_id)).data)
+
+
+class DatasetVersionListApi(LineageApi):
+    required_perms = {"GET": ["lineage.view_datasetversion"], "POST": ["lineage.add_datasetversion"]}
+
+    @extend_schema(responses={200: DatasetVersionSerializer(many=True), **ERROR_RESPONSES},
+                   operation_id="lineage_dataset_versions_list")
+    def get(self, request: Request, dataset_id: int) -> Response:
+        dataset = selectors.dataset_get(dataset_id=dataset_id)
+        paginator = CursorlessPagination()
+        page = paginator.paginate_queryset(selectors.dataset_version_list(dataset=dataset), request, view=self)
+        return paginator.get_paginated_response(DatasetVersionSerializer(page, many=True).data)
+
+    @extend_schema(request=DatasetVersionInput,
+                   responses={201: DatasetVersionSerializer, 200: DatasetVersionSerializer, **ERROR_RESPONSES},
+                   operation_id="lineage_dataset_versions_create")
+    def post(self, request: Request, dataset_id: int) -> Response:
+        dataset = selectors.dataset_get(dataset_id=dataset_id)
+        data = _validated(DatasetVersionInput, request.data)
+        content = None
+        if "content_base64" in data:
+            try:
+                content = base64.b64decode(data["content_base64"], validate=True)
+            except (binascii.Error, ValueError):
+                raise InvalidInput("content_base64 is not base64.", code="invalid_input",
+                                   extra={"field": "content_base64"})
+        parents = selectors.dataset_versions_resolve(data.get("derived_from", []), field="derived_from")
+        spec = services.VersionSpec(
+            location_uri=data["location_uri"], digest=data.get("digest"), content=content,
+            manifest=data.get("manifest"), version=data["version"], schema=data.get("schema", []),
+            row_count=data.get("row_count"), time_range_start=data.get("time_range_start"),
+            time_range_end=data.get("time_range_end"), sensitive_data_notes=data["sensitive_data_notes"])
+        version, created = services.dataset_version_register(dataset=dataset, spec=spec, derived_from=parents,
+                                                             actor=request.user)
+        return Response(DatasetVersionSerializer(version).data, status=201 if created else 200)
+
+
+class DatasetVersionDetailApi(LineageApi):
+    required_perms = {"GET": ["lineage.view_datasetversion"]}
+
+    @extend_schema(responses={200: DatasetVersionSerializer, **ERROR_RESPONSES},
+                   operation_id="lineage_dataset_versions_retrieve")
+    def get(self, request: Request, dataset_id: int, version_id: int) -> Response:
+        version = selectors.dataset_version_get(version_id=version_id, dataset_id=dataset_id)
+        return Response(DatasetVersionSerializer(version).data)
+
+
+class TrainingRunListApi(LineageApi):
+    required_perms = {"GET": ["lineage.view_trainingrun"], "POST": ["lineage.add_trainingrun"]}
+
+    @extend_schema(responses={200: TrainingRunSerializer(many=True), **ERROR_RESPONSES},
+                   operation_id="lineage_runs_list")
+    def get(self, request: Request) -> Response:
+        paginator = CursorlessPagination()
+        page = paginator.paginate_queryset(selectors.training_run_list(), request, view=self)
+        return paginator.get_paginated_response(TrainingRunSerializer(page, many=True).data)
+
+    @extend_schema(request=TrainingRunInput, responses={201: TrainingRunSerializer, **ERROR_RESPONSES},
+                   operation_id="lineage_runs_create")
+    def post(self, request: Request) -> Response:
+        data = _validated(TrainingRunInput, request.data)
+        outputs = data.get("outputs") or {}
+        run = services.training_run_record(
+            job_name=data["job_name"], job_namespace=data["job_namespace"], code_repository=data["code_repository"],
+            code_commit=data["code_commit"], parameters=data["parameters"], environment=data["environment"],
+            started_at=data.get("started_at"), ended_at=data.get("ended_at"), status=data["status"],
+            inputs=selectors.dataset_versions_resolve(data.get("inputs", []), field="inputs"),
+            output_versions=selectors.dataset_versions_resolve(outputs.get("dataset_versions", []),
+                                                               field="outputs.dataset_versions"),
+            artifacts=[services.ArtifactSpec(**item) for item in outputs.get("artifacts", [])],
+            actor=request.user)
+        return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+class TrainingRunDetailApi(LineageApi):
+    required_perms = {"GET": ["lineage.view_trainingrun"]}
+
+    @extend_schema(responses={200: TrainingRunSerializer, **ERROR_RESPONSES}, operation_id="lineage_runs_retrieve")
+    def get(self, request: Request, run_id: int) -> Response:
+        return Response(TrainingRunSerializer(selectors.training_run_get(run_id=run_id)).data)
+
+
+class GraphApi(LineageApi):
+    required_perms = {"GET": ["lineage.view_lineagenode"]}
+
+    @extend_schema(parameters=[
+        OpenApiParameter("node", str, required=True,
+                         description="node:<id>, dataset_version:<id>, run:<id>, model_version:<type>:<id>, ..."),
+        OpenApiParameter("direction", str, enum=list(graph.DIRECTIONS)),
+        OpenApiParameter("depth", int)], responses={200: OpenApiTypes.OBJECT, **ERROR_RESPONSES},
+        operation_id="lineage_graph")
+    def get(self, request: Request) -> Response:
+        raw = request.query_params.get("node", "")
+        kind, sep, ref = raw.partition(":")
+        if not sep or not ref:
+            raise InvalidInput("Query parameter 'node' must look like <kind>:<id>.", code="invalid_parameter",
+                               extra={"parameter": "node"})
+        direction = request.query_params.get("direction", graph.UPSTREAM)
+        if direction not in graph.DIRECTIONS:
+            raise InvalidInput("direction must be upstream, downstream or both.", code="invalid_parameter",
+                               extra={"parameter": "direction"})
+        depth = int_param(request, "depth", default=3, minimum=0, maximum=graph.MAX_DEPTH)
+        node = selectors.node_for_ref(kind=kind, ref=ref)
+        return Response(selectors.lineage_graph(node=node, direction=direction, depth=depth))
+
+
+class NodeDetailApi(LineageApi):
+    required_perms = {"GET": ["lineage.view_lineagenode"]}
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, **ERROR_RESPONSES}, operation_id="lineage_nodes_retrieve")
+    def get(self, request: Request, node_id: int) -> Response:
+        node = selectors.node_get(node_id=node_id)
+        document = selectors.node_document(node)
+        document["record_url"] = selectors.record_url(node)
+        document["attestations"] = AttestationSummarySerializer(
+            selectors.attestations_for_subject((node.ref_type, node.ref_id)), many=True).data
+        return Response(document)
+
+
+class KeyListApi(LineageApi):
+    required_perms = {"GET": ["lineage.view_pipelinekey"], "POST": ["lineage.add_pipelinekey"]}
+
+    @extend_schema(responses={200: KeySerializer(many=True), **ERROR_RESPONSES}, operation_id="lineage_keys_list")
+    def get(self, request: Request) -> Response:
+        return Response(KeySerializer(selectors.key_list(), many=True).data)
+
+    @extend_schema(request=PipelineKeyInput, responses={201: KeySerializer, **ERROR_RESPONSES},
+                   operation_id="lineage_keys_register")
+    def post(self, request: Request) -> Response:
+        data = _validated(PipelineKeyInput, request.data)
+        key = services.pipeline_key_register(owner=request.user, public_key=data["public_key"], name=data["name"])
+        row = next(item for item in selectors.key_list() if item["id"] == key.pk)
+        return Response(KeySerializer(row).data, status=status.HTTP_201_CREATED)
+
+
+class KeyRevokeApi(LineageApi):
+    required_perms = {"POST": ["lineage.add_pipelinekey"]}
+
+    @extend_schema(request=None, responses={200: KeySerializer, **ERROR_RESPONSES}, operation_id="lineage_keys_revoke")
+    def post(self, request: Request, key_id: int) -> Response:
+        key = selectors.pipeline_key_get(key_id=key_id)
+        services.ensure_can_revoke(key=key, user=request.user)
+        key = services.pipeline_key_revoke(key=key, by=request.user)
+        row = next(item for item in selectors.key_list() if item["id"] == key.pk)
+        return Response(KeySerializer(row).data)
+
+
+class AttestationListApi(LineageApi):
+    required_perms = {"GET": ["lineage.view_attestation"], "POST": ["lineage.add_attestation"]}
+
+    @extend_schema(parameters=[OpenApiParameter("subject_type", str), OpenApiParameter("subject_id", str),
+                               OpenApiParameter("upstream", bool)],
+                   responses={200: AttestationSummarySerializer(many=True), **ERROR_RESPONSES},
+                   operation_id="lineage_attestations_list")
+    def get(self, request: Request) -> Response:
+        subject_type = request.query_params.get("subject_type")
+        subject_id = request.query_params.get("subject_id")
+        if subject_type and subject_id:
+            subject = (subject_type, subject_id)
+            upstream = request.query_params.get("upstream", "").lower() in ("1", "true", "yes")
+            found = (selectors.attestations_upstream(subject) if upstream
+                     else selectors.attestations_for_subject(subject))
+            return Response(AttestationSummarySerializer(found, many=True).data)
+        paginator = CursorlessPagination()
+        page = paginator.paginate_queryset(Attestation.objects.order_by("-pk"), request, view=self)
+        return paginator.get_paginated_response(AttestationSummarySerializer(page, many=True).data)
+
+    @extend_schema(request={"application/json": OpenApiTypes.OBJECT},
+                   responses={201: AttestationSummarySerializer, **ERROR_RESPONSES},
+                   operation_id="lineage_attestations_submit",
+                   description="Body: a DSSE envelope (JSON) signed by one of your registered pipeline keys.")
+    def post(self, request: Request) -> Response:
+        attestation = services.attestation_submit(envelope_bytes=request.body, submitted_by=request.user)
+        return Response(AttestationSummarySerializer(attestation).data, status=status.HTTP_201_CREATED)
+
+
+class AttestationEnvelopeApi(LineageApi):
+    required_perms = {"GET": ["lineage.view_attestation"]}
+
+    @extend_schema(responses={(200, "application/json"): OpenApiTypes.OBJECT, **ERROR_RESPONSES},
+                   operation_id="lineage_attestations_envelope")
+    def get(self, request: Request, attestation_id: int) -> HttpResponse:
+        attestation = selectors.attestation_get(attestation_id=attestation_id)
+        response = HttpResponse(bytes(attestation.envelope), content_type="application/json")
+        response["Digest"] = f"sha-256={base64.b64encode(bytes.fromhex(attestation.envelope_sha256)).decode()}"
+        return response
+
+
+class OpenLineageApi(LineageApi):
+    """`POST /api/v1/lineage`: what the official OpenLineage clients send to an HTTP backend."""
+
+    required_perms = {"POST": ["lineage.add_trainingrun", "lineage.add_datasetversion", "lineage.add_dataset"]}
+
+    @extend_schema(request={"application/json": OpenApiTypes.OBJECT},
+                   responses={201: OpenApiTypes.OBJECT, **ERROR_RESPONSES}, operation_id="openlineage_ingest",
+                   description="An OpenLineage RunEvent, DatasetEvent or JobEvent (spec 2-0-x); gzip accepted.")
+    def post(self, request: Request) -> Response:
+        from django.conf import settings
+
+        max_bytes = getattr(settings, "OPENLINEAGE_MAX_EVENT_BYTES", openlineage.DEFAULT_MAX_EVENT_BYTES)
+        body = openlineage.decode_body(request.body, content_encoding=request.headers.get("Content-Encoding", ""),
+                                       max_bytes=max_bytes)
+        result, duplicate = openlineage.openlineage_event_ingest(body=body, actor=request.user)
+        return Response({**result, "duplicate": duplicate}, status=status.HTTP_201_CREATED)
