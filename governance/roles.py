@@ -1,0 +1,106 @@
+"""Roles are Django groups with fixed names; this module says which permissions each one holds.
+
+Role permissions are *capabilities* ("may submit versions"); *which* models they apply to is
+decided by object permissions (django-guardian) that a team's group holds on its models, or
+that an approver holds on a model or, for a whole risk tier, through `approve_tier_<tier>`.
+Auditors and admins hold `view_all_registeredmodels`, so they see every model.
+
+`sync_role_groups` creates the groups and adds missing permissions; it never removes a
+permission someone granted by hand. The data migration calls it, and so does a post-migrate
+hook, so that permissions of models added later by other apps reach the roles too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+VIEWER = "viewer"
+DATA_SCIENTIST = "data_scientist"
+APPROVER = "approver"
+RISK_OFFICER = "risk_officer"
+AUDITOR = "auditor"
+ADMIN = "admin"
+ROLE_NAMES = (VIEWER, DATA_SCIENTIST, APPROVER, RISK_OFFICER, AUDITOR, ADMIN)
+
+# Apps whose every `view_*` permission auditors (and admins) hold: they read everything.
+READABLE_APPS = ("governance", "audit", "lineage", "fairness", "reports")
+# Apps whose add/change/delete permissions admins hold (never the ledger: it is append-only).
+ADMINISTERED_APPS = ("governance", "lineage", "fairness", "reports")
+
+_VIEW_GOVERNANCE = [
+    "governance.view_team",
+    "governance.view_registeredmodel",
+    "governance.view_modelversion",
+    "governance.view_environment",
+    "governance.view_deployment",
+    "governance.view_approvalpolicy",
+    "governance.view_approvalrequest",
+    "governance.view_approvaldecision",
+]
+_SUBMIT = [
+    "governance.add_registeredmodel",
+    "governance.change_registeredmodel",
+    "governance.add_modelversion",
+    "governance.change_modelversion",
+    "governance.add_approvalrequest",
+    "governance.change_approvalrequest",
+    "governance.add_deployment",
+    "governance.change_deployment",
+]
+_DECIDE = ["governance.add_approvaldecision"]
+_ALL_TIERS = [
+    "governance.approve_tier_minimal",
+    "governance.approve_tier_limited",
+    "governance.approve_tier_high",
+]
+
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    VIEWER: _VIEW_GOVERNANCE,
+    DATA_SCIENTIST: _VIEW_GOVERNANCE + _SUBMIT,
+    # Approvers are scoped by object permissions or approve_tier_* granted to them or their group.
+    APPROVER: _VIEW_GOVERNANCE + _DECIDE,
+    # Risk officers review every tier and own the approval policies.
+    RISK_OFFICER: _VIEW_GOVERNANCE + _DECIDE + _ALL_TIERS + [
+        "governance.view_all_registeredmodels",
+        "governance.add_approvalpolicy",
+        "governance.change_approvalpolicy",
+    ],
+    AUDITOR: ["governance.view_all_registeredmodels", "audit.view_ledgerentry"],
+    ADMIN: ["governance.view_all_registeredmodels", "governance.manage_all_registeredmodels",
+            "audit.view_ledgerentry", "auth.view_user", "auth.add_user", "auth.change_user",
+            "auth.view_group", "auth.change_group"],
+}
+_DECISION_PERMISSIONS = {tuple(name.split(".", 1)) for name in _DECIDE + _ALL_TIERS} | {
+    ("governance", "approve_registeredmodel")}
+# Bundle export permissions (whatever the reports app names them) go to auditors and admins.
+EXPORT_CODENAME_PREFIX = "export_"
+
+
+def wanted_permissions(role: str, available: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """(app_label, codename) pairs the role should hold, among the `available` ones."""
+    explicit = {tuple(name.split(".", 1)) for name in ROLE_PERMISSIONS[role]}
+    wanted: set[tuple[str, str]] = {pair for pair in available if pair in explicit}
+    if role in (AUDITOR, ADMIN):
+        wanted |= {(app, code) for app, code in available
+                   if app in READABLE_APPS and (code.startswith("view_") or code.startswith(EXPORT_CODENAME_PREFIX))}
+    if role == ADMIN:
+        # Admins run the system but do not decide approvals: that stays with approvers.
+        wanted |= {(app, code) for app, code in available
+                   if app in ADMINISTERED_APPS and (app, code) not in _DECISION_PERMISSIONS}
+    return wanted
+
+
+def sync_role_groups(*, group_model: Any, permission_model: Any) -> dict[str, int]:
+    """Create the role groups and add the permissions they miss; return how many were added per role."""
+    available = list(permission_model.objects.values_list("content_type__app_label", "codename", "pk"))
+    by_pair = {(app, code): pk for app, code, pk in available}
+    pairs = list(by_pair)
+    added: dict[str, int] = {}
+    for role in ROLE_NAMES:
+        group, _ = group_model.objects.get_or_create(name=role)
+        have = set(group.permissions.values_list("pk", flat=True))
+        missing = [by_pair[pair] for pair in sorted(wanted_permissions(role, pairs)) if by_pair[pair] not in have]
+        if missing:
+            group.permissions.add(*missing)
+        added[role] = len(missing)
+    return added

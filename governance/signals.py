@@ -1,0 +1,163 @@
+"""Ledger entries for access changes and sign-ins, whatever path makes them (services, admin, shell).
+
+- Role and group membership (`User.groups`), model permissions of users and groups, and
+  guardian object permissions: `role.granted` / `role.revoked`, `group.member_added` /
+  `group.member_removed`, `permission.granted` / `permission.revoked`.
+- Sign-ins (`auth.signed_in`) and failed sign-ins (`auth.sign_in_failed`). A failed attempt
+  names the username only if such a user exists; otherwise a hash of it, because people type
+  passwords into the username field and the ledger keeps everything for ever.
+- Failed sign-ins also feed the sign-in rate limit (`governance.auth.login_throttle`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.signals import user_logged_in, user_login_failed
+from django.db.models.signals import m2m_changed, post_delete, post_migrate, post_save
+from guardian.models import GroupObjectPermission, UserObjectPermission
+
+from audit.errors import InvalidInput
+from audit.governed import acting_as, current_actor
+from audit.ledger import ledger_append
+from governance.roles import ROLE_NAMES
+
+UNATTRIBUTED = "system:unattributed"
+_STASH = "_governance_m2m_before"
+
+
+def _actor() -> Any:
+    # Access changes are recorded even when nobody declared an actor (a shell, a test fixture):
+    # an entry that says "unattributed" is evidence; a refused write would hide the change.
+    try:
+        return current_actor()
+    except InvalidInput:
+        return UNATTRIBUTED
+
+
+def _user_label(user: Any) -> str:
+    return f"user:{user.get_username()}"
+
+
+def _perm_name(permission: Permission) -> str:
+    return f"{permission.content_type.app_label}.{permission.codename}"
+
+
+def _ids(through: Any, column: str, value: Any, other: str) -> set[Any]:
+    return set(through.objects.filter(**{column: value}).values_list(other, flat=True))
+
+
+def _membership_changed(sender: Any, instance: Any, action: str, reverse: bool, pk_set: set[Any] | None,
+                        **kwargs: Any) -> None:
+    """User.groups (and Group.user_set): role and team membership."""
+    user_model = get_user_model()
+    if action == "pre_clear":
+        column, other = ("group_id", "user_id") if reverse else ("user_id", "group_id")
+        instance.__dict__[_STASH] = _ids(sender, column, instance.pk, other)
+        return
+    if action not in ("post_add", "post_remove", "post_clear"):
+        return
+    changed = pk_set if action != "post_clear" else instance.__dict__.pop(_STASH, set())
+    if not changed:
+        return
+    added = action == "post_add"
+    pairs: list[tuple[Any, Any]]
+    if reverse:  # instance is a group, pk_set holds users
+        pairs = [(user, instance) for user in user_model.objects.filter(pk__in=changed)]
+    else:
+        pairs = [(instance, group) for group in Group.objects.filter(pk__in=changed)]
+    actor = _actor()
+    for user, group in pairs:
+        if group.name in ROLE_NAMES:
+            action_name, payload = ("role.granted" if added else "role.revoked"), {"role": group.name}
+        else:
+            action_name, payload = ("group.member_added" if added else "group.member_removed"), {"group": group.name}
+        payload["user"] = user.get_username()
+        ledger_append(actor=actor, action=action_name, subject=("auth.user", str(user.pk)), payload=payload)
+
+
+def _model_permissions_changed(sender: Any, instance: Any, action: str, reverse: bool, pk_set: set[Any] | None,
+                               model: Any, **kwargs: Any) -> None:
+    """Group.permissions and User.user_permissions: global (model-level) permissions."""
+    if reverse or action not in ("pre_clear", "post_add", "post_remove", "post_clear"):
+        return  # changes made from the Permission side are rare; the forward side covers the admin
+    if action == "pre_clear":
+        instance.__dict__[_STASH] = set(getattr(instance, "permissions" if isinstance(instance, Group)
+                                                else "user_permissions").values_list("pk", flat=True))
+        return
+    changed = pk_set if action != "post_clear" else instance.__dict__.pop(_STASH, set())
+    if not changed:
+        return
+    names = sorted(_perm_name(permission) for permission in
+                   Permission.objects.filter(pk__in=changed).select_related("content_type"))
+    holder = f"group:{instance.name}" if isinstance(instance, Group) else _user_label(instance)
+    subject = ("auth.group" if isinstance(instance, Group) else "auth.user", str(instance.pk))
+    key = "to" if action == "post_add" else "from"
+    ledger_append(actor=_actor(), action="permission.granted" if action == "post_add" else "permission.revoked",
+                  subject=subject, payload={"permissions": names, key: holder})
+
+
+def _object_permission_saved(sender: Any, instance: Any, created: bool, raw: bool = False, **kwargs: Any) -> None:
+    if raw or not created:
+        return
+    _object_permission_event(instance, "permission.granted", "to")
+
+
+def _object_permission_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    _object_permission_event(instance, "permission.revoked", "from")
+
+
+def _object_permission_event(instance: Any, action: str, key: str) -> None:
+    holder = f"group:{instance.group.name}" if hasattr(instance, "group_id") else _user_label(instance.user)
+    content_type = instance.content_type
+    ledger_append(actor=_actor(), action=action,
+                  subject=(f"{content_type.app_label}.{content_type.model}", str(instance.object_pk)),
+                  payload={"permission": _perm_name(instance.permission), key: holder})
+
+
+def _signed_in(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    ledger_append(actor=user, action="auth.signed_in", subject=("auth.user", str(user.pk)),
+                  payload={"path": getattr(request, "path", "")[:200]})
+
+
+def _sign_in_failed(sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any) -> None:
+    from governance.auth import login_throttle
+
+    username = str(credentials.get("username") or "")[:150]
+    user = get_user_model().objects.filter(username=username).first() if username else None
+    if user is not None:
+        subject, payload = ("auth.user", str(user.pk)), {"username": username}
+    else:
+        digest = hashlib.sha256(username.encode("utf-8")).hexdigest()[:16]
+        subject, payload = ("auth.user", "unknown"), {"username_sha256_16": digest}
+    payload["path"] = getattr(request, "path", "")[:200] if request is not None else ""
+    ledger_append(actor="system:auth", action="auth.sign_in_failed", subject=subject, payload=payload)
+    if request is not None:
+        login_throttle.record_failure(username, request)
+
+
+def _sync_roles_after_migrate(sender: Any, **kwargs: Any) -> None:
+    if getattr(sender, "label", None) != "governance":
+        return
+    from governance.roles import sync_role_groups
+
+    with acting_as("system:migrate"):
+        sync_role_groups(group_model=Group, permission_model=Permission)
+
+
+def connect() -> None:
+    user_model = get_user_model()
+    m2m_changed.connect(_membership_changed, sender=user_model.groups.through, dispatch_uid="gov-membership")
+    m2m_changed.connect(_model_permissions_changed, sender=Group.permissions.through, dispatch_uid="gov-group-perms")
+    m2m_changed.connect(_model_permissions_changed, sender=user_model.user_permissions.through,
+                        dispatch_uid="gov-user-perms")
+    for klass in (UserObjectPermission, GroupObjectPermission):
+        post_save.connect(_object_permission_saved, sender=klass, dispatch_uid=f"gov-objperm-save-{klass.__name__}")
+        post_delete.connect(_object_permission_deleted, sender=klass,
+                            dispatch_uid=f"gov-objperm-delete-{klass.__name__}")
+    user_logged_in.connect(_signed_in, dispatch_uid="gov-signed-in")
+    user_login_failed.connect(_sign_in_failed, dispatch_uid="gov-sign-in-failed")
+    post_migrate.connect(_sync_roles_after_migrate, dispatch_uid="gov-sync-roles")

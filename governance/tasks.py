@@ -1,0 +1,14 @@
+"""Celery tasks of the decision domain: thin, idempotent wrappers around one service each."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import OperationalError
+
+from governance import services
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def approval_expire_due_task() -> int:
+    """Expire pending approval requests past their deadline (run by beat); returns how many."""
+    return len(services.approval_expire_due())

@@ -1,0 +1,136 @@
+"""Fixtures for governance tests: teams, users in roles, models, versions and policies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
+from audit.governed import acting_as
+from audit.models import LedgerEntry
+from governance import services
+from governance.models import Environment, ModelVersion, RegisteredModel, Team
+
+SEED = "system:test_setup"
+CARD = {
+    "intended_use": "Score consumer credit applications for default risk.",
+    "limitations": "Not validated for small-business loans.",
+    "evaluation_data": "Holdout 2024Q4, 120k applications.",
+    "ethical_considerations": "Monitored for disparate impact by age and sex.",
+}
+MANIFEST = {"model.pkl": "a" * 64, "preprocess/scaler.json": "b" * 64}
+
+
+@pytest.fixture
+def make_user(db) -> Callable[..., Any]:  # type: ignore[no-untyped-def]
+    def make(username: str, *roles: str, teams: tuple[Team, ...] = (), staff: bool = True) -> Any:
+        user = get_user_model().objects.create_user(username=username, password="test-pass-123456", is_staff=staff)
+        with acting_as(SEED):
+            for role in roles:
+                user.groups.add(Group.objects.get(name=role))
+            for team in teams:
+                user.groups.add(team.group)
+        return get_user_model().objects.get(pk=user.pk)  # fresh: no cached permissions
+    return make
+
+
+@pytest.fixture
+def team(db) -> Team:  # type: ignore[no-untyped-def]
+    return services.team_create(by=SEED, name="credit-risk")
+
+
+@pytest.fixture
+def other_team(db) -> Team:  # type: ignore[no-untyped-def]
+    return services.team_create(by=SEED, name="hiring")
+
+
+@pytest.fixture
+def scientist(make_user, team) -> Any:  # type: ignore[no-untyped-def]
+    return make_user("dana", "data_scientist", teams=(team,))
+
+
+@pytest.fixture
+def scientist2(make_user, team) -> Any:  # type: ignore[no-untyped-def]
+    return make_user("dario", "data_scientist", teams=(team,))
+
+
+@pytest.fixture
+def approver(make_user, team) -> Any:  # type: ignore[no-untyped-def]
+    user = make_user("alice", "approver")
+    services.approver_scope_grant(by=SEED, to=user, risk_tier="high")
+    return get_user_model().objects.get(pk=user.pk)
+
+
+@pytest.fixture
+def approver2(make_user) -> Any:  # type: ignore[no-untyped-def]
+    user = make_user("bob", "approver")
+    services.approver_scope_grant(by=SEED, to=user, risk_tier="high")
+    return get_user_model().objects.get(pk=user.pk)
+
+
+@pytest.fixture
+def risk_officer(make_user) -> Any:  # type: ignore[no-untyped-def]
+    return make_user("rita", "risk_officer")
+
+
+@pytest.fixture
+def auditor(make_user) -> Any:  # type: ignore[no-untyped-def]
+    return make_user("audrey", "auditor")
+
+
+@pytest.fixture
+def model(scientist, team) -> RegisteredModel:  # type: ignore[no-untyped-def]
+    return services.model_register(by=scientist, name="credit-default-scorer", team=team, risk_tier="high",
+                                   description="PD model", intended_purpose="Credit decisions",
+                                   affected_groups=["applicants"], contacts=["risk@example.org"])
+
+
+@pytest.fixture
+def policy(model):  # type: ignore[no-untyped-def]
+    return services.approval_policy_set(by=SEED, risk_tier="high", quorum=2, required_roles=["risk_officer"],
+                                        required_card_fields=list(CARD), expiry_hours=48)
+
+
+@pytest.fixture
+def make_version(scientist, model) -> Callable[..., ModelVersion]:  # type: ignore[no-untyped-def]
+    def make(label: str = "1.0.0", *, by: Any = None, **overrides: Any) -> ModelVersion:
+        fields: dict[str, Any] = {"artifact_uri": f"s3://models/cds/{label}/", "manifest": dict(MANIFEST),
+                                  "framework": "sklearn", "training_metrics": {"auc": 0.81}, **CARD}
+        fields.update(overrides)
+        return services.model_version_register(model=model, by=by or scientist, label=label, **fields)
+    return make
+
+
+@pytest.fixture
+def version(make_version) -> ModelVersion:  # type: ignore[no-untyped-def]
+    return make_version()
+
+
+@pytest.fixture
+def pending(version, scientist, policy):  # type: ignore[no-untyped-def]
+    """A pending request submitted by the scientist (who also registered the version)."""
+    return services.model_version_submit(version=version, by=scientist, comment="please review")
+
+
+@pytest.fixture
+def environments(db) -> dict[str, Environment]:  # type: ignore[no-untyped-def]
+    return {
+        "staging": services.environment_create(by=SEED, name="staging", is_production=False),
+        "production": services.environment_create(by=SEED, name="production", is_production=True),
+    }
+
+
+def entries(action: str | None = None, **filters: Any) -> list[LedgerEntry]:
+    query = LedgerEntry.objects.order_by("seq")
+    if action:
+        query = query.filter(action=action)
+    return list(query.filter(**filters))
+
+
+def last_entry(action: str) -> LedgerEntry:
+    found = entries(action)
+    assert found, f"no ledger entry {action}"
+    return found[-1]
