@@ -208,6 +208,7 @@ LEDGER_VERIFY_HOUR_UTC = int(_env("LEDGER_VERIFY_HOUR_UTC", "2"))
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "governance.auth.ServiceTokenAuthentication",  # governance: pipeline tokens (Bearer)
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -274,4 +275,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": _env("LOG_LEVEL", "INFO")},
+}
+
+# --- Governance: approvals, sign-in rate limit ------------------------------------------------
+APPROVAL_EXPIRY_CHECK_INTERVAL_S = int(_env("APPROVAL_EXPIRY_CHECK_INTERVAL_S", "300"))
+CELERY_BEAT_SCHEDULE["approval-expire-due"] = {
+    "task": "governance.tasks.approval_expire_due_task",
+    "schedule": float(APPROVAL_EXPIRY_CHECK_INTERVAL_S),
 }
