@@ -29,6 +29,7 @@ row that differs from the state its last ledger entry recorded.
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import json
 import math
 import uuid
@@ -58,6 +59,8 @@ _action: contextvars.ContextVar[tuple[str, dict[str, Any]] | None] = contextvars
     "ledger_action", default=None)
 # Drafts collected while a delete runs, so one cascade is one batch append.
 _pending: contextvars.ContextVar[list[EntryDraft] | None] = contextvars.ContextVar("ledger_pending", default=None)
+# Set while bulk_update runs Django's own update(): bulk_update records its rows itself.
+_passthrough: contextvars.ContextVar[bool] = contextvars.ContextVar("ledger_passthrough", default=False)
 
 
 # --- Context: who acts, under which action name ---------------------------------------------
@@ -109,6 +112,17 @@ def current_actor() -> Any:
 # --- What is recorded of a row ---------------------------------------------------------------
 
 @dataclass(frozen=True)
+class _Secret:
+    digest: str
+
+
+def _public(values: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not values:
+        return values
+    return {name: REDACTED if isinstance(value, _Secret) else value for name, value in values.items()}
+
+
+@dataclass(frozen=True)
 class _FieldSpec:
     name: str
     attname: str
@@ -124,6 +138,7 @@ class ModelSpec:
     subject_type: str
     model_name: str
     fields: tuple[_FieldSpec, ...]
+    has_redacted: bool
 
     @property
     def attnames(self) -> list[str]:
@@ -145,7 +160,8 @@ def model_spec(model: type[models.Model]) -> ModelSpec:
             if not field.primary_key and field.name not in excluded
         )
         spec = ModelSpec(model=model, subject_type=f"{meta.app_label}.{meta.model_name}",
-                         model_name=meta.model_name, fields=fields)
+                         model_name=meta.model_name, fields=fields,
+                         has_redacted=any(field_spec.redacted for field_spec in fields))
         _specs[model] = spec
     return spec
 
@@ -184,7 +200,10 @@ def json_value(value: Any) -> Any:
 
 def _field_value(spec: _FieldSpec, value: Any) -> Any:
     if spec.redacted:
-        return REDACTED if value not in (None, "", b"") else value
+        if value is None or value == "" or value == b"":
+            return value
+        # Compared by digest so a change is recorded; only "<redacted>" is ever written.
+        return _Secret(hashlib.sha256(json.dumps(json_value(value)).encode()).hexdigest())
     field = spec.field
     if value is not None and isinstance(field, (models.DateField, models.TimeField, models.DecimalField,
                                                 models.UUIDField, models.DurationField)):
@@ -244,6 +263,8 @@ def _draft(actor: Any, spec: ModelSpec, pk: Any, verb: str, before: Any, after: 
     else:
         action, payload = context[0], dict(context[1])
     payload.update(more)
+    if spec.has_redacted:
+        before, after, state = _public(before), _public(after), _public(state)
     payload.update(before=before, after=after, state=state)
     return draft(actor=actor, action=action, subject=(spec.subject_type, str(json_value(pk))), payload=payload)
 
@@ -280,8 +301,9 @@ class GovernedQuerySet(models.QuerySet[Any]):
     """Bulk paths that record one entry per row they change."""
 
     def update(self, **kwargs: Any) -> int:
+        if _passthrough.get():
+            return super().update(**kwargs)
         spec = model_spec(self.model)
-        actor = current_actor()
         using = self.db
         with transaction.atomic(using=using, savepoint=False):
             locked = self._chain()
@@ -291,6 +313,7 @@ class GovernedQuerySet(models.QuerySet[Any]):
             before = {row[0]: _state_from_row(spec, row[1:]) for row in locked.values_list("pk", *spec.attnames)}
             if not before:
                 return 0
+            actor = current_actor()  # asked only now: a SET_NULL cascade that touches no row needs none
             pks = list(before)
             count = 0
             chunk = 900 if connections[using].vendor == "sqlite" else 10_000
@@ -312,7 +335,6 @@ class GovernedQuerySet(models.QuerySet[Any]):
     update.alters_data = True  # type: ignore[attr-defined]
 
     def delete(self) -> tuple[int, dict[str, int]]:
-        current_actor()
         using = self.db
         with transaction.atomic(using=using, savepoint=False), _collecting(using):
             return super().delete()
@@ -353,7 +375,11 @@ class GovernedQuerySet(models.QuerySet[Any]):
         pks = [obj.pk for obj in objs]
         with transaction.atomic(using=using, savepoint=False):
             before = _read_states(self.model, using, pks, lock=True)
-            count = super().bulk_update(objs, fields, batch_size=batch_size)
+            token = _passthrough.set(True)
+            try:
+                count = super().bulk_update(objs, fields, batch_size=batch_size)
+            finally:
+                _passthrough.reset(token)
             after = _read_states(self.model, using, list(before), lock=False)
             drafts = []
             for pk, old in before.items():
