@@ -1,0 +1,411 @@
+"""Build an audit bundle: a zip a regulator checks offline with the `verify.py` shipped inside it.
+
+Layout (every path is listed with its size and SHA-256 in `manifest.json`; `manifest.dsse.json`
+is a DSSE envelope over the exact bytes of `manifest.json`, signed with the attestation key):
+
+    ledger/entries.jsonl      {"seq", "canonical" (base64 of the exact leaf bytes), "entry_hash" (hex)} per line
+    ledger/checkpoint.txt     a signed C2SP checkpoint whose tree covers every entry
+    ledger/proofs.json        {"tree_size", "proofs": [{"seq", "leaf_index", "tree_size", "hashes": [base64]}]}
+    ledger/consistency.json   {"first", "second", "hashes": [base64], "latest_checkpoint": signed note}
+    keys/<purpose>-<id>.vkey|.pem   every public key that signed something in the bundle
+    attestations/, audits/, report/  given by the caller, stored byte for byte
+    verify.py, VERIFY.md      the stand-alone verifier and its guide
+
+The ledger part streams: entries are read in `seq` order with an iterator, and all inclusion
+proofs against one tree size are computed from one batched read of the needed subtree hashes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from audit import dsse, ledger, merkle
+from audit.keys import active_key, public_pem
+from audit.models import Checkpoint, LedgerEntry, MerkleNode, SigningKey, node_key
+
+BUNDLE_FORMAT = "governance-bundle/v1"
+MANIFEST_PAYLOAD_TYPE = "application/vnd.governance.bundle-manifest+json"
+VERIFIER_DIR = Path(__file__).resolve().parent / "verifier"
+_ENTRY_BATCH = 5000
+_IN_CHUNK = 5000
+
+ProgressCallback = Callable[[int, str], None]
+
+
+@dataclass(frozen=True)
+class BundleSummary:
+    manifest_sha256: str
+    entry_count: int
+    checkpoint_tree_size: int
+    latest_tree_size: int
+    file_count: int
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _safe_name(text: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
+    return cleaned[:120] or "item"
+
+
+class _HashingWriter:
+    """Writes one zip member, counting its size and hashing it on the way."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.handle.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+
+
+class _BundleWriter:
+    def __init__(self, out: BinaryIO | str | Path) -> None:
+        self.zip = zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1, allowZip64=True)
+        self.files: list[dict[str, Any]] = []
+        self.paths: set[str] = set()
+
+    def _info(self, path: str) -> zipfile.ZipInfo:
+        # A fixed timestamp and mode: the same content gives the same member headers.
+        info = zipfile.ZipInfo(path, date_time=(1980, 1, 1, 0, 0, 0))
+        info.compress_type = zipfile.ZIP_DEFLATED
+        info.external_attr = 0o644 << 16
+        return info
+
+    def add(self, path: str, data: bytes) -> None:
+        self._record(path, len(data), hashlib.sha256(data).hexdigest())
+        self.zip.writestr(self._info(path), data, compresslevel=1)
+
+    def add_stream(self, path: str, chunks: Iterable[bytes]) -> None:
+        with self.zip.open(self._info(path), "w", force_zip64=True) as handle:
+            writer = _HashingWriter(handle)
+            for chunk in chunks:
+                writer.write(chunk)
+        self._record(path, writer.size, writer.digest.hexdigest())
+
+    def _record(self, path: str, size: int, sha256: str) -> None:
+        if path in self.paths:
+            raise ValueError(f"duplicate bundle path {path}")
+        self.paths.add(path)
+        self.files.append({"path": path, "size": size, "sha256": sha256})
+
+    def add_unlisted(self, path: str, data: bytes) -> None:
+        self.zip.writestr(self._info(path), data, compresslevel=1)
+
+    def close(self) -> None:
+        self.zip.close()
+
+
+# --- Ledger selection and proofs -----------------------------------------------------------
+
+def _subject_query(subjects: Iterable[tuple[str, str]]) -> Q:
+    by_type: dict[str, list[str]] = {}
+    for subject_type, subject_id in subjects:
+        by_type.setdefault(str(subject_type), []).append(str(subject_id))
+    query = Q(pk__in=[])
+    for subject_type, ids in by_type.items():
+        query |= Q(subject_type=subject_type, subject_id__in=sorted(set(ids)))
+    return query
+
+
+def _entry_rows(subjects: list[tuple[str, str]]) -> list[tuple[int, bytes, bytes]]:
+    """(seq, canonical, entry_hash) of every entry about the subjects, in seq order."""
+    rows = (LedgerEntry.objects.filter(_subject_query(subjects)).order_by("seq")
+            .values_list("seq", "canonical", "entry_hash"))
+    return [(seq, bytes(canonical), bytes(entry_hash)) for seq, canonical, entry_hash in rows.iterator(_ENTRY_BATCH)]
+
+
+def _choose_checkpoint(max_seq: int | None) -> tuple[Checkpoint, Checkpoint]:
+    """(the first checkpoint covering every entry, the latest checkpoint), signing one if needed."""
+    needed = 0 if max_seq is None else max_seq + 1
+    latest = Checkpoint.objects.order_by("-tree_size").first()
+    if latest is None or latest.tree_size < needed:
+        latest = ledger.checkpoint_create()
+    if needed == 0:
+        return latest, latest
+    # The earliest covering checkpoint, so the consistency proof to the latest one means something.
+    covering = Checkpoint.objects.filter(tree_size__gte=needed).order_by("tree_size").first()
+    return covering or latest, latest
+
+
+LeafRange = tuple[int, int]
+SubtreeId = tuple[int, int]
+
+
+def inclusion_paths(leaf_indices: list[int], tree_size: int) -> tuple[list[list[LeafRange]], set[SubtreeId]]:
+    """For each leaf, its RFC 9162 inclusion path as leaf ranges, and the set of complete subtrees needed.
+
+    Walking up from the leaf, the sibling of the level-l ancestor covers [s * 2**l, (s + 1) * 2**l)
+    clipped to the tree; a sibling that starts past the tree's end does not exist (the RFC tree
+    collapses that level). A clipped sibling is a right-border node: a fold of complete subtrees.
+    """
+    paths: list[list[tuple[int, int]]] = []
+    needed: set[tuple[int, int]] = set()
+    border_cache: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    top = max(tree_size - 1, 0).bit_length()
+    for leaf_index in leaf_indices:
+        path: list[tuple[int, int]] = []
+        for level in range(top):
+            sibling = (leaf_index >> level) ^ 1
+            start = sibling << level
+            if start >= tree_size:
+                continue
+            end = min(start + (1 << level), tree_size)
+            path.append((start, end))
+            if end - start == 1 << level:
+                needed.add((level, sibling))
+            else:
+                parts = border_cache.get((start, end))
+                if parts is None:
+                    parts = merkle.complete_subtrees(start, end)
+                    border_cache[(start, end)] = parts
+                    needed.update(parts)
+        paths.append(path)
+    return paths, needed
+
+
+def _fetch_subtrees(needed: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    """Hashes of complete subtrees: leaves from entries, higher levels from MerkleNode; batched by level."""
+    found: dict[tuple[int, int], bytes] = {}
+    by_level: dict[int, list[int]] = {}
+    for level, index in needed:
+        by_level.setdefault(level, []).append(index)
+    for level, indices in by_level.items():
+        indices.sort()
+        low, high = indices[0], indices[-1]
+        dense = len(indices) * 3 >= high - low + 1
+        if level == 0:
+            if dense:
+                rows = LedgerEntry.objects.filter(seq__gte=low, seq__lte=high).values_list("seq", "leaf_hash")
+                wanted = set(indices)
+                for seq, leaf in rows.iterator(_ENTRY_BATCH):
+                    if seq in wanted:
+                        found[(0, seq)] = bytes(leaf)
+            else:
+                for position in range(0, len(indices), _IN_CHUNK):
+                    chunk = indices[position:position + _IN_CHUNK]
+                    for seq, leaf in LedgerEntry.objects.filter(seq__in=chunk).values_list("seq", "leaf_hash"):
+                        found[(0, seq)] = bytes(leaf)
+            continue
+        if dense:
+            rows = MerkleNode.objects.filter(node_id__gte=node_key(level, low),
+                                             node_id__lte=node_key(level, high)).values_list("node_id", "hash")
+            wanted = set(indices)
+            mask = (1 << 56) - 1
+            for node_id, node in rows.iterator(_ENTRY_BATCH):
+                if node_id & mask in wanted:
+                    found[(level, node_id & mask)] = bytes(node)
+        else:
+            for position in range(0, len(indices), _IN_CHUNK):
+                keys = {node_key(level, index): index for index in indices[position:position + _IN_CHUNK]}
+                for node_id, node in MerkleNode.objects.filter(node_id__in=list(keys)).values_list("node_id", "hash"):
+                    found[(level, keys[node_id])] = bytes(node)
+    missing = needed - found.keys()
+    if missing:
+        raise merkle.ProofError(f"{len(missing)} subtree hashes are not stored, e.g. {sorted(missing)[0]}")
+    return found
+
+
+def inclusion_proofs(leaf_indices: list[int], tree_size: int) -> list[list[bytes]]:
+    """RFC 9162 inclusion proofs of many leaves against one tree size, from one batched read."""
+    paths, needed = inclusion_paths(leaf_indices, tree_size)
+    found = _fetch_subtrees(needed)
+    range_hash: dict[tuple[int, int], bytes] = {}
+    proofs = []
+    for path in paths:
+        proof = []
+        for start, end in path:
+            width = end - start
+            if width & (width - 1) == 0 and start % width == 0:
+                proof.append(found[(width.bit_length() - 1, start // width)])
+            else:
+                value = range_hash.get((start, end))
+                if value is None:
+                    value = merkle.fold_subtrees([found[part] for part in merkle.complete_subtrees(start, end)])
+                    range_hash[(start, end)] = value
+                proof.append(value)
+        proofs.append(proof)
+    return proofs
+
+
+# --- Keys ----------------------------------------------------------------------------------
+
+def _key_files(records: Iterable[SigningKey], extra_public_keys: dict[str, bytes]) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    for record in records:
+        stem = f"keys/{record.purpose}-{record.key_id}"
+        raw = bytes(record.public_key)
+        files[f"{stem}.vkey"] = (record.vkey + "\n").encode("utf-8")
+        files[f"{stem}.pem"] = public_pem(raw).encode("ascii")
+    for label, raw in extra_public_keys.items():
+        files[f"keys/{_safe_name(label)}.pem"] = public_pem(raw).encode("ascii")
+    return files
+
+
+def _envelope_keyids(envelopes: Iterable[bytes]) -> set[str]:
+    keyids: set[str] = set()
+    for raw in envelopes:
+        try:
+            document = json.loads(raw)
+            keyids.update(str(sig.get("keyid", "")) for sig in document.get("signatures", []))
+        except (ValueError, AttributeError):
+            continue
+    keyids.discard("")
+    return keyids
+
+
+# --- The bundle ----------------------------------------------------------------------------
+
+def _noop_progress(_percent: int, _stage: str) -> None:
+    return None
+
+
+def build_bundle(
+    *,
+    subjects: list[tuple[str, str]],
+    out: BinaryIO | str | Path,
+    extra_files: dict[str, bytes] | None = None,
+    attestations: list[bytes] | dict[str, bytes] | None = None,
+    audits: dict[str, bytes] | None = None,
+    report: dict[str, bytes] | None = None,
+    attestation_public_keys: dict[str, bytes] | None = None,
+    progress: ProgressCallback | None = None,
+) -> BundleSummary:
+    """Write the bundle for `subjects` to `out` and return what it holds.
+
+    `attestations` are DSSE envelopes exactly as stored (bytes); `audits` and `report` map a
+    file name to its bytes; `attestation_public_keys` maps a label to a raw Ed25519 key that
+    signed an attestation but is not one of the server's keys (a pipeline's own key).
+    """
+    report_progress = progress or _noop_progress
+    subjects = sorted({(str(t), str(i)) for t, i in subjects})
+    writer = _BundleWriter(out)
+    try:
+        report_progress(5, "reading ledger entries")
+        rows = _entry_rows(subjects)
+        checkpoint, latest = _choose_checkpoint(rows[-1][0] if rows else None)
+        report_progress(20, "computing inclusion proofs")
+        proofs = inclusion_proofs([seq for seq, _, _ in rows], checkpoint.tree_size) if rows else []
+        report_progress(45, "writing ledger files")
+
+        def entry_lines() -> Iterator[bytes]:
+            batch: list[str] = []
+            for seq, canonical, entry_hash in rows:
+                batch.append(f'{{"seq":{seq},"canonical":"{_b64(canonical)}","entry_hash":"{entry_hash.hex()}"}}\n')
+                if len(batch) >= _ENTRY_BATCH:
+                    yield "".join(batch).encode("ascii")
+                    batch = []
+            if batch:
+                yield "".join(batch).encode("ascii")
+
+        writer.add_stream("ledger/entries.jsonl", entry_lines())
+        writer.add("ledger/checkpoint.txt", checkpoint.note.encode("utf-8"))
+
+        tree_size = checkpoint.tree_size
+
+        def proof_chunks() -> Iterator[bytes]:
+            yield f'{{"tree_size":{tree_size},"proofs":['.encode("ascii")
+            batch: list[str] = []
+            encoded: dict[bytes, str] = {}
+            for position, ((seq, _, _), proof) in enumerate(zip(rows, proofs, strict=True)):
+                hashes = []
+                for node in proof:
+                    text = encoded.get(node)
+                    if text is None:
+                        text = encoded[node] = _b64(node)
+                    hashes.append(f'"{text}"')
+                separator = "," if position else ""
+                batch.append(f'{separator}\n{{"seq":{seq},"leaf_index":{seq},"tree_size":{tree_size},'
+                             f'"hashes":[{",".join(hashes)}]}}')
+                if len(batch) >= _ENTRY_BATCH:
+                    yield "".join(batch).encode("ascii")
+                    batch = []
+            yield ("".join(batch) + "\n]}\n").encode("ascii")
+
+        writer.add_stream("ledger/proofs.json", proof_chunks())
+        report_progress(70, "consistency proof")
+        consistency_hashes: list[bytes] = []
+        if checkpoint.tree_size and latest.tree_size != checkpoint.tree_size:
+            consistency_hashes = ledger.consistency_proof(first_size=checkpoint.tree_size,
+                                                          second_size=latest.tree_size)
+        consistency = {
+            "first": checkpoint.tree_size,
+            "second": latest.tree_size,
+            "hashes": [_b64(node) for node in consistency_hashes],
+            "latest_checkpoint": latest.note,
+        }
+        writer.add("ledger/consistency.json", _json_bytes(consistency))
+
+        report_progress(75, "attestations, audits and report")
+        envelope_items = (sorted(attestations.items()) if isinstance(attestations, dict)
+                          else [(f"{index:04d}.dsse.json", raw) for index, raw in enumerate(attestations or [])])
+        for name, raw in envelope_items:
+            writer.add(f"attestations/{_safe_name(name)}", raw)
+        for name, raw in sorted((audits or {}).items()):
+            writer.add(f"audits/{_safe_name(name)}", raw)
+        for name, raw in sorted((report or {}).items()):
+            writer.add(f"report/{_safe_name(name)}", raw)
+        for path, raw in sorted((extra_files or {}).items()):
+            writer.add(path, raw)
+
+        signing = active_key(SigningKey.Purpose.ATTESTATION)
+        needed_keyids = _envelope_keyids(raw for _, raw in envelope_items) | {signing.record.dsse_keyid}
+        key_records = {checkpoint.key_id: checkpoint.key, latest.key_id: latest.key}
+        for record in SigningKey.objects.filter(dsse_keyid__in=needed_keyids):
+            key_records[record.pk] = record
+        for path, raw in _key_files(sorted(key_records.values(), key=lambda r: r.pk),
+                                    attestation_public_keys or {}).items():
+            writer.add(path, raw)
+
+        writer.add("verify.py", (VERIFIER_DIR / "verify.py").read_bytes())
+        writer.add("VERIFY.md", (VERIFIER_DIR / "VERIFY.md").read_bytes())
+
+        report_progress(90, "signing the manifest")
+        manifest = {
+            "format": BUNDLE_FORMAT,
+            "created_at": ledger.format_time(timezone.now()),
+            "origin": settings.LEDGER_ORIGIN,
+            "subjects": [{"type": t, "id": i} for t, i in subjects],
+            "entry_count": len(rows),
+            "checkpoint_tree_size": checkpoint.tree_size,
+            "latest_tree_size": latest.tree_size,
+            "files": sorted(writer.files, key=lambda item: item["path"]),
+        }
+        manifest_bytes = _json_bytes(manifest)
+        envelope = dsse.sign_envelope(manifest_bytes, payload_type=MANIFEST_PAYLOAD_TYPE,
+                                      private_key=signing.private_key, keyid=signing.record.dsse_keyid)
+        writer.add_unlisted("manifest.json", manifest_bytes)
+        writer.add_unlisted("manifest.dsse.json", _json_bytes(envelope))
+    finally:
+        writer.close()
+    report_progress(100, "done")
+    return BundleSummary(
+        manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(),
+        entry_count=len(rows),
+        checkpoint_tree_size=checkpoint.tree_size,
+        latest_tree_size=latest.tree_size,
+        file_count=len(writer.files) + 2,
+        files={item["path"]: item["sha256"] for item in writer.files},
+    )
+
+
+def _json_bytes(document: Any) -> bytes:
+    return (json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False) + "\n").encode("utf-8")

@@ -1,0 +1,124 @@
+"""Writes of the reports app: bundle exports (request, run), each completion recorded in the ledger."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit.errors import InvalidInput, NotFound, ServiceError
+from audit.ledger import actor_label, ledger_append
+from governance.reports.bundle import BundleSummary, build_bundle
+from governance.reports.models import BundleExport
+
+logger = logging.getLogger(__name__)
+
+MAX_SUBJECTS = 10_000
+BUNDLE_DIR = "bundles"
+
+
+def _clean_subjects(subjects: list[tuple[str, str]] | list[list[str]]) -> list[list[str]]:
+    cleaned = sorted({(str(subject_type).strip(), str(subject_id).strip()) for subject_type, subject_id in subjects})
+    if not cleaned:
+        raise InvalidInput("A bundle needs at least one subject.", code="bundle_no_subjects")
+    if len(cleaned) > MAX_SUBJECTS:
+        raise InvalidInput(f"A bundle holds at most {MAX_SUBJECTS} subjects.", code="bundle_too_many_subjects")
+    for subject_type, subject_id in cleaned:
+        if not subject_type or not subject_id or len(subject_type) > 100 or len(subject_id) > 200:
+            raise InvalidInput("Each subject is a non-empty type (≤100 chars) and id (≤200 chars).",
+                               code="bundle_bad_subject", extra={"subject": [subject_type[:100], subject_id[:200]]})
+    return [[subject_type, subject_id] for subject_type, subject_id in cleaned]
+
+
+def bundle_export_request(*, by: Any, subjects: list[tuple[str, str]] | list[list[str]], model_name: str = "",
+                          version_label: str = "") -> BundleExport:
+    """Create a queued export (no ledger entry yet: the export is recorded when the bundle exists)."""
+    label = actor_label(by)
+    user = by if getattr(by, "is_authenticated", False) and hasattr(by, "pk") else None
+    return BundleExport.objects.create(
+        requested_by=user, actor=label, subjects=_clean_subjects(subjects), model_name=model_name,
+        version_label=version_label,
+    )
+
+
+def _set_progress(export_id: int, percent: int, stage: str) -> None:
+    BundleExport.objects.filter(pk=export_id).update(progress=percent, stage=stage[:100])
+
+
+def bundle_export_run(*, export_id: int, bundle_contents: dict[str, Any] | None = None) -> BundleExport:
+    """Build the bundle file, then record `bundle.exported` and mark the export done, in one transaction.
+
+    Idempotent: an export that is already done is returned as it is. `bundle_contents` holds the
+    optional `attestations`, `audits`, `report` and `attestation_public_keys` for `build_bundle`.
+    """
+    export = BundleExport.objects.filter(pk=export_id).first()
+    if export is None:
+        raise NotFound("No such bundle export.", code="bundle_export_not_found")
+    if export.status == BundleExport.Status.DONE:
+        return export
+    BundleExport.objects.filter(pk=export_id).update(status=BundleExport.Status.RUNNING, progress=1,
+                                                     stage="starting", error_code="")
+    folder = Path(settings.MEDIA_ROOT) / BUNDLE_DIR / timezone.now().strftime("%Y/%m")
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".bundle-{export_id}-", suffix=".zip.part")
+    tmp_path = Path(tmp_name)
+    final_path: Path | None = None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            summary = build_bundle(
+                subjects=[(t, i) for t, i in export.subjects], out=handle,
+                progress=lambda percent, stage: _set_progress(export_id, min(percent, 95), stage),
+                **(bundle_contents or {}),
+            )
+            handle.flush()
+            os.fsync(handle.fileno())
+        final_path = folder / f"bundle-{export_id}-{summary.manifest_sha256[:12]}.zip"
+        os.replace(tmp_path, final_path)
+        return _bundle_export_finish(export=export, summary=summary, path=final_path)
+    except BaseException as exc:
+        tmp_path.unlink(missing_ok=True)
+        if final_path is not None:
+            final_path.unlink(missing_ok=True)
+        code = exc.code if isinstance(exc, ServiceError) else type(exc).__name__
+        BundleExport.objects.filter(pk=export_id).update(status=BundleExport.Status.FAILED, error_code=code[:100],
+                                                         stage="failed", finished_at=timezone.now())
+        logger.warning("bundle export %s failed: %s", export_id, code)
+        raise
+
+
+def _bundle_export_finish(*, export: BundleExport, summary: BundleSummary, path: Path) -> BundleExport:
+    relative = path.relative_to(Path(settings.MEDIA_ROOT)).as_posix()
+    with transaction.atomic():
+        export = BundleExport.objects.select_for_update().get(pk=export.pk)
+        entry = ledger_append(
+            actor=export.actor, action="bundle.exported", subject=export,
+            payload={
+                "manifest_sha256": summary.manifest_sha256,
+                "subjects": export.subjects,
+                "model": export.model_name,
+                "version": export.version_label,
+                "entry_count": summary.entry_count,
+                "checkpoint_tree_size": summary.checkpoint_tree_size,
+                "latest_tree_size": summary.latest_tree_size,
+                "file_count": summary.file_count,
+                "size_bytes": path.stat().st_size,
+            },
+        )
+        export.status = BundleExport.Status.DONE
+        export.progress = 100
+        export.stage = "done"
+        export.file.name = relative
+        export.size_bytes = path.stat().st_size
+        export.manifest_sha256 = summary.manifest_sha256
+        export.entry_count = summary.entry_count
+        export.checkpoint_tree_size = summary.checkpoint_tree_size
+        export.ledger_seq = entry.seq
+        export.finished_at = timezone.now()
+        export.save()
+    return export
