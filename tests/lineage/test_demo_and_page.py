@@ -1,0 +1,57 @@
+"""The demo seeder is idempotent, and the graph page draws the demo lineage for permitted users only."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.test import Client
+
+from audit.models import LedgerEntry
+from lineage import demo, services
+from lineage.models import Attestation, LineageEdge, LineageNode, TrainingRun
+
+pytestmark = pytest.mark.django_db
+
+
+def test_seed_twice_writes_nothing_the_second_time():
+    demo.seed(stdout=io.StringIO())
+    counts = (LedgerEntry.objects.count(), Attestation.objects.count(), LineageNode.objects.count(),
+              LineageEdge.objects.count())
+    out = io.StringIO()
+    demo.seed(stdout=out)
+    assert (LedgerEntry.objects.count(), Attestation.objects.count(), LineageNode.objects.count(),
+            LineageEdge.objects.count()) == counts
+    assert "/lineage/nodes/" in out.getvalue()
+    run = TrainingRun.objects.get(job_name=demo.JOB_NAME)
+    # raw -> clean (pipeline-signed) -> run -> model.pkl
+    kinds = [node["kind"] for node in services.lineage_graph(node=run.node, direction="both", depth=3)["nodes"]]
+    assert sorted(kinds) == ["artifact", "dataset_version", "dataset_version", "run"]
+    pipeline_signed = Attestation.objects.filter(origin=Attestation.Origin.PIPELINE)
+    assert pipeline_signed.count() == 1
+
+
+def test_seed_links_a_credit_model_version_recorded_earlier():
+    node = services.lineage_record_model_version(run_id=None, subject=("governance.modelversion", "1"),
+                                                 digest="cd" * 32, label="credit-scorecard v1", actor="system:test")
+    demo.seed(stdout=io.StringIO())
+    run = TrainingRun.objects.get(job_name=demo.JOB_NAME)
+    assert LineageEdge.objects.filter(source=run.node, target=node).exists()
+
+
+def test_graph_page_draws_svg_with_links_for_viewers(django_user_model):
+    demo.seed(stdout=io.StringIO())
+    run = TrainingRun.objects.get(job_name=demo.JOB_NAME)
+    user = django_user_model.objects.create_user(username="viewer", password="x" * 16)
+    client = Client()
+    client.force_login(user)
+    assert client.get(f"/lineage/nodes/{run.node_id}/").status_code == 403
+    user.user_permissions.add(Permission.objects.get(codename="view_lineagenode"))
+    response = client.get(f"/lineage/nodes/{run.node_id}/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "<svg" in html and html.count('class="node node-') == 4
+    assert f'href="/api/lineage/runs/{run.pk}/"' in html
+    assert 'href="/api/lineage/attestations/' in html
+    assert Client().get(f"/lineage/nodes/{run.node_id}/").status_code == 302
