@@ -16,6 +16,7 @@ from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.cache import cache
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import SAFE_METHODS
@@ -127,3 +128,13 @@ class RateLimitedAdminAuthenticationForm(AdminAuthenticationForm):
             logger.warning("admin sign-in refused: rate limited")
             raise forms.ValidationError(self.error_messages["rate_limited"], code="rate_limited")
         return super().clean()
+
+
+class ServiceTokenScheme(OpenApiAuthenticationExtension):
+    """Describes the bearer tokens in the OpenAPI schema."""
+
+    target_class = "governance.auth.ServiceTokenAuthentication"
+    name = "serviceToken"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "http", "scheme": "bearer", "bearerFormat": "gov_<prefix>_<secret>"}

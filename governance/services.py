@@ -783,7 +783,8 @@ def service_token_create(*, account: ServiceAccount, by: Any, scope: str = Token
                            expires_at=expires_at)
         with _step(by, "service_token.created", account=account.name):
             row.save()
-            if models:
+        if models:
+            with _step(by, "service_token.restricted", account=account.name):
                 row.restricted_to.set(models)
     return row, token
 

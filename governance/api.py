@@ -1,0 +1,377 @@
+"""Registry, approval and deployment API for pipelines and people (thin views over services and selectors).
+
+Every POST accepts an `Idempotency-Key`. A model the caller cannot see answers 404. Errors are
+`{"code", "message", "extra"}` with stable codes (see ERROR_RESPONSES in the schema).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit.api_common import ERROR_RESPONSES, CursorlessPagination
+from audit.errors import InvalidInput, NotFound
+from governance import selectors, services
+from governance.idempotency import HEADER as IDEMPOTENCY_HEADER
+from governance.idempotency import idempotent
+from governance.models import ApprovalRequest, Decision, Deployment, RequestStatus, RiskTier, Team, VersionStatus
+from governance.permissions import TokenScopePermission
+
+IDEMPOTENCY_PARAMETER = OpenApiParameter(
+    IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER, required=False,
+    description="Retry-safe key: the same key and body replay the first response; a different body gets 409.")
+
+
+def paginated(name: str, item: serializers.Serializer) -> serializers.Serializer:
+    return inline_serializer(name=name, fields={
+        "count": serializers.IntegerField(), "next": serializers.URLField(allow_null=True),
+        "previous": serializers.URLField(allow_null=True), "results": item})
+
+
+def _choice_param(request: Request, name: str, allowed: list[str]) -> str | None:
+    value = request.query_params.get(name)
+    if value in (None, ""):
+        return None
+    if value not in allowed:
+        raise InvalidInput(f"Query parameter '{name}' must be one of {', '.join(allowed)}.",
+                           code="invalid_parameter", extra={"parameter": name, "allowed": allowed})
+    return value
+
+
+def _object_id(raw: str, *, code: str) -> int:
+    """Path ids are parsed here, so a malformed one is a 404 with a stable code, like an unknown one."""
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise NotFound(f"No object with id {raw[:40]!r}.", code=code, extra={"id": raw[:40]})
+    return int(raw)
+
+
+def _approval_for(request: Request, raw_id: str) -> ApprovalRequest:
+    return selectors.approval_request_get(user=request.user,
+                                          request_id=_object_id(raw_id, code="approval_request_not_found"))
+
+
+def _deployment_for(request: Request, raw_id: str) -> Deployment:
+    return selectors.deployment_get(user=request.user, deployment_id=_object_id(raw_id, code="deployment_not_found"))
+
+
+def _validated(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
+    if not isinstance(request.data, dict):
+        raise InvalidInput("The request body must be a JSON object.", code="invalid_input")
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+class GovernanceView(APIView):
+    permission_classes = [TokenScopePermission]
+
+    def page(self, request: Request, queryset: QuerySet[Any], serializer_class: type[serializers.Serializer],
+             ) -> Response:
+        paginator = CursorlessPagination()
+        items = paginator.paginate_queryset(queryset, request, view=self)
+        return paginator.get_paginated_response(serializer_class(items, many=True).data)
+
+
+# --- Serializers ----------------------------------------------------------------------------------
+
+class ModelIn(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    team = serializers.CharField(max_length=100)
+    risk_tier = serializers.ChoiceField(choices=RiskTier.choices)
+    description = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
+    intended_purpose = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
+    affected_groups = serializers.ListField(child=serializers.CharField(max_length=200), required=False,
+                                            default=list, max_length=50)
+    contacts = serializers.ListField(child=serializers.EmailField(), required=False, default=list, max_length=50)
+
+
+class ModelOut(serializers.Serializer):
+    name = serializers.CharField()
+    team = serializers.CharField(source="team.name")
+    risk_tier = serializers.CharField()
+    description = serializers.CharField()
+    intended_purpose = serializers.CharField()
+    affected_groups = serializers.ListField(child=serializers.CharField())
+    contacts = serializers.ListField(child=serializers.CharField())
+    created_by = serializers.CharField(source="created_by.username")
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class VersionIn(serializers.Serializer):
+    label = serializers.CharField(max_length=64)
+    artifact_uri = serializers.CharField(max_length=1000)
+    manifest = serializers.DictField(child=serializers.CharField(max_length=64),
+                                     help_text="{path: sha256 hex} of every artifact file")
+    manifest_digest = serializers.CharField(required=False, allow_blank=True, max_length=64,
+                                            help_text="Optional; must equal SHA-256 of the JCS manifest if given")
+    framework = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
+    training_metrics = serializers.DictField(required=False, default=dict)
+    training_run = serializers.IntegerField(required=False, allow_null=True, min_value=1,
+                                            help_text="Lineage training-run id")
+    intended_use = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
+    limitations = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
+    evaluation_data = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
+    ethical_considerations = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
+
+
+class VersionOut(serializers.Serializer):
+    model = serializers.CharField(source="model.name")
+    label = serializers.CharField()
+    status = serializers.CharField()
+    artifact_uri = serializers.CharField()
+    manifest = serializers.DictField(child=serializers.CharField())
+    manifest_digest = serializers.CharField()
+    framework = serializers.CharField()
+    training_metrics = serializers.DictField()
+    training_run = serializers.IntegerField(allow_null=True)
+    intended_use = serializers.CharField()
+    limitations = serializers.CharField()
+    evaluation_data = serializers.CharField()
+    ethical_considerations = serializers.CharField()
+    created_by = serializers.CharField(source="created_by.username")
+    created_at = serializers.DateTimeField()
+
+
+class CommentIn(serializers.Serializer):
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
+
+
+class DecisionOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    approver = serializers.CharField(source="approver.username")
+    decision = serializers.CharField()
+    comment = serializers.CharField()
+    approver_roles = serializers.ListField(child=serializers.CharField())
+    decided_at = serializers.DateTimeField()
+
+
+class ApprovalRequestOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    model = serializers.CharField(source="version.model.name")
+    version = serializers.CharField(source="version.label")
+    status = serializers.CharField()
+    submitted_by = serializers.CharField(source="submitted_by.username")
+    submitted_at = serializers.DateTimeField()
+    comment = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+    closed_at = serializers.DateTimeField(allow_null=True)
+    closing_comment = serializers.CharField()
+    policy = serializers.DictField(source="policy_snapshot")
+    decisions = serializers.SerializerMethodField()
+    progress = serializers.SerializerMethodField()
+
+    def get_decisions(self, request: ApprovalRequest) -> list[dict[str, Any]]:
+        return DecisionOut(request.decisions.select_related("approver").all(), many=True).data  # type: ignore[return-value]
+
+    def get_progress(self, request: ApprovalRequest) -> dict[str, Any]:
+        return services.quorum_state(request.decisions.all(), request.policy_snapshot)
+
+
+class DecisionIn(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=Decision.choices)
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
+
+
+class DecisionResultOut(serializers.Serializer):
+    decision = DecisionOut()
+    request = ApprovalRequestOut()
+
+
+class DeploymentIn(serializers.Serializer):
+    model = serializers.CharField(max_length=100)
+    version = serializers.CharField(max_length=64)
+    environment = serializers.CharField(max_length=100)
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
+
+
+class DeploymentOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    model = serializers.CharField(source="model.name")
+    version = serializers.CharField(source="version.label")
+    environment = serializers.CharField(source="environment.name")
+    deployed_by = serializers.CharField(source="deployed_by.username")
+    deployed_at = serializers.DateTimeField()
+    replaced = serializers.IntegerField(source="replaced_id", allow_null=True)
+    is_rollback = serializers.BooleanField()
+    is_active = serializers.BooleanField()
+    comment = serializers.CharField()
+
+
+class EnvironmentOut(serializers.Serializer):
+    name = serializers.CharField()
+    is_production = serializers.BooleanField()
+    description = serializers.CharField()
+
+
+# --- Views ----------------------------------------------------------------------------------------
+
+class ModelListView(GovernanceView):
+    @extend_schema(operation_id="models_list", parameters=[
+        OpenApiParameter("team", str), OpenApiParameter("risk_tier", str, enum=RiskTier.values),
+        OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
+        responses={200: paginated("PaginatedModelList", ModelOut(many=True)), **ERROR_RESPONSES})
+    def get(self, request: Request) -> Response:
+        models = selectors.registered_model_list(user=request.user).select_related("created_by")
+        tier = _choice_param(request, "risk_tier", list(RiskTier.values))
+        if tier:
+            models = models.filter(risk_tier=tier)
+        if request.query_params.get("team"):
+            models = models.filter(team__name=request.query_params["team"])
+        return self.page(request, models, ModelOut)
+
+    @extend_schema(operation_id="models_register", request=ModelIn, parameters=[IDEMPOTENCY_PARAMETER],
+                   responses={201: ModelOut, **ERROR_RESPONSES})
+    @idempotent
+    def post(self, request: Request) -> Response:
+        data = _validated(ModelIn, request)
+        team = Team.objects.filter(name=data.pop("team")).first()
+        if team is None:
+            raise InvalidInput("No such team.", code="team_not_found")
+        model = services.model_register(by=request.user, team=team, **data)
+        return Response(ModelOut(model).data, status=status.HTTP_201_CREATED)
+
+
+class ModelDetailView(GovernanceView):
+    @extend_schema(operation_id="models_get", responses={200: ModelOut, **ERROR_RESPONSES})
+    def get(self, request: Request, name: str) -> Response:
+        return Response(ModelOut(selectors.registered_model_get(user=request.user, name=name)).data)
+
+
+class VersionListView(GovernanceView):
+    @extend_schema(operation_id="versions_list", parameters=[
+        OpenApiParameter("status", str, enum=VersionStatus.values), OpenApiParameter("page", int),
+        OpenApiParameter("page_size", int)],
+        responses={200: paginated("PaginatedVersionList", VersionOut(many=True)), **ERROR_RESPONSES})
+    def get(self, request: Request, name: str) -> Response:
+        model = selectors.registered_model_get(user=request.user, name=name)
+        wanted = _choice_param(request, "status", list(VersionStatus.values))
+        versions = selectors.model_version_list(user=request.user, model=model, status=wanted)
+        return self.page(request, versions.select_related("created_by"), VersionOut)
+
+    @extend_schema(operation_id="versions_register", request=VersionIn, parameters=[IDEMPOTENCY_PARAMETER],
+                   responses={201: VersionOut, **ERROR_RESPONSES})
+    @idempotent
+    def post(self, request: Request, name: str) -> Response:
+        model = selectors.registered_model_get(user=request.user, name=name)
+        data = _validated(VersionIn, request)
+        version = services.model_version_register(model=model, by=request.user, **data)
+        return Response(VersionOut(version).data, status=status.HTTP_201_CREATED)
+
+
+class VersionDetailView(GovernanceView):
+    @extend_schema(operation_id="versions_get", responses={200: VersionOut, **ERROR_RESPONSES})
+    def get(self, request: Request, name: str, label: str) -> Response:
+        return Response(VersionOut(selectors.model_version_get(user=request.user, model_name=name, label=label)).data)
+
+
+class VersionApprovalRequestView(GovernanceView):
+    @extend_schema(operation_id="approval_requests_submit", request=CommentIn, parameters=[IDEMPOTENCY_PARAMETER],
+                   responses={201: ApprovalRequestOut, **ERROR_RESPONSES})
+    @idempotent
+    def post(self, request: Request, name: str, label: str) -> Response:
+        version = selectors.model_version_get(user=request.user, model_name=name, label=label)
+        data = _validated(CommentIn, request)
+        approval = services.model_version_submit(version=version, by=request.user, comment=data["comment"])
+        return Response(ApprovalRequestOut(approval).data, status=status.HTTP_201_CREATED)
+
+
+class ApprovalRequestListView(GovernanceView):
+    @extend_schema(operation_id="approval_requests_list", parameters=[
+        OpenApiParameter("status", str, enum=RequestStatus.values), OpenApiParameter("model", str),
+        OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
+        responses={200: paginated("PaginatedApprovalRequestList", ApprovalRequestOut(many=True)), **ERROR_RESPONSES})
+    def get(self, request: Request) -> Response:
+        wanted = _choice_param(request, "status", list(RequestStatus.values))
+        requests = selectors.approval_request_list(user=request.user, status=wanted,
+                                                   model_name=request.query_params.get("model") or None)
+        return self.page(request, requests, ApprovalRequestOut)
+
+
+class ApprovalRequestDetailView(GovernanceView):
+    @extend_schema(operation_id="approval_requests_get", responses={200: ApprovalRequestOut, **ERROR_RESPONSES})
+    def get(self, request: Request, request_id: str) -> Response:
+        return Response(ApprovalRequestOut(_approval_for(request, request_id)).data)
+
+
+class DecisionView(GovernanceView):
+    @extend_schema(operation_id="approval_requests_decide", request=DecisionIn, parameters=[IDEMPOTENCY_PARAMETER],
+                   responses={201: DecisionResultOut, **ERROR_RESPONSES})
+    @idempotent
+    def post(self, request: Request, request_id: str) -> Response:
+        approval = _approval_for(request, request_id)
+        data = _validated(DecisionIn, request)
+        decision = services.approval_decide(request=approval, by=request.user, decision=data["decision"],
+                                            comment=data["comment"])
+        approval = ApprovalRequest.objects.select_related("version__model", "submitted_by").get(pk=approval.pk)
+        body = {"decision": DecisionOut(decision).data, "request": ApprovalRequestOut(approval).data}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class WithdrawView(GovernanceView):
+    @extend_schema(operation_id="approval_requests_withdraw", request=CommentIn, parameters=[IDEMPOTENCY_PARAMETER],
+                   responses={200: ApprovalRequestOut, **ERROR_RESPONSES})
+    @idempotent
+    def post(self, request: Request, request_id: str) -> Response:
+        approval = _approval_for(request, request_id)
+        data = _validated(CommentIn, request)
+        approval = services.approval_withdraw(request=approval, by=request.user, comment=data["comment"])
+        return Response(ApprovalRequestOut(approval).data)
+
+
+class DeploymentListView(GovernanceView):
+    @extend_schema(operation_id="deployments_list", parameters=[
+        OpenApiParameter("model", str), OpenApiParameter("environment", str),
+        OpenApiParameter("active", str, enum=["true", "false"]), OpenApiParameter("page", int),
+        OpenApiParameter("page_size", int)],
+        responses={200: paginated("PaginatedDeploymentList", DeploymentOut(many=True)), **ERROR_RESPONSES})
+    def get(self, request: Request) -> Response:
+        active = _choice_param(request, "active", ["true", "false"])
+        deployments = selectors.deployment_list(
+            user=request.user, model_name=request.query_params.get("model") or None,
+            environment=request.query_params.get("environment") or None,
+            active=None if active is None else active == "true")
+        return self.page(request, deployments, DeploymentOut)
+
+    @extend_schema(operation_id="deployments_record", request=DeploymentIn, parameters=[IDEMPOTENCY_PARAMETER],
+                   responses={201: DeploymentOut, **ERROR_RESPONSES})
+    @idempotent
+    def post(self, request: Request) -> Response:
+        data = _validated(DeploymentIn, request)
+        version = selectors.model_version_get(user=request.user, model_name=data["model"], label=data["version"])
+        environment = selectors.environment_get(name=data["environment"])
+        deployment = services.deployment_record(version=version, environment=environment, by=request.user,
+                                                comment=data["comment"])
+        return Response(DeploymentOut(deployment).data, status=status.HTTP_201_CREATED)
+
+
+class DeploymentDetailView(GovernanceView):
+    @extend_schema(operation_id="deployments_get", responses={200: DeploymentOut, **ERROR_RESPONSES})
+    def get(self, request: Request, deployment_id: str) -> Response:
+        return Response(DeploymentOut(_deployment_for(request, deployment_id)).data)
+
+
+class RollbackView(GovernanceView):
+    @extend_schema(operation_id="deployments_rollback", request=CommentIn, parameters=[IDEMPOTENCY_PARAMETER],
+                   responses={201: DeploymentOut, **ERROR_RESPONSES})
+    @idempotent
+    def post(self, request: Request, deployment_id: str) -> Response:
+        deployment = _deployment_for(request, deployment_id)
+        data = _validated(CommentIn, request)
+        rolled = services.deployment_rollback(deployment=deployment, by=request.user, comment=data["comment"])
+        return Response(DeploymentOut(rolled).data, status=status.HTTP_201_CREATED)
+
+
+class EnvironmentListView(GovernanceView):
+    @extend_schema(operation_id="environments_list",
+                   responses={200: paginated("PaginatedEnvironmentList", EnvironmentOut(many=True)),
+                              **ERROR_RESPONSES})
+    def get(self, request: Request) -> Response:
+        return self.page(request, selectors.environment_list(), EnvironmentOut)
+

@@ -1,0 +1,80 @@
+"""`Idempotency-Key` for POST endpoints: a retry replays the first response and writes nothing.
+
+The record (key, user, method, path, SHA-256 of the body, response status and body) is stored
+in the same transaction as the write it answers, so a request that fails stores nothing and
+can be retried with the same key. The same key with a different body, method or path is
+refused with 409 `idempotency_key_reused`. Keys are scoped per user.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, transaction
+from django.http.request import RawPostDataException
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from audit import jcs
+from audit.errors import Conflict, InvalidInput
+from governance.models import IdempotencyRecord
+
+HEADER = "Idempotency-Key"
+MAX_KEY_CHARS = 200
+REPLAY_HEADER = "Idempotent-Replayed"
+
+
+def _body_sha256(request: Request) -> str:
+    try:
+        raw = request.body
+    except RawPostDataException:  # the stream was already read: hash the parsed data canonically
+        raw = jcs.canonicalize(json.loads(json.dumps(request.data, cls=DjangoJSONEncoder)))
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _valid_key(key: str) -> bool:
+    return 0 < len(key) <= MAX_KEY_CHARS and key.isascii() and key.isprintable()
+
+
+def idempotent(view_method: Callable[..., Response]) -> Callable[..., Response]:
+    """Wrap a DRF view's `post`: the whole handler runs in one transaction, keyed or not."""
+
+    @functools.wraps(view_method)
+    def wrapper(self: Any, request: Request, *args: Any, **kwargs: Any) -> Response:
+        key = request.headers.get(HEADER)
+        if key is None:
+            with transaction.atomic():
+                return view_method(self, request, *args, **kwargs)
+        if not _valid_key(key):
+            raise InvalidInput(f"{HEADER} must be 1 to {MAX_KEY_CHARS} printable ASCII characters.",
+                               code="idempotency_key_invalid")
+        body_sha256 = _body_sha256(request)
+        path = request.path[:1000]
+        with transaction.atomic():
+            previous = IdempotencyRecord.objects.select_for_update().filter(user=request.user, key=key).first()
+            if previous is not None:
+                if (previous.body_sha256, previous.method, previous.path) != (body_sha256, request.method, path):
+                    raise Conflict(f"This {HEADER} was used for a different request.",
+                                   code="idempotency_key_reused", extra={"key": key})
+                return Response(previous.response_body, status=previous.response_status,
+                                headers={REPLAY_HEADER: "true"})
+            response = view_method(self, request, *args, **kwargs)
+            if response.status_code < 500:
+                body = json.loads(json.dumps(response.data, cls=DjangoJSONEncoder))
+                try:
+                    with transaction.atomic():
+                        IdempotencyRecord.objects.create(user=request.user, key=key, method=request.method,
+                                                         path=path, body_sha256=body_sha256,
+                                                         response_status=response.status_code, response_body=body)
+                except IntegrityError:
+                    # A concurrent request with the same key committed first; undo ours.
+                    raise Conflict(f"A request with this {HEADER} is being processed; retry later.",
+                                   code="idempotency_key_in_flight", extra={"key": key})
+            return response
+
+    return wrapper
