@@ -283,3 +283,7 @@ CELERY_BEAT_SCHEDULE["approval-expire-due"] = {
     "task": "governance.tasks.approval_expire_due_task",
     "schedule": float(APPROVAL_EXPIRY_CHECK_INTERVAL_S),
 }
+
+# --- Lineage: OpenLineage ingestion ----------------------------------------------------------
+# Largest OpenLineage event accepted, after gzip decompression (bigger bodies get 413).
+OPENLINEAGE_MAX_EVENT_BYTES = int(_env("OPENLINEAGE_MAX_EVENT_BYTES", str(8 * 1024 * 1024)))

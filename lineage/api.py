@@ -425,7 +425,7 @@ class OpenLineageApi(LineageApi):
     def post(self, request: Request) -> Response:
         from django.conf import settings
 
-        max_bytes = getattr(settings, "OPENLINEAGE_MAX_EVENT_BYTES", openlineage.DEFAULT_MAX_EVENT_BYTES)
+        max_bytes = settings.OPENLINEAGE_MAX_EVENT_BYTES
         body = openlineage.decode_body(request.body, content_encoding=request.headers.get("Content-Encoding", ""),
                                        max_bytes=max_bytes)
         result, duplicate = openlineage.openlineage_event_ingest(body=body, actor=request.user)

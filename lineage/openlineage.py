@@ -41,7 +41,6 @@ _STATUS = {"START": TrainingRun.Status.RUNNING, "RUNNING": TrainingRun.Status.RU
            "COMPLETE": TrainingRun.Status.COMPLETED, "FAIL": TrainingRun.Status.FAILED,
            "ABORT": TrainingRun.Status.ABORTED}
 MAX_DATASETS_PER_EVENT = 500
-DEFAULT_MAX_EVENT_BYTES = 8 * 1024 * 1024
 
 
 class PayloadTooLarge(ServiceError):
