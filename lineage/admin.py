@@ -1,0 +1,104 @@
+"""Read-only admin for lineage records; the one write (revoking a pipeline key) goes through its service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from audit.errors import ServiceError
+from lineage import services
+from lineage.models import Attestation, Dataset, DatasetVersion, LineageEdge, LineageNode, PipelineKey, TrainingRun
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Lineage rows are written by services only (each with its ledger entry and attestation)."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Dataset)
+class DatasetAdmin(ReadOnlyAdmin):
+    list_display = ["namespace", "name", "created_by", "created_at"]
+    search_fields = ["namespace", "name"]
+
+
+@admin.register(DatasetVersion)
+class DatasetVersionAdmin(ReadOnlyAdmin):
+    list_display = ["dataset", "version", "digest", "digest_kind", "row_count", "created_at", "graph"]
+    list_filter = ["digest_kind"]
+    search_fields = ["digest", "dataset__name", "location_uri"]
+
+    @admin.display(description="lineage")
+    def graph(self, version: DatasetVersion) -> str:
+        return format_html('<a href="/lineage/nodes/{}/">graph</a>', version.node_id)
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(ReadOnlyAdmin):
+    list_display = ["job_namespace", "job_name", "status", "code_commit", "started_at", "ended_at", "actor", "graph"]
+    list_filter = ["status"]
+    search_fields = ["job_name", "external_run_id", "code_commit"]
+
+    @admin.display(description="lineage")
+    def graph(self, run: TrainingRun) -> str:
+        return format_html('<a href="/lineage/nodes/{}/">graph</a>', run.node_id)
+
+
+@admin.register(LineageNode)
+class LineageNodeAdmin(ReadOnlyAdmin):
+    list_display = ["id", "kind", "ref_type", "ref_id", "label", "digest", "graph"]
+    list_filter = ["kind"]
+    search_fields = ["digest", "label", "ref_id"]
+
+    @admin.display(description="lineage")
+    def graph(self, node: LineageNode) -> str:
+        return format_html('<a href="/lineage/nodes/{}/">graph</a>', node.pk)
+
+
+@admin.register(LineageEdge)
+class LineageEdgeAdmin(ReadOnlyAdmin):
+    list_display = ["id", "source", "target", "attestation", "created_at"]
+
+
+@admin.register(Attestation)
+class AttestationAdmin(ReadOnlyAdmin):
+    list_display = ["id", "origin", "keyid", "predicate_type", "submitted_by", "created_at", "envelope_link"]
+    list_filter = ["origin"]
+    exclude = ["envelope"]
+
+    @admin.display(description="envelope")
+    def envelope_link(self, attestation: Attestation) -> str:
+        return format_html('<a href="/api/lineage/attestations/{}/">JSON</a>', attestation.pk)
+
+
+@admin.register(PipelineKey)
+class PipelineKeyAdmin(ReadOnlyAdmin):
+    list_display = ["keyid", "owner", "name", "created_at", "revoked_at", "revoked_by"]
+    exclude = ["public_key"]
+    actions = ["revoke"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The revoke action needs it; an object's change form stays read-only.
+        return obj is None and bool(request.user.has_perm("lineage.change_pipelinekey"))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["owner", "name", "keyid", "created_at", "revoked_at", "revoked_by"]
+
+    @admin.action(description="Revoke the selected keys", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[PipelineKey]) -> None:
+        for key in queryset:
+            try:
+                services.pipeline_key_revoke(key=key, by=request.user)
+            except ServiceError as exc:
+                self.message_user(request, f"{key.keyid[:16]}: {exc.message}", messages.WARNING)
