@@ -146,40 +146,66 @@ def _choose_checkpoint(max_seq: int | None) -> tuple[Checkpoint, Checkpoint]:
     return covering or latest, latest
 
 
-LeafRange = tuple[int, int]
 SubtreeId = tuple[int, int]
 
 
-def inclusion_paths(leaf_indices: list[int], tree_size: int) -> tuple[list[list[LeafRange]], set[SubtreeId]]:
-    """For each leaf, its RFC 9162 inclusion path as leaf ranges, and the set of complete subtrees needed.
+class InclusionProofs:
+    """RFC 9162 inclusion proofs of many leaves against one tree size, from one batched read.
 
-    Walking up from the leaf, the sibling of the level-l ancestor covers [s * 2**l, (s + 1) * 2**l)
-    clipped to the tree; a sibling that starts past the tree's end does not exist (the RFC tree
-    collapses that level). A clipped sibling is a right-border node: a fold of complete subtrees.
+    The proof of leaf i lists, from the leaf up, the sibling of i's ancestor at each level l:
+    the node covering [s * 2**l, (s + 1) * 2**l) clipped to the tree, s = (i >> l) ^ 1. A sibling
+    that starts past the end of the tree does not exist (the RFC tree collapses that level), and
+    a clipped one lies on the right border: a fold of complete subtrees. Neighbouring leaves share
+    their upper path, so each proof's JSON text is built from a memoized suffix per ancestor.
     """
-    paths: list[list[tuple[int, int]]] = []
-    needed: set[tuple[int, int]] = set()
-    border_cache: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    top = max(tree_size - 1, 0).bit_length()
-    for leaf_index in leaf_indices:
-        path: list[tuple[int, int]] = []
-        for level in range(top):
-            sibling = (leaf_index >> level) ^ 1
+
+    def __init__(self, leaf_indices: list[int], tree_size: int) -> None:
+        self.tree_size = tree_size
+        self.top = max(tree_size - 1, 0).bit_length()
+        siblings: set[tuple[int, int]] = set()
+        ancestors = set(leaf_indices)
+        for level in range(self.top):
+            siblings.update((level, ancestor ^ 1) for ancestor in ancestors if (ancestor ^ 1) << level < tree_size)
+            ancestors = {ancestor >> 1 for ancestor in ancestors}
+        needed: set[SubtreeId] = set()
+        border: dict[tuple[int, int], list[SubtreeId]] = {}
+        for level, sibling in siblings:
             start = sibling << level
-            if start >= tree_size:
-                continue
-            end = min(start + (1 << level), tree_size)
-            path.append((start, end))
-            if end - start == 1 << level:
+            if start + (1 << level) <= tree_size:
                 needed.add((level, sibling))
             else:
-                parts = border_cache.get((start, end))
-                if parts is None:
-                    parts = merkle.complete_subtrees(start, end)
-                    border_cache[(start, end)] = parts
-                    needed.update(parts)
-        paths.append(path)
-    return paths, needed
+                parts = merkle.complete_subtrees(start, tree_size)
+                border[(level, sibling)] = parts
+                needed.update(parts)
+        found = _fetch_subtrees(needed) if needed else {}
+        self.node_text: dict[tuple[int, int], str] = {}
+        for level, sibling in siblings:
+            parts = border.get((level, sibling))
+            value = found[(level, sibling)] if parts is None else merkle.fold_subtrees([found[p] for p in parts])
+            self.node_text[(level, sibling)] = '"' + _b64(value) + '"'
+        self._suffix: dict[tuple[int, int], str] = {}
+
+    def json_hashes(self, leaf_index: int) -> str:
+        """The proof's hashes as the inside of a JSON array: `"b64","b64",...`."""
+        return self._path_text(0, leaf_index)
+
+    def hashes(self, leaf_index: int) -> list[bytes]:
+        return [base64.b64decode(text) for text in json.loads("[" + self.json_hashes(leaf_index) + "]")]
+
+    def _path_text(self, level: int, ancestor: int) -> str:
+        stack: list[tuple[int, int]] = []
+        while level < self.top and (level, ancestor) not in self._suffix:
+            stack.append((level, ancestor))
+            ancestor >>= 1
+            level += 1
+        text = self._suffix.get((level, ancestor), "")
+        for lv, an in reversed(stack):
+            own = self.node_text.get((lv, an ^ 1))
+            if own is not None:
+                text = own + "," + text if text else own
+            if lv:  # leaves are asked for once; memoize only shared ancestors
+                self._suffix[(lv, an)] = text
+        return text
 
 
 def _fetch_subtrees(needed: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
@@ -222,28 +248,6 @@ def _fetch_subtrees(needed: set[tuple[int, int]]) -> dict[tuple[int, int], bytes
     if missing:
         raise merkle.ProofError(f"{len(missing)} subtree hashes are not stored, e.g. {sorted(missing)[0]}")
     return found
-
-
-def inclusion_proofs(leaf_indices: list[int], tree_size: int) -> list[list[bytes]]:
-    """RFC 9162 inclusion proofs of many leaves against one tree size, from one batched read."""
-    paths, needed = inclusion_paths(leaf_indices, tree_size)
-    found = _fetch_subtrees(needed)
-    range_hash: dict[tuple[int, int], bytes] = {}
-    proofs = []
-    for path in paths:
-        proof = []
-        for start, end in path:
-            width = end - start
-            if width & (width - 1) == 0 and start % width == 0:
-                proof.append(found[(width.bit_length() - 1, start // width)])
-            else:
-                value = range_hash.get((start, end))
-                if value is None:
-                    value = merkle.fold_subtrees([found[part] for part in merkle.complete_subtrees(start, end)])
-                    range_hash[(start, end)] = value
-                proof.append(value)
-        proofs.append(proof)
-    return proofs
 
 
 # --- Keys ----------------------------------------------------------------------------------
@@ -303,7 +307,7 @@ def build_bundle(
         rows = _entry_rows(subjects)
         checkpoint, latest = _choose_checkpoint(rows[-1][0] if rows else None)
         report_progress(20, "computing inclusion proofs")
-        proofs = inclusion_proofs([seq for seq, _, _ in rows], checkpoint.tree_size) if rows else []
+        proofs = InclusionProofs([seq for seq, _, _ in rows], checkpoint.tree_size) if rows else None
         report_progress(45, "writing ledger files")
 
         def entry_lines() -> Iterator[bytes]:
@@ -324,17 +328,11 @@ def build_bundle(
         def proof_chunks() -> Iterator[bytes]:
             yield f'{{"tree_size":{tree_size},"proofs":['.encode("ascii")
             batch: list[str] = []
-            encoded: dict[bytes, str] = {}
-            for position, ((seq, _, _), proof) in enumerate(zip(rows, proofs, strict=True)):
-                hashes = []
-                for node in proof:
-                    text = encoded.get(node)
-                    if text is None:
-                        text = encoded[node] = _b64(node)
-                    hashes.append(f'"{text}"')
+            for position, (seq, _, _) in enumerate(rows):
+                assert proofs is not None
                 separator = "," if position else ""
                 batch.append(f'{separator}\n{{"seq":{seq},"leaf_index":{seq},"tree_size":{tree_size},'
-                             f'"hashes":[{",".join(hashes)}]}}')
+                             f'"hashes":[{proofs.json_hashes(seq)}]}}')
                 if len(batch) >= _ENTRY_BATCH:
                     yield "".join(batch).encode("ascii")
                     batch = []

@@ -460,6 +460,35 @@ def test_verify_py_inclusion_agrees_with_transparency_dev_vectors(path):
     except ValueError:
         ok = False
     assert ok is not vector["wantErr"]
+    # The shared-work verifier the bundle check uses must give the same verdict.
+    try:
+        verifier.InclusionVerifier(vector["treeSize"], _decode(vector["root"])).verify(
+            _decode(vector["leafHash"]), vector["leafIdx"], proof)
+        shared_ok = True
+    except ValueError:
+        shared_ok = False
+    assert shared_ok is not vector["wantErr"]
+
+
+def test_shared_work_inclusion_verifier_still_checks_every_proof_after_a_cached_one():
+    verifier_module = load_verifier()
+    leaves = [merkle.leaf_hash(str(index).encode()) for index in range(13)]
+    root = merkle.root_hash(leaves)
+    paths = [merkle.build_proof(merkle.inclusion_proof_ranges(index, 13),
+                                lambda wanted: {(lvl, idx): merkle.root_hash(leaves[idx << lvl:(idx + 1) << lvl])
+                                                for lvl, idx in wanted}) for index in range(13)]
+    checker = verifier_module.InclusionVerifier(13, root)
+    for index in range(13):
+        checker.verify(leaves[index], index, paths[index])
+    # After everything is cached, a proof with a changed upper sibling must still fail.
+    bad = list(paths[4])
+    bad[-1] = bytes(32)
+    with pytest.raises(ValueError):
+        checker.verify(leaves[4], 4, bad)
+    with pytest.raises(ValueError):
+        checker.verify(leaves[5], 4, paths[4])  # wrong leaf for this position
+    with pytest.raises(ValueError):
+        checker.verify(leaves[4], 4, paths[4] + [bytes(32)])  # longer than the path
 
 
 @pytest.mark.parametrize("path", _vectors("consistency"), ids=lambda p: p.parent.name + "/" + p.name)

@@ -113,6 +113,50 @@ def b64decode_dsse(text: Any, what: str) -> bytes:
     return raw
 
 
+def b64decode_fast(text: Any, what: str) -> bytes:
+    """Same contract as b64decode_strict (canonical padded standard base64), in two C calls."""
+    if not isinstance(text, str):
+        raise fail("encoding", f"{what} is not a base64 string")
+    try:
+        raw = binascii.a2b_base64(text)
+    except (binascii.Error, ValueError):
+        raise fail("encoding", f"{what} is not standard base64") from None
+    # a2b_base64 skips stray characters; the canonical re-encoding must give back the very text.
+    if binascii.b2a_base64(raw, newline=False).decode("ascii") != text:
+        raise fail("encoding", f"{what} is not canonical standard base64")
+    return raw
+
+
+_ENTRY_LINE = re.compile(rb'\{"seq":(0|[1-9][0-9]{0,18}),"canonical":"([A-Za-z0-9+/]*={0,2})",'
+                         rb'"entry_hash":"([0-9a-f]{64})"\}\Z')
+
+
+def _parse_entry_line(line: bytes, line_number: int) -> tuple[int, str, str]:
+    """(seq, canonical base64, entry_hash hex) of one line of entries.jsonl.
+
+    Lines in the exporter's exact spelling are read with one regular expression; anything else
+    goes through the JSON parser, with the same result for the same JSON value.
+    """
+    match = _ENTRY_LINE.match(line)
+    if match is not None:
+        return int(match.group(1)), match.group(2).decode("ascii"), match.group(3).decode("ascii")
+    where = f"ledger/entries.jsonl line {line_number}"
+    try:
+        record = json.loads(line.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise fail("entries", f"{where} is not JSON") from None
+    if not isinstance(record, dict) or set(record) != {"seq", "canonical", "entry_hash"}:
+        raise fail("entries", f"{where} must have exactly seq, canonical and entry_hash")
+    seq, canonical, entry_hash = record["seq"], record["canonical"], record["entry_hash"]
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise fail("entries", f"{where}: seq is not a non-negative integer")
+    if not isinstance(canonical, str):
+        raise fail("entries", f"{where}: canonical is not a base64 string")
+    if not isinstance(entry_hash, str) or not _HEX64.match(entry_hash):
+        raise fail("entries", f"{where}: entry_hash is not 64 lowercase hex digits")
+    return seq, canonical, entry_hash
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
@@ -169,6 +213,59 @@ def root_from_inclusion(leaf: bytes, leaf_index: int, tree_size: int, proof: Seq
     if sn != 0:
         raise ValueError("the proof is shorter than the path to the root")
     return r
+
+
+class InclusionVerifier:
+    """Checks many RFC 9162 inclusion proofs against one root, sharing work between them.
+
+    Proofs of neighbouring leaves meet at a common ancestor and continue with the same siblings.
+    Once a proof has been checked all the way to the root, every state it passed through (the
+    node position and its computed hash) is remembered with the rest of its path; a later proof
+    that reaches the same state with the same remaining path must reach the same root, so it
+    stops there. The result is exactly that of checking each proof in full.
+    """
+
+    def __init__(self, tree_size: int, root: bytes) -> None:
+        self.tree_size = tree_size
+        self.root = root
+        self.proven: dict[tuple[int, int, bytes], list[bytes]] = {}
+
+    def verify(self, leaf: bytes, leaf_index: int, proof: list[bytes]) -> None:
+        if not 0 <= leaf_index < self.tree_size:
+            raise ValueError(f"leaf index {leaf_index} is outside a tree of size {self.tree_size}")
+        if len(leaf) != HASH_SIZE:
+            raise ValueError("the leaf hash is not 32 bytes")
+        fn, sn, r = leaf_index, self.tree_size - 1, leaf
+        proven = self.proven
+        visited: list[tuple[tuple[int, int, bytes], int]] = []
+        for position, p in enumerate(proof):
+            state = (fn, sn, r)
+            known = proven.get(state)
+            if known is not None and known == proof[position:]:
+                break
+            if position:
+                visited.append((state, position))
+            if len(p) != HASH_SIZE:
+                raise ValueError("a proof element is not 32 bytes")
+            if sn == 0:
+                raise ValueError("the proof is longer than the path to the root")
+            if fn & 1 or fn == sn:
+                r = node_hash(p, r)
+                if not fn & 1:
+                    while fn and not fn & 1:
+                        fn >>= 1
+                        sn >>= 1
+            else:
+                r = node_hash(r, p)
+            fn >>= 1
+            sn >>= 1
+        else:
+            if sn != 0:
+                raise ValueError("the proof is shorter than the path to the root")
+            if r != self.root:
+                raise ValueError("the inclusion proof does not lead to the checkpoint's root")
+        for state, position in visited:
+            proven[state] = proof[position:]
 
 
 def verify_consistency(first_size: int, second_size: int, proof: Sequence[bytes],
@@ -709,27 +806,16 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
     if data and not data.endswith(b"\n"):
         raise fail("entries", "ledger/entries.jsonl does not end with a newline")
     lines = data.split(b"\n")[:-1] if data else []
+    root_hex_zero = ZERO_HASH.hex()
     for line_number, line in enumerate(lines, start=1):
-        where = f"ledger/entries.jsonl line {line_number}"
-        try:
-            record = json.loads(line)
-        except ValueError:
-            raise fail("entries", f"{where} is not JSON") from None
-        if not isinstance(record, dict) or set(record) != {"seq", "canonical", "entry_hash"}:
-            raise fail("entries", f"{where} must have exactly seq, canonical and entry_hash")
-        seq = record["seq"]
-        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-            raise fail("entries", f"{where}: seq is not a non-negative integer")
-        canonical = b64decode_strict(record["canonical"], f"{where} canonical")
-        entry_hash_hex = record["entry_hash"]
-        if not isinstance(entry_hash_hex, str) or not _HEX64.match(entry_hash_hex):
-            raise fail("entries", f"{where}: entry_hash is not 64 lowercase hex digits")
+        seq, canonical_text, entry_hash_hex = _parse_entry_line(line, line_number)
+        canonical = b64decode_fast(canonical_text, f"entry seq {seq} canonical")
         entry_hash = hashlib.sha256(canonical).digest()
         if entry_hash.hex() != entry_hash_hex:
             raise fail("entries", f"entry seq {seq}: entry_hash is not SHA-256 of its canonical bytes")
         try:
-            document = json.loads(canonical.decode("utf-8"), object_pairs_hook=_no_duplicates)
-        except (UnicodeDecodeError, ValueError):
+            document = json.loads(canonical.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
             raise fail("entries", f"entry seq {seq}: canonical bytes are not valid JSON") from None
         if not isinstance(document, dict) or document.get("seq") != seq:
             said = document.get("seq") if isinstance(document, dict) else None
@@ -739,7 +825,7 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
         prev_hash_hex = document.get("prev_hash")
         if not isinstance(prev_hash_hex, str) or not _HEX64.match(prev_hash_hex):
             raise fail("entries", f"entry seq {seq}: prev_hash is not 64 hex digits")
-        if seq == 0 and prev_hash_hex != ZERO_HASH.hex():
+        if seq == 0 and prev_hash_hex != root_hex_zero:
             raise fail("entries", "entry seq 0 must have a prev_hash of 32 zero bytes")
         if previous_hash is not None and seq == previous_seq + 1 and prev_hash_hex != previous_hash.hex():
             raise fail("entries", f"entry seq {seq}: prev_hash does not link to entry seq {previous_seq}")
@@ -768,6 +854,7 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
     if len(proof_list) != len(entries):
         raise fail("proofs", f"{len(proof_list)} proofs for {len(entries)} entries")
     decoded: dict[str, bytes] = {}
+    verifier = InclusionVerifier(checkpoint.tree_size, checkpoint.root_hash)
     for (seq, canonical), proof in zip(entries, proof_list):  # noqa: B905 (lengths checked; Python 3.9)
         if not isinstance(proof, dict):
             raise fail("proofs", f"the proof for entry seq {seq} is not an object")
@@ -783,15 +870,13 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
         for text in hashes:
             value = decoded.get(text) if isinstance(text, str) else None
             if value is None:
-                value = b64decode_strict(text, f"proof hash for entry seq {seq}")
+                value = b64decode_fast(text, f"proof hash for entry seq {seq}")
                 decoded[text] = value
             path.append(value)
         try:
-            root = root_from_inclusion(leaf_hash(canonical), seq, checkpoint.tree_size, path)
+            verifier.verify(leaf_hash(canonical), seq, path)
         except ValueError as exc:
             raise fail("inclusion", f"entry seq {seq}: {exc}") from None
-        if root != checkpoint.root_hash:
-            raise fail("inclusion", f"entry seq {seq}: the inclusion proof does not lead to the checkpoint's root")
     report.ok(f"{len(entries)} RFC 9162 inclusion proof(s) lead to the checkpoint root")
 
     # Consistency with the latest checkpoint.

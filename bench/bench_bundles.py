@@ -1,0 +1,154 @@
+"""Audit bundle benchmarks on the real PostgreSQL: export of a model with 100,000 ledger entries,
+verify.py on that bundle, and a report PDF for a typical model.
+
+Anchors, measured in the same run: a plain zip of the same entries' bytes read the same way
+(no proofs, no signatures, no manifest), and one SHA-256 pass over the bundle's members (the
+least any verifier must do).
+
+    python -m bench.bench_bundles [--quick]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PG = "postgres://postgres@127.0.0.1:5432"
+BENCH_DB = "governance_bench_bundles"
+MODEL_SUBJECTS = [("governance.registeredmodel", "1")] + [("governance.modelversion", str(v)) for v in range(1, 6)]
+
+
+def _recreate_database() -> None:
+    import psycopg
+
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {BENCH_DB}")
+
+
+def _django_setup(work: Path) -> None:
+    os.environ["DATABASE_URL"] = f"{PG}/{BENCH_DB}"
+    os.environ["LEDGER_SIGNING_KEY_FILE"] = str(work / "ledger.key")
+    os.environ["ATTESTATION_SIGNING_KEY_FILE"] = str(work / "attestation.key")
+    os.environ["MEDIA_ROOT"] = str(work / "media")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "governance.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def _fill_ledger(model_entries: int, other_entries: int) -> None:
+    from audit.ledger import checkpoint_create, draft, ledger_append_many
+
+    batch = 5000
+    others_per_batch = max(1, other_entries * batch // max(model_entries, 1))
+    written = 0
+    while written < model_entries:
+        size = min(batch, model_entries - written)
+        drafts = []
+        for index in range(written, written + size):
+            subject = MODEL_SUBJECTS[index % len(MODEL_SUBJECTS)]
+            drafts.append(draft(actor="service:pipeline", action="model_version.metric_recorded", subject=subject,
+                                payload={"index": index, "metric": "auc", "value": 0.8 + (index % 100) / 1000}))
+        drafts.extend(draft(actor="service:other", action="other.changed", subject=("other.thing", f"{written}-{k}"),
+                            payload={"k": k}) for k in range(others_per_batch))
+        ledger_append_many(drafts, checkpoint=False)
+        written += size
+    checkpoint_create()
+
+
+def _anchor_plain_zip(out: Path) -> float:
+    from audit.models import LedgerEntry
+    from governance.reports.bundle import _subject_query
+
+    started = time.perf_counter()
+    rows = LedgerEntry.objects.filter(_subject_query(MODEL_SUBJECTS)).order_by("seq").values_list("seq", "canonical")
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        with archive.open("entries.jsonl", "w") as handle:
+            for _, canonical in rows.iterator(5000):
+                handle.write(bytes(canonical) + b"\n")
+    return time.perf_counter() - started
+
+
+def _anchor_hash_members(path: Path) -> float:
+    started = time.perf_counter()
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            hashlib.sha256(archive.read(info)).hexdigest()
+    return time.perf_counter() - started
+
+
+def run(quick: bool = False) -> list[dict]:
+    model_entries = 10_000 if quick else 100_000
+    with tempfile.TemporaryDirectory(prefix="bench-bundles-") as tmp:
+        work = Path(tmp)
+        _recreate_database()
+        _django_setup(work)
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        from audit.keys import signing_key_ensure
+        from audit.models import SigningKey
+
+        for purpose in SigningKey.Purpose.values:
+            signing_key_ensure(purpose=purpose)
+        _fill_ledger(model_entries, model_entries // 5)
+
+        from governance.reports.bundle import build_bundle
+
+        bundle_path = work / "bundle.zip"
+        started = time.perf_counter()
+        summary = build_bundle(subjects=MODEL_SUBJECTS, out=bundle_path)
+        export_s = time.perf_counter() - started
+        assert summary.entry_count == model_entries, summary
+        anchor_export_s = _anchor_plain_zip(work / "plain.zip")
+
+        verify_py = ROOT / "governance" / "reports" / "verifier" / "verify.py"
+        started = time.perf_counter()
+        completed = subprocess.run([sys.executable, "-I", str(verify_py), str(bundle_path)], capture_output=True,
+                                   text=True)
+        verify_s = time.perf_counter() - started
+        if completed.returncode != 0:
+            raise RuntimeError(f"verify.py failed on the bench bundle: {completed.stdout}{completed.stderr}")
+        anchor_verify_s = _anchor_hash_members(bundle_path)
+        size_mb = bundle_path.stat().st_size / 1e6
+
+        rows = [
+            {"what": f"export bundle, model with {model_entries:,} entries ({size_mb:.0f} MB zip)",
+             "ours": round(export_s, 3), "anchor": round(anchor_export_s, 3),
+             "anchor_name": "plain zip of the entry bytes", "unit": "s", "goal": "<= 10 s"},
+            {"what": f"verify.py on that bundle ({model_entries:,} proofs)",
+             "ours": round(verify_s, 3), "anchor": round(anchor_verify_s, 3),
+             "anchor_name": "SHA-256 of every member", "unit": "s", "goal": "<= 5 s"},
+        ]
+        rows.extend(_report_rows(work))
+        from django.db import connections
+
+        connections.close_all()
+    return rows
+
+
+def _report_rows(work: Path) -> list[dict]:
+    """The report PDF for a typical model; empty until the report module exists."""
+    try:
+        from governance.reports import report as report_module
+    except ImportError:
+        return []
+    bench = getattr(report_module, "bench_typical_report_pdf", None)
+    if bench is None:
+        return []
+    return list(bench(work))
+
+
+if __name__ == "__main__":
+    quick = "--quick" in sys.argv
+    for row in run(quick=quick):
+        print(row)
