@@ -1,8 +1,9 @@
-"""Graph traversal over `LineageEdge`: breadth-first, one query per level (and per 500 ids).
+"""Graph traversal over `LineageEdge` with recursive CTEs (PostgreSQL and SQLite both run them).
 
-A level-by-level BFS costs `depth` round trips, works the same on PostgreSQL and SQLite, and
-never revisits a node, whereas a recursive CTE over a DAG enumerates every path. Both
-traversals and the cycle check go through `_step`.
+The walk is `UNION` over (node, depth) pairs, so each node enters at most once per level and the
+work is bounded by nodes x depth, not by the number of paths through the DAG. Edges between the
+reached nodes are fetched afterwards with one query per 500 ids. The cycle check walks without a
+depth limit over node ids only and stops at the first hit.
 """
 
 from __future__ import annotations
@@ -39,47 +40,69 @@ def _chunks(ids: list[int]) -> Iterable[list[int]]:
         yield ids[start:start + _CHUNK]
 
 
-def _step(frontier: list[int], direction: str) -> list[tuple[int, int, int | None]]:
-    """Edges (source, target, attestation id) leaving `frontier` in `direction`."""
-    found: list[tuple[int, int, int | None]] = []
-    column = "source_id__in" if direction == DOWNSTREAM else "target_id__in"
-    for chunk in _chunks(frontier):
-        found.extend(LineageEdge.objects.filter(**{column: chunk})
-                     .values_list("source_id", "target_id", "attestation_id"))
+def _edges_into(node_ids: list[int], reached: set[int]) -> dict[tuple[int, int], int | None]:
+    """Edges whose both ends were reached (looked up by target), with their attestation ids."""
+    found: dict[tuple[int, int], int | None] = {}
+    for chunk in _chunks(node_ids):
+        for source, target, attestation_id in LineageEdge.objects.filter(target_id__in=chunk).values_list(
+                "source_id", "target_id", "attestation_id"):
+            if source in reached:
+                found[(source, target)] = attestation_id
     return found
+
+
+_WALK_SQL = {
+    UPSTREAM: """
+        WITH RECURSIVE walk(id, depth) AS (
+            SELECT CAST(%s AS BIGINT), 0
+            UNION
+            SELECT e.source_id, w.depth + 1 FROM {edge} e JOIN walk w ON e.target_id = w.id WHERE w.depth < %s
+        )
+        SELECT id, MIN(depth) AS depth FROM walk GROUP BY id ORDER BY depth, id LIMIT %s""",
+    DOWNSTREAM: """
+        WITH RECURSIVE walk(id, depth) AS (
+            SELECT CAST(%s AS BIGINT), 0
+            UNION
+            SELECT e.target_id, w.depth + 1 FROM {edge} e JOIN walk w ON e.source_id = w.id WHERE w.depth < %s
+        )
+        SELECT id, MIN(depth) AS depth FROM walk GROUP BY id ORDER BY depth, id LIMIT %s""",
+}
+
+_REACH_SQL = """
+    WITH RECURSIVE reach(id) AS (
+        SELECT CAST(%s AS BIGINT)
+        UNION
+        SELECT e.target_id FROM {edge} e JOIN reach r ON e.source_id = r.id
+    )
+    SELECT 1 FROM reach WHERE id = %s LIMIT 1"""
 
 
 def _walk(start_id: int, direction: str, depth: int, result: Traversal, max_nodes: int) -> None:
     sign = -1 if direction == UPSTREAM else 1
-    seen = {start_id}
-    frontier = [start_id]
-    for level in range(1, depth + 1):
-        if not frontier:
-            return
-        next_frontier: list[int] = []
-        for source, target, attestation_id in _step(frontier, direction):
-            result.edges[(source, target)] = attestation_id
-            other = target if direction == DOWNSTREAM else source
-            if other in seen:
-                continue
-            if len(result.depths) >= max_nodes:
-                result.truncated = True
-                continue
-            seen.add(other)
-            result.depths.setdefault(other, sign * level)
-            next_frontier.append(other)
-        frontier = next_frontier
+    sql = _WALK_SQL[direction].format(edge=connection.ops.quote_name(LineageEdge._meta.db_table))
+    with connection.cursor() as cursor:
+        # One more row than allowed tells us whether the walk was cut short.
+        cursor.execute(sql, [start_id, depth, max_nodes + 1])
+        rows = cursor.fetchall()
+    if len(rows) > max_nodes:
+        result.truncated = True
+        rows = rows[:max_nodes]
+    for node_id, level in rows:
+        if node_id != start_id and len(result.depths) < max_nodes:
+            result.depths.setdefault(node_id, sign * level)
+        elif node_id != start_id:
+            result.truncated = True
 
 
 def traverse(*, start_id: int, direction: str, depth: int, max_nodes: int = DEFAULT_MAX_NODES) -> Traversal:
-    """Nodes within `depth` hops of `start_id`; edges between reached nodes only."""
+    """Nodes within `depth` hops of `start_id` (nearest first); edges between reached nodes only."""
     result = Traversal(depths={start_id: 0})
     if direction in (UPSTREAM, BOTH):
         _walk(start_id, UPSTREAM, depth, result, max_nodes)
     if direction in (DOWNSTREAM, BOTH):
         _walk(start_id, DOWNSTREAM, depth, result, max_nodes)
-    result.edges = {pair: att for pair, att in result.edges.items()
-                    if pair[0] in result.depths and pair[1] in result.depths}
+    reached = set(result.depths)
+    result.edges = _edges_into(sorted(reached), reached)
     return result
 
 
@@ -87,18 +110,10 @@ def reaches(*, from_id: int, to_id: int) -> bool:
     """Whether a directed path leads from `from_id` to `to_id` (unbounded, each node visited once)."""
     if from_id == to_id:
         return True
-    seen = {from_id}
-    frontier = [from_id]
-    while frontier:
-        next_frontier: list[int] = []
-        for _source, target, _attestation in _step(frontier, DOWNSTREAM):
-            if target == to_id:
-                return True
-            if target not in seen:
-                seen.add(target)
-                next_frontier.append(target)
-        frontier = next_frontier
-    return False
+    sql = _REACH_SQL.format(edge=connection.ops.quote_name(LineageEdge._meta.db_table))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [from_id, to_id])
+        return cursor.fetchone() is not None
 
 
 def lock_edges() -> None:
