@@ -51,6 +51,11 @@ from audit.errors import InvalidInput
 from audit.ledger import EntryDraft, draft, ledger_append_many
 
 REDACTED = "<redacted>"
+# How an update learns the row's "before": "locked" re-reads it SELECT ... FOR UPDATE in the
+# transaction (correct under concurrent writers); "snapshot" uses the state recorded when the
+# instance was loaded or last saved (no extra query, but stale if another writer committed in
+# between). Kept switchable only so bench/bench_capture.py can measure both.
+BEFORE_STATE = "locked"
 MAX_SAFE_INTEGER = 2**53 - 1
 
 _actor: contextvars.ContextVar[Any] = contextvars.ContextVar("ledger_actor", default=None)
@@ -250,6 +255,81 @@ def _read_states(model: type[models.Model], using: str, pks: Sequence[Any], *,
     return states
 
 
+# Every governed write takes the ledger head lock FIRST, before any row lock. Governed writers
+# therefore never wait for each other while holding a row (no deadlocks between two services
+# that touch the same rows in different orders), and while we hold the head no other governed
+# write can commit, so the row we read next is the true "before".
+_HEAD_LOCK = "SELECT tree_size FROM audit_ledgerhead WHERE id = 1 FOR UPDATE"
+_read_sql: dict[tuple[type[models.Model], str], tuple[str, list[tuple[Any, list[Any]]]]] = {}
+
+
+def _lock_head(using: str) -> None:
+    connection = connections[using]
+    if connection.features.has_select_for_update:  # SQLite: IMMEDIATE transactions lock at BEGIN
+        with connection.cursor() as cursor:
+            cursor.execute(_HEAD_LOCK)
+
+
+def _locked_before(model: type[models.Model], using: str, pk: Any) -> dict[str, Any] | None:
+    """Lock the ledger head and read the row's current state, in one statement when possible.
+
+    The row is read with the statement's snapshot, taken before any wait for the head lock. A
+    governed write that committed while we waited appended to the ledger, so the locked head's
+    tree_size then differs from the one the snapshot saw: only in that case is the row read
+    again (a fresh statement, with the head held, sees the committed row).
+    """
+    connection = connections[using]
+    if not connection.features.has_select_for_update:
+        return _read_states(model, using, [pk], lock=False).get(pk)
+    key = (model, connection.vendor)
+    prepared = _read_sql.get(key)
+    spec = model_spec(model)
+    if prepared is None:
+        quote = connection.ops.quote_name
+        meta = model._meta
+        columns = []
+        converters = []
+        for field_spec in spec.fields:
+            column = field_spec.field.get_col(meta.db_table)
+            columns.append(f"t.{quote(field_spec.field.column)}")
+            converters.append((column, connection.ops.get_db_converters(column)
+                               + column.get_db_converters(connection)))
+        sql = (f"SELECT h.tree_size, (SELECT tree_size FROM audit_ledgerhead WHERE id = 1), "
+               f"t.{quote(meta.pk.column)} IS NOT NULL, {', '.join(columns)} "  # type: ignore[union-attr]
+               f"FROM audit_ledgerhead h LEFT JOIN {quote(meta.db_table)} t ON t.{quote(meta.pk.column)} = %s "  # type: ignore[union-attr]
+               f"WHERE h.id = 1 FOR UPDATE OF h")
+        prepared = (sql, converters)
+        _read_sql[key] = prepared
+    sql, converters = prepared
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [_pk_prep(model, pk, connection)])
+        row = cursor.fetchone()
+    if row is None or row[0] != row[1]:
+        # No head row yet, or a governed write committed while we waited: read again, fresh.
+        if row is None:
+            _lock_head_created(using)
+        return _read_states(model, using, [pk], lock=True).get(pk)
+    if not row[2]:
+        return None
+    values = []
+    for value, (column, functions) in zip(row[3:], converters, strict=True):
+        for function in functions:
+            value = function(value, column, connection)
+        values.append(value)
+    return _state_from_row(spec, values)
+
+
+def _pk_prep(model: type[models.Model], pk: Any, connection: Any) -> Any:
+    return model._meta.pk.get_db_prep_value(pk, connection)  # type: ignore[union-attr]
+
+
+def _lock_head_created(using: str) -> None:
+    from audit.models import LedgerHead
+
+    LedgerHead.objects.using(using).get_or_create(pk=1)
+    _lock_head(using)
+
+
 def _changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     changed = [name for name, value in after.items() if before.get(name, value) != value or name not in before]
     return {name: before.get(name) for name in changed}, {name: after[name] for name in changed}
@@ -306,6 +386,7 @@ class GovernedQuerySet(models.QuerySet[Any]):
         spec = model_spec(self.model)
         using = self.db
         with transaction.atomic(using=using, savepoint=False):
+            _lock_head(using)
             locked = self._chain()
             if connections[using].features.has_select_for_update:
                 of = ("self",) if connections[using].features.has_select_for_update_of else ()
@@ -337,6 +418,7 @@ class GovernedQuerySet(models.QuerySet[Any]):
     def delete(self) -> tuple[int, dict[str, int]]:
         using = self.db
         with transaction.atomic(using=using, savepoint=False), _collecting(using):
+            _lock_head(using)
             return super().delete()
 
     delete.alters_data = True  # type: ignore[attr-defined]
@@ -374,6 +456,7 @@ class GovernedQuerySet(models.QuerySet[Any]):
         objs = list(objs)
         pks = [obj.pk for obj in objs]
         with transaction.atomic(using=using, savepoint=False):
+            _lock_head(using)
             before = _read_states(self.model, using, pks, lock=True)
             token = _passthrough.set(True)
             try:
@@ -424,7 +507,11 @@ class GovernedModel(models.Model):
         with transaction.atomic(using=using, savepoint=False):
             before = None
             if pk is not None and not force_insert and not (self._state.adding and meta.pk.has_default()):  # type: ignore[union-attr]
-                before = _read_states(type(self), using, [pk], lock=True).get(pk)
+                snapshot = self.__dict__.get("_governed_snapshot") if BEFORE_STATE == "snapshot" else None
+                if snapshot is not None and not self._state.adding:
+                    before = snapshot
+                else:
+                    before = _locked_before(type(self), using, pk)
             super().save_base(raw=raw, force_insert=force_insert, force_update=force_update,
                               using=using, update_fields=update_fields)
             if _needs_reread(self, spec):
@@ -443,13 +530,22 @@ class GovernedModel(models.Model):
                 changed_before, changed_after = _changes(before, after)
                 if changed_after:
                     _record([_draft(actor, spec, self.pk, "updated", changed_before, changed_after, after)])
+            if BEFORE_STATE == "snapshot":
+                self.__dict__["_governed_snapshot"] = after
+
+    @classmethod
+    def from_db(cls, db: str | None, field_names: Any, values: Any) -> Any:
+        instance = super().from_db(db, field_names, values)
+        if BEFORE_STATE == "snapshot":
+            instance.__dict__["_governed_snapshot"] = instance_state(instance)
+        return instance
 
     def delete(self, using: str | None = None, keep_parents: bool = False) -> tuple[int, dict[str, int]]:
         current_actor()
         using = using or router.db_for_write(self.__class__, instance=self)
         with transaction.atomic(using=using, savepoint=False), _collecting(using):
             if self.pk is not None:
-                fresh = _read_states(type(self), using, [self.pk], lock=True).get(self.pk)
+                fresh = _locked_before(type(self), using, self.pk)
                 self.__dict__["_governed_before"] = fresh if fresh is not None else _MISSING
             try:
                 return super().delete(using=using, keep_parents=keep_parents)
@@ -520,6 +616,7 @@ def _on_m2m_changed(sender: type[models.Model], instance: models.Model, action: 
     stash_key = f"_governed_m2m_{id(sender)}"
     if action.startswith("pre_"):
         current_actor()
+        _lock_head(using)
         if not reverse:
             owners: list[Any] = [instance.pk]
         elif action == "pre_clear":

@@ -460,3 +460,48 @@ def test_redacted_field_change_is_recorded_without_its_value(project: Project) -
     assert len(got) == 1
     assert got[0].payload["before"]["secret_hash"] == "<redacted>" == got[0].payload["after"]["secret_hash"]
     assert b"first-hash" not in bytes(got[0].canonical) and b"second-hash" not in bytes(got[0].canonical)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_writer_that_waited_for_a_concurrent_one_records_its_committed_state_as_before() -> None:
+    import threading
+
+    from django.db import connection as main_connection
+
+    with acting_as(ACTOR):
+        project = Project.objects.create(name="concurrent")
+        widget = Widget.objects.create(project=project, name="w", size=1)
+    stale = Widget.objects.get(pk=widget.pk)  # loaded before the other writer commits
+    holding = threading.Event()
+    release = threading.Event()
+    failures: list[BaseException] = []
+
+    def other_writer() -> None:
+        from django.db import connection as thread_connection
+
+        try:
+            with acting_as("system:other"), transaction.atomic():
+                mine = Widget.objects.get(pk=widget.pk)
+                mine.size = 2
+                mine.save()  # holds the ledger head until this transaction commits
+                holding.set()
+                release.wait(10)
+        except BaseException as exc:  # noqa: BLE001 - reported to the main thread
+            failures.append(exc)
+            holding.set()
+        finally:
+            thread_connection.close()
+
+    writer = threading.Thread(target=other_writer)
+    writer.start()
+    assert holding.wait(10)
+    threading.Timer(0.5, release.set).start()
+    stale.size = 3
+    with acting_as(ACTOR):
+        stale.save()  # waits for the other writer, then must see size=2, not the stale 1
+    writer.join(10)
+    assert not failures
+    got = list(LedgerEntry.objects.filter(subject_type="govtestapp.widget", subject_id=str(widget.pk)).order_by("seq"))
+    assert [(e.actor, e.payload["before"]["size"] if e.payload["before"] else None, e.payload["after"]["size"])
+            for e in got] == [(ACTOR, None, 1), ("system:other", 1, 2), (ACTOR, 2, 3)]
+    main_connection.close()
