@@ -81,7 +81,7 @@ def _read_private_key(path: Path) -> Ed25519PrivateKey:
     try:
         data = path.read_bytes()
     except FileNotFoundError as exc:
-        raise Unavailable(f"No signing key file; run `python manage.py signing_key create`.",
+        raise Unavailable("No signing key file; run `python manage.py signing_key create`.",
                           code="signing_key_missing") from exc
     key = serialization.load_pem_private_key(data, password=None)
     if not isinstance(key, Ed25519PrivateKey):

@@ -14,13 +14,12 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from audit import jcs, merkle, note
@@ -77,7 +76,7 @@ def draft(*, actor: Any, action: str, subject: Any, payload: Any = None) -> Entr
 
 def format_time(moment: datetime) -> str:
     """UTC, microseconds, `Z`: one spelling, so the canonical bytes are reproducible."""
-    return moment.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _json_ready(payload: Any) -> Any:
@@ -99,10 +98,14 @@ def entry_document(*, seq: int, recorded_at: str, actor: str, action: str, subje
     }
 
 
-def _frontier_from_head(head: LedgerHead) -> list[tuple[int, bytes]]:
-    raw = bytes(head.frontier)
-    levels = [bit for bit in range(head.tree_size.bit_length() - 1, -1, -1) if head.tree_size >> bit & 1]
+def _frontier_from_bytes(tree_size: int, raw: bytes) -> list[tuple[int, bytes]]:
+    """The head stores only the hashes; their levels are the set bits of tree_size, largest first."""
+    levels = [bit for bit in range(tree_size.bit_length() - 1, -1, -1) if tree_size >> bit & 1]
     return [(level, raw[i * HASH_SIZE:(i + 1) * HASH_SIZE]) for i, level in enumerate(levels)]
+
+
+def _frontier_from_head(head: LedgerHead) -> list[tuple[int, bytes]]:
+    return _frontier_from_bytes(head.tree_size, bytes(head.frontier))
 
 
 def _lock_head() -> LedgerHead:
@@ -112,6 +115,99 @@ def _lock_head() -> LedgerHead:
         LedgerHead.objects.get_or_create(pk=1)
         head = LedgerHead.objects.select_for_update().get(pk=1)
     return head
+
+
+def _lock_head_raw(cursor: Any) -> tuple[int, bytes, bytes]:
+    """Lock the chain head with one statement and return (tree_size, head_hash, frontier)."""
+    suffix = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    cursor.execute(f"SELECT tree_size, head_hash, frontier FROM audit_ledgerhead WHERE id = 1{suffix}")
+    row = cursor.fetchone()
+    if row is None:
+        LedgerHead.objects.get_or_create(pk=1)
+        cursor.execute(f"SELECT tree_size, head_hash, frontier FROM audit_ledgerhead WHERE id = 1{suffix}")
+        row = cursor.fetchone()
+    return int(row[0]), bytes(row[1]), bytes(row[2])
+
+
+def _encode_parts(item: EntryDraft) -> tuple[bytes, bytes]:
+    """JCS of the fields known before the head is locked: the prefix up to payload, and subject."""
+    try:
+        payload = jcs.canonicalize(item.payload)
+    except jcs.CanonicalizationError:
+        payload = jcs.canonicalize(_json_ready(item.payload))
+    prefix = (b'{"action":' + jcs.canonicalize(item.action) + b',"actor":' + jcs.canonicalize(item.actor)
+              + b',"payload":' + payload + b',"prev_hash":"')
+    subject = jcs.canonicalize({"id": item.subject_id, "type": item.subject_type})
+    return prefix, subject
+
+
+def _splice(prefix: bytes, subject: bytes, *, prev_hash: bytes, recorded_at: bytes, seq: int) -> bytes:
+    """The entry's RFC 8785 bytes. Top-level keys are fixed ASCII, so sorted order is known:
+    action, actor, payload, prev_hash, recorded_at, seq, subject."""
+    return b"".join((prefix, prev_hash.hex().encode(), b'","recorded_at":"', recorded_at, b'","seq":',
+                     str(seq).encode(), b',"subject":', subject, b"}"))
+
+
+_ENTRY_COLUMNS = ("seq", "recorded_at", "actor", "action", "subject_type", "subject_id",
+                  "canonical", "prev_hash", "entry_hash", "leaf_hash")
+_INSERT_ENTRY = ("INSERT INTO audit_ledgerentry (" + ", ".join(_ENTRY_COLUMNS) + ") VALUES ("
+                 + ", ".join(["%s"] * len(_ENTRY_COLUMNS)) + ")")
+
+
+def _write_rows(cursor: Any, rows: list[tuple[Any, ...]], nodes: list[tuple[int, bytes]],
+                head: tuple[int, bytes, bytes]) -> None:
+    """Insert entries and nodes and move the head."""
+    if connection.vendor == "postgresql":
+        _write_rows_postgresql(rows, nodes, head)
+        return
+    cursor.executemany(_INSERT_ENTRY, rows)
+    if nodes:
+        cursor.executemany("INSERT INTO audit_merklenode (node_id, hash) VALUES (%s, %s)", nodes)
+    cursor.execute("UPDATE audit_ledgerhead SET tree_size = %s, head_hash = %s, frontier = %s WHERE id = 1",
+                   list(head))
+
+
+def _write_rows_postgresql(rows: list[tuple[Any, ...]], nodes: list[tuple[int, bytes]],
+                           head: tuple[int, bytes, bytes]) -> None:
+    # Django's psycopg cursors bind parameters client-side (quoting in Python). A plain psycopg
+    # cursor binds server-side; large batches go through COPY, which psycopg formats in C.
+    import psycopg
+
+    with psycopg.Cursor(connection.connection) as raw:
+        if len(rows) <= 4:
+            raw.execute(_PG_SMALL_APPEND[len(rows), len(nodes)],
+                        [value for row in rows for value in row] + [value for node in nodes for value in node]
+                        + list(head))
+            return
+        with raw.copy("COPY audit_ledgerentry (" + ", ".join(_ENTRY_COLUMNS) + ") FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        if nodes:
+            with raw.copy("COPY audit_merklenode (node_id, hash) FROM STDIN") as copy:
+                for node in nodes:
+                    copy.write_row(node)
+        raw.execute("UPDATE audit_ledgerhead SET tree_size = %s, head_hash = %s, frontier = %s WHERE id = 1",
+                    list(head))
+
+
+def _small_append_sql(entry_count: int, node_count: int) -> str:
+    """One statement that inserts a few entries and nodes and moves the head (one round trip)."""
+    entry_values = ", ".join(["(" + ", ".join(["%s"] * len(_ENTRY_COLUMNS)) + ")"] * entry_count)
+    parts = [f"WITH e AS (INSERT INTO audit_ledgerentry ({', '.join(_ENTRY_COLUMNS)}) VALUES {entry_values})"]
+    if node_count:
+        node_values = ", ".join(["(%s, %s)"] * node_count)
+        parts.append(f", n AS (INSERT INTO audit_merklenode (node_id, hash) VALUES {node_values})")
+    parts.append(" UPDATE audit_ledgerhead SET tree_size = %s, head_hash = %s, frontier = %s WHERE id = 1")
+    return "".join(parts)
+
+
+class _SmallAppendStatements(dict[tuple[int, int], str]):
+    def __missing__(self, key: tuple[int, int]) -> str:
+        self[key] = _small_append_sql(*key)
+        return self[key]
+
+
+_PG_SMALL_APPEND = _SmallAppendStatements()
 
 
 def ledger_append(*, actor: Any, action: str, subject: Any, payload: Any = None) -> LedgerEntry:
@@ -124,43 +220,33 @@ def ledger_append_many(drafts: Sequence[EntryDraft], *, checkpoint: bool = True)
     """Append many entries in one transaction (all or none); a checkpoint follows the commit."""
     if not drafts:
         return []
-    with transaction.atomic():
-        head = _lock_head()
-        frontier = _frontier_from_head(head)
-        prev_hash = bytes(head.head_hash)
-        seq = head.tree_size
+    for item in drafts:
+        if not item.actor:
+            raise InvalidInput("A ledger entry needs an actor.", code="ledger_actor_missing")
+    # Encode everything that does not depend on the chain head before taking the lock.
+    parts = [_encode_parts(item) for item in drafts]
+    # No savepoint: if the append fails, the caller's whole transaction must fail with it.
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        seq, prev_hash, frontier_bytes = _lock_head_raw(cursor)
+        frontier = _frontier_from_bytes(seq, frontier_bytes)
         now = timezone.now()
-        recorded_at = format_time(now)
+        recorded_at = format_time(now).encode()
+        rows: list[tuple[Any, ...]] = []
+        nodes: list[tuple[int, bytes]] = []
         entries: list[LedgerEntry] = []
-        nodes: list[MerkleNode] = []
-        for item in drafts:
-            if not item.actor:
-                raise InvalidInput("A ledger entry needs an actor.", code="ledger_actor_missing")
-            payload = item.payload
-            document = entry_document(seq=seq, recorded_at=recorded_at, actor=item.actor, action=item.action,
-                                      subject_type=item.subject_type, subject_id=item.subject_id,
-                                      payload=payload, prev_hash=prev_hash)
-            try:
-                canonical = jcs.canonicalize(document)
-            except jcs.CanonicalizationError:
-                document["payload"] = _json_ready(payload)
-                canonical = jcs.canonicalize(document)
+        for item, (prefix, subject) in zip(drafts, parts, strict=True):
+            canonical = _splice(prefix, subject, prev_hash=prev_hash, recorded_at=recorded_at, seq=seq)
             entry_hash = hashlib.sha256(canonical).digest()
             leaf = merkle.leaf_hash(canonical)
             frontier, completed = merkle.frontier_append(frontier, leaf, seq)
-            nodes.extend(MerkleNode(node_id=node_key(level, index), hash=node) for level, index, node in completed)
-            entries.append(LedgerEntry(
-                seq=seq, recorded_at=now, actor=item.actor, action=item.action,
-                subject_type=item.subject_type, subject_id=item.subject_id, canonical=canonical,
-                prev_hash=prev_hash, entry_hash=entry_hash, leaf_hash=leaf,
-            ))
+            nodes.extend((node_key(level, index), node) for level, index, node in completed)
+            row = (seq, now, item.actor, item.action, item.subject_type, item.subject_id, canonical,
+                   prev_hash, entry_hash, leaf)
+            rows.append(row)
+            entries.append(LedgerEntry(**dict(zip(_ENTRY_COLUMNS, row, strict=True))))
             prev_hash = entry_hash
             seq += 1
-        LedgerEntry.objects.bulk_create(entries, batch_size=2000)
-        if nodes:
-            MerkleNode.objects.bulk_create(nodes, batch_size=2000)
-        LedgerHead.objects.filter(pk=1).update(
-            tree_size=seq, head_hash=prev_hash, frontier=b"".join(node for _, node in frontier))
+        _write_rows(cursor, rows, nodes, (seq, prev_hash, b"".join(node for _, node in frontier)))
         if checkpoint:
             transaction.on_commit(_checkpoint_after_commit)
     return entries

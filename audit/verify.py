@@ -19,13 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django.db import connection, transaction
 
 from audit import merkle, note
 from audit.models import NODE_LEVEL_SHIFT, Checkpoint, LedgerEntry, MerkleNode, SigningKey
@@ -71,10 +71,6 @@ def register_state_check(check: StateCheck) -> None:
     """Register a callable yielding `{"subject_type", "subject_id", "message"}` for rows that drifted."""
     if check not in _state_checks:
         _state_checks.append(check)
-
-
-def _time_text(moment: datetime) -> str:
-    return moment.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _frontier_at(size: int) -> list[tuple[int, bytes]]:
@@ -181,35 +177,39 @@ def verify_ledger(*, from_tree_size: int | None = None, trusted_checkpoints: Ite
             wanted_roots.add(note.parse_checkpoint(text.split("\n\n", 1)[0] + "\n").tree_size)
         except note.NoteError:
             pass
-    computed_nodes: dict[int, bytes] = {}
+    computed_levels: list[bytearray] = []  # recomputed complete-subtree hashes, per level >= 1
+    stack: list[bytes] = [node for _, node in frontier]
     expected_seq = start
-    columns = ("seq", "recorded_at", "actor", "action", "subject_type", "subject_id",
-               "canonical", "prev_hash", "entry_hash", "leaf_hash")
-    rows = LedgerEntry.objects.filter(seq__gte=start).order_by("seq").values_list(*columns)
     sha256 = hashlib.sha256
+    raw_decode = json.JSONDecoder().raw_decode  # canonical bytes hold no whitespace to skip
     for seq, recorded_at, actor, action, subject_type, subject_id, canonical, stored_prev, entry_hash, leaf in \
-            rows.iterator(chunk_size=chunk_size):
-        if not result.ok:
-            break
+            _stream_entries(start, chunk_size):
         canonical = bytes(canonical)
+        entry_hash = bytes(entry_hash)
         if seq != expected_seq:
             result.fail(expected_seq, "seq_gap", f"seq {expected_seq} is missing (next entry is seq {seq})")
             break
         if bytes(stored_prev) != prev_hash:
             result.fail(seq, "chain_broken", f"seq {seq}: prev_hash does not equal the entry_hash of seq {seq - 1}")
             break
-        if sha256(canonical).digest() != bytes(entry_hash):
+        if sha256(canonical).digest() != entry_hash:
             result.fail(seq, "entry_hash_mismatch", f"seq {seq}: entry_hash is not SHA-256 of its canonical bytes")
             break
-        if sha256(b"\x00" + canonical).digest() != bytes(leaf):
+        node = sha256(b"\x00" + canonical).digest()
+        if node != bytes(leaf):
             result.fail(seq, "leaf_hash_mismatch", f"seq {seq}: stored leaf hash is wrong")
             break
         try:
-            document = json.loads(canonical)
+            text = canonical.decode()
+            document, end = raw_decode(text)
+            subject = document["subject"]
             consistent = (
-                document["seq"] == seq and document["actor"] == actor and document["action"] == action
-                and document["subject"] == {"type": subject_type, "id": subject_id}
-                and document["prev_hash"] == prev_hash.hex() and document["recorded_at"] == _time_text(recorded_at)
+                end == len(text) and document["seq"] == seq and document["actor"] == actor
+                and document["action"] == action and len(subject) == 2
+                and subject["type"] == subject_type and subject["id"] == subject_id
+                and document["prev_hash"] == prev_hash.hex()
+                and (document["recorded_at"] == recorded_at if type(recorded_at) is str and recorded_at[-1] == "Z"
+                     else _parse_time(document["recorded_at"]) == _as_datetime(recorded_at))
             )
         except (ValueError, KeyError, TypeError):
             consistent = False
@@ -217,18 +217,30 @@ def verify_ledger(*, from_tree_size: int | None = None, trusted_checkpoints: Ite
             result.fail(seq, "columns_mismatch",
                         f"seq {seq}: stored columns (actor, action, subject, time or seq) differ from the hashed entry")
             break
-        frontier, completed = merkle.frontier_append(frontier, bytes(leaf), seq)
-        for level, index, node in completed:
-            computed_nodes[(level << NODE_LEVEL_SHIFT) | index] = node
-        prev_hash = bytes(entry_hash)
+        # Merkle frontier, inlined: each leaf completes one subtree per trailing 1-bit of its index.
+        stack.append(node)
+        index, level = seq, 0
+        while index & 1:
+            right = stack.pop()
+            node = sha256(b"\x01" + stack.pop() + right).digest()
+            stack.append(node)
+            level += 1
+            index >>= 1
+            if len(computed_levels) < level:
+                computed_levels.append(bytearray())
+            computed_levels[level - 1] += node
+        prev_hash = entry_hash
         expected_seq = seq + 1
         size = expected_seq
         if size in wanted_roots:
-            roots_seen[size] = merkle.frontier_root(frontier)
+            roots_seen[size] = merkle.fold_subtrees(stack)
         while next_checkpoint is not None and next_checkpoint.tree_size == size:
             checker.check_stored(next_checkpoint, roots_seen[size])
             next_checkpoint = next(pending, None)
         result.entries_checked += 1
+        if not result.ok:
+            break
+    frontier = _stack_to_frontier(stack, expected_seq)
 
     result.tree_size = expected_seq
     result.root_hash = merkle.frontier_root(frontier).hex()
@@ -238,7 +250,7 @@ def verify_ledger(*, from_tree_size: int | None = None, trusted_checkpoints: Ite
                     f"{next_checkpoint.tree_size - 1} but the ledger ends at seq {expected_seq - 1}: "
                     f"entries from seq {expected_seq} are missing")
     if result.ok:
-        _check_nodes(result, computed_nodes, start)
+        _check_nodes(result, computed_levels, start)
     if result.ok:
         for text in trusted:
             checker.check_trusted(text, roots_seen.get, expected_seq)
@@ -252,32 +264,82 @@ def verify_ledger(*, from_tree_size: int | None = None, trusted_checkpoints: Ite
     return _finish(result, started)
 
 
-def _check_nodes(result: VerificationResult, computed: dict[int, bytes], start: int) -> None:
-    """Every stored subtree hash at or after `start` must be one we recomputed, and equal to it."""
-    stored = MerkleNode.objects.values_list("node_id", "hash").order_by("node_id")
+def _check_nodes(result: VerificationResult, computed_levels: list[bytearray], start: int) -> None:
+    """Every stored subtree hash made after `start` must equal the recomputed one, and none may be missing."""
+    # Subtrees finished before `start` were not recomputed in an incremental run; at each level
+    # the first recomputed one is the subtree that contains leaf `start`.
+    first_index = [start >> level for level in range(1, len(computed_levels) + 1)]
+    expected_count = sum(len(hashes) // 32 for hashes in computed_levels)
     seen = 0
-    for node_id, node in stored.iterator(chunk_size=20_000):
+    for node_id, stored in _stream_nodes(start):
         level, index = node_id >> NODE_LEVEL_SHIFT, node_id & ((1 << NODE_LEVEL_SHIFT) - 1)
-        first_leaf = index << level
-        if first_leaf < start:
-            continue
-        expected = computed.get(node_id)
         last_leaf = ((index + 1) << level) - 1
-        if expected is None:
+        if level < 1 or level > len(computed_levels) or index < first_index[level - 1]:
+            if (index + 1) << level <= start:
+                continue
             result.fail(last_leaf, "merkle_node_unexpected",
                         f"stored Merkle node (level {level}, index {index}) covers entries beyond the ledger")
             return
-        if bytes(node) != expected:
+        offset = (index - first_index[level - 1]) * 32
+        expected = bytes(computed_levels[level - 1][offset:offset + 32])
+        if len(expected) != 32:
+            result.fail(last_leaf, "merkle_node_unexpected",
+                        f"stored Merkle node (level {level}, index {index}) covers entries beyond the ledger")
+            return
+        if bytes(stored) != expected:
             result.fail(last_leaf, "merkle_node_mismatch",
-                        f"stored Merkle node (level {level}, index {index}) is wrong; entries {first_leaf}..{last_leaf}")
+                        f"stored Merkle node (level {level}, index {index}) is wrong; entries "
+                        f"{index << level}..{last_leaf}")
             return
         seen += 1
-    if seen != len(computed):
-        missing = min(set(computed) - set(MerkleNode.objects.filter(node_id__in=list(computed)).values_list("node_id", flat=True)), default=None)
-        if missing is not None:
-            level, index = missing >> NODE_LEVEL_SHIFT, missing & ((1 << NODE_LEVEL_SHIFT) - 1)
-            result.fail(((index + 1) << level) - 1, "merkle_node_missing",
-                        f"Merkle node (level {level}, index {index}) is missing")
+    if seen != expected_count:
+        result.fail(None, "merkle_node_missing",
+                    f"{expected_count - seen} recomputed Merkle nodes are missing from storage")
+
+
+def _stream_nodes(start: int) -> Iterator[tuple[int, bytes]]:
+    nodes = MerkleNode.objects.order_by("node_id").values_list("node_id", "hash")
+    yield from nodes.iterator(chunk_size=20_000)
+
+
+_ENTRY_SQL = ("SELECT seq, recorded_at, actor, action, subject_type, subject_id, canonical, prev_hash, "
+              "entry_hash, leaf_hash FROM audit_ledgerentry WHERE seq >= %s ORDER BY seq")
+# On PostgreSQL the server formats the time exactly as the canonical bytes spell it, and rows
+# come in binary, so nothing is hex-decoded or date-parsed in Python.
+_PG_ENTRY_SQL = _ENTRY_SQL.replace(
+    "recorded_at,", """to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),""", 1)
+
+
+def _stream_entries(start: int, chunk_size: int) -> Iterator[tuple[Any, ...]]:
+    """Entries in seq order, streamed: a server-side cursor on PostgreSQL, fetchmany on SQLite."""
+    if connection.vendor == "postgresql":
+        connection.ensure_connection()
+        raw_connection = connection.connection
+        with transaction.atomic(), raw_connection.cursor(name="verify_ledger_entries") as cursor:
+            cursor.itersize = chunk_size
+            cursor.execute(_PG_ENTRY_SQL, [start], binary=True)
+            yield from cursor
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(_ENTRY_SQL, [start])
+        while rows := cursor.fetchmany(chunk_size):
+            yield from rows
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _as_datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    parsed = datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _stack_to_frontier(stack: list[bytes], tree_size: int) -> list[tuple[int, bytes]]:
+    levels = [bit for bit in range(tree_size.bit_length() - 1, -1, -1) if tree_size >> bit & 1]
+    return list(zip(levels, stack, strict=True))
 
 
 def _finish(result: VerificationResult, started: float) -> VerificationResult:
