@@ -689,6 +689,10 @@ def attestation_submit(*, envelope_bytes: bytes, submitted_by: Any) -> Attestati
     signer_keyid = next(keyid for keyid in keyids if keyid in trusted)
     label = actor_label(submitted_by)
     with transaction.atomic():
+        signer = own_keys.get(signer_keyid)
+        if signer is not None and not PipelineKey.objects.select_for_update().filter(
+                pk=signer.pk, revoked_at__isnull=True).exists():
+            raise _refuse("attestation_key_revoked", "The signing key has been revoked.", keyids=[signer_keyid])
         attestation = Attestation.objects.create(
             envelope=envelope_bytes, envelope_sha256=sha256_hex(envelope_bytes), payload_type=dsse.PAYLOAD_TYPE_IN_TOTO,
             predicate_type=str(statement["predicateType"])[:300], statement=statement, keyid=signer_keyid,

@@ -163,3 +163,52 @@ def test_upstream_attestations_of_a_model_version_cover_every_link():
     digests = {s["digest"]["sha256"] for a in found for s in a.statement["subject"]}
     assert {raw.digest, clean.digest, run.node.digest, version.digest} <= digests
     assert deployment.digest not in digests
+
+
+def test_graph_reports_truncation_nearest_nodes_first():
+    raw, clean, run, version, deployment = _chain()
+    data = services.lineage_graph(node=deployment, direction="upstream", depth=10, max_nodes=3)
+    assert data["truncated"] is True
+    assert sorted(n["kind"] for n in data["nodes"]) == ["deployment", "model_version", "run"]
+    assert services.lineage_graph(node=deployment, direction="upstream", depth=10)["truncated"] is False
+
+
+def test_both_directions_from_the_middle():
+    raw, clean, run, version, deployment = _chain()
+    data = services.lineage_graph(node=run.node, direction="both", depth=1)
+    assert {n["kind"]: n["depth"] for n in data["nodes"]} == {"dataset_version": -1, "run": 0, "model_version": 1}
+
+
+@pytest.mark.skipif(not __import__("tests.conftest", fromlist=["uses_postgres"]).uses_postgres(),
+                    reason="concurrent writers need PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_links_cannot_close_a_cycle_together():
+    import threading
+
+    from django.db import connection
+
+    dataset = _dataset()
+    first, _ = services.dataset_version_register(dataset=dataset, spec=VersionSpec(location_uri="a", content=b"a"),
+                                                 actor="system:test")
+    second, _ = services.dataset_version_register(dataset=dataset, spec=VersionSpec(location_uri="b", content=b"b"),
+                                                  actor="system:test")
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def link(parent, child):  # type: ignore[no-untyped-def]
+        try:
+            barrier.wait()
+            services.dataset_version_derive(parent=parent, child=child, actor="system:test")
+            outcomes.append("ok")
+        except Conflict as exc:
+            outcomes.append(exc.code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=link, args=(first, second)), threading.Thread(target=link, args=(second, first))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["lineage_cycle", "ok"]
+    assert LineageEdge.objects.count() == 1
