@@ -53,7 +53,8 @@ def main() -> int:
                 rows.append({"bench": name.removeprefix("bench_"), **row})
         print(f"[{name} done in {time.perf_counter() - started:.1f} s]", file=sys.stderr)
     header = f"{'bench':9} {'what':58} {'ours':>12} {'anchor':>12} {'anchor name':28} {'ratio':>8} {'unit':12} goal"
-    print(f"\n{datetime.now(UTC):%Y-%m-%d} on {platform.machine()} with {os.cpu_count()} cores, Python {platform.python_version()}")
+    machine = f"{platform.machine()} with {os.cpu_count()} cores, Python {platform.python_version()}"
+    print(f"\n{datetime.now(UTC):%Y-%m-%d} on {machine}")
     print(header)
     print("-" * len(header))
     for row in rows:
