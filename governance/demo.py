@@ -1,0 +1,152 @@
+"""Demo data for the decision domain: teams, users in every role, two high-risk models, versions,
+an approval history, deployments with a rollback, a pending request and a pipeline account.
+
+Idempotent: if the demo model exists, nothing is written. Every step goes through the services,
+so the ledger holds the whole story, told by the people who acted in it. Demo users sign in with
+the documented password `demo-<username>-pass` (a demo database only; see the README).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
+from audit.governed import acting_as
+from governance import services
+from governance.models import MODEL_CARD_FIELDS, RegisteredModel
+
+ACTOR = "system:seed_demo"
+
+# username: (roles, teams)
+USERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "dana": (("data_scientist",), ("credit-risk",)),
+    "hiro": (("data_scientist",), ("hiring",)),
+    "alice": (("approver",), ()),
+    "rita": (("risk_officer",), ()),
+    "audrey": (("auditor",), ()),
+    "victor": (("viewer",), ("credit-risk",)),
+    "ada": (("admin",), ()),
+}
+
+
+def demo_password(username: str) -> str:
+    return f"demo-{username}-pass"
+
+
+def _manifest(model: str, label: str) -> dict[str, str]:
+    def digest(name: str) -> str:
+        return hashlib.sha256(f"{model}/{label}/{name}".encode()).hexdigest()
+    return {"model.onnx": digest("model.onnx"), "preprocess/encoder.json": digest("encoder"),
+            "metrics/eval.json": digest("eval")}
+
+
+CREDIT_CARD = {
+    "intended_use": "Estimate 12-month probability of default for consumer credit applications; "
+                    "a credit officer makes the decision.",
+    "limitations": "Not validated for small-business or mortgage lending; applicants with thin credit files "
+                   "are scored with wider uncertainty.",
+    "evaluation_data": "Out-of-time holdout 2024-Q4: 118,402 applications from the national portfolio.",
+    "ethical_considerations": "Age and sex are excluded as features; disparate impact is monitored by age band "
+                              "and sex with the four-fifths rule.",
+}
+SCREENER_CARD = {
+    "intended_use": "Rank applications for recruiter review; never rejects a candidate on its own.",
+    "limitations": "Trained on English-language CVs only.",
+    "evaluation_data": "2,400 CVs labelled by two recruiters each.",
+    "ethical_considerations": "Subject to NYC Local Law 144 bias audits; selection rates by sex and race/ethnicity "
+                              "are published.",
+}
+
+
+def _users() -> dict[str, Any]:
+    user_model = get_user_model()
+    users: dict[str, Any] = {}
+    with acting_as(ACTOR):
+        for username, (roles, teams) in USERS.items():
+            user, created = user_model.objects.get_or_create(
+                username=username, defaults={"email": f"{username}@demo.example.org", "is_staff": True})
+            if created:
+                user.set_password(demo_password(username))
+                user.save()
+            for role in roles:
+                services.role_grant(user=user, role=role, by=ACTOR)
+            for team in teams:
+                user.groups.add(Group.objects.get(name=f"{services.TEAM_GROUP_PREFIX}{team}"))
+            users[username] = user_model.objects.get(pk=user.pk)
+    return users
+
+
+def seed(stdout: Any) -> str:
+    if RegisteredModel.objects.filter(name="credit-default-scorer").exists():
+        return "already seeded"
+    teams = {name: services.team_create(by=ACTOR, name=name, display_name=title)
+             for name, title in (("credit-risk", "Credit risk modelling"), ("hiring", "Talent analytics"))}
+    users = _users()
+    services.approver_scope_grant(by=ACTOR, to=users["alice"], risk_tier="high")
+    users["alice"] = get_user_model().objects.get(pk=users["alice"].pk)
+    staging = services.environment_create(by=ACTOR, name="staging", is_production=False,
+                                          description="Shadow traffic, no customer impact")
+    production = services.environment_create(by=ACTOR, name="production", is_production=True,
+                                             description="Live decisions")
+    services.approval_policy_set(by=ACTOR, risk_tier="high", quorum=2, required_roles=["risk_officer"],
+                                 required_card_fields=list(MODEL_CARD_FIELDS), expiry_hours=72,
+                                 comment="Four-eyes with a risk officer for high-risk models")
+    services.approval_policy_set(by=ACTOR, risk_tier="limited", quorum=1, required_roles=[],
+                                 required_card_fields=["intended_use", "limitations"], expiry_hours=72)
+    services.approval_policy_set(by=ACTOR, risk_tier="minimal", quorum=1, required_roles=[], expiry_hours=168)
+
+    dana, hiro, alice, rita = users["dana"], users["hiro"], users["alice"], users["rita"]
+    scorer = services.model_register(
+        by=dana, name="credit-default-scorer", team=teams["credit-risk"], risk_tier="high",
+        description="Gradient-boosted probability-of-default model for consumer loans.",
+        intended_purpose="Support credit officers deciding consumer loan applications (EU AI Act Annex III 5(b)).",
+        affected_groups=["loan applicants", "co-signers"], contacts=["credit-models@demo.example.org"])
+    screener = services.model_register(
+        by=hiro, name="resume-screener", team=teams["hiring"], risk_tier="high",
+        description="Ranks incoming CVs for recruiter review.",
+        intended_purpose="Prioritise applications; an automated employment decision tool under NYC LL144.",
+        affected_groups=["job applicants"], contacts=["talent-analytics@demo.example.org"])
+
+    def version(model: RegisteredModel, by: Any, label: str, auc: float, card: dict[str, str]) -> Any:
+        return services.model_version_register(
+            model=model, by=by, label=label, artifact_uri=f"s3://demo-models/{model.name}/{label}/",
+            manifest=_manifest(model.name, label), framework="lightgbm 4.5",
+            training_metrics={"auc": auc, "ks": round(auc - 0.35, 3)}, **card)
+
+    def approve(item: Any, note: str) -> None:
+        request = services.model_version_submit(version=item, by=dana, comment=note)
+        services.approval_decide(request=request, by=alice, decision="approve",
+                                 comment="Validation report reviewed; discrimination and calibration within limits.")
+        services.approval_decide(request=request, by=rita, decision="approve",
+                                 comment="Risk accepted; monitoring plan in place.")
+
+    v100 = version(scorer, dana, "1.0.0", 0.781, CREDIT_CARD)
+    approve(v100, "First production candidate.")
+    services.deployment_record(version=v100, environment=staging, by=dana, comment="Shadow run")
+    services.deployment_record(version=v100, environment=production, by=dana, comment="Initial release")
+    v110 = version(scorer, dana, "1.1.0", 0.794, CREDIT_CARD)
+    approve(v110, "Retrained on 2025-Q1 data.")
+    current = services.deployment_record(version=v110, environment=production, by=dana, comment="Quarterly refresh")
+    services.deployment_rollback(deployment=current, by=dana,
+                                 comment="Approval rate for applicants under 25 dropped; rolling back to 1.0.0.")
+
+    # The policy is tightened: from now on a passing fairness audit (at most 90 days old) is required.
+    services.approval_policy_set(by=rita, risk_tier="high", quorum=2, required_roles=["risk_officer"],
+                                 fairness_audit_max_age_days=90, required_card_fields=list(MODEL_CARD_FIELDS),
+                                 expiry_hours=72, comment="Fairness audit now required before approval")
+    v120 = version(scorer, dana, "1.2.0", 0.792, CREDIT_CARD)
+    pending = services.model_version_submit(version=v120, by=dana,
+                                            comment="Fix for the under-25 approval-rate drop; please review.")
+    version(screener, hiro, "0.9.0", 0.712, SCREENER_CARD)
+
+    account, token = services.service_account_create(
+        by=ACTOR, name="training-pipeline", role="data_scientist", models=[scorer],
+        description="Nightly training job for credit-default-scorer")
+    stdout.write("governance demo users (demo database only; password demo-<username>-pass): "
+                 + ", ".join(f"{name} ({'/'.join(roles)})" for name, (roles, _) in USERS.items()))
+    stdout.write(f"service account {account.user.username} token (shown once, not stored): {token}")
+    return (f"2 teams, {len(USERS)} users, 2 models, 4 versions, pending approval request #{pending.pk}, "
+            "production rollback of credit-default-scorer 1.1.0 -> 1.0.0")
