@@ -1,21 +1,167 @@
-"""Reads of the reports app: what goes into a model's bundle, and which exports a user may see."""
+"""Reads of the reports app: what goes into a model's bundle, and which exports a user may see.
+
+A model's bundle covers the ledger subjects of the model, its versions, their approval requests
+and decisions, the model's approval policy, its deployments, its fairness audits, and, through
+the lineage graph, everything upstream of its versions and deployments (dataset versions and
+datasets, training runs, artifacts, attestations).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.apps import apps
+from django.db.models import Q, QuerySet
+
 from audit.errors import NotFound
+from governance import selectors as governance_selectors
+from governance.models import (
+    ApprovalDecision,
+    ApprovalPolicy,
+    ApprovalRequest,
+    Deployment,
+    ModelVersion,
+    RegisteredModel,
+)
+from governance.permissions import is_active_user
+from governance.reports.models import BundleExport
+from lineage import graph
+from lineage.models import Attestation, DatasetVersion, LineageNode, PipelineKey
+
+EXPORT_PERMISSION = "reports.export_bundle"
+MODEL_TYPE = "governance.registeredmodel"
+VERSION_TYPE = "governance.modelversion"
 
 
 @dataclass
 class BundlePlan:
-    """The ledger subjects of a bundle and the files it carries besides the ledger."""
+    """The ledger subjects of a bundle, and the records whose files it carries besides the ledger."""
 
     subjects: list[tuple[str, str]]
-    contents: dict[str, Any] = field(default_factory=dict)
+    model: RegisteredModel | None = None
+    versions: list[ModelVersion] = field(default_factory=list)
+    attestations: list[Attestation] = field(default_factory=list)
+    audits: list[Any] = field(default_factory=list)
+
+
+def can_export(user: Any) -> bool:
+    return is_active_user(user) and bool(user.has_perm(EXPORT_PERMISSION))
+
+
+def model_for(*, name: str, user: Any = None) -> RegisteredModel:
+    """The model by name; with a user, only if they may see it (404 otherwise), else unrestricted (system jobs)."""
+    if user is not None:
+        return governance_selectors.registered_model_get(user=user, name=name)
+    model = RegisteredModel.objects.select_related("team").filter(name=name).first()
+    if model is None:
+        raise NotFound(f"No model named '{name}'.", code="model_not_found", extra={"model": name})
+    return model
+
+
+def fairness_audit_model() -> Any:
+    """The fairness app's audit model, if it has one (the reports app reads it, never writes it)."""
+    try:
+        return apps.get_model("fairness", "FairnessAudit")
+    except LookupError:
+        return None
+
+
+def fairness_audits_for(versions: list[ModelVersion]) -> list[Any]:
+    audit_model = fairness_audit_model()
+    if audit_model is None or not versions:
+        return []
+    field_names = {f.name for f in audit_model._meta.get_fields()}
+    if "model_version" in field_names:
+        query = audit_model.objects.filter(model_version__in=versions)
+    elif "version" in field_names:
+        query = audit_model.objects.filter(version__in=versions)
+    else:
+        return []
+    return list(query.order_by("pk"))
+
+
+def _upstream_nodes(start: list[LineageNode]) -> list[LineageNode]:
+    node_ids: set[int] = set()
+    for node in start:
+        traversal = graph.traverse(start_id=node.pk, direction=graph.UPSTREAM, depth=graph.MAX_DEPTH,
+                                   max_nodes=100_000)
+        node_ids.update(traversal.depths)
+    return list(LineageNode.objects.filter(pk__in=node_ids).order_by("pk"))
 
 
 def bundle_plan_for_model(*, model_name: str, version_label: str = "", user: Any = None) -> BundlePlan:
-    """Every subject of a model's bundle; filled in once the model registry exists."""
-    raise NotFound(f"No model {model_name!r}.", code="model_not_found")
+    """Every subject of the model's bundle (or of one version's), plus its attestations and audits."""
+    model = model_for(name=model_name, user=user)
+    versions = list(model.versions.order_by("created_at", "pk"))
+    if version_label:
+        versions = [version for version in versions if version.label == version_label]
+        if not versions:
+            raise NotFound(f"Model '{model_name}' has no version '{version_label}'.", code="model_version_not_found",
+                           extra={"model": model_name, "version": version_label})
+    subjects: set[tuple[str, str]] = {(MODEL_TYPE, str(model.pk))}
+    subjects.update((VERSION_TYPE, str(version.pk)) for version in versions)
+    requests = list(ApprovalRequest.objects.filter(version__in=versions).values_list("pk", flat=True))
+    subjects.update(("governance.approvalrequest", str(pk)) for pk in requests)
+    subjects.update(("governance.approvaldecision", str(pk))
+                    for pk in ApprovalDecision.objects.filter(request__in=requests).values_list("pk", flat=True))
+    subjects.update(("governance.approvalpolicy", str(pk))
+                    for pk in ApprovalPolicy.objects.filter(model=model).values_list("pk", flat=True))
+    deployments = list(Deployment.objects.filter(version__in=versions).values_list("pk", flat=True))
+    subjects.update(("governance.deployment", str(pk)) for pk in deployments)
+
+    audits = fairness_audits_for(versions)
+    for audit in audits:
+        meta = audit._meta
+        subjects.add((f"{meta.app_label}.{meta.model_name}", str(audit.pk)))
+
+    refs = Q(ref_type=VERSION_TYPE, ref_id__in=[str(version.pk) for version in versions])
+    refs |= Q(ref_type="governance.deployment", ref_id__in=[str(pk) for pk in deployments])
+    start = list(LineageNode.objects.filter(refs))
+    nodes = _upstream_nodes(start) if start else []
+    for node in nodes:
+        subjects.add(("lineage.lineagenode", str(node.pk)))
+        if node.ref_type.startswith("lineage.") and not node.ref_id.startswith("pending:"):
+            subjects.add((node.ref_type, node.ref_id))
+    dataset_version_ids = [int(node.ref_id) for node in nodes
+                           if node.ref_type == "lineage.datasetversion" and node.ref_id.isdigit()]
+    subjects.update(("lineage.dataset", str(pk)) for pk in DatasetVersion.objects.filter(
+        pk__in=dataset_version_ids).values_list("dataset_id", flat=True).distinct())
+    node_ids = [node.pk for node in nodes]
+    attestations = list(Attestation.objects.filter(
+        Q(subjects__node_id__in=node_ids) | Q(edges__target_id__in=node_ids)).distinct().order_by("pk")) \
+        if node_ids else []
+    subjects.update(("lineage.attestation", str(attestation.pk)) for attestation in attestations)
+    subjects.update(("lineage.pipelinekey", str(pk)) for pk in
+                    {attestation.pipeline_key_id for attestation in attestations if attestation.pipeline_key_id})
+    return BundlePlan(subjects=sorted(subjects), model=model, versions=versions, attestations=attestations,
+                      audits=audits)
+
+
+def pipeline_public_keys(attestations: list[Attestation]) -> dict[str, bytes]:
+    """label -> raw key of the pipeline keys that signed any of the attestations."""
+    ids = {attestation.pipeline_key_id for attestation in attestations if attestation.pipeline_key_id}
+    return {f"pipeline-{key.keyid[:16]}": bytes(key.public_key) for key in PipelineKey.objects.filter(pk__in=ids)}
+
+
+# --- Exports ---------------------------------------------------------------------------------
+
+def bundle_export_list(*, user: Any) -> QuerySet[BundleExport]:
+    """Exports the user may see: their own, and (with the export permission) those of models they can see."""
+    exports = BundleExport.objects.select_related("requested_by").order_by("-created_at", "-pk")
+    if not is_active_user(user):
+        return exports.none()
+    if user.is_superuser:
+        return exports
+    visible = Q(requested_by=user)
+    if can_export(user):
+        names = governance_selectors.registered_model_list(user=user).values_list("name", flat=True)
+        visible |= Q(model_name__in=names)
+    return exports.filter(visible)
+
+
+def bundle_export_get(*, user: Any, export_id: int) -> BundleExport:
+    export = bundle_export_list(user=user).filter(pk=export_id).first()
+    if export is None:
+        raise NotFound(f"No bundle export {export_id}.", code="bundle_export_not_found", extra={"id": export_id})
+    return export

@@ -12,8 +12,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from audit.errors import InvalidInput, NotFound, ServiceError
+from audit.errors import Forbidden, InvalidInput, NotFound, ServiceError
 from audit.ledger import actor_label, ledger_append
+from governance.reports import selectors
 from governance.reports.bundle import BundleSummary, build_bundle
 from governance.reports.models import BundleExport
 
@@ -36,15 +37,45 @@ def _clean_subjects(subjects: list[tuple[str, str]] | list[list[str]]) -> list[l
     return [[subject_type, subject_id] for subject_type, subject_id in cleaned]
 
 
-def bundle_export_request(*, by: Any, subjects: list[tuple[str, str]] | list[list[str]], model_name: str = "",
-                          version_label: str = "") -> BundleExport:
-    """Create a queued export (no ledger entry yet: the export is recorded when the bundle exists)."""
+def bundle_export_request(*, by: Any, subjects: list[tuple[str, str]] | list[list[str]] | None = None,
+                          model_name: str = "", version_label: str = "", check_access: bool = True) -> BundleExport:
+    """Create a queued export (no ledger entry yet: the export is recorded when the bundle exists).
+
+    For a model, a user needs the export permission and must be able to see the model (a model
+    they cannot see is a 404, as everywhere). `check_access=False` is for system jobs.
+    """
     label = actor_label(by)
     user = by if getattr(by, "is_authenticated", False) and hasattr(by, "pk") else None
+    wanted = list(subjects or [])
+    if check_access and user is not None and not selectors.can_export(user):
+        raise Forbidden("Exporting bundles needs the auditor role.", code="bundle_export_forbidden")
+    if model_name:
+        plan = selectors.bundle_plan_for_model(model_name=model_name, version_label=version_label,
+                                               user=user if check_access else None)
+        wanted.extend(plan.subjects)
     return BundleExport.objects.create(
-        requested_by=user, actor=label, subjects=_clean_subjects(subjects), model_name=model_name,
+        requested_by=user, actor=label, subjects=_clean_subjects(wanted), model_name=model_name,
         version_label=version_label,
     )
+
+
+def bundle_contents_for(export: BundleExport) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """The subjects (as requested, plus anything recorded since for the model) and the files to carry."""
+    subjects = {(str(t), str(i)) for t, i in export.subjects}
+    if not export.model_name:
+        return sorted(subjects), {}
+    plan = selectors.bundle_plan_for_model(model_name=export.model_name, version_label=export.version_label)
+    subjects.update(plan.subjects)
+    contents: dict[str, Any] = {
+        "attestations": {f"{attestation.pk:06d}-{attestation.origin}.dsse.json": bytes(attestation.envelope)
+                         for attestation in plan.attestations},
+        "attestation_public_keys": selectors.pipeline_public_keys(plan.attestations),
+    }
+    from governance.reports import report as report_module
+
+    contents["audits"] = report_module.audit_files(plan.audits)
+    contents["report"] = report_module.report_files(plan)
+    return sorted(subjects), contents
 
 
 def _set_progress(export_id: int, percent: int, stage: str) -> None:
@@ -70,11 +101,15 @@ def bundle_export_run(*, export_id: int, bundle_contents: dict[str, Any] | None 
     tmp_path = Path(tmp_name)
     final_path: Path | None = None
     try:
+        subjects, contents = bundle_contents_for(export)
+        if bundle_contents:
+            contents = {**contents, **bundle_contents}
+        _set_progress(export_id, 3, "report and evidence ready")
         with os.fdopen(fd, "wb") as handle:
             summary = build_bundle(
-                subjects=[(t, i) for t, i in export.subjects], out=handle,
+                subjects=subjects, out=handle,
                 progress=lambda percent, stage: _set_progress(export_id, min(percent, 95), stage),
-                **(bundle_contents or {}),
+                **contents,
             )
             handle.flush()
             os.fsync(handle.fileno())

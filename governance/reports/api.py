@@ -1,0 +1,101 @@
+"""Bundle export API: request an export (a Celery job), follow its progress, download the zip."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.http import FileResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.views import APIView
+
+from audit.api_common import ERROR_RESPONSES, CursorlessPagination
+from audit.errors import Conflict, InvalidInput, NotFound
+from governance.reports import selectors, services
+from governance.reports.models import BundleExport
+from governance.reports.tasks import bundle_export_task
+
+
+class BundleRequestIn(serializers.Serializer):
+    model = serializers.CharField(max_length=100)
+    version = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+
+
+class BundleExportOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    progress = serializers.IntegerField(help_text="0-100")
+    stage = serializers.CharField()
+    model = serializers.CharField(source="model_name")
+    version = serializers.CharField(source="version_label")
+    requested_by = serializers.CharField(source="actor")
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    manifest_sha256 = serializers.CharField(help_text="hex SHA-256 of manifest.json (also in the ledger entry)")
+    size_bytes = serializers.IntegerField(allow_null=True)
+    entry_count = serializers.IntegerField(allow_null=True)
+    ledger_seq = serializers.IntegerField(allow_null=True, help_text="seq of the bundle.exported ledger entry")
+    error_code = serializers.CharField()
+    download_url = serializers.SerializerMethodField()
+
+    def get_download_url(self, export: BundleExport) -> str | None:
+        if export.status != BundleExport.Status.DONE:
+            return None
+        return reverse("bundle-download", args=[export.pk], request=self.context.get("request"))
+
+
+def _export_id(raw: str) -> int:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise NotFound(f"No bundle export {raw[:40]!r}.", code="bundle_export_not_found", extra={"id": raw[:40]})
+    return int(raw)
+
+
+def _out(export: BundleExport, request: Request) -> dict[str, Any]:
+    return dict(BundleExportOut(export, context={"request": request}).data)
+
+
+class BundleListView(APIView):
+    @extend_schema(operation_id="bundles_list", parameters=[OpenApiParameter("page", int)],
+                   responses={200: BundleExportOut(many=True), **ERROR_RESPONSES})
+    def get(self, request: Request) -> Response:
+        paginator = CursorlessPagination()
+        items = paginator.paginate_queryset(selectors.bundle_export_list(user=request.user), request, view=self)
+        return paginator.get_paginated_response([_out(item, request) for item in items])
+
+    @extend_schema(operation_id="bundles_request", request=BundleRequestIn,
+                   responses={202: BundleExportOut, **ERROR_RESPONSES})
+    def post(self, request: Request) -> Response:
+        if not isinstance(request.data, dict):
+            raise InvalidInput("The request body must be a JSON object.", code="invalid_input")
+        data = BundleRequestIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        with transaction.atomic():
+            export = services.bundle_export_request(by=request.user, model_name=data.validated_data["model"],
+                                                    version_label=data.validated_data["version"])
+            bundle_export_task.delay_on_commit(export.pk)
+        return Response(_out(export, request), status=status.HTTP_202_ACCEPTED)
+
+
+class BundleDetailView(APIView):
+    @extend_schema(operation_id="bundles_get", responses={200: BundleExportOut, **ERROR_RESPONSES})
+    def get(self, request: Request, export_id: str) -> Response:
+        export = selectors.bundle_export_get(user=request.user, export_id=_export_id(export_id))
+        return Response(_out(export, request))
+
+
+class BundleDownloadView(APIView):
+    @extend_schema(operation_id="bundles_download", responses={(200, "application/zip"): bytes, **ERROR_RESPONSES})
+    def get(self, request: Request, export_id: str) -> FileResponse:
+        export = selectors.bundle_export_get(user=request.user, export_id=_export_id(export_id))
+        if export.status != BundleExport.Status.DONE or not export.file:
+            raise Conflict("The bundle is not ready yet.", code="bundle_not_ready",
+                           extra={"status": export.status, "progress": export.progress})
+        name = f"bundle-{export.model_name or 'subjects'}-{export.version_label or 'all'}-{export.pk}.zip"
+        response = FileResponse(export.file.open("rb"), as_attachment=True, filename=name,
+                                content_type="application/zip")
+        response["X-Manifest-SHA256"] = export.manifest_sha256
+        return response

@@ -1,0 +1,122 @@
+"""Bundle export API: auditors export (Celery job, progress, download), others are refused, 404 for unseen models."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import pytest
+from rest_framework.test import APIClient
+
+from audit.models import LedgerEntry
+from governance import services as governance_services
+from governance.reports.models import BundleExport
+from tests.reports.bundle_helpers import run_verify
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+def client_for(user) -> APIClient:  # type: ignore[no-untyped-def]
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def test_auditor_exports_a_model_bundle_and_downloads_it(auditor, version, tmp_path,
+                                                         django_capture_on_commit_callbacks):
+    client = client_for(auditor)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/api/bundles/", {"model": version.model.name, "version": version.label},
+                               format="json")
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["status"] == "queued" and body["download_url"] is None
+
+    status = client.get(f"/api/bundles/{body['id']}/").json()
+    assert status["status"] == "done" and status["progress"] == 100
+    assert status["requested_by"] == f"user:{auditor.username}"
+    assert status["download_url"].endswith(f"/api/bundles/{body['id']}/download/")
+
+    download = client.get(f"/api/bundles/{body['id']}/download/")
+    assert download.status_code == 200 and download["Content-Type"] == "application/zip"
+    data = b"".join(download.streaming_content)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+    subjects = {(s["type"], s["id"]) for s in manifest["subjects"]}
+    assert ("governance.registeredmodel", str(version.model.pk)) in subjects
+    assert ("governance.modelversion", str(version.pk)) in subjects
+    assert download["X-Manifest-SHA256"] == status["manifest_sha256"]
+
+    entry = LedgerEntry.objects.get(action="bundle.exported")
+    assert entry.actor == f"user:{auditor.username}" and entry.payload["model"] == version.model.name
+    assert run_verify(tmp_path, data).returncode == 0
+
+
+def test_data_scientist_cannot_export(scientist, version):
+    response = client_for(scientist).post("/api/bundles/", {"model": version.model.name}, format="json")
+    assert response.status_code == 403
+    assert response.json()["code"] == "bundle_export_forbidden"
+    assert not BundleExport.objects.exists()
+
+
+def test_exporter_gets_404_for_a_model_of_another_team(make_user, other_team, team, model):
+    from django.contrib.auth.models import Permission
+
+    # Export permission, but only the other team's models in view.
+    outsider = make_user("otto", "viewer", teams=(other_team,))
+    outsider.user_permissions.add(Permission.objects.get(codename="export_bundle"))
+    outsider = type(outsider).objects.get(pk=outsider.pk)
+    response = client_for(outsider).post("/api/bundles/", {"model": model.name}, format="json")
+    assert response.status_code == 404
+    assert response.json()["code"] == "model_not_found"
+    assert not BundleExport.objects.exists()
+
+
+def test_unknown_model_and_version_are_404_with_codes(auditor, version):
+    client = client_for(auditor)
+    assert client.post("/api/bundles/", {"model": "nope"}, format="json").json()["code"] == "model_not_found"
+    response = client.post("/api/bundles/", {"model": version.model.name, "version": "9.9"}, format="json")
+    assert response.status_code == 404 and response.json()["code"] == "model_version_not_found"
+
+
+def test_bad_request_bodies_are_400(auditor):
+    client = client_for(auditor)
+    assert client.post("/api/bundles/", {}, format="json").status_code == 400
+    assert client.post("/api/bundles/", ["x"], format="json").status_code == 400
+
+
+def test_others_cannot_see_an_export_and_download_waits_until_done(auditor, scientist, version):
+    export = BundleExport.objects.create(actor="user:audrey", requested_by=auditor, model_name=version.model.name,
+                                         subjects=[["governance.registeredmodel", str(version.model.pk)]])
+    assert client_for(scientist).get(f"/api/bundles/{export.pk}/").status_code == 404
+    response = client_for(auditor).get(f"/api/bundles/{export.pk}/download/")
+    assert response.status_code == 409 and response.json()["code"] == "bundle_not_ready"
+    assert client_for(auditor).get("/api/bundles/abc/").json()["code"] == "bundle_export_not_found"
+
+
+def test_anonymous_is_refused(version):
+    assert APIClient().post("/api/bundles/", {"model": version.model.name}, format="json").status_code in (401, 403)
+
+
+def test_model_bundle_includes_approvals_deployments_and_lineage(auditor, pending, approver, risk_officer,
+                                                                  environments, tmp_path):
+    from governance.reports import selectors
+
+    governance_services.approval_decide(request=pending, by=approver, decision="approve", comment="ok")
+    governance_services.approval_decide(request=pending, by=risk_officer, decision="approve", comment="fine")
+    pending.version.refresh_from_db()
+    deployment = governance_services.deployment_record(version=pending.version,
+                                                       environment=environments["production"], by=pending.submitted_by)
+    plan = selectors.bundle_plan_for_model(model_name=pending.version.model.name, user=auditor)
+    subjects = set(plan.subjects)
+    assert ("governance.approvalrequest", str(pending.pk)) in subjects
+    assert {("governance.approvaldecision", str(d.pk)) for d in pending.decisions.all()} <= subjects
+    assert ("governance.deployment", str(deployment.pk)) in subjects
+    assert any(t == "lineage.lineagenode" for t, _ in subjects)
+    assert plan.attestations, "the version's lineage attestation is carried"
