@@ -64,8 +64,8 @@ RATE_NAMES: Final = (
 _MAX_DENSE_COMBINATIONS: Final = 1 << 22
 _SLICE_ROWS: Final = 1 << 20
 
-_INTEGER_TEXT = re.compile(r"[+-]?\d+")
-_DECIMAL_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_INTEGER_TEXT = re.compile(r"[+-]?\d+", re.ASCII)
+_DECIMAL_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -497,9 +497,7 @@ def _group_sort_key(group: tuple[str, ...]) -> tuple[tuple[bool, str], ...]:
     return tuple((value == UNKNOWN_GROUP, value) for value in group)
 
 
-def predictions_from_scores(
-    score: object, threshold: float, *, row_offset: int = 0, column: str = "score"
-) -> BoolArray:
+def predictions_from_scores(score: object, threshold: float, *, row_offset: int = 0, column: str = "score") -> BoolArray:
     """Positive prediction where ``score >= threshold``; a missing or NaN score is an error."""
     if isinstance(score, pa.ChunkedArray):
         score = score.combine_chunks()
@@ -822,9 +820,7 @@ def _disparity_entry(
     for rate in ("selection_rate", "tpr", "fpr"):
         values = point[rate][included]
         spreads[rate] = _spread(values)
-        undefined[rate] = [
-            _group_label(groups[m - 1]) for m, value in zip(included, values, strict=True) if np.isnan(value)
-        ]
+        undefined[rate] = [_group_label(groups[m - 1]) for m, value in zip(included, values, strict=True) if np.isnan(value)]
     dp_difference, dp_ratio = spreads["selection_rate"]
     tpr_difference, tpr_ratio = spreads["tpr"]
     fpr_difference, fpr_ratio = spreads["fpr"]
@@ -886,9 +882,7 @@ def _disparity_entry(
     if replicate_rates is None:
         entry["ci"] = None
     else:
-        defined_in = {
-            rate: [m for m in included if not np.isnan(point[rate][m])] for rate in ("selection_rate", "tpr", "fpr")
-        }
+        defined_in = {rate: [m for m in included if not np.isnan(point[rate][m])] for rate in ("selection_rate", "tpr", "fpr")}
         sr_diff, sr_ratio = _replicate_spread(replicate_rates["selection_rate"][:, defined_in["selection_rate"]])
         tpr_diff, _ = _replicate_spread(replicate_rates["tpr"][:, defined_in["tpr"]])
         fpr_diff, _ = _replicate_spread(replicate_rates["fpr"][:, defined_in["fpr"]])
@@ -903,9 +897,7 @@ def _disparity_entry(
         stacked = np.stack(list(series.values()), axis=1)
         bounds = _nan_quantiles(stacked, quantiles)
         entry["ci"] = {
-            name: (
-                None if entry[name] is None or np.isnan(bounds[0, i]) else [float(bounds[0, i]), float(bounds[1, i])]
-            )
+            name: (None if entry[name] is None or np.isnan(bounds[0, i]) else [float(bounds[0, i]), float(bounds[1, i])])
             for i, name in enumerate(series)
         }
     return entry

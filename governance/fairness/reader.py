@@ -80,14 +80,16 @@ def audit_file(
         raise FairnessInputError("fairness_bad_arguments", f"unknown file format {detected!r}")
 
     accumulator = ConfusionAccumulator(list(sensitive), pos_label=pos_label, label_values=label_values)
+    # The digest must describe the bytes that were audited: hash first, then refuse the
+    # result if the file changed while it was read.
+    before = _fingerprint(file_path)
+    input_sha256 = file_sha256(file_path)
     row_offset = 0
     for batch in batches:
         columns = {name: batch.column(name) for name in needed}
         if score is not None:
             assert threshold is not None
-            predictions: object = predictions_from_scores(
-                columns[score], threshold, row_offset=row_offset, column=score
-            )
+            predictions: object = predictions_from_scores(columns[score], threshold, row_offset=row_offset, column=score)
         else:
             assert y_pred is not None
             predictions = columns[y_pred]
@@ -101,8 +103,10 @@ def audit_file(
     if row_offset == 0:
         raise FairnessInputError("fairness_empty_input", f"{file_path.name} has a header but no data rows")
 
+    if _fingerprint(file_path) != before:
+        raise FairnessInputError("fairness_input_changed", f"{file_path.name} changed while it was being audited")
     report = compute_report(accumulator.counts(), **report_kwargs)
-    report["input_sha256"] = file_sha256(file_path)
+    report["input_sha256"] = input_sha256
     report["input_format"] = detected
     report["input_columns"] = {
         "y_true": y_true,
@@ -118,6 +122,11 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     """Hex SHA-256 of the file's bytes, read in blocks."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _fingerprint(path: Path) -> tuple[int, int, int]:
+    status = path.stat()
+    return status.st_size, status.st_mtime_ns, status.st_ino
 
 
 def _detect_format(path: Path) -> FileFormat:
@@ -167,8 +176,7 @@ def _csv_batches(path: Path, needed: list[str], chunk_rows: int) -> Iterator[Any
             where = "a row" if row.number is None else f"data row {row.number - 1}"
             return FairnessInputError(
                 "fairness_malformed_file",
-                f"{path.name}: {where} has {row.actual_columns} fields, "
-                f"expected {row.expected_columns}: {row.text[:80]!r}",
+                f"{path.name}: {where} has {row.actual_columns} fields, expected {row.expected_columns}: {row.text[:80]!r}",
                 row=None if row.number is None else row.number - 1,
             )
         return FairnessInputError("fairness_malformed_file", f"{path.name} is not a readable CSV file: {error}")

@@ -71,9 +71,7 @@ def assert_matches_fairlearn(
         feature_sets.append(columns)
 
     overall = report["overall"]
-    frame_all = flm.MetricFrame(
-        metrics=FAIRLEARN_METRICS, y_true=y_true, y_pred=y_pred, sensitive_features=sensitive[columns[0]]
-    )
+    frame_all = flm.MetricFrame(metrics=FAIRLEARN_METRICS, y_true=y_true, y_pred=y_pred, sensitive_features=sensitive[columns[0]])
     for name, value in frame_all.overall.items():
         assert_close(overall[name], float(value), f"overall {name}")
         compared += 1

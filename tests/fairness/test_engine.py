@@ -35,9 +35,7 @@ def _group(report: dict, **attributes: str) -> dict:
     return matches[0]
 
 
-def _balanced_data(
-    seed: int = 0, sizes: tuple[int, ...] = (400, 300, 200)
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _balanced_data(seed: int = 0, sizes: tuple[int, ...] = (400, 300, 200)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     groups = np.repeat(np.array([f"g{i}" for i in range(len(sizes))]), sizes)
     y_true = rng.integers(0, 2, groups.size)
@@ -79,9 +77,7 @@ def test_undefined_rates_are_left_out_of_disparities_and_listed() -> None:
     assert disparity["undefined_rate_groups"]["tpr"] == [{"g": "g2"}]
     assert disparity["undefined_rate_groups"]["fpr"] == []
     kept = groups != "g2"
-    expected_tpr_difference = flm.equal_opportunity_difference(
-        y_true[kept], y_pred[kept], sensitive_features=groups[kept]
-    )
+    expected_tpr_difference = flm.equal_opportunity_difference(y_true[kept], y_pred[kept], sensitive_features=groups[kept])
     assert disparity["equal_opportunity_difference"] == pytest.approx(expected_tpr_difference, abs=1e-12)
     # Fairlearn would count g2's TPR as 0 and so report a much larger gap.
     fairlearn_all = flm.equal_opportunity_difference(y_true, y_pred, sensitive_features=groups)
@@ -324,9 +320,7 @@ def test_third_label_value_is_an_error_when_only_pos_label_is_given() -> None:
     accumulator = ConfusionAccumulator(["g"], pos_label="good")
     accumulator.add(np.array(["good", "bad"]), np.array(["bad", "good"]), {"g": np.array(["a", "a"])})
     with pytest.raises(FairnessInputError) as error:
-        accumulator.add(
-            np.array(["good", "bad", "ugly"]), np.array(["good", "good", "bad"]), {"g": np.array(["a"] * 3)}
-        )
+        accumulator.add(np.array(["good", "bad", "ugly"]), np.array(["good", "good", "bad"]), {"g": np.array(["a"] * 3)})
     assert error.value.extra["row"] == 5
     assert "'ugly'" in str(error.value)
 
@@ -410,15 +404,11 @@ def test_chunked_accumulation_equals_one_chunk() -> None:
     whole.add(y_true, y_pred, {"a": a, "b": b})
     pieces = ConfusionAccumulator(["a", "b"])
     for start in range(0, n, 7):
-        pieces.add(
-            y_true[start : start + 7], y_pred[start : start + 7], {"a": a[start : start + 7], "b": b[start : start + 7]}
-        )
+        pieces.add(y_true[start : start + 7], y_pred[start : start + 7], {"a": a[start : start + 7], "b": b[start : start + 7]})
 
     assert whole.counts().groups == pieces.counts().groups
     np.testing.assert_array_equal(whole.counts().cells, pieces.counts().cells)
-    assert compute_report(whole.counts(), bootstrap=200, seed=4) == compute_report(
-        pieces.counts(), bootstrap=200, seed=4
-    )
+    assert compute_report(whole.counts(), bootstrap=200, seed=4) == compute_report(pieces.counts(), bootstrap=200, seed=4)
 
 
 def test_bootstrap_is_reproducible_with_a_seed_and_varies_without() -> None:

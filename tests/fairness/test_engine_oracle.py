@@ -81,9 +81,7 @@ def test_two_attributes_with_empty_intersections_match_fairlearn() -> None:
     band = rng.integers(0, 3, y_true.size)
     # Region 2 never meets band 0 or band 1: two empty intersections.
     band[region == 2] = 2
-    sensitive = pd.DataFrame(
-        {"region": np.array(["north", "south", "west"])[region], "band": np.array(["b1", "b2", "b3"])[band]}
-    )
+    sensitive = pd.DataFrame({"region": np.array(["north", "south", "west"])[region], "band": np.array(["b1", "b2", "b3"])[band]})
     report = _report(y_true, y_pred, sensitive, chunk_rows=2_500)
     _assert_defined_everywhere(report)
 

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from governance.fairness import reader
 from governance.fairness.engine import FairnessInputError
 from governance.fairness.reader import audit_file
 
@@ -262,3 +263,18 @@ def test_missing_file_and_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(FairnessInputError) as no_threshold:
         _audit(path, y_pred=None, score="score")
     assert no_threshold.value.code == "fairness_bad_arguments"
+
+
+def test_file_changed_during_the_audit_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write_csv(_frame(), tmp_path / "data.csv")
+    real_add = reader.ConfusionAccumulator.add
+
+    def add_then_append_a_row(self: reader.ConfusionAccumulator, *args: object, **kwargs: object) -> None:
+        real_add(self, *args, **kwargs)  # type: ignore[arg-type]
+        with open(path, "a") as handle:
+            handle.write("1,1,male,1,0.5,0.1\n")
+
+    monkeypatch.setattr(reader.ConfusionAccumulator, "add", add_then_append_a_row)
+    with pytest.raises(FairnessInputError) as error:
+        _audit(path)
+    assert error.value.code == "fairness_input_changed"
