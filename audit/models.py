@@ -63,6 +63,9 @@ class MerkleNode(models.Model):
     class Meta:
         verbose_name = "Merkle node"
 
+    def __str__(self) -> str:
+        return f"node level {self.level} index {self.index}"
+
     @property
     def level(self) -> int:
         return self.node_id >> NODE_LEVEL_SHIFT
@@ -84,6 +87,9 @@ class LedgerHead(models.Model):
 
     class Meta:
         verbose_name = "ledger head"
+
+    def __str__(self) -> str:
+        return f"ledger head @{self.tree_size}"
 
 
 class SigningKey(models.Model):
