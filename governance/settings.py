@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "governance",
     "governance.fairness",
     "governance.reports",
+    "governance.pages",  # pages: dashboard, models, ledger explorer
 ]
 
 MIDDLEWARE = [

@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/lineage/", include(lineage_urls.api_urlpatterns)),  # lineage: REST API
     path("", include(lineage_urls.openlineage_urlpatterns)),  # lineage: exactly POST /api/v1/lineage (OpenLineage)
     path("lineage/", include(lineage_urls.page_urlpatterns)),  # lineage: graph pages
+    path("", include("governance.pages.urls")),  # pages: dashboard, models, ledger explorer (keep last)
 ]
 
 handler500 = "governance.middleware.server_error"  # hardening: a lost database is a 503

@@ -1,0 +1,1 @@
+"""Server-rendered pages for approvers, risk officers and auditors: dashboard, models, ledger explorer."""

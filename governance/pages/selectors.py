@@ -1,0 +1,266 @@
+"""Reads for the pages, built on the owning apps' selectors (permission-filtered there, deny by default).
+
+Each function returns everything one part of a page needs in a fixed number of queries, so a
+page's query count does not grow with the number of versions, requests or entries it shows.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Count, Prefetch, Q, QuerySet
+from guardian.shortcuts import get_objects_for_user
+
+from audit import ledger
+from audit import selectors as audit_selectors
+from audit.models import Checkpoint, LedgerEntry
+from governance import selectors as governance_selectors
+from governance.models import (
+    ApprovalDecision,
+    ApprovalRequest,
+    Deployment,
+    ModelVersion,
+    RegisteredModel,
+    RequestStatus,
+    RiskTier,
+    VersionStatus,
+)
+from governance.permissions import APPROVE_MODEL, is_active_user, is_service_account
+
+VERIFICATION_SUBJECT = ("audit.ledger", "main")
+VERIFICATION_ACTIONS = ("ledger.verified", "ledger.verification_failed")
+LEDGER_PAGE_SIZE = 50
+
+
+# --- Dashboard ---------------------------------------------------------------------------------
+
+def decidable_requests(*, user: Any) -> QuerySet[ApprovalRequest]:
+    """Pending requests the user may decide now, as one query.
+
+    The same rule as `governance.permissions.can_decide` applied per request in
+    `governance.selectors.approval_queue`, expressed as a filter so the dashboard does not run
+    one permission query per request. A test checks that both agree.
+    """
+    if not is_active_user(user) or is_service_account(user) or not user.has_perm("governance.add_approvaldecision"):
+        return ApprovalRequest.objects.none()
+    pending = (governance_selectors.approval_request_list(user=user, status=RequestStatus.PENDING)
+               .exclude(submitted_by=user).exclude(version__created_by=user).exclude(decisions__approver=user))
+    if not user.is_superuser:
+        tiers = [tier for tier in RiskTier.values if user.has_perm(f"governance.approve_tier_{tier}")]
+        approvable = get_objects_for_user(user, APPROVE_MODEL, klass=RegisteredModel, accept_global_perms=False)
+        pending = pending.filter(Q(version__model__risk_tier__in=tiers) | Q(version__model__in=approvable.values("pk")))
+    return pending.order_by("expires_at", "pk")
+
+
+def submitted_requests(*, user: Any) -> QuerySet[ApprovalRequest]:
+    return (governance_selectors.approval_request_list(user=user).filter(submitted_by=user)
+            .order_by("-submitted_at", "-pk"))
+
+
+def deployments_by_environment(*, user: Any) -> list[dict[str, Any]]:
+    """Active deployments of the models the user may see, counted per environment."""
+    rows = (governance_selectors.deployment_list(user=user, active=True).order_by()
+            .values("environment__name", "environment__is_production")
+            .annotate(count=Count("pk")).order_by("-environment__is_production", "environment__name"))
+    return [{"name": row["environment__name"], "is_production": row["environment__is_production"],
+             "count": row["count"]} for row in rows]
+
+
+def latest_checkpoint() -> Checkpoint | None:
+    return audit_selectors.checkpoint_latest()
+
+
+def last_verification() -> LedgerEntry | None:
+    """The latest recorded verification of the whole ledger (its outcome is in the payload)."""
+    subject_type, subject_id = VERIFICATION_SUBJECT
+    return (LedgerEntry.objects.filter(subject_type=subject_type, subject_id=subject_id,
+                                       action__in=VERIFICATION_ACTIONS).order_by("-seq").first())
+
+
+def recent_activity(*, user: Any, limit: int = 10) -> tuple[str, list[LedgerEntry]]:
+    """(scope, entries): the whole ledger for those who may read it, else the user's own actions."""
+    if audit_selectors.can_read_ledger(user):
+        return "all", list(LedgerEntry.objects.order_by("-seq")[:limit])
+    label = f"user:{user.get_username()}"
+    return "own", list(LedgerEntry.objects.filter(actor=label).order_by("-seq")[:limit])
+
+
+# --- Models ------------------------------------------------------------------------------------
+
+def model_list(*, user: Any, query: str = "") -> QuerySet[RegisteredModel]:
+    models = governance_selectors.registered_model_list(user=user)
+    if query:
+        models = models.filter(Q(name__icontains=query) | Q(description__icontains=query))
+    return models
+
+
+@dataclass
+class ModelPage:
+    model: RegisteredModel
+    versions: list[ModelVersion]
+    requests: list[ApprovalRequest]
+    deployments: list[Deployment]
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+
+
+def model_page(*, user: Any, name: str) -> ModelPage:
+    """A model the user may see (NotFound otherwise) with its versions, requests, decisions and deployments."""
+    model = governance_selectors.registered_model_get(user=user, name=name)
+    active = Deployment.objects.filter(is_active=True).select_related("environment").order_by("environment__name")
+    versions = list(ModelVersion.objects.filter(model=model).select_related("created_by")
+                    .prefetch_related(Prefetch("deployments", queryset=active, to_attr="active_deployments"))
+                    .order_by("-created_at", "-pk"))
+    decisions = ApprovalDecision.objects.select_related("approver").order_by("decided_at", "pk")
+    requests = list(ApprovalRequest.objects.filter(version__model=model).select_related("version", "submitted_by")
+                    .prefetch_related(Prefetch("decisions", queryset=decisions, to_attr="decision_list"))
+                    .order_by("-submitted_at", "-pk"))
+    deployments = list(Deployment.objects.filter(model=model).select_related("version", "environment", "deployed_by")
+                       .order_by("-deployed_at", "-pk")[:50])
+    return ModelPage(model=model, versions=versions, requests=requests, deployments=deployments,
+                     timeline=approval_timeline(requests))
+
+
+def approval_timeline(requests: list[ApprovalRequest]) -> list[dict[str, Any]]:
+    """Requests, decisions and closures as one list, newest first: who, when, what, comment."""
+    events: list[dict[str, Any]] = []
+    for request in requests:
+        version = request.version
+        events.append({"when": request.submitted_at, "kind": "submitted", "who": request.submitted_by.get_username(),
+                       "version": version.label, "request": request.pk, "comment": request.comment,
+                       "text": f"requested approval of {version.label}"})
+        for decision in getattr(request, "decision_list", []):
+            events.append({"when": decision.decided_at, "kind": decision.decision,
+                           "who": decision.approver.get_username(), "version": version.label, "request": request.pk,
+                           "comment": decision.comment, "roles": decision.approver_roles,
+                           "text": f"{'approved' if decision.decision == 'approve' else 'rejected'} {version.label}"})
+        if request.closed_at is not None:
+            events.append({"when": request.closed_at, "kind": request.status, "who": "", "version": version.label,
+                           "request": request.pk, "comment": request.closing_comment,
+                           "text": f"request #{request.pk} {request.get_status_display().lower()}"})
+    events.sort(key=lambda event: (event["when"], event["request"]), reverse=True)
+    return events
+
+
+def lineage_for_version(version: ModelVersion | None) -> dict[str, Any] | None:
+    """The lineage graph around a version (upstream and downstream), laid out for SVG; None if it has no node."""
+    if version is None:
+        return None
+    from lineage import graph
+    from lineage import selectors as lineage_selectors
+    from lineage.models import LineageNode
+    from lineage.views import layout
+
+    node = LineageNode.objects.filter(ref_type="governance.modelversion", ref_id=str(version.pk)).first()
+    if node is None:
+        return None
+    data = lineage_selectors.lineage_graph(node=node, direction=graph.BOTH, depth=4, max_nodes=60)
+    drawing = layout(data)
+    return {"node": node, "drawing": drawing, "truncated": data["truncated"]}
+
+
+VERSION_BADGES = {
+    VersionStatus.DRAFT: "neutral", VersionStatus.PENDING_REVIEW: "warn", VersionStatus.APPROVED: "ok",
+    VersionStatus.DEPLOYED: "ok", VersionStatus.REJECTED: "bad", VersionStatus.DEPRECATED: "neutral",
+    VersionStatus.RETIRED: "neutral",
+}
+
+
+# --- Ledger ------------------------------------------------------------------------------------
+
+@dataclass
+class LedgerFilters:
+    subject_type: str = ""
+    subject_id: str = ""
+    actor: str = ""
+    action: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass
+class LedgerPage:
+    entries: list[LedgerEntry]
+    newer: int | None  # pass as `after` to see newer entries
+    older: int | None  # pass as `before` to see older entries
+
+
+def ledger_search(*, filters: LedgerFilters, before: int | None = None, after: int | None = None,
+                  page_size: int = LEDGER_PAGE_SIZE) -> LedgerPage:
+    """Newest first, keyset-paginated on `seq` (no COUNT over a million rows)."""
+    entries = audit_selectors.ledger_entry_list(
+        action_prefix=filters.action or None, subject_type=filters.subject_type or None,
+        subject_id=filters.subject_id or None, actor=filters.actor or None, since=filters.since, until=filters.until)
+    if after is not None:
+        rows = list(entries.filter(seq__gt=after).order_by("seq")[: page_size + 1])
+        more_newer = len(rows) > page_size
+        rows = list(reversed(rows[:page_size]))
+        newer = rows[0].seq if rows and more_newer else None
+        older = rows[-1].seq if rows else None
+        return LedgerPage(entries=rows, newer=newer, older=older)
+    if before is not None:
+        entries = entries.filter(seq__lt=before)
+    rows = list(entries[: page_size + 1])
+    more_older = len(rows) > page_size
+    rows = rows[:page_size]
+    return LedgerPage(entries=rows, newer=rows[0].seq if rows and before is not None else None,
+                      older=rows[-1].seq if rows and more_older else None)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(bytes(raw)).decode("ascii")
+
+
+def ledger_entry_evidence(*, seq: int) -> dict[str, Any]:
+    """One entry with what a browser needs to check it alone: bytes, hashes, proof, signed checkpoint, vkey."""
+    entry = audit_selectors.ledger_entry_get(seq=seq)
+    canonical = bytes(entry.canonical)
+    checkpoint = audit_selectors.checkpoint_latest()
+    proof: list[str] | None = None
+    if checkpoint is not None and entry.seq < checkpoint.tree_size:
+        proof = [_b64(node) for node in ledger.inclusion_proof(leaf_index=entry.seq, tree_size=checkpoint.tree_size)]
+    verify_data = {
+        "seq": entry.seq,
+        "canonical_b64": _b64(canonical),
+        "entry_hash_hex": bytes(entry.entry_hash).hex(),
+        "leaf_index": entry.seq,
+        "tree_size": checkpoint.tree_size if checkpoint else None,
+        "proof_b64": proof,
+        "checkpoint_note": checkpoint.note if checkpoint else None,
+        "vkey": checkpoint.key.vkey if checkpoint else None,
+    }
+    return {
+        "entry": entry,
+        "pretty": json.dumps(json.loads(canonical), indent=2, ensure_ascii=False),
+        "canonical_b64": verify_data["canonical_b64"],
+        "entry_hash_hex": verify_data["entry_hash_hex"],
+        "prev_hash_hex": bytes(entry.prev_hash).hex(),
+        "leaf_hash_hex": bytes(entry.leaf_hash).hex(),
+        "checkpoint": checkpoint,
+        "proof": proof,
+        "verify_data": verify_data,
+    }
+
+
+def subject_page_url(subject_type: str, subject_id: str) -> str | None:
+    """The page that shows a ledger subject, for the governance subjects that have one (one query at most)."""
+    if subject_type == "governance.registeredmodel":
+        name = RegisteredModel.objects.filter(pk=_int_or_none(subject_id)).values_list("name", flat=True).first()
+        return f"/models/{name}/" if name else None
+    if subject_type == "governance.modelversion":
+        row = ModelVersion.objects.filter(pk=_int_or_none(subject_id)).values_list("model__name", "label").first()
+        return f"/models/{row[0]}/?version={row[1]}" if row else None
+    if subject_type == "governance.approvalrequest":
+        row = ApprovalRequest.objects.filter(pk=_int_or_none(subject_id)).values_list("version__model__name").first()
+        return f"/models/{row[0]}/#request-{subject_id}" if row else None
+    if subject_type == "governance.deployment":
+        row = Deployment.objects.filter(pk=_int_or_none(subject_id)).values_list("model__name").first()
+        return f"/models/{row[0]}/#deployments" if row else None
+    return None
+
+
+def _int_or_none(value: str) -> int | None:
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None

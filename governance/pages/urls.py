@@ -1,0 +1,20 @@
+"""Page URLs, included at the site root by governance/urls.py (after admin/, api/ and lineage/)."""
+
+from django.urls import path
+
+from governance.pages import views
+
+app_name = "pages"
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("models/", views.model_list, name="models"),
+    path("models/<str:name>/", views.model_detail, name="model"),
+    path("models/<str:name>/versions/<str:label>/request-approval/", views.version_request_approval,
+         name="request-approval"),
+    path("models/<str:name>/requests/<int:request_id>/decide/", views.request_decide, name="decide"),
+    path("models/<str:name>/export/", views.model_export_bundle, name="export"),
+    path("models/<str:name>/audit/", views.model_run_audit, name="audit"),
+    path("ledger/", views.ledger_list, name="ledger"),
+    path("ledger/<int:seq>/", views.ledger_entry, name="ledger-entry"),
+]
