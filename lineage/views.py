@@ -13,8 +13,8 @@ from audit.errors import NotFound
 from lineage import graph, selectors
 from lineage.models import LineageNode
 
-BOX_WIDTH = 220
-BOX_HEIGHT = 54
+BOX_WIDTH = 260
+BOX_HEIGHT = 70
 COLUMN_GAP = 90
 ROW_GAP = 26
 MARGIN = 24
@@ -46,8 +46,9 @@ def layout(data: dict[str, Any]) -> dict[str, Any]:
             y = MARGIN + offset + row * (BOX_HEIGHT + ROW_GAP)
             positions[node["id"]] = (x, y)
             label = node["label"] or f"{node['ref']['type']}:{node['ref']['id']}"
-            boxes.append({**node, "x": x, "y": y, "text_x": x + 10, "title_y": y + 20, "sub_y": y + 40,
-                          "short_label": label if len(label) <= 30 else label[:29] + "…",
+            # Keep the end of long labels: "…german_credit_raw@2026-10-01" says more than "s3://demo-ba…".
+            boxes.append({**node, "x": x, "y": y, "text_x": x + 10, "title_y": y + 20, "sub_y": y + 39,
+                          "links_y": y + 58, "short_label": label if len(label) <= 34 else "…" + label[-33:],
                           "full_label": label, "fill": KIND_COLOURS.get(node["kind"], "#ffffff"),
                           "is_root": node["id"] == data["root"]})
     paths = []
