@@ -134,3 +134,9 @@ def last_entry(action: str) -> LedgerEntry:
     found = entries(action)
     assert found, f"no ledger entry {action}"
     return found[-1]
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings) -> None:  # type: ignore[no-untyped-def]
+    # Test users only; PBKDF2's deliberate slowness would dominate these tests.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
