@@ -134,6 +134,21 @@ def test_official_client_with_gzip_compression_is_accepted(live_server, django_u
                      inputs=[_ol_dataset("german_credit_raw", fields=[("age", "int")])])
     assert client.transport.emit(event).status_code == 201
     assert TrainingRun.objects.get(external_run_id=run_id).status == TrainingRun.Status.RUNNING
+    # The static events too: a DatasetEvent and a JobEvent, through the same client.
+    from openlineage.client.event_v2 import DatasetEvent, JobEvent, OutputDataset, StaticDataset
+
+    now = datetime.now(UTC).isoformat()
+    dataset_event = DatasetEvent(eventTime=now, producer=PRODUCER,
+                                 dataset=StaticDataset(namespace="s3://bank", name="bureau_scores"))
+    assert client.transport.emit(dataset_event).status_code == 201
+    job_event = JobEvent(eventTime=now, producer=PRODUCER, job=Job(namespace="credit-ml", name="nightly_export"),
+                         inputs=[_ol_dataset("german_credit_raw", fields=[("age", "int")])],
+                         outputs=[OutputDataset(namespace="s3://exports", name="credit_features")])
+    assert client.transport.emit(job_event).status_code == 201
+    assert set(Dataset.objects.values_list("name", flat=True)) == {"german_credit_raw", "bureau_scores",
+                                                                   "credit_features"}
+    assert list(OpenLineageEvent.objects.values_list("event_kind", flat=True).order_by("pk")) == [
+        "RunEvent", "DatasetEvent", "JobEvent"]
 
 
 @pytest.mark.django_db(transaction=True)
