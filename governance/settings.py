@@ -98,6 +98,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # hardening (faults/security area): body size, UTF-8, JSON depth; lost database -> 503
+    "governance.middleware.RequestHardeningMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -288,3 +290,7 @@ CELERY_BEAT_SCHEDULE["approval-expire-due"] = {
 # --- Lineage: OpenLineage ingestion ----------------------------------------------------------
 # Largest OpenLineage event accepted, after gzip decompression (bigger bodies get 413).
 OPENLINEAGE_MAX_EVENT_BYTES = int(_env("OPENLINEAGE_MAX_EVENT_BYTES", str(8 * 1024 * 1024)))
+
+# --- Hardening (faults/security area): request limits ------------------------------------------
+# JSON bodies nesting deeper than this are refused with 400 json_too_deep (Python's json recurses).
+MAX_JSON_DEPTH = int(_env("MAX_JSON_DEPTH", "64"))
