@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 
 from audit.api_common import ERROR_RESPONSES, CursorlessPagination, int_param
 from audit.errors import InvalidInput
+from lineage import attestations as statements
 from lineage import graph, openlineage, selectors, services
 from lineage.models import Attestation, Dataset, DatasetVersion, LineageNode, TrainingRun
 
@@ -54,6 +55,9 @@ def _invalid(serializer: serializers.Serializer) -> InvalidInput:
 def _validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidInput("The body must be a JSON object.", code="invalid_input", extra={"field": "body"})
+    problem = statements.unstorable_reason(data)
+    if problem is not None:
+        raise InvalidInput(f"Field '{problem[0]}' {problem[1]}.", code="invalid_input", extra={"field": problem[0]})
     serializer = serializer_class(data=data)
     if not serializer.is_valid():
         raise _invalid(serializer)

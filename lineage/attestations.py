@@ -30,6 +30,34 @@ class StatementError(ValueError):
         self.field = field
 
 
+def unstorable_reason(value: Any, *, path: str = "") -> tuple[str, str] | None:
+    """(field path, reason) for the first string our databases cannot store: NUL or a lone surrogate.
+
+    JSON allows both (`"\\u0000"`, `"\\ud800"`); PostgreSQL text and jsonb refuse them.
+    """
+    stack: list[tuple[str, Any]] = [(path, value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, str):
+            texts = [item]
+        elif isinstance(item, dict):
+            texts = [key for key in item if isinstance(key, str)]
+            stack.extend((f"{where}.{key}" if where else str(key), child) for key, child in item.items())
+        elif isinstance(item, list):
+            texts = []
+            stack.extend((f"{where}[{index}]", child) for index, child in enumerate(item))
+        else:
+            continue
+        for text in texts:
+            if "\x00" in text:
+                return where or "body", "contains a NUL character"
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                return where or "body", "contains an unpaired UTF-16 surrogate"
+    return None
+
+
 def is_sha256_hex(value: object) -> bool:
     return isinstance(value, str) and _SHA256_HEX.fullmatch(value) is not None
 
@@ -85,6 +113,9 @@ def parse_statement(payload: bytes) -> dict[str, Any]:
         raise StatementError("The payload is not UTF-8 JSON.", field="payload") from None
     if not isinstance(statement, dict):
         raise StatementError("The Statement must be a JSON object.", field="payload")
+    problem = unstorable_reason(statement)
+    if problem is not None:
+        raise StatementError(f"The Statement {problem[1]}.", field=problem[0])
     if statement.get("_type") != STATEMENT_TYPE:
         raise StatementError(f"_type must be {STATEMENT_TYPE}.", field="_type")
     subjects = statement.get("subject")

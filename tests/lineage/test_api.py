@@ -112,3 +112,12 @@ def test_view_only_user_cannot_write(django_user_model):
     client.force_authenticate(django_user_model.objects.get(pk=user.pk))
     assert client.get("/api/lineage/datasets/").status_code == 200
     assert client.post("/api/lineage/datasets/", {"name": "x"}, format="json").status_code == 403
+
+
+def test_unstorable_strings_in_json_fields_are_refused(api):
+    response = api.generic("POST", "/api/lineage/runs/", b'{"job_name": "t", "parameters": {"note": "a\\u0000b"}}',
+                           content_type="application/json")
+    # governance's request middleware may refuse it before the view does; either way: 400, nothing written.
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] in ("invalid_input", "invalid_unicode_escape")
+    assert TrainingRun.objects.count() == 0

@@ -252,3 +252,14 @@ def test_only_the_owner_may_revoke_a_key(other_pipeline_user, pipeline_private_k
     assert response.status_code == 403
     key.refresh_from_db()
     assert key.revoked_at is None
+
+
+def test_statement_with_a_nul_character_is_malformed_not_a_500(api, versions, pipeline_private_key):
+    _, clean = versions
+    _register(api, pipeline_private_key)
+    payload = _statement(clean.digest).replace(b'"clean.csv"', b'"clean\\u0000.csv"')
+    before = _counts()
+    response = _submit(api, _sign_with_securesystemslib(pipeline_private_key, payload))
+    assert response.status_code == 400 and response.data["code"] == "attestation_malformed"
+    assert response.data["extra"]["field"] == "subject[0].name"
+    assert _counts() == before

@@ -289,3 +289,15 @@ def test_database_outage_is_503_so_the_client_retries(api, monkeypatch):
     monkeypatch.setattr(openlineage, "openlineage_event_ingest", unavailable)
     response = _post(api, json.dumps(_event("START", str(uuid.uuid4()))).encode())
     assert response.status_code == 503 and response.data["code"] == "database_unavailable"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("raw_name", "reason"), [("job\\u0000name", "NUL"), ("job\\ud800name", "surrogate")])
+def test_strings_the_database_cannot_store_are_400_not_500(api, raw_name, reason):
+    body = json.dumps(_event("START", str(uuid.uuid4()))).replace('"train_scorecard"', f'"{raw_name}"')
+    before = _counts()
+    # Gzipped, so only the endpoint itself can see inside the body.
+    response = _post(api, gzip.compress(body.encode()), HTTP_CONTENT_ENCODING="gzip")
+    assert response.status_code == 400, response.content
+    assert response.data["extra"]["field"] == "job.name" and reason in response.data["message"]
+    assert _counts() == before
