@@ -133,6 +133,9 @@ class _FieldSpec:
     attname: str
     field: models.Field[Any, Any]
     redacted: bool
+    # Dates, times, decimals, UUIDs and durations are normalized through the field first.
+    normalize: bool
+    quantum: Decimal | None
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,10 @@ def model_spec(model: type[models.Model]) -> ModelSpec:
         excluded = set(getattr(model, "governed_exclude", ()))
         redacted = set(getattr(model, "governed_redact", ()))
         fields = tuple(
-            _FieldSpec(field.name, field.attname, field, field.name in redacted)
+            _FieldSpec(field.name, field.attname, field, field.name in redacted,
+                       normalize=isinstance(field, _NORMALIZED_FIELDS),
+                       quantum=Decimal(1).scaleb(-field.decimal_places)
+                       if isinstance(field, models.DecimalField) and field.decimal_places is not None else None)
             for field in meta.concrete_fields
             if not field.primary_key and field.name not in excluded
         )
@@ -203,20 +209,27 @@ def json_value(value: Any) -> Any:
     return str(value)
 
 
+_NORMALIZED_FIELDS = (models.DateField, models.TimeField, models.DecimalField, models.UUIDField,
+                      models.DurationField)
+_PLAIN_TYPES = frozenset((str, int, bool, type(None)))
+
+
 def _field_value(spec: _FieldSpec, value: Any) -> Any:
+    if not spec.redacted and not spec.normalize and type(value) in _PLAIN_TYPES:
+        if type(value) is int and not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return str(value)
+        return value
     if spec.redacted:
         if value is None or value == "" or value == b"":
             return value
         # Compared by digest so a change is recorded; only "<redacted>" is ever written.
         return _Secret(hashlib.sha256(json.dumps(json_value(value)).encode()).hexdigest())
-    field = spec.field
-    if value is not None and isinstance(field, (models.DateField, models.TimeField, models.DecimalField,
-                                                models.UUIDField, models.DurationField)):
+    if value is not None and spec.normalize:
         # Normalize to the type the database returns: a string assigned to a date field, or
         # Decimal("1.5") in a field with 2 places, must record what will be read back.
-        value = field.to_python(value)
-        if isinstance(value, Decimal) and field.decimal_places is not None and value.is_finite():  # type: ignore[attr-defined]
-            value = value.quantize(Decimal(1).scaleb(-field.decimal_places))  # type: ignore[attr-defined]
+        value = spec.field.to_python(value)
+        if spec.quantum is not None and isinstance(value, Decimal) and value.is_finite():
+            value = value.quantize(spec.quantum)
     return json_value(value)
 
 

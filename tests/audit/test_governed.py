@@ -505,3 +505,20 @@ def test_a_writer_that_waited_for_a_concurrent_one_records_its_committed_state_a
     assert [(e.actor, e.payload["before"]["size"] if e.payload["before"] else None, e.payload["after"]["size"])
             for e in got] == [(ACTOR, None, 1), ("system:other", 1, 2), (ACTOR, 2, 3)]
     main_connection.close()
+
+
+@pytest.mark.urls("tests.govtestapp.urls")
+def test_token_authenticated_api_write_is_recorded_as_the_token_user(client) -> None:  # type: ignore[no-untyped-def]
+    get_user_model().objects.create_user("pipeline", password="correct horse battery")
+    response = client.post("/govtest/widgets/", {"name": "via-api"}, content_type="application/json",
+                           HTTP_AUTHORIZATION="Test pipeline")
+    assert response.status_code == 201, response.content
+    entry = LedgerEntry.objects.get(subject_type="govtestapp.widget", subject_id=str(response.json()["id"]))
+    assert (entry.action, entry.actor) == ("widget.created", "user:pipeline")
+
+
+@pytest.mark.urls("tests.govtestapp.urls")
+def test_unauthenticated_api_write_is_refused_before_any_row(client) -> None:  # type: ignore[no-untyped-def]
+    response = client.post("/govtest/widgets/", {"name": "anon"}, content_type="application/json")
+    assert response.status_code in (401, 403)
+    assert not Widget.objects.filter(name="anon").exists()
