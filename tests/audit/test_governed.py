@@ -14,7 +14,7 @@ from audit.errors import InvalidInput
 from audit.governed import acting_as, current_actor, governed_models, ledger_action, request_actor
 from audit.models import LedgerEntry
 from audit.verify import verify_ledger
-from tests.govtestapp.models import Part, Project, Tag, Widget
+from tests.govtestapp.models import Part, Project, Shelf, Tag, Widget
 
 pytestmark = pytest.mark.django_db
 
@@ -138,7 +138,7 @@ def test_delete_cascades_record_every_governed_row(project: Project) -> None:
         ("part.deleted", "govtestapp.part", ids["part"]),
     ])
     part_entry = next(e for e in entries(start) if e.action == "part.deleted")
-    assert part_entry.payload["before"] == {"widget": int(ids["first"]), "label": "bolt"}
+    assert part_entry.payload["before"] == {"widget": int(ids["first"]), "label": "bolt", "shelf": None}
 
 
 def test_missing_actor_is_refused_and_nothing_is_written(project: Project) -> None:
@@ -263,14 +263,44 @@ def test_queryset_delete_records_each_row_and_cascades(project: Project) -> None
 
 
 def test_cascade_from_an_ungoverned_parent_is_recorded(project: Project) -> None:
-    user = get_user_model().objects.create_user("owner", password="correct horse battery")
+    shelf = Shelf.objects.create(name="top")
     with acting_as(ACTOR):
         widget = Widget.objects.create(project=project, name="a")
-        part = Part.objects.create(widget=widget, label="p")
+        part = Part.objects.create(widget=widget, label="p", shelf=shelf)
+        part_id, shelf_id = str(part.pk), shelf.pk
         start = last_seq()
-        Part.objects.filter(pk=part.pk).delete()
-    assert [(e.action, e.subject_id) for e in entries(start)] == [("part.deleted", str(part.pk))]
-    user.delete()  # not governed, nothing governed cascades: needs no actor
+        shelf.delete()
+    [entry] = entries(start)
+    assert (entry.action, entry.subject_id, entry.payload["before"]["shelf"]) == ("part.deleted", part_id, shelf_id)
+    assert not Part.objects.filter(pk=part_id).exists()
+
+
+def test_cascade_from_an_ungoverned_parent_without_actor_is_refused(project: Project) -> None:
+    shelf = Shelf.objects.create(name="top")
+    with acting_as(ACTOR):
+        widget = Widget.objects.create(project=project, name="a")
+        Part.objects.create(widget=widget, label="p", shelf=shelf)
+    with pytest.raises(InvalidInput), transaction.atomic():
+        shelf.delete()
+    assert Shelf.objects.filter(pk=shelf.pk).exists() and Part.objects.filter(shelf=shelf).exists()
+
+
+def test_set_null_from_deleting_an_ungoverned_parent_is_recorded(project: Project) -> None:
+    user = get_user_model().objects.create_user("owner", password="correct horse battery")
+    with acting_as(ACTOR):
+        widget = Widget.objects.create(project=project, name="a", owner=user)
+        start = last_seq()
+        user.delete()
+    [entry] = entries(start)
+    assert (entry.action, entry.subject_id) == ("widget.updated", str(widget.pk))
+    assert entry.payload["before"] == {"owner": widget.owner_id} and entry.payload["after"] == {"owner": None}
+    assert verify_ledger(check_state=True).state_problems == []
+
+
+def test_deleting_an_ungoverned_parent_with_no_governed_rows_needs_no_actor() -> None:
+    user = get_user_model().objects.create_user("nobody", password="correct horse battery")
+    user.delete()
+    assert not get_user_model().objects.filter(username="nobody").exists()
 
 
 def test_m2m_add_remove_clear_record_pk_sets(project: Project) -> None:

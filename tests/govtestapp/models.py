@@ -19,6 +19,15 @@ class Tag(models.Model):
         return self.name
 
 
+class Shelf(models.Model):
+    """Not governed: deleting it cascades to governed parts."""
+
+    name = models.CharField(max_length=50)
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Project(GovernedModel):
     name = models.CharField(max_length=100, unique=True)
 
@@ -61,6 +70,7 @@ class Part(GovernedModel):
 
     widget = models.ForeignKey(Widget, on_delete=models.CASCADE, related_name="parts")
     label = models.CharField(max_length=50)
+    shelf = models.ForeignKey(Shelf, on_delete=models.CASCADE, null=True, blank=True, related_name="parts")
 
     def __str__(self) -> str:
         return self.label
