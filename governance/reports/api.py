@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
-from audit.api_common import ERROR_RESPONSES, CursorlessPagination
+from audit.api_common import ERROR_RESPONSES, CursorlessPagination, paginated
 from audit.errors import Conflict, InvalidInput, NotFound
 from governance.reports import selectors, services
 from governance.reports.models import BundleExport
@@ -60,7 +60,7 @@ def _out(export: BundleExport, request: Request) -> dict[str, Any]:
 
 class BundleListView(APIView):
     @extend_schema(operation_id="bundles_list", parameters=[OpenApiParameter("page", int)],
-                   responses={200: BundleExportOut(many=True), **ERROR_RESPONSES})
+                   responses={200: paginated("PaginatedBundleExportList", BundleExportOut(many=True)), **ERROR_RESPONSES})
     def get(self, request: Request) -> Response:
         paginator = CursorlessPagination()
         items = paginator.paginate_queryset(selectors.bundle_export_list(user=request.user), request, view=self)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from audit.governed import GovernedModel
+
 
 class BundleExport(models.Model):
     """One audit bundle export; its completion is the ledger entry `bundle.exported`."""
@@ -41,3 +43,57 @@ class BundleExport(models.Model):
     def __str__(self) -> str:
         what = self.model_name or ", ".join(f"{t}:{i}" for t, i in self.subjects[:3])
         return f"bundle #{self.pk} {what} ({self.status})"
+
+
+class ReportSchedule(GovernedModel):
+    """A periodic report (or bundle) for one model, run by Celery beat; every change is in the ledger."""
+
+    class Cadence(models.TextChoices):
+        WEEKLY = "weekly", "Weekly (Mondays)"
+        MONTHLY = "monthly", "Monthly (1st)"
+        QUARTERLY = "quarterly", "Quarterly (1 Jan, Apr, Jul, Oct)"
+        YEARLY = "yearly", "Yearly (1 Jan)"
+
+    class Kind(models.TextChoices):
+        REPORT = "report", "Report (PDF, HTML, JSON)"
+        BUNDLE = "bundle", "Audit bundle (zip with the report)"
+
+    model = models.ForeignKey("governance.RegisteredModel", on_delete=models.PROTECT, related_name="report_schedules")
+    version_label = models.CharField(max_length=64, blank=True,
+                                     help_text="Version to report on; empty: the newest version at run time")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.REPORT)
+    cadence = models.CharField(max_length=10, choices=Cadence.choices, default=Cadence.QUARTERLY)
+    enabled = models.BooleanField(default=True)
+    periodic_task = models.OneToOneField("django_celery_beat.PeriodicTask", null=True, blank=True,
+                                         on_delete=models.SET_NULL, related_name="+", editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_run_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["model__name", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.get_cadence_display()} {self.kind} for {self.model}"
+
+
+class GeneratedReport(models.Model):
+    """A rendered report of one model version (JSON, HTML, PDF), stored; recorded as `report.generated`."""
+
+    version = models.ForeignKey("governance.ModelVersion", on_delete=models.PROTECT, related_name="reports")
+    model_name = models.CharField(max_length=100)
+    version_label = models.CharField(max_length=64)
+    schedule = models.ForeignKey(ReportSchedule, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="reports")
+    actor = models.CharField(max_length=200)
+    json_file = models.FileField(upload_to="reports/%Y/%m/", max_length=300)
+    html_file = models.FileField(upload_to="reports/%Y/%m/", max_length=300)
+    pdf_file = models.FileField(upload_to="reports/%Y/%m/", max_length=300)
+    digests = models.JSONField(default=dict, help_text="file name -> hex SHA-256")
+    ledger_seq = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"report {self.model_name} {self.version_label} ({self.created_at:%Y-%m-%d})"

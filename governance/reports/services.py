@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tempfile
@@ -157,3 +158,118 @@ def _bundle_export_finish(*, export: BundleExport, summary: BundleSummary, path:
         export.finished_at = timezone.now()
         export.save()
     return export
+
+
+# --- Reports ---------------------------------------------------------------------------------
+
+def report_generate(*, version: Any, by: Any, schedule: Any = None) -> Any:
+    """Render the version's report (JSON, HTML, PDF), store the files and record `report.generated`."""
+    from governance.reports import report as report_module
+    from governance.reports.models import GeneratedReport
+
+    label = actor_label(by)
+    files = report_module.report_files_for_version(version)
+    folder = Path(settings.MEDIA_ROOT) / "reports" / timezone.now().strftime("%Y/%m")
+    folder.mkdir(parents=True, exist_ok=True)
+    digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    written: list[Path] = []
+    try:
+        stored: dict[str, str] = {}
+        for name, data in files.items():
+            stem, _, extension = name.rpartition(".")
+            path = folder / f"{stem}-{digests[name][:12]}.{extension}"
+            path.write_bytes(data)
+            written.append(path)
+            stored[extension] = path.relative_to(Path(settings.MEDIA_ROOT)).as_posix()
+        with transaction.atomic():
+            generated = GeneratedReport.objects.create(
+                version=version, model_name=version.model.name, version_label=version.label, schedule=schedule,
+                actor=label, json_file=stored["json"], html_file=stored["html"], pdf_file=stored["pdf"],
+                digests=digests)
+            entry = ledger_append(actor=label, action="report.generated", subject=generated, payload={
+                "model": version.model.name, "version": version.label,
+                "version_subject": ["governance.modelversion", str(version.pk)],
+                "schedule": schedule.pk if schedule is not None else None, "files": digests,
+            })
+            GeneratedReport.objects.filter(pk=generated.pk).update(ledger_seq=entry.seq)
+            generated.ledger_seq = entry.seq
+        return generated
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+
+
+# --- Schedules -------------------------------------------------------------------------------
+
+CADENCE_CRONTABS = {
+    "weekly": {"minute": "0", "hour": "3", "day_of_week": "1", "day_of_month": "*", "month_of_year": "*"},
+    "monthly": {"minute": "0", "hour": "3", "day_of_week": "*", "day_of_month": "1", "month_of_year": "*"},
+    "quarterly": {"minute": "0", "hour": "3", "day_of_week": "*", "day_of_month": "1", "month_of_year": "1,4,7,10"},
+    "yearly": {"minute": "0", "hour": "3", "day_of_week": "*", "day_of_month": "1", "month_of_year": "1"},
+}
+SCHEDULE_TASK = "governance.reports.tasks.scheduled_report_task"
+
+
+def report_schedule_save(*, schedule: Any, by: Any) -> Any:
+    """Create or update a schedule and its Celery beat entry, in one transaction (the save is a ledger entry)."""
+    import json
+
+    from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+    from audit.governed import acting_as
+
+    if schedule.cadence not in CADENCE_CRONTABS:
+        raise InvalidInput("Unknown cadence.", code="report_schedule_bad_cadence", extra={"cadence": schedule.cadence})
+    with transaction.atomic(), acting_as(by):
+        schedule.save()
+        crontab, _ = CrontabSchedule.objects.get_or_create(timezone="UTC", **CADENCE_CRONTABS[schedule.cadence])
+        name = f"reports: {schedule.kind} for {schedule.model.name} (schedule {schedule.pk})"
+        task = schedule.periodic_task
+        if task is None:
+            task = PeriodicTask(name=name, task=SCHEDULE_TASK)
+        task.name = name
+        task.crontab = crontab
+        task.interval = None
+        task.kwargs = json.dumps({"schedule_id": schedule.pk})
+        task.enabled = schedule.enabled
+        task.save()
+        if schedule.periodic_task_id != task.pk:
+            schedule.periodic_task = task
+            schedule.save(update_fields=["periodic_task"])
+    return schedule
+
+
+def report_schedule_delete(*, schedule: Any, by: Any) -> None:
+    from audit.governed import acting_as
+
+    with transaction.atomic(), acting_as(by):
+        task = schedule.periodic_task
+        schedule.delete()
+        if task is not None:
+            task.delete()
+
+
+def report_schedule_run(*, schedule_id: int) -> Any:
+    """One scheduled run: a report (and, for bundle schedules, a bundle) of the chosen or newest version."""
+    from governance.reports.models import ReportSchedule
+
+    schedule = ReportSchedule.objects.select_related("model").filter(pk=schedule_id).first()
+    if schedule is None or not schedule.enabled:
+        return None
+    versions = schedule.model.versions.order_by("-created_at", "-pk")
+    version = versions.filter(label=schedule.version_label).first() if schedule.version_label else versions.first()
+    if version is None:
+        raise NotFound("The scheduled model has no such version.", code="model_version_not_found",
+                       extra={"model": schedule.model.name, "version": schedule.version_label})
+    actor = f"system:report_schedule:{schedule.pk}"
+    result: Any = report_generate(version=version, by=actor, schedule=schedule)
+    if schedule.kind == ReportSchedule.Kind.BUNDLE:
+        export = bundle_export_request(by=actor, model_name=schedule.model.name, version_label=version.label,
+                                       check_access=False)
+        result = bundle_export_run(export_id=export.pk)
+    from audit.governed import acting_as
+
+    with transaction.atomic(), acting_as(actor):
+        ReportSchedule.objects.filter(pk=schedule.pk).update(last_run_at=timezone.now())
+    return result
