@@ -12,14 +12,14 @@ from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.api_common import ERROR_RESPONSES, CursorlessPagination, int_param
+from audit.api_common import ERROR_RESPONSES, CursorlessPagination, int_param, paginated
 from audit.errors import InvalidInput
 from lineage import attestations as statements
 from lineage import graph, openlineage, selectors, services
@@ -209,7 +209,7 @@ class PipelineKeyInput(serializers.Serializer):
 class DatasetListApi(LineageApi):
     required_perms = {"GET": ["lineage.view_dataset"], "POST": ["lineage.add_dataset"]}
 
-    @extend_schema(responses={200: DatasetSerializer(many=True), **ERROR_RESPONSES},
+    @extend_schema(responses={200: paginated("PaginatedDatasetList", DatasetSerializer(many=True)), **ERROR_RESPONSES},
                    operation_id="lineage_datasets_list")
     def get(self, request: Request) -> Response:
         paginator = CursorlessPagination()
@@ -235,7 +235,8 @@ class DatasetDetailApi(LineageApi):
 class DatasetVersionListApi(LineageApi):
     required_perms = {"GET": ["lineage.view_datasetversion"], "POST": ["lineage.add_datasetversion"]}
 
-    @extend_schema(responses={200: DatasetVersionSerializer(many=True), **ERROR_RESPONSES},
+    @extend_schema(responses={200: paginated("PaginatedDatasetVersionList", DatasetVersionSerializer(many=True)),
+                              **ERROR_RESPONSES},
                    operation_id="lineage_dataset_versions_list")
     def get(self, request: Request, dataset_id: int) -> Response:
         dataset = selectors.dataset_get(dataset_id=dataset_id)
@@ -280,7 +281,7 @@ class DatasetVersionDetailApi(LineageApi):
 class TrainingRunListApi(LineageApi):
     required_perms = {"GET": ["lineage.view_trainingrun"], "POST": ["lineage.add_trainingrun"]}
 
-    @extend_schema(responses={200: TrainingRunSerializer(many=True), **ERROR_RESPONSES},
+    @extend_schema(responses={200: paginated("PaginatedTrainingRunList", TrainingRunSerializer(many=True)), **ERROR_RESPONSES},
                    operation_id="lineage_runs_list")
     def get(self, request: Request) -> Response:
         paginator = CursorlessPagination()
@@ -382,7 +383,12 @@ class AttestationListApi(LineageApi):
 
     @extend_schema(parameters=[OpenApiParameter("subject_type", str), OpenApiParameter("subject_id", str),
                                OpenApiParameter("upstream", bool)],
-                   responses={200: AttestationSummarySerializer(many=True), **ERROR_RESPONSES},
+                   # with subject_type and subject_id: a plain list; otherwise a page
+                   responses={200: PolymorphicProxySerializer(
+                       component_name="AttestationListOrPage", resource_type_field_name=None, many=False,
+                       serializers=[AttestationSummarySerializer(many=True),
+                                    paginated("PaginatedAttestationSummaryList", AttestationSummarySerializer(many=True))]),
+                              **ERROR_RESPONSES},
                    operation_id="lineage_attestations_list")
     def get(self, request: Request) -> Response:
         subject_type = request.query_params.get("subject_type")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from django.db import connection
 
-from lineage.models import LineageEdge
+from lineage.models import LineageEdge, LineageNode
 
 UPSTREAM = "upstream"
 DOWNSTREAM = "downstream"
@@ -31,6 +31,8 @@ class Traversal:
     """Nodes reached (id -> signed depth: negative upstream, positive downstream) and edges seen."""
 
     depths: dict[int, int] = field(default_factory=dict)
+    # id -> (kind, ref_type, ref_id, digest, label), read in the same query as the walk.
+    rows: dict[int, tuple[str, str, str, str, str]] = field(default_factory=dict)
     edges: dict[tuple[int, int], int | None] = field(default_factory=dict)
     truncated: bool = False
 
@@ -58,14 +60,18 @@ _WALK_SQL = {
             UNION
             SELECT e.source_id, w.depth + 1 FROM {edge} e JOIN walk w ON e.target_id = w.id WHERE w.depth < %s
         )
-        SELECT id, MIN(depth) AS depth FROM walk GROUP BY id ORDER BY depth, id LIMIT %s""",
+        SELECT n.id, MIN(w.depth) AS depth, n.kind, n.ref_type, n.ref_id, n.digest, n.label
+        FROM walk w JOIN {node} n ON n.id = w.id
+        GROUP BY n.id, n.kind, n.ref_type, n.ref_id, n.digest, n.label ORDER BY depth, n.id LIMIT %s""",
     DOWNSTREAM: """
         WITH RECURSIVE walk(id, depth) AS (
             SELECT CAST(%s AS BIGINT), 0
             UNION
             SELECT e.target_id, w.depth + 1 FROM {edge} e JOIN walk w ON e.source_id = w.id WHERE w.depth < %s
         )
-        SELECT id, MIN(depth) AS depth FROM walk GROUP BY id ORDER BY depth, id LIMIT %s""",
+        SELECT n.id, MIN(w.depth) AS depth, n.kind, n.ref_type, n.ref_id, n.digest, n.label
+        FROM walk w JOIN {node} n ON n.id = w.id
+        GROUP BY n.id, n.kind, n.ref_type, n.ref_id, n.digest, n.label ORDER BY depth, n.id LIMIT %s""",
 }
 
 _REACH_SQL = """
@@ -79,7 +85,8 @@ _REACH_SQL = """
 
 def _walk(start_id: int, direction: str, depth: int, result: Traversal, max_nodes: int) -> None:
     sign = -1 if direction == UPSTREAM else 1
-    sql = _WALK_SQL[direction].format(edge=connection.ops.quote_name(LineageEdge._meta.db_table))
+    sql = _WALK_SQL[direction].format(edge=connection.ops.quote_name(LineageEdge._meta.db_table),
+                                      node=connection.ops.quote_name(LineageNode._meta.db_table))
     with connection.cursor() as cursor:
         # One more row than allowed tells us whether the walk was cut short.
         cursor.execute(sql, [start_id, depth, max_nodes + 1])
@@ -87,10 +94,14 @@ def _walk(start_id: int, direction: str, depth: int, result: Traversal, max_node
     if len(rows) > max_nodes:
         result.truncated = True
         rows = rows[:max_nodes]
-    for node_id, level in rows:
-        if node_id != start_id and len(result.depths) < max_nodes:
-            result.depths.setdefault(node_id, sign * level)
-        elif node_id != start_id:
+    for node_id, level, *columns in rows:
+        if node_id == start_id:
+            result.rows[node_id] = tuple(columns)  # type: ignore[assignment]
+        elif len(result.depths) < max_nodes:
+            if node_id not in result.depths:
+                result.depths[node_id] = sign * level
+                result.rows[node_id] = tuple(columns)  # type: ignore[assignment]
+        else:
             result.truncated = True
 
 

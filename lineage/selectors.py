@@ -70,15 +70,6 @@ def node_document(node: LineageNode, depth: int | None = None) -> dict[str, Any]
     return document
 
 
-def _nodes_by_id(ids: Iterable[int]) -> dict[int, LineageNode]:
-    wanted = list(ids)
-    found: dict[int, LineageNode] = {}
-    for start in range(0, len(wanted), _CHUNK):
-        for node in LineageNode.objects.filter(pk__in=wanted[start:start + _CHUNK]):
-            found[node.pk] = node
-    return found
-
-
 def lineage_graph(*, node: LineageNode, direction: str, depth: int,
                   max_nodes: int = graph.DEFAULT_MAX_NODES) -> dict[str, Any]:
     """The upstream / downstream / both-ways graph of `node` up to `depth` hops, as JSON-ready data."""
@@ -89,11 +80,15 @@ def lineage_graph(*, node: LineageNode, direction: str, depth: int,
         raise InvalidInput(f"depth must be between 0 and {graph.MAX_DEPTH}.", code="invalid_parameter",
                            extra={"parameter": "depth"})
     traversal = graph.traverse(start_id=node.pk, direction=direction, depth=depth, max_nodes=max_nodes)
-    nodes = _nodes_by_id(traversal.depths)
+    traversal.rows.setdefault(node.pk, (node.kind, node.ref_type, node.ref_id, node.digest, node.label))
+    nodes = []
+    for node_id, level in sorted(traversal.depths.items(), key=lambda item: (item[1], item[0])):
+        kind, ref_type, ref_id, digest, label = traversal.rows[node_id]
+        nodes.append({"id": node_id, "kind": kind, "ref": {"type": ref_type, "id": ref_id},
+                      "digest": {"sha256": digest}, "label": label, "depth": level})
     return {
         "root": node.pk, "direction": direction, "depth": depth, "truncated": traversal.truncated,
-        "nodes": [node_document(nodes[node_id], level) for node_id, level in
-                  sorted(traversal.depths.items(), key=lambda item: (item[1], item[0]))],
+        "nodes": nodes,
         "edges": [{"source": source, "target": target, "attestation": attestation_id}
                   for (source, target), attestation_id in sorted(traversal.edges.items())],
     }
