@@ -1,0 +1,80 @@
+"""No N+1: each page runs a fixed number of queries, however many versions, requests or entries it shows.
+
+Each page is measured twice, with a small and a larger data set, and must run the same, fixed
+number of queries both times.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from audit import ledger
+from audit.models import LedgerEntry
+from governance import services
+
+pytestmark = pytest.mark.django_db
+
+# Queries per page for a signed-in user (session and user lookups included).
+# Measured after one warm-up request (content types and the like are cached per process).
+EXPECTED = {
+    "dashboard_approver": 11,
+    "dashboard_auditor": 10,
+    "models": 6,
+    "model_page": 16,
+    "ledger": 5,
+    "ledger_entry": 10,
+}
+
+
+def _grow(model, make_version, scientist, approver, approver2, risk_officer, environments, start: int, count: int):
+    """Add `count` versions, each submitted, with decisions, and deployed to staging."""
+    for number in range(start, start + count):
+        version = make_version(f"{number}.0.0")
+        request = services.model_version_submit(version=version, by=scientist, comment=f"round {number}")
+        services.approval_decide(request=request, by=approver, decision="approve", comment="ok")
+        if number % 2:
+            services.approval_decide(request=request, by=approver2, decision="approve", comment="ok too")
+            services.approval_decide(request=request, by=risk_officer, decision="approve", comment="risk ok")
+        services.deployment_record(version=version, environment=environments["staging"], by=scientist)
+    ledger.checkpoint_create()
+
+
+def _count(client: Client, url: str) -> int:
+    client.get(url)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+    assert response.status_code == 200, url
+    return len(queries)
+
+
+@pytest.fixture
+def world(model, make_version, scientist, approver, approver2, risk_officer, auditor, environments, policy):
+    return {"model": model, "grow": lambda start, count: _grow(model, make_version, scientist, approver, approver2,
+                                                                risk_officer, environments, start, count)}
+
+
+def test_every_page_runs_a_fixed_number_of_queries(world, approver, auditor, django_assert_num_queries):
+    model = world["model"]
+    world["grow"](1, 2)
+    approver_client, auditor_client = Client(), Client()
+    approver_client.force_login(approver)
+    auditor_client.force_login(auditor)
+    seq = LedgerEntry.objects.filter(action="model_version.registered").order_by("seq").values_list("seq", flat=True)[0]
+    pages = {
+        "dashboard_approver": (approver_client, "/"),
+        "dashboard_auditor": (auditor_client, "/"),
+        "models": (auditor_client, "/models/"),
+        "model_page": (auditor_client, f"/models/{model.name}/"),
+        "ledger": (auditor_client, "/ledger/?action=approval_request."),
+        "ledger_entry": (auditor_client, f"/ledger/{seq}/"),
+    }
+    small = {name: _count(client, url) for name, (client, url) in pages.items()}
+    world["grow"](3, 6)
+    for name, (client, url) in pages.items():
+        client.get(url)
+        with django_assert_num_queries(EXPECTED[name]):
+            assert client.get(url).status_code == 200
+    assert small == EXPECTED
