@@ -18,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
 from audit import dsse
+from audit.governed import acting_as
 from lineage import attestations as statements
 from lineage import services
 from lineage.models import Attestation, LineageEdge, LineageNode, PipelineKey, TrainingRun
@@ -103,6 +104,12 @@ def _pipeline_attestation(*, user: Any, raw_node: LineageNode, clean_node: Linea
 
 def seed(stdout: TextIO) -> str:
     """Create the demo lineage (idempotent) and say where to look."""
+    # Writes captured outside our services (the demo pipeline user's permissions) are attributed too.
+    with acting_as(ACTOR):
+        return _seed(stdout)
+
+
+def _seed(stdout: TextIO) -> str:
     raw_dataset, _ = services.dataset_create(namespace="s3://demo-bank", name="german_credit_raw",
                                              description="Loan applications as exported from the core system",
                                              actor=ACTOR)
