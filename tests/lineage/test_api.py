@@ -121,3 +121,26 @@ def test_unstorable_strings_in_json_fields_are_refused(api):
     assert response.status_code == 400, response.content
     assert response.json()["code"] in ("invalid_input", "invalid_unicode_escape")
     assert TrainingRun.objects.count() == 0
+
+
+def test_model_version_graph_node_detail_and_upstream_attestations_via_the_api(api):
+    from lineage import services
+
+    dataset = api.post("/api/lineage/datasets/", {"name": "credit"}, format="json").data
+    raw = _version(api, dataset["id"], b"raw").data
+    run = api.post("/api/lineage/runs/", {"job_name": "train", "inputs": [raw["id"]]}, format="json").data
+    node = services.lineage_record_model_version(run_id=run["id"], subject=("governance.modelversion", "12"),
+                                                 digest=digest_of("model"), label="credit v12", actor="system:test")
+    graph = api.get("/api/lineage/graph/", {"node": "model_version:governance.modelversion:12", "depth": 5}).data
+    assert [n["kind"] for n in graph["nodes"]] == ["dataset_version", "run", "model_version"]
+    detail = api.get(f"/api/lineage/nodes/{node.pk}/").data
+    assert detail["digest"] == {"sha256": digest_of("model")} and len(detail["attestations"]) == 1
+    upstream = api.get("/api/lineage/attestations/", {"subject_type": "governance.modelversion", "subject_id": "12",
+                                                      "upstream": "1"}).data
+    subjects = {s["digest"]["sha256"] for att in upstream for s in att["subjects"]}
+    assert {raw["digest"], digest_of("model")} <= subjects
+    only_own = api.get("/api/lineage/attestations/", {"subject_type": "governance.modelversion",
+                                                      "subject_id": "12"}).data
+    assert [att["id"] for att in only_own] == [detail["attestations"][0]["id"]]
+    missing = api.get("/api/lineage/graph/", {"node": "model_version:governance.modelversion:999"})
+    assert missing.status_code == 404 and missing.data["code"] == "lineage_node_not_found"
