@@ -388,6 +388,8 @@ def _run_link(*, run: TrainingRun, inputs: Sequence[LineageNode], outputs: Seque
         edge, created = _edge_add(run.node, node)
         if created:
             new_edges.append(edge)
+    if not new_edges and action != "lineage.run.recorded":
+        return None  # nothing new: no attestation, no ledger entry
     attestation = None
     if new_edges or action == "lineage.run.recorded":
         external, internal = _run_build(run)
