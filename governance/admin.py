@@ -19,6 +19,7 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from guardian.admin import GuardedModelAdminMixin
 
 from audit.errors import ServiceError
 from governance import selectors, services
@@ -160,8 +161,27 @@ class RegisteredModelForm(forms.ModelForm):
 
 
 @admin.register(RegisteredModel)
-class RegisteredModelAdmin(ServiceBackedAdmin):
+class RegisteredModelAdmin(GuardedModelAdminMixin, ServiceBackedAdmin):
+    """Also offers guardian's "Object permissions" page, to scope approvers or share a model; only
+    users who may change groups (admins) can use it, and each grant is a ledger entry."""
+
     form = RegisteredModelForm
+
+    def _require_grant_right(self, request: HttpRequest) -> None:
+        if not (request.user.is_superuser or request.user.has_perm("auth.change_group")):
+            raise PermissionDenied
+
+    def obj_perms_manage_view(self, request: HttpRequest, object_pk: str) -> HttpResponse:
+        self._require_grant_right(request)
+        return super().obj_perms_manage_view(request, object_pk)
+
+    def obj_perms_manage_user_view(self, request: HttpRequest, object_pk: str, user_id: str) -> HttpResponse:
+        self._require_grant_right(request)
+        return super().obj_perms_manage_user_view(request, object_pk, user_id)
+
+    def obj_perms_manage_group_view(self, request: HttpRequest, object_pk: str, group_id: str) -> HttpResponse:
+        self._require_grant_right(request)
+        return super().obj_perms_manage_group_view(request, object_pk, group_id)
     list_display = ("name", "team", "risk_tier", "updated_at")
     list_filter = ("risk_tier", "team")
     search_fields = ("name", "description")

@@ -236,3 +236,17 @@ def test_role_grants_are_ledger_entries(make_user):
     services.role_grant(user=user, role="approver", by="system:test")
     entry = last_entry("role.granted")
     assert entry.actor == "system:test" and entry.payload == {"role": "approver", "user": "gina"}
+
+
+def test_object_permission_page_for_admins_only_and_recorded(model, scientist, make_user):
+    reviewer = make_user("mo", "approver")
+    assert login(scientist).get(f"/admin/governance/registeredmodel/{model.pk}/permissions/").status_code == 403
+    root = get_user_model().objects.create_superuser("root", "root@example.org", "x" * 16)
+    client = login(root)
+    url = f"/admin/governance/registeredmodel/{model.pk}/permissions/user-manage/{reviewer.pk}/"
+    response = client.post(url, {"permissions": ["approve_registeredmodel"]})
+    assert response.status_code == 302
+    entry = last_entry("permission.granted")
+    assert entry.actor == "user:root" and entry.payload == {"permission": "governance.approve_registeredmodel",
+                                                            "to": "user:mo"}
+    assert (entry.subject_type, entry.subject_id) == ("governance.registeredmodel", str(model.pk))
