@@ -8,7 +8,7 @@ from datetime import datetime
 from django.http import HttpResponse
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit import ledger, selectors
-from audit.api_common import ERROR_RESPONSES, CursorlessPagination, int_param
+from audit.api_common import ERROR_RESPONSES, CursorlessPagination, int_param, paginated
 from audit.errors import InvalidInput, NotFound
 from audit.models import LedgerEntry
 
@@ -46,7 +46,7 @@ class LedgerEntrySerializer(serializers.Serializer):
     def get_subject(self, entry: LedgerEntry) -> dict[str, str]:
         return {"type": entry.subject_type, "id": entry.subject_id}
 
-    @extend_schema(exclude=True)
+    @extend_schema_field(OpenApiTypes.OBJECT)
     def get_payload(self, entry: LedgerEntry) -> object:
         return entry.payload
 
@@ -116,7 +116,8 @@ _ENTRY_FILTERS = [
 class LedgerEntryListApi(APIView):
     permission_classes = [CanReadLedger]
 
-    @extend_schema(parameters=_ENTRY_FILTERS, responses={200: LedgerEntrySerializer(many=True), **ERROR_RESPONSES},
+    @extend_schema(parameters=_ENTRY_FILTERS,
+                   responses={200: paginated("PaginatedLedgerEntryList", LedgerEntrySerializer(many=True)), **ERROR_RESPONSES},
                    operation_id="ledger_entries_list")
     def get(self, request: Request) -> Response:
         params = request.query_params

@@ -54,4 +54,13 @@ class ErrorSerializer(serializers.Serializer):
     extra = serializers.DictField(help_text="Details, e.g. the offending field or id")
 
 
+def paginated(name: str, item: serializers.Serializer) -> serializers.Serializer:
+    """The schema of a CursorlessPagination page of `item`s (views that paginate by hand need it)."""
+    from drf_spectacular.utils import inline_serializer
+
+    return inline_serializer(name=name, fields={
+        "count": serializers.IntegerField(), "next": serializers.URLField(allow_null=True),
+        "previous": serializers.URLField(allow_null=True), "results": item})
+
+
 ERROR_RESPONSES = {status_code: ErrorSerializer for status_code in (400, 401, 403, 404, 409, 413, 429, 503)}

@@ -173,3 +173,12 @@ def server_error(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpRespons
     if _wants_json(request):
         return json_error("server_error", "Internal error; it has been logged.", 500)
     return defaults.server_error(request)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None, *args: Any, **kwargs: Any) -> HttpResponse:
+    """handler404: a URL that matches no route is a 404 in the one error format under /api/."""
+    from django.views import defaults
+
+    if _wants_json(request):
+        return json_error("not_found", "No such resource.", 404)
+    return defaults.page_not_found(request, exception or Exception("not found"))

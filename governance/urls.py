@@ -21,3 +21,4 @@ urlpatterns = [
 ]
 
 handler500 = "governance.middleware.server_error"  # hardening: a lost database is a 503
+handler404 = "governance.middleware.not_found"  # hardening: unrouted /api/ paths answer in the error format
