@@ -140,9 +140,12 @@ def _sign_in_failed(sender: Any, credentials: dict[str, Any], request: Any = Non
 
 
 def _sync_roles_after_migrate(sender: Any, **kwargs: Any) -> None:
-    if getattr(sender, "label", None) != "governance":
+    from governance.roles import ADMINISTERED_APPS, READABLE_APPS, sync_role_groups
+
+    # Each app's permissions are created by its own post_migrate (auth's handler runs first),
+    # so sync after every app whose permissions roles hold.
+    if getattr(sender, "label", None) not in {*READABLE_APPS, *ADMINISTERED_APPS}:
         return
-    from governance.roles import sync_role_groups
 
     with acting_as("system:migrate"):
         sync_role_groups(group_model=Group, permission_model=Permission)
