@@ -19,6 +19,7 @@ from governance import services
 from governance.wsgi import application
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "12"))
+FUZZ_LOG = os.environ.get("FUZZ_LOG", "")  # bench/fuzz_long.py counts the cases through this file
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
 
@@ -65,4 +66,7 @@ def fuzz_token(db):  # type: ignore[no-untyped-def]
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
           suppress_health_check=list(HealthCheck))
 def test_api_fuzz_no_5xx_and_responses_match_schema(case, fuzz_token):
-    case.call_and_validate(headers={"Authorization": f"Bearer {fuzz_token}"}, checks=CHECKS)
+    response = case.call_and_validate(headers={"Authorization": f"Bearer {fuzz_token}"}, checks=CHECKS)
+    if FUZZ_LOG:
+        with open(FUZZ_LOG, "a") as log:
+            log.write(f"{case.method} {case.path} {response.status_code}\n")
