@@ -11,6 +11,7 @@ least any verifier must do).
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import subprocess
 import sys
@@ -22,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PG = "postgres://postgres@127.0.0.1:5432"
 BENCH_DB = "governance_bench_bundles"
-MODEL_SUBJECTS = [("governance.registeredmodel", "1")] + [("governance.modelversion", str(v)) for v in range(1, 6)]
+# Ids far from the demo's, so the typical-model report below does not see these 100k entries.
+MODEL_SUBJECTS = [("governance.registeredmodel", "900001")] + [("governance.modelversion", str(900000 + v)) for v in range(1, 6)]
 
 
 def _recreate_database() -> None:
@@ -137,15 +139,33 @@ def run(quick: bool = False) -> list[dict]:
 
 
 def _report_rows(work: Path) -> list[dict]:
-    """The report PDF for a typical model; empty until the report module exists."""
-    try:
-        from governance.reports import report as report_module
-    except ImportError:
-        return []
-    bench = getattr(report_module, "bench_typical_report_pdf", None)
-    if bench is None:
-        return []
-    return list(bench(work))
+    """The report (JSON + HTML + PDF) of the demo's production model version: a typical model."""
+    from django.core.management import call_command
+    from weasyprint import HTML
+
+    from governance.models import Deployment
+    from governance.reports import report
+
+    call_command("seed_demo", stdout=io.StringIO())
+    deployment = Deployment.objects.filter(is_active=True, environment__is_production=True).select_related(
+        "version__model").first()
+    version = deployment.version
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        files = report.report_files_for_version(version)
+        timings.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    HTML(string="<html><body><h1>Report</h1><p>One page of text.</p></body></html>").write_pdf()
+    anchor_s = time.perf_counter() - started
+    pdf_kb = len(next(data for name, data in files.items() if name.endswith(".pdf"))) / 1024
+    return [
+        {"what": f"report PDF+HTML+JSON, {version.model.name} {version.label} ({pdf_kb:.0f} KiB PDF), warm",
+         "ours": round(min(timings[1:]), 3), "anchor": round(anchor_s, 3),
+         "anchor_name": "WeasyPrint, one-page plain HTML", "unit": "s", "goal": "<= 5 s"},
+        {"what": "same report, first in a fresh process (fonts, imports)", "ours": round(timings[0], 3),
+         "anchor": None, "anchor_name": "", "unit": "s", "goal": "<= 5 s"},
+    ]
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from lineage.models import Attestation, DatasetVersion, LineageEdge, LineageNode
 
 REPORT_FORMAT = "governance-report/v1"
 IMPACT_RATIO_THRESHOLD = 0.8
-CHANGE_LOG_LIMIT = 400
+CHANGE_LOG_LIMIT = 200
 
 # Section id -> (number, title, provisions). The provisions are the questions each section answers.
 SECTIONS: list[tuple[str, str, list[str]]] = [
