@@ -41,6 +41,17 @@ def _valid_key(key: str) -> bool:
     return 0 < len(key) <= MAX_KEY_CHARS and key.isascii() and key.isprintable()
 
 
+def _replay(request: Request, key: str, body_sha256: str, path: str) -> Response:
+    previous = IdempotencyRecord.objects.filter(user=request.user, key=key).first()
+    if previous is None or previous.response_status == 0:
+        raise Conflict(f"A request with this {HEADER} is being processed; retry later.",
+                       code="idempotency_key_in_flight", extra={"key": key})
+    if (previous.body_sha256, previous.method, previous.path) != (body_sha256, request.method, path):
+        raise Conflict(f"This {HEADER} was used for a different request.", code="idempotency_key_reused",
+                       extra={"key": key})
+    return Response(previous.response_body, status=previous.response_status, headers={REPLAY_HEADER: "true"})
+
+
 def idempotent(view_method: Callable[..., Response]) -> Callable[..., Response]:
     """Wrap a DRF view's `post`: the whole handler runs in one transaction, keyed or not."""
 
@@ -56,25 +67,22 @@ def idempotent(view_method: Callable[..., Response]) -> Callable[..., Response]:
         body_sha256 = _body_sha256(request)
         path = request.path[:1000]
         with transaction.atomic():
-            previous = IdempotencyRecord.objects.select_for_update().filter(user=request.user, key=key).first()
-            if previous is not None:
-                if (previous.body_sha256, previous.method, previous.path) != (body_sha256, request.method, path):
-                    raise Conflict(f"This {HEADER} was used for a different request.",
-                                   code="idempotency_key_reused", extra={"key": key})
-                return Response(previous.response_body, status=previous.response_status,
-                                headers={REPLAY_HEADER: "true"})
+            # Claim the key first: a concurrent request with the same key waits on the unique index
+            # until this transaction ends, then finds the stored response and replays it.
+            try:
+                with transaction.atomic():
+                    record = IdempotencyRecord.objects.create(
+                        user=request.user, key=key, method=request.method, path=path, body_sha256=body_sha256,
+                        response_status=0, response_body=None)
+            except IntegrityError:
+                return _replay(request, key, body_sha256, path)
             response = view_method(self, request, *args, **kwargs)
-            if response.status_code < 500:
-                body = json.loads(json.dumps(response.data, cls=DjangoJSONEncoder))
-                try:
-                    with transaction.atomic():
-                        IdempotencyRecord.objects.create(user=request.user, key=key, method=request.method,
-                                                         path=path, body_sha256=body_sha256,
-                                                         response_status=response.status_code, response_body=body)
-                except IntegrityError:
-                    # A concurrent request with the same key committed first; undo ours.
-                    raise Conflict(f"A request with this {HEADER} is being processed; retry later.",
-                                   code="idempotency_key_in_flight", extra={"key": key})
+            if response.status_code >= 500:
+                transaction.set_rollback(True)
+                return response
+            record.response_status = response.status_code
+            record.response_body = json.loads(json.dumps(response.data, cls=DjangoJSONEncoder))
+            record.save(update_fields=["response_status", "response_body"])
             return response
 
     return wrapper

@@ -24,7 +24,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
-from audit.errors import Conflict, Forbidden, InvalidInput, NotFound
+from audit.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
 from audit.governed import acting_as, ledger_action
 from governance import digests, evidence
 from governance.models import (
@@ -116,6 +116,15 @@ def _require(allowed: bool, message: str, *, code: str = "permission_denied") ->
         raise PermissionDeniedError(message, code=code)
 
 
+def _insert(obj: Any, *, by: Any, action: str, conflict: ServiceError, **extra: Any) -> None:
+    """Create a row whose uniqueness a concurrent writer may take first: that race is a 409, not a 500."""
+    try:
+        with transaction.atomic(), _step(by, action, **extra):
+            obj.save()
+    except IntegrityError:
+        raise conflict
+
+
 def _may(by: Any, permission: str) -> bool:
     """System tasks (`system:<name>`) act with full rights; people need the permission."""
     if isinstance(by, str):
@@ -182,8 +191,8 @@ def team_create(*, by: Any, name: str, display_name: str = "") -> Team:
         _full_clean(team, exclude=["group"])
         group, _ = Group.objects.get_or_create(name=f"{TEAM_GROUP_PREFIX}{name}")
         team.group = group
-        with _step(by, "team.created"):
-            team.save()
+        _insert(team, by=by, action="team.created",
+                conflict=Conflict(f"A team named '{name}' exists.", code="team_name_taken", extra={"team": name}))
     return team
 
 
@@ -226,8 +235,8 @@ def model_register(*, by: Any, name: str, team: Team, risk_tier: str, descriptio
     with transaction.atomic():
         if RegisteredModel.objects.filter(name=name).exists():
             raise Conflict(f"A model named '{name}' exists.", code="model_name_taken", extra={"model": name})
-        with _step(by, "model.registered"):
-            model.save()
+        _insert(model, by=by, action="model.registered",
+                conflict=Conflict(f"A model named '{name}' exists.", code="model_name_taken", extra={"model": name}))
         for permission in TEAM_OBJECT_PERMISSIONS:
             permission_grant(permission=permission, to=team.group, obj=model, by=by)
     return model
@@ -295,8 +304,9 @@ def model_version_register(*, model: RegisteredModel, by: Any, label: str, artif
         if ModelVersion.objects.filter(model=model, label=label).exists():
             raise Conflict(f"Model '{model.name}' already has a version '{label}'.", code="model_version_label_taken",
                            extra={"model": model.name, "version": label})
-        with _step(by, "model_version.registered"):
-            version.save()
+        _insert(version, by=by, action="model_version.registered",
+                conflict=Conflict(f"Model '{model.name}' already has a version '{label}'.",
+                                  code="model_version_label_taken", extra={"model": model.name, "version": label}))
         # Every version gets a lineage node (linked to its training run when known), so that
         # deployments can be linked to it as well.
         _lineage_call("lineage_record_model_version", run_id=version.training_run,
@@ -588,8 +598,8 @@ def environment_create(*, by: Any, name: str, is_production: bool, description: 
     with transaction.atomic():
         if Environment.objects.filter(name=name).exists():
             raise Conflict(f"An environment named '{name}' exists.", code="environment_name_taken")
-        with _step(by, "environment.created"):
-            environment.save()
+        _insert(environment, by=by, action="environment.created",
+                conflict=Conflict(f"An environment named '{name}' exists.", code="environment_name_taken"))
     return environment
 
 
@@ -620,8 +630,9 @@ def _deploy(*, version: ModelVersion, environment: Environment, by: Any, comment
     deployment = Deployment(model=version.model, version=version, environment=environment, deployed_by=by,
                             deployed_at=timezone.now(), replaced=current, is_rollback=is_rollback, is_active=True,
                             comment=comment)
-    with _step(by, action, **extra):
-        deployment.save()
+    _insert(deployment, by=by, action=action, **extra,
+            conflict=Conflict("Another deployment of this model to this environment happened at the same time; "
+                              "retry.", code="deployment_concurrent"))
     if environment.is_production:
         if version.status == VersionStatus.APPROVED:
             _transition(version, VersionStatus.DEPLOYED)
@@ -754,10 +765,15 @@ def service_account_create(*, by: Any, name: str, role: str, models: list[Regist
             raise Conflict(f"A service account named '{name}' exists.", code="service_account_name_taken")
         user = User(username=username, is_active=True, is_staff=False)
         user.set_unusable_password()
-        user.save()
+        taken = Conflict(f"A service account named '{name}' exists.", code="service_account_name_taken")
+        try:
+            with transaction.atomic():
+                user.save()
+        except IntegrityError:
+            raise taken
         account.user = user
-        with _step(by, "service_account.created", role=role, models=[model.name for model in models or []]):
-            account.save()
+        _insert(account, by=by, action="service_account.created", conflict=taken, role=role,
+                models=[model.name for model in models or []])
         with acting_as(by):
             user.groups.add(Group.objects.get(name=role))
         for model in models or []:
