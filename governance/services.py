@@ -817,6 +817,17 @@ def service_token_revoke(*, token: ServiceToken, by: Any, comment: str = "") -> 
     return token
 
 
+def idempotency_records_purge(*, now: datetime | None = None) -> int:
+    """Delete stored POST responses past their retention; a retry after that is a new request."""
+    from django.conf import settings
+
+    from governance.models import IdempotencyRecord
+
+    cutoff = (now or timezone.now()) - timedelta(hours=settings.IDEMPOTENCY_RETENTION_HOURS)
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
+
+
 def _actor_text(actor: Any) -> str:
     return actor if isinstance(actor, str) else f"user:{actor.get_username()}"
 

@@ -286,6 +286,11 @@ CELERY_BEAT_SCHEDULE["approval-expire-due"] = {
     "task": "governance.tasks.approval_expire_due_task",
     "schedule": float(APPROVAL_EXPIRY_CHECK_INTERVAL_S),
 }
+IDEMPOTENCY_RETENTION_HOURS = int(_env("IDEMPOTENCY_RETENTION_HOURS", "24"))
+CELERY_BEAT_SCHEDULE["idempotency-records-purge"] = {
+    "task": "governance.tasks.idempotency_records_purge_task",
+    "schedule": crontab(minute=17),
+}
 
 # --- Lineage: OpenLineage ingestion ----------------------------------------------------------
 # Largest OpenLineage event accepted, after gzip decompression (bigger bodies get 413).

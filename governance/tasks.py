@@ -12,3 +12,9 @@ from governance import services
 def approval_expire_due_task() -> int:
     """Expire pending approval requests past their deadline (run by beat); returns how many."""
     return len(services.approval_expire_due())
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def idempotency_records_purge_task() -> int:
+    """Forget stored responses older than IDEMPOTENCY_RETENTION_HOURS (run by beat); returns how many."""
+    return services.idempotency_records_purge()

@@ -365,3 +365,24 @@ def test_openapi_schema_documents_error_format():
     decide = schema["paths"]["/api/approval-requests/{request_id}/decisions/"]["post"]
     assert "409" in decide["responses"] and "Idempotency-Key" in {p["name"] for p in decide["parameters"]}
     assert "serviceToken" in schema["components"]["securitySchemes"]
+
+
+def test_idempotency_records_are_purged_after_retention(scientist, team):
+    from datetime import timedelta
+
+    from django.utils import timezone
+    client = client_for(scientist)
+    client.post("/api/models/", {"name": "p1", "team": "credit-risk", "risk_tier": "minimal"}, format="json",
+                HTTP_IDEMPOTENCY_KEY="old")
+    assert services.idempotency_records_purge() == 0
+    assert services.idempotency_records_purge(now=timezone.now() + timedelta(hours=25)) == 1
+    assert not IdempotencyRecord.objects.exists()
+
+
+def test_unknown_training_run_is_404_and_writes_nothing(scientist, model):
+    client = client_for(scientist)
+    size = ledger_size()
+    response = client.post(f"/api/models/{model.name}/versions/", {**VERSION_BODY, "training_run": 987654},
+                           format="json")
+    assert response.status_code == 404 and response.json()["code"] == "training_run_not_found"
+    assert ledger_size() == size and not ModelVersion.objects.exists()
