@@ -138,8 +138,11 @@ def approval_timeline(requests: list[ApprovalRequest]) -> list[dict[str, Any]]:
                            "comment": decision.comment, "roles": decision.approver_roles,
                            "text": f"{'approved' if decision.decision == 'approve' else 'rejected'} {version.label}"})
         if request.closed_at is not None:
+            # A decision that closes the request carries the same comment; show it once.
+            decided = [decision.comment for decision in getattr(request, "decision_list", [])]
+            comment = "" if decided and decided[-1] == request.closing_comment else request.closing_comment
             events.append({"when": request.closed_at, "kind": request.status, "who": "", "version": version.label,
-                           "request": request.pk, "comment": request.closing_comment,
+                           "request": request.pk, "comment": comment,
                            "text": f"request #{request.pk} {request.get_status_display().lower()}"})
     events.sort(key=lambda event: (event["when"], event["request"]), reverse=True)
     return events

@@ -53,7 +53,8 @@
             span.appendChild(link(data.download_url, "Download the bundle", job.dataset.kind + "-download"));
             if (data.manifest_sha256) {
               const code = document.createElement("code");
-              code.textContent = " manifest sha256 " + data.manifest_sha256;
+              code.className = "hash job-digest";
+              code.textContent = "manifest sha256 " + data.manifest_sha256;
               span.appendChild(code);
             }
           } else if (data.result_url) {
