@@ -83,3 +83,30 @@ def test_token_hash_is_redacted_not_compared(model):
     spec = model_spec(ServiceToken)
     assert [f.name for f in spec.fields if f.redacted] == ["token_hash"]
     assert not [p for p in governed_state_problems() if p["subject_type"].startswith("governance.")]
+
+
+def test_membership_and_permission_changes_from_any_side_are_recorded(make_user):
+    from django.contrib.auth.models import Permission
+
+    from audit.governed import acting_as
+    from audit.models import LedgerEntry
+    user = make_user("gus")
+    approver = Group.objects.get(name="approver")
+    with acting_as("system:test"):
+        approver.user_set.add(user)  # reverse side
+        user.groups.clear()
+        user.user_permissions.add(Permission.objects.get(codename="approve_tier_high"))
+    actions = list(LedgerEntry.objects.filter(subject_type="auth.user", subject_id=str(user.pk))
+                   .order_by("seq").values_list("action", "actor"))
+    assert actions[-3:] == [("role.granted", "system:test"), ("role.revoked", "system:test"),
+                            ("permission.granted", "system:test")]
+    last = LedgerEntry.objects.filter(subject_id=str(user.pk)).order_by("-seq").first()
+    assert last.payload == {"permissions": ["governance.approve_tier_high"], "to": "user:gus"}
+
+
+def test_unattributed_access_change_is_still_recorded(make_user):
+    from audit.models import LedgerEntry
+    user = make_user("hal")
+    user.groups.add(Group.objects.get(name="viewer"))
+    entry = LedgerEntry.objects.filter(action="role.granted", subject_id=str(user.pk)).order_by("-seq").first()
+    assert entry.actor == "system:unattributed"
