@@ -43,7 +43,15 @@ def bundle() -> bytes:
     from tests.reports.bundle_helpers import seed_ledger
 
     seed_ledger()
-    return make_bundle(attestations={"run-1.dsse.json": sign_attestation({"_type": "statement", "n": 1})},
+    envelope = sign_attestation({"_type": "statement", "n": 1})
+    ledger_append(actor="system:test", action="test.attested", subject=SUBJECTS[1],
+                  payload={"attestation": {"envelope_sha256": hashlib.sha256(envelope).hexdigest()}})
+    checkpoint_create()
+    # Later entries about other subjects: the latest checkpoint is past the bundle's, so the
+    # consistency proof between them is not the trivial one.
+    ledger_append(actor="system:test", action="test.unrelated", subject=("test.other", "later"), payload={})
+    checkpoint_create()
+    return make_bundle(attestations={"run-1.dsse.json": envelope},
                        audits={"audit-1.json": b'{"passed": true}\n'},
                        report={"report.json": b'{"sections": []}\n'})
 
@@ -351,6 +359,12 @@ def test_an_attestation_signed_by_an_unknown_key_is_rejected(tmp_path, bundle):
     forged = sign_attestation({"_type": "statement", "n": 1}, private_key=Ed25519PrivateKey.generate())
     assert_rejected(run_verify(tmp_path, tamper_and_resign(bundle, lambda f: f.update(
         {"attestations/run-1.dsse.json": forged}))), "dsse", "attestations/run-1.dsse.json is not signed")
+
+
+def test_a_validly_signed_attestation_that_the_ledger_never_recorded_is_rejected(tmp_path, bundle):
+    unrecorded = sign_attestation({"_type": "statement", "n": 2})  # the server's own key
+    assert_rejected(run_verify(tmp_path, tamper_and_resign(bundle, lambda f: f.update(
+        {"attestations/run-2.dsse.json": unrecorded}))), "attestations", "is not recorded")
 
 
 def test_a_bundle_re_signed_with_an_attackers_own_keys_fails_against_pinned_keys(tmp_path, bundle):

@@ -721,10 +721,13 @@ def verify_bundle(path: str, trusted_values: Sequence[str] = ()) -> list[str]:
     # 7. Attestations.
     attestations = sorted(n for n in declared if n.startswith("attestations/"))
     for name in attestations:
-        _, _, attestation_signers = verify_dsse(contents[name], keys, name)
-        del attestation_signers
+        verify_dsse(contents[name], keys, name)
+        # A valid signature is not enough: the signed log must have recorded this very envelope.
+        if sha256_hex(contents[name]) not in summary["recorded_digests"]:
+            raise fail("attestations", f"{name} is not recorded (by its SHA-256) in any ledger entry of the bundle")
     if attestations:
-        report.ok(f"{len(attestations)} attestation envelope(s): DSSE signatures by keys in keys/")
+        report.ok(f"{len(attestations)} attestation envelope(s): DSSE signatures by keys in keys/, each recorded "
+                  "by its SHA-256 in an included ledger entry")
 
     audits = sorted(n for n in declared if n.startswith("audits/"))
     for name in audits:
@@ -800,6 +803,7 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
 
     # Entries: hash, JSON, seq, order, subject, chain links.
     entries: list[tuple[int, bytes]] = []
+    recorded_digests: set[str] = set()
     previous_seq = -1
     previous_hash: bytes | None = None
     data = contents["ledger/entries.jsonl"]
@@ -835,6 +839,8 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
         if seq >= checkpoint.tree_size:
             raise fail("entries", f"entry seq {seq} is not covered by the checkpoint of size {checkpoint.tree_size}")
         entries.append((seq, canonical))
+        if b"envelope_sha256" in canonical:
+            recorded_digests.update(_digests_named(document.get("payload"), "envelope_sha256"))
         previous_seq, previous_hash = seq, entry_hash
     expected_count = manifest.get("entry_count")
     if expected_count is not None and expected_count != len(entries):
@@ -906,6 +912,7 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
 
     return {
         "subjects": sorted(subjects),
+        "recorded_digests": recorded_digests,
         "entries": len(entries),
         "first_seq": entries[0][0] if entries else "-",
         "last_seq": entries[-1][0] if entries else "-",
@@ -913,6 +920,23 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
         "checkpoint_size": checkpoint.tree_size,
         "latest_size": latest.tree_size,
     }
+
+
+def _digests_named(value: Any, key: str) -> set[str]:
+    """Every string under `key` anywhere in a JSON value (entries record attestations by digest)."""
+    found: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for name, child in item.items():
+                if name == key and isinstance(child, str):
+                    found.add(child)
+                else:
+                    stack.append(child)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
 
 
 def _load_json_fast(data: bytes) -> Any:
