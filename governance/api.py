@@ -168,7 +168,7 @@ class ApprovalRequestOut(serializers.Serializer):
     progress = serializers.SerializerMethodField()
 
     def get_decisions(self, request: ApprovalRequest) -> list[dict[str, Any]]:
-        return DecisionOut(request.decisions.select_related("approver").all(), many=True).data  # type: ignore[return-value]
+        return DecisionOut(request.decisions.all(), many=True).data  # type: ignore[return-value]
 
     def get_progress(self, request: ApprovalRequest) -> dict[str, Any]:
         return services.quorum_state(request.decisions.all(), request.policy_snapshot)
@@ -309,7 +309,7 @@ class DecisionView(GovernanceView):
         data = _validated(DecisionIn, request)
         decision = services.approval_decide(request=approval, by=request.user, decision=data["decision"],
                                             comment=data["comment"])
-        approval = ApprovalRequest.objects.select_related("version__model", "submitted_by").get(pk=approval.pk)
+        approval = selectors.approval_request_list(user=request.user).get(pk=approval.pk)
         body = {"decision": DecisionOut(decision).data, "request": ApprovalRequestOut(approval).data}
         return Response(body, status=status.HTTP_201_CREATED)
 

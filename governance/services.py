@@ -745,7 +745,7 @@ def hash_token(token: str) -> str:
 
 def _new_token() -> tuple[str, str]:
     """(prefix, whole token). The prefix finds the row; only the hash of the whole token is stored."""
-    prefix = secrets.token_hex(4)
+    prefix = secrets.token_hex(6)  # 48 bits: collisions between live tokens are negligible
     return prefix, f"{TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
 
 
