@@ -250,3 +250,20 @@ def test_object_permission_page_for_admins_only_and_recorded(model, scientist, m
     assert entry.actor == "user:root" and entry.payload == {"permission": "governance.approve_registeredmodel",
                                                             "to": "user:mo"}
     assert (entry.subject_type, entry.subject_id) == ("governance.registeredmodel", str(model.pk))
+
+
+def test_admin_edit_model_and_draft_card_go_through_services(model, version, scientist):
+    client = login(scientist)
+    response = client.post(f"/admin/governance/registeredmodel/{model.pk}/change/", {
+        "risk_tier": "high", "description": "new description", "intended_purpose": "p",
+        "affected_groups": "applicants\nco-signers", "contacts": "risk@example.org"})
+    assert response.status_code == 302, response.content[:400]
+    entry = last_entry("model.updated")
+    assert entry.actor == "user:dana" and entry.payload["after"]["description"] == "new description"
+    assert entry.payload["after"]["affected_groups"] == ["applicants", "co-signers"]
+    response = client.post(f"/admin/governance/modelversion/{version.pk}/change/", {
+        "framework": "xgboost", "intended_use": "u", "limitations": "l", "evaluation_data": "e",
+        "ethical_considerations": "c"})
+    assert response.status_code == 302, response.content[:400]
+    entry = last_entry("model_version.card_updated")
+    assert entry.payload["after"]["framework"] == "xgboost" and entry.actor == "user:dana"
