@@ -95,10 +95,12 @@ def _section(key: str, content: dict[str, Any], missing: list[str]) -> dict[str,
 
 def audit_view(audit: Any) -> dict[str, Any]:
     """A fairness audit as plain data: who/when/what, parameters, thresholds, result, digests."""
-    result = getattr(audit, "result", None) or {}
+    result = next((getattr(audit, name) for name in selectors.RESULT_FIELDS if getattr(audit, name, None)), None) or {}
     if isinstance(result, str | bytes):
         result = json.loads(result)
-    version_id = getattr(audit, "model_version_id", None) or getattr(audit, "version_id", None)
+    version_field = selectors._version_field(type(audit)) if hasattr(type(audit), "_meta") else None
+    version_id = (getattr(audit, f"{version_field}_id", None) if version_field else None) \
+        or getattr(audit, "model_version_id", None) or getattr(audit, "version_id", None)
     finished = getattr(audit, "finished_at", None) or getattr(audit, "completed_at", None) \
         or getattr(audit, "created_at", None)
     thresholds = dict(getattr(audit, "thresholds", None) or result.get("thresholds") or {})

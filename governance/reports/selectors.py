@@ -59,26 +59,39 @@ def model_for(*, name: str, user: Any = None) -> RegisteredModel:
     return model
 
 
+RESULT_FIELDS = ("result", "results", "report")
+
+
+def _version_field(model: Any) -> str | None:
+    for model_field in model._meta.get_fields():
+        if getattr(model_field, "many_to_one", False) and model_field.related_model is ModelVersion:
+            return str(model_field.name)
+    return None
+
+
 def fairness_audit_model() -> Any:
-    """The fairness app's audit model, if it has one (the reports app reads it, never writes it)."""
+    """The fairness app's stored audit runs: its model with a JSON result and a link to a model version.
+
+    The reports app reads it, never writes it, and finds it by shape rather than by name so that
+    it does not depend on the fairness app's internals.
+    """
     try:
-        return apps.get_model("fairness", "FairnessAudit")
+        config = apps.get_app_config("fairness")
     except LookupError:
         return None
+    for model in config.get_models():
+        names = {model_field.name for model_field in model._meta.get_fields()}
+        if names & set(RESULT_FIELDS) and _version_field(model) is not None:
+            return model
+    return None
 
 
 def fairness_audits_for(versions: list[ModelVersion]) -> list[Any]:
     audit_model = fairness_audit_model()
     if audit_model is None or not versions:
         return []
-    field_names = {f.name for f in audit_model._meta.get_fields()}
-    if "model_version" in field_names:
-        query = audit_model.objects.filter(model_version__in=versions)
-    elif "version" in field_names:
-        query = audit_model.objects.filter(version__in=versions)
-    else:
-        return []
-    return list(query.order_by("pk"))
+    version_field = _version_field(audit_model)
+    return list(audit_model.objects.filter(**{f"{version_field}__in": versions}).order_by("pk"))
 
 
 def _upstream_nodes(start: list[LineageNode]) -> list[LineageNode]:
