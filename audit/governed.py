@@ -41,14 +41,14 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections, models, router, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, models, router, transaction
 from django.db.models import Max
 from django.db.models.expressions import BaseExpression, DatabaseDefault
 from django.db.models.signals import class_prepared, m2m_changed, post_delete
 from django.utils.duration import duration_iso_string
 
 from audit.errors import InvalidInput
-from audit.ledger import EntryDraft, draft, ledger_append_many
+from audit.ledger import EntryDraft, LockedHead, append_generation, draft, ledger_append_many
 
 REDACTED = "<redacted>"
 # How an update learns the row's "before": "locked" re-reads it SELECT ... FOR UPDATE in the
@@ -272,18 +272,31 @@ def _read_states(model: type[models.Model], using: str, pks: Sequence[Any], *,
 # therefore never wait for each other while holding a row (no deadlocks between two services
 # that touch the same rows in different orders), and while we hold the head no other governed
 # write can commit, so the row we read next is the true "before".
-_HEAD_LOCK = "SELECT tree_size FROM audit_ledgerhead WHERE id = 1 FOR UPDATE"
+_HEAD_LOCK = "SELECT tree_size, head_hash, frontier FROM audit_ledgerhead WHERE id = 1 FOR UPDATE"
 _read_sql: dict[tuple[type[models.Model], str], tuple[str, list[tuple[Any, list[Any]]]]] = {}
 
 
-def _lock_head(using: str) -> None:
+def _head(using: str, tree_size: int, head_hash: Any, frontier: Any) -> LockedHead | None:
+    # The ledger lives on the default database; elsewhere it locks the head itself.
+    if using != DEFAULT_DB_ALIAS:
+        return None
+    return LockedHead(generation=append_generation(), tree_size=int(tree_size), head_hash=bytes(head_hash),
+                      frontier=bytes(frontier))
+
+
+def _lock_head(using: str) -> LockedHead | None:
+    """Lock the ledger head (first, before any row) and return it for the append to reuse."""
     connection = connections[using]
-    if connection.features.has_select_for_update:  # SQLite: IMMEDIATE transactions lock at BEGIN
-        with connection.cursor() as cursor:
-            cursor.execute(_HEAD_LOCK)
+    if not connection.features.has_select_for_update:  # SQLite: IMMEDIATE transactions lock at BEGIN
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(_HEAD_LOCK)
+        row = cursor.fetchone()
+    return None if row is None else _head(using, *row)
 
 
-def _locked_before(model: type[models.Model], using: str, pk: Any) -> dict[str, Any] | None:
+def _locked_before(model: type[models.Model], using: str,
+                   pk: Any) -> tuple[dict[str, Any] | None, LockedHead | None]:
     """Lock the ledger head and read the row's current state, in one statement when possible.
 
     The row is read with the statement's snapshot, taken before any wait for the head lock. A
@@ -293,13 +306,14 @@ def _locked_before(model: type[models.Model], using: str, pk: Any) -> dict[str, 
     """
     connection = connections[using]
     if not connection.features.has_select_for_update:
-        return _read_states(model, using, [pk], lock=False).get(pk)
+        return _read_states(model, using, [pk], lock=False).get(pk), None
     key = (model, connection.vendor)
     prepared = _read_sql.get(key)
     spec = model_spec(model)
     if prepared is None:
         quote = connection.ops.quote_name
         meta = model._meta
+        pk_column = quote(meta.pk.column)  # type: ignore[union-attr]
         columns = []
         converters = []
         for field_spec in spec.fields:
@@ -307,40 +321,31 @@ def _locked_before(model: type[models.Model], using: str, pk: Any) -> dict[str, 
             columns.append(f"t.{quote(field_spec.field.column)}")
             converters.append((column, connection.ops.get_db_converters(column)
                                + column.get_db_converters(connection)))
-        sql = (f"SELECT h.tree_size, (SELECT tree_size FROM audit_ledgerhead WHERE id = 1), "
-               f"t.{quote(meta.pk.column)} IS NOT NULL, {', '.join(columns)} "  # type: ignore[union-attr]
-               f"FROM audit_ledgerhead h LEFT JOIN {quote(meta.db_table)} t ON t.{quote(meta.pk.column)} = %s "  # type: ignore[union-attr]
+        sql = (f"SELECT h.tree_size, h.head_hash, h.frontier, (SELECT tree_size FROM audit_ledgerhead WHERE id = 1), "
+               f"t.{pk_column} IS NOT NULL, {', '.join(columns)} "
+               f"FROM audit_ledgerhead h LEFT JOIN {quote(meta.db_table)} t ON t.{pk_column} = %s "
                f"WHERE h.id = 1 FOR UPDATE OF h")
         prepared = (sql, converters)
         _read_sql[key] = prepared
     sql, converters = prepared
     with connection.cursor() as cursor:
-        cursor.execute(sql, [_pk_prep(model, pk, connection)])
+        cursor.execute(sql, [model._meta.pk.get_db_prep_value(pk, connection)])  # type: ignore[union-attr]
         row = cursor.fetchone()
-    if row is None or row[0] != row[1]:
-        # No head row yet, or a governed write committed while we waited: read again, fresh.
-        if row is None:
-            _lock_head_created(using)
-        return _read_states(model, using, [pk], lock=True).get(pk)
-    if not row[2]:
-        return None
+    if row is None:
+        # No head row yet (it is created by the migration): let the ledger create it.
+        return _read_states(model, using, [pk], lock=True).get(pk), None
+    head = _head(using, row[0], row[1], row[2])
+    if row[0] != row[3]:
+        # A governed write committed while we waited for the head: read the row again, fresh.
+        return _read_states(model, using, [pk], lock=True).get(pk), head
+    if not row[4]:
+        return None, head
     values = []
-    for value, (column, functions) in zip(row[3:], converters, strict=True):
+    for value, (column, functions) in zip(row[5:], converters, strict=True):
         for function in functions:
             value = function(value, column, connection)
         values.append(value)
-    return _state_from_row(spec, values)
-
-
-def _pk_prep(model: type[models.Model], pk: Any, connection: Any) -> Any:
-    return model._meta.pk.get_db_prep_value(pk, connection)  # type: ignore[union-attr]
-
-
-def _lock_head_created(using: str) -> None:
-    from audit.models import LedgerHead
-
-    LedgerHead.objects.using(using).get_or_create(pk=1)
-    _lock_head(using)
+    return _state_from_row(spec, values), head
 
 
 def _changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -362,14 +367,14 @@ def _draft(actor: Any, spec: ModelSpec, pk: Any, verb: str, before: Any, after: 
     return draft(actor=actor, action=action, subject=(spec.subject_type, str(json_value(pk))), payload=payload)
 
 
-def _record(drafts: list[EntryDraft], *, checkpoint: bool = False) -> None:
+def _record(drafts: list[EntryDraft], *, checkpoint: bool = False, head: LockedHead | None = None) -> None:
     if not drafts:
         return
     pending = _pending.get()
     if pending is not None:
         pending.extend(drafts)
     else:
-        ledger_append_many(drafts, checkpoint=checkpoint)
+        ledger_append_many(drafts, checkpoint=checkpoint, head=head)
 
 
 @contextmanager
@@ -519,12 +524,15 @@ class GovernedModel(models.Model):
         pk = self.pk
         with transaction.atomic(using=using, savepoint=False):
             before = None
+            head = None
             if pk is not None and not force_insert and not (self._state.adding and meta.pk.has_default()):  # type: ignore[union-attr]
                 snapshot = self.__dict__.get("_governed_snapshot") if BEFORE_STATE == "snapshot" else None
                 if snapshot is not None and not self._state.adding:
                     before = snapshot
                 else:
-                    before = _locked_before(type(self), using, pk)
+                    before, head = _locked_before(type(self), using, pk)
+            elif BEFORE_STATE != "snapshot":
+                head = _lock_head(using)
             super().save_base(raw=raw, force_insert=force_insert, force_update=force_update,
                               using=using, update_fields=update_fields)
             if _needs_reread(self, spec):
@@ -538,11 +546,12 @@ class GovernedModel(models.Model):
             else:
                 after = instance_state(self)
             if before is None:
-                _record([_draft(actor, spec, self.pk, "created", None, after, after)])
+                _record([_draft(actor, spec, self.pk, "created", None, after, after)], head=head)
             else:
                 changed_before, changed_after = _changes(before, after)
                 if changed_after:
-                    _record([_draft(actor, spec, self.pk, "updated", changed_before, changed_after, after)])
+                    _record([_draft(actor, spec, self.pk, "updated", changed_before, changed_after, after)],
+                            head=head)
             if BEFORE_STATE == "snapshot":
                 self.__dict__["_governed_snapshot"] = after
 
@@ -558,7 +567,7 @@ class GovernedModel(models.Model):
         using = using or router.db_for_write(self.__class__, instance=self)
         with transaction.atomic(using=using, savepoint=False), _collecting(using):
             if self.pk is not None:
-                fresh = _locked_before(type(self), using, self.pk)
+                fresh, _ = _locked_before(type(self), using, self.pk)
                 self.__dict__["_governed_before"] = fresh if fresh is not None else _MISSING
             try:
                 return super().delete(using=using, keep_parents=keep_parents)

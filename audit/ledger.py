@@ -210,13 +210,35 @@ class _SmallAppendStatements(dict[tuple[int, int], str]):
 _PG_SMALL_APPEND = _SmallAppendStatements()
 
 
+@dataclass(frozen=True)
+class LockedHead:
+    """The chain head as a caller read it under its row lock, in the current transaction.
+
+    Lets a caller that had to lock the head anyway (audit.governed locks it before any row, and
+    reads the row in the same statement) spare the append its own locking round trip. It is
+    used only while no append has run on this connection since it was read (`generation`);
+    otherwise the append locks and reads the head itself, as always.
+    """
+
+    generation: int
+    tree_size: int
+    head_hash: bytes
+    frontier: bytes
+
+
+def append_generation() -> int:
+    """Counts appends on this connection; a LockedHead is stale once it has moved."""
+    return getattr(connection, "_ledger_append_generation", 0)
+
+
 def ledger_append(*, actor: Any, action: str, subject: Any, payload: Any = None) -> LedgerEntry:
     """Append one entry inside the caller's transaction and return it."""
     return ledger_append_many([draft(actor=actor, action=action, subject=subject, payload=payload)],
                               checkpoint=False)[0]
 
 
-def ledger_append_many(drafts: Sequence[EntryDraft], *, checkpoint: bool = True) -> list[LedgerEntry]:
+def ledger_append_many(drafts: Sequence[EntryDraft], *, checkpoint: bool = True,
+                       head: LockedHead | None = None) -> list[LedgerEntry]:
     """Append many entries in one transaction (all or none); a checkpoint follows the commit."""
     if not drafts:
         return []
@@ -227,7 +249,11 @@ def ledger_append_many(drafts: Sequence[EntryDraft], *, checkpoint: bool = True)
     parts = [_encode_parts(item) for item in drafts]
     # No savepoint: if the append fails, the caller's whole transaction must fail with it.
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        seq, prev_hash, frontier_bytes = _lock_head_raw(cursor)
+        if head is not None and head.generation == append_generation():
+            seq, prev_hash, frontier_bytes = head.tree_size, head.head_hash, head.frontier
+        else:
+            seq, prev_hash, frontier_bytes = _lock_head_raw(cursor)
+        connection._ledger_append_generation = append_generation() + 1  # type: ignore[attr-defined]
         frontier = _frontier_from_bytes(seq, frontier_bytes)
         now = timezone.now()
         recorded_at = format_time(now).encode()

@@ -552,3 +552,25 @@ def test_unauthenticated_api_write_is_refused_before_any_row(client) -> None:  #
     response = client.post("/govtest/widgets/", {"name": "anon"}, content_type="application/json")
     assert response.status_code in (401, 403)
     assert not Widget.objects.filter(name="anon").exists()
+
+
+def test_an_append_between_head_lock_and_capture_does_not_fork_the_chain(project: Project) -> None:
+    from django.db.models.signals import post_save
+
+    from audit.ledger import ledger_append
+
+    def note_save(sender, instance, **kwargs):  # type: ignore[no-untyped-def]
+        ledger_append(actor="system:signal", action="widget.noticed", subject=instance, payload={})
+
+    post_save.connect(note_save, sender=Widget, dispatch_uid="test-nested-append")
+    try:
+        with acting_as(ACTOR):
+            widget = Widget.objects.create(project=project, name="a")
+            start = last_seq()
+            widget.size = 2
+            widget.save()  # head locked first; the signal appends before the captured entry
+    finally:
+        post_save.disconnect(dispatch_uid="test-nested-append", sender=Widget)
+    assert [e.action for e in entries(start)] == ["widget.noticed", "widget.updated"]
+    result = verify_ledger()
+    assert result.ok, result.problems
