@@ -136,7 +136,10 @@ def _new_item(model: Any, index: int) -> Any:
 
 
 def _timed_rounds(actions: dict[str, Any], rounds: int, per_round: int) -> dict[str, float]:
-    """Mean ms per call for each action, median over rounds; actions alternate round by round."""
+    """Mean ms per call for each action, median over rounds; actions alternate round by round.
+
+    Also `ratio`: the median over rounds of audited/plain measured back to back, which holds
+    up better than a ratio of medians when the machine's load drifts during the run."""
     samples: dict[str, list[float]] = {name: [] for name in actions}
     for round_index in range(rounds):
         order = list(actions.items())
@@ -147,7 +150,11 @@ def _timed_rounds(actions: dict[str, Any], rounds: int, per_round: int) -> dict[
             for step in range(per_round):
                 action(round_index * per_round + step)
             samples[name].append((time.perf_counter() - started) * 1000 / per_round)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    result = {name: statistics.median(values) for name, values in samples.items()}
+    if "plain" in samples and "audited" in samples:
+        result["ratio"] = statistics.median(
+            audited / plain for audited, plain in zip(samples["audited"], samples["plain"], strict=True))
+    return result
 
 
 def worker(mode: str, quick: bool) -> dict[str, Any]:
@@ -211,8 +218,9 @@ def worker(mode: str, quick: bool) -> dict[str, Any]:
     creates = _timed_rounds({"plain": plain_create, "audited": audited_create}, max(3, rounds // 3), per_round)
     result: dict[str, Any] = {
         "mode": mode,
-        "plain_save_ms": saves["plain"], "audited_save_ms": saves["audited"],
+        "plain_save_ms": saves["plain"], "audited_save_ms": saves["audited"], "save_ratio": saves["ratio"],
         "plain_create_ms": creates["plain"], "audited_create_ms": creates["audited"],
+        "create_ratio": creates["ratio"],
     }
     if mode.startswith("ours"):
         from django.db import reset_queries
@@ -299,9 +307,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         return rows
 
     def ratio(result: dict[str, Any] | None, kind: str = "save") -> float | None:
-        if result is None:
-            return None
-        return round(result[f"audited_{kind}_ms"] / result[f"plain_{kind}_ms"], 2)
+        return None if result is None else round(result[f"{kind}_ratio"], 2)
 
     for mode, name in ANCHORS.items():
         rows.append({"what": "audited save (UPDATE), PostgreSQL autocommit, x plain save", "ours": ratio(ours),
