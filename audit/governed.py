@@ -16,10 +16,19 @@ and a rolled-back change leaves no entry):
   `audit.middleware.ActorMiddleware` (its `user`, read at write time). Without one the write
   is refused (`ledger_actor_missing`): writes are never anonymous.
 
-Before-state: on update the row is re-read `SELECT ... FOR UPDATE` inside the transaction, so
-a concurrent writer can never make us record a stale "before" (a snapshot taken when the row
-was loaded would be stale whenever another writer committed in between; see bench/bench_capture.py
-for the cost of each).
+Locking and the before-state: every governed write locks the ledger head FIRST, before any row.
+While we hold it no other governed write can commit, so the row we read next is the true
+"before" (a snapshot taken when the instance was loaded would be stale whenever another writer
+committed in between), and governed writers never deadlock on rows they touch in different
+orders. A save does it in one statement: it locks the head and reads the row, and re-reads the
+row only if an append committed while it waited for the lock. The head it read is handed to
+the append (`LockedHead`), so an audited save costs BEGIN, that statement, the row's UPDATE,
+the append, COMMIT: the same five round trips as the stale-snapshot design, measured in
+bench/bench_capture.py. Other write paths lock the head with one statement of their own.
+
+Excluded from capture: `governed_exclude` fields are never recorded (a change to them alone
+records nothing); `governed_redact` fields are recorded as "<redacted>" (a change shows up, the
+value never does). Many-to-many sets are recorded in their own entries, not in `state`.
 
 Writes that bypass the ORM (raw SQL, data migrations, `loaddata`) cannot be stopped; the state
 check registered here (`verify_ledger(check_state=True)`, `verify_ledger --state`) names every
@@ -51,10 +60,10 @@ from audit.errors import InvalidInput
 from audit.ledger import EntryDraft, LockedHead, append_generation, draft, ledger_append_many
 
 REDACTED = "<redacted>"
-# How an update learns the row's "before": "locked" re-reads it SELECT ... FOR UPDATE in the
-# transaction (correct under concurrent writers); "snapshot" uses the state recorded when the
-# instance was loaded or last saved (no extra query, but stale if another writer committed in
-# between). Kept switchable only so bench/bench_capture.py can measure both.
+# How an update learns the row's "before": "locked" reads it with the ledger head held (correct
+# under concurrent writers); "snapshot" uses the state recorded when the instance was loaded or
+# last saved (stale if another writer committed in between). Switchable only so that
+# bench/bench_capture.py can measure both; nothing else may set it.
 BEFORE_STATE = "locked"
 MAX_SAFE_INTEGER = 2**53 - 1
 
@@ -63,7 +72,7 @@ _request: contextvars.ContextVar[Any] = contextvars.ContextVar("ledger_request",
 _action: contextvars.ContextVar[tuple[str, dict[str, Any]] | None] = contextvars.ContextVar(
     "ledger_action", default=None)
 # Drafts collected while a delete runs, so one cascade is one batch append.
-_pending: contextvars.ContextVar[list[EntryDraft] | None] = contextvars.ContextVar("ledger_pending", default=None)
+_pending: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar("ledger_pending", default=None)
 # Set while bulk_update runs Django's own update(): bulk_update records its rows itself.
 _passthrough: contextvars.ContextVar[bool] = contextvars.ContextVar("ledger_passthrough", default=False)
 
@@ -372,25 +381,32 @@ def _record(drafts: list[EntryDraft], *, checkpoint: bool = False, head: LockedH
         return
     pending = _pending.get()
     if pending is not None:
-        pending.extend(drafts)
+        pending.drafts.extend(drafts)
     else:
         ledger_append_many(drafts, checkpoint=checkpoint, head=head)
 
 
+@dataclass
+class _Batch:
+    drafts: list[EntryDraft]
+    head: LockedHead | None = None
+
+
 @contextmanager
-def _collecting(using: str) -> Iterator[None]:
+def _collecting() -> Iterator[_Batch]:
     """Collect the drafts of a delete (and its cascades) and append them as one batch at the end."""
-    if _pending.get() is not None:
-        yield
+    outer = _pending.get()
+    if outer is not None:
+        yield outer
         return
-    drafts: list[EntryDraft] = []
-    token = _pending.set(drafts)
+    batch = _Batch(drafts=[])
+    token = _pending.set(batch)
     try:
-        yield
+        yield batch
     finally:
         _pending.reset(token)
     # Reached only when the block succeeded; on an error the transaction rolls back anyway.
-    ledger_append_many(drafts, checkpoint=len(drafts) > 1)
+    ledger_append_many(batch.drafts, checkpoint=len(batch.drafts) > 1, head=batch.head)
 
 
 # --- Querysets and the model base ------------------------------------------------------------
@@ -404,11 +420,13 @@ class GovernedQuerySet(models.QuerySet[Any]):
         spec = model_spec(self.model)
         using = self.db
         with transaction.atomic(using=using, savepoint=False):
-            _lock_head(using)
+            head = _lock_head(using)
             locked = self._chain()
-            if connections[using].features.has_select_for_update:
-                of = ("self",) if connections[using].features.has_select_for_update_of else ()
-                locked = locked.select_for_update(of=of)
+            # With the head held no governed writer can interfere; the row locks only keep
+            # writers outside the ORM from changing a row between this read and the UPDATE.
+            features = connections[using].features
+            if features.has_select_for_update and not locked.query.distinct and not locked.query.combinator:
+                locked = locked.select_for_update(of=("self",) if features.has_select_for_update_of else ())
             before = {row[0]: _state_from_row(spec, row[1:]) for row in locked.values_list("pk", *spec.attnames)}
             if not before:
                 return 0
@@ -428,15 +446,16 @@ class GovernedQuerySet(models.QuerySet[Any]):
                 changed_before, changed_after = _changes(old, new)
                 if changed_after:
                     drafts.append(_draft(actor, spec, pk, "updated", changed_before, changed_after, new))
-            _record(drafts, checkpoint=True)
+            _record(drafts, checkpoint=True, head=head)
         return count
 
     update.alters_data = True  # type: ignore[attr-defined]
 
     def delete(self) -> tuple[int, dict[str, int]]:
         using = self.db
-        with transaction.atomic(using=using, savepoint=False), _collecting(using):
-            _lock_head(using)
+        with transaction.atomic(using=using, savepoint=False), _collecting() as batch:
+            head = _lock_head(using)
+            batch.head = batch.head or head
             return super().delete()
 
     delete.alters_data = True  # type: ignore[attr-defined]
@@ -452,6 +471,7 @@ class GovernedQuerySet(models.QuerySet[Any]):
         using = self.db
         objs = list(objs)
         with transaction.atomic(using=using, savepoint=False):
+            head = _lock_head(using)
             created = super().bulk_create(objs, *args, **kwargs)
             if any(obj.pk is None for obj in created):
                 raise InvalidInput("The database did not return the keys of the new rows.",
@@ -462,7 +482,7 @@ class GovernedQuerySet(models.QuerySet[Any]):
             for obj in created:
                 state = states[obj.pk] if reread else instance_state(obj)
                 drafts.append(_draft(actor, spec, obj.pk, "created", None, state, state))
-            _record(drafts, checkpoint=True)
+            _record(drafts, checkpoint=True, head=head)
         return created
 
     bulk_create.alters_data = True  # type: ignore[attr-defined]
@@ -474,7 +494,7 @@ class GovernedQuerySet(models.QuerySet[Any]):
         objs = list(objs)
         pks = [obj.pk for obj in objs]
         with transaction.atomic(using=using, savepoint=False):
-            _lock_head(using)
+            head = _lock_head(using)
             before = _read_states(self.model, using, pks, lock=True)
             token = _passthrough.set(True)
             try:
@@ -487,7 +507,7 @@ class GovernedQuerySet(models.QuerySet[Any]):
                 changed_before, changed_after = _changes(old, after[pk])
                 if changed_after:
                     drafts.append(_draft(actor, spec, pk, "updated", changed_before, changed_after, after[pk]))
-            _record(drafts, checkpoint=True)
+            _record(drafts, checkpoint=True, head=head)
         return count
 
     bulk_update.alters_data = True  # type: ignore[attr-defined]
@@ -565,9 +585,10 @@ class GovernedModel(models.Model):
     def delete(self, using: str | None = None, keep_parents: bool = False) -> tuple[int, dict[str, int]]:
         current_actor()
         using = using or router.db_for_write(self.__class__, instance=self)
-        with transaction.atomic(using=using, savepoint=False), _collecting(using):
+        with transaction.atomic(using=using, savepoint=False), _collecting() as batch:
             if self.pk is not None:
-                fresh, _ = _locked_before(type(self), using, self.pk)
+                fresh, head = _locked_before(type(self), using, self.pk)
+                batch.head = batch.head or head
                 self.__dict__["_governed_before"] = fresh if fresh is not None else _MISSING
             try:
                 return super().delete(using=using, keep_parents=keep_parents)
@@ -638,7 +659,7 @@ def _on_m2m_changed(sender: type[models.Model], instance: models.Model, action: 
     stash_key = f"_governed_m2m_{id(sender)}"
     if action.startswith("pre_"):
         current_actor()
-        _lock_head(using)
+        head = _lock_head(using)
         if not reverse:
             owners: list[Any] = [instance.pk]
         elif action == "pre_clear":
@@ -647,11 +668,12 @@ def _on_m2m_changed(sender: type[models.Model], instance: models.Model, action: 
                           .values_list(info.source, flat=True))
         else:
             owners = list(pk_set or ())
-        instance.__dict__[stash_key] = _m2m_sets(info, using, owners)
+        instance.__dict__[stash_key] = (_m2m_sets(info, using, owners), head)
         return
-    before_sets = instance.__dict__.pop(stash_key, None)
-    if before_sets is None:
+    stashed = instance.__dict__.pop(stash_key, None)
+    if stashed is None:
         return
+    before_sets, head = stashed
     actor = current_actor()
     spec = model_spec(info.owner)
     after_sets = _m2m_sets(info, using, before_sets)
@@ -671,7 +693,7 @@ def _on_m2m_changed(sender: type[models.Model], instance: models.Model, action: 
             m2m={"field": name, "operation": operation,
                  "pks": sorted(json_value(pk) for pk in before_sets[owner] ^ after_sets[owner])},
         ))
-    _record(drafts, checkpoint=len(drafts) > 1)
+    _record(drafts, checkpoint=len(drafts) > 1, head=head)
 
 
 # --- Registry --------------------------------------------------------------------------------
