@@ -110,3 +110,14 @@ def test_unattributed_access_change_is_still_recorded(make_user):
     user.groups.add(Group.objects.get(name="viewer"))
     entry = LedgerEntry.objects.filter(action="role.granted", subject_id=str(user.pk)).order_by("-seq").first()
     assert entry.actor == "system:unattributed"
+
+
+def test_verify_ledger_state_names_a_raw_sql_edit_of_a_deployment_gate(version):
+    from audit.verify import verify_ledger
+    assert verify_ledger(check_state=True).ok
+    with connection.cursor() as cursor:  # someone "approves" a version behind the services' back
+        cursor.execute(f"UPDATE {ModelVersion._meta.db_table} SET status = 'approved' WHERE id = %s", [version.pk])
+    result = verify_ledger(check_state=True)
+    assert not result.ok
+    assert [(p["subject_type"], p["subject_id"], p["fields"]) for p in result.state_problems] == [
+        ("governance.modelversion", str(version.pk), ["status"])]
