@@ -726,6 +726,12 @@ m2m_changed.connect(_on_m2m_changed, dispatch_uid="governed-m2m-changed")
 
 # --- State check: rows changed outside the ORM -----------------------------------------------
 
+def _captured(payload: Any) -> bool:
+    """Whether an entry was written by the capture (it records the row's state, or its deletion)."""
+    return (isinstance(payload, dict) and "before" in payload and "after" in payload
+            and (payload.get("state") is None or isinstance(payload["state"], dict)) and "state" in payload)
+
+
 def _last_entries(subject_type: str) -> dict[str, dict[str, Any]]:
     """Payload of the last entry with a recorded state, per subject of one type."""
     from audit.models import LedgerEntry
@@ -736,7 +742,7 @@ def _last_entries(subject_type: str) -> dict[str, dict[str, Any]]:
     stateless: list[str] = []
     for subject_id, canonical in LedgerEntry.objects.filter(seq__in=last_seqs).values_list("subject_id", "canonical"):
         payload = json.loads(bytes(canonical))["payload"]
-        if isinstance(payload, dict) and "state" in payload:
+        if _captured(payload):
             found[subject_id] = payload
         else:
             stateless.append(subject_id)
@@ -750,7 +756,7 @@ def _last_entries(subject_type: str) -> dict[str, dict[str, Any]]:
             if subject_id in found:
                 continue
             payload = json.loads(bytes(canonical))["payload"]
-            if isinstance(payload, dict) and "state" in payload:
+            if _captured(payload):
                 found[subject_id] = payload
     return found
 

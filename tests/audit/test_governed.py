@@ -458,6 +458,7 @@ def test_service_entries_without_state_do_not_hide_the_recorded_state(project: P
         widget = Widget.objects.create(project=project, name="a", size=1)
         with transaction.atomic():
             ledger_append(actor=ACTOR, action="widget.exported", subject=widget, payload={"to": "regulator"})
+            ledger_append(actor=ACTOR, action="widget.reviewed", subject=widget, payload={"state": "approved"})
     assert verify_ledger(check_state=True).state_problems == []
     Widget.objects.filter(pk=widget.pk).update  # noqa: B018 - the path exists; raw SQL below bypasses it
     with connection.cursor() as cursor:
