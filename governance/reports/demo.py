@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
+from audit.services import checkpoint_scheduled
 from governance.models import RegisteredModel
 from governance.reports import services
 from governance.reports.models import BundleExport, GeneratedReport, ReportSchedule
@@ -29,6 +30,8 @@ def seed(stdout: Any) -> str:
     model = RegisteredModel.objects.filter(name=MODEL_NAME).first()
     if model is None:
         return "skipped (no demo model)"
+    # Sign the current head first, so the report names a checkpoint covering the demo's history.
+    checkpoint_scheduled()
     risk_officer = _user(RISK_OFFICER) or "system:seed_demo"
     auditor = _user(AUDITOR) or "system:seed_demo"
     done = []

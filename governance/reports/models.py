@@ -85,6 +85,7 @@ class GeneratedReport(models.Model):
     schedule = models.ForeignKey(ReportSchedule, null=True, blank=True, on_delete=models.SET_NULL,
                                  related_name="reports")
     actor = models.CharField(max_length=200)
+    audit_ref = models.CharField(max_length=200, blank=True, help_text="The audit this report is about, if any")
     json_file = models.FileField(upload_to="reports/%Y/%m/", max_length=300)
     html_file = models.FileField(upload_to="reports/%Y/%m/", max_length=300)
     pdf_file = models.FileField(upload_to="reports/%Y/%m/", max_length=300)

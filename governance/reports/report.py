@@ -587,9 +587,11 @@ def report_pdf(document: dict[str, Any]) -> bytes:
     return HTML(string=report_html(document, for_pdf=True), base_url=str(settings.BASE_DIR)).write_pdf()
 
 
-def report_files_for_version(version: ModelVersion, *, audits: list[Any] | None = None) -> dict[str, bytes]:
-    document = report_document(version, audits=audits)
-    stem = f"report-{version.model.name}-{version.label}"
+def report_files_for_version(version: ModelVersion, *, audits: list[Any] | None = None,
+                             primary_audit: Any = None) -> dict[str, bytes]:
+    """The report of a version (or, with `primary_audit`, of that audit of it) as JSON, HTML and PDF."""
+    document = report_document(version, audits=audits, primary_audit=primary_audit)
+    stem = f"report-{version.model.name}-{version.label}" + (f"-audit-{primary_audit.pk}" if primary_audit else "")
     return {f"{stem}.json": report_json(document), f"{stem}.html": report_html(document).encode("utf-8"),
             f"{stem}.pdf": report_pdf(document)}
 

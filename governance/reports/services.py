@@ -162,13 +162,14 @@ def _bundle_export_finish(*, export: BundleExport, summary: BundleSummary, path:
 
 # --- Reports ---------------------------------------------------------------------------------
 
-def report_generate(*, version: Any, by: Any, schedule: Any = None) -> Any:
-    """Render the version's report (JSON, HTML, PDF), store the files and record `report.generated`."""
+def report_generate(*, version: Any, by: Any, schedule: Any = None, audit: Any = None) -> Any:
+    """Render the version's report (or one audit's), store the files and record `report.generated`."""
     from governance.reports import report as report_module
     from governance.reports.models import GeneratedReport
 
     label = actor_label(by)
-    files = report_module.report_files_for_version(version)
+    audit_ref = f"{audit._meta.app_label}.{audit._meta.model_name}:{audit.pk}" if audit is not None else ""
+    files = report_module.report_files_for_version(version, primary_audit=audit)
     folder = Path(settings.MEDIA_ROOT) / "reports" / timezone.now().strftime("%Y/%m")
     folder.mkdir(parents=True, exist_ok=True)
     digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
@@ -185,11 +186,12 @@ def report_generate(*, version: Any, by: Any, schedule: Any = None) -> Any:
             generated = GeneratedReport.objects.create(
                 version=version, model_name=version.model.name, version_label=version.label, schedule=schedule,
                 actor=label, json_file=stored["json"], html_file=stored["html"], pdf_file=stored["pdf"],
-                digests=digests)
+                digests=digests, audit_ref=audit_ref)
             entry = ledger_append(actor=label, action="report.generated", subject=generated, payload={
                 "model": version.model.name, "version": version.label,
                 "version_subject": ["governance.modelversion", str(version.pk)],
-                "schedule": schedule.pk if schedule is not None else None, "files": digests,
+                "schedule": schedule.pk if schedule is not None else None, "audit": audit_ref or None,
+                "files": digests,
             })
             GeneratedReport.objects.filter(pk=generated.pk).update(ledger_seq=entry.seq)
             generated.ledger_seq = entry.seq

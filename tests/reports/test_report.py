@@ -124,3 +124,31 @@ def test_report_generate_stores_files_and_records_a_ledger_entry(version, audito
     for field in ("json_file", "html_file", "pdf_file"):
         data = (Path(settings.MEDIA_ROOT) / getattr(generated, field).name).read_bytes()
         assert hashlib.sha256(data).hexdigest() in entry.payload["files"].values()
+
+
+def test_a_per_audit_report_is_about_that_audit(version, audits):
+    document = report.report_document(version, audits=audits, primary_audit=audits[0])
+    assert document["audit"] == 1 and "(audit #1)" in document["title"]
+    assert _section(document, "groups")["content"]["audit"] == 1
+    assert _section(document, "fairness_method")["content"]["audit"] == 1
+    # The trend still shows every audit of the model.
+    assert len(_section(document, "monitoring")["content"]["trend"]) == 3
+
+
+def test_generate_report_command_stores_and_copies_the_files(version, settings, tmp_path):
+    import io
+
+    from django.core.management import call_command
+
+    from audit.models import LedgerEntry
+    from governance.reports.models import GeneratedReport
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    out = io.StringIO()
+    call_command("generate_report", "--model", version.model.name, "--version", version.label,
+                 "--out-dir", str(tmp_path / "out"), stdout=out)
+    generated = GeneratedReport.objects.get()
+    assert generated.actor == "system:generate_report"
+    assert LedgerEntry.objects.filter(action="report.generated", seq=generated.ledger_seq).exists()
+    copied = sorted(path.suffix for path in (tmp_path / "out").iterdir())
+    assert copied == [".html", ".json", ".pdf"]
