@@ -94,6 +94,7 @@ INSTALLED_APPS = [
     "governance.fairness",
     "governance.reports",
     "governance.pages",  # pages: dashboard, models, ledger explorer
+    "governance.outbox",  # faults area: transactional outbox for Celery tasks (label "outbox")
 ]
 
 MIDDLEWARE = [
@@ -299,3 +300,12 @@ OPENLINEAGE_MAX_EVENT_BYTES = int(_env("OPENLINEAGE_MAX_EVENT_BYTES", str(8 * 10
 # --- Hardening (faults/security area): request limits ------------------------------------------
 # JSON bodies nesting deeper than this are refused with 400 json_too_deep (Python's json recurses).
 MAX_JSON_DEPTH = int(_env("MAX_JSON_DEPTH", "64"))
+# Path ids are bounded to 18 digits (lineage's `rowid` converter); the schema says integer.
+SPECTACULAR_SETTINGS["PATH_CONVERTER_OVERRIDES"] = {"rowid": {"type": "integer", "minimum": 0,
+                                                             "maximum": 999_999_999_999_999_999}}
+# Outbox: tasks requested while the broker was down are published by this beat job (and at worker start).
+OUTBOX_DISPATCH_INTERVAL_S = int(_env("OUTBOX_DISPATCH_INTERVAL_S", "30"))
+CELERY_BEAT_SCHEDULE["outbox-dispatch"] = {
+    "task": "governance.outbox.tasks.outbox_dispatch_task",
+    "schedule": float(OUTBOX_DISPATCH_INTERVAL_S),
+}

@@ -4,24 +4,39 @@ governance/urls.py includes `api_urlpatterns` at `api/lineage/`, `openlineage_ur
 root (so the endpoint is exactly `api/v1/lineage`) and `page_urlpatterns` at `lineage/`.
 """
 
-from django.urls import path
+from django.urls import path, register_converter
 
 from lineage import api, views
 
+
+class RowIdConverter:
+    """A database id: at most 18 digits, so it always fits a BIGINT (a longer one is a 404, not a 500)."""
+
+    regex = "[0-9]{1,18}"
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value: int) -> str:
+        return str(value)
+
+
+register_converter(RowIdConverter, "rowid")
+
 api_urlpatterns = [
     path("datasets/", api.DatasetListApi.as_view(), name="lineage-datasets"),
-    path("datasets/<int:dataset_id>/", api.DatasetDetailApi.as_view(), name="lineage-dataset"),
-    path("datasets/<int:dataset_id>/versions/", api.DatasetVersionListApi.as_view(), name="lineage-dataset-versions"),
-    path("datasets/<int:dataset_id>/versions/<int:version_id>/", api.DatasetVersionDetailApi.as_view(),
+    path("datasets/<rowid:dataset_id>/", api.DatasetDetailApi.as_view(), name="lineage-dataset"),
+    path("datasets/<rowid:dataset_id>/versions/", api.DatasetVersionListApi.as_view(), name="lineage-dataset-versions"),
+    path("datasets/<rowid:dataset_id>/versions/<rowid:version_id>/", api.DatasetVersionDetailApi.as_view(),
          name="lineage-dataset-version"),
     path("runs/", api.TrainingRunListApi.as_view(), name="lineage-runs"),
-    path("runs/<int:run_id>/", api.TrainingRunDetailApi.as_view(), name="lineage-run"),
+    path("runs/<rowid:run_id>/", api.TrainingRunDetailApi.as_view(), name="lineage-run"),
     path("graph/", api.GraphApi.as_view(), name="lineage-graph"),
-    path("nodes/<int:node_id>/", api.NodeDetailApi.as_view(), name="lineage-node"),
+    path("nodes/<rowid:node_id>/", api.NodeDetailApi.as_view(), name="lineage-node"),
     path("keys/", api.KeyListApi.as_view(), name="lineage-keys"),
-    path("keys/<int:key_id>/revoke/", api.KeyRevokeApi.as_view(), name="lineage-key-revoke"),
+    path("keys/<rowid:key_id>/revoke/", api.KeyRevokeApi.as_view(), name="lineage-key-revoke"),
     path("attestations/", api.AttestationListApi.as_view(), name="lineage-attestations"),
-    path("attestations/<int:attestation_id>/", api.AttestationEnvelopeApi.as_view(), name="lineage-attestation"),
+    path("attestations/<rowid:attestation_id>/", api.AttestationEnvelopeApi.as_view(), name="lineage-attestation"),
 ]
 
 openlineage_urlpatterns = [
@@ -29,7 +44,7 @@ openlineage_urlpatterns = [
 ]
 
 page_urlpatterns = [
-    path("nodes/<int:node_id>/", views.lineage_node_page, name="lineage-node-page"),
+    path("nodes/<rowid:node_id>/", views.lineage_node_page, name="lineage-node-page"),
 ]
 
 urlpatterns = api_urlpatterns

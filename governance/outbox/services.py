@@ -1,0 +1,77 @@
+"""Writes of the outbox: enqueue a task in the caller's transaction; publish pending ones.
+
+Delivery is at least once: a message published just before its row is marked can be published
+again after a crash, so tasks must be idempotent (they are: they take ids and re-check state).
+Publishing never raises into a request: a broker that is down leaves the row pending, and the
+next dispatch (after the next commit that publishes, the beat job, a worker start, or
+`manage.py outbox_dispatch`) sends it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from governance.outbox.models import OutboxMessage
+
+logger = logging.getLogger(__name__)
+
+# Publishing gives up at once when the broker is unreachable; the row waits for the next dispatch.
+_PUBLISH_RETRY_POLICY = {"max_retries": 0}
+
+
+def outbox_enqueue(*, task_name: str, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None) -> OutboxMessage:
+    """Store a task request in the current transaction and publish it after commit."""
+    message = OutboxMessage.objects.create(task_name=task_name, args=list(args or []), kwargs=dict(kwargs or {}))
+    transaction.on_commit(lambda: _dispatch_after_commit(message.pk))
+    return message
+
+
+def _dispatch_after_commit(message_id: int) -> None:
+    try:
+        sent = outbox_dispatch(only=[message_id])
+        if sent:
+            # The broker answers again: send whatever an earlier outage left behind.
+            outbox_dispatch(limit=int(getattr(settings, "OUTBOX_DRAIN_BATCH", 200)))
+    except Exception:  # never fail the request whose change already committed
+        logger.exception("outbox: dispatch after commit failed; the message stays pending")
+
+
+def _publish(message: OutboxMessage) -> None:
+    from governance.celery import app
+
+    app.send_task(message.task_name, args=message.args, kwargs=message.kwargs, retry=False,
+                  retry_policy=_PUBLISH_RETRY_POLICY, headers={"outbox_id": message.pk})
+
+
+def outbox_dispatch(*, only: list[int] | None = None, limit: int = 500) -> int:
+    """Publish pending messages (oldest first); stop at the first broker failure. Returns how many were sent.
+
+    Rows are locked with SKIP LOCKED, so concurrent dispatchers never publish the same row twice.
+    """
+    sent = 0
+    with transaction.atomic():
+        pending = OutboxMessage.objects.filter(dispatched_at__isnull=True).order_by("pk")
+        if only is not None:
+            pending = pending.filter(pk__in=only)
+        locked = pending.select_for_update(skip_locked=True)[:limit]
+        for message in list(locked):
+            try:
+                _publish(message)
+            except Exception as exc:  # kombu OperationalError, redis ConnectionError, ...
+                OutboxMessage.objects.filter(pk=message.pk).update(
+                    attempts=message.attempts + 1, last_error=f"{type(exc).__name__}: {exc}"[:500])
+                logger.warning("outbox: broker unavailable (%s); %s stays pending", type(exc).__name__, message)
+                break
+            OutboxMessage.objects.filter(pk=message.pk).update(dispatched_at=timezone.now(),
+                                                               attempts=message.attempts + 1, last_error="")
+            sent += 1
+    return sent
+
+
+def outbox_pending_count() -> int:
+    return OutboxMessage.objects.filter(dispatched_at__isnull=True).count()
