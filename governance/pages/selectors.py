@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.db import connection
 from django.db.models import Count, Prefetch, Q, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
@@ -59,6 +60,50 @@ def decidable_requests(*, user: Any) -> QuerySet[ApprovalRequest]:
 def submitted_requests(*, user: Any) -> QuerySet[ApprovalRequest]:
     return (governance_selectors.approval_request_list(user=user).filter(submitted_by=user)
             .order_by("-submitted_at", "-pk"))
+
+
+SCAN_CHUNK = 200
+SCAN_MAX_CHUNKS = 5
+
+
+def first_matching(*, candidates: QuerySet[ApprovalRequest], matching: QuerySet[ApprovalRequest],
+                   limit: int) -> list[ApprovalRequest]:
+    """The first `limit` rows of `matching`, in the order of `candidates` (a superset of it).
+
+    `candidates` is cheap to walk in order (an index); each chunk of its ids is checked against
+    the permission-filtered `matching`, so a dashboard reads a few hundred rows, not every pending
+    request of 10,000 models. After a few chunks it falls back to the full query.
+    """
+    found: list[int] = []
+    ids = candidates.values_list("pk", flat=True)
+    for chunk in range(SCAN_MAX_CHUNKS):
+        batch = list(ids[chunk * SCAN_CHUNK:(chunk + 1) * SCAN_CHUNK])
+        if batch:
+            found += list(matching.filter(pk__in=batch).values_list("pk", flat=True))
+        if len(found) >= limit or len(batch) < SCAN_CHUNK:
+            break
+    else:
+        found = list(matching.values_list("pk", flat=True)[:limit])
+    if not found:
+        return []
+    rows = {row.pk: row for row in ApprovalRequest.objects.filter(pk__in=found[:limit])
+            .select_related("version__model", "submitted_by")}
+    return [rows[pk] for pk in found[:limit] if pk in rows]
+
+
+def decidable_requests_first(*, user: Any, limit: int = 20) -> list[ApprovalRequest]:
+    """The `limit` decidable requests that expire first (walks the status/expiry index)."""
+    matching = decidable_requests(user=user)
+    if not matching.query.is_empty():
+        candidates = ApprovalRequest.objects.filter(status=RequestStatus.PENDING).order_by("expires_at", "pk")
+        return first_matching(candidates=candidates, matching=matching, limit=limit)
+    return []
+
+
+def submitted_requests_first(*, user: Any, limit: int = 10) -> list[ApprovalRequest]:
+    """The user's `limit` latest visible requests."""
+    candidates = ApprovalRequest.objects.filter(submitted_by=user).order_by("-submitted_at", "-pk")
+    return first_matching(candidates=candidates, matching=submitted_requests(user=user), limit=limit)
 
 
 def deployments_by_environment(*, user: Any) -> list[dict[str, Any]]:
@@ -191,26 +236,55 @@ class LedgerPage:
     older: int | None  # pass as `before` to see older entries
 
 
+def _keyset(entries: QuerySet[LedgerEntry], *, by_time: bool, before: int | None, after: int | None,
+            ) -> tuple[QuerySet[LedgerEntry], bool]:
+    """Entries after/before the cursor entry, ordered away from it; True when the order is ascending.
+
+    Searches with a time window read in (recorded_at, seq) order, so the planner walks the
+    recorded_at index from the window's end and stops after one page, instead of walking a
+    million entries backwards by seq. Entries are timed under the append lock, so both orders
+    agree unless the server's clock stepped back.
+    """
+    ascending = after is not None
+    cursor = after if ascending else before
+    if cursor is not None:
+        if by_time:
+            moment = LedgerEntry.objects.filter(seq=cursor).values_list("recorded_at", flat=True).first()
+            if moment is None:
+                return entries.none(), ascending
+            if ascending:
+                entries = entries.filter(recorded_at__gte=moment).exclude(recorded_at=moment, seq__lte=cursor)
+            else:
+                entries = entries.filter(recorded_at__lte=moment).exclude(recorded_at=moment, seq__gte=cursor)
+        else:
+            entries = entries.filter(seq__gt=cursor) if ascending else entries.filter(seq__lt=cursor)
+    if by_time:
+        order = ("recorded_at", "seq") if ascending else ("-recorded_at", "-seq")
+    else:
+        order = ("seq",) if ascending else ("-seq",)
+    return entries.order_by(*order), ascending
+
+
 def ledger_search(*, filters: LedgerFilters, before: int | None = None, after: int | None = None,
                   page_size: int = LEDGER_PAGE_SIZE) -> LedgerPage:
-    """Newest first, keyset-paginated on `seq` (no COUNT over a million rows)."""
+    """Newest first, keyset-paginated (no COUNT over a million rows); `before`/`after` are entry seqs."""
     entries = audit_selectors.ledger_entry_list(
         action_prefix=filters.action or None, subject_type=filters.subject_type or None,
         subject_id=filters.subject_id or None, actor=filters.actor or None, since=filters.since, until=filters.until)
-    if after is not None:
-        rows = list(entries.filter(seq__gt=after).order_by("seq")[: page_size + 1])
-        more_newer = len(rows) > page_size
-        rows = list(reversed(rows[:page_size]))
-        newer = rows[0].seq if rows and more_newer else None
-        older = rows[-1].seq if rows else None
-        return LedgerPage(entries=rows, newer=newer, older=older)
-    if before is not None:
-        entries = entries.filter(seq__lt=before)
-    rows = list(entries[: page_size + 1])
-    more_older = len(rows) > page_size
+    # On SQLite the append's raw INSERT stores recorded_at with a "+00:00" suffix the ORM's
+    # parameters lack, so equality on it never matches there; SQLite pages by seq alone (it has
+    # no million-entry planner problem to avoid).
+    by_time = (filters.since is not None or filters.until is not None) and connection.vendor == "postgresql"
+    ordered, ascending = _keyset(entries, by_time=by_time, before=before, after=after)
+    rows = list(ordered[: page_size + 1])
+    more = len(rows) > page_size
     rows = rows[:page_size]
+    if ascending:
+        rows.reverse()
+        return LedgerPage(entries=rows, newer=rows[0].seq if rows and more else None,
+                          older=rows[-1].seq if rows else None)
     return LedgerPage(entries=rows, newer=rows[0].seq if rows and before is not None else None,
-                      older=rows[-1].seq if rows and more_older else None)
+                      older=rows[-1].seq if rows and more else None)
 
 
 def _b64(raw: bytes) -> str:

@@ -47,11 +47,10 @@ def _model_url(name: str, **query: str) -> str:
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     user = request.user
-    decidable = selectors.decidable_requests(user=user)
     scope, activity = selectors.recent_activity(user=user)
     context = {
-        "decidable": list(decidable[:20]),
-        "submitted": list(selectors.submitted_requests(user=user)[:10]),
+        "decidable": selectors.decidable_requests_first(user=user),
+        "submitted": selectors.submitted_requests_first(user=user),
         "environments": selectors.deployments_by_environment(user=user),
         "checkpoint": selectors.latest_checkpoint(),
         "verification": selectors.last_verification(),

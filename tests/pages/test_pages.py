@@ -324,3 +324,39 @@ def test_version_status_and_deployments_show_on_the_model_page(model, make_versi
     assert VersionStatus.DRAFT.label in html
     row = re.search(r'<tr id="version-400".*?</tr>', html, re.S).group(0)
     assert "staging" in row
+
+
+def test_dashboard_lists_agree_with_the_full_queries_whatever_the_scan_chunk(model, make_version, scientist, policy,
+                                                                              approver, monkeypatch):
+    for number in range(7):
+        services.model_version_submit(version=make_version(f"9.{number}.0"), by=scientist, comment="")
+    for chunk, max_chunks in ((2, 5), (2, 1), (200, 5)):
+        monkeypatch.setattr(selectors, "SCAN_CHUNK", chunk)
+        monkeypatch.setattr(selectors, "SCAN_MAX_CHUNKS", max_chunks)
+        for limit in (1, 3, 20):
+            assert [row.pk for row in selectors.decidable_requests_first(user=approver, limit=limit)] == list(
+                selectors.decidable_requests(user=approver).values_list("pk", flat=True)[:limit])
+            assert [row.pk for row in selectors.submitted_requests_first(user=scientist, limit=limit)] == list(
+                selectors.submitted_requests(user=scientist).values_list("pk", flat=True)[:limit])
+    assert selectors.decidable_requests_first(user=scientist) == []
+
+
+def test_ledger_pages_through_a_time_window_without_gaps_or_repeats(auditor):
+    start = timezone.now() - timedelta(seconds=1)
+    ledger.ledger_append_many([ledger.draft(actor="system:test", action="test.window", subject=("test.thing", str(i)))
+                               for i in range(60)])
+    ledger.ledger_append_many([ledger.draft(actor="system:test", action="test.window", subject=("test.thing", str(i)))
+                               for i in range(60, 130)])
+    window = selectors.LedgerFilters(action="test.window", since=start)
+    expected = list(LedgerEntry.objects.filter(action="test.window").order_by("-seq").values_list("seq", flat=True))
+    seen: list[int] = []
+    page = selectors.ledger_search(filters=window, page_size=40)
+    while True:
+        seen += [entry.seq for entry in page.entries]
+        if page.older is None:
+            break
+        page = selectors.ledger_search(filters=window, before=page.older, page_size=40)
+    assert seen == expected
+    back = selectors.ledger_search(filters=window, after=expected[45], page_size=40)
+    assert [entry.seq for entry in back.entries] == expected[5:45]
+    assert back.newer == expected[5]
