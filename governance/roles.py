@@ -47,6 +47,14 @@ _SUBMIT = [
     "governance.add_deployment",
     "governance.change_deployment",
 ]
+# Pipelines (service accounts with the data-scientist role) record lineage and sign attestations.
+_RECORD_LINEAGE = [
+    "lineage.add_dataset",
+    "lineage.add_datasetversion",
+    "lineage.add_trainingrun",
+    "lineage.add_pipelinekey",
+    "lineage.add_attestation",
+]
 _DECIDE = ["governance.add_approvaldecision"]
 _ALL_TIERS = [
     "governance.approve_tier_minimal",
@@ -56,7 +64,7 @@ _ALL_TIERS = [
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     VIEWER: _VIEW_GOVERNANCE,
-    DATA_SCIENTIST: _VIEW_GOVERNANCE + _SUBMIT,
+    DATA_SCIENTIST: _VIEW_GOVERNANCE + _SUBMIT + _RECORD_LINEAGE,
     # Approvers are scoped by object permissions or approve_tier_* granted to them or their group.
     APPROVER: _VIEW_GOVERNANCE + _DECIDE,
     # Risk officers review every tier and own the approval policies.
@@ -80,6 +88,8 @@ def wanted_permissions(role: str, available: list[tuple[str, str]]) -> set[tuple
     """(app_label, codename) pairs the role should hold, among the `available` ones."""
     explicit = {tuple(name.split(".", 1)) for name in ROLE_PERMISSIONS[role]}
     wanted: set[tuple[str, str]] = {pair for pair in available if pair in explicit}
+    if role == DATA_SCIENTIST:
+        wanted |= {(app, code) for app, code in available if app == "lineage" and code.startswith("view_")}
     if role in (AUDITOR, ADMIN):
         wanted |= {(app, code) for app, code in available
                    if app in READABLE_APPS and (code.startswith("view_") or code.startswith(EXPORT_CODENAME_PREFIX))}

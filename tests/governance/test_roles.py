@@ -36,6 +36,13 @@ def test_data_scientist_submits_but_does_not_decide():
     assert not {p for p in scientist if "approve_tier" in p}
 
 
+def test_data_scientist_records_lineage_and_signs_attestations():
+    scientist = perms("data_scientist")
+    assert {"lineage.add_dataset", "lineage.add_datasetversion", "lineage.add_trainingrun",
+            "lineage.add_pipelinekey", "lineage.add_attestation", "lineage.view_lineagenode"} <= scientist
+    assert "audit.view_ledgerentry" not in scientist
+
+
 def test_approver_decides_but_is_scoped():
     approver = perms("approver")
     assert "governance.add_approvaldecision" in approver
