@@ -1,0 +1,375 @@
+"""The access matrix: every object-scoped endpoint and page × every role × (own object, another
+team's object, a nonexistent one), each cell asserted against the rule it follows; list endpoints
+and pages never show another team's model names; separation of duties holds through the API,
+the pages and the admin; tokens (revoked, expired, read-only) are refused and stored hashed.
+
+Outcome classes, so a cell names the access decision rather than the domain result behind it:
+  OK    2xx
+  PASS  got past every access check: 2xx, or a domain refusal (400/409) from the service
+  F     403      N  404 (the object does not exist for this caller)
+  U     401      L  302 to the sign-in page
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.test import Client
+from django.utils import timezone
+
+from audit.governed import acting_as
+from audit.models import LedgerEntry
+from governance import services
+from governance.models import ApprovalRequest, RegisteredModel, ServiceToken, Team, TokenScope
+
+pytestmark = pytest.mark.django_db
+
+SEED = "system:access_matrix"
+OWN, OTHER, MISSING = "own", "other", "missing"
+OBJECTS = (OWN, OTHER, MISSING)
+SECRET = "beta-hiring-secret"  # the other team's model: its name must never leak
+ROLES = ("anonymous", "viewer", "data_scientist", "approver", "risk_officer", "auditor", "admin",
+         "token_read", "token_write")
+SEES_EVERY_MODEL = {"risk_officer", "auditor", "admin"}
+TOKENS = {"token_read", "token_write"}
+CARD = {"intended_use": "u", "limitations": "l", "evaluation_data": "e", "ethical_considerations": "c"}
+
+
+# --- The world ------------------------------------------------------------------------------------
+
+def _user(username: str, *groups: Group, superuser: bool = False) -> Any:
+    user = get_user_model().objects.create(username=username, is_staff=True, is_superuser=superuser)
+    with acting_as(SEED):
+        for group in groups:
+            user.groups.add(group)
+    return get_user_model().objects.get(pk=user.pk)
+
+
+def _role(name: str) -> Group:
+    return Group.objects.get(name=name)
+
+
+def build_world() -> dict[str, Any]:
+    team_a = services.team_create(by=SEED, name="credit-risk")
+    team_b = services.team_create(by=SEED, name="hiring")
+    users = {
+        "viewer": _user("vera", _role("viewer"), team_a.group),
+        "data_scientist": _user("dana", _role("data_scientist"), team_a.group),
+        "approver": _user("alice", _role("approver")),
+        "risk_officer": _user("rita", _role("risk_officer")),
+        "auditor": _user("audrey", _role("auditor")),
+        "admin": _user("adam", _role("admin")),
+    }
+    scientist_b = _user("bert", _role("data_scientist"), team_b.group)
+    for tier in ("high", "limited"):
+        services.approval_policy_set(by=SEED, risk_tier=tier, quorum=2, required_roles=[], required_card_fields=[],
+                                     expiry_hours=48)
+    staging = services.environment_create(by=SEED, name="staging", is_production=False)
+    world: dict[str, Any] = {"users": users, "objects": {}}
+    for key, name, team, tier, owner in ((OWN, "alpha-scorer", team_a, "high", users["data_scientist"]),
+                                         (OTHER, SECRET, team_b, "limited", scientist_b)):
+        model = services.model_register(by=owner, name=name, team=team, risk_tier=tier)
+        versions = {label: services.model_version_register(model=model, by=owner, label=label, artifact_uri=f"s3://{name}/{label}/",
+                                                           manifest={"m.bin": "a" * 64}, **CARD)
+                    for label in ("1.0.0", "2.0.0", "3.0.0")}
+        decide = services.model_version_submit(version=versions["2.0.0"], by=owner)
+        withdraw = services.model_version_submit(version=versions["3.0.0"], by=owner)
+        deployment = services.deployment_record(version=versions["1.0.0"], environment=staging, by=owner)
+        world["objects"][key] = {"model": name, "decide": decide.pk, "withdraw": withdraw.pk, "deployment": deployment.pk}
+    world["objects"][MISSING] = {"model": "no-such-model", "decide": 999_999, "withdraw": 999_998, "deployment": 999_997}
+    services.approver_scope_grant(by=SEED, to=users["approver"], model=RegisteredModel.objects.get(name="alpha-scorer"))
+    alpha = RegisteredModel.objects.get(name="alpha-scorer")
+    _, read_token = services.service_account_create(by=SEED, name="pipe-read", role="data_scientist", models=[alpha],
+                                                    scope=TokenScope.READ)
+    _, write_token = services.service_account_create(by=SEED, name="pipe-write", role="data_scientist", models=[alpha])
+    world["tokens"] = {"token_read": read_token, "token_write": write_token}
+    return world
+
+
+def client_for(world: dict[str, Any], role: str) -> Client:
+    client = Client(raise_request_exception=False)
+    if role in TOKENS:
+        client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {world['tokens'][role]}"
+    elif role != "anonymous":
+        client.force_login(world["users"][role])
+    return client
+
+
+# --- The rules ------------------------------------------------------------------------------------
+
+def sees(role: str, obj: str) -> bool:
+    return obj == OWN or (obj == OTHER and role in SEES_EVERY_MODEL)
+
+
+def expect_read(role: str, obj: str) -> str:
+    if role == "anonymous":
+        return "U"
+    return "OK" if sees(role, obj) else "N"
+
+
+def expect_write(role: str, obj: str) -> str:
+    """Registering, submitting, withdrawing, deploying, rolling back: team writers and admins."""
+    if role == "anonymous":
+        return "U"
+    if role == "token_read":
+        return "F"  # a read token is refused before any lookup
+    if not sees(role, obj):
+        return "N"
+    writers = {"data_scientist", "token_write", "admin"}
+    return "PASS" if role in writers else "F"
+
+
+def expect_decide(role: str, obj: str) -> str:
+    """Approvers in scope and risk officers decide; pipelines and admins never do."""
+    if role == "anonymous":
+        return "U"
+    if role == "token_read":
+        return "F"
+    if not sees(role, obj):
+        return "N"
+    return "PASS" if role in {"approver", "risk_officer"} else "F"
+
+
+def expect_export(role: str, obj: str) -> str:
+    """Auditors and admins export bundles; the export right is checked before the model is looked up."""
+    if role == "anonymous":
+        return "U"
+    if role not in {"auditor", "admin"}:
+        return "F"
+    return "PASS" if sees(role, obj) else "N"
+
+
+def expect_page(role: str, obj: str) -> str:
+    if role == "anonymous" or role in TOKENS:  # pages use sessions; a bearer token signs no one in
+        return "L"
+    return "OK" if sees(role, obj) else "N"
+
+
+ENDPOINTS: list[tuple[str, str, Any, Any]] = [
+    ("GET", "/api/models/{model}/", None, expect_read),
+    ("GET", "/api/models/{model}/versions/", None, expect_read),
+    ("GET", "/api/models/{model}/versions/1.0.0/", None, expect_read),
+    ("POST", "/api/models/{model}/versions/", {"label": "9.9.9", "artifact_uri": "s3://x/", "manifest": {"m": "b" * 64}},
+     expect_write),
+    ("POST", "/api/models/{model}/versions/1.0.0/approval-requests/", {"comment": "please"}, expect_write),
+    ("GET", "/api/approval-requests/{decide}/", None, expect_read),
+    ("POST", "/api/approval-requests/{decide}/decisions/", {"decision": "approve", "comment": "fine"}, expect_decide),
+    ("POST", "/api/approval-requests/{withdraw}/withdraw/", {"comment": "not yet"}, expect_write),
+    ("GET", "/api/deployments/{deployment}/", None, expect_read),
+    ("POST", "/api/deployments/", {"model": "{model}", "version": "1.0.0", "environment": "staging"}, expect_write),
+    ("POST", "/api/deployments/{deployment}/rollback/", {"comment": "revert"}, expect_write),
+    ("POST", "/api/bundles/", {"model": "{model}"}, expect_export),
+    ("GET", "/models/{model}/", None, expect_page),
+]
+
+
+def outcome(status_code: int, location: str = "") -> str:
+    if 200 <= status_code < 300:
+        return "OK"
+    if status_code in (400, 409):
+        return "DOMAIN"
+    if status_code == 302 and "login" in location:
+        return "L"
+    return {401: "U", 403: "F", 404: "N"}.get(status_code, str(status_code))
+
+
+def matches(expected: str, got: str) -> bool:
+    return got == expected or (expected == "PASS" and got in ("OK", "DOMAIN"))
+
+
+def _normalized(content: bytes, names: dict[str, Any], missing: dict[str, Any]) -> bytes:
+    """The body with this object's name and ids replaced by the nonexistent object's (CSRF tokens removed)."""
+    content = re.sub(rb'name="csrfmiddlewaretoken" value="[^"]*"', b"", content)
+    for key, value in names.items():
+        content = content.replace(str(value).encode(), str(missing[key]).encode())
+    return content
+
+
+def _fill(value: Any, names: dict[str, Any]) -> Any:
+    if isinstance(value, str):
+        return value.format(**names)
+    if isinstance(value, dict):
+        return {key: _fill(item, names) for key, item in value.items()}
+    return value
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_access_matrix(role):
+    world = build_world()
+    client = client_for(world, role)
+    wrong: list[str] = []
+    for method, template, body, rule in ENDPOINTS:
+        seen: dict[str, bytes] = {}
+        for obj in (MISSING, OWN, OTHER):
+            names = world["objects"][obj]
+            path = template.format(**names)
+            before = LedgerEntry.objects.count()
+            if method == "GET":
+                response = client.get(path)
+            else:
+                response = client.post(path, _fill(body, names), content_type="application/json")
+            expected = rule(role, obj)
+            got = outcome(response.status_code, response.get("Location", ""))
+            if not matches(expected, got):
+                wrong.append(f"{method} {template} [{obj}]: expected {expected}, got {response.status_code} "
+                             f"{response.content[:160]!r}")
+            if got not in ("OK",) and LedgerEntry.objects.count() != before:
+                wrong.append(f"{method} {template} [{obj}]: refused ({response.status_code}) but wrote to the ledger")
+            seen[obj] = _normalized(response.content, names, world["objects"][MISSING])
+            if obj == OTHER and got == "N" and seen[OTHER] != seen[MISSING]:
+                # An invisible object must answer exactly like a nonexistent one: no existence oracle.
+                wrong.append(f"{method} {template} [other]: its 404 differs from a nonexistent object's: "
+                             f"{response.content[:160]!r} vs {seen[MISSING][:160]!r}")
+            if obj == OWN and not sees(role, OTHER) and SECRET.encode() in response.content:
+                wrong.append(f"{method} {template} [own]: names the other team's model")
+    assert not wrong, f"role {role}:\n" + "\n".join(wrong)
+
+
+# --- Lists and pages never leak another team's model ----------------------------------------------
+
+LIST_PATHS = ["/api/models/", "/api/approval-requests/", "/api/deployments/", "/api/bundles/",
+              "/api/models/?team=hiring", "/api/approval-requests/?model=" + SECRET, "/models/", "/"]
+
+
+@pytest.mark.parametrize("role", [role for role in ROLES if role not in SEES_EVERY_MODEL])
+def test_lists_and_pages_never_name_another_teams_model(role):
+    world = build_world()
+    client = client_for(world, role)
+    for path in LIST_PATHS:
+        response = client.get(path)
+        assert response.status_code in (200, 302, 401, 403), (path, response.status_code)
+        assert SECRET.encode() not in response.content, f"{path} leaks {SECRET} to {role}"
+    if role != "anonymous":
+        own = client.get("/api/models/")
+        if own.status_code == 200 and role not in {"auditor"}:
+            assert b"alpha-scorer" in own.content, "the own model is listed (the leak check is not vacuous)"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_ledger_is_for_auditors_and_admins_only(role):
+    world = build_world()
+    client = client_for(world, role)
+    expected = {"auditor": 200, "admin": 200, "anonymous": 401}.get(role, 403)
+    for path in ("/api/ledger/entries/", "/api/ledger/entries/0/"):
+        response = client.get(path)
+        assert response.status_code == expected, (path, response.status_code)
+    page = client.get("/ledger/")
+    if role in ("anonymous", *TOKENS):
+        assert page.status_code == 302
+    elif role in ("auditor", "admin"):
+        assert page.status_code == 200
+    else:
+        assert page.status_code in (403, 404)
+        assert SECRET.encode() not in page.content
+
+
+# --- Separation of duties through the API, the pages and the admin --------------------------------
+
+@pytest.fixture
+def submitter_approver(db):  # type: ignore[no-untyped-def]
+    """Sam writes for team A and is also an approver in scope: he must never approve his own request."""
+    world = build_world()
+    team_a = Team.objects.get(name="credit-risk")
+    sam = _user("sam", _role("data_scientist"), _role("approver"), team_a.group)
+    alpha = RegisteredModel.objects.get(name="alpha-scorer")
+    services.approver_scope_grant(by=SEED, to=sam, model=alpha)
+    sam = get_user_model().objects.get(pk=sam.pk)
+    version = services.model_version_register(model=alpha, by=sam, label="7.0.0", artifact_uri="s3://a/7/",
+                                              manifest={"m.bin": "c" * 64}, **CARD)
+    request = services.model_version_submit(version=version, by=sam)
+    client = Client(raise_request_exception=False)
+    client.force_login(sam)
+    return world, sam, request, client
+
+
+def _decisions(request_id: int) -> int:
+    return ApprovalRequest.objects.get(pk=request_id).decisions.count()
+
+
+def test_sod_submitter_cannot_approve_own_request_through_the_api(submitter_approver):
+    _, _, request, client = submitter_approver
+    response = client.post(f"/api/approval-requests/{request.pk}/decisions/", {"decision": "approve", "comment": "mine"},
+                           content_type="application/json")
+    assert response.status_code == 403 and "separation" in response.json()["code"], response.content
+    assert _decisions(request.pk) == 0
+
+
+def test_sod_submitter_cannot_approve_own_request_through_the_page(submitter_approver):
+    _, _, request, client = submitter_approver
+    client.post(f"/models/alpha-scorer/requests/{request.pk}/decide/", {"decision": "approve", "comment": "mine"})
+    assert _decisions(request.pk) == 0
+    assert ApprovalRequest.objects.get(pk=request.pk).status == "pending"
+
+
+def test_sod_submitter_cannot_approve_own_request_through_the_admin(submitter_approver):
+    _, _, request, client = submitter_approver
+    client.post(f"/admin/governance/approvalrequest/{request.pk}/decide/", {"decision": "approve", "comment": "mine"})
+    assert _decisions(request.pk) == 0
+    assert ApprovalRequest.objects.get(pk=request.pk).status == "pending"
+
+
+def test_sod_another_approver_in_scope_can_approve(submitter_approver):
+    world, _, request, _ = submitter_approver
+    client = client_for(world, "approver")
+    response = client.post(f"/api/approval-requests/{request.pk}/decisions/", {"decision": "approve", "comment": "ok"},
+                           content_type="application/json")
+    assert response.status_code == 201, response.content
+    assert _decisions(request.pk) == 1
+
+
+# --- Tokens ---------------------------------------------------------------------------------------
+
+def test_tokens_are_stored_hashed_and_revoked_or_expired_tokens_are_refused():
+    world = build_world()
+    token_text = world["tokens"]["token_write"]
+    stored = ServiceToken.objects.get(account__name="pipe-write")
+    assert token_text not in {stored.prefix, stored.token_hash}
+    assert stored.token_hash == hashlib.sha256(token_text.encode()).hexdigest()
+    for entry in LedgerEntry.objects.filter(subject_type="governance.servicetoken"):
+        assert token_text.split("_")[-1] not in bytes(entry.canonical).decode(), "the secret is in the ledger"
+
+    client = client_for(world, "token_write")
+    assert client.get("/api/models/").status_code == 200
+    with acting_as(SEED):
+        ServiceToken.objects.filter(pk=stored.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    expired = client.get("/api/models/")
+    assert expired.status_code == 401 and expired.json()["code"] == "authentication_failed"
+    with acting_as(SEED):
+        ServiceToken.objects.filter(pk=stored.pk).update(expires_at=None)
+    assert client.get("/api/models/").status_code == 200
+    services.service_token_revoke(token=stored, by=SEED)
+    revoked = client.get("/api/models/")
+    assert revoked.status_code == 401 and revoked.json()["code"] == "authentication_failed"
+    assert LedgerEntry.objects.filter(action="service_token.revoked").exists()
+
+
+def test_a_guessed_or_malformed_token_is_refused():
+    world = build_world()
+    real = world["tokens"]["token_write"]
+    prefix = real.rsplit("_", 1)[0]
+    for fake in (prefix + "_" + "x" * 40, "gov_nope_nope", "Bearer", real + "x", real[:-1]):
+        client = Client(raise_request_exception=False, HTTP_AUTHORIZATION=f"Bearer {fake}")
+        assert client.get("/api/models/").status_code == 401, fake
+
+
+# --- Sign-in: rate limited, failures recorded in the ledger ---------------------------------------
+
+def test_failed_sign_ins_are_recorded_in_the_ledger_and_rate_limited(settings):
+    user = get_user_model().objects.create_user("signer", password="correct-horse-battery", is_staff=True)
+    client = Client(raise_request_exception=False)
+    before = LedgerEntry.objects.filter(action__icontains="sign").count()
+    for _ in range(12):
+        client.post("/admin/login/", {"username": "signer", "password": "wrong-password"}, REMOTE_ADDR="10.9.8.7")
+    failures = LedgerEntry.objects.filter(action__icontains="sign").count() - before
+    assert failures >= 10, "each failed sign-in is a ledger entry"
+    blocked = client.post("/admin/login/", {"username": "signer", "password": "correct-horse-battery"},
+                          REMOTE_ADDR="10.9.8.7")
+    assert blocked.status_code == 200 and b"Too many failed sign-ins" in blocked.content, "rate limit did not apply"
+    assert "_auth_user_id" not in client.session
+    assert user.pk  # the account itself is untouched
