@@ -309,3 +309,29 @@ CELERY_BEAT_SCHEDULE["outbox-dispatch"] = {
     "task": "governance.outbox.tasks.outbox_dispatch_task",
     "schedule": float(OUTBOX_DISPATCH_INTERVAL_S),
 }
+
+# --- Fairness audits (fairness area) ---------------------------------------------------------
+# Largest prediction batch (API upload) and evaluation dataset accepted; bigger uploads get 413.
+FAIRNESS_MAX_UPLOAD_BYTES = int(_env("FAIRNESS_MAX_UPLOAD_BYTES", str(200 * 1024 * 1024)))
+FAIRNESS_MAX_DATASET_BYTES = int(_env("FAIRNESS_MAX_DATASET_BYTES", str(2 * 1024 * 1024 * 1024)))
+FAIRNESS_MAX_BOOTSTRAP = int(_env("FAIRNESS_MAX_BOOTSTRAP", "100000"))
+FAIRNESS_CHUNK_ROWS = int(_env("FAIRNESS_CHUNK_ROWS", "1000000"))
+# Test hook only: seconds to sleep after each chunk, so an integration test can interrupt an audit.
+FAIRNESS_CHUNK_DELAY_S = float(_env("FAIRNESS_CHUNK_DELAY_S", "0"))
+# A running audit whose heartbeat is older than this is taken over by another worker.
+FAIRNESS_RUN_LEASE_S = int(_env("FAIRNESS_RUN_LEASE_S", "120"))
+FAIRNESS_REQUEUE_AFTER_S = int(_env("FAIRNESS_REQUEUE_AFTER_S", "900"))
+FAIRNESS_TASK_TIME_LIMIT_S = int(_env("FAIRNESS_TASK_TIME_LIMIT_S", "3600"))
+# Failing audits: e-mail to the model's contacts plus these, and a webhook signed with HMAC-SHA256.
+FAIRNESS_NOTIFY_EMAILS = [a.strip() for a in _env("FAIRNESS_NOTIFY_EMAILS", "").split(",") if a.strip()]
+FAIRNESS_WEBHOOK_URL = _env("FAIRNESS_WEBHOOK_URL", "")
+FAIRNESS_WEBHOOK_SECRET = _env("FAIRNESS_WEBHOOK_SECRET", "")
+FAIRNESS_WEBHOOK_TIMEOUT_S = float(_env("FAIRNESS_WEBHOOK_TIMEOUT_S", "10"))
+FAIRNESS_PUBLIC_BASE_URL = _env("FAIRNESS_PUBLIC_BASE_URL", "http://127.0.0.1:8000")
+FAIRNESS_RECOVER_INTERVAL_S = int(_env("FAIRNESS_RECOVER_INTERVAL_S", "60"))
+CELERY_BEAT_SCHEDULE["fairness-audit-recover"] = {
+    "task": "governance.fairness.tasks.fairness_audit_recover_task",
+    "schedule": float(FAIRNESS_RECOVER_INTERVAL_S),
+}
+# The queue tasks go to by default; integration tests give each worker a queue of its own.
+CELERY_TASK_DEFAULT_QUEUE = _env("CELERY_TASK_DEFAULT_QUEUE", "celery")

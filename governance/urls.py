@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="openapi-schema"), name="api-redoc"),
     path("api/ledger/", include("audit.urls")),
     path("api/bundles/", include("governance.reports.urls")),  # reports: audit bundle exports
+    path("api/", include("governance.fairness.urls")),  # fairness: audits, specs, prediction batches, trend
     path("api/", include("governance.api_urls")),  # governance: registry, approvals, deployments
     path("api/lineage/", include(lineage_urls.api_urlpatterns)),  # lineage: REST API
     path("", include(lineage_urls.openlineage_urlpatterns)),  # lineage: exactly POST /api/v1/lineage (OpenLineage)

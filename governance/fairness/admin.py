@@ -1,0 +1,86 @@
+"""Admin: audit specs (schedule link editable, "Run now"), runs and prediction batches (read-only).
+
+Schedules themselves are django-celery-beat's Periodic tasks (registered by that package), where
+risk officers change intervals or crontabs. Every write here goes through `services`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from audit.errors import ServiceError
+from governance.fairness import selectors, services
+from governance.fairness.models import AuditRun, AuditSpec, PredictionBatch
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(AuditSpec)
+class AuditSpecAdmin(admin.ModelAdmin):
+    list_display = ("id", "name", "model", "target", "version", "periodic_task", "created_at")
+    list_filter = ("target",)
+    search_fields = ("name", "model__name")
+    actions = ["run_now"]
+    fields = ("name", "model", "target", "version", "dataset_version", "dataset_file", "dataset_sha256", "y_true",
+              "y_pred", "score", "threshold", "sensitive", "pos_label", "metrics", "thresholds", "min_group_size",
+              "include_small_groups", "reference_group", "bootstrap", "seed", "window_days", "periodic_task",
+              "created_by", "created_at")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # Specs are created through the API (they carry an uploaded file); only the schedule link is edited here.
+        return [name for name in self.fields if name != "periodic_task"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AuditSpec]:
+        return selectors.audit_spec_list(user=request.user)
+
+    def save_model(self, request: HttpRequest, obj: AuditSpec, form: Any, change: bool) -> None:
+        if "periodic_task" in form.changed_data:
+            services.audit_spec_schedule_set(by=request.user, spec=obj, periodic_task=obj.periodic_task)
+
+    @admin.action(description="Run now")
+    def run_now(self, request: HttpRequest, queryset: QuerySet[AuditSpec]) -> None:
+        for spec in queryset[:20]:
+            try:
+                run = services.audit_request(spec=spec, by=request.user)
+            except ServiceError as error:
+                self.message_user(request, f"{spec}: {error.message} [{error.code}]", messages.ERROR)
+            else:
+                self.message_user(request, f"Fairness audit #{run.pk} of {spec} queued.", messages.INFO)
+
+
+@admin.register(AuditRun)
+class AuditRunAdmin(ReadOnlyAdmin):
+    list_display = ("id", "spec", "model_version", "trigger", "status", "progress", "passed", "requested_by_label",
+                    "finished_at", "error_code")
+    list_filter = ("status", "passed", "trigger")
+    search_fields = ("spec__model__name", "input_sha256", "result_sha256")
+    readonly_fields = [field.name for field in AuditRun._meta.fields]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AuditRun]:
+        return selectors.audit_run_list(user=request.user)
+
+
+@admin.register(PredictionBatch)
+class PredictionBatchAdmin(ReadOnlyAdmin):
+    list_display = ("id", "model", "served_version", "file_format", "rows", "size_bytes", "sha256", "uploaded_at")
+    search_fields = ("model__name", "sha256")
+    readonly_fields = [field.name for field in PredictionBatch._meta.fields]

@@ -1,0 +1,14 @@
+"""Routes of the fairness API (included under /api/)."""
+
+from django.urls import path
+
+from governance.fairness import api
+
+urlpatterns = [
+    path("fairness/audits/", api.AuditListView.as_view(), name="fairness-audits"),
+    path("fairness/audits/<str:audit_id>/", api.AuditDetailView.as_view(), name="fairness-audit"),
+    path("fairness/audits/<str:audit_id>/status/", api.AuditStatusView.as_view(), name="fairness-audit-status"),
+    path("fairness/specs/", api.SpecListView.as_view(), name="fairness-specs"),
+    path("fairness/trend/", api.TrendView.as_view(), name="fairness-trend"),
+    path("models/<str:name>/prediction-batches/", api.PredictionBatchView.as_view(), name="fairness-batches"),
+]
