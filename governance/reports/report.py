@@ -596,10 +596,12 @@ def report_files_for_version(version: ModelVersion, *, audits: list[Any] | None 
             f"{stem}.pdf": report_pdf(document)}
 
 
-def report_files(plan: Any) -> dict[str, bytes]:
+def report_files(plan: Any, progress: Any = None) -> dict[str, bytes]:
     """The report of every version in the plan, as JSON, HTML and PDF (report/ in the bundle)."""
     files: dict[str, bytes] = {}
-    for version in plan.versions:
+    for index, version in enumerate(plan.versions):
+        if progress is not None:
+            progress(index, len(plan.versions), version.label)
         files.update(report_files_for_version(version, audits=plan.audits))
     return files
 

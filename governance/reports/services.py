@@ -60,7 +60,7 @@ def bundle_export_request(*, by: Any, subjects: list[tuple[str, str]] | list[lis
     )
 
 
-def bundle_contents_for(export: BundleExport) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+def bundle_contents_for(export: BundleExport, *, progress: Any = None) -> tuple[list[tuple[str, str]], dict[str, Any]]:
     """The subjects (as requested, plus anything recorded since for the model) and the files to carry."""
     subjects = {(str(t), str(i)) for t, i in export.subjects}
     if not export.model_name:
@@ -75,7 +75,7 @@ def bundle_contents_for(export: BundleExport) -> tuple[list[tuple[str, str]], di
     from governance.reports import report as report_module
 
     contents["audits"] = report_module.audit_files(plan.audits)
-    contents["report"] = report_module.report_files(plan)
+    contents["report"] = report_module.report_files(plan, progress=progress)
     return sorted(subjects), contents
 
 
@@ -102,14 +102,17 @@ def bundle_export_run(*, export_id: int, bundle_contents: dict[str, Any] | None 
     tmp_path = Path(tmp_name)
     final_path: Path | None = None
     try:
-        subjects, contents = bundle_contents_for(export)
+        subjects, contents = bundle_contents_for(
+            export, progress=lambda index, total, label: _set_progress(
+                export_id, 2 + int(18 * index / max(total, 1)), f"rendering the report of {label}"))
         if bundle_contents:
             contents = {**contents, **bundle_contents}
-        _set_progress(export_id, 3, "report and evidence ready")
+        _set_progress(export_id, 20, "reports ready")
         with os.fdopen(fd, "wb") as handle:
             summary = build_bundle(
                 subjects=subjects, out=handle,
-                progress=lambda percent, stage: _set_progress(export_id, min(percent, 95), stage),
+                # The bundle's own 0-100 maps onto 20-95; 100 is set with the ledger entry.
+                progress=lambda percent, stage: _set_progress(export_id, 20 + min(percent, 100) * 75 // 100, stage),
                 **contents,
             )
             handle.flush()
