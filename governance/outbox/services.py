@@ -20,10 +20,6 @@ from governance.outbox.models import OutboxMessage
 
 logger = logging.getLogger(__name__)
 
-# Publishing gives up at once when the broker is unreachable; the row waits for the next dispatch.
-_PUBLISH_RETRY_POLICY = {"max_retries": 0}
-
-
 def outbox_enqueue(*, task_name: str, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None) -> OutboxMessage:
     """Store a task request in the current transaction and publish it after commit."""
     message = OutboxMessage.objects.create(task_name=task_name, args=list(args or []), kwargs=dict(kwargs or {}))
@@ -41,35 +37,37 @@ def _dispatch_after_commit(message_id: int) -> None:
         logger.exception("outbox: dispatch after commit failed; the message stays pending")
 
 
-def _publish(message: OutboxMessage) -> None:
-    from governance.celery import app
-
-    app.send_task(message.task_name, args=message.args, kwargs=message.kwargs, retry=False,
-                  retry_policy=_PUBLISH_RETRY_POLICY, headers={"outbox_id": message.pk})
-
-
 def outbox_dispatch(*, only: list[int] | None = None, limit: int = 500) -> int:
     """Publish pending messages (oldest first); stop at the first broker failure. Returns how many were sent.
 
     Rows are locked with SKIP LOCKED, so concurrent dispatchers never publish the same row twice.
+    One broker connection serves the batch, and it is tried once: Celery's own publish retries
+    would hold the request for seconds while Redis is down, and the row can simply wait.
     """
+    from governance.celery import app
+
     sent = 0
     with transaction.atomic():
         pending = OutboxMessage.objects.filter(dispatched_at__isnull=True).order_by("pk")
         if only is not None:
             pending = pending.filter(pk__in=only)
-        locked = pending.select_for_update(skip_locked=True)[:limit]
-        for message in list(locked):
-            try:
-                _publish(message)
-            except Exception as exc:  # kombu OperationalError, redis ConnectionError, ...
-                OutboxMessage.objects.filter(pk=message.pk).update(
-                    attempts=message.attempts + 1, last_error=f"{type(exc).__name__}: {exc}"[:500])
-                logger.warning("outbox: broker unavailable (%s); %s stays pending", type(exc).__name__, message)
-                break
-            OutboxMessage.objects.filter(pk=message.pk).update(dispatched_at=timezone.now(),
-                                                               attempts=message.attempts + 1, last_error="")
-            sent += 1
+        messages = list(pending.select_for_update(skip_locked=True)[:limit])
+        if not messages:
+            return 0
+        with app.connection_for_write() as connection:
+            for message in messages:
+                try:
+                    connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.1, timeout=2)
+                    app.send_task(message.task_name, args=message.args, kwargs=message.kwargs, retry=False,
+                                  connection=connection, headers={"outbox_id": message.pk})
+                except Exception as exc:  # kombu OperationalError, redis ConnectionError, ...
+                    OutboxMessage.objects.filter(pk=message.pk).update(
+                        attempts=message.attempts + 1, last_error=f"{type(exc).__name__}: {exc}"[:500])
+                    logger.warning("outbox: broker unavailable (%s); %s stays pending", type(exc).__name__, message)
+                    break
+                OutboxMessage.objects.filter(pk=message.pk).update(dispatched_at=timezone.now(),
+                                                                   attempts=message.attempts + 1, last_error="")
+                sent += 1
     return sent
 
 
