@@ -64,10 +64,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 def _audit_overview(user: Any) -> dict[str, Any]:
     """Failing or overdue fairness audits, when the fairness app offers them."""
-    try:
-        from governance.pages import fairness
-    except ImportError:  # pragma: no cover - the fairness app is optional for the pages
-        return {"fairness_available": False}
+    from governance.pages import fairness
+
     return fairness.dashboard_overview(user=user)
 
 
@@ -116,7 +114,8 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
     from governance.pages import fairness
 
     context.update(fairness.model_section(user=user, model=model, versions=page.versions, selected=selected,
-                                          audit_id=_int_param(request, "audit")))
+                                          audit_id=_int_param(request, "audit"),
+                                          result_id=_int_param(request, "audit_result")))
     return render(request, "pages/model_detail.html", {"nav": "models", **context})
 
 
