@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from django.conf import settings
+from django.http import QueryDict
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -176,8 +177,8 @@ def _create_spec(request: Request, data: dict[str, Any]) -> AuditSpec:
 
 
 def _data(request: Request) -> dict[str, Any]:
-    if hasattr(request.data, "dict") and not isinstance(request.data, dict):
-        return request.data.dict()  # type: ignore[no-any-return]
+    if isinstance(request.data, QueryDict):  # multipart/form: one value per field
+        return request.data.dict()
     if not isinstance(request.data, dict):
         raise InvalidInput("The request body must be a JSON object.", code="invalid_input")
     return dict(request.data)

@@ -1,0 +1,399 @@
+"""Fairness services: runs record one result with its digests in the ledger, unlock approvals as
+evidence, fail cleanly on bad files, notify on failure, and survive redelivery and takeover."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from audit import jcs
+from audit.models import LedgerEntry
+from governance import services as governance_services
+from governance.evidence import FAIRNESS_AUDIT_PASSED, run_evidence_check
+from governance.fairness import notifications, services
+from governance.fairness.models import AuditRun, AuditSpec, PredictionBatch
+from governance.fairness.tasks import fairness_audit_scheduled_task
+from tests.governance.conftest import CARD, SEED
+
+pytestmark = pytest.mark.django_db
+
+
+# --- Helpers (imported by the other fairness test modules) ----------------------------------------
+
+def credit_csv(path: Path, *, rows: int = 2000, seed: int = 1, biased: bool = False,
+               unknown_outcomes: int = 0) -> Path:
+    """Deterministic loan data: repaid, score, prediction, sex, age_group; `biased` under-selects women."""
+    rng = np.random.default_rng(seed)
+    sex = rng.choice(["female", "male"], size=rows)
+    age = rng.choice(["young", "old"], size=rows)
+    repaid = (rng.random(rows) < 0.6).astype(int)
+    score = 1 / (1 + np.exp(-(3.0 * (repaid - 0.5) + rng.normal(0, 1.0, rows))))
+    if biased:
+        score = np.where(sex == "female", score * 0.6, score)
+    predicted = (score >= 0.5).astype(int)
+    lines = ["repaid,score,predicted,sex,age_group"]
+    for index, (r, s, p, x, a) in enumerate(zip(repaid, score, predicted, sex, age, strict=True)):
+        outcome = "" if index < unknown_outcomes else str(r)
+        lines.append(f"{outcome},{s:.6f},{p},{x},{a}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def make_spec(by: Any, model: Any, version: Any, path: Path, **overrides: Any) -> AuditSpec:
+    fields: dict[str, Any] = {"name": "holdout", "y_true": "repaid", "y_pred": "predicted", "sensitive": ["sex"],
+                              "dataset_path": path, "min_group_size": 30,
+                              "thresholds": {"impact_ratio_min": 0.8, "equalized_odds_difference_max": 0.1}}
+    fields.update(overrides)
+    return services.audit_spec_create(by=by, model=model, version=version, **fields)
+
+
+def run_audit(spec: AuditSpec, by: Any, capture: Any) -> AuditRun:
+    """Request a run and let the (eager) task run after commit."""
+    with capture(execute=True):
+        run = services.audit_request(spec=spec, by=by)
+    return AuditRun.objects.get(pk=run.pk)
+
+
+@pytest.fixture(autouse=True)
+def _media(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.FAIRNESS_WEBHOOK_URL = ""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server API)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append(({k: v for k, v in self.headers.items()}, body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook_receiver(settings) -> Iterator[list[tuple[dict[str, str], bytes]]]:  # type: ignore[no-untyped-def]
+    """A real HTTP server on 127.0.0.1 that records what it receives."""
+    _Receiver.received = []
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    settings.FAIRNESS_WEBHOOK_URL = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    settings.FAIRNESS_WEBHOOK_SECRET = "test-webhook-secret"
+    try:
+        yield _Receiver.received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# --- Runs, results and the ledger ---------------------------------------------------------------
+
+def test_completed_audit_records_input_and_result_digests(scientist, model, version, tmp_path,
+                                                          django_capture_on_commit_callbacks):
+    path = credit_csv(tmp_path / "eval.csv")
+    spec = make_spec(scientist, model, version, path)
+    run = run_audit(spec, scientist, django_capture_on_commit_callbacks)
+
+    assert run.status == AuditRun.Status.SUCCEEDED and run.progress == 100 and run.passed is True
+    file_digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert run.input_sha256 == file_digest == spec.dataset_sha256
+    assert run.result_sha256 == hashlib.sha256(jcs.canonicalize(run.result)).hexdigest()
+    assert run.result["rows"] == 2000 and {g["attributes"]["sex"] for g in run.result["groups"]} == {"female", "male"}
+    completed = LedgerEntry.objects.get(action="fairness_audit.completed")
+    assert (completed.subject_type, completed.subject_id) == ("fairness.auditrun", str(run.pk))
+    assert completed.payload["input_sha256"] == file_digest
+    assert completed.payload["result_sha256"] == run.result_sha256
+    assert completed.payload["passed"] is True and completed.payload["version_id"] == version.pk
+    assert completed.actor == "system:fairness_audit_run_task" and run.ledger_seq == completed.seq
+    evidence = LedgerEntry.objects.get(action="fairness_audit.evidence_attached")
+    assert (evidence.subject_type, evidence.subject_id) == ("governance.modelversion", str(version.pk))
+    requested = LedgerEntry.objects.get(action="fairness_audit.requested")
+    assert requested.actor == "user:dana" and requested.payload["inputs"][0]["sha256"] == file_digest
+
+
+def test_score_and_threshold_match_the_equivalent_prediction_column(scientist, model, version, tmp_path,
+                                                                    django_capture_on_commit_callbacks):
+    path = credit_csv(tmp_path / "eval.csv")
+    by_label = run_audit(make_spec(scientist, model, version, path), scientist, django_capture_on_commit_callbacks)
+    by_score = run_audit(make_spec(scientist, model, version, path, y_pred="", score="score", threshold=0.5),
+                         scientist, django_capture_on_commit_callbacks)
+    assert by_score.result["groups"] == by_label.result["groups"]
+    assert by_score.result["disparities"] == by_label.result["disparities"]
+
+
+def test_biased_predictions_fail_with_findings_that_name_the_metric(scientist, model, version, tmp_path,
+                                                                   django_capture_on_commit_callbacks):
+    spec = make_spec(scientist, model, version, credit_csv(tmp_path / "eval.csv", biased=True))
+    run = run_audit(spec, scientist, django_capture_on_commit_callbacks)
+    assert run.status == AuditRun.Status.SUCCEEDED and run.passed is False
+    failed = {(f["attributes"], f["metric"]) for f in run.findings if not f["passed"]}
+    assert ("sex", "impact_ratio") in failed
+    impact = next(f for f in run.findings if f["metric"] == "impact_ratio")
+    assert impact["value"] < 0.8 and impact["rule"] == ">="
+    assert LedgerEntry.objects.get(action="fairness_audit.completed").payload["passed"] is False
+
+
+def test_thresholds_accept_both_spellings_and_refuse_unknown_names(scientist, model, version, tmp_path):
+    assert services.normalise_thresholds({"impact_ratio_min": 0.8, "equalized_odds_difference": 0.1}) == {
+        "impact_ratio": 0.8, "equalized_odds_difference": 0.1}
+    with pytest.raises(services.InvalidInput) as refused:
+        make_spec(scientist, model, version, credit_csv(tmp_path / "e.csv"), thresholds={"accuracy_min": 0.9})
+    assert refused.value.code == "fairness_bad_thresholds"
+    assert not AuditSpec.objects.exists() and not LedgerEntry.objects.filter(action__startswith="fairness").exists()
+
+
+def test_spec_with_a_missing_column_is_refused_and_nothing_is_stored(scientist, model, version, tmp_path, settings):
+    with pytest.raises(services.InvalidInput) as refused:
+        make_spec(scientist, model, version, credit_csv(tmp_path / "e.csv"), sensitive=["ethnicity"])
+    assert refused.value.code == "fairness_missing_column" and refused.value.extra["missing"] == ["ethnicity"]
+    assert not AuditSpec.objects.exists()
+    stored = list((Path(settings.MEDIA_ROOT) / "fairness").rglob("*.*"))
+    assert stored == []
+
+
+# --- Failures: bad files ------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("content", "code"), [
+    ("repaid,predicted,sex\n", "fairness_empty_input"),
+    # Past the first 1 MiB (the header check at spec creation reads only that far).
+    ("repaid,predicted,sex\n" + "1,1,f\n0,0,m\n" * 100_000 + "0,1\n", "fairness_malformed_file"),
+    ("repaid,predicted,sex\n1,1,f\n7,1,m\n", "fairness_bad_label"),
+])
+def test_bad_file_fails_the_run_with_its_code_and_no_partial_result(content, code, scientist, model, version,
+                                                                    tmp_path, django_capture_on_commit_callbacks):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    spec = make_spec(scientist, model, version, path, min_group_size=0)
+    run = run_audit(spec, scientist, django_capture_on_commit_callbacks)
+    assert run.status == AuditRun.Status.FAILED and run.error_code == code, run.error_message
+    assert run.result is None and run.passed is None and run.result_sha256 == "" and run.findings == []
+    failed = LedgerEntry.objects.get(action="fairness_audit.failed")
+    assert failed.payload["code"] == code and failed.subject_id == str(run.pk)
+    assert not LedgerEntry.objects.filter(action__in=["fairness_audit.completed",
+                                                      "fairness_audit.evidence_attached"]).exists()
+    assert run_evidence_check(FAIRNESS_AUDIT_PASSED, version=version, max_age_days=30).ok is False
+
+
+def test_spec_with_a_malformed_file_is_refused_with_the_engine_code(scientist, model, version, tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("repaid,predicted,sex\n1,1,f\n0,1\n")
+    with pytest.raises(services.InvalidInput) as refused:
+        make_spec(scientist, model, version, path)
+    assert refused.value.code == "fairness_malformed_file"
+    assert not AuditSpec.objects.exists()
+
+
+def test_a_file_changed_in_storage_fails_the_run(scientist, model, version, tmp_path,
+                                                 django_capture_on_commit_callbacks):
+    spec = make_spec(scientist, model, version, credit_csv(tmp_path / "eval.csv"))
+    Path(spec.dataset_file.path).write_text("repaid,predicted,sex\n1,1,f\n")
+    run = run_audit(spec, scientist, django_capture_on_commit_callbacks)
+    assert run.status == AuditRun.Status.FAILED and run.error_code == "fairness_input_changed"
+
+
+# --- Idempotency, redelivery, takeover ----------------------------------------------------------
+
+def test_executing_a_finished_run_again_records_nothing(scientist, model, version, tmp_path,
+                                                        django_capture_on_commit_callbacks):
+    run = run_audit(make_spec(scientist, model, version, credit_csv(tmp_path / "e.csv")), scientist,
+                    django_capture_on_commit_callbacks)
+    before = LedgerEntry.objects.count()
+    again = services.audit_execute(run_id=run.pk, task_id="redelivered")
+    assert again.result_sha256 == run.result_sha256 and again.attempt == run.attempt
+    assert LedgerEntry.objects.count() == before
+    assert LedgerEntry.objects.filter(action="fairness_audit.completed").count() == 1
+
+
+def test_redelivered_message_takes_over_a_run_whose_worker_died(scientist, model, version, tmp_path):
+    spec = make_spec(scientist, model, version, credit_csv(tmp_path / "e.csv"))
+    run = services.audit_request(spec=spec, by=scientist)  # no commit callbacks: nothing runs yet
+    # The first delivery claimed the run, then its worker was killed.
+    claimed = services._claim(run.pk, task_id="message-1")
+    assert claimed is not None and claimed[1] == 1
+    # Another message (not the same one) must wait while the lease is fresh ...
+    with pytest.raises(services.AuditRunBusy):
+        services.audit_execute(run_id=run.pk, task_id="message-2")
+    # ... but the broker's redelivery of the same message takes over at once.
+    done = services.audit_execute(run_id=run.pk, task_id="message-1")
+    assert done.status == AuditRun.Status.SUCCEEDED and done.attempt == 2
+    # The killed attempt, were it to finish late, records nothing.
+    services._finish_failed(run.pk, 1, "late", "from the first attempt")
+    assert AuditRun.objects.get(pk=run.pk).status == AuditRun.Status.SUCCEEDED
+    assert LedgerEntry.objects.filter(action__in=["fairness_audit.completed", "fairness_audit.failed"]).count() == 1
+
+
+def test_stale_run_is_recovered_by_the_beat_job(scientist, model, version, tmp_path, settings,
+                                                django_capture_on_commit_callbacks):
+    spec = make_spec(scientist, model, version, credit_csv(tmp_path / "e.csv"))
+    run = services.audit_request(spec=spec, by=scientist)
+    services._claim(run.pk, task_id="dead-worker")
+    AuditRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(
+        seconds=settings.FAIRNESS_RUN_LEASE_S + 1))
+    with django_capture_on_commit_callbacks(execute=True):
+        recovered = services.audit_recover_stale()
+    assert recovered == [run.pk]
+    run.refresh_from_db()
+    assert run.status == AuditRun.Status.SUCCEEDED and run.attempt == 2
+    assert LedgerEntry.objects.filter(action="fairness_audit.completed").count() == 1
+
+
+def test_superseded_attempt_stops_at_its_next_progress_update(scientist, model, version, tmp_path):
+    run = services.audit_request(spec=make_spec(scientist, model, version, credit_csv(tmp_path / "e.csv")),
+                                 by=scientist)
+    services._claim(run.pk, task_id="a")
+    AuditRun.objects.filter(pk=run.pk).update(attempt=5)  # someone else took it over
+    with pytest.raises(services._Superseded):
+        services._report_progress(run.pk, 1, 50, "reading")
+
+
+# --- Evidence gate ------------------------------------------------------------------------------
+
+def test_passing_audit_unlocks_approval_under_a_policy_that_requires_it(
+        scientist, model, version, approver, risk_officer, tmp_path, django_capture_on_commit_callbacks):
+    governance_services.approval_policy_set(by=SEED, risk_tier="high", quorum=2, required_roles=["risk_officer"],
+                                            required_card_fields=list(CARD), fairness_audit_max_age_days=30,
+                                            expiry_hours=48)
+    request = governance_services.model_version_submit(version=version, by=scientist, comment="please")
+    with pytest.raises(governance_services.ApprovalEvidenceMissing) as missing:
+        governance_services.approval_decide(request=request, by=approver, decision="approve")
+    assert missing.value.extra["missing"][0]["evidence"] == FAIRNESS_AUDIT_PASSED
+
+    # A failing audit is no evidence.
+    run_audit(make_spec(scientist, model, version, credit_csv(tmp_path / "b.csv", biased=True)), scientist,
+              django_capture_on_commit_callbacks)
+    with pytest.raises(governance_services.ApprovalEvidenceMissing):
+        governance_services.approval_decide(request=request, by=approver, decision="approve")
+
+    passing = run_audit(make_spec(scientist, model, version, credit_csv(tmp_path / "g.csv")), scientist,
+                        django_capture_on_commit_callbacks)
+    governance_services.approval_decide(request=request, by=approver, decision="approve")
+    governance_services.approval_decide(request=request, by=risk_officer, decision="approve")
+    version.refresh_from_db()
+    assert version.status == "approved"
+    approved = LedgerEntry.objects.filter(action="approval_request.approved").get()
+    assert approved.payload["evidence"][0]["references"]["audit_run"] == passing.pk
+
+
+def test_evidence_ages_out_after_max_age_days(scientist, model, version, tmp_path,
+                                              django_capture_on_commit_callbacks):
+    run = run_audit(make_spec(scientist, model, version, credit_csv(tmp_path / "g.csv")), scientist,
+                    django_capture_on_commit_callbacks)
+    assert run_evidence_check(FAIRNESS_AUDIT_PASSED, version=version, max_age_days=30).ok is True
+    AuditRun.objects.filter(pk=run.pk).update(finished_at=timezone.now() - timedelta(days=31))
+    result = run_evidence_check(FAIRNESS_AUDIT_PASSED, version=version, max_age_days=30)
+    assert result.ok is False and "30 days" in result.message
+
+
+# --- Notifications ------------------------------------------------------------------------------
+
+def test_failing_audit_sends_one_email_and_one_signed_webhook(scientist, model, version, tmp_path, webhook_receiver,
+                                                             django_capture_on_commit_callbacks):
+    run = run_audit(make_spec(scientist, model, version, credit_csv(tmp_path / "b.csv", biased=True)), scientist,
+                    django_capture_on_commit_callbacks)
+    assert len(webhook_receiver) == 1
+    headers, body = webhook_receiver[0]
+    assert notifications.verify("test-webhook-secret", headers=headers, body=body)
+    assert not notifications.verify("another-secret", headers=headers, body=body)
+    assert not notifications.verify("test-webhook-secret", headers=headers, body=body + b" ")
+    assert headers[notifications.DELIVERY_ID_HEADER] and headers[notifications.TIMESTAMP_HEADER].isdigit()
+    event = json.loads(body)
+    assert event["audit_run"] == run.pk and event["passed"] is False and event["failed_findings"]
+    assert "test-webhook-secret" not in body.decode()
+    assert len(mail.outbox) == 1 and mail.outbox[0].to == ["risk@example.org"]
+    assert f"#{run.pk}" in mail.outbox[0].subject
+    # Sending again (a redelivered notify task) sends nothing.
+    assert services.audit_notify(run_id=run.pk) is False
+    assert len(webhook_receiver) == 1 and len(mail.outbox) == 1
+
+
+def test_passing_audit_notifies_nobody(scientist, model, version, tmp_path, webhook_receiver,
+                                       django_capture_on_commit_callbacks):
+    run_audit(make_spec(scientist, model, version, credit_csv(tmp_path / "g.csv")), scientist,
+              django_capture_on_commit_callbacks)
+    assert webhook_receiver == [] and mail.outbox == []
+
+
+# --- Access -------------------------------------------------------------------------------------
+
+def test_roles_that_may_run_audits(scientist, model, version, auditor, make_user, other_team, tmp_path):
+    spec = make_spec(scientist, model, version, credit_csv(tmp_path / "g.csv"))
+    assert services.audit_request(spec=spec, by=auditor).requested_by_label == "user:audrey"
+    viewer = make_user("victor", "viewer", teams=(model.team,))
+    with pytest.raises(services.ServiceError) as denied:
+        services.audit_request(spec=spec, by=viewer)
+    assert denied.value.status_code == 403
+    outsider = make_user("hiro", "data_scientist", teams=(other_team,))
+    with pytest.raises(services.NotFound):
+        services.audit_request(spec=spec, by=outsider)
+    assert AuditRun.objects.count() == 1
+
+
+# --- Schedules and monitoring -------------------------------------------------------------------
+
+def test_spec_schedule_is_a_periodic_task_that_requests_a_run(scientist, model, version, tmp_path,
+                                                              django_capture_on_commit_callbacks):
+    spec = make_spec(scientist, model, version, credit_csv(tmp_path / "g.csv"), schedule_interval_s=3600)
+    task = spec.periodic_task
+    assert task.task == services.SCHEDULED_TASK and json.loads(task.kwargs) == {"spec_id": spec.pk}
+    assert task.interval.every == 3600
+    with django_capture_on_commit_callbacks(execute=True):
+        run_id = fairness_audit_scheduled_task.apply(kwargs=json.loads(task.kwargs)).get()
+    run = AuditRun.objects.get(pk=run_id)
+    assert run.trigger == AuditRun.Trigger.SCHEDULE and run.requested_by_label == "system:fairness_schedule"
+    assert run.status == AuditRun.Status.SUCCEEDED
+
+
+def _upload(by: Any, model: Any, path: Path) -> PredictionBatch:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return services.prediction_batch_upload(by=by, model=model, uploaded=SimpleUploadedFile(
+        path.name, path.read_bytes(), "text/csv"))[0]
+
+
+def test_monitoring_audits_the_production_version_on_recent_batches(
+        scientist, model, version, policy, approver, risk_officer, environments, tmp_path,
+        django_capture_on_commit_callbacks):
+    monitor = services.audit_spec_create(by=scientist, model=model, name="monitor", target=AuditSpec.Target.PRODUCTION,
+                                         y_true="repaid", score="score", threshold=0.5, sensitive=["sex"])
+    with pytest.raises(services.Conflict) as undeployed:
+        services.audit_request(spec=monitor, by=scientist)
+    assert undeployed.value.code == "fairness_no_production_deployment"
+    request = governance_services.model_version_submit(version=version, by=scientist)
+    governance_services.approval_decide(request=request, by=approver, decision="approve")
+    governance_services.approval_decide(request=request, by=risk_officer, decision="approve")
+    version.refresh_from_db()
+    governance_services.deployment_record(version=version, environment=environments["production"], by=scientist)
+    with pytest.raises(services.InvalidInput) as no_batches:
+        services.audit_request(spec=monitor, by=scientist)
+    assert no_batches.value.code == "fairness_no_batches"
+
+    first = _upload(scientist, model, credit_csv(tmp_path / "w1.csv", rows=600, seed=2, unknown_outcomes=100))
+    assert first.served_version_id == version.pk and first.rows == 600
+    run1 = run_audit(monitor, scientist, django_capture_on_commit_callbacks)
+    _upload(scientist, model, credit_csv(tmp_path / "w2.csv", rows=600, seed=3, biased=True))
+    run2 = run_audit(monitor, scientist, django_capture_on_commit_callbacks)
+    assert run1.status == run2.status == AuditRun.Status.SUCCEEDED
+    assert run1.model_version_id == version.pk
+    assert run1.result["rows"] == 500 and run1.result["rows_without_outcome"] == 100
+    assert run2.result["rows"] == 1100 and len(run2.input_files) == 2
+    assert run2.input_sha256 == hashlib.sha256(jcs.canonicalize([f["sha256"] for f in run2.input_files])).hexdigest()
+    from governance.fairness import selectors
+
+    trend = selectors.fairness_trend(user=scientist, model_name=model.name)
+    assert [point["audit"] for point in trend] == [run1.pk, run2.pk]
+    assert trend[1]["attributes"]["sex"]["min_impact_ratio"] < trend[0]["attributes"]["sex"]["min_impact_ratio"]
