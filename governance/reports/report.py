@@ -116,6 +116,11 @@ def audit_view(audit: Any) -> dict[str, Any]:
         "result_sha256": str(getattr(audit, "result_sha256", "") or ""),
         "passed": getattr(audit, "passed", None),
         "thresholds": thresholds,
+        "recorded_findings": list(getattr(audit, "findings", None) or []),
+        "spec": str(getattr(getattr(audit, "spec", None), "name", "") or ""),
+        "target": str(getattr(getattr(audit, "spec", None), "target", "") or "version"),
+        "trigger": str(getattr(audit, "trigger", "") or ""),
+        "error_code": str(getattr(audit, "error_code", "") or ""),
         "result": result,
     }
 
@@ -149,8 +154,25 @@ def _lowest_impact_ratio(result: dict[str, Any]) -> float | None:
     return min(defined) if defined else None
 
 
+def _recorded_findings(view: dict[str, Any]) -> list[dict[str, Any]]:
+    """The findings the audit itself recorded (its verdict), in the report's shape."""
+    rows = []
+    for finding in view["recorded_findings"]:
+        metric = str(finding.get("metric", ""))
+        rows.append({
+            "attribute": " & ".join(str(finding.get("attributes", "")).split("&")),
+            "group": "lowest group vs best group" if metric == "impact_ratio" else "between groups",
+            "metric": metric.replace("_", " "), "value": finding.get("value"), "threshold": finding.get("threshold"),
+            "rule": finding.get("rule", ">="), "passed": bool(finding.get("passed")),
+            "reason": finding.get("reason", ""),
+        })
+    return rows
+
+
 def _findings(view: dict[str, Any]) -> list[dict[str, Any]]:
     """Each disparity compared with its threshold; only thresholds that were recorded are judged."""
+    if view.get("recorded_findings"):
+        return _recorded_findings(view)
     result = view.get("result") or {}
     thresholds = view.get("thresholds") or {}
     threshold_ir = _impact_ratio_threshold(view)
@@ -231,8 +253,12 @@ def report_document(version: ModelVersion, *, audits: list[Any] | None = None, p
     if primary_audit is not None:
         primary = audit_view(primary_audit)
     else:
+        # Sections 5-8 describe the version's own (pre-deployment) evaluation; production
+        # monitoring runs of it appear in the trend (section 13). Without an evaluation, the
+        # newest run with a result stands in.
         completed = [view for view in version_views if view["result"]]
-        primary = completed[-1] if completed else None
+        evaluations = [view for view in completed if view["target"] == "version"]
+        primary = (evaluations or completed)[-1] if completed else None
     plan = selectors.bundle_plan_for_model(model_name=model.name, version_label=version.label)
     entries = LedgerEntry.objects.filter(_subject_query(plan.subjects))
     stats = entries.aggregate(count=Count("seq"), first=Min("recorded_at"), last=Max("recorded_at"),
@@ -437,7 +463,9 @@ def _findings_section(primary: dict[str, Any] | None) -> dict[str, Any]:
     findings = _findings(primary)
     failed = [item for item in findings if not item["passed"]]
     content = {"audit": primary["id"], "findings": findings, "failed": len(failed),
-               "recorded_verdict": primary["passed"]}
+               "recorded_verdict": primary["passed"],
+               "source": "recorded by the audit" if primary.get("recorded_findings") else
+               "computed here from the recorded result and thresholds"}
     return _section("findings", content, [] if findings else ["a comparable disparity (no group large enough)"])
 
 
@@ -502,6 +530,7 @@ def _logging(stats: dict[str, Any], checkpoint: Any) -> dict[str, Any]:
 def _monitoring(views: list[dict[str, Any]], versions: list[ModelVersion], model: Any) -> dict[str, Any]:
     labels = {version.pk: version.label for version in versions}
     trend = [{"audit": view["id"], "version": labels.get(view["version_id"], "?"), "finished_at": view["finished_at"],
+              "kind": "production monitoring" if view["target"] == "production" else "evaluation",
               "lowest_impact_ratio": _lowest_impact_ratio(view["result"]) if view["result"] else None,
               "passed": view["passed"]} for view in views]
     trend.sort(key=lambda item: item["finished_at"] or "")
@@ -509,16 +538,31 @@ def _monitoring(views: list[dict[str, Any]], versions: list[ModelVersion], model
 
     schedules = [{"cadence": s.get_cadence_display(), "kind": s.kind, "enabled": s.enabled,
                   "version": s.version_label or "latest"} for s in ReportSchedule.objects.filter(model=model)]
+    audit_schedules = []
+    for spec in selectors.fairness_specs_for(model):
+        task = spec.periodic_task
+        if task is None:
+            continue
+        crontab = task.crontab
+        when = (f"cron {crontab.minute} {crontab.hour} {crontab.day_of_month} {crontab.month_of_year} "
+                f"{crontab.day_of_week}" if crontab is not None else str(task.interval or "manual"))
+        audit_schedules.append({"name": spec.name, "target": spec.get_target_display(), "schedule": when,
+                                "production": spec.target == "production",
+                                "enabled": task.enabled, "window_days": spec.window_days,
+                                "thresholds": _threshold_rules(spec.thresholds or {})})
     content = {
         "trend": trend,
         "trend_chart": mark_safe(charts.trend_line(  # noqa: S308
             [charts.TrendPoint(f"{item['version']} {(item['finished_at'] or '')[:10]}", item["lowest_impact_ratio"])
              for item in trend], title="Lowest impact ratio per audit, over time", threshold=IMPACT_RATIO_THRESHOLD)),
         "schedules": schedules,
+        "audit_schedules": audit_schedules,
     }
     missing = []
+    if not audit_schedules:
+        missing.append("scheduled fairness monitoring (no audit spec of this model has a schedule)")
     if not schedules:
-        missing.append("a monitoring schedule (no scheduled report for this model)")
+        missing.append("scheduled reporting (no report schedule for this model)")
     if len(trend) < 2:
         missing.append("a trend (fewer than two audits recorded)")
     return _section("monitoring", content, missing)

@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.apps import apps
 from django.db.models import Q, QuerySet
 
 from audit.errors import NotFound
 from governance import selectors as governance_selectors
+from governance.fairness.models import AuditRun, AuditSpec, PredictionBatch
 from governance.models import (
     ApprovalDecision,
     ApprovalPolicy,
@@ -69,29 +69,16 @@ def _version_field(model: Any) -> str | None:
     return None
 
 
-def fairness_audit_model() -> Any:
-    """The fairness app's stored audit runs: its model with a JSON result and a link to a model version.
-
-    The reports app reads it, never writes it, and finds it by shape rather than by name so that
-    it does not depend on the fairness app's internals.
-    """
-    try:
-        config = apps.get_app_config("fairness")
-    except LookupError:
-        return None
-    for model in config.get_models():
-        names = {model_field.name for model_field in model._meta.get_fields()}
-        if names & set(RESULT_FIELDS) and _version_field(model) is not None:
-            return model
-    return None
-
-
-def fairness_audits_for(versions: list[ModelVersion]) -> list[Any]:
-    audit_model = fairness_audit_model()
-    if audit_model is None or not versions:
+def fairness_audits_for(versions: list[ModelVersion]) -> list[AuditRun]:
+    """Every fairness audit run of these versions (all outcomes: failed runs are evidence too), oldest first."""
+    if not versions:
         return []
-    version_field = _version_field(audit_model)
-    return list(audit_model.objects.filter(**{f"{version_field}__in": versions}).order_by("pk"))
+    return list(AuditRun.objects.filter(model_version__in=versions).select_related("spec").order_by("created_at", "pk"))
+
+
+def fairness_specs_for(model: RegisteredModel) -> list[AuditSpec]:
+    return list(AuditSpec.objects.filter(model=model).select_related("periodic_task__crontab",
+                                                                     "periodic_task__interval").order_by("pk"))
 
 
 def _upstream_nodes(start: list[LineageNode]) -> list[LineageNode]:
@@ -124,9 +111,11 @@ def bundle_plan_for_model(*, model_name: str, version_label: str = "", user: Any
     subjects.update(("governance.deployment", str(pk)) for pk in deployments)
 
     audits = fairness_audits_for(versions)
-    for audit in audits:
-        meta = audit._meta
-        subjects.add((f"{meta.app_label}.{meta.model_name}", str(audit.pk)))
+    subjects.update(("fairness.auditrun", str(audit.pk)) for audit in audits)
+    specs = {audit.spec_id for audit in audits} | {spec.pk for spec in AuditSpec.objects.filter(model=model)}
+    subjects.update(("fairness.auditspec", str(pk)) for pk in specs)
+    subjects.update(("fairness.predictionbatch", str(pk))
+                    for pk in PredictionBatch.objects.filter(model=model).values_list("pk", flat=True))
 
     refs = Q(ref_type=VERSION_TYPE, ref_id__in=[str(version.pk) for version in versions])
     refs |= Q(ref_type="governance.deployment", ref_id__in=[str(pk) for pk in deployments])

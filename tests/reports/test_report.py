@@ -70,7 +70,8 @@ def test_missing_data_is_said_explicitly(version):
     assert any("no fairness audit" in item for item in _section(document, "groups")["missing"])
     assert any("approval request" in item for item in _section(document, "signoff")["missing"])
     assert any("deployments" in item for item in _section(document, "deployments")["missing"])
-    assert any("monitoring schedule" in item for item in _section(document, "monitoring")["missing"])
+    assert any("scheduled reporting" in item for item in _section(document, "monitoring")["missing"])
+    assert any("fairness monitoring" in item for item in _section(document, "monitoring")["missing"])
     html = report.report_html(document)
     assert html.count("Not recorded:") >= 5
 
