@@ -2,7 +2,8 @@
  * Long jobs (bundle exports, fairness audits): poll the job's JSON status until it is done or
  * failed, moving the progress bar, then show the download link or the result.
  * Each .job element names its status endpoint in data-status-url; the JSON has
- * {status, progress (0-100), stage, download_url?, result_url?, error_code?, message?}.
+ * {status, progress (0-100), stage, download_url?, result_url?, error_code?, message?}; a
+ * data-result-page attribute names the page to link to when the job is done.
  */
 (function () {
   "use strict";
@@ -57,9 +58,11 @@
               code.textContent = "manifest sha256 " + data.manifest_sha256;
               span.appendChild(code);
             }
-          } else if (data.result_url) {
+          } else if (data.result_url || job.dataset.resultPage) {
+            // The page that shows the result, when the job names one; else the API's result.
             span.appendChild(document.createTextNode((data.message || "Done.") + " "));
-            span.appendChild(link(data.result_url, "Show the result", job.dataset.kind + "-result"));
+            span.appendChild(link(job.dataset.resultPage || data.result_url, "Show the result",
+                                  job.dataset.kind + "-result-link"));
           } else {
             span.textContent = data.message || "Done.";
           }

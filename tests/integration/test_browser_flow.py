@@ -3,7 +3,8 @@ server, with a real Celery worker on Redis for the long jobs:
 
 a data scientist registers and submits a version; their own approval attempt is refused with the
 SoD message shown; two approvers approve it in the admin with comments; it is deployed to
-production; an auditor exports a bundle, watches the progress bar until the download appears,
+production; a fairness audit runs on the worker with its progress bar moving until the result shows (when the
+fairness app is installed); an auditor exports a bundle, watches the progress bar until the download appears,
 downloads it, and the bundle passes verify.py; "Verify here" succeeds for an intact entry and
 fails for a tampered proof. Screenshots of every page at 1280 and 390 px go to /tmp/screens/.
 """
@@ -201,6 +202,26 @@ def build_world() -> dict[str, Any]:
     return {"model": model, "dana": dana, "alice": alice, "rita": rita, "audrey": audrey}
 
 
+def fairness_spec(version: Any, by: Any, folder: Path) -> Any:
+    """An audit of the version on 2,000 evaluation rows in which women are selected far less often."""
+    import csv
+
+    from governance.fairness import services as fairness_services
+
+    path = folder / "evaluation.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["y_true", "y_pred", "sex"])
+        for index in range(2000):
+            sex = "female" if index % 2 else "male"
+            selected = (index % 8 == 1) if sex == "female" else (index % 4 in (0, 1))
+            writer.writerow([int(index % 3 == 0), int(selected), sex])
+    return fairness_services.audit_spec_create(
+        by=by, model=version.model, name="selection parity by sex", version=version, y_true="y_true",
+        y_pred="y_pred", sensitive=["sex"], dataset_path=path, thresholds={"impact_ratio": 0.8}, bootstrap=400,
+        seed=7, min_group_size=10)
+
+
 # --- The flow ------------------------------------------------------------------------------------
 
 def test_review_flow_in_the_browser(live_server, browser, celery_worker_process, insecure_cookies, tmp_path):
@@ -277,9 +298,28 @@ def test_review_flow_in_the_browser(live_server, browser, celery_worker_process,
     assert "Evidence reviewed; calibration fine." in timeline and "Risk sign-off: within appetite." in timeline
     assert "alice" in timeline and "rita" in timeline
     screenshot(dana, "model-deployed")
+
+    # 5. A fairness audit runs on the worker; the progress bar moves until the result shows.
+    from governance.pages import fairness as page_fairness
+
+    if page_fairness.available():
+        spec = fairness_spec(version, world["dana"], tmp_path)
+        dana.goto(model_url)
+        dana.select_option("#audit-spec", value=str(spec.pk))
+        dana.click("#run-audit")
+        dana.wait_for_selector("#audit-job")
+        result_link = dana.wait_for_selector("#audit-result-link", timeout=120_000)
+        progress = dana.evaluate("window.__progress")
+        assert progress and progress[-1] == 100 and progress == sorted(progress), progress
+        assert "Failing" in dana.inner_text("#audit-job") or "Passed" in dana.inner_text("#audit-job")
+        result_link.click()
+        dana.wait_for_selector("#audit-result")
+        assert "failed thresholds" in dana.inner_text("#audit-result")
+        assert dana.locator("#fairness svg").count() >= 3  # rates with CIs, impact ratio vs 0.8, trend
+        screenshot(dana, "model-audit-result")
     dana.context.close()
 
-    # 5. The auditor exports a bundle; the progress bar moves until the download appears.
+    # 6. The auditor exports a bundle; the progress bar moves until the download appears.
     ledger.checkpoint_create()
     audrey = sign_in(browser, base, "audrey")
     screenshot(audrey, "dashboard-auditor")
@@ -300,7 +340,7 @@ def test_review_flow_in_the_browser(live_server, browser, celery_worker_process,
     bundle_path = tmp_path / "bundle.zip"
     download_info.value.save_as(bundle_path)
 
-    # 6. The downloaded bundle passes verify.py (stand-alone, its own process, clean folder).
+    # 7. The downloaded bundle passes verify.py (stand-alone, its own process, clean folder).
     folder = tmp_path / "verify"
     folder.mkdir()
     (folder / "verify.py").write_bytes(VERIFY_PY.read_bytes())
@@ -309,7 +349,7 @@ def test_review_flow_in_the_browser(live_server, browser, celery_worker_process,
                                text=True, timeout=120)
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
-    # 7. "Verify here": success for an intact entry, failure for a tampered proof.
+    # 8. "Verify here": success for an intact entry, failure for a tampered proof.
     ledger.checkpoint_create()
     approved = LedgerEntry.objects.filter(action="approval_request.approved").get()
     audrey.goto(f"{base}/ledger/?action=approval_request.")
