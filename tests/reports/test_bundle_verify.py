@@ -355,6 +355,20 @@ def test_a_manifest_signature_claiming_a_known_keyid_but_made_by_another_key_is_
                     "dsse", "does not verify")
 
 
+def test_a_checkpoint_signed_by_an_unknown_key_is_rejected(tmp_path, bundle):
+    # Same origin name, same body, but signed by a key the bundle does not carry.
+    stranger = Ed25519PrivateKey.generate()
+
+    def resign_checkpoint(files):
+        text = files["ledger/checkpoint.txt"].decode()
+        body = text[: text.rfind("\n\n") + 1]
+        origin = body.split("\n", 1)[0]
+        files["ledger/checkpoint.txt"] = note.sign_note(body, name=origin, private_key=stranger).encode()
+
+    assert_rejected(run_verify(tmp_path, tamper_and_resign(bundle, resign_checkpoint)), "checkpoint",
+                    "no signature by a known key")
+
+
 def test_an_attestation_signed_by_an_unknown_key_is_rejected(tmp_path, bundle):
     forged = sign_attestation({"_type": "statement", "n": 1}, private_key=Ed25519PrivateKey.generate())
     assert_rejected(run_verify(tmp_path, tamper_and_resign(bundle, lambda f: f.update(
