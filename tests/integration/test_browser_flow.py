@@ -158,6 +158,19 @@ def screenshot(page: Any, name: str) -> None:
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 900})
         page.screenshot(path=str(SCREENS / f"{name}-{width}.png"), full_page=True)
+        # Readable at this width: nothing makes the page scroll sideways (wide tables and the
+        # lineage graph scroll inside their own boxes).
+        overflow = page.evaluate("document.documentElement.scrollWidth")
+        culprits = page.evaluate("""(width) => Array.from(document.querySelectorAll('body *'))
+            .filter((el) => {
+              if (el.getBoundingClientRect().right <= width + 1) return false;
+              for (let up = el.parentElement; up; up = up.parentElement) {
+                if (['auto', 'scroll', 'hidden'].includes(getComputedStyle(up).overflowX)) return false;
+              }
+              return true;
+            })
+            .slice(0, 5).map((el) => el.tagName + '#' + el.id + '.' + el.getAttribute('class'))""", width)
+        assert overflow <= width, f"{name} is {overflow} px wide at {width} px: {culprits}"
     page.set_viewport_size(original)
 
 
