@@ -340,6 +340,14 @@ def test_a_latest_checkpoint_smaller_than_the_bundle_checkpoint_is_rejected(tmp_
     assert_rejected(run_verify(tmp_path, tamper_and_resign(bundle, rollback)), "consistency")
 
 
+def test_hostile_json_in_a_re_signed_bundle_fails_cleanly(tmp_path, bundle):
+    nested = b"[" * 100_000 + b"]" * 100_000
+    for name in ("ledger/proofs.json", "ledger/consistency.json"):
+        result = run_verify(tmp_path, tamper_and_resign(bundle, lambda f, name=name: f.update({name: nested})))
+        assert result.returncode == 1 and result.stdout.startswith("FAIL ["), result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+
+
 # --- Unknown keys and trust ------------------------------------------------------------------
 
 def test_a_manifest_signed_by_an_unknown_key_is_rejected(tmp_path, bundle):

@@ -944,8 +944,8 @@ def _load_json_fast(data: bytes) -> Any:
     # file's bytes are already pinned by the signed manifest.
     try:
         return json.loads(data)
-    except ValueError as exc:
-        raise fail("proofs", f"ledger/proofs.json is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise fail("proofs", f"ledger/proofs.json is not valid JSON: {type(exc).__name__}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -959,6 +959,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines = verify_bundle(args.bundle, args.trusted_key)
     except VerificationError as exc:
         print(f"FAIL [{exc.check}] {exc.message}")
+        return 1
+    except Exception as exc:  # noqa: BLE001 - any other surprise is a failure too, never a pass
+        print(f"FAIL [malformed] the bundle could not be checked: {type(exc).__name__}: {exc}")
         return 1
     print("\n".join(lines))
     print("OK: every check holds.")
