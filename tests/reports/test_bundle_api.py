@@ -120,3 +120,11 @@ def test_model_bundle_includes_approvals_deployments_and_lineage(auditor, pendin
     assert ("governance.deployment", str(deployment.pk)) in subjects
     assert any(t == "lineage.lineagenode" for t, _ in subjects)
     assert plan.attestations, "the version's lineage attestation is carried"
+
+
+def test_bundle_list_shows_own_and_visible_exports_paginated(auditor, scientist, version):
+    mine = BundleExport.objects.create(actor="user:audrey", requested_by=auditor, model_name=version.model.name,
+                                       subjects=[["governance.registeredmodel", str(version.model.pk)]])
+    body = client_for(auditor).get("/api/bundles/").json()
+    assert body["count"] == 1 and body["results"][0]["id"] == mine.pk
+    assert client_for(scientist).get("/api/bundles/").json()["count"] == 0
