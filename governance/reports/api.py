@@ -15,6 +15,8 @@ from rest_framework.views import APIView
 
 from audit.api_common import ERROR_RESPONSES, CursorlessPagination, paginated
 from audit.errors import Conflict, InvalidInput, NotFound
+from governance.idempotency import HEADER as IDEMPOTENCY_HEADER
+from governance.idempotency import idempotent
 from governance.reports import selectors, services
 from governance.reports.models import BundleExport
 from governance.reports.tasks import bundle_export_task
@@ -66,8 +68,11 @@ class BundleListView(APIView):
         items = paginator.paginate_queryset(selectors.bundle_export_list(user=request.user), request, view=self)
         return paginator.get_paginated_response([_out(item, request) for item in items])
 
-    @extend_schema(operation_id="bundles_request", request=BundleRequestIn,
+    @extend_schema(operation_id="bundles_request", request=BundleRequestIn, parameters=[OpenApiParameter(
+        IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER, required=False,
+        description="Retry-safe key: the same key and body replay the first response (one export, one job).")],
                    responses={202: BundleExportOut, **ERROR_RESPONSES})
+    @idempotent
     def post(self, request: Request) -> Response:
         if not isinstance(request.data, dict):
             raise InvalidInput("The request body must be a JSON object.", code="invalid_input")

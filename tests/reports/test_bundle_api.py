@@ -128,3 +128,12 @@ def test_bundle_list_shows_own_and_visible_exports_paginated(auditor, scientist,
     body = client_for(auditor).get("/api/bundles/").json()
     assert body["count"] == 1 and body["results"][0]["id"] == mine.pk
     assert client_for(scientist).get("/api/bundles/").json()["count"] == 0
+
+
+def test_a_retried_request_with_the_same_idempotency_key_queues_one_export(auditor, version):
+    client = client_for(auditor)
+    first = client.post("/api/bundles/", {"model": version.model.name}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    again = client.post("/api/bundles/", {"model": version.model.name}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert first.status_code == again.status_code == 202
+    assert first.json()["id"] == again.json()["id"]
+    assert BundleExport.objects.count() == 1
