@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Offline verifier for a governance audit bundle (zip). Stand-alone: Python 3.9+ and `cryptography`.
+"""Offline verifier for a governance audit bundle (zip). Stand-alone: Python 3.9+ and `cryptography` (3.1+).
 
     python verify.py BUNDLE.zip [--trusted-key VKEY_OR_FILE ...]
 
