@@ -17,6 +17,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from audit.errors import ServiceError
+from governance.fairness.models import AuditRun
 from governance.models import ModelVersion, RegisteredModel
 from governance.reports import selectors, services
 from governance.reports.models import BundleExport, GeneratedReport, ReportSchedule
@@ -158,6 +159,26 @@ def generate_report(model_admin: Any, request: HttpRequest, queryset: QuerySet[M
     return None
 
 
+@admin.action(description="Generate audit report (PDF, HTML, JSON)")
+def generate_audit_report(model_admin: Any, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
+    if not selectors.can_export(request.user):
+        model_admin.message_user(request, "Generating reports needs the auditor role.", messages.ERROR)
+        return None
+    runs = list(queryset.select_related("model_version__model")[: MAX_REPORTS_PER_ACTION + 1])
+    if len(runs) > MAX_REPORTS_PER_ACTION:
+        model_admin.message_user(request, f"Select at most {MAX_REPORTS_PER_ACTION} audits.", messages.ERROR)
+        return None
+    for run in runs:
+        if run.model_version is None or not run.result:
+            model_admin.message_user(request, f"Audit #{run.pk} has no result for a model version.", messages.ERROR)
+            continue
+        report = services.report_generate(version=run.model_version, by=request.user, audit=run)
+        url = reverse("admin:reports_generatedreport_file", args=[report.pk, "pdf"])
+        model_admin.message_user(request, format_html("Report for audit #{} generated: <a href=\"{}\">PDF</a>.",
+                                                      run.pk, url), messages.SUCCESS)
+    return None
+
+
 def _add_action(model: type[Any], action: Any) -> None:
     model_admin = admin.site._registry.get(model)
     if model_admin is None:
@@ -169,3 +190,4 @@ def _add_action(model: type[Any], action: Any) -> None:
 
 _add_action(RegisteredModel, export_bundle)
 _add_action(ModelVersion, generate_report)
+_add_action(AuditRun, generate_audit_report)

@@ -106,3 +106,27 @@ def test_risk_officer_edits_schedules_in_the_admin(client, risk_officer, model):
     assert response.status_code == 302, response.content[:2000]
     schedule = ReportSchedule.objects.get()
     assert schedule.periodic_task is not None
+
+
+def test_admin_generate_audit_report_action_on_a_fairness_audit(client, settings):
+    from io import StringIO
+
+    from django.contrib.auth import get_user_model
+
+    from governance import demo as governance_demo
+    from governance.fairness import demo as fairness_demo
+    from governance.fairness.models import AuditRun
+    from lineage import demo as lineage_demo
+
+    governance_demo.seed(stdout=StringIO())
+    lineage_demo.seed(stdout=StringIO())
+    fairness_demo.seed(stdout=StringIO())
+    run = AuditRun.objects.filter(status="succeeded", model_version__isnull=False).order_by("pk").first()
+    client.force_login(get_user_model().objects.get(username="audrey"))
+    response = client.post(reverse("admin:fairness_auditrun_changelist"),
+                           {"action": "generate_audit_report", "_selected_action": [run.pk]}, follow=True)
+    assert response.status_code == 200
+    report = GeneratedReport.objects.get()
+    assert report.audit_ref == f"fairness.auditrun:{run.pk}" and report.version_id == run.model_version_id
+    document = json.loads((settings.MEDIA_ROOT / report.json_file.name).read_bytes())
+    assert document["audit"] == run.pk
