@@ -128,7 +128,8 @@ def _load(*, models: int, entries: int, log: Any) -> dict[str, Any]:
                                 submitted_at=now - timedelta(seconds=version.pk), comment="bench",
                                 status=RequestStatus.APPROVED if version.status == VersionStatus.APPROVED
                                 else RequestStatus.PENDING,
-                                policy_snapshot=policy_snapshot, expires_at=now + timedelta(hours=72),
+                                policy_snapshot=policy_snapshot,
+                                expires_at=now - timedelta(seconds=version.pk) + timedelta(hours=72),
                                 closed_at=now if version.status == VersionStatus.APPROVED else None)
                 for version in versions])
             ApprovalDecision.objects.bulk_create([
