@@ -303,6 +303,9 @@ MAX_JSON_DEPTH = int(_env("MAX_JSON_DEPTH", "64"))
 # Path ids are bounded to 18 digits (lineage's `rowid` converter); the schema says integer.
 SPECTACULAR_SETTINGS["PATH_CONVERTER_OVERRIDES"] = {"rowid": {"type": "integer", "minimum": 0,
                                                              "maximum": 999_999_999_999_999_999}}
+# Redis redelivers a task whose worker died unacknowledged after this long (it must exceed the longest task).
+if "visibility_timeout" in CELERY_BROKER_TRANSPORT_OPTIONS:
+    CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = int(_env("CELERY_VISIBILITY_TIMEOUT_S", "3600"))
 # Outbox: tasks requested while the broker was down are published by this beat job (and at worker start).
 OUTBOX_DISPATCH_INTERVAL_S = int(_env("OUTBOX_DISPATCH_INTERVAL_S", "30"))
 CELERY_BEAT_SCHEDULE["outbox-dispatch"] = {

@@ -594,7 +594,7 @@ def audit_execute(*, run_id: int, task_id: str | None = None) -> AuditRun:
 
 
 def _locked_own_run(run_id: int, attempt: int) -> AuditRun | None:
-    run = AuditRun.objects.select_for_update().select_related("spec__model", "model_version").get(pk=run_id)
+    run = AuditRun.objects.select_for_update(of=("self",)).select_related("spec__model", "model_version").get(pk=run_id)
     if run.status != AuditRun.Status.RUNNING or run.attempt != attempt:
         return None
     return run
@@ -667,7 +667,7 @@ def audit_notify(*, run_id: int) -> bool:
     from governance.fairness import notifications
 
     with transaction.atomic():
-        run = AuditRun.objects.select_for_update().select_related("spec__model", "model_version").get(pk=run_id)
+        run = AuditRun.objects.select_for_update(of=("self",)).select_related("spec__model", "model_version").get(pk=run_id)
         if run.notified_at is not None or run.passed is True or run.status not in (
                 AuditRun.Status.SUCCEEDED, AuditRun.Status.FAILED):
             return False
