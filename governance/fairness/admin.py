@@ -13,6 +13,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from audit.errors import ServiceError
+from governance import selectors as governance_selectors
 from governance.fairness import selectors, services
 from governance.fairness.models import AuditRun, AuditSpec, PredictionBatch
 
@@ -84,3 +85,7 @@ class PredictionBatchAdmin(ReadOnlyAdmin):
     list_display = ("id", "model", "served_version", "file_format", "rows", "size_bytes", "sha256", "uploaded_at")
     search_fields = ("model__name", "sha256")
     readonly_fields = [field.name for field in PredictionBatch._meta.fields]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PredictionBatch]:
+        return PredictionBatch.objects.select_related("model", "served_version").filter(
+            model__in=governance_selectors.registered_model_list(user=request.user))
