@@ -152,7 +152,30 @@ def sign_in(browser: Any, base_url: str, username: str) -> Any:
     return page
 
 
+def check_accessibility(page: Any) -> None:
+    """Landmarks, a skip link reached first by keyboard, and a label on every control."""
+    assert page.locator("header").count() == 1 and page.locator("main#main").count() == 1
+    assert page.locator("footer").count() == 1 and page.locator("nav[aria-label=Main]").count() == 1
+    unlabelled = page.evaluate("""() => Array.from(document.querySelectorAll(
+        'main input:not([type=hidden]), main select, main textarea, main button'))
+        .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                        && !(el.tagName === 'BUTTON' && el.textContent.trim())
+                        && !(el.closest('label')))
+        .map((el) => el.outerHTML.slice(0, 80))""")
+    assert unlabelled == [], unlabelled
+    first = page.evaluate("""() => document.querySelector(
+        'a[href], button, input:not([type=hidden]), select, textarea, [tabindex]:not([tabindex="-1"])').className""")
+    assert first == "skip-link"
+    # Focused, the skip link comes into view, with a visible focus outline.
+    shown = page.evaluate("""() => { const link = document.querySelector('.skip-link'); link.focus();
+        const box = link.getBoundingClientRect(); const style = getComputedStyle(link);
+        const result = box.left >= 0 && style.outlineStyle !== 'none'; link.blur(); return result; }""")
+    assert shown
+
+
 def screenshot(page: Any, name: str) -> None:
+    if "/admin/" not in page.url:
+        check_accessibility(page)
     SCREENS.mkdir(parents=True, exist_ok=True)
     original = page.viewport_size
     for width in WIDTHS:
