@@ -49,21 +49,22 @@ class SpecIn(serializers.Serializer):
     y_true = serializers.CharField(max_length=200)
     y_pred = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     score = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    threshold = serializers.FloatField(required=False, allow_null=True, default=None)
+    threshold = serializers.FloatField(required=False, allow_null=True, default=None, min_value=-1e300, max_value=1e300)
     sensitive = serializers.ListField(child=serializers.CharField(max_length=200), min_length=1, max_length=10)
     pos_label = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     metrics = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list,
                                     max_length=20)
     thresholds = serializers.DictField(child=serializers.FloatField(), required=False, allow_null=True,
                                        default=None)
-    min_group_size = serializers.IntegerField(min_value=0, default=30)
+    min_group_size = serializers.IntegerField(min_value=0, max_value=1_000_000_000, default=30)
     include_small_groups = serializers.BooleanField(default=False)
     reference_group = serializers.DictField(child=serializers.CharField(max_length=200), required=False,
                                             allow_null=True, default=None)
-    bootstrap = serializers.IntegerField(min_value=0, default=0)
-    seed = serializers.IntegerField(required=False, allow_null=True, default=None)
+    bootstrap = serializers.IntegerField(min_value=0, max_value=1_000_000, default=0)
+    seed = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0, max_value=2**63 - 1)
     window_days = serializers.IntegerField(min_value=1, max_value=3650, default=30)
-    schedule_interval_s = serializers.IntegerField(required=False, allow_null=True, min_value=1, default=None)
+    schedule_interval_s = serializers.IntegerField(required=False, allow_null=True, min_value=1,
+                                                   max_value=366 * 24 * 3600, default=None)
     schedule_crontab = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import tempfile
 import time
@@ -164,8 +165,12 @@ def _require_columns(path: Path, needed: list[str]) -> None:
         raise FairnessInputError("fairness_missing_column", f"{path.name} lacks column(s) {missing}", missing=missing)
 
 
-def _input_error(error: FairnessInputError) -> InvalidInput:
-    return InvalidInput(str(error), code=error.code, extra=dict(getattr(error, "extra", {}) or {}))
+def _input_error(error: FairnessInputError, *, temp: Path | None = None, shown: str = "") -> InvalidInput:
+    """The engine's error as a 400; a temporary file's name in the message becomes the uploaded name."""
+    message = str(error)
+    if temp is not None:
+        message = message.replace(temp.name, shown or "the file")
+    return InvalidInput(message, code=error.code, extra=dict(getattr(error, "extra", {}) or {}))
 
 
 def _store_upload(uploaded: Any, *, folder: str, max_bytes: int) -> tuple[Path, str, int]:
@@ -211,6 +216,13 @@ def _schedule_task(spec: AuditSpec, *, interval_s: int | None, crontab: str | No
             raise InvalidInput("'schedule_crontab' needs 5 fields: minute hour day month weekday.",
                                code="fairness_bad_schedule")
         minute, hour, day_of_month, month_of_year, day_of_week = parts
+        from celery.schedules import crontab as celery_crontab
+
+        try:
+            celery_crontab(minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month_of_year,
+                           day_of_week=day_of_week)
+        except (ValueError, TypeError) as error:
+            raise InvalidInput(f"'schedule_crontab' is not a valid crontab: {error}", code="fairness_bad_schedule")
         fields["crontab"], _ = CrontabSchedule.objects.get_or_create(
             minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month_of_year,
             day_of_week=day_of_week, timezone="UTC")
@@ -275,6 +287,10 @@ def audit_spec_create(
         if dataset_file is None and dataset_path is None:
             raise InvalidInput("A spec on a model version needs its evaluation data (a CSV or Parquet file).",
                                code="fairness_no_dataset")
+    if threshold is not None and not math.isfinite(threshold):
+        raise InvalidInput("'threshold' must be a finite number.", code="fairness_bad_arguments")
+    if seed is not None and not 0 <= seed < 2**63:
+        raise InvalidInput("'seed' must be between 0 and 2**63 - 1.", code="fairness_bad_arguments")
     if bootstrap < 0 or bootstrap > settings.FAIRNESS_MAX_BOOTSTRAP:
         raise InvalidInput(f"'bootstrap' must be between 0 and {settings.FAIRNESS_MAX_BOOTSTRAP}.",
                            code="fairness_bad_arguments")
@@ -296,7 +312,8 @@ def audit_spec_create(
             try:
                 _require_columns(temp, needed)
             except FairnessInputError as error:
-                raise _input_error(error) from error
+                shown = Path(str(dataset_path)).name if dataset_path is not None else getattr(dataset_file, "name", "")
+                raise _input_error(error, temp=temp, shown=shown) from error
             suffix = "parquet" if reader._detect_format(temp) == "parquet" else "csv"
             stored_name = _save_to_storage(temp, f"fairness/datasets/{digest}.{suffix}")
         with transaction.atomic():
@@ -759,7 +776,7 @@ def prediction_batch_upload(*, by: Any, model: RegisteredModel, uploaded: Any,
                                          f"the batch lacks column(s) {missing} that this model's monitoring audits read",
                                          missing=missing)
         except FairnessInputError as error:
-            raise _input_error(error) from error
+            raise _input_error(error, temp=temp, shown=getattr(uploaded, "name", "")) from error
         version = served_version or production_version(model)
         batch = PredictionBatch(model=model, served_version=version, file_format=fmt, sha256=digest,
                                 size_bytes=size, rows=rows, columns=columns, uploaded_by_label=actor_label(by))

@@ -177,3 +177,29 @@ def test_trend_needs_a_model_and_lists_monitoring_points(scientist, model):
     client = client_for(scientist)
     assert client.get("/api/fairness/trend/").json()["code"] == "missing_parameter"
     assert client.get("/api/fairness/trend/", {"model": model.name}).json() == {"model": model.name, "points": []}
+
+
+def test_error_messages_name_the_uploaded_file_not_a_temporary_one(scientist, model, settings):
+    response = client_for(scientist).post(f"/api/models/{model.name}/prediction-batches/",
+                                          {"file": SimpleUploadedFile("week-7.csv", b"a,b\n1,2\n3\n")},
+                                          format="multipart")
+    assert response.status_code == 400 and "week-7.csv" in response.json()["message"]
+    assert "batch-" not in response.json()["message"]
+    _nothing_stored(settings)
+
+
+@pytest.mark.parametrize(("change", "code"), [
+    ({"schedule_crontab": "61 * * * *"}, "fairness_bad_schedule"),
+    ({"schedule_crontab": "0 6 * *"}, "fairness_bad_schedule"),
+    ({"thresholds": {"impact_ratio_min": 1.5}}, "fairness_bad_thresholds"),
+    ({"seed": -1}, "invalid_input"),
+])
+def test_bad_spec_fields_are_400_and_nothing_is_stored(change, code, scientist, model, version, tmp_path, settings):
+    body = {"model": model.name, "version": version.label, "y_true": "repaid", "y_pred": "predicted",
+            "sensitive": ["sex"], **change}
+    response = client_for(scientist).post("/api/fairness/specs/", {
+        "spec": json.dumps(body), "dataset": SimpleUploadedFile("e.csv", credit_csv(tmp_path / "e.csv").read_bytes())},
+        format="multipart")
+    assert response.status_code == 400 and response.json()["code"] == code, response.content
+    assert not AuditSpec.objects.exists() and not LedgerEntry.objects.filter(action="fairness_spec.created").exists()
+    assert [p for p in (Path(settings.MEDIA_ROOT) / "fairness").rglob("*") if p.is_file()] == []
