@@ -574,3 +574,44 @@ def test_securesystemslib_rejects_a_changed_manifest_payload(bundle):
 
 def test_verify_py_parses_as_python_3_9():
     ast.parse(VERIFY_PY.read_text(), feature_version=(3, 9))
+
+
+def test_attestation_envelopes_verify_with_securesystemslib(bundle):
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
+    from securesystemslib.dsse import Envelope
+    from securesystemslib.signer import SSlibKey
+
+    files = members(bundle)
+    keys = []
+    for name, data in files.items():
+        if name.startswith("keys/") and name.endswith(".pem"):
+            raw = load_pem_public_key(data).public_bytes(Encoding.Raw, PublicFormat.Raw)
+            keys.append(SSlibKey(hashlib.sha256(raw).hexdigest(), "ed25519", "ed25519", {"public": raw.hex()}))
+    envelopes = [data for name, data in files.items() if name.startswith("attestations/")]
+    assert envelopes
+    for data in envelopes:
+        assert Envelope.from_dict(json.loads(data)).verify(keys, 1)
+
+
+def test_trusted_keys_can_be_given_as_files_of_vkeys_or_pem(tmp_path, bundle):
+    from audit.keys import public_pem
+
+    vkey_file = tmp_path / "server.vkeys"
+    vkey_file.write_text("\n".join(key.vkey for key in SigningKey.objects.all()) + "\n")
+    assert run_verify(tmp_path, bundle, "--trusted-key", str(vkey_file)).returncode == 0
+    # A PEM of the attestation key alone does not vouch for the checkpoints.
+    pem_file = tmp_path / "attestation.pem"
+    pem_file.write_text(public_pem(bytes(active_key(SigningKey.Purpose.ATTESTATION).record.public_key)))
+    assert_rejected(run_verify(tmp_path, bundle, "--trusted-key", str(pem_file)), "trust",
+                    "ledger/checkpoint.txt is not signed by a trusted key")
+
+
+def test_verify_py_passes_mypy_strict_for_python_3_9(tmp_path):
+    import subprocess
+
+    copy = tmp_path / "verify_standalone.py"
+    copy.write_bytes(VERIFY_PY.read_bytes())
+    result = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--python-version", "3.9",
+                             "--no-incremental", str(copy)], capture_output=True, text=True, cwd=tmp_path,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
