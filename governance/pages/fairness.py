@@ -48,13 +48,15 @@ def _unavailable() -> dict[str, Any]:
 
 # --- Dashboard -----------------------------------------------------------------------------------
 
-def failing_audits(*, user: Any, limit: int = 10) -> list[dict[str, Any]]:
+def failing_audits(*, user: Any, limit: int = 10, visible: Any = None) -> list[dict[str, Any]]:
     """Each visible spec's latest finished run, where it failed its thresholds or errored (one query)."""
     models, selectors, _ = _fairness()
     finished = [models.AuditRun.Status.SUCCEEDED, models.AuditRun.Status.FAILED]
     latest = (models.AuditRun.objects.filter(spec=OuterRef("spec"), status__in=finished)
               .order_by("-finished_at", "-pk").values("pk")[:1])
-    runs = (selectors.audit_run_list(user=user).filter(status__in=finished, pk=Subquery(latest))
+    if visible is None:
+        visible = governance_selectors.registered_model_list(user=user)
+    runs = (models.AuditRun.objects.filter(spec__model__in=visible, status__in=finished, pk=Subquery(latest))
             .filter(Q(status=models.AuditRun.Status.FAILED) | Q(passed=False))
             .order_by("-finished_at", "-pk").values(*LIGHT_FIELDS)[:limit])
     return [{"label": f"{run['spec__model__name']} {run['model_version__label'] or ''} — {run['spec__name']}",
@@ -64,7 +66,7 @@ def failing_audits(*, user: Any, limit: int = 10) -> list[dict[str, Any]]:
             for run in runs]
 
 
-def overdue_audits(*, user: Any, limit: int = 10) -> list[dict[str, Any]]:
+def overdue_audits(*, user: Any, limit: int = 10, visible: Any = None) -> list[dict[str, Any]]:
     """Versions under review, approved or deployed whose policy wants a passing audit younger than N
     days, and that have none (one query per distinct age limit, usually one or two)."""
     models, _, _ = _fairness()
@@ -88,7 +90,9 @@ def overdue_audits(*, user: Any, limit: int = 10) -> list[dict[str, Any]]:
     for days, scope in sorted(by_age.items()):
         fresh = models.AuditRun.objects.filter(model_version=OuterRef("pk"), status=models.AuditRun.Status.SUCCEEDED,
                                                passed=True, finished_at__gte=now - timedelta(days=days))
-        versions = (governance_selectors.model_version_list(user=user)
+        if visible is None:
+            visible = governance_selectors.registered_model_list(user=user)
+        versions = (ModelVersion.objects.filter(model__in=visible)
                     .filter(scope, status__in=[VersionStatus.PENDING_REVIEW, VersionStatus.APPROVED,
                                                 VersionStatus.DEPLOYED])
                     .filter(~Exists(fresh)).annotate(last_passed=Subquery(last_passed))
@@ -101,11 +105,11 @@ def overdue_audits(*, user: Any, limit: int = 10) -> list[dict[str, Any]]:
     return found[:limit]
 
 
-def dashboard_overview(*, user: Any) -> dict[str, Any]:
+def dashboard_overview(*, user: Any, visible: Any = None) -> dict[str, Any]:
     if not available():
         return _unavailable()
-    return {"fairness_available": True, "failing_audits": failing_audits(user=user),
-            "overdue_audits": overdue_audits(user=user)}
+    return {"fairness_available": True, "failing_audits": failing_audits(user=user, visible=visible),
+            "overdue_audits": overdue_audits(user=user, visible=visible)}
 
 
 # --- Model page ----------------------------------------------------------------------------------
@@ -169,9 +173,9 @@ def model_section(*, user: Any, model: RegisteredModel, versions: list[ModelVers
     models, selectors, services = _fairness()
     from governance.reports import charts
 
-    specs = list(selectors.audit_spec_list(user=user, model=model).only("pk", "name", "target", "version__label",
-                                                                         "model_id", "periodic_task_id"))
-    runs = selectors.audit_run_list(user=user).filter(spec__model=model)
+    # The page has already checked that the user may see the model (a 404 otherwise).
+    specs = list(models.AuditSpec.objects.filter(model=model).select_related("version").order_by("pk"))
+    runs = models.AuditRun.objects.filter(spec__model=model).select_related("model_version")
     succeeded = runs.filter(status=models.AuditRun.Status.SUCCEEDED)
     shown = None
     if result_id is not None:

@@ -39,7 +39,17 @@ LEDGER_PAGE_SIZE = 50
 
 # --- Dashboard ---------------------------------------------------------------------------------
 
-def decidable_requests(*, user: Any) -> QuerySet[ApprovalRequest]:
+def visible_models(*, user: Any) -> QuerySet[RegisteredModel]:
+    """The models the user may see (governance's selector). A page builds it once and passes it to
+    the reads below, which use it as a subquery, instead of rebuilding the guardian filters per read."""
+    return governance_selectors.registered_model_list(user=user)
+
+
+def _visible(user: Any, visible: QuerySet[RegisteredModel] | None) -> QuerySet[RegisteredModel]:
+    return visible if visible is not None else visible_models(user=user)
+
+
+def decidable_requests(*, user: Any, visible: QuerySet[RegisteredModel] | None = None) -> QuerySet[ApprovalRequest]:
     """Pending requests the user may decide now, as one query.
 
     The same rule as `governance.permissions.can_decide` applied per request in
@@ -48,7 +58,8 @@ def decidable_requests(*, user: Any) -> QuerySet[ApprovalRequest]:
     """
     if not is_active_user(user) or is_service_account(user) or not user.has_perm("governance.add_approvaldecision"):
         return ApprovalRequest.objects.none()
-    pending = (governance_selectors.approval_request_list(user=user, status=RequestStatus.PENDING)
+    pending = (ApprovalRequest.objects.select_related("version__model", "submitted_by")
+               .filter(status=RequestStatus.PENDING, version__model__in=_visible(user, visible))
                .exclude(submitted_by=user).exclude(version__created_by=user).exclude(decisions__approver=user))
     if not user.is_superuser:
         tiers = [tier for tier in RiskTier.values if user.has_perm(f"governance.approve_tier_{tier}")]
@@ -57,9 +68,9 @@ def decidable_requests(*, user: Any) -> QuerySet[ApprovalRequest]:
     return pending.order_by("expires_at", "pk")
 
 
-def submitted_requests(*, user: Any) -> QuerySet[ApprovalRequest]:
-    return (governance_selectors.approval_request_list(user=user).filter(submitted_by=user)
-            .order_by("-submitted_at", "-pk"))
+def submitted_requests(*, user: Any, visible: QuerySet[RegisteredModel] | None = None) -> QuerySet[ApprovalRequest]:
+    return (ApprovalRequest.objects.select_related("version__model", "submitted_by")
+            .filter(submitted_by=user, version__model__in=_visible(user, visible)).order_by("-submitted_at", "-pk"))
 
 
 SCAN_CHUNK = 200
@@ -91,24 +102,27 @@ def first_matching(*, candidates: QuerySet[ApprovalRequest], matching: QuerySet[
     return [rows[pk] for pk in found[:limit] if pk in rows]
 
 
-def decidable_requests_first(*, user: Any, limit: int = 20) -> list[ApprovalRequest]:
+def decidable_requests_first(*, user: Any, limit: int = 20,
+                             visible: QuerySet[RegisteredModel] | None = None) -> list[ApprovalRequest]:
     """The `limit` decidable requests that expire first (walks the status/expiry index)."""
-    matching = decidable_requests(user=user)
+    matching = decidable_requests(user=user, visible=visible)
     if not matching.query.is_empty():
         candidates = ApprovalRequest.objects.filter(status=RequestStatus.PENDING).order_by("expires_at", "pk")
         return first_matching(candidates=candidates, matching=matching, limit=limit)
     return []
 
 
-def submitted_requests_first(*, user: Any, limit: int = 10) -> list[ApprovalRequest]:
+def submitted_requests_first(*, user: Any, limit: int = 10,
+                             visible: QuerySet[RegisteredModel] | None = None) -> list[ApprovalRequest]:
     """The user's `limit` latest visible requests."""
     candidates = ApprovalRequest.objects.filter(submitted_by=user).order_by("-submitted_at", "-pk")
-    return first_matching(candidates=candidates, matching=submitted_requests(user=user), limit=limit)
+    return first_matching(candidates=candidates, matching=submitted_requests(user=user, visible=visible),
+                          limit=limit)
 
 
-def deployments_by_environment(*, user: Any) -> list[dict[str, Any]]:
+def deployments_by_environment(*, user: Any, visible: QuerySet[RegisteredModel] | None = None) -> list[dict[str, Any]]:
     """Active deployments of the models the user may see, counted per environment."""
-    rows = (governance_selectors.deployment_list(user=user, active=True).order_by()
+    rows = (Deployment.objects.filter(is_active=True, model__in=_visible(user, visible)).order_by()
             .values("environment__name", "environment__is_production")
             .annotate(count=Count("pk")).order_by("-environment__is_production", "environment__name"))
     return [{"name": row["environment__name"], "is_production": row["environment__is_production"],

@@ -48,25 +48,26 @@ def _model_url(name: str, **query: str) -> str:
 def dashboard(request: HttpRequest) -> HttpResponse:
     user = request.user
     scope, activity = selectors.recent_activity(user=user)
+    visible = selectors.visible_models(user=user)
     context = {
-        "decidable": selectors.decidable_requests_first(user=user),
-        "submitted": selectors.submitted_requests_first(user=user),
-        "environments": selectors.deployments_by_environment(user=user),
+        "decidable": selectors.decidable_requests_first(user=user, visible=visible),
+        "submitted": selectors.submitted_requests_first(user=user, visible=visible),
+        "environments": selectors.deployments_by_environment(user=user, visible=visible),
         "checkpoint": selectors.latest_checkpoint(),
         "verification": selectors.last_verification(),
         "activity": activity,
         "activity_scope": scope,
         "can_read_ledger": audit_selectors.can_read_ledger(user),
-        **_audit_overview(user),
+        **_audit_overview(user, visible),
     }
     return render(request, "pages/dashboard.html", {"nav": "dashboard", **context})
 
 
-def _audit_overview(user: Any) -> dict[str, Any]:
+def _audit_overview(user: Any, visible: Any) -> dict[str, Any]:
     """Failing or overdue fairness audits, when the fairness app offers them."""
     from governance.pages import fairness
 
-    return fairness.dashboard_overview(user=user)
+    return fairness.dashboard_overview(user=user, visible=visible)
 
 
 # --- Models -----------------------------------------------------------------------------------
