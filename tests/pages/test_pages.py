@@ -360,3 +360,11 @@ def test_ledger_pages_through_a_time_window_without_gaps_or_repeats(auditor):
     back = selectors.ledger_search(filters=window, after=expected[45], page_size=40)
     assert [entry.seq for entry in back.entries] == expected[5:45]
     assert back.newer == expected[5]
+
+
+def test_error_pages_render_without_a_request_context():
+    from django.template import loader
+
+    html = loader.get_template("500.html").render()  # Django renders 500.html with no context at all
+    assert "Something went wrong" in html and 'href="#main"' in html and "Sign out" not in html
+    assert "Not found" in loader.get_template("404.html").render()
