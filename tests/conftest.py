@@ -68,6 +68,11 @@ def _flush_past_append_only_triggers():
         try:
             return original(self, **options)
         finally:
+            # post_migrate handlers that flush re-runs (role groups) write ledger entries; the
+            # next test must start from an empty ledger, as after a fresh migrate.
+            with connection.cursor() as cursor:
+                for table in ("audit_ledgerentry", "audit_merklenode", "audit_checkpoint", "audit_ledgerhead"):
+                    cursor.execute(f"DELETE FROM {table}")
             with connection.schema_editor() as editor:
                 triggers.create_triggers(None, editor)
             from django.apps import apps
@@ -77,3 +82,35 @@ def _flush_past_append_only_triggers():
     flush.Command.handle = handle
     yield
     flush.Command.handle = original
+
+
+@pytest.fixture
+def empty_ledger(db):  # type: ignore[no-untyped-def]
+    """Start a test from an empty ledger (migrations record role grants), inside the test's transaction.
+
+    The rows come back when the test's transaction rolls back; the triggers are off only
+    within this transaction (PostgreSQL) or dropped and re-created in it (SQLite's DDL is
+    transactional too).
+    """
+    from django.db import connection
+
+    tables = ("audit_ledgerentry", "audit_merklenode", "audit_checkpoint")
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET session_replication_role = replica")
+            try:
+                for table in tables:
+                    cursor.execute(f"DELETE FROM {table}")
+            finally:
+                cursor.execute("SET session_replication_role = origin")
+        else:
+            cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'audit_%'")
+            saved = cursor.fetchall()
+            for name, _ in saved:
+                cursor.execute(f'DROP TRIGGER "{name}"')
+            for table in tables:
+                cursor.execute(f"DELETE FROM {table}")
+            for _, sql in saved:
+                cursor.execute(sql)
+        cursor.execute("UPDATE audit_ledgerhead SET tree_size = 0, head_hash = %s, frontier = %s WHERE id = 1",
+                       [bytes(32), b""])

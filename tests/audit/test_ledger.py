@@ -24,7 +24,7 @@ from audit.ledger import (
 from audit.models import Checkpoint, LedgerEntry, LedgerHead
 from audit.verify import verify_ledger
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_ledger")]
 
 
 def _append(count: int, *, prefix: str = "item") -> list[LedgerEntry]:

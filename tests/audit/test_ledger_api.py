@@ -25,7 +25,8 @@ def auditor_client():
 
 
 @pytest.fixture
-def ledger():
+def ledger(auditor_client, empty_ledger):
+    # Granting the auditor's permission is itself recorded; start the entries below from seq 0.
     for index in range(9):
         ledger_append(actor="user:alice", action="model.updated" if index % 2 else "model.created",
                       subject=("governance.registeredmodel", str(index % 3)), payload={"index": index})
@@ -101,7 +102,7 @@ def test_checkpoint_is_plain_text_and_keys_list_vkeys_without_private_material(a
     assert unknown.status_code == 404 and unknown.json()["code"] == "signing_key_not_found"
 
 
-def test_no_checkpoint_yet_is_a_clear_404(auditor_client):
+def test_no_checkpoint_yet_is_a_clear_404(auditor_client, empty_ledger):
     response = auditor_client.get("/api/ledger/checkpoint/")
     assert response.status_code == 404 and response.json()["code"] == "no_checkpoint"
 

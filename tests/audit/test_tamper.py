@@ -17,7 +17,7 @@ from audit.ledger import checkpoint_create, ledger_append
 from audit.models import Checkpoint
 from audit.verify import verify_ledger
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_ledger")]
 
 SIZE = 12
 

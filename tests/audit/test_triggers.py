@@ -8,7 +8,7 @@ from django.db import DatabaseError, connection, transaction
 from audit.ledger import checkpoint_create, ledger_append
 from audit.models import Checkpoint, LedgerEntry, MerkleNode, SigningKey
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("empty_ledger")]
 
 TABLES = ["audit_ledgerentry", "audit_merklenode", "audit_checkpoint"]
 

@@ -14,7 +14,7 @@ from audit.models import LedgerEntry, LedgerHead
 from audit.verify import verify_ledger
 from tests.conftest import REPO_ROOT, uses_postgres
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration, pytest.mark.usefixtures("empty_ledger")]
 
 WRITERS = 8
 
