@@ -30,7 +30,7 @@ import pyarrow.csv as pa_csv  # type: ignore[import-untyped]
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from audit import jcs
@@ -596,12 +596,17 @@ def audit_execute(*, run_id: int, task_id: str | None = None) -> AuditRun:
         return AuditRun.objects.get(pk=run_id)
     except FairnessInputError as error:
         return _finish_failed(run_id, attempt, error.code, str(error))
+    except (DatabaseError, OSError):
+        raise  # transient (database, storage): the task retries with backoff and takes the run over
     except Exception as error:
         from celery.exceptions import SoftTimeLimitExceeded
 
         if isinstance(error, SoftTimeLimitExceeded):
             return _finish_failed(run_id, attempt, "fairness_time_limit", "The audit exceeded its time limit.")
-        raise
+        # A bug or an input the engine did not foresee: record it once instead of retrying forever.
+        logger.exception("fairness audit %s failed unexpectedly", run_id)
+        return _finish_failed(run_id, attempt, "fairness_internal_error",
+                              f"The audit failed unexpectedly ({type(error).__name__}).")
     report["input_sha256"] = _input_sha256(run.input_files)
     report["input_files"] = [{"sha256": item["sha256"], "batch": item.get("batch")} for item in run.input_files]
     report["thresholds"] = dict(run.thresholds)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from celery import shared_task
 from django.conf import settings
 from django.db import OperationalError
@@ -40,7 +41,8 @@ def fairness_audit_recover_task() -> list[int]:
     return services.audit_recover_stale()
 
 
-@shared_task(acks_late=True, autoretry_for=(OperationalError, OSError), retry_backoff=True, max_retries=8)
+@shared_task(acks_late=True, autoretry_for=(OperationalError, OSError, httpx.HTTPError), retry_backoff=True,
+             max_retries=8)
 def fairness_notify_task(run_id: int) -> bool:
     """E-mail and signed webhook for a failing audit, once (network errors retry with backoff)."""
     return services.audit_notify(run_id=run_id)

@@ -397,3 +397,16 @@ def test_monitoring_audits_the_production_version_on_recent_batches(
     trend = selectors.fairness_trend(user=scientist, model_name=model.name)
     assert [point["audit"] for point in trend] == [run1.pk, run2.pk]
     assert trend[1]["attributes"]["sex"]["min_impact_ratio"] < trend[0]["attributes"]["sex"]["min_impact_ratio"]
+
+
+def test_an_unexpected_engine_error_fails_the_run_once_instead_of_retrying_forever(
+        scientist, model, version, tmp_path, monkeypatch, django_capture_on_commit_callbacks):
+    def broken(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise RuntimeError("a bug with a secret-looking detail")
+
+    monkeypatch.setattr(services, "compute_report", broken)
+    run = run_audit(make_spec(scientist, model, version, credit_csv(tmp_path / "e.csv")), scientist,
+                    django_capture_on_commit_callbacks)
+    assert run.status == AuditRun.Status.FAILED and run.error_code == "fairness_internal_error"
+    assert "secret" not in run.error_message and "RuntimeError" in run.error_message
+    assert LedgerEntry.objects.get(action="fairness_audit.failed").payload["code"] == "fairness_internal_error"
