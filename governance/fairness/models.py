@@ -135,7 +135,9 @@ class AuditRun(models.Model):
     error_code = models.CharField(max_length=100, blank=True)
     error_message = models.TextField(blank=True)
     ledger_seq = models.BigIntegerField(null=True, blank=True)
-    notified_at = models.DateTimeField(null=True, blank=True)
+    webhook_sent_at = models.DateTimeField(null=True, blank=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+    notified_at = models.DateTimeField(null=True, blank=True, help_text="When every failing-audit notice was sent")
 
     class Meta:
         ordering = ["-pk"]

@@ -685,20 +685,26 @@ def _notify_on_commit(run_id: int) -> None:
 
 
 def audit_notify(*, run_id: int) -> bool:
-    """Send the failing audit's e-mail and signed webhook once; True if this call sent them."""
+    """Send the failing audit's signed webhook and e-mail, each once; True once both are sent.
+
+    Each channel is marked in its own transaction right after it succeeded, so a retry after the
+    e-mail failed does not post the webhook again.
+    """
     from governance.fairness import notifications
 
+    steps = (("webhook_sent_at", notifications.send_webhook), ("emailed_at", notifications.send_email))
+    for field, send in steps:
+        with transaction.atomic():
+            run = AuditRun.objects.select_for_update().select_related("spec__model", "model_version").get(pk=run_id)
+            if run.notified_at is not None or run.passed is True or run.status not in (
+                    AuditRun.Status.SUCCEEDED, AuditRun.Status.FAILED):
+                return False
+            if getattr(run, field) is None:
+                send(run)  # raises on failure: the task retries; nothing is marked
+                setattr(run, field, timezone.now())
+                run.save(update_fields=[field])
     with transaction.atomic():
-        run = AuditRun.objects.select_for_update(of=("self",)).select_related("spec__model", "model_version").get(pk=run_id)
-        if run.notified_at is not None or run.passed is True or run.status not in (
-                AuditRun.Status.SUCCEEDED, AuditRun.Status.FAILED):
-            return False
-        # The webhook goes first: if it raises, the task retries and nothing is marked.
-        notifications.send_webhook(run)
-        notifications.send_email(run)
-        run.notified_at = timezone.now()
-        run.save(update_fields=["notified_at"])
-    return True
+        return bool(AuditRun.objects.filter(pk=run_id, notified_at__isnull=True).update(notified_at=timezone.now()))
 
 
 def audit_recover_stale() -> list[int]:

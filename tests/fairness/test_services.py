@@ -410,3 +410,27 @@ def test_an_unexpected_engine_error_fails_the_run_once_instead_of_retrying_forev
     assert run.status == AuditRun.Status.FAILED and run.error_code == "fairness_internal_error"
     assert "secret" not in run.error_message and "RuntimeError" in run.error_message
     assert LedgerEntry.objects.get(action="fairness_audit.failed").payload["code"] == "fairness_internal_error"
+
+
+def test_a_retry_after_the_email_failed_does_not_post_the_webhook_again(scientist, model, version, tmp_path,
+                                                                       webhook_receiver, settings):
+    import socket
+
+    spec = make_spec(scientist, model, version, credit_csv(tmp_path / "b.csv", biased=True))
+    run = services.audit_execute(run_id=services.audit_request(spec=spec, by=scientist).pk)  # notify not run yet
+    assert run.passed is False
+    with socket.socket() as probe:  # a port nobody listens on: the SMTP connection is refused
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", closed_port
+    with pytest.raises(OSError):
+        services.audit_notify(run_id=run.pk)
+    run.refresh_from_db()
+    assert len(webhook_receiver) == 1 and run.webhook_sent_at is not None
+    assert run.emailed_at is None and run.notified_at is None
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert services.audit_notify(run_id=run.pk) is True
+    assert len(webhook_receiver) == 1 and len(mail.outbox) == 1
+    assert services.audit_notify(run_id=run.pk) is False
