@@ -228,9 +228,15 @@ class InclusionVerifier:
     def __init__(self, tree_size: int, root: bytes) -> None:
         self.tree_size = tree_size
         self.root = root
-        self.proven: dict[tuple[int, int, bytes], list[bytes]] = {}
+        self.proven: dict[tuple[int, int, bytes], list[Any]] = {}
 
-    def verify(self, leaf: bytes, leaf_index: int, proof: list[bytes]) -> None:
+    def verify(self, leaf: bytes, leaf_index: int, proof: list[Any], decode: Any = None) -> None:
+        """Raise ValueError unless `proof` leads from `leaf` at `leaf_index` to the root.
+
+        `proof` holds the sibling hashes, or their encodings with `decode` turning one into bytes:
+        elements are decoded only when they are used, and compared in their encoded form when a
+        proven path is reused (decoding is a function, so equal encodings mean equal hashes).
+        """
         if not 0 <= leaf_index < self.tree_size:
             raise ValueError(f"leaf index {leaf_index} is outside a tree of size {self.tree_size}")
         if len(leaf) != HASH_SIZE:
@@ -245,7 +251,9 @@ class InclusionVerifier:
                 break
             if position:
                 visited.append((state, position))
-            if len(p) != HASH_SIZE:
+            if decode is not None:
+                p = decode(p)
+            if not isinstance(p, bytes) or len(p) != HASH_SIZE:
                 raise ValueError("a proof element is not 32 bytes")
             if sn == 0:
                 raise ValueError("the proof is longer than the path to the root")
@@ -860,6 +868,14 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
     if len(proof_list) != len(entries):
         raise fail("proofs", f"{len(proof_list)} proofs for {len(entries)} entries")
     decoded: dict[str, bytes] = {}
+
+    def decode(text: Any) -> bytes:
+        value = decoded.get(text) if isinstance(text, str) else None
+        if value is None:
+            value = b64decode_fast(text, "a proof hash")
+            decoded[text] = value
+        return value
+
     verifier = InclusionVerifier(checkpoint.tree_size, checkpoint.root_hash)
     for (seq, canonical), proof in zip(entries, proof_list):  # noqa: B905 (lengths checked; Python 3.9)
         if not isinstance(proof, dict):
@@ -872,15 +888,8 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
         hashes = proof.get("hashes")
         if not isinstance(hashes, list):
             raise fail("proofs", f"the proof for entry seq {seq} has no hash list")
-        path = []
-        for text in hashes:
-            value = decoded.get(text) if isinstance(text, str) else None
-            if value is None:
-                value = b64decode_fast(text, f"proof hash for entry seq {seq}")
-                decoded[text] = value
-            path.append(value)
         try:
-            verifier.verify(leaf_hash(canonical), seq, path)
+            verifier.verify(leaf_hash(canonical), seq, hashes, decode)
         except ValueError as exc:
             raise fail("inclusion", f"entry seq {seq}: {exc}") from None
     report.ok(f"{len(entries)} RFC 9162 inclusion proof(s) lead to the checkpoint root")
