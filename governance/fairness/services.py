@@ -280,6 +280,8 @@ def audit_spec_create(
                            extra={"known": sorted(KNOWN_METRICS)})
     if target not in AuditSpec.Target.values:
         raise InvalidInput(f"'target' must be one of {AuditSpec.Target.values}.", code="fairness_bad_arguments")
+    if dataset_version is not None and dataset_file is None and dataset_path is None:
+        dataset_path = _local_dataset_path(dataset_version)
     if target == AuditSpec.Target.VERSION:
         if version is None or version.model_id != model.pk:
             raise InvalidInput("A spec on a model version needs a version of this model.",
@@ -314,6 +316,12 @@ def audit_spec_create(
             except FairnessInputError as error:
                 shown = Path(str(dataset_path)).name if dataset_path is not None else getattr(dataset_file, "name", "")
                 raise _input_error(error, temp=temp, shown=shown) from error
+            if (dataset_version is not None and dataset_version.digest_kind == "content"
+                    and dataset_version.digest != digest):
+                raise InvalidInput("The evaluation data is not the lineage dataset version it names: the SHA-256 "
+                                   "of its bytes differs.", code="fairness_dataset_mismatch",
+                                   extra={"dataset_version": dataset_version.pk, "expected": dataset_version.digest,
+                                          "actual": digest})
             suffix = "parquet" if reader._detect_format(temp) == "parquet" else "csv"
             stored_name = _save_to_storage(temp, f"fairness/datasets/{digest}.{suffix}")
         with transaction.atomic():
@@ -342,6 +350,15 @@ def audit_spec_create(
         if temp is not None:
             temp.unlink(missing_ok=True)
     return spec
+
+
+def _local_dataset_path(dataset_version: Any) -> Path | None:
+    """The dataset version's file when its location is a readable local path (file:// or absolute)."""
+    uri = str(dataset_version.location_uri or "")
+    if uri.startswith("file://"):
+        uri = uri[len("file://"):]
+    path = Path(uri)
+    return path if uri.startswith("/") and path.is_file() else None
 
 
 def _schedule_text(periodic: Any) -> str | None:

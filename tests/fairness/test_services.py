@@ -434,3 +434,23 @@ def test_a_retry_after_the_email_failed_does_not_post_the_webhook_again(scientis
     assert services.audit_notify(run_id=run.pk) is True
     assert len(webhook_receiver) == 1 and len(mail.outbox) == 1
     assert services.audit_notify(run_id=run.pk) is False
+
+
+def test_evaluation_data_must_be_the_lineage_dataset_version_it_names(scientist, model, version, tmp_path):
+    from lineage import services as lineage_services
+
+    path = credit_csv(tmp_path / "holdout.csv", rows=300)
+    dataset, _ = lineage_services.dataset_create(namespace="s3://bank", name="holdout", actor=SEED)
+    registered, _ = lineage_services.dataset_version_register(
+        dataset=dataset, actor=SEED,
+        spec=lineage_services.VersionSpec(location_uri=f"file://{path}", content=path.read_bytes()))
+    # The file is found through the dataset version's location when none is uploaded.
+    spec = services.audit_spec_create(by=scientist, model=model, version=version, name="lineage", y_true="repaid",
+                                      y_pred="predicted", sensitive=["sex"], dataset_version=registered)
+    assert spec.dataset_sha256 == registered.digest and spec.dataset_version_id == registered.pk
+    # Other bytes under the same reference are refused.
+    with pytest.raises(services.InvalidInput) as mismatch:
+        make_spec(scientist, model, version, credit_csv(tmp_path / "other.csv", rows=300, seed=9),
+                  dataset_version=registered)
+    assert mismatch.value.code == "fairness_dataset_mismatch"
+    assert AuditSpec.objects.count() == 1
