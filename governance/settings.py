@@ -319,6 +319,8 @@ FAIRNESS_MAX_UPLOAD_BYTES = int(_env("FAIRNESS_MAX_UPLOAD_BYTES", str(200 * 1024
 FAIRNESS_MAX_DATASET_BYTES = int(_env("FAIRNESS_MAX_DATASET_BYTES", str(2 * 1024 * 1024 * 1024)))
 FAIRNESS_MAX_BOOTSTRAP = int(_env("FAIRNESS_MAX_BOOTSTRAP", "100000"))
 FAIRNESS_CHUNK_ROWS = int(_env("FAIRNESS_CHUNK_ROWS", "1000000"))
+# A spec naming a lineage dataset version whose location is a file under this folder reads it (empty: never).
+FAIRNESS_LOCAL_DATASET_ROOT = _env("FAIRNESS_LOCAL_DATASET_ROOT", "")
 # Test hook only: seconds to sleep after each chunk, so an integration test can interrupt an audit.
 FAIRNESS_CHUNK_DELAY_S = float(_env("FAIRNESS_CHUNK_DELAY_S", "0"))
 # A running audit whose heartbeat is older than this is taken over by another worker.

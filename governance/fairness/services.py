@@ -353,12 +353,19 @@ def audit_spec_create(
 
 
 def _local_dataset_path(dataset_version: Any) -> Path | None:
-    """The dataset version's file when its location is a readable local path (file:// or absolute)."""
+    """The dataset version's file when its location is a local path under FAIRNESS_LOCAL_DATASET_ROOT.
+
+    Only under that folder (empty: never), so that a dataset version cannot make the server read
+    an arbitrary local file.
+    """
+    root = settings.FAIRNESS_LOCAL_DATASET_ROOT
     uri = str(dataset_version.location_uri or "")
-    if uri.startswith("file://"):
-        uri = uri[len("file://"):]
-    path = Path(uri)
-    return path if uri.startswith("/") and path.is_file() else None
+    if not root or not uri.startswith(("file:///", "/")):
+        return None
+    path = Path(uri.removeprefix("file://")).resolve()
+    if not path.is_relative_to(Path(root).resolve()) or not path.is_file():
+        return None
+    return path
 
 
 def _schedule_text(periodic: Any) -> str | None:

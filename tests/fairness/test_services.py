@@ -436,8 +436,10 @@ def test_a_retry_after_the_email_failed_does_not_post_the_webhook_again(scientis
     assert services.audit_notify(run_id=run.pk) is False
 
 
-def test_evaluation_data_must_be_the_lineage_dataset_version_it_names(scientist, model, version, tmp_path):
+def test_evaluation_data_must_be_the_lineage_dataset_version_it_names(scientist, model, version, tmp_path, settings):
     from lineage import services as lineage_services
+
+    settings.FAIRNESS_LOCAL_DATASET_ROOT = str(tmp_path)
 
     path = credit_csv(tmp_path / "holdout.csv", rows=300)
     dataset, _ = lineage_services.dataset_create(namespace="s3://bank", name="holdout", actor=SEED)
@@ -454,3 +456,19 @@ def test_evaluation_data_must_be_the_lineage_dataset_version_it_names(scientist,
                   dataset_version=registered)
     assert mismatch.value.code == "fairness_dataset_mismatch"
     assert AuditSpec.objects.count() == 1
+
+
+def test_a_dataset_version_outside_the_local_root_is_never_read(scientist, model, version, tmp_path, settings):
+    from lineage import services as lineage_services
+
+    settings.FAIRNESS_LOCAL_DATASET_ROOT = str(tmp_path / "datasets")
+    outside = credit_csv(tmp_path / "private.csv", rows=50)
+    dataset, _ = lineage_services.dataset_create(namespace="s3://bank", name="private", actor=SEED)
+    registered, _ = lineage_services.dataset_version_register(
+        dataset=dataset, actor=SEED,
+        spec=lineage_services.VersionSpec(location_uri=f"file://{tmp_path}/datasets/../private.csv",
+                                          content=outside.read_bytes()))
+    with pytest.raises(services.InvalidInput) as refused:
+        services.audit_spec_create(by=scientist, model=model, version=version, name="x", y_true="repaid",
+                                   y_pred="predicted", sensitive=["sex"], dataset_version=registered)
+    assert refused.value.code == "fairness_no_dataset"
