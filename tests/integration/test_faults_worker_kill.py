@@ -58,7 +58,7 @@ def world(db):  # type: ignore[no-untyped-def]
     model = services.model_register(by=root, name="scorer", team=team, risk_tier="minimal")
     versions = [services.model_version_register(model=model, by=root, label=f"1.{index}.0", artifact_uri=f"s3://m/{index}/",
                                                 manifest={f"part-{part}.bin": f"{index:060x}{part:04x}" for part in range(20)})
-                for index in range(120)]
+                for index in range(3)]
     return root, model, versions[0]
 
 
@@ -67,10 +67,10 @@ def children(pid: int) -> list[int]:
     return [int(child) for child in out.split()]
 
 
-def wait_for(condition, timeout_s: float, what: str, step_s: float = 0.02) -> None:  # type: ignore[no-untyped-def]
+def wait_for(condition, timeout_s: float, what: str, step_s: float = 0.02, state=None) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout_s
     while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}" + (f": {state()}" if state else "")
         time.sleep(step_s)
 
 
@@ -135,8 +135,9 @@ def test_worker_killed_mid_bundle_export_finishes_it_once(broker, world, whole):
         assert BundleExport.objects.get(pk=export_id).status == BundleExport.Status.RUNNING, "killed too late"
         if whole:
             replacement = start_celery_worker(broker, name="faults-bundle-2")
-        wait_for(lambda: BundleExport.objects.get(pk=export_id).status == BundleExport.Status.DONE, 120,
-                 "the export to finish", step_s=0.2)
+        wait_for(lambda: BundleExport.objects.get(pk=export_id).status == BundleExport.Status.DONE, 300,
+                 "the export to finish", step_s=0.2,
+                 state=lambda: BundleExport.objects.filter(pk=export_id).values("status", "progress", "stage").first())
         time.sleep(VISIBILITY_TIMEOUT_S + 1)
     finally:
         for process in (worker, replacement):
