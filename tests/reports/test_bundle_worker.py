@@ -12,14 +12,12 @@ from rest_framework.test import APIClient
 
 from audit.models import LedgerEntry
 from governance.reports.models import BundleExport
-from tests.integration.test_browser_flow import celery_worker_process  # noqa: F401 (fixture)
 from tests.reports.bundle_helpers import run_verify
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
 
-def test_bundle_export_runs_on_a_real_worker_and_verifies(celery_worker_process, auditor, version,  # noqa: F811
-                                                          tmp_path):
+def test_bundle_export_runs_on_a_real_worker_and_verifies(reports_worker, auditor, version, tmp_path):
     client = APIClient()
     client.force_authenticate(auditor)
     response = client.post("/api/bundles/", {"model": version.model.name}, format="json")
