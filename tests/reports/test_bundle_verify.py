@@ -632,3 +632,21 @@ def test_the_recipes_in_verify_md_run_as_written_on_an_extracted_bundle(tmp_path
         command = ["bash", "-euo", "pipefail", "-c", code] if kind == "sh" else [sys.executable, "-c", code]
         result = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, f"{kind} recipe failed:\n{code}\n{result.stdout}\n{result.stderr}"
+
+
+def test_an_attestation_signed_before_an_attestation_key_rotation_still_verifies(tmp_path, settings):
+    for name, setting in (("ledger.key", "LEDGER_SIGNING_KEY_FILE"), ("attestation.key", "ATTESTATION_SIGNING_KEY_FILE")):
+        (tmp_path / name).write_bytes(Path(getattr(settings, setting)).read_bytes())
+        setattr(settings, setting, tmp_path / name)
+    envelope = sign_attestation({"_type": "statement", "n": 3})
+    old_key = active_key(SigningKey.Purpose.ATTESTATION).record
+    ledger_append(actor="system:test", action="test.attested", subject=SUBJECTS[0],
+                  payload={"attestation": {"envelope_sha256": hashlib.sha256(envelope).hexdigest()}})
+    signing_key_rotate(purpose=SigningKey.Purpose.ATTESTATION)
+    checkpoint_create()
+    bundle = make_bundle([SUBJECTS[0]], attestations={"old.dsse.json": envelope})
+    names = set(members(bundle))
+    new_key = active_key(SigningKey.Purpose.ATTESTATION).record
+    assert {f"keys/attestation-{old_key.key_id}.pem", f"keys/attestation-{new_key.key_id}.pem"} <= names
+    result = run_verify(tmp_path, bundle)
+    assert result.returncode == 0, result.stdout
