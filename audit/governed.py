@@ -585,15 +585,21 @@ class GovernedModel(models.Model):
     def delete(self, using: str | None = None, keep_parents: bool = False) -> tuple[int, dict[str, int]]:
         current_actor()
         using = using or router.db_for_write(self.__class__, instance=self)
-        with transaction.atomic(using=using, savepoint=False), _collecting() as batch:
-            if self.pk is not None:
-                fresh, head = _locked_before(type(self), using, self.pk)
-                batch.head = batch.head or head
-                self.__dict__["_governed_before"] = fresh if fresh is not None else _MISSING
-            try:
+        pk = self.pk
+        try:
+            with transaction.atomic(using=using, savepoint=False), _collecting() as batch:
+                if pk is not None:
+                    fresh, head = _locked_before(type(self), using, pk)
+                    batch.head = batch.head or head
+                    self.__dict__["_governed_before"] = fresh if fresh is not None else _MISSING
                 return super().delete(using=using, keep_parents=keep_parents)
-            finally:
-                self.__dict__.pop("_governed_before", None)
+        except BaseException:
+            # Django clears the pk once its own delete is done; the transaction rolled back, so
+            # the row is still there and the instance must still name it.
+            self.pk = pk
+            raise
+        finally:
+            self.__dict__.pop("_governed_before", None)
 
     delete.alters_data = True  # type: ignore[attr-defined]
 

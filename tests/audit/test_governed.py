@@ -575,3 +575,37 @@ def test_an_append_between_head_lock_and_capture_does_not_fork_the_chain(project
     assert [e.action for e in entries(start)] == ["widget.noticed", "widget.updated"]
     result = verify_ledger()
     assert result.ok, result.problems
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", ["save", "create", "update", "bulk_create", "bulk_update", "delete",
+                                  "queryset_delete", "m2m_add"])
+def test_a_failed_ledger_append_rolls_the_write_back(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from audit import governed
+
+    with acting_as(ACTOR):
+        project = Project.objects.create(name="p")
+        widget = Widget.objects.create(project=project, name="w", size=1)
+    tag = Tag.objects.create(name="red")
+    start = last_seq()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("ledger unavailable")
+
+    monkeypatch.setattr(governed, "ledger_append_many", refuse)
+    writes = {
+        "save": lambda: (setattr(widget, "size", 2), widget.save()),
+        "create": lambda: Widget.objects.create(project=project, name="new"),
+        "update": lambda: Widget.objects.filter(pk=widget.pk).update(size=2),
+        "bulk_create": lambda: Widget.objects.bulk_create([Widget(project=project, name="new")]),
+        "bulk_update": lambda: (setattr(widget, "size", 2), Widget.objects.bulk_update([widget], ["size"])),
+        "delete": lambda: widget.delete(),
+        "queryset_delete": lambda: Widget.objects.filter(pk=widget.pk).delete(),
+        "m2m_add": lambda: widget.tags.add(tag),
+    }
+    with acting_as(ACTOR), pytest.raises(RuntimeError):
+        writes[path]()
+    monkeypatch.undo()
+    fresh = Widget.objects.get(pk=widget.pk)
+    assert (fresh.size, Widget.objects.count(), list(fresh.tags.all())) == (1, 1, [])
+    assert entries(start) == []
