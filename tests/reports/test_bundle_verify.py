@@ -650,3 +650,23 @@ def test_an_attestation_signed_before_an_attestation_key_rotation_still_verifies
     assert {f"keys/attestation-{old_key.key_id}.pem", f"keys/attestation-{new_key.key_id}.pem"} <= names
     result = run_verify(tmp_path, bundle)
     assert result.returncode == 0, result.stdout
+
+
+def test_batched_inclusion_proofs_equal_the_ledgers_own_for_every_leaf_and_tree_size():
+    from audit.ledger import current_tree_size, inclusion_proof
+    from governance.reports.bundle import InclusionProofs
+
+    start = current_tree_size()
+    for index in range(37):
+        ledger_append(actor="system:test", action="test.x", subject=("test.other", str(index)))
+    total = current_tree_size()
+    for tree_size in list(range(max(start, 1), total + 1)):
+        leaves = list(range(tree_size))
+        batch = InclusionProofs(leaves, tree_size)
+        for leaf in leaves:
+            assert batch.hashes(leaf) == inclusion_proof(leaf_index=leaf, tree_size=tree_size), (leaf, tree_size)
+    # A sparse selection against a size that is not a power of two.
+    sparse = [0, 5, total - 1]
+    batch = InclusionProofs(sparse, total)
+    assert [batch.hashes(leaf) for leaf in sparse] == [inclusion_proof(leaf_index=leaf, tree_size=total)
+                                                       for leaf in sparse]
