@@ -719,7 +719,7 @@ def audit_notify(*, run_id: int) -> bool:
     steps = (("webhook_sent_at", notifications.send_webhook), ("emailed_at", notifications.send_email))
     for field, send in steps:
         with transaction.atomic():
-            run = AuditRun.objects.select_for_update().select_related("spec__model", "model_version").get(pk=run_id)
+            run = AuditRun.objects.select_for_update(of=("self",)).select_related("spec__model", "model_version").get(pk=run_id)
             if run.notified_at is not None or run.passed is True or run.status not in (
                     AuditRun.Status.SUCCEEDED, AuditRun.Status.FAILED):
                 return False

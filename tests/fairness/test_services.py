@@ -169,10 +169,11 @@ def test_spec_with_a_missing_column_is_refused_and_nothing_is_stored(scientist, 
 # --- Failures: bad files ------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("content", "code"), [
-    ("repaid,predicted,sex\n", "fairness_empty_input"),
+    pytest.param("repaid,predicted,sex\n", "fairness_empty_input", id="header-only"),
     # Past the first 1 MiB (the header check at spec creation reads only that far).
-    ("repaid,predicted,sex\n" + "1,1,f\n0,0,m\n" * 100_000 + "0,1\n", "fairness_malformed_file"),
-    ("repaid,predicted,sex\n1,1,f\n7,1,m\n", "fairness_bad_label"),
+    pytest.param("repaid,predicted,sex\n" + "1,1,f\n0,0,m\n" * 100_000 + "0,1\n", "fairness_malformed_file",
+                 id="short-row-after-1MiB"),
+    pytest.param("repaid,predicted,sex\n1,1,f\n7,1,m\n", "fairness_bad_label", id="label-outside-the-set"),
 ])
 def test_bad_file_fails_the_run_with_its_code_and_no_partial_result(content, code, scientist, model, version,
                                                                     tmp_path, django_capture_on_commit_callbacks):
