@@ -236,7 +236,8 @@ def wait_http(url: str, timeout_s: float = 60) -> None:
     raise TimeoutError(url)
 
 
-def run(*, duration_s: float, users: int, web_workers: int, celery_concurrency: int = 2) -> dict[str, Any]:
+def run(*, duration_s: float, users: int, web_workers: int, celery_concurrency: int = 2,
+        logs_dir: str = "") -> dict[str, Any]:
     """Run the whole load test and return its figures (see `main` for the printed table)."""
     if shutil.which("redis-server") is None:
         raise RuntimeError("redis-server is needed")
@@ -276,6 +277,10 @@ def run(*, duration_s: float, users: int, web_workers: int, celery_concurrency: 
                 stop(process)
             redis.kill()
             redis.wait(timeout=10)
+        if logs_dir:
+            Path(logs_dir).mkdir(parents=True, exist_ok=True)
+            for log in work.glob("*.log"):
+                shutil.copy(log, Path(logs_dir) / log.name)
         accepted_file = work / "accepted.json"
         accepted_file.write_text(json.dumps(stats.accepted))
         verify = json.loads(manage(env, "verify_ledger", "--json", capture=True) or "{}")
@@ -325,8 +330,10 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=16)
     parser.add_argument("--web-workers", type=int, default=3)
     parser.add_argument("--json", default="")
+    parser.add_argument("--logs", default="", help="copy the gunicorn, worker and beat logs to this folder")
     args = parser.parse_args()
-    result = run(duration_s=min(args.duration_s, 900), users=min(args.users, 64), web_workers=args.web_workers)
+    result = run(duration_s=min(args.duration_s, 900), users=min(args.users, 64), web_workers=args.web_workers,
+                 logs_dir=args.logs)
     print_report(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
