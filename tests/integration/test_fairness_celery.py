@@ -195,3 +195,33 @@ def test_beat_fires_a_spec_schedule_and_the_run_completes(cluster, scientist, mo
     assert run.trigger == AuditRun.Trigger.SCHEDULE and run.requested_by_label == "system:fairness_schedule"
     assert LedgerEntry.objects.filter(action="fairness_audit.requested", actor="system:fairness_schedule").exists()
     assert "fairness_audit_scheduled_task" in cluster.log("beat.log")
+
+
+def test_audit_requested_while_redis_is_down_runs_once_when_it_is_back(cluster, scientist, model, version,  # noqa: F811
+                                                                      tmp_path):
+    import socket
+
+    from governance.outbox.models import OutboxMessage
+    from governance.outbox.services import outbox_dispatch
+
+    cluster.worker("w1")
+    spec = make_spec(scientist, model, version, credit_csv(tmp_path / "e.csv", rows=500))
+    with socket.socket() as probe:  # a port nobody listens on: the broker is "down"
+        probe.bind(("127.0.0.1", 0))
+        down_url = f"redis://127.0.0.1:{probe.getsockname()[1]}/15"
+    app.conf.update({"CELERY_BROKER_URL": down_url})
+    _reset_broker_connections()
+    try:
+        run = services.audit_request(spec=spec, by=scientist)  # the request itself succeeds
+    finally:
+        app.conf.update({"CELERY_BROKER_URL": REDIS_URL})
+        _reset_broker_connections()
+    pending = OutboxMessage.objects.filter(dispatched_at__isnull=True, task_name__endswith="fairness_audit_run_task")
+    assert pending.count() == 1 and pending.get().args == [run.pk]
+    assert AuditRun.objects.get(pk=run.pk).status == AuditRun.Status.QUEUED
+
+    assert outbox_dispatch() >= 1  # what the beat job does once Redis answers again
+    wait_for(lambda: AuditRun.objects.get(pk=run.pk).status == AuditRun.Status.SUCCEEDED, 60, "the audit to run")
+    assert outbox_dispatch() == 0 and not pending.exists()
+    time.sleep(1)
+    assert LedgerEntry.objects.filter(action="fairness_audit.completed").count() == 1
