@@ -203,3 +203,27 @@ def test_bad_spec_fields_are_400_and_nothing_is_stored(change, code, scientist, 
     assert response.status_code == 400 and response.json()["code"] == code, response.content
     assert not AuditSpec.objects.exists() and not LedgerEntry.objects.filter(action="fairness_spec.created").exists()
     assert [p for p in (Path(settings.MEDIA_ROOT) / "fairness").rglob("*") if p.is_file()] == []
+
+
+def test_parquet_batch_with_unknown_outcomes_is_stored_and_audited(scientist, model, tmp_path,
+                                                                  django_capture_on_commit_callbacks):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from governance.fairness import services
+
+    table = pa.table({"repaid": pa.array([1, 0, None, 1] * 50, type=pa.int64()),
+                      "predicted": pa.array([1, 0, 1, 0] * 50, type=pa.int64()),
+                      "sex": pa.array(["f", "m", "f", None] * 50)})
+    path = tmp_path / "batch.parquet"
+    pq.write_table(table, path)
+    response = client_for(scientist).post(f"/api/models/{model.name}/prediction-batches/",
+                                          {"file": SimpleUploadedFile("batch.parquet", path.read_bytes())},
+                                          format="multipart")
+    assert response.status_code == 201 and response.json()["file_format"] == "parquet" and response.json()["rows"] == 200
+    batch = PredictionBatch.objects.get()
+    report = services.audit_inputs([Path(batch.file.path)], skip_unknown_outcomes=True, config={
+        "y_true": "repaid", "y_pred": "predicted", "score": None, "threshold": None, "sensitive": ["sex"],
+        "pos_label": None, "min_group_size": 0, "include_small_groups": False, "bootstrap": 0, "seed": None})
+    assert report["rows"] == 150 and report["rows_without_outcome"] == 50
+    assert {g["attributes"]["sex"] for g in report["groups"]} == {"f", "m", "Unknown"}
