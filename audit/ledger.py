@@ -160,7 +160,9 @@ def _write_rows(cursor: Any, rows: list[tuple[Any, ...]], nodes: list[tuple[int,
     if connection.vendor == "postgresql":
         _write_rows_postgresql(rows, nodes, head)
         return
-    cursor.executemany(_INSERT_ENTRY, rows)
+    # Store the time as the ORM does on this backend, so equality filters on it match.
+    adapt = connection.ops.adapt_datetimefield_value
+    cursor.executemany(_INSERT_ENTRY, [(row[0], adapt(row[1]), *row[2:]) for row in rows])
     if nodes:
         cursor.executemany("INSERT INTO audit_merklenode (node_id, hash) VALUES (%s, %s)", nodes)
     cursor.execute("UPDATE audit_ledgerhead SET tree_size = %s, head_hash = %s, frontier = %s WHERE id = 1",

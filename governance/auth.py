@@ -14,6 +14,7 @@ from typing import Any
 
 from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm
 from django.core.cache import cache
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -126,6 +127,22 @@ class RateLimitedAdminAuthenticationForm(AdminAuthenticationForm):
         username = str(self.data.get("username") or "")
         if login_throttle.blocked(username, self.request):
             logger.warning("admin sign-in refused: rate limited")
+            raise forms.ValidationError(self.error_messages["rate_limited"], code="rate_limited")
+        return super().clean()
+
+
+class RateLimitedAuthenticationForm(AuthenticationForm):
+    """The sign-in form for every user (pages), with the same rate limit as the admin's."""
+
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "rate_limited": RateLimitedAdminAuthenticationForm.error_messages["rate_limited"],
+    }
+
+    def clean(self) -> dict[str, Any]:
+        username = str(self.data.get("username") or "")
+        if login_throttle.blocked(username, self.request):
+            logger.warning("sign-in refused: rate limited")
             raise forms.ValidationError(self.error_messages["rate_limited"], code="rate_limited")
         return super().clean()
 

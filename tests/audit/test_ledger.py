@@ -167,3 +167,8 @@ def test_spliced_canonical_bytes_equal_the_reference_rfc8785_encoding():
         action=document["action"], subject_type="t", subject_id="ü/1", payload=document["payload"],
         prev_hash=bytes(entry.prev_hash)))
     assert bytes(entry.canonical) == reference
+
+
+def test_recorded_at_matches_orm_equality_filters():
+    entry = ledger_append(actor="system:test", action="t", subject=("t", "time"))
+    assert LedgerEntry.objects.filter(recorded_at=entry.recorded_at).values_list("seq", flat=True).get() == entry.seq

@@ -37,10 +37,10 @@ def text_of(response) -> str:  # type: ignore[no-untyped-def]
 # --- Access ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("url", ["/", "/models/", "/models/anything/", "/ledger/", "/ledger/0/"])
-def test_pages_send_anonymous_users_to_the_admin_login(url):
+def test_pages_send_anonymous_users_to_the_sign_in_page(url):
     response = Client().get(url)
     assert response.status_code == 302
-    assert response["Location"].startswith("/admin/login/?next=")
+    assert response["Location"].startswith("/accounts/login/?next=")
 
 
 def test_model_page_of_another_teams_model_is_404(model, make_user, other_team):
