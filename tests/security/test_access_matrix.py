@@ -12,6 +12,7 @@ Outcome classes, so a cell names the access decision rather than the domain resu
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 from datetime import timedelta
@@ -186,9 +187,11 @@ def matches(expected: str, got: str) -> bool:
 def _normalized(content: bytes, names: dict[str, Any], missing: dict[str, Any]) -> bytes:
     """The body with this object's name and ids replaced by the nonexistent object's (CSRF tokens removed)."""
     content = re.sub(rb'name="csrfmiddlewaretoken" value="[^"]*"', b"", content)
-    for key, value in names.items():
-        content = content.replace(str(value).encode(), str(missing[key]).encode())
-    return content
+    swaps = {str(value).encode(): str(missing[key]).encode() for key, value in names.items()}
+    # Whole tokens only, all at once: id 1 must not rewrite "initial-scale=1" or the digits of another id.
+    pattern = re.compile(rb"(?<![\w=.-])(" + b"|".join(re.escape(key) for key in sorted(swaps, key=len, reverse=True))
+                         + rb")(?![\w-])")
+    return pattern.sub(lambda match: swaps[match.group(1)], content)
 
 
 def _fill(value: Any, names: dict[str, Any]) -> Any:
@@ -224,8 +227,10 @@ def test_access_matrix(role):
             seen[obj] = _normalized(response.content, names, world["objects"][MISSING])
             if obj == OTHER and got == "N" and seen[OTHER] != seen[MISSING]:
                 # An invisible object must answer exactly like a nonexistent one: no existence oracle.
-                wrong.append(f"{method} {template} [other]: its 404 differs from a nonexistent object's: "
-                             f"{response.content[:160]!r} vs {seen[MISSING][:160]!r}")
+                diff = [line for line in difflib.unified_diff(seen[MISSING].decode(errors="replace").splitlines(),
+                                                              seen[OTHER].decode(errors="replace").splitlines(),
+                                                              lineterm="", n=0) if line[:1] in "+-"]
+                wrong.append(f"{method} {template} [other]: its 404 differs from a nonexistent object's: {diff[:6]}")
             if obj == OWN and not sees(role, OTHER) and SECRET.encode() in response.content:
                 wrong.append(f"{method} {template} [own]: names the other team's model")
     assert not wrong, f"role {role}:\n" + "\n".join(wrong)
