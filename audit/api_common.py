@@ -63,4 +63,4 @@ def paginated(name: str, item: serializers.Serializer) -> serializers.Serializer
         "previous": serializers.URLField(allow_null=True), "results": item})
 
 
-ERROR_RESPONSES = {status_code: ErrorSerializer for status_code in (400, 401, 403, 404, 409, 413, 429, 503)}
+ERROR_RESPONSES = {status_code: ErrorSerializer for status_code in (400, 401, 403, 404, 409, 413, 415, 429, 503)}
