@@ -8,7 +8,7 @@ closes those doors for every endpoint, present and future. Every refusal uses th
 format `{"code", "message", "extra"}`.
 
 Codes: `payload_too_large` (413), `invalid_utf8`, `json_too_deep`, `malformed_request_body`,
-`invalid_unicode_escape` (400), `database_unavailable` (503, with Retry-After).
+`invalid_unicode_escape`, `invalid_characters` (400, a NUL in the URL), `database_unavailable` (503, with Retry-After).
 """
 
 from __future__ import annotations
@@ -119,6 +119,9 @@ class RequestHardeningMiddleware:
         return self.get_response(request)
 
     def refuse(self, request: HttpRequest) -> HttpResponse | None:
+        # PostgreSQL cannot compare text with NUL: a %00 in a filter or a path id would be a 500.
+        if "\x00" in request.path or "%00" in (request.META.get("QUERY_STRING") or ""):
+            return json_error("invalid_characters", "NUL characters are not allowed in URLs.", 400)
         length = _declared_length(request)
         if length is None or length == 0:
             return None

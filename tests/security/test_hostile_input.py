@@ -134,6 +134,13 @@ def test_gzip_openlineage_deep_json_is_refused_by_the_endpoint(admin_client):
     assert "code" in response.json()
 
 
+@pytest.mark.parametrize("path", ["/api/models/?team=a%00b", "/api/lineage/attestations/?subject_type=x&subject_id=%00",
+                                  "/api/ledger/entries/?actor=%00", "/api/models/a%00b/", "/models/a%00b/"])
+def test_nul_in_the_url_is_400_not_a_database_error(admin_client, path):
+    response = admin_client.get(path)
+    assert response.status_code == 400 and _error(response)["code"] == "invalid_characters"
+
+
 def test_non_numeric_content_length_is_400(admin_client):
     response = admin_client.generic("POST", "/api/models/", b"{}", content_type="application/json",
                                     CONTENT_LENGTH="12abc")
