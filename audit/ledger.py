@@ -366,3 +366,28 @@ def entries_for_subjects(subjects: Iterable[tuple[str, str]]) -> list[LedgerEntr
     for subject_type, subject_id in subjects:
         query |= models.Q(subject_type=subject_type, subject_id=subject_id)
     return list(LedgerEntry.objects.filter(query).order_by("seq"))
+
+
+# --- Lock order --------------------------------------------------------------------------------
+# Every transaction that writes the ledger ends up holding the chain-head lock. If it also locks
+# rows, the order must be the same everywhere, or two writers can deadlock (one holds a model row
+# and waits for the head, the other the reverse). The rule: the head first. Rather than rely on
+# every service remembering it, this wrapper takes the head lock right before any row lock or
+# transaction-level advisory lock a PostgreSQL transaction asks for.
+_HEAD_LOCK_SQL = "SELECT 1 FROM audit_ledgerhead WHERE id = 1 FOR UPDATE"
+
+
+def head_first_lock_order(execute: Any, sql: Any, params: Any, many: bool, context: dict[str, Any]) -> Any:
+    """Django execute wrapper: lock the chain head before the first row lock of a transaction."""
+    db = context["connection"]
+    if (isinstance(sql, str) and not db.get_autocommit() and db.vendor == "postgresql"
+            and ("FOR UPDATE" in sql or "FOR NO KEY UPDATE" in sql or "pg_advisory_xact_lock" in sql)
+            and "SKIP LOCKED" not in sql and "audit_ledgerhead" not in sql):
+        context["cursor"].execute(_HEAD_LOCK_SQL)
+    return execute(sql, params, many, context)
+
+
+def install_lock_order(sender: Any = None, connection: Any = None, **kwargs: Any) -> None:
+    """Attach the wrapper to a database connection (on `connection_created`)."""
+    if connection is not None and head_first_lock_order not in connection.execute_wrappers:
+        connection.execute_wrappers.append(head_first_lock_order)
