@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.http import HttpResponse
 from django.utils.dateparse import parse_datetime
@@ -97,7 +97,10 @@ def _time_param(request: Request, name: str) -> datetime | None:
         return None
     try:
         value = parse_datetime(raw)
-    except ValueError:
+        # In UTC: PostgreSQL refuses offsets beyond ±15:59 that Python parses (a 500 otherwise).
+        if value is not None:
+            value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         value = None
     if value is None:
         raise InvalidInput(f"Query parameter '{name}' must be an ISO 8601 date-time.", code="invalid_parameter",
