@@ -22,7 +22,7 @@ import hashlib
 import json
 import zlib
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -103,7 +103,10 @@ def _time(container: Mapping[str, Any], key: str, field: str) -> datetime:
         moment = None
     if moment is None or moment.tzinfo is None:
         raise invalid(field, "must be an ISO 8601 date-time with a time zone")
-    return moment
+    try:
+        return moment.astimezone(UTC)  # PostgreSQL refuses offsets beyond ±15:59 (hardening)
+    except OverflowError:
+        raise invalid(field, "is out of range") from None
 
 
 def classify(event: Mapping[str, Any]) -> str:

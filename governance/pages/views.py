@@ -234,7 +234,10 @@ def _parse_moment(raw: str, *, end_of_day: bool = False) -> datetime | None:
             moment += timedelta(days=1)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment
+    try:
+        return moment.astimezone(UTC)  # PostgreSQL refuses offsets beyond ±15:59 (hardening)
+    except OverflowError:
+        raise ValueError(raw) from None
 
 
 @require_GET

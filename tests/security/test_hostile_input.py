@@ -148,6 +148,20 @@ def test_time_filters_with_extreme_offsets_are_not_a_database_error(admin_client
     assert response.status_code in (200, 400), response.content[:300]
 
 
+def test_openlineage_event_time_with_an_extreme_offset_is_not_a_database_error(admin_client):
+    event = {"eventType": "START", "eventTime": "2026-01-01T00:00:00+22:30",
+             "run": {"runId": "8d5f6a1c-0000-4000-8000-000000000001"},
+             "job": {"namespace": "ns", "name": "job"}, "inputs": [], "outputs": [], "producer": "https://example.org/p",
+             "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json"}
+    response = admin_client.post("/api/v1/lineage", event, content_type="application/json")
+    assert response.status_code < 500, response.content[:300]
+
+
+def test_ledger_page_time_filter_with_an_extreme_offset_is_not_a_database_error(admin_client):
+    response = admin_client.get("/ledger/?until=0863-03-24T08:59:29%2B22:08")
+    assert response.status_code < 500
+
+
 def test_non_numeric_content_length_is_400(admin_client):
     response = admin_client.generic("POST", "/api/models/", b"{}", content_type="application/json",
                                     CONTENT_LENGTH="12abc")
