@@ -69,4 +69,4 @@ def test_api_fuzz_no_5xx_and_responses_match_schema(case, fuzz_token):
     response = case.call_and_validate(headers={"Authorization": f"Bearer {fuzz_token}"}, checks=CHECKS)
     if FUZZ_LOG:
         with open(FUZZ_LOG, "a") as log:
-            log.write(f"{case.method} {case.path} {response.status_code}\n")
+            log.write(f"{case.operation.label} {response.status_code}\n")
