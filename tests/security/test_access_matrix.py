@@ -1,5 +1,7 @@
 """The access matrix: every object-scoped endpoint and page × every role × (own object, another
-team's object, a nonexistent one), each cell asserted against the rule it follows; list endpoints
+team's object, a nonexistent one), each cell asserted against the rule it follows; the governance,
+fairness and bundle endpoints are scoped by model visibility, the lineage ones by role permission
+only (lineage cannot import governance, so it cannot know a model's team); list endpoints
 and pages never show another team's model names; separation of duties holds through the API,
 the pages and the admin; tokens (revoked, expired, read-only) are refused and stored hashed.
 
@@ -15,19 +17,27 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
-from datetime import timedelta
+import tempfile
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
 
 from audit.governed import acting_as
 from audit.models import LedgerEntry
 from governance import services
+from governance.fairness import services as fairness_services
 from governance.models import ApprovalRequest, RegisteredModel, ServiceToken, Team, TokenScope
+from governance.reports import services as report_services
+from lineage import services as lineage_services
+from lineage.models import LineageNode
 
 pytestmark = pytest.mark.django_db
 
@@ -40,6 +50,8 @@ ROLES = ("anonymous", "viewer", "data_scientist", "approver", "risk_officer", "a
 SEES_EVERY_MODEL = {"risk_officer", "auditor", "admin"}
 TOKENS = {"token_read", "token_write"}
 CARD = {"intended_use": "u", "limitations": "l", "evaluation_data": "e", "ethical_considerations": "c"}
+PREDICTIONS = b"repaid,predicted,sex\n" + b"".join(f"{i % 2},{(i // 2) % 2},{'fm'[i % 3 % 2]}\n".encode()
+                                                     for i in range(40))
 
 
 # --- The world ------------------------------------------------------------------------------------
@@ -82,8 +94,22 @@ def build_world() -> dict[str, Any]:
         decide = services.model_version_submit(version=versions["2.0.0"], by=owner)
         withdraw = services.model_version_submit(version=versions["3.0.0"], by=owner)
         deployment = services.deployment_record(version=versions["1.0.0"], environment=staging, by=owner)
-        world["objects"][key] = {"model": name, "decide": decide.pk, "withdraw": withdraw.pk, "deployment": deployment.pk}
-    world["objects"][MISSING] = {"model": "no-such-model", "decide": 999_999, "withdraw": 999_998, "deployment": 999_997}
+        with tempfile.TemporaryDirectory(prefix="matrix-") as folder:  # the spec keeps its own copy
+            holdout = Path(folder) / "holdout.csv"
+            holdout.write_bytes(PREDICTIONS)
+            spec = fairness_services.audit_spec_create(by=owner, model=model, version=versions["1.0.0"],
+                                                       name="holdout", y_true="repaid", y_pred="predicted",
+                                                       sensitive=["sex"], dataset_path=holdout, min_group_size=1)
+        audit = fairness_services.audit_request(spec=spec, by=SEED)  # queued: the task runs only after a commit
+        bundle = report_services.bundle_export_request(by=SEED, model_name=name, check_access=False)
+        node = LineageNode.objects.get(ref_type="governance.modelversion", ref_id=str(versions["1.0.0"].pk))
+        dataset, _ = lineage_services.dataset_create(namespace="s3://matrix", name=f"{team.name}-holdout", actor=SEED)
+        world["objects"][key] = {"model": name, "decide": decide.pk, "withdraw": withdraw.pk, "deployment": deployment.pk,
+                                 "audit": audit.pk, "spec": spec.pk, "bundle": bundle.pk, "node": node.pk,
+                                 "dataset": dataset.pk, "uid": uuid.uuid4().hex}
+    world["objects"][MISSING] = {"model": "no-such-model", "decide": 999_999, "withdraw": 999_998, "deployment": 999_997,
+                                 "audit": 999_996, "spec": 999_995, "bundle": 999_994, "node": 999_993,
+                                 "dataset": 999_992, "uid": uuid.uuid4().hex}
     services.approver_scope_grant(by=SEED, to=users["approver"], model=RegisteredModel.objects.get(name="alpha-scorer"))
     alpha = RegisteredModel.objects.get(name="alpha-scorer")
     _, read_token = services.service_account_create(by=SEED, name="pipe-read", role="data_scientist", models=[alpha],
@@ -152,6 +178,100 @@ def expect_page(role: str, obj: str) -> str:
     return "OK" if sees(role, obj) else "N"
 
 
+# Fairness (governance/fairness/services.py): running an audit and defining a spec are role
+# capabilities on top of seeing the model; uploading production predictions is a model write.
+RUNS_AUDITS = {"data_scientist", "risk_officer", "auditor", "admin", "token_write"}
+DEFINES_SPECS = {"data_scientist", "risk_officer", "admin", "token_write"}
+
+
+def _fairness_write(role: str, obj: str, allowed: set[str]) -> str:
+    if role == "anonymous":
+        return "U"
+    if role == "token_read":
+        return "F"  # a read token is refused before any lookup
+    if not sees(role, obj):
+        return "N"  # the spec (or model) of an invisible model does not exist for the caller
+    return "PASS" if role in allowed else "F"
+
+
+def expect_audit_run(role: str, obj: str) -> str:
+    """Data scientists, risk officers, auditors and admins who see the model run its audits."""
+    return _fairness_write(role, obj, RUNS_AUDITS)
+
+
+def expect_spec_define(role: str, obj: str) -> str:
+    """Data scientists, risk officers and admins who see the model define audits; auditors only run them."""
+    return _fairness_write(role, obj, DEFINES_SPECS)
+
+
+# Bundles (governance/reports/selectors.py): an export is visible to whoever requested it, and to
+# holders of the export right (auditors, admins) who see its model. These were requested by the system.
+EXPORTERS = {"auditor", "admin"}
+
+
+def expect_bundle_read(role: str, obj: str) -> str:
+    if role == "anonymous":
+        return "U"
+    return "OK" if role in EXPORTERS and sees(role, obj) else "N"
+
+
+def expect_bundle_download(role: str, obj: str) -> str:
+    """As reading it; a visible export that is still queued is then refused as not ready (409)."""
+    return "PASS" if expect_bundle_read(role, obj) == "OK" else expect_bundle_read(role, obj)
+
+
+# Lineage (lineage/api.py, governance/roles.py): not scoped by model, so another team's lineage
+# is as readable as one's own; Django model permissions decide, checked before any lookup.
+# Data scientists (and their pipeline tokens) read and record lineage, auditors only read it,
+# admins hold every lineage permission; viewers, approvers and risk officers hold none.
+# Consequence, by design: a lineage reader sees another team's model-version node, label included
+# (so the no-leak check below applies to the own object and to the lineage lists, not to that node).
+READS_LINEAGE = {"data_scientist", "auditor", "admin", "token_read", "token_write"}
+WRITES_LINEAGE = {"data_scientist", "admin", "token_write"}
+
+
+def expect_lineage_read(role: str, obj: str) -> str:
+    if role == "anonymous":
+        return "U"
+    if role not in READS_LINEAGE:
+        return "F"
+    return "N" if obj == MISSING else "OK"
+
+
+def expect_lineage_write(role: str, obj: str) -> str:
+    """Recording under an existing lineage object (a dataset's new version)."""
+    if role == "anonymous":
+        return "U"
+    if role not in WRITES_LINEAGE:
+        return "F"  # includes the read token, refused by its scope
+    return "N" if obj == MISSING else "PASS"
+
+
+def expect_lineage_record(role: str, obj: str) -> str:
+    """Recording something new (a dataset, an OpenLineage event): no existing object is involved."""
+    return expect_lineage_write(role, OWN)
+
+
+def expect_lineage_list(role: str, obj: str) -> str:
+    return expect_lineage_read(role, OWN)
+
+
+def expect_lineage_page(role: str, obj: str) -> str:
+    if role == "anonymous" or role in TOKENS:
+        return "L"
+    if role not in READS_LINEAGE - TOKENS:
+        return "F"
+    return "N" if obj == MISSING else "OK"
+
+
+def _openlineage_event(names: dict[str, Any]) -> dict[str, Any]:
+    return {"eventType": "COMPLETE", "eventTime": datetime.now(UTC).isoformat(),
+            "run": {"runId": str(uuid.UUID(names["uid"])), "facets": {}},
+            "job": {"namespace": "matrix", "name": "train", "facets": {}}, "inputs": [], "outputs": [],
+            "producer": "https://example.com/matrix",
+            "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"}
+
+
 ENDPOINTS: list[tuple[str, str, Any, Any]] = [
     ("GET", "/api/models/{model}/", None, expect_read),
     ("GET", "/api/models/{model}/versions/", None, expect_read),
@@ -167,6 +287,30 @@ ENDPOINTS: list[tuple[str, str, Any, Any]] = [
     ("POST", "/api/deployments/{deployment}/rollback/", {"comment": "revert"}, expect_write),
     ("POST", "/api/bundles/", {"model": "{model}"}, expect_export),
     ("GET", "/models/{model}/", None, expect_page),
+    # Fairness: scoped by the model's visibility.
+    ("GET", "/api/fairness/audits/{audit}/", None, expect_read),
+    ("GET", "/api/fairness/audits/{audit}/status/", None, expect_read),
+    ("POST", "/api/fairness/audits/", {"spec_id": "{spec}"}, expect_audit_run),
+    ("POST", "/api/fairness/specs/", {"model": "{model}", "target": "production", "name": "matrix", "y_true": "repaid",
+                                      "y_pred": "predicted", "sensitive": ["sex"]}, expect_spec_define),
+    ("GET", "/api/models/{model}/prediction-batches/", None, expect_read),
+    ("UPLOAD", "/api/models/{model}/prediction-batches/", {"file": PREDICTIONS}, expect_write),
+    ("GET", "/api/fairness/trend/?model={model}", None, expect_read),
+    # Bundles: the exports' visibility.
+    ("GET", "/api/bundles/{bundle}/", None, expect_bundle_read),
+    ("GET", "/api/bundles/{bundle}/download/", None, expect_bundle_download),
+    # Lineage: role permissions only.
+    ("GET", "/api/lineage/nodes/{node}/", None, expect_lineage_read),
+    ("GET", "/api/lineage/graph/?node=node:{node}&direction=both", None, expect_lineage_read),
+    ("GET", "/api/lineage/datasets/{dataset}/", None, expect_lineage_read),
+    ("GET", "/api/lineage/datasets/{dataset}/versions/", None, expect_lineage_read),
+    ("POST", "/api/lineage/datasets/{dataset}/versions/", {"location_uri": "s3://matrix/{uid}/", "digest": "d" * 64,
+                                                           "version": "{uid}"}, expect_lineage_write),
+    ("GET", "/api/lineage/runs/", None, expect_lineage_list),
+    ("GET", "/api/lineage/attestations/", None, expect_lineage_list),
+    ("POST", "/api/lineage/datasets/", {"namespace": "s3://matrix", "name": "new-{uid}"}, expect_lineage_record),
+    ("POST", "/api/v1/lineage", _openlineage_event, expect_lineage_record),
+    ("GET", "/lineage/nodes/{node}/", None, expect_lineage_page),
 ]
 
 
@@ -188,13 +332,24 @@ def _normalized(content: bytes, names: dict[str, Any], missing: dict[str, Any]) 
     """The body with this object's name and ids replaced by the nonexistent object's (CSRF tokens removed)."""
     content = re.sub(rb'name="csrfmiddlewaretoken" value="[^"]*"', b"", content)
     swaps = {str(value).encode(): str(missing[key]).encode() for key, value in names.items()}
+    if not swaps:
+        return content
     # Whole tokens only, all at once: id 1 must not rewrite "initial-scale=1" or the digits of another id.
     pattern = re.compile(rb"(?<![\w=.-])(" + b"|".join(re.escape(key) for key in sorted(swaps, key=len, reverse=True))
                          + rb")(?![\w-])")
     return pattern.sub(lambda match: swaps[match.group(1)], content)
 
 
+def _used(template: str, body: Any) -> set[str]:
+    """The names an endpoint's path and body refer to: only those are swapped when comparing bodies."""
+    text = template + repr(body)
+    found = set(re.findall(r"\{(\w+)\}", text))
+    return found | ({"uid"} if callable(body) else set())
+
+
 def _fill(value: Any, names: dict[str, Any]) -> Any:
+    if callable(value):
+        return value(names)
     if isinstance(value, str):
         return value.format(**names)
     if isinstance(value, dict):
@@ -215,6 +370,8 @@ def test_access_matrix(role):
             before = LedgerEntry.objects.count()
             if method == "GET":
                 response = client.get(path)
+            elif method == "UPLOAD":  # multipart, as the prediction-batch endpoint takes it
+                response = client.post(path, {"file": SimpleUploadedFile("batch.csv", body["file"], "text/csv")})
             else:
                 response = client.post(path, _fill(body, names), content_type="application/json")
             expected = rule(role, obj)
@@ -224,7 +381,8 @@ def test_access_matrix(role):
                              f"{response.content[:160]!r}")
             if got not in ("OK",) and LedgerEntry.objects.count() != before:
                 wrong.append(f"{method} {template} [{obj}]: refused ({response.status_code}) but wrote to the ledger")
-            seen[obj] = _normalized(response.content, names, world["objects"][MISSING])
+            used = {key: value for key, value in names.items() if key in _used(template, body)}
+            seen[obj] = _normalized(response.content, used, world["objects"][MISSING])
             if obj == OTHER and got == "N" and seen[OTHER] != seen[MISSING]:
                 # An invisible object must answer exactly like a nonexistent one: no existence oracle.
                 diff = [line for line in difflib.unified_diff(seen[MISSING].decode(errors="replace").splitlines(),
@@ -239,7 +397,10 @@ def test_access_matrix(role):
 # --- Lists and pages never leak another team's model ----------------------------------------------
 
 LIST_PATHS = ["/api/models/", "/api/approval-requests/", "/api/deployments/", "/api/bundles/",
-              "/api/models/?team=hiring", "/api/approval-requests/?model=" + SECRET, "/models/", "/"]
+              "/api/models/?team=hiring", "/api/approval-requests/?model=" + SECRET, "/models/", "/",
+              "/api/fairness/audits/", "/api/fairness/audits/?model=" + SECRET, "/api/fairness/specs/",
+              "/api/fairness/specs/?model=" + SECRET, "/api/lineage/datasets/", "/api/lineage/runs/",
+              "/api/lineage/attestations/"]
 
 
 @pytest.mark.parametrize("role", [role for role in ROLES if role not in SEES_EVERY_MODEL])
