@@ -246,6 +246,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(_FS_QUEUE_DIR),
         "processed_folder": str(_FS_QUEUE_DIR / "processed"),
         "store_processed": False,
+        "control_folder": str(_FS_QUEUE_DIR / "control"),  # broadcast/pidbox files, not in the cwd
     }
 else:
     # Tasks are acked late; the visibility timeout must exceed the longest task.
