@@ -172,15 +172,10 @@ def _write_rows(cursor: Any, rows: list[tuple[Any, ...]], nodes: list[tuple[int,
 def _write_rows_postgresql(rows: list[tuple[Any, ...]], nodes: list[tuple[int, bytes]],
                            head: tuple[int, bytes, bytes]) -> None:
     # Django's psycopg cursors bind parameters client-side (quoting in Python). A plain psycopg
-    # cursor binds server-side; large batches go through COPY, which psycopg formats in C.
+    # cursor binds server-side, and COPY is formatted by psycopg in C.
     import psycopg
 
     with psycopg.Cursor(connection.connection) as raw:
-        if len(rows) <= 4:
-            raw.execute(_PG_SMALL_APPEND[len(rows), len(nodes)],
-                        [value for row in rows for value in row] + [value for node in nodes for value in node]
-                        + list(head))
-            return
         with raw.copy("COPY audit_ledgerentry (" + ", ".join(_ENTRY_COLUMNS) + ") FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
@@ -192,24 +187,50 @@ def _write_rows_postgresql(rows: list[tuple[Any, ...]], nodes: list[tuple[int, b
                     list(head))
 
 
-def _small_append_sql(entry_count: int, node_count: int) -> str:
-    """One statement that inserts a few entries and nodes and moves the head (one round trip)."""
-    entry_values = ", ".join(["(" + ", ".join(["%s"] * len(_ENTRY_COLUMNS)) + ")"] * entry_count)
-    parts = [f"WITH e AS (INSERT INTO audit_ledgerentry ({', '.join(_ENTRY_COLUMNS)}) VALUES {entry_values})"]
-    if node_count:
-        node_values = ", ".join(["(%s, %s)"] * node_count)
-        parts.append(f", n AS (INSERT INTO audit_merklenode (node_id, hash) VALUES {node_values})")
-    parts.append(" UPDATE audit_ledgerhead SET tree_size = %s, head_hash = %s, frontier = %s WHERE id = 1")
-    return "".join(parts)
+# Appends of up to this many entries run as one call of the server-side function (migration
+# audit/0003): the head is locked, the entries hashed and inserted, the frontier extended and
+# the head moved in a single statement. Larger batches are hashed here and sent with COPY,
+# which is faster per entry than the function's row-by-row INSERTs.
+SERVER_APPEND_MAX = 64
+_SERVER_ARGUMENT_TYPES = ("bytea", "bytea", "text", "text", "text", "text")
 
 
-class _SmallAppendStatements(dict[tuple[int, int], str]):
-    def __missing__(self, key: tuple[int, int]) -> str:
-        self[key] = _small_append_sql(*key)
-        return self[key]
+class _ServerAppendStatements(dict[int, str]):
+    """`SELECT * FROM audit_ledger_append(ARRAY[...], ...)` for n entries, with scalar parameters
+    (psycopg binds scalars far more cheaply than it dumps Python lists as arrays)."""
+
+    def __missing__(self, count: int) -> str:
+        arrays = ", ".join("ARRAY[" + ", ".join([f"%s::{kind}"] * count) + "]" for kind in _SERVER_ARGUMENT_TYPES)
+        self[count] = f"SELECT * FROM audit_ledger_append({arrays})"
+        return self[count]
 
 
-_PG_SMALL_APPEND = _SmallAppendStatements()
+_SERVER_APPEND_SQL = _ServerAppendStatements()
+
+
+def _append_on_server(drafts: Sequence[EntryDraft], parts: list[tuple[bytes, bytes]]) -> list[LedgerEntry]:
+    """PostgreSQL: lock, time, hash, insert and move the head in one round trip."""
+    import psycopg
+
+    arguments = ([prefix for prefix, _ in parts] + [subject for _, subject in parts]
+                 + [item.actor for item in drafts] + [item.action for item in drafts]
+                 + [item.subject_type for item in drafts] + [item.subject_id for item in drafts])
+    with psycopg.Cursor(connection.connection) as raw:
+        raw.execute(_SERVER_APPEND_SQL[len(drafts)], arguments)
+        results = raw.fetchall()
+    entries = []
+    for item, (seq, recorded_at, canonical, prev_hash, entry_hash, leaf) in zip(drafts, results, strict=True):
+        entries.append(LedgerEntry(seq=seq, recorded_at=recorded_at, actor=item.actor, action=item.action,
+                                   subject_type=item.subject_type, subject_id=item.subject_id, canonical=canonical,
+                                   prev_hash=prev_hash, entry_hash=entry_hash, leaf_hash=leaf))
+    return entries
+
+
+def _server_time(cursor: Any) -> datetime:
+    """PostgreSQL's clock, read with the head held (the server-side append uses the same clock)."""
+    cursor.execute("SELECT clock_timestamp()")
+    moment: datetime = cursor.fetchone()[0]
+    return moment
 
 
 @dataclass(frozen=True)
@@ -249,7 +270,15 @@ def ledger_append_many(drafts: Sequence[EntryDraft], *, checkpoint: bool = True,
             raise InvalidInput("A ledger entry needs an actor.", code="ledger_actor_missing")
     # Encode everything that does not depend on the chain head before taking the lock.
     parts = [_encode_parts(item) for item in drafts]
-    # No savepoint: if the append fails, the caller's whole transaction must fail with it.
+    if connection.vendor == "postgresql" and len(drafts) <= SERVER_APPEND_MAX:
+        # No savepoint: if the append fails, the caller's whole transaction must fail with it.
+        with transaction.atomic(savepoint=False):
+            # The function locks the head itself (at no cost if the caller already holds it).
+            connection._ledger_append_generation = append_generation() + 1  # type: ignore[attr-defined]
+            entries = _append_on_server(drafts, parts)
+            if checkpoint:
+                transaction.on_commit(_checkpoint_after_commit)
+        return entries
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         if head is not None and head.generation == append_generation():
             seq, prev_hash, frontier_bytes = head.tree_size, head.head_hash, head.frontier
@@ -257,11 +286,13 @@ def ledger_append_many(drafts: Sequence[EntryDraft], *, checkpoint: bool = True,
             seq, prev_hash, frontier_bytes = _lock_head_raw(cursor)
         connection._ledger_append_generation = append_generation() + 1  # type: ignore[attr-defined]
         frontier = _frontier_from_bytes(seq, frontier_bytes)
-        now = timezone.now()
+        # On PostgreSQL the server's clock, as in the server-side append, so that recorded_at
+        # follows one clock along the chain whichever path wrote an entry.
+        now = _server_time(cursor) if connection.vendor == "postgresql" else timezone.now()
         recorded_at = format_time(now).encode()
         rows: list[tuple[Any, ...]] = []
         nodes: list[tuple[int, bytes]] = []
-        entries: list[LedgerEntry] = []
+        entries = []
         for item, (prefix, subject) in zip(drafts, parts, strict=True):
             canonical = _splice(prefix, subject, prev_hash=prev_hash, recorded_at=recorded_at, seq=seq)
             entry_hash = hashlib.sha256(canonical).digest()

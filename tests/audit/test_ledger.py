@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from datetime import UTC
 
 import pytest
 from django.db import transaction
@@ -21,7 +23,7 @@ from audit.ledger import (
     ledger_append_many,
     root_at,
 )
-from audit.models import Checkpoint, LedgerEntry, LedgerHead
+from audit.models import Checkpoint, LedgerEntry, LedgerHead, node_key
 from audit.verify import verify_ledger
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_ledger")]
@@ -172,3 +174,102 @@ def test_spliced_canonical_bytes_equal_the_reference_rfc8785_encoding():
 def test_recorded_at_matches_orm_equality_filters():
     entry = ledger_append(actor="system:test", action="t", subject=("t", "time"))
     assert LedgerEntry.objects.filter(recorded_at=entry.recorded_at).values_list("seq", flat=True).get() == entry.seq
+
+
+# --- The two PostgreSQL append paths ---------------------------------------------------------
+# Up to SERVER_APPEND_MAX entries are appended by the server-side function (migration
+# audit/0003), larger batches are hashed in Python and sent with COPY. Both must produce the same
+# bytes, chain and tree as the reference code, in any interleaving.
+
+needs_postgresql = pytest.mark.skipif(not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")),
+                                      reason="the server-side append exists only on PostgreSQL")
+
+def _naive_nodes(leaves: list[bytes]) -> dict[tuple[int, int], bytes]:
+    """Every complete subtree of level >= 1, computed level by level from the leaves."""
+    nodes: dict[tuple[int, int], bytes] = {}
+    level, row = 0, leaves
+    while len(row) > 1:
+        row = [merkle.node_hash(row[index], row[index + 1]) for index in range(0, len(row) - 1, 2)]
+        level += 1
+        nodes.update({(level, index): node for index, node in enumerate(row)})
+    return nodes
+
+
+def _batch(size: int, tag: str) -> list:
+    return [draft(actor="user:zoë", action="test.batch", subject=("t", f"{tag}/ü{index}"),
+                  payload={"index": index, "tag": tag, "text": "\u2028é\"\\", "nested": {"b": [1, None], "a": True}})
+            for index in range(size)]
+
+
+def test_server_and_client_append_paths_interleave_into_one_verifiable_tree():
+    from audit import ledger
+    from audit.models import MerkleNode
+
+    sizes = [1, 3, ledger.SERVER_APPEND_MAX, ledger.SERVER_APPEND_MAX + 1, 1, 2, 130, 7, 1]
+    returned = []
+    for step, size in enumerate(sizes):
+        with transaction.atomic():
+            returned.extend(ledger_append_many(_batch(size, f"s{step}"), checkpoint=False))
+    checkpoint_create()
+    stored = list(LedgerEntry.objects.order_by("seq"))
+    assert [entry.seq for entry in stored] == list(range(sum(sizes)))
+    import rfc8785
+
+    from audit.ledger import entry_document
+
+    previous = ZERO_HASH
+    for mine, entry in zip(returned, stored, strict=True):
+        # What the append returned is what was stored.
+        assert (mine.seq, bytes(mine.canonical), bytes(mine.entry_hash), mine.recorded_at) == \
+            (entry.seq, bytes(entry.canonical), bytes(entry.entry_hash), entry.recorded_at)
+        document = json.loads(bytes(entry.canonical))
+        assert bytes(entry.canonical) == rfc8785.dumps(entry_document(
+            seq=entry.seq, recorded_at=document["recorded_at"], actor=entry.actor, action=entry.action,
+            subject_type=entry.subject_type, subject_id=entry.subject_id, payload=document["payload"],
+            prev_hash=previous))
+        assert document["recorded_at"] == entry.recorded_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert bytes(entry.prev_hash) == previous
+        assert bytes(entry.entry_hash) == hashlib.sha256(bytes(entry.canonical)).digest()
+        assert bytes(entry.leaf_hash) == merkle.leaf_hash(bytes(entry.canonical))
+        previous = bytes(entry.entry_hash)
+    # recorded_at never goes backwards along the chain, whichever path wrote the entry.
+    times = [entry.recorded_at for entry in stored]
+    assert times == sorted(times)
+    leaves = [bytes(entry.leaf_hash) for entry in stored]
+    expected = {node_key(level, index): node for (level, index), node in _naive_nodes(leaves).items()}
+    assert {node.node_id: bytes(node.hash) for node in MerkleNode.objects.all()} == expected
+    head = LedgerHead.objects.get(pk=1)
+    assert head.tree_size == len(leaves) and bytes(head.head_hash) == previous
+    assert root_at(len(leaves)) == merkle.root_hash(leaves)
+    result = verify_ledger()
+    assert result.ok, result.problems
+
+
+@needs_postgresql
+def test_postgresql_small_appends_run_in_the_server_function(django_assert_num_queries):
+    from django.db import connection
+
+    from audit import ledger
+
+    assert connection.vendor == "postgresql"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_proc WHERE proname = 'audit_ledger_append'")
+        assert cursor.fetchone()[0] == 1
+    # The server path sends nothing through Django's cursor: no lock, no INSERT, no UPDATE.
+    with django_assert_num_queries(0):
+        entries = ledger_append_many(_batch(ledger.SERVER_APPEND_MAX, "server"), checkpoint=False)
+    assert [entry.seq for entry in entries] == list(range(ledger.SERVER_APPEND_MAX))
+    # One more than that goes the client way: the head lock and the server clock through Django.
+    with django_assert_num_queries(2):
+        ledger_append_many(_batch(ledger.SERVER_APPEND_MAX + 1, "client"), checkpoint=False)
+    assert verify_ledger().ok
+
+
+@needs_postgresql
+def test_postgresql_append_function_refuses_arrays_of_different_lengths():
+    from django.db import DatabaseError, connection
+
+    with pytest.raises(DatabaseError, match="differ in length"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM audit_ledger_append(ARRAY['{'::bytea], ARRAY['{}'::bytea], ARRAY['a'], "
+                       "ARRAY['b'], ARRAY['c'], ARRAY['d', 'e'])")
+    assert LedgerEntry.objects.count() == 0
