@@ -22,9 +22,11 @@ While we hold it no other governed write can commit, so the row we read next is 
 committed in between), and governed writers never deadlock on rows they touch in different
 orders. A save does it in one statement: it locks the head and reads the row, and re-reads the
 row only if an append committed while it waited for the lock. The head it read is handed to
-the append (`LockedHead`), so an audited save costs BEGIN, that statement, the row's UPDATE,
-the append, COMMIT: the same five round trips as the stale-snapshot design, measured in
-bench/bench_capture.py. Other write paths lock the head with one statement of their own.
+the append (`LockedHead`; the server-side append on PostgreSQL re-reads it under the lock it
+already holds, at no extra round trip), so an audited save costs BEGIN, that statement, the
+row's UPDATE, the append, COMMIT: the same five round trips as the stale-snapshot design,
+measured in bench/bench_capture.py. Other write paths lock the head with one statement of their
+own.
 
 Excluded from capture: `governed_exclude` fields are never recorded (a change to them alone
 records nothing); `governed_redact` fields are recorded as "<redacted>" (a change shows up, the

@@ -5,6 +5,14 @@ or not at all. It serializes on the chain head: `SELECT ... FOR UPDATE` of the o
 `LedgerHead` row on PostgreSQL; on SQLite every write transaction is IMMEDIATE, which takes
 the database write lock at BEGIN. Concurrent writers therefore queue; they never read the
 same head, so the chain cannot fork and `seq` has no gaps.
+
+Whatever does not depend on the head (the JCS bytes of actor, action, payload and subject) is
+encoded before the lock. On PostgreSQL an append of up to `SERVER_APPEND_MAX` entries is then a
+single call of the `audit_ledger_append` function (migration audit/0003), which locks the head,
+reads the clock, splices and hashes the entries, extends the Merkle frontier, inserts and moves
+the head: the head is held for that one statement and the commit, with no client round trip or
+client CPU in between. Larger batches, and SQLite, do the same steps here in Python (COPY on
+PostgreSQL), with the same clock (the database server's on PostgreSQL) and the same bytes.
 """
 
 from __future__ import annotations
