@@ -1,0 +1,74 @@
+"""audit.jcs against the reference RFC 8785 encoder (`rfc8785`), numbers first."""
+
+from __future__ import annotations
+
+import math
+import random
+import struct
+
+import pytest
+import rfc8785
+
+from audit import jcs
+
+
+def _random_doubles(rng: random.Random, count: int) -> list[float]:
+    """Finite doubles from uniformly random bit patterns: every exponent is equally likely."""
+    values = []
+    while len(values) < count:
+        value = struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0]
+        if math.isfinite(value):
+            values.append(value)
+    return values
+
+
+def _doubles_near_the_thresholds(rng: random.Random, count: int) -> list[float]:
+    """Around 1e-7, 1e-4, 1, 2**52, 2**53, 1e16 and 1e21, where the spellings change."""
+    values = []
+    for centre in (1e-7, 1e-6, 1e-4, 1.0, 2.0**52, 2.0**53, 1e16, 1e21):
+        for _ in range(count):
+            values.append(centre * rng.uniform(0.5, 2.0))
+            values.append(-centre * rng.uniform(0.5, 2.0))
+        values.extend([centre, -centre, math.nextafter(centre, 0), math.nextafter(centre, math.inf)])
+    # Integral values of every size, and short decimals of the kind metrics produce.
+    values.extend(float(rng.randrange(-(2**60), 2**60)) for _ in range(count))
+    values.extend(round(rng.random(), rng.randrange(1, 8)) for _ in range(count))
+    values.extend([0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 0.1 + 0.2,
+                   1e-4 - 1e-20, 9.999999999999999e20, 123456789012345680.0, 4.35, 0.000001, 1e-7])
+    return values
+
+
+@pytest.mark.parametrize("source", ["random bits", "thresholds"])
+def test_numbers_match_the_reference_encoder(source: str) -> None:
+    rng = random.Random(8785)
+    values = _random_doubles(rng, 100_000) if source == "random bits" else _doubles_near_the_thresholds(rng, 5_000)
+    mismatches = [(value, jcs.canonicalize(value), rfc8785.dumps(value)) for value in values
+                  if jcs.canonicalize(value) != rfc8785.dumps(value)]
+    assert mismatches == []
+
+
+def test_documents_with_floats_match_the_reference_encoder() -> None:
+    rng = random.Random(7)
+    for _ in range(2_000):
+        document = {
+            "metrics": {f"m{index}": rng.choice([rng.random(), float(rng.randrange(100)), rng.random() * 1e-5, None])
+                        for index in range(6)},
+            "groups": [[rng.random(), rng.randrange(-(2**53) + 1, 2**53), True, "a\"\\\n\u2028é"]
+                       for _ in range(3)],
+            "ratio": rng.choice([1.0, -0.0, 0.8, 2.5e-3, 7e22]),
+        }
+        assert jcs.canonicalize(document) == rfc8785.dumps(document)
+
+
+def test_typical_metric_payloads_take_the_fast_path() -> None:
+    payload = {"selection_rate": {"A": 0.4123, "B": 0.38}, "ratio": 1.0, "count": 1000, "ok": True}
+    assert jcs._scan(payload) == jcs._YES_AFTER_INTEGRAL_FLOATS
+    assert jcs._scan({"selection_rate": 0.4123}) == jcs._YES
+    assert jcs._scan({"p": 3e-9}) == jcs._NO  # repr and ECMAScript differ: the reference encoder writes it
+    assert jcs._scan({"é": 1}) == jcs._NO
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, {"x": [math.nan]}])
+def test_non_finite_numbers_are_refused(value: object) -> None:
+    with pytest.raises(jcs.CanonicalizationError):
+        jcs.canonicalize(value)
