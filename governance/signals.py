@@ -3,6 +3,11 @@
 - Role and group membership (`User.groups`), model permissions of users and groups, and
   guardian object permissions: `role.granted` / `role.revoked`, `group.member_added` /
   `group.member_removed`, `permission.granted` / `permission.revoked`.
+- Accounts: `user.created`, `user.updated` (before and after of the fields that decide access:
+  `username`, `is_active`, `is_staff`, `is_superuser`), `auth.password_set` (never the hash;
+  the hasher and whether the password is usable) and `user.deleted`. Names and e-mail
+  addresses are personal data and not access: the ledger keeps everything for ever, so they
+  are left out.
 - Sign-ins (`auth.signed_in`) and failed sign-ins (`auth.sign_in_failed`). A failed attempt
   names the username only if such a user exists; otherwise a hash of it, because people type
   passwords into the username field and the ledger keeps everything for ever.
@@ -17,7 +22,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.contrib.auth.signals import user_logged_in, user_login_failed
-from django.db.models.signals import m2m_changed, post_delete, post_migrate, post_save
+from django.db.models.signals import m2m_changed, post_delete, post_migrate, post_save, pre_save
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
 from audit.errors import InvalidInput
@@ -118,6 +123,57 @@ def _object_permission_event(instance: Any, action: str, key: str) -> None:
                   payload={"permission": _perm_name(instance.permission), key: holder})
 
 
+ACCESS_FIELDS = ("username", "is_active", "is_staff", "is_superuser")
+_BEFORE = "_governance_account_before"
+
+
+def _password_facts(encoded: str) -> dict[str, Any]:
+    from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
+
+    usable = bool(encoded) and not encoded.startswith(UNUSABLE_PASSWORD_PREFIX)
+    return {"usable": usable, "hasher": encoded.split("$", 1)[0] if usable and "$" in encoded else None}
+
+
+def _account_before(sender: Any, instance: Any, raw: bool = False, update_fields: Any = None, **kwargs: Any) -> None:
+    """Read the stored access fields and password before a user is saved (one query)."""
+    instance.__dict__.pop(_BEFORE, None)
+    if raw or instance.pk is None:
+        return
+    watched = (*ACCESS_FIELDS, "password")
+    if update_fields is not None and not set(update_fields) & set(watched):
+        return  # sign-ins save only last_login: nothing to record, no query
+    row = sender._default_manager.filter(pk=instance.pk).values(*watched).first()
+    if row is not None:
+        instance.__dict__[_BEFORE] = row
+
+
+def _account_saved(sender: Any, instance: Any, created: bool, raw: bool = False, **kwargs: Any) -> None:
+    if raw:
+        return
+    subject = ("auth.user", str(instance.pk))
+    after = {name: getattr(instance, name) for name in ACCESS_FIELDS}
+    if created:
+        ledger_append(actor=_actor(), action="user.created", subject=subject,
+                      payload={**after, "password": _password_facts(instance.password)})
+        return
+    before = instance.__dict__.pop(_BEFORE, None)
+    if before is None:
+        return
+    changed = [name for name in ACCESS_FIELDS if before[name] != after[name]]
+    if changed:
+        ledger_append(actor=_actor(), action="user.updated", subject=subject,
+                      payload={"user": instance.get_username(), "before": {name: before[name] for name in changed},
+                               "after": {name: after[name] for name in changed}})
+    if before["password"] != instance.password:
+        ledger_append(actor=_actor(), action="auth.password_set", subject=subject,
+                      payload={"user": instance.get_username(), **_password_facts(instance.password)})
+
+
+def _account_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    ledger_append(actor=_actor(), action="user.deleted", subject=("auth.user", str(instance.pk)),
+                  payload={"user": instance.get_username()})
+
+
 def _signed_in(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     ledger_append(actor=user, action="auth.signed_in", subject=("auth.user", str(user.pk)),
                   payload={"path": getattr(request, "path", "")[:200]})
@@ -161,6 +217,9 @@ def connect() -> None:
         post_save.connect(_object_permission_saved, sender=klass, dispatch_uid=f"gov-objperm-save-{klass.__name__}")
         post_delete.connect(_object_permission_deleted, sender=klass,
                             dispatch_uid=f"gov-objperm-delete-{klass.__name__}")
+    pre_save.connect(_account_before, sender=user_model, dispatch_uid="gov-account-before")
+    post_save.connect(_account_saved, sender=user_model, dispatch_uid="gov-account-saved")
+    post_delete.connect(_account_deleted, sender=user_model, dispatch_uid="gov-account-deleted")
     user_logged_in.connect(_signed_in, dispatch_uid="gov-signed-in")
     user_login_failed.connect(_sign_in_failed, dispatch_uid="gov-sign-in-failed")
     post_migrate.connect(_sync_roles_after_migrate, dispatch_uid="gov-sync-roles")

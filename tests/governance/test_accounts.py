@@ -1,0 +1,108 @@
+"""Account changes that decide access are ledger entries: creation, flags, passwords, deletion."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from audit.governed import acting_as
+from audit.models import LedgerEntry
+from audit.verify import verify_ledger
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "correct-horse-battery-staple-9"
+
+
+def _entries(user, action: str | None = None) -> list[LedgerEntry]:  # type: ignore[no-untyped-def]
+    entries = LedgerEntry.objects.filter(subject_type="auth.user", subject_id=str(user.pk)).order_by("seq")
+    return list(entries.filter(action=action) if action else entries)
+
+
+def test_creation_records_the_access_flags_and_never_the_password():
+    with acting_as("system:test"):
+        user = get_user_model().objects.create_user(username="ivy", password=PASSWORD, email="ivy@example.org",
+                                                    is_staff=True)
+    [entry] = _entries(user, "user.created")
+    assert entry.actor == "system:test"
+    assert entry.payload == {"username": "ivy", "is_active": True, "is_staff": True, "is_superuser": False,
+                             "password": {"usable": True, "hasher": user.password.split("$")[0]}}
+    canonical = bytes(entry.canonical).decode()
+    assert PASSWORD not in canonical and user.password not in canonical and "ivy@example.org" not in canonical
+
+
+def test_flag_changes_record_before_and_after_with_the_actor():
+    user = get_user_model().objects.create_user(username="jo", password=PASSWORD)
+    with acting_as("user:root"):
+        user.is_superuser = True
+        user.is_staff = True
+        user.first_name = "Jo"  # personal data, not access: not recorded
+        user.save()
+        user.is_active = False
+        user.save(update_fields=["is_active"])
+    first, second = _entries(user, "user.updated")
+    assert (first.actor, first.payload) == ("user:root", {
+        "user": "jo", "before": {"is_staff": False, "is_superuser": False}, "after": {"is_staff": True, "is_superuser": True}})
+    assert second.payload == {"user": "jo", "before": {"is_active": True}, "after": {"is_active": False}}
+    assert verify_ledger().ok
+
+
+def test_saving_without_an_access_change_records_nothing():
+    user = get_user_model().objects.create_user(username="kim", password=PASSWORD)
+    count = len(_entries(user))
+    user.email = "kim@example.org"
+    user.save()
+    user.save(update_fields=["last_login"])
+    assert len(_entries(user)) == count
+
+
+def test_password_changes_are_recorded_without_the_hash():
+    user = get_user_model().objects.create_user(username="lee", password=PASSWORD)
+    old_hash = user.password
+    with acting_as("user:lee"):
+        user.set_password("another-long-password-42")
+        user.save()
+        user.set_unusable_password()
+        user.save()
+    first, second = _entries(user, "auth.password_set")
+    assert first.payload == {"user": "lee", "usable": True, "hasher": old_hash.split("$")[0]}
+    assert second.payload == {"user": "lee", "usable": False, "hasher": None}
+    for entry in (first, second):
+        canonical = bytes(entry.canonical).decode()
+        assert "another-long-password-42" not in canonical and old_hash not in canonical
+
+
+def test_sign_in_records_the_sign_in_but_no_account_change(client):
+    user = get_user_model().objects.create_user(username="max", password=PASSWORD, is_staff=True)
+    before = [entry.action for entry in _entries(user)]
+    assert client.login(username="max", password=PASSWORD)
+    assert [entry.action for entry in _entries(user)] == [*before, "auth.signed_in"]
+
+
+def test_deletion_is_recorded():
+    user = get_user_model().objects.create_user(username="ned", password=PASSWORD)
+    pk = user.pk
+    with acting_as("user:root"):
+        user.delete()
+    entry = LedgerEntry.objects.filter(subject_type="auth.user", subject_id=str(pk), action="user.deleted").get()
+    assert (entry.actor, entry.payload) == ("user:root", {"user": "ned"})
+
+
+def test_granting_superuser_in_the_admin_is_recorded_against_the_admin(client):
+    root = get_user_model().objects.create_superuser(username="root", password=PASSWORD, email="")
+    target = get_user_model().objects.create_user(username="oli", password=PASSWORD)
+    client.force_login(root)
+    url = reverse("admin:auth_user_change", args=[target.pk])
+    response = client.post(url, {
+        "username": "oli", "is_active": "on", "is_staff": "on", "is_superuser": "on",
+        "date_joined_0": target.date_joined.strftime("%Y-%m-%d"), "date_joined_1": target.date_joined.strftime("%H:%M:%S"),
+        "initial-date_joined_0": target.date_joined.strftime("%Y-%m-%d"),
+        "initial-date_joined_1": target.date_joined.strftime("%H:%M:%S"),
+    })
+    assert response.status_code == 302, response.content[:2000]
+    target.refresh_from_db()
+    assert target.is_superuser
+    [entry] = _entries(target, "user.updated")
+    assert entry.actor == "user:root"
+    assert entry.payload["after"] == {"is_staff": True, "is_superuser": True}
