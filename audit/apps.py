@@ -10,11 +10,12 @@ class AuditConfig(AppConfig):
         from django.db import connections
         from django.db.backends.signals import connection_created
 
-        from audit.governed import governed_state_problems
+        from audit.governed import connect_m2m_targets, governed_state_problems
         from audit.ledger import install_lock_order
         from audit.verify import register_state_check
 
         register_state_check(governed_state_problems)
+        connect_m2m_targets()
         connection_created.connect(install_lock_order, dispatch_uid="audit-head-first-lock-order")
         for alias in connections:
             install_lock_order(connection=connections[alias])

@@ -30,11 +30,13 @@ own.
 
 Excluded from capture: `governed_exclude` fields are never recorded (a change to them alone
 records nothing); `governed_redact` fields are recorded as "<redacted>" (a change shows up, the
-value never does). Many-to-many sets are recorded in their own entries, not in `state`.
+value never does). Many-to-many sets are recorded in their own entries, not in `state`, and so
+is a target's deletion, which drops it from every governed owner's set (`target_deleted`).
 
 Writes that bypass the ORM (raw SQL, data migrations, `loaddata`) cannot be stopped; the state
 check registered here (`verify_ledger(check_state=True)`, `verify_ledger --state`) names every
-row that differs from the state its last ledger entry recorded.
+row that differs from the state its last ledger entry recorded, and every many-to-many set that
+differs from the set its last m2m entry recorded.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import hashlib
 import json
 import math
 import uuid
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,9 +58,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections, models, router, transaction
 from django.db.models import Max
 from django.db.models.expressions import BaseExpression, DatabaseDefault
-from django.db.models.signals import class_prepared, m2m_changed, post_delete
+from django.db.models.signals import class_prepared, m2m_changed, post_delete, pre_delete
 from django.utils.duration import duration_iso_string
 
+from audit import jcs
 from audit.errors import InvalidInput
 from audit.ledger import EntryDraft, LockedHead, append_generation, draft, ledger_append_many
 
@@ -704,6 +708,45 @@ def _on_m2m_changed(sender: type[models.Model], instance: models.Model, action: 
     _record(drafts, checkpoint=len(drafts) > 1, head=head)
 
 
+def _on_m2m_target_pre_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
+    """A deleted target leaves the sets of its governed owners (the through rows go with it,
+    deleted by the collector without an m2m_changed signal): record that on each owner."""
+    for info in _m2m_by_target.get(sender, ()):
+        through = info.field.remote_field.through  # type: ignore[union-attr]
+        owners = list(through._base_manager.using(using).filter(**{info.target: instance.pk})
+                      .values_list(info.source, flat=True).distinct())
+        if not owners:
+            continue
+        actor = current_actor()  # asked only now: deleting a target nobody holds needs none
+        head = _lock_head(using)
+        before_sets = _m2m_sets(info, using, owners)
+        spec = model_spec(info.owner)
+        states = _read_states(info.owner, using, owners, lock=False)
+        name = info.field.name
+        drafts = [_draft(actor, spec, owner, "m2m_changed",
+                         {name: sorted(json_value(pk) for pk in before_sets[owner])},
+                         {name: sorted(json_value(pk) for pk in before_sets[owner] - {instance.pk})},
+                         states.get(owner),
+                         m2m={"field": name, "operation": "target_deleted", "pks": [json_value(instance.pk)]})
+                  for owner in owners]
+        _record(drafts, checkpoint=len(drafts) > 1, head=head)
+
+
+_m2m_by_target: dict[type[models.Model], list[_M2M]] = {}
+
+
+def connect_m2m_targets() -> None:
+    """Once apps are ready: watch deletions of every model a governed many-to-many points at."""
+    _resolve_m2m()
+    for info in _m2m_by_through.values():
+        target_model = info.field.remote_field.model  # type: ignore[union-attr]
+        infos = _m2m_by_target.setdefault(target_model, [])
+        if info not in infos:
+            infos.append(info)
+            pre_delete.connect(_on_m2m_target_pre_delete, sender=target_model,
+                               dispatch_uid=f"governed-m2m-target-{target_model._meta.label}")
+
+
 # --- Registry --------------------------------------------------------------------------------
 
 _registry: list[type[models.Model]] = []
@@ -801,3 +844,33 @@ def governed_state_problems() -> Iterator[dict[str, Any]]:
             if subject_id not in live_ids and payload.get("state") is not None:
                 yield {"subject_type": spec.subject_type, "subject_id": subject_id,
                        "message": "row is gone but its deletion was never recorded", "fields": []}
+        yield from _m2m_state_problems(model, spec, live_ids)
+
+
+def _m2m_state_problems(model: type[models.Model], spec: ModelSpec, live_ids: set[str]) -> Iterator[dict[str, Any]]:
+    """Many-to-many sets that differ from the set their last m2m entry recorded (empty if none)."""
+    from audit.models import LedgerEntry
+
+    _resolve_m2m()
+    for info in [info for info in _m2m_by_through.values() if info.owner is model]:
+        name = info.field.name
+        through = info.field.remote_field.through  # type: ignore[union-attr]
+        live: dict[str, set[Any]] = defaultdict(set)
+        for owner, target in through._base_manager.order_by().values_list(info.source, info.target).iterator(2000):
+            live[str(json_value(owner))].add(json_value(target))
+        # The m2m part of an entry's JCS bytes starts with this (keys are sorted: field first).
+        marker = b'"m2m":{"field":' + jcs.canonicalize(name)
+        recorded: dict[str, set[Any]] = {}
+        entries = (LedgerEntry.objects.filter(subject_type=spec.subject_type).order_by("seq")
+                   .values_list("subject_id", "canonical"))
+        for subject_id, canonical in entries.iterator(chunk_size=2000):
+            canonical = bytes(canonical)
+            if marker not in canonical:
+                continue
+            payload = json.loads(canonical)["payload"]
+            if isinstance(payload.get("m2m"), dict) and payload["m2m"].get("field") == name:
+                recorded[subject_id] = set(payload["after"][name])
+        for subject_id in sorted(live_ids):
+            if live.get(subject_id, set()) != recorded.get(subject_id, set()):
+                yield {"subject_type": spec.subject_type, "subject_id": subject_id,
+                       "message": f"many-to-many {name} differs from its last ledger entry", "fields": [name]}

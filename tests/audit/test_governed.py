@@ -610,3 +610,61 @@ def test_a_failed_ledger_append_rolls_the_write_back(path: str, monkeypatch: pyt
     fresh = Widget.objects.get(pk=widget.pk)
     assert (fresh.size, Widget.objects.count(), list(fresh.tags.all())) == (1, 1, [])
     assert entries(start) == []
+
+
+# --- Many-to-many sets in the state check, and targets deleted under them ----------------------
+
+def test_state_check_names_raw_sql_edits_of_a_many_to_many_set(project: Project) -> None:
+    red, green, blue = (Tag.objects.create(name=name) for name in ("red", "green", "blue"))
+    with acting_as(ACTOR):
+        widget = Widget.objects.create(project=project, name="a")
+        other = Widget.objects.create(project=project, name="b")
+        widget.tags.add(red, green)
+        other.tags.add(red)
+    assert verify_ledger(check_state=True).state_problems == []
+    through = Widget.tags.through._meta.db_table
+    with connection.cursor() as cursor:  # someone widens a set behind the ORM's back
+        cursor.execute(f"INSERT INTO {through} (widget_id, tag_id) VALUES (%s, %s)", [widget.pk, blue.pk])
+    problems = verify_ledger(check_state=True).state_problems
+    assert problems == [{"subject_type": "govtestapp.widget", "subject_id": str(widget.pk),
+                         "message": "many-to-many tags differs from its last ledger entry", "fields": ["tags"]}]
+    with connection.cursor() as cursor:  # ... and quietly empties another one
+        cursor.execute(f"DELETE FROM {through} WHERE widget_id = %s", [other.pk])
+    assert {p["subject_id"] for p in verify_ledger(check_state=True).state_problems} == {str(widget.pk), str(other.pk)}
+    with acting_as(ACTOR):  # the ORM puts the recorded set back in line
+        widget.tags.remove(blue)
+        other.tags.add(red)
+    assert verify_ledger(check_state=True).state_problems == []
+
+
+def test_deleting_a_target_records_it_leaving_each_owners_set(project: Project) -> None:
+    red, green = Tag.objects.create(name="red"), Tag.objects.create(name="green")
+    with acting_as(ACTOR):
+        a = Widget.objects.create(project=project, name="a")
+        b = Widget.objects.create(project=project, name="b")
+        a.tags.add(red, green)
+        b.tags.add(red)
+        start = last_seq()
+        red_pk = red.pk
+        red.delete()  # Tag is not governed; the collector drops the through rows without m2m_changed
+    got = entries(start)
+    assert sorted((e.subject_id, e.action) for e in got) == [(str(a.pk), "widget.m2m_changed"),
+                                                             (str(b.pk), "widget.m2m_changed")]
+    by_owner = {e.subject_id: e.payload for e in got}
+    assert by_owner[str(a.pk)]["before"] == {"tags": sorted([red_pk, green.pk])}
+    assert by_owner[str(a.pk)]["after"] == {"tags": [green.pk]}
+    assert by_owner[str(b.pk)]["after"] == {"tags": []}
+    assert by_owner[str(b.pk)]["m2m"] == {"field": "tags", "operation": "target_deleted", "pks": [red_pk]}
+    assert verify_ledger(check_state=True).state_problems == []
+
+
+def test_deleting_a_held_target_without_an_actor_is_refused_but_an_unheld_one_needs_none(project: Project) -> None:
+    held, loose = Tag.objects.create(name="held"), Tag.objects.create(name="loose")
+    with acting_as(ACTOR):
+        widget = Widget.objects.create(project=project, name="a")
+        widget.tags.add(held)
+    with pytest.raises(InvalidInput), transaction.atomic():
+        held.delete()
+    assert Tag.objects.filter(pk=held.pk).exists() and list(widget.tags.all()) == [held]
+    loose.delete()
+    assert not Tag.objects.filter(pk=loose.pk).exists()
