@@ -240,8 +240,7 @@ REDIS_URL = _env("REDIS_URL", "")
 _FS_QUEUE_DIR = VAR_DIR / "queue"
 CELERY_BROKER_URL = _env("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    _FS_QUEUE_DIR.mkdir(parents=True, exist_ok=True)
-    (_FS_QUEUE_DIR / "processed").mkdir(exist_ok=True)
+    # The folders are created when the Celery app is configured (governance/celery.py), not here.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_FS_QUEUE_DIR),
         "data_folder_out": str(_FS_QUEUE_DIR),

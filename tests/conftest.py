@@ -1,4 +1,5 @@
-"""Shared fixtures: isolated signing keys, eager Celery for unit tests, users with roles."""
+"""Suite-wide setup: isolated signing keys, eager Celery for unit tests, the append-only triggers
+around flush; the shared fixtures come from the `tests.fixtures` plugin."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = REPO_ROOT.parent / "shared"
+DATA_DIR = REPO_ROOT / "tests" / "data"  # third-party test data, each folder with its source note
+
+pytest_plugins = ["tests.fixtures"]
 
 
 def uses_postgres() -> bool:

@@ -13,9 +13,9 @@ import pytest
 
 from audit import merkle
 from audit.merkle import ProofError
+from tests.conftest import DATA_DIR
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-VECTOR_DIR = REPO_ROOT.parent / "shared" / "testdata" / "merkle"
+VECTOR_DIR = DATA_DIR / "merkle"
 MAX_TREE_SIZE = 70
 TAMPER_TREE_SIZES = [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 33, 64, 70]
 

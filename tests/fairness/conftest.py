@@ -1,16 +1,14 @@
-"""Fairness service/API/command tests reuse the governance fixtures (teams, users in roles, models, versions)."""
+"""Fairness tests write uploads to a private media folder and send no real webhooks or mail."""
 
-from tests.governance.conftest import (  # noqa: F401 (fixtures)
-    approver,
-    auditor,
-    environments,
-    make_user,
-    make_version,
-    model,
-    other_team,
-    policy,
-    risk_officer,
-    scientist,
-    team,
-    version,
-)
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _media(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.FAIRNESS_WEBHOOK_URL = ""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

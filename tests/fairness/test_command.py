@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from tests.conftest import REPO_ROOT
-from tests.fairness.test_services import credit_csv
+from tests.fairness.helpers import credit_csv
 
 GROUP_KEYS = {"attributes", "count", "selection_rate", "tpr", "fpr", "fnr", "tnr", "precision", "accuracy", "ci",
               "flags"}

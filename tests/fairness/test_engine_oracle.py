@@ -11,10 +11,10 @@ import pytest
 
 from governance.fairness.engine import ConfusionAccumulator, compute_report, predictions_from_scores
 from governance.fairness.reader import audit_file
+from tests.conftest import DATA_DIR
 from tests.fairness.oracle import assert_matches_fairlearn
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-GERMAN_CREDIT = REPO_ROOT.parent / "shared" / "testdata" / "german-credit" / "german-credit.csv"
+GERMAN_CREDIT = DATA_DIR / "german-credit" / "german-credit.csv"
 
 
 def _synthetic(

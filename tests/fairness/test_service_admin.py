@@ -9,7 +9,7 @@ from django.test import Client
 
 from audit.models import LedgerEntry
 from governance.fairness.models import AuditRun
-from tests.fairness.test_services import _media, credit_csv, make_spec  # noqa: F401 (fixture)
+from tests.fairness.helpers import credit_csv, make_spec
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from audit.models import LedgerEntry
 from governance.fairness.models import AuditRun, AuditSpec, PredictionBatch
-from tests.fairness.test_services import _media, credit_csv, make_spec  # noqa: F401 (fixture)
+from tests.fairness.helpers import credit_csv, make_spec
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from audit.models import LedgerEntry
 from governance import services
 from governance.models import ApprovalDecision, RegisteredModel, RequestStatus, ServiceToken
 from governance.services import hash_token
-from tests.governance.conftest import last_entry
+from tests.fixtures import last_entry
 
 pytestmark = pytest.mark.django_db
 

@@ -18,7 +18,7 @@ from governance.models import (
     RegisteredModel,
     ServiceToken,
 )
-from tests.governance.conftest import CARD, MANIFEST, last_entry
+from tests.fixtures import CARD, MANIFEST, last_entry
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from governance.models import ServiceAccount, ServiceToken
 from governance.services import hash_token
-from tests.governance.conftest import last_entry
+from tests.fixtures import last_entry
 
 pytestmark = pytest.mark.django_db
 

@@ -18,7 +18,7 @@ from governance.models import (
     RequestStatus,
     VersionStatus,
 )
-from tests.governance.conftest import CARD, MANIFEST, entries, last_entry
+from tests.fixtures import CARD, MANIFEST, entries, last_entry
 
 pytestmark = pytest.mark.django_db
 

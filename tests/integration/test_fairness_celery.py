@@ -29,9 +29,8 @@ from governance.celery import app
 from governance.fairness import services
 from governance.fairness.models import AuditRun
 from tests.conftest import REPO_ROOT
-from tests.fairness.test_services import credit_csv, make_spec
+from tests.fairness.helpers import credit_csv, make_spec
 from tests.faults.helpers import database_url, service_env, stop
-from tests.governance.conftest import make_user, make_version, model, scientist, team, version  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 

@@ -28,7 +28,7 @@ from governance.reports import services as report_services
 from governance.reports.models import BundleExport
 from governance.reports.tasks import bundle_export_task
 from tests.conftest import uses_postgres
-from tests.fairness.test_services import credit_csv, make_spec
+from tests.fairness.helpers import credit_csv, make_spec
 from tests.faults.helpers import private_redis, service_env, start_celery_worker, stop
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration, pytest.mark.postgres, pytest.mark.redis,

@@ -21,6 +21,8 @@ from governance.wsgi import application
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "12"))
 FUZZ_LOG = os.environ.get("FUZZ_LOG", "")  # bench/fuzz_long.py counts the cases through this file
 
+pytestmark = pytest.mark.fuzz
+
 schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
 
 # What a response must satisfy. Not `positive_data_acceptance`: a random model name is rightly 404.

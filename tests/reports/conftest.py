@@ -1,5 +1,4 @@
-"""Reports tests: the governance fixtures (teams, users in roles, models, versions, policies), and a real
-Celery worker on Redis for the integration test."""
+"""Reports tests: a real Celery worker on Redis for the integration test."""
 
 from __future__ import annotations
 
@@ -13,24 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.governance.conftest import (  # noqa: F401 (fixtures)
-    approver,
-    approver2,
-    auditor,
-    environments,
-    make_user,
-    make_version,
-    model,
-    other_team,
-    pending,
-    policy,
-    risk_officer,
-    scientist,
-    scientist2,
-    team,
-    version,
-)
 
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/15"
 REPO_ROOT = Path(__file__).resolve().parents[2]

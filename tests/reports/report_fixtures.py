@@ -5,14 +5,14 @@ from __future__ import annotations
 import csv
 import types
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from governance.fairness import engine
+from tests.conftest import DATA_DIR
 
-GERMAN_CREDIT = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "german-credit" / "german-credit.csv"
+GERMAN_CREDIT = DATA_DIR / "german-credit" / "german-credit.csv"
 
 
 def german_credit_result(*, seed: int = 7, female_rate: float = 0.55, bootstrap: int = 200) -> dict[str, Any]:

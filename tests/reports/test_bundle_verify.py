@@ -18,6 +18,7 @@ from audit import merkle, note
 from audit.keys import active_key, signing_key_rotate
 from audit.ledger import checkpoint_create, ledger_append
 from audit.models import Checkpoint, LedgerEntry, SigningKey
+from tests.conftest import DATA_DIR
 from tests.reports.bundle_helpers import (
     SUBJECTS,
     VERIFY_PY,
@@ -35,7 +36,7 @@ from tests.reports.bundle_helpers import (
 
 pytestmark = pytest.mark.django_db
 
-VECTOR_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "merkle"
+VECTOR_DIR = DATA_DIR / "merkle"
 
 
 @pytest.fixture

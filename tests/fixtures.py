@@ -1,4 +1,8 @@
-"""Fixtures for governance tests: teams, users in roles, models, versions and policies."""
+"""The fixtures every test folder shares: teams, users in roles, models, versions, policies.
+
+One pytest plugin (registered by `tests/conftest.py`), so folders use these fixtures by name and
+never import them; helpers (`CARD`, `MANIFEST`, `last_entry`, ...) are imported from here.
+"""
 
 from __future__ import annotations
 
@@ -137,6 +141,12 @@ def last_entry(action: str) -> LedgerEntry:
 
 
 @pytest.fixture(autouse=True)
-def _fast_password_hashing(settings) -> None:  # type: ignore[no-untyped-def]
-    # Test users only; PBKDF2's deliberate slowness would dominate these tests.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def _fast_password_hashing(request: pytest.FixtureRequest) -> None:
+    """Test users only: PBKDF2's deliberate slowness would dominate the suite.
+
+    Integration tests keep the production hashers: their servers run in other processes, which
+    must be able to check the passwords these tests set.
+    """
+    if request.node.get_closest_marker("integration") is None:
+        settings = request.getfixturevalue("settings")
+        settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
