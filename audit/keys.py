@@ -1,9 +1,8 @@
 """Server signing keys: Ed25519 private keys in files, public keys in the database.
 
 The private key is read from the file named by settings each time it is needed; it is
-never stored in the database, logged or returned by the API. Rotation writes a new key
-file atomically and closes the old key's validity window, so everything it signed still
-verifies.
+never stored in the database, logged or returned by the API. This module stores and looks up
+keys; creating and rotating them (ledger entries) are services in `audit.services`.
 """
 
 from __future__ import annotations
@@ -18,11 +17,10 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from audit import note
-from audit.errors import Conflict, Unavailable
+from audit.errors import Unavailable
 from audit.models import SigningKey
 
 logger = logging.getLogger(__name__)
@@ -59,7 +57,7 @@ def dsse_keyid(public_key_raw: bytes) -> str:
     return hashlib.sha256(public_key_raw).hexdigest()
 
 
-def _write_private_key(path: Path, private_key: Ed25519PrivateKey) -> None:
+def write_private_key(path: Path, private_key: Ed25519PrivateKey) -> None:
     """Write the key with mode 0600 via a temporary file and an atomic rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     pem = private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -77,7 +75,7 @@ def _write_private_key(path: Path, private_key: Ed25519PrivateKey) -> None:
         raise
 
 
-def _read_private_key(path: Path) -> Ed25519PrivateKey:
+def read_private_key(path: Path) -> Ed25519PrivateKey:
     try:
         data = path.read_bytes()
     except FileNotFoundError as exc:
@@ -89,7 +87,7 @@ def _read_private_key(path: Path) -> Ed25519PrivateKey:
     return key
 
 
-def _register(private_key: Ed25519PrivateKey, *, purpose: str) -> SigningKey:
+def register_public_key(private_key: Ed25519PrivateKey, *, purpose: str) -> SigningKey:
     raw = public_bytes(private_key.public_key())
     existing = SigningKey.objects.filter(public_key=raw).first()
     if existing is not None:
@@ -101,56 +99,13 @@ def _register(private_key: Ed25519PrivateKey, *, purpose: str) -> SigningKey:
     )
 
 
-def signing_key_create(*, purpose: str, actor: str = "system:signing_key") -> SigningKey:
-    """Create the key file for `purpose` and register its public key; refuse if one exists."""
-    from audit.ledger import ledger_append
-
-    path = key_file_for(purpose)
-    if path.exists():
-        raise Conflict(f"A signing key file already exists at {path}; use rotate.", code="signing_key_exists")
-    private_key = Ed25519PrivateKey.generate()
-    with transaction.atomic():
-        record = _register(private_key, purpose=purpose)
-        ledger_append(actor=actor, action="signing_key.created", subject=record,
-                      payload={"purpose": purpose, "key_id": record.key_id, "vkey": record.vkey})
-        _write_private_key(path, private_key)
-    return record
-
-
-def signing_key_rotate(*, purpose: str, actor: str = "system:signing_key") -> SigningKey:
-    """Replace the key file with a new key; the old key's window closes and its signatures stay valid."""
-    from audit.ledger import ledger_append
-
-    path = key_file_for(purpose)
-    old_private = _read_private_key(path)
-    new_private = Ed25519PrivateKey.generate()
-    with transaction.atomic():
-        old = _register(old_private, purpose=purpose)
-        now = timezone.now()
-        SigningKey.objects.filter(pk=old.pk).update(valid_until=now)
-        record = _register(new_private, purpose=purpose)
-        ledger_append(actor=actor, action="signing_key.rotated", subject=record,
-                      payload={"purpose": purpose, "key_id": record.key_id, "vkey": record.vkey,
-                               "replaces_key_id": old.key_id})
-        _write_private_key(path, new_private)
-    return record
-
-
-def signing_key_ensure(*, purpose: str) -> SigningKey:
-    """Create the key if there is none yet (used by the embedded setup); otherwise register the file's key."""
-    path = key_file_for(purpose)
-    if not path.exists():
-        return signing_key_create(purpose=purpose)
-    return _register(_read_private_key(path), purpose=purpose)
-
-
 def active_key(purpose: str) -> LoadedKey:
     """The key to sign with now. Raises `Unavailable` if its file is missing."""
-    private_key = _read_private_key(key_file_for(purpose))
+    private_key = read_private_key(key_file_for(purpose))
     raw = public_bytes(private_key.public_key())
     record = SigningKey.objects.filter(public_key=raw).first()
     if record is None:
-        record = _register(private_key, purpose=purpose)
+        record = register_public_key(private_key, purpose=purpose)
     if record.valid_until is not None:
         raise Unavailable("The key in the signing key file has been retired.", code="signing_key_retired")
     return LoadedKey(record=record, private_key=private_key)

@@ -1,11 +1,15 @@
-"""Ledger services other apps and tasks call: checkpoints and recorded verification."""
+"""Ledger services other apps and tasks call: signing keys, checkpoints and recorded verification."""
 
 from __future__ import annotations
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.db import transaction
+from django.utils import timezone
 
+from audit import keys
+from audit.errors import Conflict
 from audit.ledger import checkpoint_create, ledger_append
-from audit.models import Checkpoint
+from audit.models import Checkpoint, SigningKey
 from audit.verify import VerificationResult, verify_ledger
 
 
@@ -28,3 +32,45 @@ def ledger_verify_and_record(*, actor: str, check_state: bool = True) -> Verific
     with transaction.atomic():
         ledger_append(actor=actor, action=action, subject=("audit.ledger", "main"), payload=payload)
     return result
+
+
+def signing_key_create(*, purpose: str, actor: str = "system:signing_key") -> SigningKey:
+    """Create the key file for `purpose` and register its public key; refuse if one exists."""
+    path = keys.key_file_for(purpose)
+    if path.exists():
+        raise Conflict(f"A signing key file already exists at {path}; use rotate.", code="signing_key_exists")
+    private_key = Ed25519PrivateKey.generate()
+    with transaction.atomic():
+        record = keys.register_public_key(private_key, purpose=purpose)
+        ledger_append(actor=actor, action="signing_key.created", subject=record,
+                      payload={"purpose": purpose, "key_id": record.key_id, "vkey": record.vkey})
+        keys.write_private_key(path, private_key)
+    return record
+
+
+def signing_key_rotate(*, purpose: str, actor: str = "system:signing_key") -> SigningKey:
+    """Replace the key file with a new key; the old key's window closes and its signatures stay valid.
+
+    The new key file is written atomically, inside the transaction that records the rotation.
+    """
+    path = keys.key_file_for(purpose)
+    old_private = keys.read_private_key(path)
+    new_private = Ed25519PrivateKey.generate()
+    with transaction.atomic():
+        old = keys.register_public_key(old_private, purpose=purpose)
+        now = timezone.now()
+        SigningKey.objects.filter(pk=old.pk).update(valid_until=now)
+        record = keys.register_public_key(new_private, purpose=purpose)
+        ledger_append(actor=actor, action="signing_key.rotated", subject=record,
+                      payload={"purpose": purpose, "key_id": record.key_id, "vkey": record.vkey,
+                               "replaces_key_id": old.key_id})
+        keys.write_private_key(path, new_private)
+    return record
+
+
+def signing_key_ensure(*, purpose: str) -> SigningKey:
+    """Create the key if there is none yet (used by the embedded setup); otherwise register the file's key."""
+    path = keys.key_file_for(purpose)
+    if not path.exists():
+        return signing_key_create(purpose=purpose)
+    return keys.register_public_key(keys.read_private_key(path), purpose=purpose)

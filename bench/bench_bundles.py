@@ -98,8 +98,8 @@ def run(quick: bool = False) -> list[dict]:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
-        from audit.keys import signing_key_ensure
         from audit.models import SigningKey
+        from audit.services import signing_key_ensure
 
         for purpose in SigningKey.Purpose.values:
             signing_key_ensure(purpose=purpose)

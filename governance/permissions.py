@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Q, QuerySet
+from guardian.shortcuts import get_objects_for_user
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from governance.models import RegisteredModel, TokenScope
+from governance.models import ApprovalRequest, RegisteredModel, RiskTier, TokenScope
 
 VIEW_ALL = "governance.view_all_registeredmodels"
 MANAGE_ALL = "governance.manage_all_registeredmodels"
@@ -79,14 +81,37 @@ def can_write_model(user: Any, model: RegisteredModel, capability: str) -> bool:
     return user.is_superuser or user.has_perm(MANAGE_ALL) or user.has_perm(CHANGE_MODEL, model)
 
 
+# --- Who may decide: one rule, as a predicate on a model and as a filter on requests ----------------
+# The service (`approval_decide`) asks `can_decide` after refusing the submitter, the version's
+# author and a second decision by the same person with their own codes; the approval queue (admin,
+# API) and the pages list `decidable_requests`, the same rule as one query. A test checks that the
+# two forms agree for every role.
+
+def _decides(user: Any) -> bool:
+    return (is_active_user(user) and not is_service_account(user)
+            and user.has_perm("governance.add_approvaldecision"))
+
+
 def can_decide(user: Any, model: RegisteredModel) -> bool:
     """Approvers decide for models or risk tiers they are scoped to; pipelines never decide."""
-    if not is_active_user(user) or is_service_account(user):
-        return False
-    if not user.has_perm("governance.add_approvaldecision"):
+    if not _decides(user):
         return False
     return (user.is_superuser or user.has_perm(APPROVE_MODEL, model)
             or user.has_perm(f"governance.approve_tier_{model.risk_tier}"))
+
+
+def decidable_requests(*, user: Any, pending: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest]:
+    """The requests of `pending` this user may decide now: in their scope, not their own
+    submission or version, not already decided by them."""
+    if not _decides(user):
+        return pending.none()
+    pending = (pending.exclude(submitted_by=user).exclude(version__created_by=user)
+               .exclude(decisions__approver=user))
+    if user.is_superuser:
+        return pending
+    tiers = [tier for tier in RiskTier.values if user.has_perm(f"governance.approve_tier_{tier}")]
+    approvable = get_objects_for_user(user, APPROVE_MODEL, klass=RegisteredModel, accept_global_perms=False)
+    return pending.filter(Q(version__model__risk_tier__in=tiers) | Q(version__model__in=approvable.values("pk")))
 
 
 class TokenScopePermission(BasePermission):

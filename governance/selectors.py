@@ -22,7 +22,7 @@ from governance.permissions import (
     APPROVE_MODEL,
     VIEW_ALL,
     VIEW_MODEL,
-    can_decide,
+    decidable_requests,
     is_active_user,
     token_model_ids,
 )
@@ -103,10 +103,8 @@ def approval_request_get(*, user: Any, request_id: int) -> ApprovalRequest:
 
 def approval_queue(*, user: Any) -> list[ApprovalRequest]:
     """Pending requests this user may decide now: not their own, not already decided by them."""
-    pending = (approval_request_list(user=user, status=RequestStatus.PENDING)
-               .exclude(submitted_by=user).exclude(version__created_by=user).exclude(decisions__approver=user)
-               .order_by("expires_at", "pk"))
-    return [request for request in pending if can_decide(user, request.version.model)]
+    pending = approval_request_list(user=user, status=RequestStatus.PENDING)
+    return list(decidable_requests(user=user, pending=pending).order_by("expires_at", "pk"))
 
 
 def deployment_list(*, user: Any, model_name: str | None = None, environment: str | None = None,

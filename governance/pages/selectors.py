@@ -14,11 +14,11 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import Count, Prefetch, Q, QuerySet
-from guardian.shortcuts import get_objects_for_user
 
 from audit import ledger
 from audit import selectors as audit_selectors
 from audit.models import Checkpoint, LedgerEntry
+from governance import permissions
 from governance import selectors as governance_selectors
 from governance.models import (
     ApprovalDecision,
@@ -27,10 +27,8 @@ from governance.models import (
     ModelVersion,
     RegisteredModel,
     RequestStatus,
-    RiskTier,
     VersionStatus,
 )
-from governance.permissions import APPROVE_MODEL, is_active_user, is_service_account
 
 VERIFICATION_SUBJECT = ("audit.ledger", "main")
 VERIFICATION_ACTIONS = ("ledger.verified", "ledger.verification_failed")
@@ -50,22 +48,10 @@ def _visible(user: Any, visible: QuerySet[RegisteredModel] | None) -> QuerySet[R
 
 
 def decidable_requests(*, user: Any, visible: QuerySet[RegisteredModel] | None = None) -> QuerySet[ApprovalRequest]:
-    """Pending requests the user may decide now, as one query.
-
-    The same rule as `governance.permissions.can_decide` applied per request in
-    `governance.selectors.approval_queue`, expressed as a filter so the dashboard does not run
-    one permission query per request. A test checks that both agree.
-    """
-    if not is_active_user(user) or is_service_account(user) or not user.has_perm("governance.add_approvaldecision"):
-        return ApprovalRequest.objects.none()
+    """Pending requests the user may decide now, as one query (the rule is governance's)."""
     pending = (ApprovalRequest.objects.select_related("version__model", "submitted_by")
-               .filter(status=RequestStatus.PENDING, version__model__in=_visible(user, visible))
-               .exclude(submitted_by=user).exclude(version__created_by=user).exclude(decisions__approver=user))
-    if not user.is_superuser:
-        tiers = [tier for tier in RiskTier.values if user.has_perm(f"governance.approve_tier_{tier}")]
-        approvable = get_objects_for_user(user, APPROVE_MODEL, klass=RegisteredModel, accept_global_perms=False)
-        pending = pending.filter(Q(version__model__risk_tier__in=tiers) | Q(version__model__in=approvable.values("pk")))
-    return pending.order_by("expires_at", "pk")
+               .filter(status=RequestStatus.PENDING, version__model__in=_visible(user, visible)))
+    return permissions.decidable_requests(user=user, pending=pending).order_by("expires_at", "pk")
 
 
 def submitted_requests(*, user: Any, visible: QuerySet[RegisteredModel] | None = None) -> QuerySet[ApprovalRequest]:

@@ -139,8 +139,8 @@ def test_checkpoint_is_idempotent_per_tree_size_and_consistency_between_any_two(
 
 
 def test_rotation_keeps_old_checkpoints_verifiable():
-    from audit.keys import signing_key_rotate
     from audit.models import SigningKey
+    from audit.services import signing_key_rotate
 
     _append(2)
     old = checkpoint_create()

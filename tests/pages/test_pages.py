@@ -20,6 +20,8 @@ from governance import selectors as governance_selectors
 from governance import services
 from governance.models import ApprovalDecision, ApprovalRequest, RequestStatus, VersionStatus
 from governance.pages import selectors
+from governance.permissions import can_decide
+from tests.fixtures import CARD, MANIFEST, SEED
 
 pytestmark = pytest.mark.django_db
 
@@ -206,13 +208,28 @@ def test_dashboard_lists_my_pending_decisions_and_my_submissions(model, pending,
     assert "Nothing is waiting for your decision." in html  # a scientist decides nothing
 
 
-def test_decidable_requests_agree_with_the_governance_queue(model, pending, approver, approver2, scientist,
-                                                            risk_officer, auditor, make_user, other_team):
-    services.model_register(by=make_user("hal", "data_scientist", teams=(other_team,)), name="hiring-ranker",
-                            team=other_team, risk_tier="limited")
-    for user in (approver, approver2, scientist, risk_officer, auditor):
-        expected = [request.pk for request in governance_selectors.approval_queue(user=user)]
-        assert list(selectors.decidable_requests(user=user).values_list("pk", flat=True)) == expected
+def test_who_may_decide_agrees_as_a_filter_and_as_a_predicate(model, pending, approver, approver2, scientist,
+                                                              risk_officer, auditor, make_user, other_team):
+    """`permissions.decidable_requests` (queue, pages) and `permissions.can_decide` (the service) are one rule."""
+    hal = make_user("hal", "data_scientist", teams=(other_team,))
+    hiring = services.model_register(by=hal, name="hiring-ranker", team=other_team, risk_tier="limited")
+    hiring_version = services.model_version_register(model=hiring, by=hal, label="1.0.0", artifact_uri="s3://m/h/",
+                                                     manifest=dict(MANIFEST), framework="sklearn", **CARD)
+    services.approval_policy_set(by=SEED, risk_tier="limited", quorum=1, required_roles=[], expiry_hours=48)
+    services.model_version_submit(version=hiring_version, by=hal, comment="please")
+    services.approval_decide(request=pending, by=approver, decision="approve", comment="fine")
+    requests = list(ApprovalRequest.objects.filter(status="pending").select_related("version__model"))
+    assert len(requests) == 2
+    for user in (approver, approver2, scientist, risk_officer, auditor, hal):
+        queue = {request.pk for request in governance_selectors.approval_queue(user=user)}
+        for request in requests:
+            own = user.pk in (request.submitted_by_id, request.version.created_by_id)
+            decided = request.decisions.filter(approver=user).exists()
+            rule = can_decide(user, request.version.model) and not own and not decided
+            assert (request.pk in queue) is rule, (user.username, request.version.model.name)
+        assert set(selectors.decidable_requests(user=user).values_list("pk", flat=True)) == queue
+    assert {request.pk for request in governance_selectors.approval_queue(user=approver2)} == {pending.pk}
+    assert governance_selectors.approval_queue(user=approver) == []  # already decided
 
 
 def test_dashboard_shows_checkpoint_and_last_verification(model, auditor):

@@ -15,9 +15,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit import merkle, note
-from audit.keys import active_key, signing_key_rotate
+from audit.keys import active_key
 from audit.ledger import checkpoint_create, ledger_append
 from audit.models import Checkpoint, LedgerEntry, SigningKey
+from audit.services import signing_key_rotate
 from tests.conftest import DATA_DIR
 from tests.reports.bundle_helpers import (
     SUBJECTS,

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from audit import keys
+from audit import services
 from audit.errors import ServiceError
 from audit.models import SigningKey
 
@@ -21,8 +21,8 @@ class Command(BaseCommand):
                 until = key.valid_until.isoformat() if key.valid_until else "now"
                 self.stdout.write(f"{key.purpose:12} {key.key_id} {key.valid_from.isoformat()} .. {until}  {key.vkey}")
             return
-        action = {"create": keys.signing_key_create, "rotate": keys.signing_key_rotate,
-                  "ensure": keys.signing_key_ensure}[operation]
+        action = {"create": services.signing_key_create, "rotate": services.signing_key_rotate,
+                  "ensure": services.signing_key_ensure}[operation]
         for item in purposes:
             try:
                 record = action(purpose=item)
