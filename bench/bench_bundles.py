@@ -21,31 +21,11 @@ import time
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PG = "postgres://postgres@127.0.0.1:5432"
+from bench.common import ROOT, django_setup, recreate_database
+
 BENCH_DB = "governance_bench_bundles"
 # Ids far from the demo's, so the typical-model report below does not see these 100k entries.
 MODEL_SUBJECTS = [("governance.registeredmodel", "900001")] + [("governance.modelversion", str(900000 + v)) for v in range(1, 6)]
-
-
-def _recreate_database() -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-
-
-def _django_setup(work: Path) -> None:
-    os.environ["DATABASE_URL"] = f"{PG}/{BENCH_DB}"
-    os.environ["LEDGER_SIGNING_KEY_FILE"] = str(work / "ledger.key")
-    os.environ["ATTESTATION_SIGNING_KEY_FILE"] = str(work / "attestation.key")
-    os.environ["MEDIA_ROOT"] = str(work / "media")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "governance.settings")
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
 
 
 def _fill_ledger(model_entries: int, other_entries: int) -> None:
@@ -93,8 +73,8 @@ def run(quick: bool = False) -> list[dict]:
     model_entries = 10_000 if quick else 100_000
     with tempfile.TemporaryDirectory(prefix="bench-bundles-") as tmp:
         work = Path(tmp)
-        _recreate_database()
-        _django_setup(work)
+        recreate_database(BENCH_DB)
+        django_setup(BENCH_DB, work, media_root=work / "media")
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)

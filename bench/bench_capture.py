@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.common import recreate_database
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 OUT_DIR = BENCH_DIR / "out"
@@ -81,14 +83,6 @@ def _write_app(mode: str) -> Path:
         f"from django.db import models\n{imports}\n\nclass PlainItem(models.Model):\n{FIELDS}\n\n"
         f"{header}\n{FIELDS}{extra}{register}")
     return root
-
-
-def _recreate_database() -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG_URL}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
 
 
 def _configure(mode: str) -> None:
@@ -161,7 +155,7 @@ def _timed_rounds(actions: dict[str, Any], rounds: int, per_round: int) -> dict[
 
 
 def worker(mode: str, quick: bool) -> dict[str, Any]:
-    _recreate_database()
+    recreate_database(DB_NAME)
     _configure(mode)
     from contextlib import nullcontext
 

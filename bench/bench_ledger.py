@@ -16,35 +16,15 @@ import random
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PG = "postgres://postgres@127.0.0.1:5432"
+from bench.common import PG, ROOT, django_setup, recreate_database
+
 BENCH_DB = "governance_bench_ledger"
 WRITERS = 8
 
 
-def _recreate_database() -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-
-
-def _django_setup(key_dir: str) -> None:
-    os.environ["DATABASE_URL"] = f"{PG}/{BENCH_DB}"
-    os.environ["LEDGER_SIGNING_KEY_FILE"] = f"{key_dir}/ledger.key"
-    os.environ["ATTESTATION_SIGNING_KEY_FILE"] = f"{key_dir}/attestation.key"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "governance.settings")
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-
-
 def _writer(key_dir: str, writer: int, count: int, start_at: float) -> None:
-    _django_setup(key_dir)
+    django_setup(BENCH_DB, key_dir)
     from django.db import transaction
 
     from audit.ledger import ledger_append
@@ -124,8 +104,8 @@ def _jcs_row(quick: bool) -> dict:
 
 def run(quick: bool = False) -> list[dict]:
     key_dir = tempfile.mkdtemp(prefix="bench-keys-")
-    _recreate_database()
-    _django_setup(key_dir)
+    recreate_database(BENCH_DB)
+    django_setup(BENCH_DB, key_dir)
     from django.core.management import call_command
     from django.db import connection
 

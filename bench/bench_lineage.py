@@ -15,39 +15,18 @@ the same run: a bare Ed25519 verify of the same PAE bytes, and securesystemslib'
 from __future__ import annotations
 
 import json
-import os
 import random
 import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PG = "postgres://postgres@127.0.0.1:5432"
+from bench.common import django_setup, recreate_database
+
 BENCH_DB = "governance_bench_lineage"
 NODES = 100_000
 WINDOW = 2_000
 DEPTH = 5
-
-
-def _recreate_database() -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-
-
-def _django_setup(key_dir: str) -> None:
-    os.environ["DATABASE_URL"] = f"{PG}/{BENCH_DB}"
-    os.environ["LEDGER_SIGNING_KEY_FILE"] = f"{key_dir}/ledger.key"
-    os.environ["ATTESTATION_SIGNING_KEY_FILE"] = f"{key_dir}/attestation.key"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "governance.settings")
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
 
 
 def _build_graph(nodes: int, rng: random.Random) -> list[int]:
@@ -211,8 +190,8 @@ def _time_verification(count: int) -> list[dict]:
 def run(quick: bool = False) -> list[dict]:
     rng = random.Random(5)
     with tempfile.TemporaryDirectory() as key_dir:
-        _recreate_database()
-        _django_setup(key_dir)
+        recreate_database(BENCH_DB)
+        django_setup(BENCH_DB, key_dir)
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)

@@ -17,32 +17,12 @@ import sys
 import tempfile
 import time
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-PG = "postgres://postgres@127.0.0.1:5432"
+from bench.common import django_setup, recreate_database
+
 BENCH_DB = "governance_bench_pages"
 GOAL_MS = 100.0
-
-
-def _recreate_database() -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-
-
-def _django_setup(key_dir: str) -> None:
-    os.environ["DATABASE_URL"] = f"{PG}/{BENCH_DB}"
-    os.environ["LEDGER_SIGNING_KEY_FILE"] = f"{key_dir}/ledger.key"
-    os.environ["ATTESTATION_SIGNING_KEY_FILE"] = f"{key_dir}/attestation.key"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "governance.settings")
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
 
 
 def _load(*, models: int, entries: int, log: Any) -> dict[str, Any]:
@@ -195,8 +175,8 @@ def run(quick: bool = False) -> list[dict]:
     reuse = os.environ.get("BENCH_PAGES_REUSE") == "1"
     key_dir = os.environ.get("BENCH_PAGES_KEY_DIR") or tempfile.mkdtemp(prefix="bench-pages-keys-")
     if not reuse:
-        _recreate_database()
-    _django_setup(key_dir)
+        recreate_database(BENCH_DB)
+    django_setup(BENCH_DB, key_dir)
     from django.core.management import call_command
     from django.db import connection
     from django.test import Client
