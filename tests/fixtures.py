@@ -6,7 +6,12 @@ never import them; helpers (`CARD`, `MANIFEST`, `last_entry`, ...) are imported 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -150,3 +155,33 @@ def _fast_password_hashing(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker("integration") is None:
         settings = request.getfixturevalue("settings")
         settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def celery_worker_queue(settings, tmp_path: Path) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """A real `celery -A governance worker` on a Redis queue of its own, against the test database.
+
+    This process publishes to the same queue for the duration of the test; yields the queue name.
+    """
+    from tests.conftest import REPO_ROOT
+    from tests.faults.helpers import broker_override, service_env, stop, wait_for_log
+
+    redis_url = os.environ["REDIS_URL"]  # given, or started by tests/servers.py
+    queue = f"worker-{uuid.uuid4().hex[:8]}"
+    media = tmp_path / "media"
+    media.mkdir(exist_ok=True)
+    settings.MEDIA_ROOT = media
+    env = service_env(REDIS_URL=redis_url, CELERY_BROKER_URL=redis_url, CELERY_TASK_DEFAULT_QUEUE=queue,
+                      MEDIA_ROOT=str(media), LOG_LEVEL="INFO")
+    log_path = tmp_path / "worker.log"
+    with broker_override(redis_url, queue=queue), log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "governance", "worker", "--pool=solo",
+                                   "--loglevel=INFO", "-Q", queue, "--without-heartbeat", "--without-gossip",
+                                   "--without-mingle"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        try:
+            wait_for_log(log_path, "ready", worker)
+            yield queue
+        finally:
+            stop(worker, timeout_s=20)
+

@@ -59,6 +59,49 @@ def service_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def reset_broker_connections() -> None:
+    """Forget pooled broker connections (kombu keeps them per URL), so the next publish uses the current settings."""
+    from kombu import pools
+
+    from governance.celery import app
+
+    pools.reset()
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+@contextlib.contextmanager
+def broker_override(url: str, *, queue: str | None = None,
+                    transport_options: dict[str, Any] | None = None) -> Iterator[None]:
+    """Point this process's Celery app at another broker (and default queue) for the block."""
+    from governance.celery import app
+
+    # The app reads Django settings with the CELERY_ namespace, so overrides need those keys.
+    overrides: dict[str, Any] = {"CELERY_BROKER_URL": url,
+                                 "CELERY_BROKER_TRANSPORT_OPTIONS": transport_options or {"visibility_timeout": 3600}}
+    if queue is not None:
+        overrides["CELERY_TASK_DEFAULT_QUEUE"] = queue
+    previous = {key: app.conf.get(key) for key in overrides}
+    app.conf.update(overrides)
+    reset_broker_connections()
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            app.conf[key] = value
+        reset_broker_connections()
+
+
+def wait_for_log(path: Path, text: str, process: subprocess.Popen[Any], *, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while text not in path.read_text(errors="replace"):
+        assert process.poll() is None, path.read_text(errors="replace")
+        assert time.monotonic() < deadline, f"{path.name}: no {text!r} within {timeout_s} s"
+        time.sleep(0.1)
+
+
 def _bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 

@@ -12,17 +12,13 @@ fails for a tampered proof. Screenshots of every page at 1280 and 390 px go to /
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from tests.conftest import REPO_ROOT
 
@@ -31,7 +27,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_d
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/15"
 SCREENS = Path("/tmp/screens")
 WIDTHS = (1280, 390)
 PASSWORD = "browser-pass-123456"
@@ -42,66 +37,6 @@ if not Path(CHROMIUM).exists():  # pragma: no cover - the Makefile's install-tes
 
 
 # --- Fixtures: a Celery worker on the test database, a browser -----------------------------------
-
-def _database_url() -> str:
-    settings_dict = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{settings_dict['NAME']}"
-    user = settings_dict.get("USER") or "postgres"
-    host = settings_dict.get("HOST") or "127.0.0.1"
-    port = settings_dict.get("PORT") or 5432
-    return f"postgres://{user}@{host}:{port}/{settings_dict['NAME']}"
-
-
-def _reset_broker_connections(app: Any) -> None:
-    """Drop pooled broker connections so the next task is sent with the current broker settings."""
-    if app._pool is not None:
-        app._pool.force_close_all()
-    app._pool = None
-    app.amqp._producer_pool = None
-
-
-@pytest.fixture
-def celery_worker_process(settings, key_dir: Path, tmp_path: Path) -> Iterator[str]:
-    """A real `celery -A governance worker` on its own queue, against the test database and Redis."""
-    from governance.celery import app
-
-    queue = f"pages-browser-{uuid.uuid4().hex[:8]}"
-    media = tmp_path / "media"
-    media.mkdir()
-    settings.MEDIA_ROOT = media
-    # The app reads Django settings with the CELERY_ namespace, so overrides need those keys.
-    overrides = {"CELERY_BROKER_URL": REDIS_URL, "CELERY_BROKER_TRANSPORT_OPTIONS": {"visibility_timeout": 3600},
-                 "CELERY_TASK_DEFAULT_QUEUE": queue}
-    previous = {key: app.conf.get(key) for key in overrides}
-    app.conf.update(overrides)
-    _reset_broker_connections(app)
-    env = {**os.environ, "DATABASE_URL": _database_url(), "REDIS_URL": REDIS_URL, "CELERY_BROKER_URL": REDIS_URL,
-           "LEDGER_SIGNING_KEY_FILE": str(key_dir / "ledger.key"),
-           "ATTESTATION_SIGNING_KEY_FILE": str(key_dir / "attestation.key"),
-           "MEDIA_ROOT": str(media), "CELERY_TASK_ALWAYS_EAGER": "false"}
-    log = (tmp_path / "worker.log").open("w")
-    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "governance", "worker", "--pool=solo",
-                               "--loglevel=INFO", "-Q", queue, "--without-heartbeat", "--without-gossip",
-                               "--without-mingle"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while "ready" not in (tmp_path / "worker.log").read_text():
-            assert worker.poll() is None, (tmp_path / "worker.log").read_text()
-            assert time.monotonic() < deadline, "the Celery worker did not start"
-            time.sleep(0.2)
-        yield queue
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-        log.close()
-        for key, value in previous.items():
-            app.conf[key] = value
-        _reset_broker_connections(app)
-
 
 @pytest.fixture
 def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
@@ -260,7 +195,7 @@ def fairness_spec(version: Any, by: Any, folder: Path) -> Any:
 
 # --- The flow ------------------------------------------------------------------------------------
 
-def test_review_flow_in_the_browser(live_server, browser, celery_worker_process, insecure_cookies, tmp_path):
+def test_review_flow_in_the_browser(live_server, browser, celery_worker_queue, insecure_cookies, tmp_path):
     from audit import ledger
     from audit.models import LedgerEntry
     from governance.models import ApprovalDecision, ApprovalRequest, Deployment, ModelVersion, VersionStatus

@@ -17,17 +17,9 @@ from audit.models import LedgerEntry
 from governance.celery import FILESYSTEM_QUEUE_FOLDERS, app, filesystem_queue_folders_ensure
 from governance.outbox.models import OutboxMessage
 from governance.outbox.services import outbox_enqueue
-from tests.faults.helpers import celery_worker, service_env
+from tests.faults.helpers import broker_override, celery_worker, service_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def _reset_broker_connections() -> None:
-    from kombu import pools
-
-    pools.reset()
-    app._pool = None
-    app.amqp._producer_pool = None
 
 
 @pytest.fixture
@@ -38,16 +30,8 @@ def embedded_queue(tmp_path: Path) -> Iterator[Path]:
     options = {"data_folder_in": str(queue), "data_folder_out": str(queue),
                "processed_folder": str(queue / "processed"), "store_processed": False,
                "control_folder": str(queue / "control")}
-    overrides = {"CELERY_BROKER_URL": "filesystem://", "CELERY_BROKER_TRANSPORT_OPTIONS": options}
-    previous = {key: app.conf.get(key) for key in overrides}
-    app.conf.update(overrides)
-    _reset_broker_connections()
-    try:
+    with broker_override("filesystem://", transport_options=options):
         yield var_dir
-    finally:
-        for key, value in previous.items():
-            app.conf[key] = value
-        _reset_broker_connections()
 
 
 def test_folders_are_created_before_the_first_publish(embedded_queue: Path) -> None:

@@ -25,16 +25,15 @@ import pytest
 from rest_framework.test import APIClient
 
 from audit.models import LedgerEntry
-from governance.celery import app
 from governance.fairness import services
 from governance.fairness.models import AuditRun
 from tests.conftest import REPO_ROOT
 from tests.fairness.helpers import credit_csv, make_spec
-from tests.faults.helpers import database_url, service_env, stop
+from tests.faults.helpers import broker_override, database_url, service_env, stop
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
-REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/15"
+REDIS_URL = os.environ["REDIS_URL"]  # given, or started by tests/servers.py
 LEASE_S = 2
 
 
@@ -43,15 +42,6 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
-
-
-def _reset_broker_connections() -> None:
-    """Forget pooled broker connections (kombu keeps them in a global registry keyed by URL)."""
-    from kombu import pools
-
-    pools.reset()
-    app._pool = None
-    app.amqp._producer_pool = None
 
 
 class Cluster:
@@ -94,23 +84,16 @@ def cluster(settings, tmp_path: Path) -> Iterator[Cluster]:  # type: ignore[no-u
     media.mkdir()
     settings.MEDIA_ROOT = media
     settings.FAIRNESS_RUN_LEASE_S = LEASE_S
-    overrides = {"CELERY_BROKER_URL": REDIS_URL, "CELERY_BROKER_TRANSPORT_OPTIONS": {"visibility_timeout": 3600},
-                 "CELERY_TASK_DEFAULT_QUEUE": queue}
-    previous = {key: app.conf.get(key) for key in overrides}
-    app.conf.update(overrides)
-    _reset_broker_connections()
     env = service_env(DATABASE_URL=database_url(), REDIS_URL=REDIS_URL, CELERY_BROKER_URL=REDIS_URL,
                       CELERY_TASK_DEFAULT_QUEUE=queue, MEDIA_ROOT=str(media), FAIRNESS_RUN_LEASE_S=str(LEASE_S),
                       LOG_LEVEL="INFO")
     running = Cluster(tmp_path, queue, env)
-    try:
-        yield running
-    finally:
-        for process in running.processes:
-            stop(process, timeout_s=15)
-        for key, value in previous.items():
-            app.conf[key] = value
-        _reset_broker_connections()
+    with broker_override(REDIS_URL, queue=queue):
+        try:
+            yield running
+        finally:
+            for process in running.processes:
+                stop(process, timeout_s=15)
 
 
 def test_audit_requested_through_the_api_runs_on_a_real_worker(cluster, scientist, model, version,  # noqa: F811
@@ -208,13 +191,8 @@ def test_audit_requested_while_redis_is_down_runs_once_when_it_is_back(cluster, 
     with socket.socket() as probe:  # a port nobody listens on: the broker is "down"
         probe.bind(("127.0.0.1", 0))
         down_url = f"redis://127.0.0.1:{probe.getsockname()[1]}/15"
-    app.conf.update({"CELERY_BROKER_URL": down_url})
-    _reset_broker_connections()
-    try:
+    with broker_override(down_url, queue=cluster.queue):
         run = services.audit_request(spec=spec, by=scientist)  # the request itself succeeds
-    finally:
-        app.conf.update({"CELERY_BROKER_URL": REDIS_URL})
-        _reset_broker_connections()
     kept = OutboxMessage.objects.filter(task_name__endswith="fairness_audit_run_task")
     assert [message.args for message in kept] == [[run.pk]]  # kept in the database, once
     pending = kept.filter(dispatched_at__isnull=True)

@@ -17,7 +17,7 @@ from tests.reports.bundle_helpers import run_verify
 pytestmark = [pytest.mark.integration, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
 
-def test_bundle_export_runs_on_a_real_worker_and_verifies(reports_worker, auditor, version, tmp_path):
+def test_bundle_export_runs_on_a_real_worker_and_verifies(celery_worker_queue, auditor, version, tmp_path):
     client = APIClient()
     client.force_authenticate(auditor)
     response = client.post("/api/bundles/", {"model": version.model.name}, format="json")
