@@ -62,8 +62,8 @@ from django.db.models.signals import class_prepared, m2m_changed, post_delete, p
 from django.utils.duration import duration_iso_string
 
 from audit import jcs
-from audit.errors import InvalidInput
 from audit.ledger import EntryDraft, LockedHead, append_generation, draft, ledger_append_many
+from core.errors import InvalidInput
 
 REDACTED = "<redacted>"
 # How an update learns the row's "before": "locked" reads it with the ledger head held (correct

@@ -22,8 +22,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit import note
-from audit.errors import Conflict, Unavailable
 from audit.models import SigningKey
+from core.errors import Conflict, Unavailable
 
 logger = logging.getLogger(__name__)
 

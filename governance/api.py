@@ -15,8 +15,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.api_common import ERROR_RESPONSES, CursorlessPagination
-from audit.errors import InvalidInput, NotFound
+from core.api import ERROR_RESPONSES, CursorlessPagination
+from core.errors import InvalidInput, NotFound
 from governance import selectors, services
 from governance.idempotency import HEADER as IDEMPOTENCY_HEADER
 from governance.idempotency import idempotent

@@ -21,7 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from audit import jcs
-from audit.errors import Conflict, InvalidInput
+from core.errors import Conflict, InvalidInput
 from governance.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"

@@ -88,6 +88,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "guardian",
     "django_celery_beat",
+    "core",  # the shared kernel: errors, API plumbing, hardening, idempotency, outbox
     "audit",
     "lineage",
     "governance",
@@ -219,11 +220,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "audit.api_common.CursorlessPagination",
+    "DEFAULT_PAGINATION_CLASS": "core.api.CursorlessPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "audit.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {"login": _env("LOGIN_RATE", "10/min"), "anon": "60/min"},
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }

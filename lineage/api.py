@@ -19,8 +19,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.api_common import ERROR_RESPONSES, CursorlessPagination, int_param, paginated
-from audit.errors import InvalidInput
+from core.api import ERROR_RESPONSES, CursorlessPagination, int_param, paginated
+from core.errors import InvalidInput
 from lineage import attestations as statements
 from lineage import graph, openlineage, selectors, services
 from lineage.models import Attestation, Dataset, DatasetVersion, LineageNode, TrainingRun

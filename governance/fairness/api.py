@@ -17,8 +17,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.api_common import ERROR_RESPONSES, CursorlessPagination, paginated
-from audit.errors import InvalidInput, NotFound
+from core.api import ERROR_RESPONSES, CursorlessPagination, paginated
+from core.errors import InvalidInput, NotFound
 from governance import selectors as governance_selectors
 from governance.fairness import selectors, services
 from governance.fairness.models import AuditRun, AuditSpec

@@ -13,8 +13,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from audit.errors import Forbidden, InvalidInput, NotFound, ServiceError
 from audit.ledger import actor_label, ledger_append
+from core.errors import Forbidden, InvalidInput, NotFound, ServiceError
 from governance.reports import selectors
 from governance.reports.bundle import BundleSummary, build_bundle
 from governance.reports.models import BundleExport

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from audit.errors import NotFound, ServiceError
+from core.errors import NotFound, ServiceError
 from governance import digests, evidence, services
 from governance.evidence import EvidenceResult
 from governance.models import (
