@@ -101,7 +101,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # hardening (faults/security area): body size, UTF-8, JSON depth; lost database -> 503
-    "governance.middleware.RequestHardeningMiddleware",
+    "core.middleware.RequestHardeningMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
