@@ -95,7 +95,7 @@ INSTALLED_APPS = [
     "governance.fairness",
     "governance.reports",
     "governance.pages",  # pages: dashboard, models, ledger explorer
-    "governance.outbox",  # faults area: transactional outbox for Celery tasks (label "outbox")
+    "core.outbox",  # faults area: transactional outbox for Celery tasks (label "outbox")
 ]
 
 MIDDLEWARE = [
@@ -314,6 +314,7 @@ if "visibility_timeout" in CELERY_BROKER_TRANSPORT_OPTIONS:
 # Outbox: tasks requested while the broker was down are published by this beat job (and at worker start).
 OUTBOX_DISPATCH_INTERVAL_S = int(_env("OUTBOX_DISPATCH_INTERVAL_S", "30"))
 CELERY_BEAT_SCHEDULE["outbox-dispatch"] = {
+    # core.outbox.tasks.outbox_dispatch_task, registered under the name it had before the move to core
     "task": "governance.outbox.tasks.outbox_dispatch_task",
     "schedule": float(OUTBOX_DISPATCH_INTERVAL_S),
 }
