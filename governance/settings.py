@@ -293,6 +293,8 @@ CELERY_BEAT_SCHEDULE["approval-expire-due"] = {
     "schedule": float(APPROVAL_EXPIRY_CHECK_INTERVAL_S),
 }
 IDEMPOTENCY_RETENTION_HOURS = int(_env("IDEMPOTENCY_RETENTION_HOURS", "24"))
+# Where core.idempotency stores the responses it replays (the model and its table stay in governance).
+IDEMPOTENCY_RECORD_MODEL = "governance.IdempotencyRecord"
 CELERY_BEAT_SCHEDULE["idempotency-records-purge"] = {
     "task": "governance.tasks.idempotency_records_purge_task",
     "schedule": crontab(minute=17),

@@ -15,8 +15,8 @@ from rest_framework.views import APIView
 
 from core.api import ERROR_RESPONSES, CursorlessPagination, paginated
 from core.errors import Conflict, InvalidInput, NotFound
-from governance.idempotency import HEADER as IDEMPOTENCY_HEADER
-from governance.idempotency import idempotent
+from core.idempotency import HEADER as IDEMPOTENCY_HEADER
+from core.idempotency import idempotent
 from governance.reports import selectors, services
 from governance.reports.models import BundleExport
 from governance.reports.tasks import bundle_export_task
