@@ -16,9 +16,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit import ledger, selectors
-from audit.api_common import ERROR_RESPONSES, CursorlessPagination, int_param, paginated
-from audit.errors import InvalidInput, NotFound
 from audit.models import LedgerEntry
+from core.api import ERROR_RESPONSES, CursorlessPagination, int_param, paginated
+from core.errors import InvalidInput, NotFound
 
 
 def b64(data: bytes) -> str:

@@ -12,8 +12,8 @@ and a rolled-back change leaves no entry):
   `{"before", "after", "state"}`: before/after hold the changed fields only on update and
   every field on create/delete; `state` is the full recorded row after the change (null after
   a delete). An update that changes nothing records nothing.
-- The actor comes from `acting_as(...)`, else from the request stored by
-  `audit.middleware.ActorMiddleware` (its `user`, read at write time). Without one the write
+- The actor comes from `core.actor.acting_as(...)`, else from the request stored by
+  `core.actor.ActorMiddleware` (its `user`, read at write time). Without one the write
   is refused (`ledger_actor_missing`): writes are never anonymous.
 
 Locking and the before-state: every governed write locks the ledger head FIRST, before any row.
@@ -62,8 +62,9 @@ from django.db.models.signals import class_prepared, m2m_changed, post_delete, p
 from django.utils.duration import duration_iso_string
 
 from audit import jcs
-from audit.errors import InvalidInput
 from audit.ledger import EntryDraft, LockedHead, append_generation, draft, ledger_append_many
+from core.actor import current_actor
+from core.errors import InvalidInput
 
 REDACTED = "<redacted>"
 # How an update learns the row's "before": "locked" reads it with the ledger head held (correct
@@ -73,8 +74,6 @@ REDACTED = "<redacted>"
 BEFORE_STATE = "locked"
 MAX_SAFE_INTEGER = 2**53 - 1
 
-_actor: contextvars.ContextVar[Any] = contextvars.ContextVar("ledger_actor", default=None)
-_request: contextvars.ContextVar[Any] = contextvars.ContextVar("ledger_request", default=None)
 _action: contextvars.ContextVar[tuple[str, dict[str, Any]] | None] = contextvars.ContextVar(
     "ledger_action", default=None)
 # Drafts collected while a delete runs, so one cascade is one batch append.
@@ -83,17 +82,7 @@ _pending: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar("ledger
 _passthrough: contextvars.ContextVar[bool] = contextvars.ContextVar("ledger_passthrough", default=False)
 
 
-# --- Context: who acts, under which action name ---------------------------------------------
-
-@contextmanager
-def acting_as(actor: Any) -> Iterator[None]:
-    """Captured writes inside this block are recorded as done by `actor` (a user or `system:<name>`)."""
-    token = _actor.set(actor)
-    try:
-        yield
-    finally:
-        _actor.reset(token)
-
+# --- Context: under which action name (who acts: core.actor) ---------------------------------
 
 @contextmanager
 def ledger_action(action: str, **extra: Any) -> Iterator[None]:
@@ -103,30 +92,6 @@ def ledger_action(action: str, **extra: Any) -> Iterator[None]:
         yield
     finally:
         _action.reset(token)
-
-
-@contextmanager
-def request_actor(request: Any) -> Iterator[None]:
-    """Used by ActorMiddleware: the request whose `user` acts, resolved when a write happens."""
-    token = _request.set(request)
-    try:
-        yield
-    finally:
-        _request.reset(token)
-
-
-def current_actor() -> Any:
-    """The explicit actor, else the authenticated request user; refuses anonymous writes."""
-    actor = _actor.get()
-    if actor is None:
-        request = _request.get()
-        user = getattr(request, "user", None) if request is not None else None
-        if user is not None and getattr(user, "is_authenticated", False):
-            actor = user
-    if actor is None or actor == "":
-        raise InvalidInput("Changes to governed records need an actor (a signed-in user or a named system task).",
-                           code="ledger_actor_missing")
-    return actor
 
 
 # --- What is recorded of a row ---------------------------------------------------------------

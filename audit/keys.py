@@ -20,8 +20,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from audit import note
-from audit.errors import Unavailable
 from audit.models import SigningKey
+from core.errors import Unavailable
 
 logger = logging.getLogger(__name__)
 

@@ -31,9 +31,9 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from audit import jcs, merkle, note
-from audit.errors import InvalidInput, NotFound, Unavailable
 from audit.keys import active_key
 from audit.models import Checkpoint, LedgerEntry, LedgerHead, MerkleNode, SigningKey, node_key
+from core.errors import InvalidInput, NotFound, Unavailable
 
 logger = logging.getLogger(__name__)
 

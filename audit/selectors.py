@@ -6,8 +6,8 @@ from datetime import datetime
 
 from django.db.models import QuerySet
 
-from audit.errors import NotFound
 from audit.models import Checkpoint, LedgerEntry, SigningKey
+from core.errors import NotFound
 
 LEDGER_READ_PERMISSION = "audit.view_ledgerentry"
 

@@ -7,10 +7,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit import keys
-from audit.errors import Conflict
 from audit.ledger import checkpoint_create, ledger_append
 from audit.models import Checkpoint, SigningKey
 from audit.verify import VerificationResult, verify_ledger
+from core.errors import Conflict
 
 
 def checkpoint_scheduled() -> Checkpoint:

@@ -174,8 +174,9 @@ def worker(mode: str, quick: bool) -> dict[str, Any]:
     context: Any = nullcontext
     if mode == "ours":
         from audit import governed
+        from core.actor import acting_as
 
-        actor_context = governed.acting_as("system:bench")
+        actor_context = acting_as("system:bench")
         actor_context.__enter__()
     if mode == "reversion":
         import reversion

@@ -35,9 +35,9 @@ def _load(*, models: int, entries: int, log: Any) -> dict[str, Any]:
     from guardian.models import GroupObjectPermission
 
     from audit import ledger
-    from audit.governed import acting_as
     from audit.models import LedgerEntry
     from audit.services import ledger_verify_and_record
+    from core.actor import acting_as
     from governance import services
     from governance.models import (
         ApprovalDecision,

@@ -21,7 +21,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from guardian.admin import GuardedModelAdminMixin
 
-from audit.errors import ServiceError
+from core.errors import ServiceError
 from governance import selectors, services
 from governance.auth import RateLimitedAdminAuthenticationForm
 from governance.history import subject_history

@@ -15,17 +15,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.api_common import ERROR_RESPONSES, CursorlessPagination
-from audit.errors import InvalidInput, NotFound
+from core.api import ERROR_RESPONSES, CursorlessPagination
+from core.errors import InvalidInput, NotFound
+from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from governance import selectors, services
-from governance.idempotency import HEADER as IDEMPOTENCY_HEADER
-from governance.idempotency import idempotent
 from governance.models import ApprovalRequest, Decision, Deployment, RequestStatus, RiskTier, Team, VersionStatus
 from governance.permissions import TokenScopePermission
-
-IDEMPOTENCY_PARAMETER = OpenApiParameter(
-    IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER, required=False,
-    description="Retry-safe key: the same key and body replay the first response; a different body gets 409.")
 
 
 def paginated(name: str, item: serializers.Serializer) -> serializers.Serializer:

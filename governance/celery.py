@@ -9,8 +9,8 @@ from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "governance.settings")
 
-# Every task.delay_on_commit() goes through the transactional outbox (governance/outbox/).
-app = Celery("governance", task_cls="governance.outbox.task:OutboxTask")
+# Every task.delay_on_commit() goes through the transactional outbox (core/outbox/).
+app = Celery("governance", task_cls="core.outbox.task:OutboxTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 

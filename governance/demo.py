@@ -14,7 +14,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
-from audit.governed import acting_as
+from core.actor import acting_as
 from governance import services
 from governance.models import MODEL_CARD_FIELDS, RegisteredModel
 

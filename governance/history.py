@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from audit import ledger, merkle, note
-from audit.errors import ServiceError
 from audit.keys import verifiers
 from audit.models import Checkpoint, LedgerEntry
+from core.errors import ServiceError
 
 
 @dataclass

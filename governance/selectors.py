@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
-from audit.errors import NotFound
+from core.errors import NotFound
 from governance.models import (
     ApprovalPolicy,
     ApprovalRequest,

@@ -24,8 +24,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
-from audit.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
-from audit.governed import acting_as, ledger_action
+from audit.governed import ledger_action
+from core.actor import acting_as
+from core.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
 from governance import digests, evidence
 from governance.models import (
     ALLOWED_TRANSITIONS,

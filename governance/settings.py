@@ -88,26 +88,27 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "guardian",
     "django_celery_beat",
+    "core",  # the shared kernel: errors, API plumbing, hardening, idempotency, outbox
     "audit",
     "lineage",
     "governance",
     "governance.fairness",
     "governance.reports",
     "governance.pages",  # pages: dashboard, models, ledger explorer
-    "governance.outbox",  # faults area: transactional outbox for Celery tasks (label "outbox")
+    "core.outbox",  # faults area: transactional outbox for Celery tasks (label "outbox")
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # hardening (faults/security area): body size, UTF-8, JSON depth; lost database -> 503
-    "governance.middleware.RequestHardeningMiddleware",
+    "core.middleware.RequestHardeningMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # governed models (audit area): the signed-in user is the actor of every captured write
-    "audit.middleware.ActorMiddleware",
+    "core.actor.ActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -219,11 +220,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "audit.api_common.CursorlessPagination",
+    "DEFAULT_PAGINATION_CLASS": "core.api.CursorlessPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "audit.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {"login": _env("LOGIN_RATE", "10/min"), "anon": "60/min"},
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
@@ -291,6 +292,8 @@ CELERY_BEAT_SCHEDULE["approval-expire-due"] = {
     "schedule": float(APPROVAL_EXPIRY_CHECK_INTERVAL_S),
 }
 IDEMPOTENCY_RETENTION_HOURS = int(_env("IDEMPOTENCY_RETENTION_HOURS", "24"))
+# Where core.idempotency stores the responses it replays (the model and its table stay in governance).
+IDEMPOTENCY_RECORD_MODEL = "governance.IdempotencyRecord"
 CELERY_BEAT_SCHEDULE["idempotency-records-purge"] = {
     "task": "governance.tasks.idempotency_records_purge_task",
     "schedule": crontab(minute=17),
@@ -312,6 +315,7 @@ if "visibility_timeout" in CELERY_BROKER_TRANSPORT_OPTIONS:
 # Outbox: tasks requested while the broker was down are published by this beat job (and at worker start).
 OUTBOX_DISPATCH_INTERVAL_S = int(_env("OUTBOX_DISPATCH_INTERVAL_S", "30"))
 CELERY_BEAT_SCHEDULE["outbox-dispatch"] = {
+    # core.outbox.tasks.outbox_dispatch_task, registered under the name it had before the move to core
     "task": "governance.outbox.tasks.outbox_dispatch_task",
     "schedule": float(OUTBOX_DISPATCH_INTERVAL_S),
 }

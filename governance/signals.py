@@ -25,9 +25,9 @@ from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.db.models.signals import m2m_changed, post_delete, post_migrate, post_save, pre_save
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
-from audit.errors import InvalidInput
-from audit.governed import acting_as, current_actor
 from audit.ledger import ledger_append
+from core.actor import acting_as, current_actor
+from core.errors import InvalidInput
 from governance.roles import ROLE_NAMES
 
 UNATTRIBUTED = "system:unattributed"

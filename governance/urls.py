@@ -26,5 +26,5 @@ urlpatterns = [
     path("", include("governance.pages.urls")),  # pages: dashboard, models, ledger explorer (keep last)
 ]
 
-handler500 = "governance.middleware.server_error"  # hardening: a lost database is a 503
-handler404 = "governance.middleware.not_found"  # hardening: unrouted /api/ paths answer in the error format
+handler500 = "core.middleware.server_error"  # hardening: a lost database is a 503
+handler404 = "core.middleware.not_found"  # hardening: unrouted /api/ paths answer in the error format

@@ -1,6 +1,8 @@
 """Lineage REST API: datasets, versions, runs, graph queries, pipeline keys and attestations (thin views).
 
-Every write calls one service (one transaction with its ledger entry and attestation).
+Every write calls one service (one transaction with its ledger entry and attestation). Every POST
+accepts an `Idempotency-Key` (core.idempotency): a retry with the same key and body replays the first
+response and writes nothing.
 Permissions are Django model permissions, checked per HTTP method; anything unlisted is denied.
 """
 
@@ -19,8 +21,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.api_common import ERROR_RESPONSES, CursorlessPagination, int_param, paginated
-from audit.errors import InvalidInput
+from core.api import ERROR_RESPONSES, CursorlessPagination, int_param, paginated
+from core.errors import InvalidInput
+from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from lineage import attestations as statements
 from lineage import graph, openlineage, selectors, services
 from lineage.models import Attestation, Dataset, DatasetVersion, LineageNode, TrainingRun
@@ -217,7 +220,8 @@ class DatasetListApi(LineageApi):
         return paginator.get_paginated_response(DatasetSerializer(page, many=True).data)
 
     @extend_schema(request=DatasetInput, responses={201: DatasetSerializer, 200: DatasetSerializer, **ERROR_RESPONSES},
-                   operation_id="lineage_datasets_create")
+                   operation_id="lineage_datasets_create", parameters=[IDEMPOTENCY_PARAMETER])
+    @idempotent
     def post(self, request: Request) -> Response:
         data = _validated(DatasetInput, request.data)
         dataset, created = services.dataset_create(actor=request.user, **data)
@@ -246,7 +250,8 @@ class DatasetVersionListApi(LineageApi):
 
     @extend_schema(request=DatasetVersionInput,
                    responses={201: DatasetVersionSerializer, 200: DatasetVersionSerializer, **ERROR_RESPONSES},
-                   operation_id="lineage_dataset_versions_create")
+                   operation_id="lineage_dataset_versions_create", parameters=[IDEMPOTENCY_PARAMETER])
+    @idempotent
     def post(self, request: Request, dataset_id: int) -> Response:
         dataset = selectors.dataset_get(dataset_id=dataset_id)
         data = _validated(DatasetVersionInput, request.data)
@@ -289,7 +294,8 @@ class TrainingRunListApi(LineageApi):
         return paginator.get_paginated_response(TrainingRunSerializer(page, many=True).data)
 
     @extend_schema(request=TrainingRunInput, responses={201: TrainingRunSerializer, **ERROR_RESPONSES},
-                   operation_id="lineage_runs_create")
+                   operation_id="lineage_runs_create", parameters=[IDEMPOTENCY_PARAMETER])
+    @idempotent
     def post(self, request: Request) -> Response:
         data = _validated(TrainingRunInput, request.data)
         outputs = data.get("outputs") or {}
@@ -358,7 +364,8 @@ class KeyListApi(LineageApi):
         return Response(KeySerializer(selectors.key_list(), many=True).data)
 
     @extend_schema(request=PipelineKeyInput, responses={201: KeySerializer, **ERROR_RESPONSES},
-                   operation_id="lineage_keys_register")
+                   operation_id="lineage_keys_register", parameters=[IDEMPOTENCY_PARAMETER])
+    @idempotent
     def post(self, request: Request) -> Response:
         data = _validated(PipelineKeyInput, request.data)
         key = services.pipeline_key_register(owner=request.user, public_key=data["public_key"], name=data["name"])
@@ -369,7 +376,9 @@ class KeyListApi(LineageApi):
 class KeyRevokeApi(LineageApi):
     required_perms = {"POST": ["lineage.add_pipelinekey"]}
 
-    @extend_schema(request=None, responses={200: KeySerializer, **ERROR_RESPONSES}, operation_id="lineage_keys_revoke")
+    @extend_schema(request=None, responses={200: KeySerializer, **ERROR_RESPONSES}, operation_id="lineage_keys_revoke",
+                   parameters=[IDEMPOTENCY_PARAMETER])
+    @idempotent
     def post(self, request: Request, key_id: int) -> Response:
         key = selectors.pipeline_key_get(key_id=key_id)
         services.ensure_can_revoke(key=key, user=request.user)
@@ -405,8 +414,9 @@ class AttestationListApi(LineageApi):
 
     @extend_schema(request={"application/json": OpenApiTypes.OBJECT},
                    responses={201: AttestationSummarySerializer, **ERROR_RESPONSES},
-                   operation_id="lineage_attestations_submit",
+                   operation_id="lineage_attestations_submit", parameters=[IDEMPOTENCY_PARAMETER],
                    description="Body: a DSSE envelope (JSON) signed by one of your registered pipeline keys.")
+    @idempotent
     def post(self, request: Request) -> Response:
         attestation = services.attestation_submit(envelope_bytes=request.body, submitted_by=request.user)
         return Response(AttestationSummarySerializer(attestation).data, status=status.HTTP_201_CREATED)
@@ -431,7 +441,9 @@ class OpenLineageApi(LineageApi):
 
     @extend_schema(request={"application/json": OpenApiTypes.OBJECT},
                    responses={201: OpenApiTypes.OBJECT, **ERROR_RESPONSES}, operation_id="openlineage_ingest",
+                   parameters=[IDEMPOTENCY_PARAMETER],
                    description="An OpenLineage RunEvent, DatasetEvent or JobEvent (spec 2-0-x); gzip accepted.")
+    @idempotent
     def post(self, request: Request) -> Response:
         from django.conf import settings
 

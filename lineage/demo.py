@@ -18,7 +18,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
 from audit import dsse
-from audit.governed import acting_as
+from core.actor import acting_as
 from lineage import attestations as statements
 from lineage import services
 from lineage.models import Attestation, LineageEdge, LineageNode, PipelineKey, TrainingRun

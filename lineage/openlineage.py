@@ -29,8 +29,8 @@ from django.db import IntegrityError, transaction
 from django.utils.dateparse import parse_datetime
 
 from audit import jcs
-from audit.errors import Conflict, InvalidInput, ServiceError, Unavailable
 from audit.ledger import actor_label, ledger_append
+from core.errors import Conflict, InvalidInput, ServiceError, Unavailable
 from lineage import attestations as statements
 from lineage import services
 from lineage.models import DatasetVersion, LineageEdge, OpenLineageEvent, TrainingRun

@@ -9,8 +9,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.db.models import Q, QuerySet
 
 from audit import dsse
-from audit.errors import InvalidInput, NotFound
 from audit.models import SigningKey
+from core.errors import InvalidInput, NotFound
 from lineage import attestations as statements
 from lineage import graph
 from lineage.models import (

@@ -27,10 +27,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit import dsse, jcs
-from audit.errors import Conflict, Forbidden, InvalidInput, NotFound
 from audit.keys import active_key
 from audit.ledger import actor_label, format_time, ledger_append
 from audit.models import SigningKey
+from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from lineage import attestations as statements
 from lineage import graph
 from lineage.models import (

@@ -9,7 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from audit.errors import NotFound
+from core.errors import NotFound
 from lineage import graph, selectors
 from lineage.models import LineageNode
 

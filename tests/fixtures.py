@@ -18,8 +18,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
-from audit.governed import acting_as
 from audit.models import LedgerEntry
+from core.actor import acting_as
 from governance import services
 from governance.models import Environment, ModelVersion, RegisteredModel, Team
 

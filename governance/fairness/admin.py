@@ -12,7 +12,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from audit.errors import ServiceError
+from core.errors import ServiceError
 from governance import selectors as governance_selectors
 from governance.fairness import selectors, services
 from governance.fairness.models import AuditRun, AuditSpec, PredictionBatch

@@ -17,18 +17,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.api_common import ERROR_RESPONSES, CursorlessPagination, paginated
-from audit.errors import InvalidInput, NotFound
+from core.api import ERROR_RESPONSES, CursorlessPagination, paginated
+from core.errors import InvalidInput, NotFound
+from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from governance import selectors as governance_selectors
 from governance.fairness import selectors, services
 from governance.fairness.models import AuditRun, AuditSpec
-from governance.idempotency import HEADER as IDEMPOTENCY_HEADER
-from governance.idempotency import idempotent
 from governance.permissions import TokenScopePermission
-
-IDEMPOTENCY_PARAMETER = OpenApiParameter(
-    IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER, required=False,
-    description="Retry-safe key: the same key and body replay the first response; a different body gets 409.")
 
 
 def _object_id(raw: str, *, code: str) -> int:

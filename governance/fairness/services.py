@@ -34,8 +34,8 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from audit import jcs
-from audit.errors import Conflict, InvalidInput, NotFound, ServiceError
 from audit.ledger import actor_label, draft, ledger_append, ledger_append_many
+from core.errors import Conflict, InvalidInput, NotFound, ServiceError
 from governance.evidence import FAIRNESS_AUDIT_PASSED, EvidenceResult
 from governance.fairness import reader
 from governance.fairness.engine import ConfusionAccumulator, FairnessInputError, compute_report

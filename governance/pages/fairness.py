@@ -15,7 +15,7 @@ from django.http import QueryDict
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
-from audit.errors import InvalidInput, NotFound, Unavailable
+from core.errors import InvalidInput, NotFound, Unavailable
 from governance import selectors as governance_selectors
 from governance.models import ApprovalPolicy, ModelVersion, RegisteredModel, VersionStatus
 

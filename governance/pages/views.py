@@ -23,7 +23,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
 from audit import selectors as audit_selectors
-from audit.errors import NotFound, ServiceError
+from core.errors import NotFound, ServiceError
 from governance import services
 from governance.models import ApprovalRequest, Decision, ModelVersion, RequestStatus, VersionStatus
 from governance.pages import selectors

@@ -16,7 +16,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from audit.errors import ServiceError
+from core.errors import ServiceError
 from governance.fairness.models import AuditRun
 from governance.models import ModelVersion, RegisteredModel
 from governance.reports import selectors, services

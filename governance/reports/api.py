@@ -13,10 +13,10 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
-from audit.api_common import ERROR_RESPONSES, CursorlessPagination, paginated
-from audit.errors import Conflict, InvalidInput, NotFound
-from governance.idempotency import HEADER as IDEMPOTENCY_HEADER
-from governance.idempotency import idempotent
+from core.api import ERROR_RESPONSES, CursorlessPagination, paginated
+from core.errors import Conflict, InvalidInput, NotFound
+from core.idempotency import HEADER as IDEMPOTENCY_HEADER
+from core.idempotency import idempotent
 from governance.reports import selectors, services
 from governance.reports.models import BundleExport
 from governance.reports.tasks import bundle_export_task

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 
-from audit.errors import NotFound
+from core.errors import NotFound
 from governance import selectors as governance_selectors
 from governance.fairness.models import AuditRun, AuditSpec, PredictionBatch
 from governance.models import (

@@ -13,8 +13,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from audit.errors import Forbidden, InvalidInput, NotFound, ServiceError
 from audit.ledger import actor_label, ledger_append
+from core.errors import Forbidden, InvalidInput, NotFound, ServiceError
 from governance.reports import selectors
 from governance.reports.bundle import BundleSummary, build_bundle
 from governance.reports.models import BundleExport
@@ -222,7 +222,7 @@ def report_schedule_save(*, schedule: Any, by: Any) -> Any:
 
     from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-    from audit.governed import acting_as
+    from core.actor import acting_as
 
     if schedule.cadence not in CADENCE_CRONTABS:
         raise InvalidInput("Unknown cadence.", code="report_schedule_bad_cadence", extra={"cadence": schedule.cadence})
@@ -246,7 +246,7 @@ def report_schedule_save(*, schedule: Any, by: Any) -> Any:
 
 
 def report_schedule_delete(*, schedule: Any, by: Any) -> None:
-    from audit.governed import acting_as
+    from core.actor import acting_as
 
     with transaction.atomic(), acting_as(by):
         task = schedule.periodic_task
@@ -273,7 +273,7 @@ def report_schedule_run(*, schedule_id: int) -> Any:
         export = bundle_export_request(by=actor, model_name=schedule.model.name, version_label=version.label,
                                        check_access=False)
         result = bundle_export_run(export_id=export.pk)
-    from audit.governed import acting_as
+    from core.actor import acting_as
 
     with transaction.atomic(), acting_as(actor):
         ReportSchedule.objects.filter(pk=schedule.pk).update(last_run_at=timezone.now())

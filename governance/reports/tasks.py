@@ -7,7 +7,7 @@ import logging
 from celery import shared_task
 from django.db import OperationalError
 
-from audit.errors import ServiceError
+from core.errors import ServiceError
 from governance.reports import services
 
 logger = logging.getLogger(__name__)

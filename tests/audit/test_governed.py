@@ -10,10 +10,11 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.test import RequestFactory
 
-from audit.errors import InvalidInput
-from audit.governed import acting_as, current_actor, governed_models, ledger_action, request_actor
+from audit.governed import governed_models, ledger_action
 from audit.models import LedgerEntry
 from audit.verify import verify_ledger
+from core.actor import acting_as, current_actor, request_actor
+from core.errors import InvalidInput
 from tests.govtestapp.models import Part, Project, Shelf, Tag, Widget
 
 pytestmark = pytest.mark.django_db

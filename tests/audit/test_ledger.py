@@ -11,7 +11,6 @@ import pytest
 from django.db import transaction
 
 from audit import merkle, note
-from audit.errors import InvalidInput
 from audit.keys import verifiers
 from audit.ledger import (
     ZERO_HASH,
@@ -25,6 +24,7 @@ from audit.ledger import (
 )
 from audit.models import Checkpoint, LedgerEntry, LedgerHead, node_key
 from audit.verify import verify_ledger
+from core.errors import InvalidInput
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_ledger")]
 

@@ -6,9 +6,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
-from audit.governed import acting_as
 from audit.models import LedgerEntry
 from audit.verify import verify_ledger
+from core.actor import acting_as
 
 pytestmark = pytest.mark.django_db
 

@@ -320,7 +320,7 @@ def test_wrong_expired_revoked_tokens_refused(model):
     assert bearer(token[:-2] + "xx").get("/api/models/").status_code == 401
     assert bearer("gov_nothing").get("/api/models/").status_code == 401
     row = ServiceToken.objects.get(account=account)
-    from audit.governed import acting_as
+    from core.actor import acting_as
     with acting_as("system:test"):
         ServiceToken.objects.filter(pk=row.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     response = bearer(token).get("/api/models/")

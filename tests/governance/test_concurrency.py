@@ -9,8 +9,8 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
-from audit.errors import ServiceError
 from audit.models import LedgerEntry
+from core.errors import ServiceError
 from governance import services
 from governance.models import ApprovalDecision, RegisteredModel, RequestStatus, VersionStatus
 

@@ -95,8 +95,8 @@ def test_token_hash_is_redacted_not_compared(model):
 def test_membership_and_permission_changes_from_any_side_are_recorded(make_user):
     from django.contrib.auth.models import Permission
 
-    from audit.governed import acting_as
     from audit.models import LedgerEntry
+    from core.actor import acting_as
     user = make_user("gus")
     approver = Group.objects.get(name="approver")
     with acting_as("system:test"):

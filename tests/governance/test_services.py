@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from audit.errors import NotFound, ServiceError
+from core.errors import NotFound, ServiceError
 from governance import digests, evidence, services
 from governance.evidence import EvidenceResult
 from governance.models import (
@@ -322,7 +322,7 @@ def test_expire_due_expires_only_overdue(pending, version, scientist, make_versi
     fresh = services.model_version_submit(version=fresh_version, by=scientist)
     ApprovalRequest.objects.filter(pk=pending.pk).update(expires_at=timezone.now() - timedelta(minutes=1)) \
         if False else None
-    from audit.governed import acting_as
+    from core.actor import acting_as
     with acting_as("system:test"):
         ApprovalRequest.objects.filter(pk=pending.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
     assert services.approval_expire_due() == [pending.pk]
@@ -337,7 +337,7 @@ def test_expire_due_expires_only_overdue(pending, version, scientist, make_versi
 
 
 def test_decision_after_deadline_refused(pending, approver):
-    from audit.governed import acting_as
+    from core.actor import acting_as
     with acting_as("system:test"):
         ApprovalRequest.objects.filter(pk=pending.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     with pytest.raises(ServiceError) as excinfo:
@@ -346,7 +346,7 @@ def test_decision_after_deadline_refused(pending, approver):
 
 
 def test_expire_task_runs_service(pending):
-    from audit.governed import acting_as
+    from core.actor import acting_as
     from governance.tasks import approval_expire_due_task
     with acting_as("system:test"):
         ApprovalRequest.objects.filter(pk=pending.pk).update(expires_at=timezone.now() - timedelta(minutes=1))

@@ -141,7 +141,7 @@ def build_world() -> dict[str, Any]:
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
-    from audit.governed import acting_as
+    from core.actor import acting_as
     from governance import services
 
     seed = "system:test_setup"

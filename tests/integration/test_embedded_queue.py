@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from audit.models import LedgerEntry
+from core.outbox.models import OutboxMessage
+from core.outbox.services import outbox_enqueue
 from governance.celery import FILESYSTEM_QUEUE_FOLDERS, app, filesystem_queue_folders_ensure
-from governance.outbox.models import OutboxMessage
-from governance.outbox.services import outbox_enqueue
 from tests.faults.helpers import broker_override, celery_worker, service_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

@@ -183,8 +183,8 @@ def test_audit_requested_while_redis_is_down_runs_once_when_it_is_back(cluster, 
                                                                       tmp_path):
     import socket
 
-    from governance.outbox.models import OutboxMessage
-    from governance.outbox.services import outbox_dispatch
+    from core.outbox.models import OutboxMessage
+    from core.outbox.services import outbox_dispatch
 
     cluster.worker("w1")
     spec = make_spec(scientist, model, version, credit_csv(tmp_path / "e.csv", rows=500))

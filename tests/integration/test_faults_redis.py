@@ -14,9 +14,9 @@ from django.contrib.auth import get_user_model
 
 from audit.models import LedgerEntry
 from audit.verify import verify_ledger
+from core.outbox.models import OutboxMessage
 from governance import services
 from governance.models import ModelVersion
-from governance.outbox.models import OutboxMessage
 from governance.reports.models import BundleExport
 from tests.conftest import REPO_ROOT, uses_postgres
 from tests.faults.helpers import _bin, celery_worker, gunicorn, private_redis, service_env, stop

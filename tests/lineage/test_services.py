@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from audit.errors import Conflict, InvalidInput, NotFound
 from audit.models import LedgerEntry
+from core.errors import Conflict, InvalidInput, NotFound
 from lineage import services
 from lineage.models import Attestation, DatasetVersion, LineageEdge, LineageNode
 from lineage.services import VersionSpec

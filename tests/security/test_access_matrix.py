@@ -30,8 +30,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
 
-from audit.governed import acting_as
 from audit.models import LedgerEntry
+from core.actor import acting_as
 from governance import services
 from governance.fairness import services as fairness_services
 from governance.models import ApprovalRequest, RegisteredModel, ServiceToken, Team, TokenScope

@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from audit.models import LedgerEntry
-from governance.middleware import bad_unicode_escape, json_depth_exceeds
+from core.middleware import bad_unicode_escape, json_depth_exceeds
 
 pytestmark = pytest.mark.django_db
 

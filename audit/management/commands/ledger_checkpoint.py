@@ -2,8 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.errors import ServiceError
 from audit.ledger import checkpoint_create
+from core.errors import ServiceError
 
 
 class Command(BaseCommand):

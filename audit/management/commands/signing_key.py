@@ -3,8 +3,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from audit import services
-from audit.errors import ServiceError
 from audit.models import SigningKey
+from core.errors import ServiceError
 
 
 class Command(BaseCommand):

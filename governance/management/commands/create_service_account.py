@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from audit.errors import ServiceError
+from core.errors import ServiceError
 from governance import services
 from governance.models import RegisteredModel, TokenScope
 from governance.roles import ROLE_NAMES

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.errors import ServiceError
+from core.errors import ServiceError
 from governance.reports import selectors, services
 
 

@@ -1,4 +1,4 @@
-"""Shared API plumbing: pagination and query-parameter parsing with stable error codes."""
+"""Shared API plumbing: pagination, query-parameter parsing and the error schema, with stable error codes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from rest_framework import serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 
-from audit.errors import InvalidInput
+from core.errors import InvalidInput
 
 
 class CursorlessPagination(PageNumberPagination):

@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 def _drain_outbox_on_worker_start(**_: Any) -> None:
     from django.db import close_old_connections
 
-    from governance.outbox.services import outbox_dispatch
+    from core.outbox.services import outbox_dispatch
 
     try:
         sent = outbox_dispatch()

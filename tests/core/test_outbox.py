@@ -8,10 +8,10 @@ import time
 import pytest
 from django.db import transaction
 
+from core.outbox.models import OutboxMessage
+from core.outbox.services import outbox_dispatch, outbox_enqueue
+from core.outbox.task import OutboxTask
 from governance.celery import app
-from governance.outbox.models import OutboxMessage
-from governance.outbox.services import outbox_dispatch, outbox_enqueue
-from governance.outbox.task import OutboxTask
 from tests.faults.helpers import free_port, private_redis
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration, pytest.mark.redis]

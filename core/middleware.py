@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 
-from audit.errors import json_error
+from core.errors import json_error
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ class OutboxTask(DjangoTask):
         if self.app.conf.task_always_eager:
             super().delay_on_commit(*args, **kwargs)
             return
-        from governance.outbox.services import outbox_enqueue
+        from core.outbox.services import outbox_enqueue
 
         outbox_enqueue(task_name=self.name, args=list(args), kwargs=kwargs)
 
@@ -25,6 +25,6 @@ class OutboxTask(DjangoTask):
         if self.app.conf.task_always_eager or options:
             super().apply_async_on_commit(args, kwargs, **options)
             return
-        from governance.outbox.services import outbox_enqueue
+        from core.outbox.services import outbox_enqueue
 
         outbox_enqueue(task_name=self.name, args=list(args or ()), kwargs=dict(kwargs or {}))

@@ -4,6 +4,10 @@ The record (key, user, method, path, SHA-256 of the body, response status and bo
 in the same transaction as the write it answers, so a request that fails stores nothing and
 can be retried with the same key. The same key with a different body, method or path is
 refused with 409 `idempotency_key_reused`. Keys are scoped per user.
+
+Wire it with `@idempotent` on a view's `post` and `parameters=[IDEMPOTENCY_PARAMETER]` in its
+`extend_schema`. Records live in the model named by `settings.IDEMPOTENCY_RECORD_MODEL` (fields
+user, key, method, path, body_sha256, response_status, response_body; unique on user and key).
 """
 
 from __future__ import annotations
@@ -14,26 +18,41 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import rfc8785
+from django.apps import apps
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.http.request import RawPostDataException
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from audit import jcs
-from audit.errors import Conflict, InvalidInput
-from governance.models import IdempotencyRecord
+from core.errors import Conflict, InvalidInput
 
 HEADER = "Idempotency-Key"
 MAX_KEY_CHARS = 200
 REPLAY_HEADER = "Idempotent-Replayed"
+
+IDEMPOTENCY_PARAMETER = OpenApiParameter(
+    HEADER, str, OpenApiParameter.HEADER, required=False,
+    description="Retry-safe key: the same key and body replay the first response; a different body gets 409.")
+
+
+def _record_model() -> type[models.Model]:
+    """The model that stores responses: `settings.IDEMPOTENCY_RECORD_MODEL` ("app_label.ModelName")."""
+    name = getattr(settings, "IDEMPOTENCY_RECORD_MODEL", "")
+    if not name:
+        raise ImproperlyConfigured("IDEMPOTENCY_RECORD_MODEL must name the model that stores idempotent responses.")
+    return apps.get_model(name)
 
 
 def _body_sha256(request: Request) -> str:
     try:
         raw = request.body
     except RawPostDataException:  # the stream was already read: hash the parsed data canonically
-        raw = jcs.canonicalize(json.loads(json.dumps(request.data, cls=DjangoJSONEncoder)))
+        raw = rfc8785.dumps(json.loads(json.dumps(request.data, cls=DjangoJSONEncoder)))
     return hashlib.sha256(raw).hexdigest()
 
 
@@ -42,7 +61,7 @@ def _valid_key(key: str) -> bool:
 
 
 def _replay(request: Request, key: str, body_sha256: str, path: str) -> Response:
-    previous = IdempotencyRecord.objects.filter(user=request.user, key=key).first()
+    previous = _record_model()._default_manager.filter(user=request.user, key=key).first()
     if previous is None or previous.response_status == 0:
         raise Conflict(f"A request with this {HEADER} is being processed; retry later.",
                        code="idempotency_key_in_flight", extra={"key": key})
@@ -71,7 +90,7 @@ def idempotent(view_method: Callable[..., Response]) -> Callable[..., Response]:
             # until this transaction ends, then finds the stored response and replays it.
             try:
                 with transaction.atomic():
-                    record = IdempotencyRecord.objects.create(
+                    record = _record_model()._default_manager.create(
                         user=request.user, key=key, method=request.method, path=path, body_sha256=body_sha256,
                         response_status=0, response_body=None)
             except IntegrityError:

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from governance.outbox.services import outbox_dispatch, outbox_pending_count
+from core.outbox.services import outbox_dispatch, outbox_pending_count
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from governance.outbox.models import OutboxMessage
+from core.outbox.models import OutboxMessage
 
 
 @admin.register(OutboxMessage)

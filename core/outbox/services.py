@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from governance.outbox.models import OutboxMessage
+from core.outbox.models import OutboxMessage
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +44,9 @@ def outbox_dispatch(*, only: list[int] | None = None, limit: int = 500) -> int:
     One broker connection serves the batch, and it is tried once: Celery's own publish retries
     would hold the request for seconds while Redis is down, and the row can simply wait.
     """
-    from governance.celery import app
+    from celery import current_app
 
+    app = current_app._get_current_object()  # the project's app (governance.celery), without importing upward
     sent = 0
     with transaction.atomic():
         pending = OutboxMessage.objects.filter(dispatched_at__isnull=True).order_by("pk")

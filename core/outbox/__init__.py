@@ -2,5 +2,5 @@
 transaction, and published to the broker after commit, or later, if the broker (Redis) was down.
 
 Every `task.delay_on_commit(...)` in this project goes through it (governance.celery sets
-OutboxTask as the app's task class), so no caller changes. See governance/outbox/services.py.
+OutboxTask as the app's task class), so no caller changes. See core/outbox/services.py.
 """

@@ -1,0 +1,303 @@
+"""Errors with stable codes, the one registry of those codes, and the one DRF handler that renders
+every API error.
+
+Every error body is `{"code": "...", "message": "...", "extra": {...}}`. Services raise
+`ServiceError` subclasses; views never build error bodies themselves. Every code is a member of
+`ErrorCode`; a `ServiceError` (or an error body) with any other code is refused when it is made,
+so a typo cannot invent a code.
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import StrEnum
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions as drf_exceptions
+from rest_framework import status
+from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+
+class ErrorCode(StrEnum):
+    """Every error code the service sends or records: its HTTP status and what it means.
+
+    `status` is the status the code is sent with; None for the few that are never an error
+    response of their own (a failed audit run records them; `api_error` keeps the status of the
+    DRF exception it stands for).
+    """
+
+    status: int | None
+    description: str
+
+    def __new__(cls, code: str, status: int | None, description: str) -> ErrorCode:
+        member = str.__new__(cls, code)
+        member._value_ = code
+        member.status = status
+        member.description = description
+        return member
+
+    # --- Generic: the base classes below, query parameters, the handlers -----------------------
+    SERVICE_ERROR = "service_error", 400, "A refused operation with no more specific code."
+    INVALID_INPUT = "invalid_input", 400, "The body or one of its fields is not valid; extra names the field(s)."
+    NOT_FOUND = "not_found", 404, "No such resource, or one the caller may not see."
+    PERMISSION_DENIED = "permission_denied", 403, "The caller may not do this."
+    CONFLICT = "conflict", 409, "The operation conflicts with the current state."
+    SERVICE_UNAVAILABLE = "service_unavailable", 503, "Something the operation needs is unavailable; retry later."
+    INVALID_PARAMETER = "invalid_parameter", 400, "A query parameter is not valid; extra names it."
+    MISSING_PARAMETER = "missing_parameter", 400, "A required query parameter is missing; extra names it."
+    SERVER_ERROR = "server_error", 500, "An unexpected error (a bug); it has been logged."
+    # --- Django REST framework's own refusals ----------------------------------------------------
+    API_ERROR = "api_error", None, "Any other DRF exception, sent with that exception's status."
+    AUTHENTICATION_FAILED = "authentication_failed", 401, "The credentials (token or session) are not valid."
+    NOT_AUTHENTICATED = "not_authenticated", 401, "The request carries no credentials."
+    METHOD_NOT_ALLOWED = "method_not_allowed", 405, "The endpoint does not accept this HTTP method."
+    NOT_ACCEPTABLE = "not_acceptable", 406, "No representation matches the Accept header."
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type", 415, "The endpoint does not accept this Content-Type."
+    RATE_LIMITED = "rate_limited", 429, "Too many requests (or failed sign-ins); wait and retry."
+    # --- Request hardening (core.middleware) ----------------------------------------------------
+    MALFORMED_REQUEST_BODY = "malformed_request_body", 400, "The body cannot be parsed (bad JSON, bad Content-Length)."
+    PAYLOAD_TOO_LARGE = "payload_too_large", 413, "The body is larger than the limit; extra gives it."
+    INVALID_UTF8 = "invalid_utf8", 400, "The JSON body is not valid UTF-8."
+    JSON_TOO_DEEP = "json_too_deep", 400, "The JSON body nests deeper than MAX_JSON_DEPTH."
+    INVALID_UNICODE_ESCAPE = "invalid_unicode_escape", 400, "The JSON body escapes a NUL or a lone surrogate."
+    INVALID_CHARACTERS = "invalid_characters", 400, "The URL contains a NUL character."
+    DATABASE_UNAVAILABLE = "database_unavailable", 503, "The database cannot be reached; retry after Retry-After."
+    # --- Idempotency (core.idempotency) ---------------------------------------------------------
+    IDEMPOTENCY_KEY_INVALID = "idempotency_key_invalid", 400, "The Idempotency-Key is not 1-200 printable ASCII characters."
+    IDEMPOTENCY_KEY_IN_FLIGHT = "idempotency_key_in_flight", 409, "A request with this Idempotency-Key is still running."
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused", 409, "This Idempotency-Key was used for a different request."
+    # --- Audit: ledger, proofs, signing keys ----------------------------------------------------
+    LEDGER_ACTOR_MISSING = "ledger_actor_missing", 400, "A recorded change has no actor (no signed-in user or named task)."
+    LEDGER_ENTRY_NOT_FOUND = "ledger_entry_not_found", 404, "No ledger entry with this seq."
+    GOVERNED_BULK_CONFLICTS_UNSUPPORTED = ("governed_bulk_conflicts_unsupported", 400,
+                                           "bulk_create with ignore/update_conflicts on a governed model.")
+    GOVERNED_BULK_CREATE_NO_PK = "governed_bulk_create_no_pk", 400, "The database did not return the keys of bulk-created rows."
+    INVALID_TREE_SIZES = "invalid_tree_sizes", 400, "A consistency proof needs 1 <= first <= second."
+    LEAF_INDEX_OUT_OF_RANGE = "leaf_index_out_of_range", 400, "The entry is not in a tree of the given size."
+    TREE_SIZE_TOO_LARGE = "tree_size_too_large", 400, "The tree size exceeds the ledger's size."
+    TREE_SIZE_UNKNOWN = "tree_size_unknown", 404, "The ledger has no tree of this size."
+    NO_CHECKPOINT = "no_checkpoint", 404, "No checkpoint has been signed yet."
+    SIGNING_KEY_EXISTS = "signing_key_exists", 409, "A signing key file exists already; rotate instead."
+    SIGNING_KEY_INVALID = "signing_key_invalid", 503, "The signing key file does not hold an Ed25519 key."
+    SIGNING_KEY_MISSING = "signing_key_missing", 503, "There is no signing key file."
+    SIGNING_KEY_NOT_FOUND = "signing_key_not_found", 404, "No signing key with this key id."
+    SIGNING_KEY_RETIRED = "signing_key_retired", 503, "The key in the signing key file has been retired."
+    # --- Lineage: datasets, runs, graph, pipeline keys, attestations, OpenLineage ----------------
+    DATASET_NOT_FOUND = "dataset_not_found", 404, "No such dataset."
+    DATASET_VERSION_NOT_FOUND = "dataset_version_not_found", 404, "No such dataset version (by id or digest)."
+    TRAINING_RUN_NOT_FOUND = "training_run_not_found", 404, "No such training run."
+    LINEAGE_NODE_NOT_FOUND = "lineage_node_not_found", 404, "No such lineage node."
+    DIGEST_MISSING = "digest_missing", 400, "A dataset version needs a digest, its bytes or a folder manifest."
+    DIGEST_MISMATCH = "digest_mismatch", 400, "The digest does not match the bytes or manifest given."
+    INVALID_DIGEST = "invalid_digest", 400, "A digest is not a lowercase hex SHA-256."
+    INVALID_MANIFEST = "invalid_manifest", 400, "A folder manifest is not a mapping of relative paths to SHA-256."
+    INVALID_SCHEMA = "invalid_schema", 400, "A schema column has no name."
+    INVALID_TIME_RANGE = "invalid_time_range", 400, "A time range ends before it starts."
+    LINEAGE_CYCLE = "lineage_cycle", 409, "The link would make the lineage graph cyclic."
+    LINEAGE_LINK_NOT_ALLOWED = "lineage_link_not_allowed", 400, "These two kinds of lineage node cannot be linked."
+    LINEAGE_NODE_DIGEST_CONFLICT = "lineage_node_digest_conflict", 409, "The object is already registered with another digest."
+    PIPELINE_KEY_INVALID = "pipeline_key_invalid", 400, "The public key cannot be read."
+    PIPELINE_KEY_UNSUPPORTED = "pipeline_key_unsupported", 400, "The public key is not Ed25519."
+    PIPELINE_KEY_EXISTS = "pipeline_key_exists", 409, "This public key is registered already."
+    PIPELINE_KEY_ALREADY_REVOKED = "pipeline_key_already_revoked", 409, "The pipeline key is revoked already."
+    PIPELINE_KEY_NOT_FOUND = "pipeline_key_not_found", 404, "No such pipeline key."
+    ATTESTATION_NOT_FOUND = "attestation_not_found", 404, "No such attestation."
+    ATTESTATION_MALFORMED = "attestation_malformed", 400, "The DSSE envelope or its in-toto Statement is malformed."
+    ATTESTATION_PAYLOAD_TYPE_UNSUPPORTED = ("attestation_payload_type_unsupported", 400,
+                                            "The envelope's payloadType is not in-toto.")
+    ATTESTATION_KEY_UNKNOWN = "attestation_key_unknown", 400, "No signature is by a key registered to the caller."
+    ATTESTATION_KEY_REVOKED = "attestation_key_revoked", 400, "The signing pipeline key has been revoked."
+    ATTESTATION_SIGNATURE_INVALID = "attestation_signature_invalid", 400, "A signature does not verify."
+    ATTESTATION_SUBJECT_MISMATCH = "attestation_subject_mismatch", 422, "No subject digest matches a registered object."
+    OPENLINEAGE_INVALID_EVENT = "openlineage_invalid_event", 400, "The OpenLineage event is not valid; the message says why."
+    OPENLINEAGE_RETRY = "openlineage_retry", 503, "A concurrent event for the same run was being written; retry."
+    UNSUPPORTED_CONTENT_ENCODING = "unsupported_content_encoding", 415, "The Content-Encoding is neither gzip nor none."
+    # --- Governance: teams, environments, models, versions, accounts ----------------------------
+    TEAM_NAME_TAKEN = "team_name_taken", 409, "A team with this name exists."
+    TEAM_NOT_FOUND = "team_not_found", 400, "The team named in the body does not exist."
+    ENVIRONMENT_NAME_TAKEN = "environment_name_taken", 409, "An environment with this name exists."
+    ENVIRONMENT_NOT_FOUND = "environment_not_found", 404, "No such environment."
+    MODEL_NAME_TAKEN = "model_name_taken", 409, "A model with this name exists."
+    MODEL_NOT_FOUND = "model_not_found", 404, "No such model, or one the caller may not see."
+    MODEL_VERSION_NOT_FOUND = "model_version_not_found", 404, "No such model version."
+    MODEL_VERSION_LABEL_TAKEN = "model_version_label_taken", 409, "The model has a version with this label."
+    MODEL_VERSION_NOT_DRAFT = "model_version_not_draft", 409, "Only a draft version's model card can change."
+    MODEL_VERSION_IN_USE = "model_version_in_use", 409, "The version is deployed; deploy another one first."
+    MODEL_VERSION_INVALID_TRANSITION = "model_version_invalid_transition", 409, "The version cannot move to that status."
+    MANIFEST_INVALID = "manifest_invalid", 400, "The artifact manifest is not a mapping of file paths to SHA-256."
+    MANIFEST_DIGEST_MISMATCH = "manifest_digest_mismatch", 400, "The manifest digest is not the SHA-256 of its JCS bytes."
+    INVALID_RISK_TIER = "invalid_risk_tier", 400, "Unknown risk tier."
+    INVALID_ROLE = "invalid_role", 400, "Unknown role."
+    INVALID_TOKEN_SCOPE = "invalid_token_scope", 400, "Unknown service token scope."
+    REASON_REQUIRED = "reason_required", 400, "The change needs a reason."
+    SERVICE_ACCOUNT_NAME_TAKEN = "service_account_name_taken", 409, "A service account with this name exists."
+    SERVICE_TOKEN_ALREADY_REVOKED = "service_token_already_revoked", 409, "The service token is revoked already."
+    # --- Governance: approvals and deployments --------------------------------------------------
+    APPROVAL_REQUEST_NOT_FOUND = "approval_request_not_found", 404, "No such approval request."
+    APPROVAL_NOT_PENDING = "approval_not_pending", 409, "The approval request is no longer pending."
+    APPROVAL_ALREADY_DECIDED = "approval_already_decided", 409, "The caller decided this request already; one person counts once."
+    APPROVAL_EVIDENCE_MISSING = "approval_evidence_missing", 409, "The model card or the evidence the policy requires is missing."
+    APPROVAL_POLICY_MISSING = "approval_policy_missing", 409, "No approval policy applies to the model."
+    APPROVAL_PERMISSION_DENIED = "approval_permission_denied", 403, "The caller may not decide on this request."
+    APPROVAL_REASON_REQUIRED = "approval_reason_required", 400, "A rejection needs a reason in its comment."
+    APPROVAL_SEPARATION_OF_DUTIES = "approval_separation_of_duties", 403, "Separation of duties forbids this caller."
+    INVALID_DECISION = "invalid_decision", 400, "The decision is neither 'approve' nor 'reject'."
+    DEPLOYMENT_NOT_FOUND = "deployment_not_found", 404, "No such deployment."
+    DEPLOYMENT_NOT_APPROVED = "deployment_not_approved", 409, "Only an approved version deploys to production."
+    DEPLOYMENT_VERSION_UNUSABLE = "deployment_version_unusable", 409, "The version's status does not allow deploying it."
+    DEPLOYMENT_CONCURRENT = "deployment_concurrent", 409, "Another deployment to the environment happened at the same time."
+    DEPLOYMENT_NOT_ACTIVE = "deployment_not_active", 409, "Only the active deployment can be rolled back."
+    DEPLOYMENT_NO_PREVIOUS = "deployment_no_previous", 409, "There is no earlier deployable version to roll back to."
+    # --- Governance: fairness audits ------------------------------------------------------------
+    FAIRNESS_AUDIT_NOT_FOUND = "fairness_audit_not_found", 404, "No such fairness audit run."
+    FAIRNESS_SPEC_NOT_FOUND = "fairness_spec_not_found", 404, "No such fairness audit spec."
+    FAIRNESS_SPEC_REQUIRED = "fairness_spec_required", 400, "No audit spec was chosen."
+    FAIRNESS_AUDIT_BUSY = "fairness_audit_busy", 409, "Another live worker holds the audit run."
+    FAIRNESS_UNAVAILABLE = "fairness_unavailable", 503, "Fairness audits are not available."
+    FAIRNESS_UPLOAD_TOO_LARGE = "fairness_upload_too_large", 413, "The upload is larger than its limit."
+    FAIRNESS_NO_FILE = "fairness_no_file", 400, "The multipart field 'file' is missing."
+    FAIRNESS_NO_DATASET = "fairness_no_dataset", 400, "The spec has no evaluation data."
+    FAIRNESS_NO_BATCHES = "fairness_no_batches", 400, "The model has no prediction batches in the window."
+    FAIRNESS_NO_PRODUCTION_DEPLOYMENT = "fairness_no_production_deployment", 409, "The model is not deployed in production."
+    FAIRNESS_DATASET_MISMATCH = "fairness_dataset_mismatch", 400, "The evaluation data is not the lineage version it names."
+    FAIRNESS_BAD_ARGUMENTS = "fairness_bad_arguments", 400, "An audit argument is out of range or of the wrong type."
+    FAIRNESS_BAD_METRICS = "fairness_bad_metrics", 400, "Unknown metric names."
+    FAIRNESS_BAD_THRESHOLDS = "fairness_bad_thresholds", 400, "Thresholds are not an object of known metric -> number."
+    FAIRNESS_BAD_SCHEDULE = "fairness_bad_schedule", 400, "The audit schedule (periodic task) is not valid."
+    FAIRNESS_BAD_LABEL = "fairness_bad_label", 400, "A label is outside the declared label set."
+    FAIRNESS_BAD_SCORE = "fairness_bad_score", 400, "A score is missing or not numeric."
+    FAIRNESS_BAD_REFERENCE_GROUP = "fairness_bad_reference_group", 400, "The reference group is not in the data."
+    FAIRNESS_POS_LABEL_REQUIRED = "fairness_pos_label_required", 400, "The labels are not 0/1 or -1/1, so pos_label is required."
+    FAIRNESS_MISSING_COLUMN = "fairness_missing_column", 400, "A required column is missing from the data."
+    FAIRNESS_LENGTH_MISMATCH = "fairness_length_mismatch", 400, "The columns have different lengths."
+    FAIRNESS_EMPTY_INPUT = "fairness_empty_input", 400, "There are no data rows to audit."
+    FAIRNESS_MALFORMED_FILE = "fairness_malformed_file", 400, "The file is not a readable CSV or Parquet file."
+    FAIRNESS_FILE_NOT_FOUND = "fairness_file_not_found", 400, "The data file is missing."
+    FAIRNESS_INPUT_CHANGED = "fairness_input_changed", 400, "The data file changed while it was audited."
+    FAIRNESS_TIME_LIMIT = "fairness_time_limit", None, "Recorded on a failed audit run: it exceeded its time limit."
+    FAIRNESS_INTERNAL_ERROR = "fairness_internal_error", None, "Recorded on a failed audit run: an unexpected error."
+    # --- Governance: reports and bundles --------------------------------------------------------
+    BUNDLE_EXPORT_NOT_FOUND = "bundle_export_not_found", 404, "No such bundle export."
+    BUNDLE_EXPORT_FORBIDDEN = "bundle_export_forbidden", 403, "Exporting bundles needs the auditor role."
+    BUNDLE_NOT_READY = "bundle_not_ready", 409, "The bundle is not built yet."
+    BUNDLE_NO_SUBJECTS = "bundle_no_subjects", 400, "A bundle needs at least one subject."
+    BUNDLE_TOO_MANY_SUBJECTS = "bundle_too_many_subjects", 400, "A bundle has more subjects than allowed."
+    BUNDLE_BAD_SUBJECT = "bundle_bad_subject", 400, "A bundle subject's type or id is empty or too long."
+    REPORT_SCHEDULE_BAD_CADENCE = "report_schedule_bad_cadence", 400, "Unknown report schedule cadence."
+
+
+def registered(code: str) -> str:
+    """`code` itself, if `ErrorCode` lists it; refuses any other code."""
+    try:
+        return ErrorCode(code).value
+    except ValueError:
+        raise ValueError(f"Unregistered error code {code!r}: add it to core.errors.ErrorCode.") from None
+
+
+class ServiceError(Exception):
+    """A refused operation: a stable `code`, an HTTP status, a message for humans, and details."""
+
+    code = "service_error"
+    status_code = status.HTTP_400_BAD_REQUEST
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        registered(cls.code)  # a subclass's own code must be registered too (checked at import)
+
+    def __init__(self, message: str, *, code: str | None = None, extra: dict[str, Any] | None = None,
+                 status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = registered(code)
+        if status_code is not None:
+            self.status_code = status_code
+        self.extra = extra or {}
+
+
+class InvalidInput(ServiceError):
+    code = "invalid_input"
+
+
+class NotFound(ServiceError):
+    code = "not_found"
+    status_code = status.HTTP_404_NOT_FOUND
+
+
+class Forbidden(ServiceError):
+    code = "permission_denied"
+    status_code = status.HTTP_403_FORBIDDEN
+
+
+class Conflict(ServiceError):
+    code = "conflict"
+    status_code = status.HTTP_409_CONFLICT
+
+
+class Unavailable(ServiceError):
+    code = "service_unavailable"
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+
+
+def error_body(code: str, message: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"code": registered(code), "message": message, "extra": extra or {}}
+
+
+_DRF_CODES: dict[type[Exception], str] = {
+    drf_exceptions.ParseError: "malformed_request_body",
+    drf_exceptions.AuthenticationFailed: "authentication_failed",
+    drf_exceptions.NotAuthenticated: "not_authenticated",
+    drf_exceptions.PermissionDenied: "permission_denied",
+    drf_exceptions.NotFound: "not_found",
+    drf_exceptions.MethodNotAllowed: "method_not_allowed",
+    drf_exceptions.NotAcceptable: "not_acceptable",
+    drf_exceptions.UnsupportedMediaType: "unsupported_media_type",
+    drf_exceptions.Throttled: "rate_limited",
+    drf_exceptions.ValidationError: "invalid_input",
+}
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Render any exception raised in an API view as the one error format."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, ServiceError):
+        return Response(error_body(exc.code, exc.message, exc.extra), status=exc.status_code)
+    if isinstance(exc, Http404):
+        return Response(error_body("not_found", "Not found."), status=404)
+    if isinstance(exc, DjangoPermissionDenied):
+        return Response(error_body("permission_denied", "You may not do this."), status=403)
+    if isinstance(exc, RequestDataTooBig):
+        return Response(error_body("payload_too_large", "The request body is too large."), status=413)
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        logger.warning("database unavailable: %s", type(exc).__name__)
+        return Response(error_body("database_unavailable", "The database is unavailable; retry later."),
+                        status=503, headers={"Retry-After": "5"})
+    if isinstance(exc, DatabaseError):
+        return None  # an integrity bug; let it surface as a 500 and in the logs
+    if isinstance(exc, drf_exceptions.APIException):
+        code = "api_error"
+        for klass, name in _DRF_CODES.items():
+            if isinstance(exc, klass):
+                code = name
+                break
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
+        if isinstance(exc, drf_exceptions.ValidationError):
+            return Response(error_body(code, "The request is not valid.", {"fields": exc.detail}),
+                            status=exc.status_code, headers=headers)
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return Response(error_body(code, detail), status=exc.status_code, headers=headers)
+    return None
+
+
+def json_error(code: str, message: str, status_code: int, extra: dict[str, Any] | None = None) -> JsonResponse:
+    """The same error format for plain Django views (handlers for 404/500, middleware)."""
+    return JsonResponse(error_body(code, message, extra), status=status_code)
