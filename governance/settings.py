@@ -250,8 +250,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(_FS_QUEUE_DIR / "control"),  # broadcast/pidbox files, not in the cwd
     }
 else:
-    # Tasks are acked late; the visibility timeout must exceed the longest task.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    # Tasks are acked late: Redis redelivers a task whose worker died unacknowledged after this
+    # long, so it must exceed the longest task.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(_env("CELERY_VISIBILITY_TIMEOUT_S", "3600"))}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = _env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
@@ -263,14 +264,6 @@ CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Defaults that django-celery-beat copies into its database; risk officers edit them in the admin.
-CELERY_BEAT_SCHEDULE = {
-    "ledger-checkpoint": {"task": "audit.tasks.ledger_checkpoint_task", "schedule": float(LEDGER_CHECKPOINT_INTERVAL_S)},
-    "ledger-verify-nightly": {
-        "task": "audit.tasks.ledger_verify_task",
-        "schedule": crontab(hour=LEDGER_VERIFY_HOUR_UTC, minute=0),
-    },
-}
 
 # --- Email and webhooks ---------------------------------------------------------------------
 EMAIL_BACKEND = _env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
@@ -287,17 +280,9 @@ LOGGING = {
 
 # --- Governance: approvals, sign-in rate limit ------------------------------------------------
 APPROVAL_EXPIRY_CHECK_INTERVAL_S = int(_env("APPROVAL_EXPIRY_CHECK_INTERVAL_S", "300"))
-CELERY_BEAT_SCHEDULE["approval-expire-due"] = {
-    "task": "governance.tasks.approval_expire_due_task",
-    "schedule": float(APPROVAL_EXPIRY_CHECK_INTERVAL_S),
-}
 IDEMPOTENCY_RETENTION_HOURS = int(_env("IDEMPOTENCY_RETENTION_HOURS", "24"))
 # Where core.idempotency stores the responses it replays (the model and its table stay in governance).
 IDEMPOTENCY_RECORD_MODEL = "governance.IdempotencyRecord"
-CELERY_BEAT_SCHEDULE["idempotency-records-purge"] = {
-    "task": "governance.tasks.idempotency_records_purge_task",
-    "schedule": crontab(minute=17),
-}
 
 # --- Lineage: OpenLineage ingestion ----------------------------------------------------------
 # Largest OpenLineage event accepted, after gzip decompression (bigger bodies get 413).
@@ -309,16 +294,8 @@ MAX_JSON_DEPTH = int(_env("MAX_JSON_DEPTH", "64"))
 # Path ids are bounded to 18 digits (lineage's `rowid` converter); the schema says integer.
 SPECTACULAR_SETTINGS["PATH_CONVERTER_OVERRIDES"] = {"rowid": {"type": "integer", "minimum": 0,
                                                              "maximum": 999_999_999_999_999_999}}
-# Redis redelivers a task whose worker died unacknowledged after this long (it must exceed the longest task).
-if "visibility_timeout" in CELERY_BROKER_TRANSPORT_OPTIONS:
-    CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = int(_env("CELERY_VISIBILITY_TIMEOUT_S", "3600"))
 # Outbox: tasks requested while the broker was down are published by this beat job (and at worker start).
 OUTBOX_DISPATCH_INTERVAL_S = int(_env("OUTBOX_DISPATCH_INTERVAL_S", "30"))
-CELERY_BEAT_SCHEDULE["outbox-dispatch"] = {
-    # core.outbox.tasks.outbox_dispatch_task, registered under the name it had before the move to core
-    "task": "governance.outbox.tasks.outbox_dispatch_task",
-    "schedule": float(OUTBOX_DISPATCH_INTERVAL_S),
-}
 
 # --- Fairness audits (fairness area) ---------------------------------------------------------
 # Largest prediction batch (API upload) and evaluation dataset accepted; bigger uploads get 413.
@@ -341,9 +318,22 @@ FAIRNESS_WEBHOOK_SECRET = _env("FAIRNESS_WEBHOOK_SECRET", "")
 FAIRNESS_WEBHOOK_TIMEOUT_S = float(_env("FAIRNESS_WEBHOOK_TIMEOUT_S", "10"))
 FAIRNESS_PUBLIC_BASE_URL = _env("FAIRNESS_PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 FAIRNESS_RECOVER_INTERVAL_S = int(_env("FAIRNESS_RECOVER_INTERVAL_S", "60"))
-CELERY_BEAT_SCHEDULE["fairness-audit-recover"] = {
-    "task": "governance.fairness.tasks.fairness_audit_recover_task",
-    "schedule": float(FAIRNESS_RECOVER_INTERVAL_S),
-}
 # The queue tasks go to by default; integration tests give each worker a queue of its own.
 CELERY_TASK_DEFAULT_QUEUE = _env("CELERY_TASK_DEFAULT_QUEUE", "celery")
+
+# --- Scheduled jobs: the one beat schedule ------------------------------------------------------
+# Defaults that django-celery-beat copies into its database; risk officers edit them in the admin.
+CELERY_BEAT_SCHEDULE = {
+    "ledger-checkpoint": {"task": "audit.tasks.ledger_checkpoint_task", "schedule": float(LEDGER_CHECKPOINT_INTERVAL_S)},
+    "ledger-verify-nightly": {"task": "audit.tasks.ledger_verify_task",
+                              "schedule": crontab(hour=LEDGER_VERIFY_HOUR_UTC, minute=0)},
+    "approval-expire-due": {"task": "governance.tasks.approval_expire_due_task",
+                            "schedule": float(APPROVAL_EXPIRY_CHECK_INTERVAL_S)},
+    "idempotency-records-purge": {"task": "governance.tasks.idempotency_records_purge_task",
+                                  "schedule": crontab(minute=17)},
+    # core.outbox.tasks.outbox_dispatch_task, registered under the name it had before the move to core
+    "outbox-dispatch": {"task": "governance.outbox.tasks.outbox_dispatch_task",
+                        "schedule": float(OUTBOX_DISPATCH_INTERVAL_S)},
+    "fairness-audit-recover": {"task": "governance.fairness.tasks.fairness_audit_recover_task",
+                               "schedule": float(FAIRNESS_RECOVER_INTERVAL_S)},
+}
