@@ -16,20 +16,10 @@ from django.utils.html import format_html
 
 from audit.models import Checkpoint, LedgerEntry, SigningKey
 from audit.selectors import can_read_ledger
+from core.admin import ReadOnlyModelAdmin
 
 
-class ReadOnlyLedgerAdmin(admin.ModelAdmin):
-    actions = None
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
+class ReadOnlyLedgerAdmin(ReadOnlyModelAdmin):
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return can_read_ledger(request.user)
 

@@ -9,32 +9,20 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from core.admin import ReadOnlyModelAdmin
 from core.errors import ServiceError
 from lineage import services
 from lineage.models import Attestation, Dataset, DatasetVersion, LineageEdge, LineageNode, PipelineKey, TrainingRun
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Lineage rows are written by services only (each with its ledger entry and attestation)."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(Dataset)
-class DatasetAdmin(ReadOnlyAdmin):
+class DatasetAdmin(ReadOnlyModelAdmin):
     list_display = ["namespace", "name", "created_by", "created_at"]
     search_fields = ["namespace", "name"]
 
 
 @admin.register(DatasetVersion)
-class DatasetVersionAdmin(ReadOnlyAdmin):
+class DatasetVersionAdmin(ReadOnlyModelAdmin):
     list_display = ["dataset", "version", "digest", "digest_kind", "row_count", "created_at", "graph"]
     list_filter = ["digest_kind"]
     search_fields = ["digest", "dataset__name", "location_uri"]
@@ -45,7 +33,7 @@ class DatasetVersionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(ReadOnlyAdmin):
+class TrainingRunAdmin(ReadOnlyModelAdmin):
     list_display = ["job_namespace", "job_name", "status", "code_commit", "started_at", "ended_at", "actor", "graph"]
     list_filter = ["status"]
     search_fields = ["job_name", "external_run_id", "code_commit"]
@@ -56,7 +44,7 @@ class TrainingRunAdmin(ReadOnlyAdmin):
 
 
 @admin.register(LineageNode)
-class LineageNodeAdmin(ReadOnlyAdmin):
+class LineageNodeAdmin(ReadOnlyModelAdmin):
     list_display = ["id", "kind", "ref_type", "ref_id", "label", "digest", "graph"]
     list_filter = ["kind"]
     search_fields = ["digest", "label", "ref_id"]
@@ -67,12 +55,12 @@ class LineageNodeAdmin(ReadOnlyAdmin):
 
 
 @admin.register(LineageEdge)
-class LineageEdgeAdmin(ReadOnlyAdmin):
+class LineageEdgeAdmin(ReadOnlyModelAdmin):
     list_display = ["id", "source", "target", "attestation", "created_at"]
 
 
 @admin.register(Attestation)
-class AttestationAdmin(ReadOnlyAdmin):
+class AttestationAdmin(ReadOnlyModelAdmin):
     list_display = ["id", "origin", "keyid", "predicate_type", "submitted_by", "created_at", "envelope_link"]
     list_filter = ["origin"]
     exclude = ["envelope"]
@@ -83,7 +71,7 @@ class AttestationAdmin(ReadOnlyAdmin):
 
 
 @admin.register(PipelineKey)
-class PipelineKeyAdmin(ReadOnlyAdmin):
+class PipelineKeyAdmin(ReadOnlyModelAdmin):
     list_display = ["keyid", "owner", "name", "created_at", "revoked_at", "revoked_by"]
     exclude = ["public_key"]
     actions = ["revoke"]

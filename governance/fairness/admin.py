@@ -12,21 +12,11 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from core.admin import ReadOnlyModelAdmin
 from core.errors import ServiceError
 from governance import selectors as governance_selectors
 from governance.fairness import selectors, services
 from governance.fairness.models import AuditRun, AuditSpec, PredictionBatch
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(AuditSpec)
@@ -69,7 +59,7 @@ class AuditSpecAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditRun)
-class AuditRunAdmin(ReadOnlyAdmin):
+class AuditRunAdmin(ReadOnlyModelAdmin):
     list_display = ("id", "spec", "model_version", "trigger", "status", "progress", "passed", "requested_by_label",
                     "finished_at", "error_code")
     list_filter = ("status", "passed", "trigger")
@@ -81,7 +71,7 @@ class AuditRunAdmin(ReadOnlyAdmin):
 
 
 @admin.register(PredictionBatch)
-class PredictionBatchAdmin(ReadOnlyAdmin):
+class PredictionBatchAdmin(ReadOnlyModelAdmin):
     list_display = ("id", "model", "served_version", "file_format", "rows", "size_bytes", "sha256", "uploaded_at")
     search_fields = ("model__name", "sha256")
     readonly_fields = [field.name for field in PredictionBatch._meta.fields]

@@ -16,6 +16,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from core.admin import ReadOnlyModelAdmin
 from core.errors import ServiceError
 from governance.fairness.models import AuditRun
 from governance.models import ModelVersion, RegisteredModel
@@ -25,19 +26,8 @@ from governance.reports.models import BundleExport, GeneratedReport, ReportSched
 MAX_REPORTS_PER_ACTION = 5
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(BundleExport)
-class BundleExportAdmin(ReadOnlyAdmin):
+class BundleExportAdmin(ReadOnlyModelAdmin):
     list_display = ("id", "model_name", "version_label", "status", "progress", "actor", "created_at", "size_bytes",
                     "entry_count", "ledger_seq", "download")
     list_filter = ("status",)
@@ -55,7 +45,7 @@ class BundleExportAdmin(ReadOnlyAdmin):
 
 
 @admin.register(GeneratedReport)
-class GeneratedReportAdmin(ReadOnlyAdmin):
+class GeneratedReportAdmin(ReadOnlyModelAdmin):
     list_display = ("id", "model_name", "version_label", "created_at", "actor", "schedule", "ledger_seq", "files")
     search_fields = ("model_name", "version_label", "actor")
     readonly_fields = ("version", "model_name", "version_label", "schedule", "actor", "digests", "ledger_seq",
