@@ -49,6 +49,7 @@ from governance.models import (
 from governance.permissions import can_decide, can_view_model, can_write_model, is_active_user
 from governance.roles import ROLE_NAMES
 from governance.selectors import approval_policy_for, user_roles
+from lineage.services import lineage_record_deployment, lineage_record_model_version
 
 logger = logging.getLogger(__name__)
 User = get_user_model()
@@ -166,17 +167,6 @@ def _transition(version: ModelVersion, target: str) -> str:
             extra={"from": previous, "to": target, "allowed": sorted(ALLOWED_TRANSITIONS[previous])})
     version.status = target
     return previous
-
-
-def _lineage_call(name: str, **kwargs: Any) -> None:
-    """Record in lineage if that app offers the hook (it is built in parallel and may lag)."""
-    try:
-        from lineage import services as lineage_services
-    except ImportError:
-        return
-    hook = getattr(lineage_services, name, None)
-    if hook is not None:
-        hook(**kwargs)
 
 
 # --- Teams --------------------------------------------------------------------------------------
@@ -309,9 +299,8 @@ def model_version_register(*, model: RegisteredModel, by: Any, label: str, artif
                                   code="model_version_label_taken", extra={"model": model.name, "version": label}))
         # Every version gets a lineage node (linked to its training run when known), so that
         # deployments can be linked to it as well.
-        _lineage_call("lineage_record_model_version", run_id=version.training_run,
-                      subject=("governance.modelversion", str(version.pk)), digest=version.manifest_digest,
-                      label=f"{model.name}:{version.label}", actor=by)
+        lineage_record_model_version(run_id=version.training_run, subject=("governance.modelversion", str(version.pk)),
+                                     digest=version.manifest_digest, label=f"{model.name}:{version.label}", actor=by)
     return version
 
 
@@ -645,9 +634,9 @@ def _deploy(*, version: ModelVersion, environment: Environment, by: Any, comment
                 _transition(previous, VersionStatus.APPROVED)
                 with _step(by, "model_version.undeployed", deployment=deployment.pk, environment=environment.name):
                     previous.save()
-    _lineage_call("lineage_record_deployment", model_version_subject=("governance.modelversion", str(version.pk)),
-                  deployment_subject=("governance.deployment", str(deployment.pk)),
-                  label=f"{version.model.name}:{version.label}@{environment.name}", actor=by)
+    lineage_record_deployment(model_version_subject=("governance.modelversion", str(version.pk)),
+                              deployment_subject=("governance.deployment", str(deployment.pk)),
+                              label=f"{version.model.name}:{version.label}@{environment.name}", actor=by)
     return deployment
 
 
