@@ -49,7 +49,7 @@ from governance.models import (
 from governance.permissions import can_decide, can_view_model, can_write_model, is_active_user
 from governance.roles import ROLE_NAMES
 from governance.selectors import approval_policy_for, user_roles
-from lineage.services import lineage_record_deployment, lineage_record_model_version
+from lineage.services.model_versions import lineage_record_deployment, lineage_record_model_version
 
 logger = logging.getLogger(__name__)
 User = get_user_model()

@@ -10,8 +10,8 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from audit.errors import ServiceError
-from lineage import services
 from lineage.models import Attestation, Dataset, DatasetVersion, LineageEdge, LineageNode, PipelineKey, TrainingRun
+from lineage.services.keys import pipeline_key_revoke
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -99,6 +99,6 @@ class PipelineKeyAdmin(ReadOnlyAdmin):
     def revoke(self, request: HttpRequest, queryset: QuerySet[PipelineKey]) -> None:
         for key in queryset:
             try:
-                services.pipeline_key_revoke(key=key, by=request.user)
+                pipeline_key_revoke(key=key, by=request.user)
             except ServiceError as exc:
                 self.message_user(request, f"{key.keyid[:16]}: {exc.message}", messages.WARNING)

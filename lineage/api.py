@@ -22,8 +22,12 @@ from rest_framework.views import APIView
 from audit.api_common import ERROR_RESPONSES, CursorlessPagination, int_param, paginated
 from audit.errors import InvalidInput
 from lineage import attestations as statements
-from lineage import graph, openlineage, selectors, services
-from lineage.models import Attestation, Dataset, DatasetVersion, LineageNode, TrainingRun
+from lineage import graph, openlineage, selectors
+from lineage.models import DATASET_VERSION_REF, RUN_REF, Attestation, Dataset, DatasetVersion, LineageNode, TrainingRun
+from lineage.services import attestations as attestation_services
+from lineage.services import datasets as dataset_services
+from lineage.services import keys as key_services
+from lineage.services import runs as run_services
 
 
 class LineageModelPermission(BasePermission):
@@ -83,7 +87,7 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
                   "created_at", "attestations"]
 
     def get_attestations(self, version: DatasetVersion) -> list[int]:
-        return [att.pk for att in selectors.attestations_for_subject((services.DATASET_VERSION_REF, str(version.pk)))]
+        return [att.pk for att in selectors.attestations_for_subject((DATASET_VERSION_REF, str(version.pk)))]
 
 
 class TrainingRunSerializer(serializers.ModelSerializer):
@@ -112,7 +116,7 @@ class TrainingRunSerializer(serializers.ModelSerializer):
         return [selectors.node_document(node) for node in self._io(run)[1]]
 
     def get_attestations(self, run: TrainingRun) -> list[int]:
-        return [att.pk for att in selectors.attestations_for_subject((services.RUN_REF, str(run.pk)))]
+        return [att.pk for att in selectors.attestations_for_subject((RUN_REF, str(run.pk)))]
 
 
 class AttestationSummarySerializer(serializers.ModelSerializer):
@@ -220,7 +224,7 @@ class DatasetListApi(LineageApi):
                    operation_id="lineage_datasets_create")
     def post(self, request: Request) -> Response:
         data = _validated(DatasetInput, request.data)
-        dataset, created = services.dataset_create(actor=request.user, **data)
+        dataset, created = dataset_services.dataset_create(actor=request.user, **data)
         return Response(DatasetSerializer(dataset).data, status=201 if created else 200)
 
 
@@ -258,12 +262,12 @@ class DatasetVersionListApi(LineageApi):
                 raise InvalidInput("content_base64 is not base64.", code="invalid_input",
                                    extra={"field": "content_base64"})
         parents = selectors.dataset_versions_resolve(data.get("derived_from", []), field="derived_from")
-        spec = services.VersionSpec(
+        spec = dataset_services.VersionSpec(
             location_uri=data["location_uri"], digest=data.get("digest"), content=content,
             manifest=data.get("manifest"), version=data["version"], schema=data.get("schema", []),
             row_count=data.get("row_count"), time_range_start=data.get("time_range_start"),
             time_range_end=data.get("time_range_end"), sensitive_data_notes=data["sensitive_data_notes"])
-        version, created = services.dataset_version_register(dataset=dataset, spec=spec, derived_from=parents,
+        version, created = dataset_services.dataset_version_register(dataset=dataset, spec=spec, derived_from=parents,
                                                              actor=request.user)
         return Response(DatasetVersionSerializer(version).data, status=201 if created else 200)
 
@@ -293,14 +297,14 @@ class TrainingRunListApi(LineageApi):
     def post(self, request: Request) -> Response:
         data = _validated(TrainingRunInput, request.data)
         outputs = data.get("outputs") or {}
-        run = services.training_run_record(
+        run = run_services.training_run_record(
             job_name=data["job_name"], job_namespace=data["job_namespace"], code_repository=data["code_repository"],
             code_commit=data["code_commit"], parameters=data["parameters"], environment=data["environment"],
             started_at=data.get("started_at"), ended_at=data.get("ended_at"), status=data["status"],
             inputs=selectors.dataset_versions_resolve(data.get("inputs", []), field="inputs"),
             output_versions=selectors.dataset_versions_resolve(outputs.get("dataset_versions", []),
                                                                field="outputs.dataset_versions"),
-            artifacts=[services.ArtifactSpec(**item) for item in outputs.get("artifacts", [])],
+            artifacts=[run_services.ArtifactSpec(**item) for item in outputs.get("artifacts", [])],
             actor=request.user)
         return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
@@ -361,7 +365,7 @@ class KeyListApi(LineageApi):
                    operation_id="lineage_keys_register")
     def post(self, request: Request) -> Response:
         data = _validated(PipelineKeyInput, request.data)
-        key = services.pipeline_key_register(owner=request.user, public_key=data["public_key"], name=data["name"])
+        key = key_services.pipeline_key_register(owner=request.user, public_key=data["public_key"], name=data["name"])
         row = next(item for item in selectors.key_list() if item["id"] == key.pk)
         return Response(KeySerializer(row).data, status=status.HTTP_201_CREATED)
 
@@ -372,8 +376,8 @@ class KeyRevokeApi(LineageApi):
     @extend_schema(request=None, responses={200: KeySerializer, **ERROR_RESPONSES}, operation_id="lineage_keys_revoke")
     def post(self, request: Request, key_id: int) -> Response:
         key = selectors.pipeline_key_get(key_id=key_id)
-        services.ensure_can_revoke(key=key, user=request.user)
-        key = services.pipeline_key_revoke(key=key, by=request.user)
+        key_services.ensure_can_revoke(key=key, user=request.user)
+        key = key_services.pipeline_key_revoke(key=key, by=request.user)
         row = next(item for item in selectors.key_list() if item["id"] == key.pk)
         return Response(KeySerializer(row).data)
 
@@ -408,7 +412,7 @@ class AttestationListApi(LineageApi):
                    operation_id="lineage_attestations_submit",
                    description="Body: a DSSE envelope (JSON) signed by one of your registered pipeline keys.")
     def post(self, request: Request) -> Response:
-        attestation = services.attestation_submit(envelope_bytes=request.body, submitted_by=request.user)
+        attestation = attestation_services.attestation_submit(envelope_bytes=request.body, submitted_by=request.user)
         return Response(AttestationSummarySerializer(attestation).data, status=status.HTTP_201_CREATED)
 
 

@@ -36,8 +36,8 @@ from governance import services
 from governance.fairness import services as fairness_services
 from governance.models import ApprovalRequest, RegisteredModel, ServiceToken, Team, TokenScope
 from governance.reports import services as report_services
-from lineage import services as lineage_services
 from lineage.models import LineageNode
+from lineage.services.datasets import dataset_create as lineage_dataset_create
 
 pytestmark = pytest.mark.django_db
 
@@ -103,7 +103,7 @@ def build_world() -> dict[str, Any]:
         audit = fairness_services.audit_request(spec=spec, by=SEED)  # queued: the task runs only after a commit
         bundle = report_services.bundle_export_request(by=SEED, model_name=name, check_access=False)
         node = LineageNode.objects.get(ref_type="governance.modelversion", ref_id=str(versions["1.0.0"].pk))
-        dataset, _ = lineage_services.dataset_create(namespace="s3://matrix", name=f"{team.name}-holdout", actor=SEED)
+        dataset, _ = lineage_dataset_create(namespace="s3://matrix", name=f"{team.name}-holdout", actor=SEED)
         world["objects"][key] = {"model": name, "decide": decide.pk, "withdraw": withdraw.pk, "deployment": deployment.pk,
                                  "audit": audit.pk, "spec": spec.pk, "bundle": bundle.pk, "node": node.pk,
                                  "dataset": dataset.pk, "uid": uuid.uuid4().hex}
