@@ -26,7 +26,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 
 from audit.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
 from audit.governed import acting_as, ledger_action
-from governance import digests, evidence
+from governance import evidence
 from governance.models import (
     ALLOWED_TRANSITIONS,
     MODEL_CARD_FIELDS,
@@ -49,6 +49,7 @@ from governance.models import (
 from governance.permissions import can_decide, can_view_model, can_write_model, is_active_user
 from governance.roles import ROLE_NAMES
 from governance.selectors import approval_policy_for, user_roles
+from lineage import manifests
 from lineage.services.model_versions import lineage_record_deployment, lineage_record_model_version
 
 logger = logging.getLogger(__name__)
@@ -264,10 +265,9 @@ def model_version_register(*, model: RegisteredModel, by: Any, label: str, artif
     _require(can_write_model(by, model, "governance.add_modelversion"),
              f"You may not register versions of '{model.name}'.")
     try:
-        digests.validate_manifest(manifest)
-    except digests.ManifestError as exc:
+        computed = manifests.manifest_digest(manifest)
+    except manifests.ManifestError as exc:
         raise InvalidInput(str(exc), code="manifest_invalid")
-    computed = digests.manifest_digest(manifest)
     if manifest_digest not in (None, "") and manifest_digest != computed:
         raise InvalidInput("The supplied manifest digest differs from the SHA-256 of the JCS manifest.",
                            code="manifest_digest_mismatch", extra={"supplied": manifest_digest, "computed": computed})

@@ -9,14 +9,12 @@ from typing import Any
 
 from django.db import transaction
 
-from audit import jcs
 from audit.errors import InvalidInput
 from audit.ledger import actor_label, ledger_append
+from lineage import manifests
 from lineage.models import DATASET_VERSION_REF, Attestation, Dataset, DatasetVersion, LineageNode
 from lineage.services.attestations import attestation_ref, server_attest
 from lineage.services.graph import Kind, edge_add, iso_time, require_sha256, sha256_hex
-
-MAX_MANIFEST_FILES = 100_000
 
 
 def dataset_create(*, namespace: str, name: str, description: str = "", actor: Any) -> tuple[Dataset, bool]:
@@ -36,19 +34,18 @@ def dataset_create(*, namespace: str, name: str, description: str = "", actor: A
 
 
 def manifest_digest(manifest: Mapping[str, str]) -> str:
-    """Digest of a folder: SHA-256 of the RFC 8785 bytes of {relative path: sha256 hex}."""
-    if not isinstance(manifest, Mapping) or not manifest:
-        raise InvalidInput("manifest must be a non-empty object of path -> sha256.", code="invalid_manifest",
-                           extra={"field": "manifest"})
-    if len(manifest) > MAX_MANIFEST_FILES:
-        raise InvalidInput(f"A manifest may list at most {MAX_MANIFEST_FILES} files.", code="invalid_manifest",
-                           extra={"field": "manifest"})
-    for path, digest in manifest.items():
-        if not isinstance(path, str) or not path or path.startswith("/") or ".." in path.split("/"):
-            raise InvalidInput("Manifest paths must be relative, without '..'.", code="invalid_manifest",
-                               extra={"field": "manifest", "path": str(path)[:200]})
-        require_sha256(digest, f"manifest[{path!r}]")
-    return sha256_hex(jcs.canonicalize(dict(manifest)))
+    """Digest of a folder: SHA-256 of the RFC 8785 bytes of {relative path: sha256 hex} (`lineage.manifests`)."""
+    try:
+        return manifests.manifest_digest(manifest)
+    except manifests.ManifestError as exc:
+        if exc.digest_invalid:
+            field = f"manifest[{exc.path!r}]"
+            raise InvalidInput(f"{field} must be a lowercase hex SHA-256 (64 characters).", code="invalid_digest",
+                               extra={"field": field})
+        extra: dict[str, Any] = {"field": "manifest"}
+        if exc.path is not None:
+            extra["path"] = exc.path
+        raise InvalidInput(str(exc), code="invalid_manifest", extra=extra)
 
 
 @dataclass(frozen=True)
