@@ -1,4 +1,8 @@
-"""Read-only admin for lineage records; the one write (revoking a pipeline key) goes through its service."""
+"""Read-only admin for lineage records; the one write (revoking a pipeline key) goes through its service.
+
+Nodes, edges and attestations that name a governed record the user may not see are left out, as in
+the API (`lineage.visibility`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from audit.errors import ServiceError
+from lineage import visibility
 from lineage.models import Attestation, Dataset, DatasetVersion, LineageEdge, LineageNode, PipelineKey, TrainingRun
 from lineage.services.keys import pipeline_key_revoke
 
@@ -61,6 +66,9 @@ class LineageNodeAdmin(ReadOnlyAdmin):
     list_filter = ["kind"]
     search_fields = ["digest", "label", "ref_id"]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[LineageNode]:
+        return visibility.visible_nodes(request.user, super().get_queryset(request))
+
     @admin.display(description="lineage")
     def graph(self, node: LineageNode) -> str:
         return format_html('<a href="/lineage/nodes/{}/">graph</a>', node.pk)
@@ -70,12 +78,18 @@ class LineageNodeAdmin(ReadOnlyAdmin):
 class LineageEdgeAdmin(ReadOnlyAdmin):
     list_display = ["id", "source", "target", "attestation", "created_at"]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[LineageEdge]:
+        return visibility.visible_edges(request.user, super().get_queryset(request))
+
 
 @admin.register(Attestation)
 class AttestationAdmin(ReadOnlyAdmin):
     list_display = ["id", "origin", "keyid", "predicate_type", "submitted_by", "created_at", "envelope_link"]
     list_filter = ["origin"]
     exclude = ["envelope"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Attestation]:
+        return visibility.visible_attestations(request.user, super().get_queryset(request))
 
     @admin.display(description="envelope")
     def envelope_link(self, attestation: Attestation) -> str:

@@ -2,6 +2,8 @@
 
 Every write calls one service (one transaction with its ledger entry and attestation).
 Permissions are Django model permissions, checked per HTTP method; anything unlisted is denied.
+Reads then go through the selectors with the requesting user, so nodes naming a governed record
+the user may not see (another team's model version) are not found (`lineage.visibility`).
 """
 
 from __future__ import annotations
@@ -87,7 +89,8 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
                   "created_at", "attestations"]
 
     def get_attestations(self, version: DatasetVersion) -> list[int]:
-        return [att.pk for att in selectors.attestations_for_subject((DATASET_VERSION_REF, str(version.pk)))]
+        return [att.pk for att in selectors.attestations_for_subject((DATASET_VERSION_REF, str(version.pk)),
+                                                                     user=self.context.get("user"))]
 
 
 class TrainingRunSerializer(serializers.ModelSerializer):
@@ -105,7 +108,7 @@ class TrainingRunSerializer(serializers.ModelSerializer):
     def _io(self, run: TrainingRun) -> tuple[list[LineageNode], list[LineageNode]]:
         cache = getattr(self, "_io_cache", {})
         if run.pk not in cache:
-            cache[run.pk] = selectors.run_io(run)
+            cache[run.pk] = selectors.run_io(run, user=self.context.get("user"))
             self._io_cache = cache
         return cache[run.pk]
 
@@ -116,7 +119,7 @@ class TrainingRunSerializer(serializers.ModelSerializer):
         return [selectors.node_document(node) for node in self._io(run)[1]]
 
     def get_attestations(self, run: TrainingRun) -> list[int]:
-        return [att.pk for att in selectors.attestations_for_subject((RUN_REF, str(run.pk)))]
+        return [att.pk for att in selectors.attestations_for_subject((RUN_REF, str(run.pk)), user=self.context.get("user"))]
 
 
 class AttestationSummarySerializer(serializers.ModelSerializer):
@@ -246,7 +249,7 @@ class DatasetVersionListApi(LineageApi):
         dataset = selectors.dataset_get(dataset_id=dataset_id)
         paginator = CursorlessPagination()
         page = paginator.paginate_queryset(selectors.dataset_version_list(dataset=dataset), request, view=self)
-        return paginator.get_paginated_response(DatasetVersionSerializer(page, many=True).data)
+        return paginator.get_paginated_response(DatasetVersionSerializer(page, many=True, context={"user": request.user}).data)
 
     @extend_schema(request=DatasetVersionInput,
                    responses={201: DatasetVersionSerializer, 200: DatasetVersionSerializer, **ERROR_RESPONSES},
@@ -269,7 +272,7 @@ class DatasetVersionListApi(LineageApi):
             time_range_end=data.get("time_range_end"), sensitive_data_notes=data["sensitive_data_notes"])
         version, created = dataset_services.dataset_version_register(dataset=dataset, spec=spec, derived_from=parents,
                                                              actor=request.user)
-        return Response(DatasetVersionSerializer(version).data, status=201 if created else 200)
+        return Response(DatasetVersionSerializer(version, context={"user": request.user}).data, status=201 if created else 200)
 
 
 class DatasetVersionDetailApi(LineageApi):
@@ -279,7 +282,7 @@ class DatasetVersionDetailApi(LineageApi):
                    operation_id="lineage_dataset_versions_retrieve")
     def get(self, request: Request, dataset_id: int, version_id: int) -> Response:
         version = selectors.dataset_version_get(version_id=version_id, dataset_id=dataset_id)
-        return Response(DatasetVersionSerializer(version).data)
+        return Response(DatasetVersionSerializer(version, context={"user": request.user}).data)
 
 
 class TrainingRunListApi(LineageApi):
@@ -290,7 +293,7 @@ class TrainingRunListApi(LineageApi):
     def get(self, request: Request) -> Response:
         paginator = CursorlessPagination()
         page = paginator.paginate_queryset(selectors.training_run_list(), request, view=self)
-        return paginator.get_paginated_response(TrainingRunSerializer(page, many=True).data)
+        return paginator.get_paginated_response(TrainingRunSerializer(page, many=True, context={"user": request.user}).data)
 
     @extend_schema(request=TrainingRunInput, responses={201: TrainingRunSerializer, **ERROR_RESPONSES},
                    operation_id="lineage_runs_create")
@@ -306,7 +309,7 @@ class TrainingRunListApi(LineageApi):
                                                                field="outputs.dataset_versions"),
             artifacts=[run_services.ArtifactSpec(**item) for item in outputs.get("artifacts", [])],
             actor=request.user)
-        return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
+        return Response(TrainingRunSerializer(run, context={"user": request.user}).data, status=status.HTTP_201_CREATED)
 
 
 class TrainingRunDetailApi(LineageApi):
@@ -314,7 +317,7 @@ class TrainingRunDetailApi(LineageApi):
 
     @extend_schema(responses={200: TrainingRunSerializer, **ERROR_RESPONSES}, operation_id="lineage_runs_retrieve")
     def get(self, request: Request, run_id: int) -> Response:
-        return Response(TrainingRunSerializer(selectors.training_run_get(run_id=run_id)).data)
+        return Response(TrainingRunSerializer(selectors.training_run_get(run_id=run_id), context={"user": request.user}).data)
 
 
 class GraphApi(LineageApi):
@@ -337,8 +340,8 @@ class GraphApi(LineageApi):
             raise InvalidInput("direction must be upstream, downstream or both.", code="invalid_parameter",
                                extra={"parameter": "direction"})
         depth = int_param(request, "depth", default=3, minimum=0, maximum=graph.MAX_DEPTH)
-        node = selectors.node_for_ref(kind=kind, ref=ref)
-        return Response(selectors.lineage_graph(node=node, direction=direction, depth=depth))
+        node = selectors.node_for_ref(kind=kind, ref=ref, user=request.user)
+        return Response(selectors.lineage_graph(node=node, direction=direction, depth=depth, user=request.user))
 
 
 class NodeDetailApi(LineageApi):
@@ -346,11 +349,11 @@ class NodeDetailApi(LineageApi):
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT, **ERROR_RESPONSES}, operation_id="lineage_nodes_retrieve")
     def get(self, request: Request, node_id: int) -> Response:
-        node = selectors.node_get(node_id=node_id)
+        node = selectors.node_get(node_id=node_id, user=request.user)
         document = selectors.node_document(node)
         document["record_url"] = selectors.record_url(node)
         document["attestations"] = AttestationSummarySerializer(
-            selectors.attestations_for_subject((node.ref_type, node.ref_id)), many=True).data
+            selectors.attestations_for_subject((node.ref_type, node.ref_id), user=request.user), many=True).data
         return Response(document)
 
 
@@ -400,11 +403,11 @@ class AttestationListApi(LineageApi):
         if subject_type and subject_id:
             subject = (subject_type, subject_id)
             upstream = request.query_params.get("upstream", "").lower() in ("1", "true", "yes")
-            found = (selectors.attestations_upstream(subject) if upstream
-                     else selectors.attestations_for_subject(subject))
+            found = (selectors.attestations_upstream(subject, user=request.user) if upstream
+                     else selectors.attestations_for_subject(subject, user=request.user))
             return Response(AttestationSummarySerializer(found, many=True).data)
         paginator = CursorlessPagination()
-        page = paginator.paginate_queryset(Attestation.objects.order_by("-pk"), request, view=self)
+        page = paginator.paginate_queryset(selectors.attestation_list(user=request.user), request, view=self)
         return paginator.get_paginated_response(AttestationSummarySerializer(page, many=True).data)
 
     @extend_schema(request={"application/json": OpenApiTypes.OBJECT},
@@ -422,7 +425,7 @@ class AttestationEnvelopeApi(LineageApi):
     @extend_schema(responses={(200, "application/json"): OpenApiTypes.OBJECT, **ERROR_RESPONSES},
                    operation_id="lineage_attestations_envelope")
     def get(self, request: Request, attestation_id: int) -> HttpResponse:
-        attestation = selectors.attestation_get(attestation_id=attestation_id)
+        attestation = selectors.attestation_get(attestation_id=attestation_id, user=request.user)
         response = HttpResponse(bytes(attestation.envelope), content_type="application/json")
         response["Digest"] = f"sha-256={base64.b64encode(bytes.fromhex(attestation.envelope_sha256)).decode()}"
         return response

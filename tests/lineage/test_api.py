@@ -123,7 +123,8 @@ def test_unstorable_strings_in_json_fields_are_refused(api):
     assert TrainingRun.objects.count() == 0
 
 
-def test_model_version_graph_node_detail_and_upstream_attestations_via_the_api(api):
+def test_model_version_graph_node_detail_and_upstream_attestations_via_the_api(api, every_node_visible):
+    # "governance.modelversion:12" is made up: no governance record decides who sees it, so this test lets all see it.
     from lineage.services.model_versions import lineage_record_model_version
 
     dataset = api.post("/api/lineage/datasets/", {"name": "credit"}, format="json").data

@@ -20,6 +20,7 @@ from lineage.models import Attestation, AttestationSubject, LineageEdge, Pipelin
 from lineage.selectors import attestations_for_subject
 from lineage.services.datasets import VersionSpec, dataset_create, dataset_version_derive, dataset_version_register
 from lineage.services.keys import pipeline_key_register
+from lineage.visibility import UNRESTRICTED
 from tests.lineage.conftest import digest_of, public_pem
 
 pytestmark = pytest.mark.django_db
@@ -199,7 +200,7 @@ def test_envelope_whose_dependency_would_close_a_cycle_is_refused_and_nothing_is
 
 def test_server_envelopes_verify_with_securesystemslib(api, versions):
     raw, clean = versions
-    attestation = attestations_for_subject(("lineage.datasetversion", str(clean.pk)))[0]
+    attestation = attestations_for_subject(("lineage.datasetversion", str(clean.pk)), user=UNRESTRICTED)[0]
     keys = api.get("/api/lineage/keys/").data
     server = [key for key in keys if key["kind"] == "server"]
     assert server and server[0]["keyid"] == active_key(SigningKey.Purpose.ATTESTATION).record.dsse_keyid

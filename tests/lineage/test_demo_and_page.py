@@ -13,6 +13,7 @@ from lineage import demo
 from lineage.models import Attestation, LineageEdge, LineageNode, TrainingRun
 from lineage.selectors import lineage_graph
 from lineage.services.model_versions import lineage_record_model_version
+from lineage.visibility import UNRESTRICTED
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +29,7 @@ def test_seed_twice_writes_nothing_the_second_time():
     assert "/lineage/nodes/" in out.getvalue()
     run = TrainingRun.objects.get(job_name=demo.JOB_NAME)
     # raw -> clean (pipeline-signed) -> run -> model.pkl
-    kinds = [node["kind"] for node in lineage_graph(node=run.node, direction="both", depth=3)["nodes"]]
+    kinds = [node["kind"] for node in lineage_graph(user=UNRESTRICTED, node=run.node, direction="both", depth=3)["nodes"]]
     assert sorted(kinds) == ["artifact", "dataset_version", "dataset_version", "run"]
     pipeline_signed = Attestation.objects.filter(origin=Attestation.Origin.PIPELINE)
     assert pipeline_signed.count() == 1

@@ -13,6 +13,7 @@ from lineage.selectors import attestations_for_subject, attestations_upstream, l
 from lineage.services.datasets import VersionSpec, dataset_create, dataset_version_derive, dataset_version_register
 from lineage.services.model_versions import lineage_record_deployment, lineage_record_model_version
 from lineage.services.runs import training_run_add_outputs, training_run_record
+from lineage.visibility import UNRESTRICTED
 from tests.lineage.conftest import digest_of
 
 pytestmark = pytest.mark.django_db
@@ -91,7 +92,7 @@ def _chain():  # type: ignore[no-untyped-def]
 
 def test_model_version_attestation_carries_the_runs_inputs_and_code():
     raw, clean, run, version, _ = _chain()
-    attestation = attestations_for_subject(("governance.modelversion", "7"))[-1]
+    attestation = attestations_for_subject(("governance.modelversion", "7"), user=UNRESTRICTED)[-1]
     predicate = attestation.statement["predicate"]
     deps = predicate["buildDefinition"]["resolvedDependencies"]
     assert [dep["digest"]["sha256"] for dep in deps] == [clean.digest]
@@ -147,13 +148,13 @@ def test_derivation_from_a_descendant_is_refused_as_a_cycle():
 
 def test_graph_depth_limits_the_upstream_walk():
     raw, clean, run, version, deployment = _chain()
-    kinds = lambda depth: sorted(n["kind"] for n in lineage_graph(  # noqa: E731
+    kinds = lambda depth: sorted(n["kind"] for n in lineage_graph(user=UNRESTRICTED,   # noqa: E731
         node=deployment, direction="upstream", depth=depth)["nodes"])
     assert kinds(0) == ["deployment"]
     assert kinds(1) == ["deployment", "model_version"]
     assert kinds(2) == ["deployment", "model_version", "run"]
     assert kinds(4) == ["dataset_version", "dataset_version", "deployment", "model_version", "run"]
-    full = lineage_graph(node=raw.node, direction="downstream", depth=10)
+    full = lineage_graph(user=UNRESTRICTED, node=raw.node, direction="downstream", depth=10)
     assert {n["id"]: n["depth"] for n in full["nodes"]}[deployment.pk] == 4
     assert len(full["edges"]) == 4
     assert all(edge["attestation"] for edge in full["edges"])
@@ -161,7 +162,7 @@ def test_graph_depth_limits_the_upstream_walk():
 
 def test_upstream_attestations_of_a_model_version_cover_every_link():
     raw, clean, run, version, deployment = _chain()
-    found = attestations_upstream(("governance.modelversion", "7"))
+    found = attestations_upstream(("governance.modelversion", "7"), user=UNRESTRICTED)
     digests = {s["digest"]["sha256"] for a in found for s in a.statement["subject"]}
     assert {raw.digest, clean.digest, run.node.digest, version.digest} <= digests
     assert deployment.digest not in digests
@@ -169,15 +170,15 @@ def test_upstream_attestations_of_a_model_version_cover_every_link():
 
 def test_graph_reports_truncation_nearest_nodes_first():
     raw, clean, run, version, deployment = _chain()
-    data = lineage_graph(node=deployment, direction="upstream", depth=10, max_nodes=3)
+    data = lineage_graph(user=UNRESTRICTED, node=deployment, direction="upstream", depth=10, max_nodes=3)
     assert data["truncated"] is True
     assert sorted(n["kind"] for n in data["nodes"]) == ["deployment", "model_version", "run"]
-    assert lineage_graph(node=deployment, direction="upstream", depth=10)["truncated"] is False
+    assert lineage_graph(user=UNRESTRICTED, node=deployment, direction="upstream", depth=10)["truncated"] is False
 
 
 def test_both_directions_from_the_middle():
     raw, clean, run, version, deployment = _chain()
-    data = lineage_graph(node=run.node, direction="both", depth=1)
+    data = lineage_graph(user=UNRESTRICTED, node=run.node, direction="both", depth=1)
     assert {n["kind"]: n["depth"] for n in data["nodes"]} == {"dataset_version": -1, "run": 0, "model_version": 1}
 
 
