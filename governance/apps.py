@@ -8,5 +8,10 @@ class GovernanceConfig(AppConfig):
 
     def ready(self) -> None:
         from governance import signals
+        from governance.lineage_access import resolve_lineage_subject, visible_lineage_nodes
+        from lineage.visibility import register_subject_resolver, register_visibility_filter
 
         signals.connect()
+        # Lineage cannot import governance: it asks these which record a node stands for and who may see it.
+        register_subject_resolver(resolve_lineage_subject)
+        register_visibility_filter(visible_lineage_nodes)

@@ -27,7 +27,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 from audit.governed import ledger_action
 from core.actor import acting_as
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
-from governance import digests, evidence
+from governance import evidence
 from governance.models import (
     ALLOWED_TRANSITIONS,
     MODEL_CARD_FIELDS,
@@ -50,6 +50,8 @@ from governance.models import (
 from governance.permissions import can_decide, can_view_model, can_write_model, is_active_user
 from governance.roles import ROLE_NAMES
 from governance.selectors import approval_policy_for, user_roles
+from lineage import manifests
+from lineage.services.model_versions import lineage_record_deployment, lineage_record_model_version
 
 logger = logging.getLogger(__name__)
 User = get_user_model()
@@ -169,17 +171,6 @@ def _transition(version: ModelVersion, target: str) -> str:
     return previous
 
 
-def _lineage_call(name: str, **kwargs: Any) -> None:
-    """Record in lineage if that app offers the hook (it is built in parallel and may lag)."""
-    try:
-        from lineage import services as lineage_services
-    except ImportError:
-        return
-    hook = getattr(lineage_services, name, None)
-    if hook is not None:
-        hook(**kwargs)
-
-
 # --- Teams --------------------------------------------------------------------------------------
 
 def team_create(*, by: Any, name: str, display_name: str = "") -> Team:
@@ -275,10 +266,9 @@ def model_version_register(*, model: RegisteredModel, by: Any, label: str, artif
     _require(can_write_model(by, model, "governance.add_modelversion"),
              f"You may not register versions of '{model.name}'.")
     try:
-        digests.validate_manifest(manifest)
-    except digests.ManifestError as exc:
+        computed = manifests.manifest_digest(manifest)
+    except manifests.ManifestError as exc:
         raise InvalidInput(str(exc), code="manifest_invalid")
-    computed = digests.manifest_digest(manifest)
     if manifest_digest not in (None, "") and manifest_digest != computed:
         raise InvalidInput("The supplied manifest digest differs from the SHA-256 of the JCS manifest.",
                            code="manifest_digest_mismatch", extra={"supplied": manifest_digest, "computed": computed})
@@ -310,9 +300,8 @@ def model_version_register(*, model: RegisteredModel, by: Any, label: str, artif
                                   code="model_version_label_taken", extra={"model": model.name, "version": label}))
         # Every version gets a lineage node (linked to its training run when known), so that
         # deployments can be linked to it as well.
-        _lineage_call("lineage_record_model_version", run_id=version.training_run,
-                      subject=("governance.modelversion", str(version.pk)), digest=version.manifest_digest,
-                      label=f"{model.name}:{version.label}", actor=by)
+        lineage_record_model_version(run_id=version.training_run, subject=("governance.modelversion", str(version.pk)),
+                                     digest=version.manifest_digest, label=f"{model.name}:{version.label}", actor=by)
     return version
 
 
@@ -646,9 +635,9 @@ def _deploy(*, version: ModelVersion, environment: Environment, by: Any, comment
                 _transition(previous, VersionStatus.APPROVED)
                 with _step(by, "model_version.undeployed", deployment=deployment.pk, environment=environment.name):
                     previous.save()
-    _lineage_call("lineage_record_deployment", model_version_subject=("governance.modelversion", str(version.pk)),
-                  deployment_subject=("governance.deployment", str(deployment.pk)),
-                  label=f"{version.model.name}:{version.label}@{environment.name}", actor=by)
+    lineage_record_deployment(model_version_subject=("governance.modelversion", str(version.pk)),
+                              deployment_subject=("governance.deployment", str(deployment.pk)),
+                              label=f"{version.model.name}:{version.label}@{environment.name}", actor=by)
     return deployment
 
 

@@ -1,4 +1,8 @@
-"""Read-only admin for lineage records; the one write (revoking a pipeline key) goes through its service."""
+"""Read-only admin for lineage records; the one write (revoking a pipeline key) goes through its service.
+
+Nodes, edges and attestations that name a governed record the user may not see are left out, as in
+the API (`lineage.visibility`).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,9 @@ from django.utils.html import format_html
 
 from core.admin import ReadOnlyModelAdmin
 from core.errors import ServiceError
-from lineage import services
+from lineage import visibility
 from lineage.models import Attestation, Dataset, DatasetVersion, LineageEdge, LineageNode, PipelineKey, TrainingRun
+from lineage.services.keys import pipeline_key_revoke
 
 
 @admin.register(Dataset)
@@ -49,6 +54,9 @@ class LineageNodeAdmin(ReadOnlyModelAdmin):
     list_filter = ["kind"]
     search_fields = ["digest", "label", "ref_id"]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[LineageNode]:
+        return visibility.visible_nodes(request.user, super().get_queryset(request))
+
     @admin.display(description="lineage")
     def graph(self, node: LineageNode) -> str:
         return format_html('<a href="/lineage/nodes/{}/">graph</a>', node.pk)
@@ -58,12 +66,18 @@ class LineageNodeAdmin(ReadOnlyModelAdmin):
 class LineageEdgeAdmin(ReadOnlyModelAdmin):
     list_display = ["id", "source", "target", "attestation", "created_at"]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[LineageEdge]:
+        return visibility.visible_edges(request.user, super().get_queryset(request))
+
 
 @admin.register(Attestation)
 class AttestationAdmin(ReadOnlyModelAdmin):
     list_display = ["id", "origin", "keyid", "predicate_type", "submitted_by", "created_at", "envelope_link"]
     list_filter = ["origin"]
     exclude = ["envelope"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Attestation]:
+        return visibility.visible_attestations(request.user, super().get_queryset(request))
 
     @admin.display(description="envelope")
     def envelope_link(self, attestation: Attestation) -> str:
@@ -87,6 +101,6 @@ class PipelineKeyAdmin(ReadOnlyModelAdmin):
     def revoke(self, request: HttpRequest, queryset: QuerySet[PipelineKey]) -> None:
         for key in queryset:
             try:
-                services.pipeline_key_revoke(key=key, by=request.user)
+                pipeline_key_revoke(key=key, by=request.user)
             except ServiceError as exc:
                 self.message_user(request, f"{key.keyid[:16]}: {exc.message}", messages.WARNING)

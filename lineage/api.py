@@ -4,6 +4,8 @@ Every write calls one service (one transaction with its ledger entry and attesta
 accepts an `Idempotency-Key` (core.idempotency): a retry with the same key and body replays the first
 response and writes nothing.
 Permissions are Django model permissions, checked per HTTP method; anything unlisted is denied.
+Reads then go through the selectors with the requesting user, so nodes naming a governed record
+the user may not see (another team's model version) are not found (`lineage.visibility`).
 """
 
 from __future__ import annotations
@@ -25,8 +27,12 @@ from core.api import ERROR_RESPONSES, CursorlessPagination, int_param, paginated
 from core.errors import InvalidInput
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from lineage import attestations as statements
-from lineage import graph, openlineage, selectors, services
-from lineage.models import Attestation, Dataset, DatasetVersion, LineageNode, TrainingRun
+from lineage import graph, openlineage, selectors
+from lineage.models import DATASET_VERSION_REF, RUN_REF, Attestation, Dataset, DatasetVersion, LineageNode, TrainingRun
+from lineage.services import attestations as attestation_services
+from lineage.services import datasets as dataset_services
+from lineage.services import keys as key_services
+from lineage.services import runs as run_services
 
 
 class LineageModelPermission(BasePermission):
@@ -86,7 +92,8 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
                   "created_at", "attestations"]
 
     def get_attestations(self, version: DatasetVersion) -> list[int]:
-        return [att.pk for att in selectors.attestations_for_subject((services.DATASET_VERSION_REF, str(version.pk)))]
+        return [att.pk for att in selectors.attestations_for_subject((DATASET_VERSION_REF, str(version.pk)),
+                                                                     user=self.context.get("user"))]
 
 
 class TrainingRunSerializer(serializers.ModelSerializer):
@@ -104,7 +111,7 @@ class TrainingRunSerializer(serializers.ModelSerializer):
     def _io(self, run: TrainingRun) -> tuple[list[LineageNode], list[LineageNode]]:
         cache = getattr(self, "_io_cache", {})
         if run.pk not in cache:
-            cache[run.pk] = selectors.run_io(run)
+            cache[run.pk] = selectors.run_io(run, user=self.context.get("user"))
             self._io_cache = cache
         return cache[run.pk]
 
@@ -115,7 +122,7 @@ class TrainingRunSerializer(serializers.ModelSerializer):
         return [selectors.node_document(node) for node in self._io(run)[1]]
 
     def get_attestations(self, run: TrainingRun) -> list[int]:
-        return [att.pk for att in selectors.attestations_for_subject((services.RUN_REF, str(run.pk)))]
+        return [att.pk for att in selectors.attestations_for_subject((RUN_REF, str(run.pk)), user=self.context.get("user"))]
 
 
 class AttestationSummarySerializer(serializers.ModelSerializer):
@@ -224,7 +231,7 @@ class DatasetListApi(LineageApi):
     @idempotent
     def post(self, request: Request) -> Response:
         data = _validated(DatasetInput, request.data)
-        dataset, created = services.dataset_create(actor=request.user, **data)
+        dataset, created = dataset_services.dataset_create(actor=request.user, **data)
         return Response(DatasetSerializer(dataset).data, status=201 if created else 200)
 
 
@@ -246,7 +253,7 @@ class DatasetVersionListApi(LineageApi):
         dataset = selectors.dataset_get(dataset_id=dataset_id)
         paginator = CursorlessPagination()
         page = paginator.paginate_queryset(selectors.dataset_version_list(dataset=dataset), request, view=self)
-        return paginator.get_paginated_response(DatasetVersionSerializer(page, many=True).data)
+        return paginator.get_paginated_response(DatasetVersionSerializer(page, many=True, context={"user": request.user}).data)
 
     @extend_schema(request=DatasetVersionInput,
                    responses={201: DatasetVersionSerializer, 200: DatasetVersionSerializer, **ERROR_RESPONSES},
@@ -263,14 +270,14 @@ class DatasetVersionListApi(LineageApi):
                 raise InvalidInput("content_base64 is not base64.", code="invalid_input",
                                    extra={"field": "content_base64"})
         parents = selectors.dataset_versions_resolve(data.get("derived_from", []), field="derived_from")
-        spec = services.VersionSpec(
+        spec = dataset_services.VersionSpec(
             location_uri=data["location_uri"], digest=data.get("digest"), content=content,
             manifest=data.get("manifest"), version=data["version"], schema=data.get("schema", []),
             row_count=data.get("row_count"), time_range_start=data.get("time_range_start"),
             time_range_end=data.get("time_range_end"), sensitive_data_notes=data["sensitive_data_notes"])
-        version, created = services.dataset_version_register(dataset=dataset, spec=spec, derived_from=parents,
+        version, created = dataset_services.dataset_version_register(dataset=dataset, spec=spec, derived_from=parents,
                                                              actor=request.user)
-        return Response(DatasetVersionSerializer(version).data, status=201 if created else 200)
+        return Response(DatasetVersionSerializer(version, context={"user": request.user}).data, status=201 if created else 200)
 
 
 class DatasetVersionDetailApi(LineageApi):
@@ -280,7 +287,7 @@ class DatasetVersionDetailApi(LineageApi):
                    operation_id="lineage_dataset_versions_retrieve")
     def get(self, request: Request, dataset_id: int, version_id: int) -> Response:
         version = selectors.dataset_version_get(version_id=version_id, dataset_id=dataset_id)
-        return Response(DatasetVersionSerializer(version).data)
+        return Response(DatasetVersionSerializer(version, context={"user": request.user}).data)
 
 
 class TrainingRunListApi(LineageApi):
@@ -291,7 +298,7 @@ class TrainingRunListApi(LineageApi):
     def get(self, request: Request) -> Response:
         paginator = CursorlessPagination()
         page = paginator.paginate_queryset(selectors.training_run_list(), request, view=self)
-        return paginator.get_paginated_response(TrainingRunSerializer(page, many=True).data)
+        return paginator.get_paginated_response(TrainingRunSerializer(page, many=True, context={"user": request.user}).data)
 
     @extend_schema(request=TrainingRunInput, responses={201: TrainingRunSerializer, **ERROR_RESPONSES},
                    operation_id="lineage_runs_create", parameters=[IDEMPOTENCY_PARAMETER])
@@ -299,16 +306,16 @@ class TrainingRunListApi(LineageApi):
     def post(self, request: Request) -> Response:
         data = _validated(TrainingRunInput, request.data)
         outputs = data.get("outputs") or {}
-        run = services.training_run_record(
+        run = run_services.training_run_record(
             job_name=data["job_name"], job_namespace=data["job_namespace"], code_repository=data["code_repository"],
             code_commit=data["code_commit"], parameters=data["parameters"], environment=data["environment"],
             started_at=data.get("started_at"), ended_at=data.get("ended_at"), status=data["status"],
             inputs=selectors.dataset_versions_resolve(data.get("inputs", []), field="inputs"),
             output_versions=selectors.dataset_versions_resolve(outputs.get("dataset_versions", []),
                                                                field="outputs.dataset_versions"),
-            artifacts=[services.ArtifactSpec(**item) for item in outputs.get("artifacts", [])],
+            artifacts=[run_services.ArtifactSpec(**item) for item in outputs.get("artifacts", [])],
             actor=request.user)
-        return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
+        return Response(TrainingRunSerializer(run, context={"user": request.user}).data, status=status.HTTP_201_CREATED)
 
 
 class TrainingRunDetailApi(LineageApi):
@@ -316,7 +323,7 @@ class TrainingRunDetailApi(LineageApi):
 
     @extend_schema(responses={200: TrainingRunSerializer, **ERROR_RESPONSES}, operation_id="lineage_runs_retrieve")
     def get(self, request: Request, run_id: int) -> Response:
-        return Response(TrainingRunSerializer(selectors.training_run_get(run_id=run_id)).data)
+        return Response(TrainingRunSerializer(selectors.training_run_get(run_id=run_id), context={"user": request.user}).data)
 
 
 class GraphApi(LineageApi):
@@ -339,8 +346,8 @@ class GraphApi(LineageApi):
             raise InvalidInput("direction must be upstream, downstream or both.", code="invalid_parameter",
                                extra={"parameter": "direction"})
         depth = int_param(request, "depth", default=3, minimum=0, maximum=graph.MAX_DEPTH)
-        node = selectors.node_for_ref(kind=kind, ref=ref)
-        return Response(selectors.lineage_graph(node=node, direction=direction, depth=depth))
+        node = selectors.node_for_ref(kind=kind, ref=ref, user=request.user)
+        return Response(selectors.lineage_graph(node=node, direction=direction, depth=depth, user=request.user))
 
 
 class NodeDetailApi(LineageApi):
@@ -348,11 +355,11 @@ class NodeDetailApi(LineageApi):
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT, **ERROR_RESPONSES}, operation_id="lineage_nodes_retrieve")
     def get(self, request: Request, node_id: int) -> Response:
-        node = selectors.node_get(node_id=node_id)
+        node = selectors.node_get(node_id=node_id, user=request.user)
         document = selectors.node_document(node)
         document["record_url"] = selectors.record_url(node)
         document["attestations"] = AttestationSummarySerializer(
-            selectors.attestations_for_subject((node.ref_type, node.ref_id)), many=True).data
+            selectors.attestations_for_subject((node.ref_type, node.ref_id), user=request.user), many=True).data
         return Response(document)
 
 
@@ -368,7 +375,7 @@ class KeyListApi(LineageApi):
     @idempotent
     def post(self, request: Request) -> Response:
         data = _validated(PipelineKeyInput, request.data)
-        key = services.pipeline_key_register(owner=request.user, public_key=data["public_key"], name=data["name"])
+        key = key_services.pipeline_key_register(owner=request.user, public_key=data["public_key"], name=data["name"])
         row = next(item for item in selectors.key_list() if item["id"] == key.pk)
         return Response(KeySerializer(row).data, status=status.HTTP_201_CREATED)
 
@@ -381,8 +388,8 @@ class KeyRevokeApi(LineageApi):
     @idempotent
     def post(self, request: Request, key_id: int) -> Response:
         key = selectors.pipeline_key_get(key_id=key_id)
-        services.ensure_can_revoke(key=key, user=request.user)
-        key = services.pipeline_key_revoke(key=key, by=request.user)
+        key_services.ensure_can_revoke(key=key, user=request.user)
+        key = key_services.pipeline_key_revoke(key=key, by=request.user)
         row = next(item for item in selectors.key_list() if item["id"] == key.pk)
         return Response(KeySerializer(row).data)
 
@@ -405,11 +412,11 @@ class AttestationListApi(LineageApi):
         if subject_type and subject_id:
             subject = (subject_type, subject_id)
             upstream = request.query_params.get("upstream", "").lower() in ("1", "true", "yes")
-            found = (selectors.attestations_upstream(subject) if upstream
-                     else selectors.attestations_for_subject(subject))
+            found = (selectors.attestations_upstream(subject, user=request.user) if upstream
+                     else selectors.attestations_for_subject(subject, user=request.user))
             return Response(AttestationSummarySerializer(found, many=True).data)
         paginator = CursorlessPagination()
-        page = paginator.paginate_queryset(Attestation.objects.order_by("-pk"), request, view=self)
+        page = paginator.paginate_queryset(selectors.attestation_list(user=request.user), request, view=self)
         return paginator.get_paginated_response(AttestationSummarySerializer(page, many=True).data)
 
     @extend_schema(request={"application/json": OpenApiTypes.OBJECT},
@@ -418,7 +425,7 @@ class AttestationListApi(LineageApi):
                    description="Body: a DSSE envelope (JSON) signed by one of your registered pipeline keys.")
     @idempotent
     def post(self, request: Request) -> Response:
-        attestation = services.attestation_submit(envelope_bytes=request.body, submitted_by=request.user)
+        attestation = attestation_services.attestation_submit(envelope_bytes=request.body, submitted_by=request.user)
         return Response(AttestationSummarySerializer(attestation).data, status=status.HTTP_201_CREATED)
 
 
@@ -428,7 +435,7 @@ class AttestationEnvelopeApi(LineageApi):
     @extend_schema(responses={(200, "application/json"): OpenApiTypes.OBJECT, **ERROR_RESPONSES},
                    operation_id="lineage_attestations_envelope")
     def get(self, request: Request, attestation_id: int) -> HttpResponse:
-        attestation = selectors.attestation_get(attestation_id=attestation_id)
+        attestation = selectors.attestation_get(attestation_id=attestation_id, user=request.user)
         response = HttpResponse(bytes(attestation.envelope), content_type="application/json")
         response["Digest"] = f"sha-256={base64.b64encode(bytes.fromhex(attestation.envelope_sha256)).decode()}"
         return response

@@ -20,8 +20,12 @@ from django.contrib.auth.models import Permission
 from audit import dsse
 from core.actor import acting_as
 from lineage import attestations as statements
-from lineage import services
 from lineage.models import Attestation, LineageEdge, LineageNode, PipelineKey, TrainingRun
+from lineage.services.attestations import attestation_submit
+from lineage.services.datasets import VersionSpec, dataset_create, dataset_version_register
+from lineage.services.keys import pipeline_key_register
+from lineage.services.model_versions import lineage_record_model_version
+from lineage.services.runs import ArtifactSpec, training_run_record
 
 ACTOR = "system:seed_demo"
 PIPELINE_USERNAME = "demo-lineage-pipeline"
@@ -83,7 +87,7 @@ def _pipeline_attestation(*, user: Any, raw_node: LineageNode, clean_node: Linea
     if not PipelineKey.objects.filter(keyid=keyid).exists():
         import base64
 
-        services.pipeline_key_register(owner=user, public_key=base64.b64encode(raw_public).decode(),
+        pipeline_key_register(owner=user, public_key=base64.b64encode(raw_public).decode(),
                                        name="demo cleaning pipeline")
     if LineageEdge.objects.filter(source=raw_node, target=clean_node).exists():
         return None
@@ -96,7 +100,7 @@ def _pipeline_attestation(*, user: Any, raw_node: LineageNode, clean_node: Linea
         builder_id="https://ci.example.org/runners/credit-risk", invocation_id="clean-2026-10-01")
     envelope = dsse.sign_envelope(json.dumps(statement, indent=2).encode(), payload_type=dsse.PAYLOAD_TYPE_IN_TOTO,
                                   private_key=private_key, keyid=keyid)
-    attestation = services.attestation_submit(envelope_bytes=json.dumps(envelope, indent=2).encode(),
+    attestation = attestation_submit(envelope_bytes=json.dumps(envelope, indent=2).encode(),
                                               submitted_by=user)
     stdout.write(f"  lineage: pipeline-signed attestation {attestation.pk} links raw -> clean\n")
     return attestation
@@ -110,14 +114,14 @@ def seed(stdout: TextIO) -> str:
 
 
 def _seed(stdout: TextIO) -> str:
-    raw_dataset, _ = services.dataset_create(namespace="s3://demo-bank", name="german_credit_raw",
+    raw_dataset, _ = dataset_create(namespace="s3://demo-bank", name="german_credit_raw",
                                              description="Loan applications as exported from the core system",
                                              actor=ACTOR)
-    clean_dataset, _ = services.dataset_create(namespace="s3://demo-bank", name="german_credit_clean",
+    clean_dataset, _ = dataset_create(namespace="s3://demo-bank", name="german_credit_clean",
                                                description="Training/test split after cleaning", actor=ACTOR)
     rows = german_credit_like_rows()
     raw_bytes = _csv(rows)
-    raw, _ = services.dataset_version_register(dataset=raw_dataset, actor=ACTOR, spec=services.VersionSpec(
+    raw, _ = dataset_version_register(dataset=raw_dataset, actor=ACTOR, spec=VersionSpec(
         location_uri="s3://demo-bank/german_credit/raw/2026-10-01.csv", content=raw_bytes, version="2026-10-01",
         schema=[{"name": name, "type": kind} for name, kind in COLUMNS], row_count=len(rows),
         sensitive_data_notes=("Contains the protected attributes age and sex (used only for fairness audits, "
@@ -127,7 +131,7 @@ def _seed(stdout: TextIO) -> str:
     train_bytes, test_bytes = _csv(cleaned[:split]), _csv(cleaned[split:])
     manifest = {"train.csv": hashlib.sha256(train_bytes).hexdigest(),
                 "test.csv": hashlib.sha256(test_bytes).hexdigest()}
-    clean, _ = services.dataset_version_register(dataset=clean_dataset, actor=ACTOR, spec=services.VersionSpec(
+    clean, _ = dataset_version_register(dataset=clean_dataset, actor=ACTOR, spec=VersionSpec(
         location_uri="s3://demo-bank/german_credit/clean/2026-10-01/", manifest=manifest, version="2026-10-01",
         schema=[{"name": name, "type": kind} for name, kind in COLUMNS], row_count=len(cleaned),
         sensitive_data_notes="Rows with a missing age dropped; age and sex kept for fairness audits only."))
@@ -138,13 +142,13 @@ def _seed(stdout: TextIO) -> str:
     if run is None:
         from datetime import UTC, datetime
 
-        run = services.training_run_record(
+        run = training_run_record(
             job_name=JOB_NAME, job_namespace=JOB_NAMESPACE, code_repository=CODE_REPOSITORY, code_commit=CODE_COMMIT,
             parameters={"model": "LogisticRegression", "C": 0.5, "class_weight": "balanced",
                         "features": ["status", "duration", "purpose", "credit_amount", "housing"]},
             environment={"python": "3.11.9", "scikit-learn": "1.7.2", "numpy": "2.3.4", "pandas": "2.3.3"},
             started_at=datetime(2026, 10, 1, 9, 0, tzinfo=UTC), ended_at=datetime(2026, 10, 1, 9, 14, tzinfo=UTC),
-            inputs=[clean], artifacts=[services.ArtifactSpec(
+            inputs=[clean], artifacts=[ArtifactSpec(
                 uri="s3://demo-bank/models/scorecard/2026-10-01/model.pkl",
                 digest=hashlib.sha256(b"demo scorecard model " + CODE_COMMIT.encode()).hexdigest(),
                 label="scorecard model.pkl")],
@@ -153,7 +157,7 @@ def _seed(stdout: TextIO) -> str:
     linked = []
     for node in LineageNode.objects.filter(kind=LineageNode.Kind.MODEL_VERSION, label__icontains="credit",
                                            in_edges__isnull=True).order_by("pk"):
-        services.lineage_record_model_version(run_id=run.pk, subject=(node.ref_type, node.ref_id), digest=node.digest,
+        lineage_record_model_version(run_id=run.pk, subject=(node.ref_type, node.ref_id), digest=node.digest,
                                               label=node.label, actor=ACTOR)
         linked.append(node.pk)
     focus = (LineageNode.objects.filter(kind=LineageNode.Kind.MODEL_VERSION, in_edges__source=run.node)

@@ -11,6 +11,12 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+# `LineageNode.ref_type` of the records lineage itself keeps; any other ref_type names another app's record.
+DATASET_VERSION_REF = "lineage.datasetversion"
+RUN_REF = "lineage.trainingrun"
+ARTIFACT_REF = "lineage.artifact"
+LINEAGE_REF_TYPES = frozenset({DATASET_VERSION_REF, RUN_REF, ARTIFACT_REF})
+
 
 class LineageNode(models.Model):
     """One vertex of the lineage graph; `(ref_type, ref_id)` names the record it stands for."""

@@ -32,8 +32,11 @@ from audit import jcs
 from audit.ledger import actor_label, ledger_append
 from core.errors import Conflict, InvalidInput, ServiceError, Unavailable
 from lineage import attestations as statements
-from lineage import services
 from lineage.models import DatasetVersion, LineageEdge, OpenLineageEvent, TrainingRun
+from lineage.services import datasets as dataset_services
+from lineage.services import graph as graph_services
+from lineage.services import runs as run_services
+from lineage.services.attestations import server_attest
 
 RUN_EVENT, DATASET_EVENT, JOB_EVENT = "RunEvent", "DatasetEvent", "JobEvent"
 EVENT_TYPES = ("START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTHER")
@@ -219,10 +222,10 @@ def _dataset_version(item: Mapping[str, Any], field: str, *, statistics_facet: s
     location = location if isinstance(location, str) and location else f"{namespace.rstrip('/')}/{name}"
     statistics = _facet(item.get(statistics_facet) or {}, statistics_facet.replace("Facets", "Statistics"))
     row_count = statistics.get("rowCount")
-    dataset, _ = services.dataset_create(namespace=namespace, name=name, actor=actor)
-    version, _ = services._version_register(
+    dataset, _ = dataset_services.dataset_create(namespace=namespace, name=name, actor=actor)
+    version, _ = dataset_services.version_register(
         dataset=dataset, derived_from=[], actor=actor,
-        spec=services.VersionSpec(location_uri=location[:2000], digest=digest, digest_kind=kind,
+        spec=dataset_services.VersionSpec(location_uri=location[:2000], digest=digest, digest_kind=kind,
                                   version=version_label or "", schema=schema,
                                   row_count=row_count if isinstance(row_count, int) and row_count >= 0 else None))
     return version
@@ -259,7 +262,7 @@ def _link_run(run: TrainingRun, inputs: list[DatasetVersion], outputs: list[Data
     pairs = [(version.node, run.node) for version in inputs] + [(run.node, version.node) for version in outputs]
     for source, target in pairs:
         try:
-            edge, created = services._edge_add(source, target)
+            edge, created = graph_services.edge_add(source, target)
         except Conflict:
             skipped.append([source.pk, target.pk])
             continue
@@ -281,7 +284,7 @@ def _apply_run_event(event: dict[str, Any], actor: Any) -> dict[str, Any]:
         external_run_id=run_data["runId"]).first()
     repository, commit = _code_reference(job_facets)
     if run is None:
-        run = services._run_create(
+        run = run_services.run_create(
             job_name=job["name"][:500], job_namespace=job["namespace"][:300], external_run_id=run_data["runId"][:100],
             code_repository=repository, code_commit=commit, parameters=_parameters(run_facets),
             environment=_environment(run_facets), started_at=event_time if event_type == "START" else None,
@@ -300,9 +303,9 @@ def _apply_run_event(event: dict[str, Any], actor: Any) -> dict[str, Any]:
     new_edges, skipped = _link_run(run, inputs, outputs, actor)
     attestation = None
     if new_edges:
-        external, internal = services._run_build(run)
+        external, internal = run_services.run_build_parameters(run)
         all_inputs = [edge.source for edge in LineageEdge.objects.filter(target=run.node).select_related("source")]
-        attestation = services._server_attest(
+        attestation = server_attest(
             subjects=[run.node, *[version.node for version in outputs]], dependencies=all_inputs, actor=actor,
             external_parameters=external, internal_parameters=internal, invocation_id=f"run:{run.pk}",
             started_on=run.started_at, finished_on=run.ended_at, edges=new_edges)

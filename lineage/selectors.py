@@ -1,4 +1,10 @@
-"""Reads of lineage: graph queries, attestations per subject, and permission-filtered lists."""
+"""Reads of lineage: graph queries, attestations per subject, and permission-filtered lists.
+
+Reads that can reach a node naming a governed record (a model version, a deployment) take the
+`user` they answer for and pass it through `lineage.visibility`: what that user may not see is
+not found, and is left out of lists and graphs. Trusted in-process callers pass
+`visibility.UNRESTRICTED`.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +18,10 @@ from audit import dsse
 from audit.models import SigningKey
 from core.errors import InvalidInput, NotFound
 from lineage import attestations as statements
-from lineage import graph
+from lineage import graph, visibility
 from lineage.models import (
+    DATASET_VERSION_REF,
+    RUN_REF,
     Attestation,
     Dataset,
     DatasetVersion,
@@ -33,30 +41,30 @@ def can_view_lineage(user: Any) -> bool:
 
 # --- Nodes and graph --------------------------------------------------------------------------
 
-def node_get(*, node_id: int) -> LineageNode:
+def node_get(*, node_id: int, user: Any) -> LineageNode:
     node = LineageNode.objects.filter(pk=node_id).first()
-    if node is None:
+    if node is None or not visibility.node_is_visible(user, node):
         raise NotFound(f"No lineage node {node_id}.", code="lineage_node_not_found", extra={"node": node_id})
     return node
 
 
-def node_for_ref(*, kind: str, ref: str) -> LineageNode:
+def node_for_ref(*, kind: str, ref: str, user: Any) -> LineageNode:
     """Resolve `kind:id` as the graph API names nodes: `node:<pk>`, `dataset_version:<pk>`, `run:<pk>`,
     or `model_version:<ref_type>:<ref_id>` / `deployment:<ref_type>:<ref_id>` for governance records."""
     if kind == "node":
         if not ref.isdigit():
             raise InvalidInput("node ids are integers.", code="invalid_parameter", extra={"parameter": "node"})
-        return node_get(node_id=int(ref))
+        return node_get(node_id=int(ref), user=user)
     if kind in (LineageNode.Kind.DATASET_VERSION, LineageNode.Kind.RUN):
-        ref_type = "lineage.datasetversion" if kind == LineageNode.Kind.DATASET_VERSION else "lineage.trainingrun"
+        ref_type = DATASET_VERSION_REF if kind == LineageNode.Kind.DATASET_VERSION else RUN_REF
         node = LineageNode.objects.filter(kind=kind, ref_type=ref_type, ref_id=ref).first()
     elif kind in LineageNode.Kind.values:
         ref_type, _, ref_id = ref.rpartition(":")
-        query = LineageNode.objects.filter(kind=kind, ref_id=ref_id)
+        query = visibility.visible_nodes(user, LineageNode.objects.filter(kind=kind, ref_id=ref_id))
         node = (query.filter(ref_type=ref_type) if ref_type else query).order_by("pk").first()
     else:
         raise InvalidInput(f"Unknown node kind {kind!r}.", code="invalid_parameter", extra={"parameter": "node"})
-    if node is None:
+    if node is None or not visibility.node_is_visible(user, node):
         raise NotFound(f"No lineage node {kind}:{ref}.", code="lineage_node_not_found",
                        extra={"node": f"{kind}:{ref}"})
     return node
@@ -70,9 +78,12 @@ def node_document(node: LineageNode, depth: int | None = None) -> dict[str, Any]
     return document
 
 
-def lineage_graph(*, node: LineageNode, direction: str, depth: int,
+def lineage_graph(*, node: LineageNode, direction: str, depth: int, user: Any,
                   max_nodes: int = graph.DEFAULT_MAX_NODES) -> dict[str, Any]:
-    """The upstream / downstream / both-ways graph of `node` up to `depth` hops, as JSON-ready data."""
+    """The upstream / downstream / both-ways graph of `node` up to `depth` hops, as JSON-ready data.
+
+    Nodes hidden from `user` are left out, and so are the edges that touch them; a hidden root is not found.
+    """
     if direction not in graph.DIRECTIONS:
         raise InvalidInput("direction must be upstream, downstream or both.", code="invalid_parameter",
                            extra={"parameter": "direction"})
@@ -81,8 +92,13 @@ def lineage_graph(*, node: LineageNode, direction: str, depth: int,
                            extra={"parameter": "depth"})
     traversal = graph.traverse(start_id=node.pk, direction=direction, depth=depth, max_nodes=max_nodes)
     traversal.rows.setdefault(node.pk, (node.kind, node.ref_type, node.ref_id, node.digest, node.label))
+    hidden = visibility.hidden_node_ids(user, {node_id: row[1] for node_id, row in traversal.rows.items()})
+    if node.pk in hidden:
+        raise NotFound(f"No lineage node {node.pk}.", code="lineage_node_not_found", extra={"node": node.pk})
     nodes = []
     for node_id, level in sorted(traversal.depths.items(), key=lambda item: (item[1], item[0])):
+        if node_id in hidden:
+            continue
         kind, ref_type, ref_id, digest, label = traversal.rows[node_id]
         nodes.append({"id": node_id, "kind": kind, "ref": {"type": ref_type, "id": ref_id},
                       "digest": {"sha256": digest}, "label": label, "depth": level})
@@ -90,47 +106,56 @@ def lineage_graph(*, node: LineageNode, direction: str, depth: int,
         "root": node.pk, "direction": direction, "depth": depth, "truncated": traversal.truncated,
         "nodes": nodes,
         "edges": [{"source": source, "target": target, "attestation": attestation_id}
-                  for (source, target), attestation_id in sorted(traversal.edges.items())],
+                  for (source, target), attestation_id in sorted(traversal.edges.items())
+                  if source not in hidden and target not in hidden],
     }
 
 
 # --- Attestations -----------------------------------------------------------------------------
 
-def attestation_get(*, attestation_id: int) -> Attestation:
-    attestation = Attestation.objects.filter(pk=attestation_id).first()
+def attestation_list(*, user: Any) -> QuerySet[Attestation]:
+    """Every attestation `user` may see, newest first."""
+    return visibility.visible_attestations(user, Attestation.objects.order_by("-pk"))
+
+
+def attestation_get(*, attestation_id: int, user: Any) -> Attestation:
+    attestation = visibility.visible_attestations(user, Attestation.objects.filter(pk=attestation_id)).first()
     if attestation is None:
         raise NotFound(f"No attestation {attestation_id}.", code="attestation_not_found",
                        extra={"attestation": attestation_id})
     return attestation
 
 
-def _attestations_for_nodes(node_ids: list[int]) -> list[Attestation]:
+def _attestations_for_nodes(node_ids: list[int], user: Any) -> list[Attestation]:
     if not node_ids:
         return []
     found: dict[int, Attestation] = {}
     for start in range(0, len(node_ids), _CHUNK):
         chunk = node_ids[start:start + _CHUNK]
         query = Attestation.objects.filter(Q(subjects__node_id__in=chunk) | Q(edges__target_id__in=chunk))
-        for attestation in query.distinct():
+        for attestation in visibility.visible_attestations(user, query.distinct()):
             found[attestation.pk] = attestation
     return [found[key] for key in sorted(found)]
 
 
-def attestations_for_subject(subject: tuple[str, str]) -> list[Attestation]:
-    """Every attestation naming the record `(ref_type, ref_id)` as a subject, oldest first."""
+def _subject_nodes(subject: tuple[str, str], user: Any) -> list[int]:
     ref_type, ref_id = str(subject[0]), str(subject[1])
-    node_ids = list(LineageNode.objects.filter(ref_type=ref_type, ref_id=ref_id).values_list("pk", flat=True))
-    return _attestations_for_nodes(node_ids)
+    nodes = visibility.visible_nodes(user, LineageNode.objects.filter(ref_type=ref_type, ref_id=ref_id))
+    return list(nodes.values_list("pk", flat=True))
 
 
-def attestations_upstream(subject: tuple[str, str], *, depth: int = graph.MAX_DEPTH) -> list[Attestation]:
+def attestations_for_subject(subject: tuple[str, str], *, user: Any) -> list[Attestation]:
+    """Every attestation naming the record `(ref_type, ref_id)` as a subject, oldest first (none if it is hidden)."""
+    return _attestations_for_nodes(_subject_nodes(subject, user), user)
+
+
+def attestations_upstream(subject: tuple[str, str], *, user: Any, depth: int = graph.MAX_DEPTH) -> list[Attestation]:
     """Every attestation about the record or anything upstream of it (what a bundle for it should carry)."""
-    ref_type, ref_id = str(subject[0]), str(subject[1])
     node_ids: set[int] = set()
-    for node_id in LineageNode.objects.filter(ref_type=ref_type, ref_id=ref_id).values_list("pk", flat=True):
+    for node_id in _subject_nodes(subject, user):
         traversal = graph.traverse(start_id=node_id, direction=graph.UPSTREAM, depth=depth, max_nodes=100_000)
         node_ids.update(traversal.depths)
-    return _attestations_for_nodes(sorted(node_ids))
+    return _attestations_for_nodes(sorted(node_ids), user)
 
 
 def verification_keys() -> dict[str, Ed25519PublicKey]:
@@ -237,11 +262,11 @@ def training_run_get(*, run_id: int) -> TrainingRun:
     return run
 
 
-def run_io(run: TrainingRun) -> tuple[list[LineageNode], list[LineageNode]]:
-    """(inputs, outputs) of a run, from the graph."""
-    inputs = list(LineageNode.objects.filter(out_edges__target_id=run.node_id).order_by("pk"))
-    outputs = list(LineageNode.objects.filter(in_edges__source_id=run.node_id).order_by("pk"))
-    return inputs, outputs
+def run_io(run: TrainingRun, *, user: Any) -> tuple[list[LineageNode], list[LineageNode]]:
+    """(inputs, outputs) of a run, from the graph, without the nodes hidden from `user`."""
+    inputs = LineageNode.objects.filter(out_edges__target_id=run.node_id).order_by("pk")
+    outputs = LineageNode.objects.filter(in_edges__source_id=run.node_id).order_by("pk")
+    return list(visibility.visible_nodes(user, inputs)), list(visibility.visible_nodes(user, outputs))
 
 
 def record_url(node: LineageNode) -> str:

@@ -73,16 +73,17 @@ def lineage_node_page(request: HttpRequest, node_id: int) -> HttpResponse:
     if not selectors.can_view_lineage(request.user):
         raise PermissionDenied
     try:
-        node = selectors.node_get(node_id=node_id)
+        node = selectors.node_get(node_id=node_id, user=request.user)
     except NotFound:
         return render(request, "lineage/node_missing.html", {"node_id": node_id}, status=404)
-    data = selectors.lineage_graph(node=node, direction=graph.BOTH, depth=PAGE_DEPTH, max_nodes=400)
+    data = selectors.lineage_graph(node=node, direction=graph.BOTH, depth=PAGE_DEPTH, max_nodes=400, user=request.user)
     drawing = layout(data)
     nodes_by_id = {n.pk: n for n in LineageNode.objects.filter(pk__in=[box["id"] for box in drawing["boxes"]])}
     for box in drawing["boxes"]:
         lineage_node = nodes_by_id[box["id"]]
         box["record_url"] = selectors.record_url(lineage_node)
-        attestations = selectors.attestations_for_subject((lineage_node.ref_type, lineage_node.ref_id))
+        attestations = selectors.attestations_for_subject((lineage_node.ref_type, lineage_node.ref_id),
+                                                          user=request.user)
         box["attestation_urls"] = [f"/api/lineage/attestations/{att.pk}/" for att in attestations]
         box["page_url"] = f"/lineage/nodes/{lineage_node.pk}/"
     return render(request, "lineage/node_graph.html", {

@@ -193,8 +193,9 @@ def approval_timeline(requests: list[ApprovalRequest]) -> list[dict[str, Any]]:
     return events
 
 
-def lineage_for_version(version: ModelVersion | None) -> dict[str, Any] | None:
-    """The lineage graph around a version (upstream and downstream), laid out for SVG; None if it has no node."""
+def lineage_for_version(version: ModelVersion | None, *, user: Any) -> dict[str, Any] | None:
+    """The lineage graph around a version (upstream and downstream) as `user` may see it, laid out for SVG;
+    None if it has no node."""
     if version is None:
         return None
     from lineage import graph
@@ -205,7 +206,7 @@ def lineage_for_version(version: ModelVersion | None) -> dict[str, Any] | None:
     node = LineageNode.objects.filter(ref_type="governance.modelversion", ref_id=str(version.pk)).first()
     if node is None:
         return None
-    data = lineage_selectors.lineage_graph(node=node, direction=graph.BOTH, depth=4, max_nodes=60)
+    data = lineage_selectors.lineage_graph(node=node, direction=graph.BOTH, depth=4, max_nodes=60, user=user)
     drawing = layout(data)
     return {"node": node, "drawing": drawing, "truncated": data["truncated"]}
 

@@ -107,7 +107,7 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         "can_decide": can_decide(user, model),
         "can_export": report_selectors.can_export(user),
         "can_lineage": can_lineage,
-        "lineage": selectors.lineage_for_version(selected) if can_lineage else None,
+        "lineage": selectors.lineage_for_version(selected, user=user) if can_lineage else None,
         "bundle_id": _int_param(request, "bundle"),
         "decisions": Decision.choices,
         "draft": VersionStatus.DRAFT,

@@ -402,7 +402,7 @@ def test_a_retry_after_the_email_failed_does_not_post_the_webhook_again(scientis
 
 
 def test_evaluation_data_must_be_the_lineage_dataset_version_it_names(scientist, model, version, tmp_path, settings):
-    from lineage import services as lineage_services
+    from lineage.services import datasets as lineage_services
 
     settings.FAIRNESS_LOCAL_DATASET_ROOT = str(tmp_path)
 
@@ -424,7 +424,7 @@ def test_evaluation_data_must_be_the_lineage_dataset_version_it_names(scientist,
 
 
 def test_a_dataset_version_outside_the_local_root_is_never_read(scientist, model, version, tmp_path, settings):
-    from lineage import services as lineage_services
+    from lineage.services import datasets as lineage_services
 
     settings.FAIRNESS_LOCAL_DATASET_ROOT = str(tmp_path / "datasets")
     outside = credit_csv(tmp_path / "private.csv", rows=50)

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from core.errors import NotFound, ServiceError
-from governance import digests, evidence, services
+from governance import evidence, services
 from governance.evidence import EvidenceResult
 from governance.models import (
     ApprovalDecision,
@@ -18,7 +18,9 @@ from governance.models import (
     RequestStatus,
     VersionStatus,
 )
+from lineage import manifests
 from tests.fixtures import CARD, MANIFEST, entries, last_entry
+from tests.lineage.test_manifests import REJECTED as MANIFEST_REJECTED
 
 pytestmark = pytest.mark.django_db
 
@@ -48,7 +50,7 @@ def test_model_register_refused_for_other_team(make_user, other_team):
 
 
 def test_version_digest_computed_server_side(version):
-    assert version.manifest_digest == digests.manifest_digest(MANIFEST)
+    assert version.manifest_digest == manifests.manifest_digest(MANIFEST)
     entry = last_entry("model_version.registered")
     assert entry.payload["after"]["manifest_digest"] == version.manifest_digest
 
@@ -58,11 +60,11 @@ def test_version_supplied_digest_must_match(make_version):
         make_version("2.0", manifest_digest="0" * 64)
     assert code_of(excinfo) == "manifest_digest_mismatch"
     assert not ModelVersion.objects.filter(label="2.0").exists()
-    assert make_version("2.1", manifest_digest=digests.manifest_digest(MANIFEST)).label == "2.1"
+    assert make_version("2.1", manifest_digest=manifests.manifest_digest(MANIFEST)).label == "2.1"
 
 
-@pytest.mark.parametrize("manifest", [{}, {"a": "xyz"}, {"../x": "a" * 64}, ["a"], {"a": "A" * 64}])
-def test_version_bad_manifest_refused(make_version, manifest):
+@pytest.mark.parametrize("why,manifest,_digest_fault", MANIFEST_REJECTED, ids=[case[0] for case in MANIFEST_REJECTED])
+def test_version_bad_manifest_refused(make_version, why, manifest, _digest_fault):
     with pytest.raises(ServiceError) as excinfo:
         make_version("3.0", manifest=manifest)
     assert code_of(excinfo) == "manifest_invalid"

@@ -49,3 +49,27 @@ def pipeline_private_key() -> Ed25519PrivateKey:
 def public_pem(private_key: Ed25519PrivateKey) -> str:
     return private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+@pytest.fixture
+def visibility_registry():  # type: ignore[no-untyped-def]
+    """Empty lineage.visibility's registry for one test (nothing registered) and restore it afterwards."""
+    from lineage import visibility
+
+    resolver, node_filter = visibility.registered_subject_resolver(), visibility.registered_visibility_filter()
+    visibility.unregister_subject_resolver()
+    visibility.unregister_visibility_filter()
+    yield visibility
+    visibility.unregister_subject_resolver()
+    visibility.unregister_visibility_filter()
+    if resolver is not None:
+        visibility.register_subject_resolver(resolver)
+    if node_filter is not None:
+        visibility.register_visibility_filter(node_filter)
+
+
+@pytest.fixture
+def every_node_visible(visibility_registry):  # type: ignore[no-untyped-def]
+    """A filter that hides nothing: for tests of lineage itself that name made-up governed records."""
+    visibility_registry.register_visibility_filter(lambda user, nodes: nodes)
+    return visibility_registry

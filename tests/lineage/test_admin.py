@@ -8,8 +8,9 @@ import pytest
 from django.test import Client
 
 from audit.models import LedgerEntry
-from lineage import demo, services
+from lineage import demo
 from lineage.models import PipelineKey
+from lineage.services.keys import pipeline_key_register
 from tests.lineage.conftest import public_pem
 
 pytestmark = pytest.mark.django_db
@@ -33,7 +34,7 @@ def test_changelists_render_and_offer_no_add(admin_client, model):
 
 
 def test_revoke_action_calls_the_service(admin_client, pipeline_user, pipeline_private_key):
-    key = services.pipeline_key_register(owner=pipeline_user, public_key=public_pem(pipeline_private_key))
+    key = pipeline_key_register(owner=pipeline_user, public_key=public_pem(pipeline_private_key))
     response = admin_client.post("/admin/lineage/pipelinekey/", {"action": "revoke", "_selected_action": [key.pk]})
     assert response.status_code == 302
     key.refresh_from_db()

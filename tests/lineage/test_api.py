@@ -123,13 +123,14 @@ def test_unstorable_strings_in_json_fields_are_refused(api):
     assert TrainingRun.objects.count() == 0
 
 
-def test_model_version_graph_node_detail_and_upstream_attestations_via_the_api(api):
-    from lineage import services
+def test_model_version_graph_node_detail_and_upstream_attestations_via_the_api(api, every_node_visible):
+    # "governance.modelversion:12" is made up: no governance record decides who sees it, so this test lets all see it.
+    from lineage.services.model_versions import lineage_record_model_version
 
     dataset = api.post("/api/lineage/datasets/", {"name": "credit"}, format="json").data
     raw = _version(api, dataset["id"], b"raw").data
     run = api.post("/api/lineage/runs/", {"job_name": "train", "inputs": [raw["id"]]}, format="json").data
-    node = services.lineage_record_model_version(run_id=run["id"], subject=("governance.modelversion", "12"),
+    node = lineage_record_model_version(run_id=run["id"], subject=("governance.modelversion", "12"),
                                                  digest=digest_of("model"), label="credit v12", actor="system:test")
     graph = api.get("/api/lineage/graph/", {"node": "model_version:governance.modelversion:12", "depth": 5}).data
     assert [n["kind"] for n in graph["nodes"]] == ["dataset_version", "run", "model_version"]

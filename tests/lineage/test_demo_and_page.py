@@ -9,8 +9,11 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 
 from audit.models import LedgerEntry
-from lineage import demo, services
+from lineage import demo
 from lineage.models import Attestation, LineageEdge, LineageNode, TrainingRun
+from lineage.selectors import lineage_graph
+from lineage.services.model_versions import lineage_record_model_version
+from lineage.visibility import UNRESTRICTED
 
 pytestmark = pytest.mark.django_db
 
@@ -26,14 +29,14 @@ def test_seed_twice_writes_nothing_the_second_time():
     assert "/lineage/nodes/" in out.getvalue()
     run = TrainingRun.objects.get(job_name=demo.JOB_NAME)
     # raw -> clean (pipeline-signed) -> run -> model.pkl
-    kinds = [node["kind"] for node in services.lineage_graph(node=run.node, direction="both", depth=3)["nodes"]]
+    kinds = [node["kind"] for node in lineage_graph(user=UNRESTRICTED, node=run.node, direction="both", depth=3)["nodes"]]
     assert sorted(kinds) == ["artifact", "dataset_version", "dataset_version", "run"]
     pipeline_signed = Attestation.objects.filter(origin=Attestation.Origin.PIPELINE)
     assert pipeline_signed.count() == 1
 
 
 def test_seed_links_a_credit_model_version_recorded_earlier():
-    node = services.lineage_record_model_version(run_id=None, subject=("governance.modelversion", "1"),
+    node = lineage_record_model_version(run_id=None, subject=("governance.modelversion", "1"),
                                                  digest="cd" * 32, label="credit-scorecard v1", actor="system:test")
     demo.seed(stdout=io.StringIO())
     run = TrainingRun.objects.get(job_name=demo.JOB_NAME)

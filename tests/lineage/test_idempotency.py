@@ -19,9 +19,9 @@ from audit import dsse
 from audit.models import LedgerEntry
 from governance.models import IdempotencyRecord
 from lineage import attestations as statements
-from lineage import services
 from lineage.models import TrainingRun
-from lineage.services import VersionSpec
+from lineage.services.datasets import VersionSpec, dataset_create, dataset_version_register
+from lineage.services.keys import pipeline_key_register
 from tests.lineage.conftest import digest_of, public_pem
 
 pytestmark = pytest.mark.django_db
@@ -37,8 +37,8 @@ class Setup:
 
 @pytest.fixture
 def setup(pipeline_user, pipeline_private_key) -> Setup:  # type: ignore[no-untyped-def]
-    dataset, _ = services.dataset_create(namespace="s3://bank", name="credit", actor="system:test")
-    clean, _ = services.dataset_version_register(dataset=dataset, spec=VersionSpec(location_uri="s3://c", content=b"clean"),
+    dataset, _ = dataset_create(namespace="s3://bank", name="credit", actor="system:test")
+    clean, _ = dataset_version_register(dataset=dataset, spec=VersionSpec(location_uri="s3://c", content=b"clean"),
                                                  actor="system:test")
     return Setup(user=pipeline_user, private_key=pipeline_private_key, dataset_id=dataset.pk, clean_digest=clean.digest)
 
@@ -68,12 +68,12 @@ def _event(job_name: str) -> dict[str, Any]:
 
 
 def _attestations(setup: Setup) -> tuple[tuple[str, Any], tuple[str, Any]]:
-    services.pipeline_key_register(owner=setup.user, public_key=public_pem(setup.private_key), name="ci")
+    pipeline_key_register(owner=setup.user, public_key=public_pem(setup.private_key), name="ci")
     return ("/api/lineage/attestations/", _envelope(setup, "job-1")), ("/api/lineage/attestations/", _envelope(setup, "job-2"))
 
 
 def _revocable_key(setup: Setup, name: str) -> int:
-    key = services.pipeline_key_register(owner=setup.user, public_key=public_pem(Ed25519PrivateKey.generate()), name=name)
+    key = pipeline_key_register(owner=setup.user, public_key=public_pem(Ed25519PrivateKey.generate()), name=name)
     return int(key.pk)
 
 

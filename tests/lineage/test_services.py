@@ -8,26 +8,29 @@ import pytest
 
 from audit.models import LedgerEntry
 from core.errors import Conflict, InvalidInput, NotFound
-from lineage import services
 from lineage.models import Attestation, DatasetVersion, LineageEdge, LineageNode
-from lineage.services import VersionSpec
+from lineage.selectors import attestations_for_subject, attestations_upstream, lineage_graph
+from lineage.services.datasets import VersionSpec, dataset_create, dataset_version_derive, dataset_version_register
+from lineage.services.model_versions import lineage_record_deployment, lineage_record_model_version
+from lineage.services.runs import training_run_add_outputs, training_run_record
+from lineage.visibility import UNRESTRICTED
 from tests.lineage.conftest import digest_of
 
 pytestmark = pytest.mark.django_db
 
 
 def _dataset(name: str = "credit"):  # type: ignore[no-untyped-def]
-    return services.dataset_create(namespace="s3://bank", name=name, actor="system:test")[0]
+    return dataset_create(namespace="s3://bank", name=name, actor="system:test")[0]
 
 
 def test_registering_the_same_digest_twice_returns_the_existing_version_and_writes_nothing():
     dataset = _dataset()
-    first, created = services.dataset_version_register(
+    first, created = dataset_version_register(
         dataset=dataset, spec=VersionSpec(location_uri="s3://bank/credit.csv", content=b"a,b\n1,2\n"),
         actor="system:test")
     assert created
     counts = (DatasetVersion.objects.count(), LedgerEntry.objects.count(), Attestation.objects.count())
-    second, created_again = services.dataset_version_register(
+    second, created_again = dataset_version_register(
         dataset=dataset, spec=VersionSpec(location_uri="s3://elsewhere/x.csv", digest=first.digest),
         actor="system:test")
     assert not created_again
@@ -38,7 +41,7 @@ def test_registering_the_same_digest_twice_returns_the_existing_version_and_writ
 
 def test_version_registration_writes_node_attestation_and_ledger_entry_together():
     dataset = _dataset()
-    version, _ = services.dataset_version_register(
+    version, _ = dataset_version_register(
         dataset=dataset, spec=VersionSpec(location_uri="s3://bank/credit.csv", content=b"rows"),
         actor="system:test")
     assert version.digest == digest_of("rows")
@@ -53,7 +56,7 @@ def test_folder_manifest_digest_is_sha256_of_the_jcs_manifest():
     import hashlib
 
     manifest = {"part-1.parquet": digest_of("one"), "part-0.parquet": digest_of("zero")}
-    version, _ = services.dataset_version_register(
+    version, _ = dataset_version_register(
         dataset=_dataset(), spec=VersionSpec(location_uri="s3://bank/folder/", manifest=manifest),
         actor="system:test")
     expected = hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
@@ -63,25 +66,25 @@ def test_folder_manifest_digest_is_sha256_of_the_jcs_manifest():
 
 def test_bad_digest_is_refused_with_a_code():
     with pytest.raises(InvalidInput) as caught:
-        services.dataset_version_register(dataset=_dataset(), spec=VersionSpec(location_uri="x", digest="ABC"),
+        dataset_version_register(dataset=_dataset(), spec=VersionSpec(location_uri="x", digest="ABC"),
                                           actor="system:test")
     assert caught.value.code == "invalid_digest"
 
 
 def _chain():  # type: ignore[no-untyped-def]
     dataset = _dataset()
-    raw, _ = services.dataset_version_register(dataset=dataset, spec=VersionSpec(location_uri="s3://r", content=b"raw"),
+    raw, _ = dataset_version_register(dataset=dataset, spec=VersionSpec(location_uri="s3://r", content=b"raw"),
                                                actor="system:test")
-    clean, _ = services.dataset_version_register(dataset=dataset, spec=VersionSpec(location_uri="s3://c",
+    clean, _ = dataset_version_register(dataset=dataset, spec=VersionSpec(location_uri="s3://c",
                                                                                    content=b"clean"),
                                                  derived_from=[raw], actor="system:test")
-    run = services.training_run_record(job_name="train", code_repository="git@x:y.git", code_commit="abc123",
+    run = training_run_record(job_name="train", code_repository="git@x:y.git", code_commit="abc123",
                                        parameters={"max_depth": 4}, environment={"sklearn": "1.7"},
                                        inputs=[clean], actor="system:test")
-    version = services.lineage_record_model_version(run_id=run.pk, subject=("governance.modelversion", "7"),
+    version = lineage_record_model_version(run_id=run.pk, subject=("governance.modelversion", "7"),
                                                     digest=digest_of("model"), label="credit v7",
                                                     actor="system:test")
-    deployment = services.lineage_record_deployment(model_version_subject=("governance.modelversion", "7"),
+    deployment = lineage_record_deployment(model_version_subject=("governance.modelversion", "7"),
                                                     deployment_subject=("governance.deployment", "3"),
                                                     label="prod", actor="system:test")
     return raw, clean, run, version, deployment
@@ -89,7 +92,7 @@ def _chain():  # type: ignore[no-untyped-def]
 
 def test_model_version_attestation_carries_the_runs_inputs_and_code():
     raw, clean, run, version, _ = _chain()
-    attestation = services.attestations_for_subject(("governance.modelversion", "7"))[-1]
+    attestation = attestations_for_subject(("governance.modelversion", "7"), user=UNRESTRICTED)[-1]
     predicate = attestation.statement["predicate"]
     deps = predicate["buildDefinition"]["resolvedDependencies"]
     assert [dep["digest"]["sha256"] for dep in deps] == [clean.digest]
@@ -104,7 +107,7 @@ def test_recording_a_model_version_twice_writes_nothing_new():
     _chain()
     counts = (LineageNode.objects.count(), LedgerEntry.objects.count(), Attestation.objects.count())
     run_id = LineageNode.objects.get(kind="run").ref_id
-    services.lineage_record_model_version(run_id=int(run_id), subject=("governance.modelversion", "7"),
+    lineage_record_model_version(run_id=int(run_id), subject=("governance.modelversion", "7"),
                                           digest=digest_of("model"), label="credit v7", actor="system:test")
     assert (LineageNode.objects.count(), LedgerEntry.objects.count(), Attestation.objects.count()) == counts
 
@@ -112,14 +115,14 @@ def test_recording_a_model_version_twice_writes_nothing_new():
 def test_model_version_digest_conflict_is_refused():
     _chain()
     with pytest.raises(Conflict) as caught:
-        services.lineage_record_model_version(run_id=None, subject=("governance.modelversion", "7"),
+        lineage_record_model_version(run_id=None, subject=("governance.modelversion", "7"),
                                               digest=digest_of("other"), label="x", actor="system:test")
     assert caught.value.code == "lineage_node_digest_conflict"
 
 
 def test_deployment_needs_a_recorded_model_version():
     with pytest.raises(NotFound):
-        services.lineage_record_deployment(model_version_subject=("governance.modelversion", "99"),
+        lineage_record_deployment(model_version_subject=("governance.modelversion", "99"),
                                            deployment_subject=("governance.deployment", "1"), label="x",
                                            actor="system:test")
 
@@ -130,7 +133,7 @@ def test_an_edge_closing_a_cycle_is_refused_and_nothing_is_written():
               DatasetVersion.objects.count())
     # clean is upstream of the run; making the run output raw (upstream of clean) would close a cycle.
     with pytest.raises(Conflict) as caught:
-        services.training_run_add_outputs(run=run, output_versions=[raw], actor="system:test")
+        training_run_add_outputs(run=run, output_versions=[raw], actor="system:test")
     assert caught.value.code == "lineage_cycle"
     assert (LineageEdge.objects.count(), LedgerEntry.objects.count(), Attestation.objects.count(),
             DatasetVersion.objects.count()) == counts
@@ -139,19 +142,19 @@ def test_an_edge_closing_a_cycle_is_refused_and_nothing_is_written():
 def test_derivation_from_a_descendant_is_refused_as_a_cycle():
     raw, clean, *_ = _chain()
     with pytest.raises(Conflict) as caught:
-        services.dataset_version_derive(parent=clean, child=raw, actor="system:test")
+        dataset_version_derive(parent=clean, child=raw, actor="system:test")
     assert caught.value.code == "lineage_cycle"
 
 
 def test_graph_depth_limits_the_upstream_walk():
     raw, clean, run, version, deployment = _chain()
-    kinds = lambda depth: sorted(n["kind"] for n in services.lineage_graph(  # noqa: E731
+    kinds = lambda depth: sorted(n["kind"] for n in lineage_graph(user=UNRESTRICTED,   # noqa: E731
         node=deployment, direction="upstream", depth=depth)["nodes"])
     assert kinds(0) == ["deployment"]
     assert kinds(1) == ["deployment", "model_version"]
     assert kinds(2) == ["deployment", "model_version", "run"]
     assert kinds(4) == ["dataset_version", "dataset_version", "deployment", "model_version", "run"]
-    full = services.lineage_graph(node=raw.node, direction="downstream", depth=10)
+    full = lineage_graph(user=UNRESTRICTED, node=raw.node, direction="downstream", depth=10)
     assert {n["id"]: n["depth"] for n in full["nodes"]}[deployment.pk] == 4
     assert len(full["edges"]) == 4
     assert all(edge["attestation"] for edge in full["edges"])
@@ -159,7 +162,7 @@ def test_graph_depth_limits_the_upstream_walk():
 
 def test_upstream_attestations_of_a_model_version_cover_every_link():
     raw, clean, run, version, deployment = _chain()
-    found = services.attestations_upstream(("governance.modelversion", "7"))
+    found = attestations_upstream(("governance.modelversion", "7"), user=UNRESTRICTED)
     digests = {s["digest"]["sha256"] for a in found for s in a.statement["subject"]}
     assert {raw.digest, clean.digest, run.node.digest, version.digest} <= digests
     assert deployment.digest not in digests
@@ -167,15 +170,15 @@ def test_upstream_attestations_of_a_model_version_cover_every_link():
 
 def test_graph_reports_truncation_nearest_nodes_first():
     raw, clean, run, version, deployment = _chain()
-    data = services.lineage_graph(node=deployment, direction="upstream", depth=10, max_nodes=3)
+    data = lineage_graph(user=UNRESTRICTED, node=deployment, direction="upstream", depth=10, max_nodes=3)
     assert data["truncated"] is True
     assert sorted(n["kind"] for n in data["nodes"]) == ["deployment", "model_version", "run"]
-    assert services.lineage_graph(node=deployment, direction="upstream", depth=10)["truncated"] is False
+    assert lineage_graph(user=UNRESTRICTED, node=deployment, direction="upstream", depth=10)["truncated"] is False
 
 
 def test_both_directions_from_the_middle():
     raw, clean, run, version, deployment = _chain()
-    data = services.lineage_graph(node=run.node, direction="both", depth=1)
+    data = lineage_graph(user=UNRESTRICTED, node=run.node, direction="both", depth=1)
     assert {n["kind"]: n["depth"] for n in data["nodes"]} == {"dataset_version": -1, "run": 0, "model_version": 1}
 
 
@@ -188,9 +191,9 @@ def test_two_concurrent_links_cannot_close_a_cycle_together():
     from django.db import connection
 
     dataset = _dataset()
-    first, _ = services.dataset_version_register(dataset=dataset, spec=VersionSpec(location_uri="a", content=b"a"),
+    first, _ = dataset_version_register(dataset=dataset, spec=VersionSpec(location_uri="a", content=b"a"),
                                                  actor="system:test")
-    second, _ = services.dataset_version_register(dataset=dataset, spec=VersionSpec(location_uri="b", content=b"b"),
+    second, _ = dataset_version_register(dataset=dataset, spec=VersionSpec(location_uri="b", content=b"b"),
                                                   actor="system:test")
     barrier = threading.Barrier(2)
     outcomes: list[str] = []
@@ -198,7 +201,7 @@ def test_two_concurrent_links_cannot_close_a_cycle_together():
     def link(parent, child):  # type: ignore[no-untyped-def]
         try:
             barrier.wait()
-            services.dataset_version_derive(parent=parent, child=child, actor="system:test")
+            dataset_version_derive(parent=parent, child=child, actor="system:test")
             outcomes.append("ok")
         except Conflict as exc:
             outcomes.append(exc.code)

@@ -1,8 +1,9 @@
 """The access matrix: every object-scoped endpoint and page × every role × (own object, another
 team's object, a nonexistent one), each cell asserted against the rule it follows; the governance,
 fairness and bundle endpoints are scoped by model visibility, the lineage ones by role permission
-only (lineage cannot import governance, so it cannot know a model's team); list endpoints
-and pages never show another team's model names; separation of duties holds through the API,
+and, for nodes standing for a model version or deployment, by that model's visibility too
+(governance registers the rule in lineage.visibility at start-up); list endpoints, graphs and
+pages never show another team's model names; separation of duties holds through the API,
 the pages and the admin; tokens (revoked, expired, read-only) are refused and stored hashed.
 
 Outcome classes, so a cell names the access decision rather than the domain result behind it:
@@ -36,8 +37,9 @@ from governance import services
 from governance.fairness import services as fairness_services
 from governance.models import ApprovalRequest, RegisteredModel, ServiceToken, Team, TokenScope
 from governance.reports import services as report_services
-from lineage import services as lineage_services
-from lineage.models import LineageNode
+from lineage.models import Attestation, LineageNode
+from lineage.services.datasets import dataset_create as lineage_dataset_create
+from lineage.services.runs import training_run_record
 
 pytestmark = pytest.mark.django_db
 
@@ -85,11 +87,16 @@ def build_world() -> dict[str, Any]:
                                      expiry_hours=48)
     staging = services.environment_create(by=SEED, name="staging", is_production=False)
     world: dict[str, Any] = {"users": users, "objects": {}}
+    # One run both teams trained their 1.0.0 from: its graph, page and outputs reach both model versions.
+    shared_run = training_run_record(job_name="shared-feature-pipeline", actor=SEED)
+    world["shared"] = {"run": shared_run.pk, "run_node": shared_run.node_id}
     for key, name, team, tier, owner in ((OWN, "alpha-scorer", team_a, "high", users["data_scientist"]),
                                          (OTHER, SECRET, team_b, "limited", scientist_b)):
         model = services.model_register(by=owner, name=name, team=team, risk_tier=tier)
         versions = {label: services.model_version_register(model=model, by=owner, label=label, artifact_uri=f"s3://{name}/{label}/",
-                                                           manifest={"m.bin": "a" * 64}, **CARD)
+                                                           manifest={"m.bin": "a" * 64},
+                                                           training_run=shared_run.pk if label == "1.0.0" else None,
+                                                           **CARD)
                     for label in ("1.0.0", "2.0.0", "3.0.0")}
         decide = services.model_version_submit(version=versions["2.0.0"], by=owner)
         withdraw = services.model_version_submit(version=versions["3.0.0"], by=owner)
@@ -103,13 +110,18 @@ def build_world() -> dict[str, Any]:
         audit = fairness_services.audit_request(spec=spec, by=SEED)  # queued: the task runs only after a commit
         bundle = report_services.bundle_export_request(by=SEED, model_name=name, check_access=False)
         node = LineageNode.objects.get(ref_type="governance.modelversion", ref_id=str(versions["1.0.0"].pk))
-        dataset, _ = lineage_services.dataset_create(namespace="s3://matrix", name=f"{team.name}-holdout", actor=SEED)
+        deployment_node = LineageNode.objects.get(ref_type="governance.deployment", ref_id=str(deployment.pk))
+        attestation = Attestation.objects.get(subjects__node=node)
+        dataset, _ = lineage_dataset_create(namespace="s3://matrix", name=f"{team.name}-holdout", actor=SEED)
         world["objects"][key] = {"model": name, "decide": decide.pk, "withdraw": withdraw.pk, "deployment": deployment.pk,
                                  "audit": audit.pk, "spec": spec.pk, "bundle": bundle.pk, "node": node.pk,
-                                 "dataset": dataset.pk, "uid": uuid.uuid4().hex}
+                                 "dataset": dataset.pk, "version": versions["1.0.0"].pk,
+                                 "deployment_node": deployment_node.pk, "attestation": attestation.pk,
+                                 "uid": uuid.uuid4().hex}
     world["objects"][MISSING] = {"model": "no-such-model", "decide": 999_999, "withdraw": 999_998, "deployment": 999_997,
                                  "audit": 999_996, "spec": 999_995, "bundle": 999_994, "node": 999_993,
-                                 "dataset": 999_992, "uid": uuid.uuid4().hex}
+                                 "dataset": 999_992, "version": 999_991, "deployment_node": 999_990,
+                                 "attestation": 999_989, "uid": uuid.uuid4().hex}
     services.approver_scope_grant(by=SEED, to=users["approver"], model=RegisteredModel.objects.get(name="alpha-scorer"))
     alpha = RegisteredModel.objects.get(name="alpha-scorer")
     _, read_token = services.service_account_create(by=SEED, name="pipe-read", role="data_scientist", models=[alpha],
@@ -220,12 +232,13 @@ def expect_bundle_download(role: str, obj: str) -> str:
     return "PASS" if expect_bundle_read(role, obj) == "OK" else expect_bundle_read(role, obj)
 
 
-# Lineage (lineage/api.py, governance/roles.py): not scoped by model, so another team's lineage
-# is as readable as one's own; Django model permissions decide, checked before any lookup.
-# Data scientists (and their pipeline tokens) read and record lineage, auditors only read it,
-# admins hold every lineage permission; viewers, approvers and risk officers hold none.
-# Consequence, by design: a lineage reader sees another team's model-version node, label included
-# (so the no-leak check below applies to the own object and to the lineage lists, not to that node).
+# Lineage (lineage/api.py, governance/roles.py): Django model permissions decide first, checked
+# before any lookup. Data scientists (and their pipeline tokens) read and record lineage, auditors
+# only read it, admins hold every lineage permission; viewers, approvers and risk officers hold none.
+# Lineage's own records (datasets, runs) are then readable whatever their team. A node standing for
+# a model version or deployment (and the attestations naming it) is also scoped by its model's
+# visibility (lineage.visibility, filled in by governance/lineage_access.py): another team's is not
+# found, exactly like a nonexistent one, and graphs, pages and lists leave it out.
 READS_LINEAGE = {"data_scientist", "auditor", "admin", "token_read", "token_write"}
 WRITES_LINEAGE = {"data_scientist", "admin", "token_write"}
 
@@ -236,6 +249,15 @@ def expect_lineage_read(role: str, obj: str) -> str:
     if role not in READS_LINEAGE:
         return "F"
     return "N" if obj == MISSING else "OK"
+
+
+def expect_lineage_node_read(role: str, obj: str) -> str:
+    """A node (or the attestation) standing for a model version or deployment: its model's visibility as well."""
+    if role == "anonymous":
+        return "U"
+    if role not in READS_LINEAGE:
+        return "F"
+    return "OK" if sees(role, obj) else "N"
 
 
 def expect_lineage_write(role: str, obj: str) -> str:
@@ -256,12 +278,12 @@ def expect_lineage_list(role: str, obj: str) -> str:
     return expect_lineage_read(role, OWN)
 
 
-def expect_lineage_page(role: str, obj: str) -> str:
+def expect_lineage_node_page(role: str, obj: str) -> str:
     if role == "anonymous" or role in TOKENS:
         return "L"
     if role not in READS_LINEAGE - TOKENS:
         return "F"
-    return "N" if obj == MISSING else "OK"
+    return "OK" if sees(role, obj) else "N"
 
 
 def _openlineage_event(names: dict[str, Any]) -> dict[str, Any]:
@@ -299,9 +321,13 @@ ENDPOINTS: list[tuple[str, str, Any, Any]] = [
     # Bundles: the exports' visibility.
     ("GET", "/api/bundles/{bundle}/", None, expect_bundle_read),
     ("GET", "/api/bundles/{bundle}/download/", None, expect_bundle_download),
-    # Lineage: role permissions only.
-    ("GET", "/api/lineage/nodes/{node}/", None, expect_lineage_read),
-    ("GET", "/api/lineage/graph/?node=node:{node}&direction=both", None, expect_lineage_read),
+    # Lineage: role permissions; model-version and deployment nodes also by their model's visibility.
+    ("GET", "/api/lineage/nodes/{node}/", None, expect_lineage_node_read),
+    ("GET", "/api/lineage/nodes/{deployment_node}/", None, expect_lineage_node_read),
+    ("GET", "/api/lineage/graph/?node=node:{node}&direction=both", None, expect_lineage_node_read),
+    ("GET", "/api/lineage/graph/?node=model_version:governance.modelversion:{version}&direction=upstream", None,
+     expect_lineage_node_read),
+    ("GET", "/api/lineage/attestations/{attestation}/", None, expect_lineage_node_read),
     ("GET", "/api/lineage/datasets/{dataset}/", None, expect_lineage_read),
     ("GET", "/api/lineage/datasets/{dataset}/versions/", None, expect_lineage_read),
     ("POST", "/api/lineage/datasets/{dataset}/versions/", {"location_uri": "s3://matrix/{uid}/", "digest": "d" * 64,
@@ -310,7 +336,7 @@ ENDPOINTS: list[tuple[str, str, Any, Any]] = [
     ("GET", "/api/lineage/attestations/", None, expect_lineage_list),
     ("POST", "/api/lineage/datasets/", {"namespace": "s3://matrix", "name": "new-{uid}"}, expect_lineage_record),
     ("POST", "/api/v1/lineage", _openlineage_event, expect_lineage_record),
-    ("GET", "/lineage/nodes/{node}/", None, expect_lineage_page),
+    ("GET", "/lineage/nodes/{node}/", None, expect_lineage_node_page),
 ]
 
 
@@ -401,13 +427,17 @@ LIST_PATHS = ["/api/models/", "/api/approval-requests/", "/api/deployments/", "/
               "/api/fairness/audits/", "/api/fairness/audits/?model=" + SECRET, "/api/fairness/specs/",
               "/api/fairness/specs/?model=" + SECRET, "/api/lineage/datasets/", "/api/lineage/runs/",
               "/api/lineage/attestations/"]
+# The shared run both teams' 1.0.0 versions came from: its graph reaches both model versions and deployments.
+SHARED_LINEAGE_PATHS = ["/api/lineage/graph/?node=run:{run}&direction=both&depth=5",
+                        "/api/lineage/graph/?node=node:{run_node}&direction=downstream&depth=5",
+                        "/api/lineage/runs/{run}/", "/lineage/nodes/{run_node}/"]
 
 
 @pytest.mark.parametrize("role", [role for role in ROLES if role not in SEES_EVERY_MODEL])
 def test_lists_and_pages_never_name_another_teams_model(role):
     world = build_world()
     client = client_for(world, role)
-    for path in LIST_PATHS:
+    for path in LIST_PATHS + [template.format(**world["shared"]) for template in SHARED_LINEAGE_PATHS]:
         response = client.get(path)
         assert response.status_code in (200, 302, 401, 403), (path, response.status_code)
         assert SECRET.encode() not in response.content, f"{path} leaks {SECRET} to {role}"
@@ -415,6 +445,19 @@ def test_lists_and_pages_never_name_another_teams_model(role):
         own = client.get("/api/models/")
         if own.status_code == 200 and role not in {"auditor"}:
             assert b"alpha-scorer" in own.content, "the own model is listed (the leak check is not vacuous)"
+    if role in READS_LINEAGE:
+        graph = client.get(SHARED_LINEAGE_PATHS[0].format(**world["shared"]))
+        assert b"alpha-scorer" in graph.content, "the shared graph shows the own model (the leak check is not vacuous)"
+
+
+@pytest.mark.parametrize("role", sorted(SEES_EVERY_MODEL & READS_LINEAGE))
+def test_those_who_see_every_model_see_both_teams_in_the_shared_lineage(role):
+    world = build_world()
+    client = client_for(world, role)
+    for template in SHARED_LINEAGE_PATHS:
+        response = client.get(template.format(**world["shared"]))
+        assert response.status_code == 200, (template, response.status_code)
+        assert SECRET.encode() in response.content and b"alpha-scorer" in response.content, template
 
 
 @pytest.mark.parametrize("role", ROLES)
