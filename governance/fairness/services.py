@@ -48,6 +48,7 @@ from governance.fairness.models import (
     PredictionBatch,
 )
 from governance.models import Deployment, ModelVersion, RegisteredModel
+from governance.outbox.services import task_enqueue_on_commit
 from governance.permissions import can_view_model, can_write_model, is_active_user
 from governance.roles import ADMIN, AUDITOR, DATA_SCIENTIST, RISK_OFFICER
 
@@ -55,6 +56,10 @@ logger = logging.getLogger(__name__)
 
 RUN_ROLES = frozenset({DATA_SCIENTIST, RISK_OFFICER, AUDITOR, ADMIN})
 SPEC_ROLES = frozenset({DATA_SCIENTIST, RISK_OFFICER, ADMIN})
+# Tasks are enqueued by name (governance.outbox.services.task_enqueue_on_commit): the tasks
+# module imports this one, so this one never imports it.
+RUN_TASK = "governance.fairness.tasks.fairness_audit_run_task"
+NOTIFY_TASK = "governance.fairness.tasks.fairness_notify_task"
 SCHEDULED_TASK = "governance.fairness.tasks.fairness_audit_scheduled_task"
 # Where a threshold name given with an explicit direction maps to (both spellings are accepted).
 _THRESHOLD_ALIASES = {f"{name}_min": name for name in MIN_THRESHOLDS} | {f"{name}_max": name for name in MAX_THRESHOLDS}
@@ -429,9 +434,7 @@ def audit_request(*, spec: AuditSpec, by: Any, trigger: str = AuditRun.Trigger.M
             "spec": spec.pk, "model": model.name, "version": version.label if version else None,
             "version_id": version.pk if version else None, "trigger": trigger,
             "inputs": [{"sha256": item["sha256"], "batch": item.get("batch")} for item in inputs]})
-        from governance.fairness.tasks import fairness_audit_run_task
-
-        fairness_audit_run_task.delay_on_commit(run.pk)
+        task_enqueue_on_commit(RUN_TASK, run.pk)
     return run
 
 
@@ -703,9 +706,7 @@ def _finish_failed(run_id: int, attempt: int, code: str, message: str) -> AuditR
 
 
 def _notify_on_commit(run_id: int) -> None:
-    from governance.fairness.tasks import fairness_notify_task
-
-    fairness_notify_task.delay_on_commit(run_id)
+    task_enqueue_on_commit(NOTIFY_TASK, run_id)
 
 
 def audit_notify(*, run_id: int) -> bool:
@@ -738,14 +739,12 @@ def audit_recover_stale() -> list[int]:
     stale_queued = now - timedelta(seconds=settings.FAIRNESS_REQUEUE_AFTER_S)
     from django.db.models import Q
 
-    from governance.fairness.tasks import fairness_audit_run_task
-
     ids = list(AuditRun.objects.filter(Q(status=AuditRun.Status.RUNNING, heartbeat_at__lt=stale_running)
                                        | Q(status=AuditRun.Status.QUEUED, created_at__lt=stale_queued))
                .order_by("pk").values_list("pk", flat=True)[:500])
     with transaction.atomic():
         for run_id in ids:
-            fairness_audit_run_task.delay_on_commit(run_id)
+            task_enqueue_on_commit(RUN_TASK, run_id)
     return ids
 
 
