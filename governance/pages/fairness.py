@@ -36,9 +36,10 @@ def available() -> bool:
 
 
 def _fairness() -> Any:
-    from governance.fairness import models, selectors, services
+    from governance.fairness import models, selectors
+    from governance.fairness.services import access, runs
 
-    return models, selectors, services
+    return models, selectors, access, runs
 
 
 def _unavailable() -> dict[str, Any]:
@@ -50,7 +51,7 @@ def _unavailable() -> dict[str, Any]:
 
 def failing_audits(*, user: Any, limit: int = 10, visible: Any = None) -> list[dict[str, Any]]:
     """Each visible spec's latest finished run, where it failed its thresholds or errored (one query)."""
-    models, selectors, _ = _fairness()
+    models, selectors, _, _ = _fairness()
     finished = [models.AuditRun.Status.SUCCEEDED, models.AuditRun.Status.FAILED]
     latest = (models.AuditRun.objects.filter(spec=OuterRef("spec"), status__in=finished)
               .order_by("-finished_at", "-pk").values("pk")[:1])
@@ -69,7 +70,7 @@ def failing_audits(*, user: Any, limit: int = 10, visible: Any = None) -> list[d
 def overdue_audits(*, user: Any, limit: int = 10, visible: Any = None) -> list[dict[str, Any]]:
     """Versions under review, approved or deployed whose policy wants a passing audit younger than N
     days, and that have none (one query per distinct age limit, usually one or two)."""
-    models, _, _ = _fairness()
+    models, _, _, _ = _fairness()
     now = timezone.now()
     policies = list(ApprovalPolicy.objects.values("model_id", "risk_tier", "fairness_audit_max_age_days"))
     own_policy_models = {row["model_id"] for row in policies if row["model_id"] is not None}
@@ -170,7 +171,7 @@ def model_section(*, user: Any, model: RegisteredModel, versions: list[ModelVers
                   result_id: int | None = None) -> dict[str, Any]:
     if not available():
         return _unavailable()
-    models, selectors, services = _fairness()
+    models, selectors, access, _ = _fairness()
     from governance.reports import charts
 
     # The page has already checked that the user may see the model (a 404 otherwise).
@@ -202,8 +203,8 @@ def model_section(*, user: Any, model: RegisteredModel, versions: list[ModelVers
     return {
         "fairness_available": True,
         "audit_specs": specs,
-        "can_audit": bool(specs) and services.can_run_audits(user, model),
-        "can_define_audits": services.can_manage_specs(user, model),
+        "can_audit": bool(specs) and access.can_run_audits(user, model),
+        "can_define_audits": access.can_manage_specs(user, model),
         "audit_id": audit_id,
         "audit_job_url": f"/api/fairness/audits/{audit_id}/status/" if audit_id else "",
         "shown_audit": shown,
@@ -220,12 +221,12 @@ def start_audit(*, user: Any, model: RegisteredModel, post: QueryDict) -> tuple[
     """Queue a run of one of the model's specs (chosen in the form); returns (run id, version label)."""
     if not available():
         raise Unavailable("Fairness audits are not available.", code="fairness_unavailable")
-    models, selectors, services = _fairness()
+    models, selectors, _, runs = _fairness()
     raw = post.get("spec", "")
     if not (raw.isascii() and raw.isdigit() and len(raw) < 19):
         raise InvalidInput("Choose an audit to run.", code="fairness_spec_required")
     spec = selectors.audit_spec_list(user=user, model=model).filter(pk=int(raw)).first()
     if spec is None:
         raise NotFound(f"No fairness audit spec {raw} for '{model.name}'.", code="fairness_spec_not_found")
-    run = services.audit_request(spec=spec, by=user)
+    run = runs.audit_request(spec=spec, by=user)
     return run.pk, run.model_version.label if run.model_version else ""

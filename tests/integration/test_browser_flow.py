@@ -242,7 +242,7 @@ def fairness_spec(version: Any, by: Any, folder: Path) -> Any:
     """An audit of the version on 2,000 evaluation rows in which women are selected far less often."""
     import csv
 
-    from governance.fairness import services as fairness_services
+    from governance.fairness.services.specs import audit_spec_create
 
     path = folder / "evaluation.csv"
     with path.open("w", newline="") as handle:
@@ -252,7 +252,7 @@ def fairness_spec(version: Any, by: Any, folder: Path) -> Any:
             sex = "female" if index % 2 else "male"
             selected = (index % 8 == 1) if sex == "female" else (index % 4 in (0, 1))
             writer.writerow([int(index % 3 == 0), int(selected), sex])
-    return fairness_services.audit_spec_create(
+    return audit_spec_create(
         by=by, model=version.model, name="selection parity by sex", version=version, y_true="y_true",
         y_pred="y_pred", sensitive=["sex"], dataset_path=path, thresholds={"impact_ratio": 0.8}, bootstrap=400,
         seed=7, min_group_size=10)
