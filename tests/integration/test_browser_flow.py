@@ -336,23 +336,20 @@ def test_review_flow_in_the_browser(live_server, browser, celery_worker_process,
     screenshot(dana, "model-deployed")
 
     # 5. A fairness audit runs on the worker; the progress bar moves until the result shows.
-    from governance.pages import fairness as page_fairness
-
-    if page_fairness.available():
-        spec = fairness_spec(version, world["dana"], tmp_path)
-        dana.goto(model_url)
-        dana.select_option("#audit-spec", value=str(spec.pk))
-        dana.click("#run-audit")
-        dana.wait_for_selector("#audit-job")
-        result_link = dana.wait_for_selector("#audit-result-link", timeout=120_000)
-        progress = dana.evaluate("window.__progress")
-        assert progress and progress[-1] == 100 and progress == sorted(progress), progress
-        assert "Failing" in dana.inner_text("#audit-job") or "Passed" in dana.inner_text("#audit-job")
-        result_link.click()
-        dana.wait_for_selector("#audit-result")
-        assert "failed thresholds" in dana.inner_text("#audit-result")
-        assert dana.locator("#fairness svg").count() >= 3  # rates with CIs, impact ratio vs 0.8, trend
-        screenshot(dana, "model-audit-result")
+    spec = fairness_spec(version, world["dana"], tmp_path)
+    dana.goto(model_url)
+    dana.select_option("#audit-spec", value=str(spec.pk))
+    dana.click("#run-audit")
+    dana.wait_for_selector("#audit-job")
+    result_link = dana.wait_for_selector("#audit-result-link", timeout=120_000)
+    progress = dana.evaluate("window.__progress")
+    assert progress and progress[-1] == 100 and progress == sorted(progress), progress
+    assert "Failing" in dana.inner_text("#audit-job") or "Passed" in dana.inner_text("#audit-job")
+    result_link.click()
+    dana.wait_for_selector("#audit-result")
+    assert "failed thresholds" in dana.inner_text("#audit-result")
+    assert dana.locator("#fairness svg").count() >= 3  # rates with CIs, impact ratio vs 0.8, trend
+    screenshot(dana, "model-audit-result")
     dana.context.close()
 
     # 6. The auditor exports a bundle; the progress bar moves until the download appears.
