@@ -24,6 +24,7 @@ from django.utils.safestring import mark_safe
 
 from audit.ledger import format_time
 from audit.models import Checkpoint, LedgerEntry
+from governance.fairness.models import AuditRun
 from governance.models import ApprovalDecision, ApprovalRequest, Deployment, ModelVersion
 from governance.reports import charts, selectors
 from governance.reports.bundle import _subject_query
@@ -91,41 +92,33 @@ def _section(key: str, content: dict[str, Any], missing: list[str]) -> dict[str,
             "missing": missing}
 
 
-# --- Fairness audits (read through an adapter: the fairness app owns its models) ---------------
+# --- Fairness audits ---------------------------------------------------------------------------
 
-def audit_view(audit: Any) -> dict[str, Any]:
-    """A fairness audit as plain data: who/when/what, parameters, thresholds, result, digests."""
-    result = next((getattr(audit, name) for name in selectors.RESULT_FIELDS if getattr(audit, name, None)), None) or {}
-    if isinstance(result, str | bytes):
-        result = json.loads(result)
-    version_field = selectors._version_field(type(audit)) if hasattr(type(audit), "_meta") else None
-    version_id = (getattr(audit, f"{version_field}_id", None) if version_field else None) \
-        or getattr(audit, "model_version_id", None) or getattr(audit, "version_id", None)
-    finished = getattr(audit, "finished_at", None) or getattr(audit, "completed_at", None) \
-        or getattr(audit, "created_at", None)
-    thresholds = dict(getattr(audit, "thresholds", None) or result.get("thresholds") or {})
+def audit_view(audit: AuditRun) -> dict[str, Any]:
+    """A fairness audit run as plain data: who/when/what, parameters, thresholds, result, digests."""
+    result = audit.result or {}
     return {
         "id": audit.pk,
         "subject": [f"{audit._meta.app_label}.{audit._meta.model_name}", str(audit.pk)],
-        "version_id": version_id,
-        "status": str(getattr(audit, "status", "") or ""),
-        "finished_at": _time(finished),
-        "requested_by": str(getattr(audit, "requested_by_label", "") or getattr(audit, "actor", "") or ""),
-        "dataset": str(getattr(audit, "dataset_label", "") or getattr(audit, "input_uri", "") or ""),
-        "input_sha256": str(getattr(audit, "input_sha256", "") or getattr(audit, "data_sha256", "") or ""),
-        "result_sha256": str(getattr(audit, "result_sha256", "") or ""),
-        "passed": getattr(audit, "passed", None),
-        "thresholds": thresholds,
-        "recorded_findings": list(getattr(audit, "findings", None) or []),
-        "spec": str(getattr(getattr(audit, "spec", None), "name", "") or ""),
-        "target": str(getattr(getattr(audit, "spec", None), "target", "") or "version"),
-        "trigger": str(getattr(audit, "trigger", "") or ""),
-        "error_code": str(getattr(audit, "error_code", "") or ""),
+        "version_id": audit.model_version_id,
+        "status": str(audit.status),
+        "finished_at": _time(audit.finished_at or audit.created_at),  # a run not finished yet: when it was requested
+        "requested_by": audit.requested_by_label,
+        "dataset": audit.dataset_label,
+        "input_sha256": audit.input_sha256,
+        "result_sha256": audit.result_sha256,
+        "passed": audit.passed,
+        "thresholds": dict(audit.thresholds),
+        "recorded_findings": list(audit.findings),
+        "spec": audit.spec.name,
+        "target": str(audit.spec.target),
+        "trigger": str(audit.trigger),
+        "error_code": audit.error_code,
         "result": result,
     }
 
 
-def audit_files(audits: list[Any]) -> dict[str, bytes]:
+def audit_files(audits: list[AuditRun]) -> dict[str, bytes]:
     """audits/<id>.json for the bundle: the recorded result and its metadata, byte-stable."""
     files = {}
     for audit in audits:
@@ -140,7 +133,7 @@ def _group_name(attributes: dict[str, Any]) -> str:
 
 def _impact_ratio_threshold(view: dict[str, Any]) -> float:
     thresholds = view.get("thresholds") or {}
-    for key in ("impact_ratio", "min_impact_ratio", "demographic_parity_ratio"):
+    for key in ("impact_ratio", "demographic_parity_ratio"):
         value = thresholds.get(key)
         if isinstance(value, int | float):
             return float(value)
@@ -241,8 +234,8 @@ def _lineage_for(version: ModelVersion) -> dict[str, Any]:
 
 # --- The document ----------------------------------------------------------------------------
 
-def report_document(version: ModelVersion, *, audits: list[Any] | None = None, primary_audit: Any = None,
-                    now: datetime | None = None) -> dict[str, Any]:
+def report_document(version: ModelVersion, *, audits: list[AuditRun] | None = None,
+                    primary_audit: AuditRun | None = None, now: datetime | None = None) -> dict[str, Any]:
     """The report of one model version (or, with `primary_audit`, of one audit of it) as JSON-ready data."""
     model = version.model
     generated_at = now or timezone.now()
@@ -631,8 +624,8 @@ def report_pdf(document: dict[str, Any]) -> bytes:
     return HTML(string=report_html(document, for_pdf=True), base_url=str(settings.BASE_DIR)).write_pdf()
 
 
-def report_files_for_version(version: ModelVersion, *, audits: list[Any] | None = None,
-                             primary_audit: Any = None) -> dict[str, bytes]:
+def report_files_for_version(version: ModelVersion, *, audits: list[AuditRun] | None = None,
+                             primary_audit: AuditRun | None = None) -> dict[str, bytes]:
     """The report of a version (or, with `primary_audit`, of that audit of it) as JSON, HTML and PDF."""
     document = report_document(version, audits=audits, primary_audit=primary_audit)
     stem = f"report-{version.model.name}-{version.label}" + (f"-audit-{primary_audit.pk}" if primary_audit else "")
