@@ -1,24 +1,21 @@
-"""Regulator-ready reports per model version (and per audit): one document, three formats.
+"""The content of the regulator-ready report of a model version (or of one audit of it).
 
 `report_document()` assembles the report from recorded data only (the registry, approvals,
 deployments, lineage, fairness audits and the ledger); nothing is typed in by hand. Each of the
-15 sections names the provisions it answers and lists explicitly what is not recorded. The
-same document renders as JSON, as HTML (templates/reports/report.html) and, from that HTML, as
-PDF with WeasyPrint. Charts are inline SVG (governance.reports.charts).
+15 sections names the provisions it answers and lists explicitly what is not recorded. Charts are
+inline SVG (governance.reports.charts) made here, so the JSON carries the same pictures as the
+HTML and PDF. governance.reports.render turns the document into those three formats.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, Max, Min
-from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
@@ -116,15 +113,6 @@ def audit_view(audit: AuditRun) -> dict[str, Any]:
         "error_code": audit.error_code,
         "result": result,
     }
-
-
-def audit_files(audits: list[AuditRun]) -> dict[str, bytes]:
-    """audits/<id>.json for the bundle: the recorded result and its metadata, byte-stable."""
-    files = {}
-    for audit in audits:
-        view = audit_view(audit)
-        files[f"audit-{view['id']}.json"] = (json.dumps(view, sort_keys=True, indent=1, default=str) + "\n").encode()
-    return files
 
 
 def _group_name(attributes: dict[str, Any]) -> str:
@@ -606,42 +594,3 @@ def _reproducibility(version: ModelVersion, lineage: dict[str, Any], primary: di
     if not any(item["commit"] for item in content["code"]):
         missing.append("code commit of the training run")
     return _section("reproducibility", content, missing)
-
-
-# --- Rendering -------------------------------------------------------------------------------
-
-def report_json(document: dict[str, Any]) -> bytes:
-    return (json.dumps(document, indent=1, sort_keys=False, default=str, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def report_html(document: dict[str, Any], *, for_pdf: bool = False) -> str:
-    return render_to_string("reports/report.html", {"doc": document, "for_pdf": for_pdf})
-
-
-def report_pdf(document: dict[str, Any]) -> bytes:
-    from weasyprint import HTML
-
-    return HTML(string=report_html(document, for_pdf=True), base_url=str(settings.BASE_DIR)).write_pdf()
-
-
-def report_files_for_version(version: ModelVersion, *, audits: list[AuditRun] | None = None,
-                             primary_audit: AuditRun | None = None) -> dict[str, bytes]:
-    """The report of a version (or, with `primary_audit`, of that audit of it) as JSON, HTML and PDF."""
-    document = report_document(version, audits=audits, primary_audit=primary_audit)
-    stem = f"report-{version.model.name}-{version.label}" + (f"-audit-{primary_audit.pk}" if primary_audit else "")
-    return {f"{stem}.json": report_json(document), f"{stem}.html": report_html(document).encode("utf-8"),
-            f"{stem}.pdf": report_pdf(document)}
-
-
-def report_files(plan: Any, progress: Any = None) -> dict[str, bytes]:
-    """The report of every version in the plan, as JSON, HTML and PDF (report/ in the bundle)."""
-    files: dict[str, bytes] = {}
-    for index, version in enumerate(plan.versions):
-        if progress is not None:
-            progress(index, len(plan.versions), version.label)
-        files.update(report_files_for_version(version, audits=plan.audits))
-    return files
-
-
-def digests_of(files: Iterable[tuple[str, bytes]]) -> dict[str, str]:
-    return {name: hashlib.sha256(data).hexdigest() for name, data in files}
