@@ -82,8 +82,9 @@ def task_enqueue_on_commit(task_name: str, *args: Any, **kwargs: Any) -> None:
     services) and those services never import each other. The arguments are stored as given, so
     the outbox row and the message are the same as a direct `task.delay_on_commit(...)`.
     """
-    from governance.celery import app
+    from celery import current_app
 
+    app = current_app._get_current_object()  # the project's app (governance.celery), without importing upward
     if task_name not in app.tasks:
         # A web process imports task modules only on demand: import them as a worker does at start.
         app.loader.import_default_modules()
