@@ -130,7 +130,7 @@ def _report_rows(work: Path) -> list[dict]:
     from weasyprint import HTML
 
     from governance.models import Deployment
-    from governance.reports import report
+    from governance.reports import render
 
     call_command("seed_demo", stdout=io.StringIO())
     deployment = Deployment.objects.filter(is_active=True, environment__is_production=True).select_related(
@@ -139,7 +139,7 @@ def _report_rows(work: Path) -> list[dict]:
     timings, cpu_timings = [], []
     for _ in range(3):
         started, cpu_started = time.perf_counter(), time.process_time()
-        files = report.report_files_for_version(version)
+        files = render.report_files_for_version(version)
         timings.append(time.perf_counter() - started)
         cpu_timings.append(time.process_time() - cpu_started)
     started = time.perf_counter()

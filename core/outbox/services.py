@@ -74,3 +74,19 @@ def outbox_dispatch(*, only: list[int] | None = None, limit: int = 500) -> int:
 
 def outbox_pending_count() -> int:
     return OutboxMessage.objects.filter(dispatched_at__isnull=True).count()
+
+
+def task_enqueue_on_commit(task_name: str, *args: Any, **kwargs: Any) -> None:
+    """Queue the task registered as `task_name` after commit, through the outbox (eager mode: run it then).
+
+    Services name their tasks instead of importing them, so a tasks module (which imports its
+    services) and those services never import each other. The arguments are stored as given, so
+    the outbox row and the message are the same as a direct `task.delay_on_commit(...)`.
+    """
+    from celery import current_app
+
+    app = current_app._get_current_object()  # the project's app (governance.celery), without importing upward
+    if task_name not in app.tasks:
+        # A web process imports task modules only on demand: import them as a worker does at start.
+        app.loader.import_default_modules()
+    app.tasks[task_name].delay_on_commit(*args, **kwargs)

@@ -15,8 +15,10 @@ from django.http import HttpRequest
 from core.admin import ReadOnlyModelAdmin
 from core.errors import ServiceError
 from governance import selectors as governance_selectors
-from governance.fairness import selectors, services
+from governance.fairness import selectors
 from governance.fairness.models import AuditRun, AuditSpec, PredictionBatch
+from governance.fairness.services.runs import audit_request
+from governance.fairness.services.specs import audit_spec_schedule_set
 
 
 @admin.register(AuditSpec)
@@ -45,13 +47,13 @@ class AuditSpecAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: AuditSpec, form: Any, change: bool) -> None:
         if "periodic_task" in form.changed_data:
-            services.audit_spec_schedule_set(by=request.user, spec=obj, periodic_task=obj.periodic_task)
+            audit_spec_schedule_set(by=request.user, spec=obj, periodic_task=obj.periodic_task)
 
     @admin.action(description="Run now")
     def run_now(self, request: HttpRequest, queryset: QuerySet[AuditSpec]) -> None:
         for spec in queryset[:20]:
             try:
-                run = services.audit_request(spec=spec, by=request.user)
+                run = audit_request(spec=spec, by=request.user)
             except ServiceError as error:
                 self.message_user(request, f"{spec}: {error.message} [{error.code}]", messages.ERROR)
             else:

@@ -21,8 +21,12 @@ from core.api import ERROR_RESPONSES, CursorlessPagination, paginated
 from core.errors import InvalidInput, NotFound
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from governance import selectors as governance_selectors
-from governance.fairness import selectors, services
+from governance.fairness import selectors
 from governance.fairness.models import AuditRun, AuditSpec
+from governance.fairness.services.batches import prediction_batch_upload
+from governance.fairness.services.runs import audit_request
+from governance.fairness.services.specs import audit_spec_create
+from governance.fairness.services.uploads import UploadTooLarge
 from governance.permissions import TokenScopePermission
 
 
@@ -168,8 +172,8 @@ def _create_spec(request: Request, data: dict[str, Any]) -> AuditSpec:
             raise NotFound(f"No dataset version {dataset_version_id}.", code="dataset_version_not_found",
                            extra={"id": dataset_version_id})
     crontab = data.pop("schedule_crontab") or None
-    return services.audit_spec_create(by=request.user, model=model, version=version, dataset_version=dataset_version,
-                                      dataset_file=request.FILES.get("dataset"), schedule_crontab=crontab, **data)
+    return audit_spec_create(by=request.user, model=model, version=version, dataset_version=dataset_version,
+                             dataset_file=request.FILES.get("dataset"), schedule_crontab=crontab, **data)
 
 
 def _data(request: Request) -> dict[str, Any]:
@@ -217,7 +221,7 @@ class AuditListView(FairnessView):
             spec = selectors.audit_spec_get(user=request.user, spec_id=_object_id(raw, code="fairness_spec_not_found"))
         else:
             spec = _create_spec(request, _spec_data(request, data["spec"]))
-        run = services.audit_request(spec=spec, by=request.user)
+        run = audit_request(spec=spec, by=request.user)
         return Response(AuditOut(run).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -286,16 +290,16 @@ class PredictionBatchView(FairnessView):
         model = governance_selectors.registered_model_get(user=request.user, name=name)
         length = request.META.get("CONTENT_LENGTH") or ""
         if length.isdigit() and int(length) > settings.FAIRNESS_MAX_UPLOAD_BYTES + 64 * 1024:
-            raise services.UploadTooLarge(f"The upload is larger than {settings.FAIRNESS_MAX_UPLOAD_BYTES} bytes.",
-                                          extra={"max_bytes": settings.FAIRNESS_MAX_UPLOAD_BYTES})
+            raise UploadTooLarge(f"The upload is larger than {settings.FAIRNESS_MAX_UPLOAD_BYTES} bytes.",
+                                 extra={"max_bytes": settings.FAIRNESS_MAX_UPLOAD_BYTES})
         uploaded = request.FILES.get("file")
         if uploaded is None:
             raise InvalidInput("Upload the predictions as the multipart field 'file'.", code="fairness_no_file")
         label = request.data.get("version") or ""
         version = (governance_selectors.model_version_get(user=request.user, model_name=name, label=label)
                    if label else None)
-        batch, created = services.prediction_batch_upload(by=request.user, model=model, uploaded=uploaded,
-                                                          served_version=version)
+        batch, created = prediction_batch_upload(by=request.user, model=model, uploaded=uploaded,
+                                                 served_version=version)
         return Response(BatchOut(batch).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     @extend_schema(operation_id="fairness_prediction_batches_list",

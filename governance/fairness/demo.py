@@ -24,8 +24,10 @@ import numpy as np
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from governance.fairness import services
 from governance.fairness.models import AuditRun, AuditSpec
+from governance.fairness.services.batches import prediction_batch_upload
+from governance.fairness.services.runs import audit_execute, audit_request
+from governance.fairness.services.specs import audit_spec_create
 from governance.models import ModelVersion, RegisteredModel
 
 CREDIT = "credit-default-scorer"
@@ -69,8 +71,8 @@ def _version(model: RegisteredModel, label: str) -> ModelVersion | None:
 
 
 def _run(spec: AuditSpec, by: Any) -> AuditRun:
-    run = services.audit_request(spec=spec, by=by)
-    return services.audit_execute(run_id=run.pk)
+    run = audit_request(spec=spec, by=by)
+    return audit_execute(run_id=run.pk)
 
 
 def seed(stdout: Any) -> str:
@@ -90,7 +92,7 @@ def seed(stdout: Any) -> str:
             version = _version(credit, label)
             if version is None:
                 continue
-            spec = services.audit_spec_create(
+            spec = audit_spec_create(
                 by=dana, model=credit, version=version, name=f"{SPEC_PREFIX} {CREDIT} {label} holdout",
                 dataset_path=credit_csv, y_true="repaid", score="score", threshold=0.5,
                 sensitive=["age_group", "sex"], pos_label="1", bootstrap=1000, seed=7, min_group_size=50,
@@ -102,7 +104,7 @@ def seed(stdout: Any) -> str:
         screener_csv.write_text(_screener_rows(rng, 6000))
         version = _version(screener, "0.9.0")
         if version is not None:
-            spec = services.audit_spec_create(
+            spec = audit_spec_create(
                 by=hiro, model=screener, version=version, name=f"{SPEC_PREFIX} {SCREENER} 0.9.0 holdout",
                 dataset_path=screener_csv, y_true="qualified", y_pred="shortlisted", sensitive=["sex", "ethnicity"],
                 bootstrap=1000, seed=11, thresholds={"impact_ratio_min": 0.8, "equalized_odds_difference_max": 0.1})
@@ -110,7 +112,7 @@ def seed(stdout: Any) -> str:
             summary.append(f"{SCREENER} 0.9.0: audit #{run.pk} {'passed' if run.passed else 'FAILED'}")
 
     # Production monitoring: weekly batches, the later ones drifting against applicants under 25.
-    monitor = services.audit_spec_create(
+    monitor = audit_spec_create(
         by=dana, model=credit, target=AuditSpec.Target.PRODUCTION, name=f"{SPEC_PREFIX} {CREDIT} production monitoring",
         y_true="repaid", score="score", threshold=0.5, sensitive=["age_group"], pos_label="1", min_group_size=50,
         window_days=28, thresholds={"impact_ratio_min": 0.8, "equalized_odds_difference_max": 0.1},
@@ -118,8 +120,8 @@ def seed(stdout: Any) -> str:
     points = []
     for week, shift in enumerate((0.0, 0.2, 0.6, 1.1), start=1):
         content = _credit_rows(rng, 1500, under_25_shift=shift).encode()
-        services.prediction_batch_upload(by=dana, model=credit,
-                                         uploaded=SimpleUploadedFile(f"week-{week}.csv", content, "text/csv"))
+        prediction_batch_upload(by=dana, model=credit,
+                                uploaded=SimpleUploadedFile(f"week-{week}.csv", content, "text/csv"))
         run = _run(monitor, dana)
         points.append("pass" if run.passed else "FAIL")
     summary.append(f"{CREDIT} monitoring trend over 4 weekly batches: {' -> '.join(points)} "

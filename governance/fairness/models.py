@@ -3,7 +3,7 @@ production predictions that monitoring audits read (PredictionBatch).
 
 These are plain models, not governed ones: a run's progress changes many times a second and is
 not a decision. Every change that matters (spec created, run requested, completed or failed,
-batch uploaded) is written by `services.py` with its own ledger entry in the same transaction.
+batch uploaded) is written by a service (`services/`) with its own ledger entry in the same transaction.
 """
 
 from __future__ import annotations

@@ -15,8 +15,12 @@ from django.http import QueryDict
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
-from core.errors import InvalidInput, NotFound, Unavailable
+from core.errors import InvalidInput, NotFound
 from governance import selectors as governance_selectors
+from governance.fairness.models import AuditRun, AuditSpec
+from governance.fairness.selectors import audit_spec_list
+from governance.fairness.services.access import can_manage_specs, can_run_audits
+from governance.fairness.services.runs import audit_request
 from governance.models import ApprovalPolicy, ModelVersion, RegisteredModel, VersionStatus
 
 IMPACT_RATIO_THRESHOLD = 0.8
@@ -24,44 +28,21 @@ LIGHT_FIELDS = ("pk", "spec_id", "status", "passed", "finished_at", "error_code"
                 "spec__name", "spec__model__name")
 
 
-def available() -> bool:
-    """Whether the fairness app offers its audit runs (it is built alongside the pages)."""
-    from django.apps import apps
-
-    try:
-        apps.get_model("fairness", "AuditRun")
-    except LookupError:
-        return False
-    return True
-
-
-def _fairness() -> Any:
-    from governance.fairness import models, selectors, services
-
-    return models, selectors, services
-
-
-def _unavailable() -> dict[str, Any]:
-    return {"fairness_available": False, "failing_audits": [], "overdue_audits": [], "audit_specs": [],
-            "can_audit": False, "audit_charts": [], "recent_audits": []}
-
-
 # --- Dashboard -----------------------------------------------------------------------------------
 
 def failing_audits(*, user: Any, limit: int = 10, visible: Any = None) -> list[dict[str, Any]]:
     """Each visible spec's latest finished run, where it failed its thresholds or errored (one query)."""
-    models, selectors, _ = _fairness()
-    finished = [models.AuditRun.Status.SUCCEEDED, models.AuditRun.Status.FAILED]
-    latest = (models.AuditRun.objects.filter(spec=OuterRef("spec"), status__in=finished)
+    finished = [AuditRun.Status.SUCCEEDED, AuditRun.Status.FAILED]
+    latest = (AuditRun.objects.filter(spec=OuterRef("spec"), status__in=finished)
               .order_by("-finished_at", "-pk").values("pk")[:1])
     if visible is None:
         visible = governance_selectors.registered_model_list(user=user)
-    runs = (models.AuditRun.objects.filter(spec__model__in=visible, status__in=finished, pk=Subquery(latest))
-            .filter(Q(status=models.AuditRun.Status.FAILED) | Q(passed=False))
+    runs = (AuditRun.objects.filter(spec__model__in=visible, status__in=finished, pk=Subquery(latest))
+            .filter(Q(status=AuditRun.Status.FAILED) | Q(passed=False))
             .order_by("-finished_at", "-pk").values(*LIGHT_FIELDS)[:limit])
     return [{"label": f"{run['spec__model__name']} {run['model_version__label'] or ''} — {run['spec__name']}",
              "url": f"/models/{run['spec__model__name']}/?audit_result={run['pk']}#fairness",
-             "detail": (f"error [{run['error_code']}]" if run["status"] == models.AuditRun.Status.FAILED
+             "detail": (f"error [{run['error_code']}]" if run["status"] == AuditRun.Status.FAILED
                         else "below a threshold") + f", {run['finished_at']:%Y-%m-%d %H:%M} UTC"}
             for run in runs]
 
@@ -69,7 +50,6 @@ def failing_audits(*, user: Any, limit: int = 10, visible: Any = None) -> list[d
 def overdue_audits(*, user: Any, limit: int = 10, visible: Any = None) -> list[dict[str, Any]]:
     """Versions under review, approved or deployed whose policy wants a passing audit younger than N
     days, and that have none (one query per distinct age limit, usually one or two)."""
-    models, _, _ = _fairness()
     now = timezone.now()
     policies = list(ApprovalPolicy.objects.values("model_id", "risk_tier", "fairness_audit_max_age_days"))
     own_policy_models = {row["model_id"] for row in policies if row["model_id"] is not None}
@@ -83,13 +63,13 @@ def overdue_audits(*, user: Any, limit: int = 10, visible: Any = None) -> list[d
         by_age[days] = by_age.get(days, Q(pk__in=[])) | scope
     if not by_age:
         return []
-    last_passed = (models.AuditRun.objects.filter(model_version=OuterRef("pk"), status=models.AuditRun.Status.SUCCEEDED,
-                                                  passed=True).order_by().values("model_version")
+    last_passed = (AuditRun.objects.filter(model_version=OuterRef("pk"), status=AuditRun.Status.SUCCEEDED,
+                                           passed=True).order_by().values("model_version")
                    .annotate(last=Max("finished_at")).values("last"))
     found: list[dict[str, Any]] = []
     for days, scope in sorted(by_age.items()):
-        fresh = models.AuditRun.objects.filter(model_version=OuterRef("pk"), status=models.AuditRun.Status.SUCCEEDED,
-                                               passed=True, finished_at__gte=now - timedelta(days=days))
+        fresh = AuditRun.objects.filter(model_version=OuterRef("pk"), status=AuditRun.Status.SUCCEEDED,
+                                        passed=True, finished_at__gte=now - timedelta(days=days))
         if visible is None:
             visible = governance_selectors.registered_model_list(user=user)
         versions = (ModelVersion.objects.filter(model__in=visible)
@@ -106,9 +86,7 @@ def overdue_audits(*, user: Any, limit: int = 10, visible: Any = None) -> list[d
 
 
 def dashboard_overview(*, user: Any, visible: Any = None) -> dict[str, Any]:
-    if not available():
-        return _unavailable()
-    return {"fairness_available": True, "failing_audits": failing_audits(user=user, visible=visible),
+    return {"failing_audits": failing_audits(user=user, visible=visible),
             "overdue_audits": overdue_audits(user=user, visible=visible)}
 
 
@@ -168,15 +146,12 @@ def _lowest_impact_ratio(result: dict[str, Any] | None) -> float | None:
 def model_section(*, user: Any, model: RegisteredModel, versions: list[ModelVersion],
                   selected: ModelVersion | None, audit_id: int | None,
                   result_id: int | None = None) -> dict[str, Any]:
-    if not available():
-        return _unavailable()
-    models, selectors, services = _fairness()
     from governance.reports import charts
 
     # The page has already checked that the user may see the model (a 404 otherwise).
-    specs = list(models.AuditSpec.objects.filter(model=model).select_related("version").order_by("pk"))
-    runs = models.AuditRun.objects.filter(spec__model=model).select_related("model_version")
-    succeeded = runs.filter(status=models.AuditRun.Status.SUCCEEDED)
+    specs = list(AuditSpec.objects.filter(model=model).select_related("version").order_by("pk"))
+    runs = AuditRun.objects.filter(spec__model=model).select_related("model_version")
+    succeeded = runs.filter(status=AuditRun.Status.SUCCEEDED)
     shown = None
     if result_id is not None:
         shown = succeeded.filter(pk=result_id).first()
@@ -200,10 +175,9 @@ def model_section(*, user: Any, model: RegisteredModel, versions: list[ModelVers
     recent = list(runs.order_by("-pk").values("pk", "status", "passed", "created_at", "model_version__label",
                                               "spec__name", "error_code")[:10])
     return {
-        "fairness_available": True,
         "audit_specs": specs,
-        "can_audit": bool(specs) and services.can_run_audits(user, model),
-        "can_define_audits": services.can_manage_specs(user, model),
+        "can_audit": bool(specs) and can_run_audits(user, model),
+        "can_define_audits": can_manage_specs(user, model),
         "audit_id": audit_id,
         "audit_job_url": f"/api/fairness/audits/{audit_id}/status/" if audit_id else "",
         "shown_audit": shown,
@@ -218,14 +192,11 @@ def model_section(*, user: Any, model: RegisteredModel, versions: list[ModelVers
 
 def start_audit(*, user: Any, model: RegisteredModel, post: QueryDict) -> tuple[int, str]:
     """Queue a run of one of the model's specs (chosen in the form); returns (run id, version label)."""
-    if not available():
-        raise Unavailable("Fairness audits are not available.", code="fairness_unavailable")
-    models, selectors, services = _fairness()
     raw = post.get("spec", "")
     if not (raw.isascii() and raw.isdigit() and len(raw) < 19):
         raise InvalidInput("Choose an audit to run.", code="fairness_spec_required")
-    spec = selectors.audit_spec_list(user=user, model=model).filter(pk=int(raw)).first()
+    spec = audit_spec_list(user=user, model=model).filter(pk=int(raw)).first()
     if spec is None:
         raise NotFound(f"No fairness audit spec {raw} for '{model.name}'.", code="fairness_spec_not_found")
-    run = services.audit_request(spec=spec, by=user)
+    run = audit_request(spec=spec, by=user)
     return run.pk, run.model_version.label if run.model_version else ""

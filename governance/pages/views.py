@@ -26,7 +26,7 @@ from audit import selectors as audit_selectors
 from core.errors import NotFound, ServiceError
 from governance import services
 from governance.models import ApprovalRequest, Decision, ModelVersion, RequestStatus, VersionStatus
-from governance.pages import selectors
+from governance.pages import fairness, selectors
 from governance.permissions import can_decide, can_write_model
 
 MODELS_PER_PAGE = 50
@@ -64,9 +64,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 
 def _audit_overview(user: Any, visible: Any) -> dict[str, Any]:
-    """Failing or overdue fairness audits, when the fairness app offers them."""
-    from governance.pages import fairness
-
+    """Failing or overdue fairness audits."""
     return fairness.dashboard_overview(user=user, visible=visible)
 
 
@@ -112,8 +110,6 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         "decisions": Decision.choices,
         "draft": VersionStatus.DRAFT,
     }
-    from governance.pages import fairness
-
     context.update(fairness.model_section(user=user, model=model, versions=page.versions, selected=selected,
                                           audit_id=_int_param(request, "audit"),
                                           result_id=_int_param(request, "audit_result")))
@@ -192,8 +188,6 @@ def model_export_bundle(request: HttpRequest, name: str) -> HttpResponse:
 @login_required
 def model_run_audit(request: HttpRequest, name: str) -> HttpResponse:
     model = _visible_model_or_404(request, name)
-    from governance.pages import fairness
-
     try:
         audit_id, label = fairness.start_audit(user=request.user, model=model, post=request.POST)
     except ServiceError as exc:

@@ -42,7 +42,7 @@ class BundlePlan:
     model: RegisteredModel | None = None
     versions: list[ModelVersion] = field(default_factory=list)
     attestations: list[Attestation] = field(default_factory=list)
-    audits: list[Any] = field(default_factory=list)
+    audits: list[AuditRun] = field(default_factory=list)
 
 
 def can_export(user: Any) -> bool:
@@ -57,16 +57,6 @@ def model_for(*, name: str, user: Any = None) -> RegisteredModel:
     if model is None:
         raise NotFound(f"No model named '{name}'.", code="model_not_found", extra={"model": name})
     return model
-
-
-RESULT_FIELDS = ("result", "results", "report")
-
-
-def _version_field(model: Any) -> str | None:
-    for model_field in model._meta.get_fields():
-        if getattr(model_field, "many_to_one", False) and model_field.related_model is ModelVersion:
-            return str(model_field.name)
-    return None
 
 
 def fairness_audits_for(versions: list[ModelVersion]) -> list[AuditRun]:

@@ -72,10 +72,10 @@ def bundle_contents_for(export: BundleExport, *, progress: Any = None) -> tuple[
                          for attestation in plan.attestations},
         "attestation_public_keys": selectors.pipeline_public_keys(plan.attestations),
     }
-    from governance.reports import report as report_module
+    from governance.reports import render
 
-    contents["audits"] = report_module.audit_files(plan.audits)
-    contents["report"] = report_module.report_files(plan, progress=progress)
+    contents["audits"] = render.audit_files(plan.audits)
+    contents["report"] = render.report_files(plan, progress=progress)
     return sorted(subjects), contents
 
 
@@ -167,12 +167,12 @@ def _bundle_export_finish(*, export: BundleExport, summary: BundleSummary, path:
 
 def report_generate(*, version: Any, by: Any, schedule: Any = None, audit: Any = None) -> Any:
     """Render the version's report (or one audit's), store the files and record `report.generated`."""
-    from governance.reports import report as report_module
+    from governance.reports import render
     from governance.reports.models import GeneratedReport
 
     label = actor_label(by)
     audit_ref = f"{audit._meta.app_label}.{audit._meta.model_name}:{audit.pk}" if audit is not None else ""
-    files = report_module.report_files_for_version(version, primary_audit=audit)
+    files = render.report_files_for_version(version, primary_audit=audit)
     folder = Path(settings.MEDIA_ROOT) / "reports" / timezone.now().strftime("%Y/%m")
     folder.mkdir(parents=True, exist_ok=True)
     digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from governance.fairness import services
 from governance.fairness.models import AuditSpec
+from governance.fairness.services.specs import audit_spec_create
 
 
 def credit_csv(path: Path, *, rows: int = 2000, seed: int = 1, biased: bool = False,
@@ -35,4 +35,4 @@ def make_spec(by: Any, model: Any, version: Any, path: Path, **overrides: Any) -
                               "dataset_path": path, "min_group_size": 30,
                               "thresholds": {"impact_ratio_min": 0.8, "equalized_odds_difference_max": 0.1}}
     fields.update(overrides)
-    return services.audit_spec_create(by=by, model=model, version=version, **fields)
+    return audit_spec_create(by=by, model=model, version=version, **fields)

@@ -35,11 +35,11 @@ def test_run_now_queues_a_run_through_the_service(admin_browser, scientist, mode
 
 def test_runs_are_read_only_in_the_admin(admin_browser, scientist, model, version, tmp_path,
                                          django_capture_on_commit_callbacks):
-    from governance.fairness import services
+    from governance.fairness.services import runs
 
     with django_capture_on_commit_callbacks(execute=True):
-        run = services.audit_request(spec=make_spec(scientist, model, version, credit_csv(tmp_path / "e.csv", rows=300)),
-                                     by=scientist)
+        run = runs.audit_request(spec=make_spec(scientist, model, version, credit_csv(tmp_path / "e.csv", rows=300)),
+                                 by=scientist)
     page = admin_browser.get(f"/admin/fairness/auditrun/{run.pk}/change/")
     assert page.status_code == 200 and b'name="_save"' not in page.content
     digest = AuditRun.objects.get(pk=run.pk).result_sha256
@@ -51,7 +51,7 @@ def test_runs_are_read_only_in_the_admin(admin_browser, scientist, model, versio
 def test_linking_a_schedule_in_the_admin_is_recorded(admin_browser, scientist, model, version, tmp_path):
     from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-    from governance.fairness.services import SCHEDULED_TASK
+    from governance.fairness.services.specs import SCHEDULED_TASK
 
     spec = make_spec(scientist, model, version, credit_csv(tmp_path / "e.csv", rows=300))
     every_day = IntervalSchedule.objects.create(every=1, period=IntervalSchedule.DAYS)

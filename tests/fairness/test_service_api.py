@@ -163,10 +163,10 @@ def test_oversized_batch_is_413_and_nothing_is_stored(scientist, model, tmp_path
 
 
 def test_batch_lacking_a_column_a_monitoring_spec_reads_is_refused(scientist, model, tmp_path, settings):
-    from governance.fairness import services
+    from governance.fairness.services import specs
 
-    services.audit_spec_create(by=scientist, model=model, name="monitor", target=AuditSpec.Target.PRODUCTION,
-                               y_true="repaid", y_pred="predicted", sensitive=["ethnicity"])
+    specs.audit_spec_create(by=scientist, model=model, name="monitor", target=AuditSpec.Target.PRODUCTION,
+                            y_true="repaid", y_pred="predicted", sensitive=["ethnicity"])
     response = _upload(client_for(scientist), model.name, credit_csv(tmp_path / "b.csv", rows=50).read_bytes())
     assert response.status_code == 400 and response.json()["code"] == "fairness_missing_column"
     assert response.json()["extra"]["missing"] == ["ethnicity"]
@@ -210,7 +210,7 @@ def test_parquet_batch_with_unknown_outcomes_is_stored_and_audited(scientist, mo
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from governance.fairness import services
+    from governance.fairness.services import runs
 
     table = pa.table({"repaid": pa.array([1, 0, None, 1] * 50, type=pa.int64()),
                       "predicted": pa.array([1, 0, 1, 0] * 50, type=pa.int64()),
@@ -222,7 +222,7 @@ def test_parquet_batch_with_unknown_outcomes_is_stored_and_audited(scientist, mo
                                           format="multipart")
     assert response.status_code == 201 and response.json()["file_format"] == "parquet" and response.json()["rows"] == 200
     batch = PredictionBatch.objects.get()
-    report = services.audit_inputs([Path(batch.file.path)], skip_unknown_outcomes=True, config={
+    report = runs.audit_inputs([Path(batch.file.path)], skip_unknown_outcomes=True, config={
         "y_true": "repaid", "y_pred": "predicted", "score": None, "threshold": None, "sensitive": ["sex"],
         "pos_label": None, "min_group_size": 0, "include_small_groups": False, "bootstrap": 0, "seed": None})
     assert report["rows"] == 150 and report["rows_without_outcome"] == 50

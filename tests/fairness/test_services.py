@@ -18,10 +18,12 @@ from django.utils import timezone
 
 from audit import jcs
 from audit.models import LedgerEntry
+from core.errors import Conflict, InvalidInput, NotFound, ServiceError
 from governance import services as governance_services
 from governance.evidence import FAIRNESS_AUDIT_PASSED, run_evidence_check
-from governance.fairness import notifications, services
+from governance.fairness import notifications
 from governance.fairness.models import AuditRun, AuditSpec, PredictionBatch
+from governance.fairness.services import batches, runs, specs
 from governance.fairness.tasks import fairness_audit_scheduled_task
 from tests.fairness.helpers import credit_csv, make_spec
 from tests.fixtures import CARD, SEED
@@ -32,7 +34,7 @@ pytestmark = pytest.mark.django_db
 def run_audit(spec: AuditSpec, by: Any, capture: Any) -> AuditRun:
     """Request a run and let the (eager) task run after commit."""
     with capture(execute=True):
-        run = services.audit_request(spec=spec, by=by)
+        run = runs.audit_request(spec=spec, by=by)
     return AuditRun.objects.get(pk=run.pk)
 
 
@@ -113,16 +115,16 @@ def test_biased_predictions_fail_with_findings_that_name_the_metric(scientist, m
 
 
 def test_thresholds_accept_both_spellings_and_refuse_unknown_names(scientist, model, version, tmp_path):
-    assert services.normalise_thresholds({"impact_ratio_min": 0.8, "equalized_odds_difference": 0.1}) == {
+    assert specs.normalise_thresholds({"impact_ratio_min": 0.8, "equalized_odds_difference": 0.1}) == {
         "impact_ratio": 0.8, "equalized_odds_difference": 0.1}
-    with pytest.raises(services.InvalidInput) as refused:
+    with pytest.raises(InvalidInput) as refused:
         make_spec(scientist, model, version, credit_csv(tmp_path / "e.csv"), thresholds={"accuracy_min": 0.9})
     assert refused.value.code == "fairness_bad_thresholds"
     assert not AuditSpec.objects.exists() and not LedgerEntry.objects.filter(action__startswith="fairness").exists()
 
 
 def test_spec_with_a_missing_column_is_refused_and_nothing_is_stored(scientist, model, version, tmp_path, settings):
-    with pytest.raises(services.InvalidInput) as refused:
+    with pytest.raises(InvalidInput) as refused:
         make_spec(scientist, model, version, credit_csv(tmp_path / "e.csv"), sensitive=["ethnicity"])
     assert refused.value.code == "fairness_missing_column" and refused.value.extra["missing"] == ["ethnicity"]
     assert not AuditSpec.objects.exists()
@@ -157,7 +159,7 @@ def test_bad_file_fails_the_run_with_its_code_and_no_partial_result(content, cod
 def test_spec_with_a_malformed_file_is_refused_with_the_engine_code(scientist, model, version, tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("repaid,predicted,sex\n1,1,f\n0,1\n")
-    with pytest.raises(services.InvalidInput) as refused:
+    with pytest.raises(InvalidInput) as refused:
         make_spec(scientist, model, version, path)
     assert refused.value.code == "fairness_malformed_file"
     assert not AuditSpec.objects.exists()
@@ -178,7 +180,7 @@ def test_executing_a_finished_run_again_records_nothing(scientist, model, versio
     run = run_audit(make_spec(scientist, model, version, credit_csv(tmp_path / "e.csv")), scientist,
                     django_capture_on_commit_callbacks)
     before = LedgerEntry.objects.count()
-    again = services.audit_execute(run_id=run.pk, task_id="redelivered")
+    again = runs.audit_execute(run_id=run.pk, task_id="redelivered")
     assert again.result_sha256 == run.result_sha256 and again.attempt == run.attempt
     assert LedgerEntry.objects.count() == before
     assert LedgerEntry.objects.filter(action="fairness_audit.completed").count() == 1
@@ -186,18 +188,18 @@ def test_executing_a_finished_run_again_records_nothing(scientist, model, versio
 
 def test_redelivered_message_takes_over_a_run_whose_worker_died(scientist, model, version, tmp_path):
     spec = make_spec(scientist, model, version, credit_csv(tmp_path / "e.csv"))
-    run = services.audit_request(spec=spec, by=scientist)  # no commit callbacks: nothing runs yet
+    run = runs.audit_request(spec=spec, by=scientist)  # no commit callbacks: nothing runs yet
     # The first delivery claimed the run, then its worker was killed.
-    claimed = services._claim(run.pk, task_id="message-1")
+    claimed = runs._claim(run.pk, task_id="message-1")
     assert claimed is not None and claimed[1] == 1
     # Another message (not the same one) must wait while the lease is fresh ...
-    with pytest.raises(services.AuditRunBusy):
-        services.audit_execute(run_id=run.pk, task_id="message-2")
+    with pytest.raises(runs.AuditRunBusy):
+        runs.audit_execute(run_id=run.pk, task_id="message-2")
     # ... but the broker's redelivery of the same message takes over at once.
-    done = services.audit_execute(run_id=run.pk, task_id="message-1")
+    done = runs.audit_execute(run_id=run.pk, task_id="message-1")
     assert done.status == AuditRun.Status.SUCCEEDED and done.attempt == 2
     # The killed attempt, were it to finish late, records nothing.
-    services._finish_failed(run.pk, 1, "late", "from the first attempt")
+    runs._finish_failed(run.pk, 1, "late", "from the first attempt")
     assert AuditRun.objects.get(pk=run.pk).status == AuditRun.Status.SUCCEEDED
     assert LedgerEntry.objects.filter(action__in=["fairness_audit.completed", "fairness_audit.failed"]).count() == 1
 
@@ -205,12 +207,12 @@ def test_redelivered_message_takes_over_a_run_whose_worker_died(scientist, model
 def test_stale_run_is_recovered_by_the_beat_job(scientist, model, version, tmp_path, settings,
                                                 django_capture_on_commit_callbacks):
     spec = make_spec(scientist, model, version, credit_csv(tmp_path / "e.csv"))
-    run = services.audit_request(spec=spec, by=scientist)
-    services._claim(run.pk, task_id="dead-worker")
+    run = runs.audit_request(spec=spec, by=scientist)
+    runs._claim(run.pk, task_id="dead-worker")
     AuditRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(
         seconds=settings.FAIRNESS_RUN_LEASE_S + 1))
     with django_capture_on_commit_callbacks(execute=True):
-        recovered = services.audit_recover_stale()
+        recovered = runs.audit_recover_stale()
     assert recovered == [run.pk]
     run.refresh_from_db()
     assert run.status == AuditRun.Status.SUCCEEDED and run.attempt == 2
@@ -218,12 +220,12 @@ def test_stale_run_is_recovered_by_the_beat_job(scientist, model, version, tmp_p
 
 
 def test_superseded_attempt_stops_at_its_next_progress_update(scientist, model, version, tmp_path):
-    run = services.audit_request(spec=make_spec(scientist, model, version, credit_csv(tmp_path / "e.csv")),
-                                 by=scientist)
-    services._claim(run.pk, task_id="a")
+    run = runs.audit_request(spec=make_spec(scientist, model, version, credit_csv(tmp_path / "e.csv")),
+                             by=scientist)
+    runs._claim(run.pk, task_id="a")
     AuditRun.objects.filter(pk=run.pk).update(attempt=5)  # someone else took it over
-    with pytest.raises(services._Superseded):
-        services._report_progress(run.pk, 1, 50, "reading")
+    with pytest.raises(runs._Superseded):
+        runs._report_progress(run.pk, 1, 50, "reading")
 
 
 # --- Evidence gate ------------------------------------------------------------------------------
@@ -282,7 +284,7 @@ def test_failing_audit_sends_one_email_and_one_signed_webhook(scientist, model, 
     assert len(mail.outbox) == 1 and mail.outbox[0].to == ["risk@example.org"]
     assert f"#{run.pk}" in mail.outbox[0].subject
     # Sending again (a redelivered notify task) sends nothing.
-    assert services.audit_notify(run_id=run.pk) is False
+    assert runs.audit_notify(run_id=run.pk) is False
     assert len(webhook_receiver) == 1 and len(mail.outbox) == 1
 
 
@@ -297,14 +299,14 @@ def test_passing_audit_notifies_nobody(scientist, model, version, tmp_path, webh
 
 def test_roles_that_may_run_audits(scientist, model, version, auditor, make_user, other_team, tmp_path):
     spec = make_spec(scientist, model, version, credit_csv(tmp_path / "g.csv"))
-    assert services.audit_request(spec=spec, by=auditor).requested_by_label == "user:audrey"
+    assert runs.audit_request(spec=spec, by=auditor).requested_by_label == "user:audrey"
     viewer = make_user("victor", "viewer", teams=(model.team,))
-    with pytest.raises(services.ServiceError) as denied:
-        services.audit_request(spec=spec, by=viewer)
+    with pytest.raises(ServiceError) as denied:
+        runs.audit_request(spec=spec, by=viewer)
     assert denied.value.status_code == 403
     outsider = make_user("hiro", "data_scientist", teams=(other_team,))
-    with pytest.raises(services.NotFound):
-        services.audit_request(spec=spec, by=outsider)
+    with pytest.raises(NotFound):
+        runs.audit_request(spec=spec, by=outsider)
     assert AuditRun.objects.count() == 1
 
 
@@ -314,7 +316,7 @@ def test_spec_schedule_is_a_periodic_task_that_requests_a_run(scientist, model, 
                                                               django_capture_on_commit_callbacks):
     spec = make_spec(scientist, model, version, credit_csv(tmp_path / "g.csv"), schedule_interval_s=3600)
     task = spec.periodic_task
-    assert task.task == services.SCHEDULED_TASK and json.loads(task.kwargs) == {"spec_id": spec.pk}
+    assert task.task == specs.SCHEDULED_TASK and json.loads(task.kwargs) == {"spec_id": spec.pk}
     assert task.interval.every == 3600
     with django_capture_on_commit_callbacks(execute=True):
         run_id = fairness_audit_scheduled_task.apply(kwargs=json.loads(task.kwargs)).get()
@@ -326,25 +328,25 @@ def test_spec_schedule_is_a_periodic_task_that_requests_a_run(scientist, model, 
 def _upload(by: Any, model: Any, path: Path) -> PredictionBatch:
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    return services.prediction_batch_upload(by=by, model=model, uploaded=SimpleUploadedFile(
+    return batches.prediction_batch_upload(by=by, model=model, uploaded=SimpleUploadedFile(
         path.name, path.read_bytes(), "text/csv"))[0]
 
 
 def test_monitoring_audits_the_production_version_on_recent_batches(
         scientist, model, version, policy, approver, risk_officer, environments, tmp_path,
         django_capture_on_commit_callbacks):
-    monitor = services.audit_spec_create(by=scientist, model=model, name="monitor", target=AuditSpec.Target.PRODUCTION,
-                                         y_true="repaid", score="score", threshold=0.5, sensitive=["sex"])
-    with pytest.raises(services.Conflict) as undeployed:
-        services.audit_request(spec=monitor, by=scientist)
+    monitor = specs.audit_spec_create(by=scientist, model=model, name="monitor", target=AuditSpec.Target.PRODUCTION,
+                                      y_true="repaid", score="score", threshold=0.5, sensitive=["sex"])
+    with pytest.raises(Conflict) as undeployed:
+        runs.audit_request(spec=monitor, by=scientist)
     assert undeployed.value.code == "fairness_no_production_deployment"
     request = governance_services.model_version_submit(version=version, by=scientist)
     governance_services.approval_decide(request=request, by=approver, decision="approve")
     governance_services.approval_decide(request=request, by=risk_officer, decision="approve")
     version.refresh_from_db()
     governance_services.deployment_record(version=version, environment=environments["production"], by=scientist)
-    with pytest.raises(services.InvalidInput) as no_batches:
-        services.audit_request(spec=monitor, by=scientist)
+    with pytest.raises(InvalidInput) as no_batches:
+        runs.audit_request(spec=monitor, by=scientist)
     assert no_batches.value.code == "fairness_no_batches"
 
     first = _upload(scientist, model, credit_csv(tmp_path / "w1.csv", rows=600, seed=2, unknown_outcomes=100))
@@ -369,7 +371,7 @@ def test_an_unexpected_engine_error_fails_the_run_once_instead_of_retrying_forev
     def broken(*args: Any, **kwargs: Any) -> dict[str, Any]:
         raise RuntimeError("a bug with a secret-looking detail")
 
-    monkeypatch.setattr(services, "compute_report", broken)
+    monkeypatch.setattr(runs, "compute_report", broken)
     run = run_audit(make_spec(scientist, model, version, credit_csv(tmp_path / "e.csv")), scientist,
                     django_capture_on_commit_callbacks)
     assert run.status == AuditRun.Status.FAILED and run.error_code == "fairness_internal_error"
@@ -382,7 +384,7 @@ def test_a_retry_after_the_email_failed_does_not_post_the_webhook_again(scientis
     import socket
 
     spec = make_spec(scientist, model, version, credit_csv(tmp_path / "b.csv", biased=True))
-    run = services.audit_execute(run_id=services.audit_request(spec=spec, by=scientist).pk)  # notify not run yet
+    run = runs.audit_execute(run_id=runs.audit_request(spec=spec, by=scientist).pk)  # notify not run yet
     assert run.passed is False
     with socket.socket() as probe:  # a port nobody listens on: the SMTP connection is refused
         probe.bind(("127.0.0.1", 0))
@@ -390,15 +392,15 @@ def test_a_retry_after_the_email_failed_does_not_post_the_webhook_again(scientis
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", closed_port
     with pytest.raises(OSError):
-        services.audit_notify(run_id=run.pk)
+        runs.audit_notify(run_id=run.pk)
     run.refresh_from_db()
     assert len(webhook_receiver) == 1 and run.webhook_sent_at is not None
     assert run.emailed_at is None and run.notified_at is None
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    assert services.audit_notify(run_id=run.pk) is True
+    assert runs.audit_notify(run_id=run.pk) is True
     assert len(webhook_receiver) == 1 and len(mail.outbox) == 1
-    assert services.audit_notify(run_id=run.pk) is False
+    assert runs.audit_notify(run_id=run.pk) is False
 
 
 def test_evaluation_data_must_be_the_lineage_dataset_version_it_names(scientist, model, version, tmp_path, settings):
@@ -412,11 +414,11 @@ def test_evaluation_data_must_be_the_lineage_dataset_version_it_names(scientist,
         dataset=dataset, actor=SEED,
         spec=lineage_services.VersionSpec(location_uri=f"file://{path}", content=path.read_bytes()))
     # The file is found through the dataset version's location when none is uploaded.
-    spec = services.audit_spec_create(by=scientist, model=model, version=version, name="lineage", y_true="repaid",
-                                      y_pred="predicted", sensitive=["sex"], dataset_version=registered)
+    spec = specs.audit_spec_create(by=scientist, model=model, version=version, name="lineage", y_true="repaid",
+                                   y_pred="predicted", sensitive=["sex"], dataset_version=registered)
     assert spec.dataset_sha256 == registered.digest and spec.dataset_version_id == registered.pk
     # Other bytes under the same reference are refused.
-    with pytest.raises(services.InvalidInput) as mismatch:
+    with pytest.raises(InvalidInput) as mismatch:
         make_spec(scientist, model, version, credit_csv(tmp_path / "other.csv", rows=300, seed=9),
                   dataset_version=registered)
     assert mismatch.value.code == "fairness_dataset_mismatch"
@@ -433,7 +435,7 @@ def test_a_dataset_version_outside_the_local_root_is_never_read(scientist, model
         dataset=dataset, actor=SEED,
         spec=lineage_services.VersionSpec(location_uri=f"file://{tmp_path}/datasets/../private.csv",
                                           content=outside.read_bytes()))
-    with pytest.raises(services.InvalidInput) as refused:
-        services.audit_spec_create(by=scientist, model=model, version=version, name="x", y_true="repaid",
-                                   y_pred="predicted", sensitive=["sex"], dataset_version=registered)
+    with pytest.raises(InvalidInput) as refused:
+        specs.audit_spec_create(by=scientist, model=model, version=version, name="x", y_true="repaid",
+                                y_pred="predicted", sensitive=["sex"], dataset_version=registered)
     assert refused.value.code == "fairness_no_dataset"

@@ -177,7 +177,7 @@ def fairness_spec(version: Any, by: Any, folder: Path) -> Any:
     """An audit of the version on 2,000 evaluation rows in which women are selected far less often."""
     import csv
 
-    from governance.fairness import services as fairness_services
+    from governance.fairness.services.specs import audit_spec_create
 
     path = folder / "evaluation.csv"
     with path.open("w", newline="") as handle:
@@ -187,7 +187,7 @@ def fairness_spec(version: Any, by: Any, folder: Path) -> Any:
             sex = "female" if index % 2 else "male"
             selected = (index % 8 == 1) if sex == "female" else (index % 4 in (0, 1))
             writer.writerow([int(index % 3 == 0), int(selected), sex])
-    return fairness_services.audit_spec_create(
+    return audit_spec_create(
         by=by, model=version.model, name="selection parity by sex", version=version, y_true="y_true",
         y_pred="y_pred", sensitive=["sex"], dataset_path=path, thresholds={"impact_ratio": 0.8}, bootstrap=400,
         seed=7, min_group_size=10)
@@ -271,23 +271,20 @@ def test_review_flow_in_the_browser(live_server, browser, celery_worker_queue, i
     screenshot(dana, "model-deployed")
 
     # 5. A fairness audit runs on the worker; the progress bar moves until the result shows.
-    from governance.pages import fairness as page_fairness
-
-    if page_fairness.available():
-        spec = fairness_spec(version, world["dana"], tmp_path)
-        dana.goto(model_url)
-        dana.select_option("#audit-spec", value=str(spec.pk))
-        dana.click("#run-audit")
-        dana.wait_for_selector("#audit-job")
-        result_link = dana.wait_for_selector("#audit-result-link", timeout=120_000)
-        progress = dana.evaluate("window.__progress")
-        assert progress and progress[-1] == 100 and progress == sorted(progress), progress
-        assert "Failing" in dana.inner_text("#audit-job") or "Passed" in dana.inner_text("#audit-job")
-        result_link.click()
-        dana.wait_for_selector("#audit-result")
-        assert "failed thresholds" in dana.inner_text("#audit-result")
-        assert dana.locator("#fairness svg").count() >= 3  # rates with CIs, impact ratio vs 0.8, trend
-        screenshot(dana, "model-audit-result")
+    spec = fairness_spec(version, world["dana"], tmp_path)
+    dana.goto(model_url)
+    dana.select_option("#audit-spec", value=str(spec.pk))
+    dana.click("#run-audit")
+    dana.wait_for_selector("#audit-job")
+    result_link = dana.wait_for_selector("#audit-result-link", timeout=120_000)
+    progress = dana.evaluate("window.__progress")
+    assert progress and progress[-1] == 100 and progress == sorted(progress), progress
+    assert "Failing" in dana.inner_text("#audit-job") or "Passed" in dana.inner_text("#audit-job")
+    result_link.click()
+    dana.wait_for_selector("#audit-result")
+    assert "failed thresholds" in dana.inner_text("#audit-result")
+    assert dana.locator("#fairness svg").count() >= 3  # rates with CIs, impact ratio vs 0.8, trend
+    screenshot(dana, "model-audit-result")
     dana.context.close()
 
     # 6. The auditor exports a bundle; the progress bar moves until the download appears.

@@ -25,8 +25,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from audit.models import LedgerEntry
-from governance.fairness import services
 from governance.fairness.models import AuditRun
+from governance.fairness.services.runs import audit_request
 from tests.conftest import REPO_ROOT
 from tests.fairness.helpers import credit_csv, make_spec
 from tests.faults.helpers import broker_override, database_url, service_env, stop
@@ -121,7 +121,7 @@ def test_worker_killed_mid_audit_then_restarted_records_exactly_one_result(clust
     # Slow enough to be interrupted: 200 chunks of 500 rows, 50 ms each.
     cluster.worker("w1", FAIRNESS_CHUNK_ROWS="500", FAIRNESS_CHUNK_DELAY_S="0.05")
     spec = make_spec(scientist, model, version, credit_csv(tmp_path / "e.csv", rows=100_000))
-    run = services.audit_request(spec=spec, by=scientist)  # autocommit: published on return
+    run = audit_request(spec=spec, by=scientist)  # autocommit: published on return
 
     def progressed() -> bool:
         current = AuditRun.objects.get(pk=run.pk)
@@ -192,7 +192,7 @@ def test_audit_requested_while_redis_is_down_runs_once_when_it_is_back(cluster, 
         probe.bind(("127.0.0.1", 0))
         down_url = f"redis://127.0.0.1:{probe.getsockname()[1]}/15"
     with broker_override(down_url, queue=cluster.queue):
-        run = services.audit_request(spec=spec, by=scientist)  # the request itself succeeds
+        run = audit_request(spec=spec, by=scientist)  # the request itself succeeds
     kept = OutboxMessage.objects.filter(task_name__endswith="fairness_audit_run_task")
     assert [message.args for message in kept] == [[run.pk]]  # kept in the database, once
     pending = kept.filter(dispatched_at__isnull=True)

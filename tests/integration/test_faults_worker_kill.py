@@ -22,8 +22,8 @@ from audit.models import LedgerEntry
 from audit.verify import verify_ledger
 from governance import services
 from governance.celery import app
-from governance.fairness import services as fairness_services
 from governance.fairness.models import AuditRun
+from governance.fairness.services.runs import audit_request
 from governance.reports import services as report_services
 from governance.reports.models import BundleExport
 from governance.reports.tasks import bundle_export_task
@@ -85,7 +85,7 @@ def kill(worker: subprocess.Popen[bytes], whole: bool) -> None:
 
 def request_audit(root, model, version, tmp_path: Path) -> int:  # type: ignore[no-untyped-def]
     spec = make_spec(root, model, version, credit_csv(tmp_path / "eval.csv", rows=12_000))
-    return fairness_services.audit_request(spec=spec, by=root).pk
+    return audit_request(spec=spec, by=root).pk
 
 
 def request_bundle(root) -> int:  # type: ignore[no-untyped-def]

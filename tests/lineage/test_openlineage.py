@@ -13,6 +13,8 @@ from django.db import OperationalError
 from rest_framework.test import APIClient
 
 from audit.models import LedgerEntry
+from governance.roles import DATA_SCIENTIST, sync_role_groups
+from governance.services import service_account_create
 from lineage import openlineage
 from lineage.models import Dataset, DatasetVersion, LineageEdge, OpenLineageEvent, TrainingRun
 from tests.lineage.conftest import LINEAGE_PERMS
@@ -50,12 +52,6 @@ def _post(api: APIClient, body: bytes, **headers: str):  # type: ignore[no-untyp
 
 def _service_token(django_user_model) -> str:  # type: ignore[no-untyped-def]
     """A write token of a service account holding the lineage add permissions (governance's tokens)."""
-    try:
-        from governance.auth import ServiceTokenAuthentication  # noqa: F401
-        from governance.roles import DATA_SCIENTIST, sync_role_groups
-        from governance.services import service_account_create
-    except ImportError:
-        pytest.skip("governance.auth.ServiceTokenAuthentication has not landed yet")
     if not Group.objects.filter(name=DATA_SCIENTIST).exists():
         sync_role_groups(group_model=Group, permission_model=Permission)  # flushed by an earlier live test
     admin = django_user_model.objects.create_superuser("ol-admin", "ol-admin@example.org", "x" * 16)
@@ -157,7 +153,6 @@ def test_bad_token_is_refused_by_the_official_client(live_server):
     from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
     from openlineage.client.transport.http import ApiKeyTokenProvider, HttpConfig, HttpTransport
 
-    pytest.importorskip("governance.auth")
     transport = HttpTransport(HttpConfig(url=live_server.url, auth=ApiKeyTokenProvider({"apiKey": "gov_bad_token"})))
     event = RunEvent(eventType=RunState.START, eventTime=datetime.now(UTC).isoformat(),
                      run=Run(runId=str(uuid.uuid4())), job=Job(namespace="n", name="j"), producer=PRODUCER)

@@ -14,15 +14,14 @@ from django.test.utils import CaptureQueriesContext
 from audit import ledger
 from audit.models import LedgerEntry
 from governance import services
-from governance.pages.fairness import available
 
 pytestmark = pytest.mark.django_db
 
 # Queries per page for a signed-in user (session and user lookups included), measured after one
 # warm-up request (content types and the like are cached per process). The fairness parts add
-# their own fixed number when the fairness app is installed.
-FAIRNESS_DASHBOARD = 2 if available() else 0  # policies with an audit age limit; failing audits
-FAIRNESS_MODEL_PAGE = 6 if available() else 0  # specs, shown result (x2), trend, recent runs, roles
+# their own fixed number.
+FAIRNESS_DASHBOARD = 2  # policies with an audit age limit; failing audits
+FAIRNESS_MODEL_PAGE = 6  # specs, shown result (x2), trend, recent runs, roles
 EXPECTED = {
     "dashboard_approver": 12 + FAIRNESS_DASHBOARD,  # pending requests walked by expiry, then checked and fetched
     "dashboard_auditor": 10 + FAIRNESS_DASHBOARD,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
-import types
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 from governance.fairness import engine
+from governance.fairness.models import AuditRun, AuditSpec
 from tests.conftest import DATA_DIR
 
 GERMAN_CREDIT = DATA_DIR / "german-credit" / "german-credit.csv"
@@ -30,16 +30,13 @@ def german_credit_result(*, seed: int = 7, female_rate: float = 0.55, bootstrap:
     return engine.compute_report(accumulator.counts(), min_group_size=30, bootstrap=bootstrap, seed=seed)
 
 
-class _Meta:
-    app_label = "fairness"
-    model_name = "fairnessaudit"
-
-
 def fake_audit(pk: int, version: Any, result: dict[str, Any], finished_at: datetime, *,
-               thresholds: dict[str, float] | None = None, passed: bool | None = None) -> Any:
-    """An object with the fields the report's audit adapter reads."""
-    return types.SimpleNamespace(
-        pk=pk, _meta=_Meta, result=result, model_version_id=version.pk, finished_at=finished_at,
+               thresholds: dict[str, float] | None = None, passed: bool | None = None) -> AuditRun:
+    """An unsaved fairness audit run of `version` with the given result (the report reads only its fields)."""
+    spec = AuditSpec(name="german-credit", model=version.model, version=version, target=AuditSpec.Target.VERSION)
+    return AuditRun(
+        pk=pk, spec=spec, model_version=version, result=result, finished_at=finished_at,
         thresholds=thresholds if thresholds is not None else {"impact_ratio": 0.8,
                                                               "demographic_parity_difference": 0.1},
-        status="done", input_sha256="a1" * 32, result_sha256="b2" * 32, passed=passed, dataset_label="german-credit")
+        status=AuditRun.Status.SUCCEEDED, input_sha256="a1" * 32, result_sha256="b2" * 32, passed=passed,
+        dataset_label="german-credit")

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from governance.reports import report
+from governance.reports import render, sections
 from tests.reports.report_fixtures import fake_audit, german_credit_result
 
 pytestmark = pytest.mark.django_db
@@ -26,9 +26,9 @@ def _section(document, key):
 
 
 def test_report_has_the_fifteen_sections_in_order_each_naming_its_provisions(version, audits):
-    document = report.report_document(version, audits=audits)
+    document = sections.report_document(version, audits=audits)
     assert [section["number"] for section in document["sections"]] == list(range(1, 16))
-    assert [section["id"] for section in document["sections"]] == [key for key, _, _ in report.SECTIONS]
+    assert [section["id"] for section in document["sections"]] == [key for key, _, _ in sections.SECTIONS]
     for section in document["sections"]:
         assert section["provisions"], section["id"]
     provisions = " ".join(p for section in document["sections"] for p in section["provisions"])
@@ -38,7 +38,7 @@ def test_report_has_the_fifteen_sections_in_order_each_naming_its_provisions(ver
 
 
 def test_report_content_comes_from_the_recorded_version_and_audit(version, audits):
-    document = report.report_document(version, audits=audits)
+    document = sections.report_document(version, audits=audits)
     identification = _section(document, "identification")["content"]
     assert identification["model"] == version.model.name and identification["version"] == version.label
     assert identification["manifest_sha256"] == version.manifest_digest
@@ -57,7 +57,7 @@ def test_report_content_comes_from_the_recorded_version_and_audit(version, audit
 
 
 def test_findings_compare_each_impact_ratio_with_the_threshold(version, audits):
-    document = report.report_document(version, audits=audits[:1])  # female rate 0.45 vs 0.72: below 0.8
+    document = sections.report_document(version, audits=audits[:1])  # female rate 0.45 vs 0.72: below 0.8
     findings = _section(document, "findings")["content"]
     failing = [f for f in findings["findings"] if not f["passed"]]
     assert findings["failed"] == len(failing) > 0
@@ -65,23 +65,23 @@ def test_findings_compare_each_impact_ratio_with_the_threshold(version, audits):
 
 
 def test_missing_data_is_said_explicitly(version):
-    document = report.report_document(version, audits=[])
+    document = sections.report_document(version, audits=[])
     assert "fairness audit of this version" in _section(document, "fairness_method")["missing"]
     assert any("no fairness audit" in item for item in _section(document, "groups")["missing"])
     assert any("approval request" in item for item in _section(document, "signoff")["missing"])
     assert any("deployments" in item for item in _section(document, "deployments")["missing"])
     assert any("scheduled reporting" in item for item in _section(document, "monitoring")["missing"])
     assert any("fairness monitoring" in item for item in _section(document, "monitoring")["missing"])
-    html = report.report_html(document)
+    html = render.report_html(document)
     assert html.count("Not recorded:") >= 5
 
 
 def test_html_has_inline_svg_charts_and_json_has_the_same_sections(version, audits):
-    document = report.report_document(version, audits=audits)
-    html = report.report_html(document)
+    document = sections.report_document(version, audits=audits)
+    html = render.report_html(document)
     assert html.count("<svg") >= 5  # rates + impact per attribute, and the trend
     assert "threshold 0.8" in html
-    parsed = json.loads(report.report_json(document))
+    parsed = json.loads(render.report_json(document))
     assert [s["title"] for s in parsed["sections"]] == [s["title"] for s in document["sections"]]
     for section in parsed["sections"]:
         assert f"{section['number']}. {section['title']}" in html
@@ -90,9 +90,9 @@ def test_html_has_inline_svg_charts_and_json_has_the_same_sections(version, audi
 def test_pdf_renders_from_the_same_template(version, audits):
     from weasyprint import HTML
 
-    document = report.report_document(version, audits=audits)
-    assert report.report_pdf(document).startswith(b"%PDF-")
-    rendered = HTML(string=report.report_html(document, for_pdf=True)).render()
+    document = sections.report_document(version, audits=audits)
+    assert render.report_pdf(document).startswith(b"%PDF-")
+    rendered = HTML(string=render.report_html(document, for_pdf=True)).render()
     assert len(rendered.pages) >= 4
     # Nothing is wider than the page: tables and charts must not overflow.
     page_width = rendered.pages[0].width
@@ -128,7 +128,7 @@ def test_report_generate_stores_files_and_records_a_ledger_entry(version, audito
 
 
 def test_a_per_audit_report_is_about_that_audit(version, audits):
-    document = report.report_document(version, audits=audits, primary_audit=audits[0])
+    document = sections.report_document(version, audits=audits, primary_audit=audits[0])
     assert document["audit"] == 1 and "(audit #1)" in document["title"]
     assert _section(document, "groups")["content"]["audit"] == 1
     assert _section(document, "fairness_method")["content"]["audit"] == 1

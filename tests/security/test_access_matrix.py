@@ -34,7 +34,8 @@ from django.utils import timezone
 from audit.models import LedgerEntry
 from core.actor import acting_as
 from governance import services
-from governance.fairness import services as fairness_services
+from governance.fairness.services.runs import audit_request
+from governance.fairness.services.specs import audit_spec_create
 from governance.models import ApprovalRequest, RegisteredModel, ServiceToken, Team, TokenScope
 from governance.reports import services as report_services
 from lineage.models import Attestation, LineageNode
@@ -104,10 +105,10 @@ def build_world() -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="matrix-") as folder:  # the spec keeps its own copy
             holdout = Path(folder) / "holdout.csv"
             holdout.write_bytes(PREDICTIONS)
-            spec = fairness_services.audit_spec_create(by=owner, model=model, version=versions["1.0.0"],
-                                                       name="holdout", y_true="repaid", y_pred="predicted",
-                                                       sensitive=["sex"], dataset_path=holdout, min_group_size=1)
-        audit = fairness_services.audit_request(spec=spec, by=SEED)  # queued: the task runs only after a commit
+            spec = audit_spec_create(by=owner, model=model, version=versions["1.0.0"],
+                                     name="holdout", y_true="repaid", y_pred="predicted",
+                                     sensitive=["sex"], dataset_path=holdout, min_group_size=1)
+        audit = audit_request(spec=spec, by=SEED)  # queued: the task runs only after a commit
         bundle = report_services.bundle_export_request(by=SEED, model_name=name, check_access=False)
         node = LineageNode.objects.get(ref_type="governance.modelversion", ref_id=str(versions["1.0.0"].pk))
         deployment_node = LineageNode.objects.get(ref_type="governance.deployment", ref_id=str(deployment.pk))
@@ -190,7 +191,7 @@ def expect_page(role: str, obj: str) -> str:
     return "OK" if sees(role, obj) else "N"
 
 
-# Fairness (governance/fairness/services.py): running an audit and defining a spec are role
+# Fairness (governance/fairness/services/): running an audit and defining a spec are role
 # capabilities on top of seeing the model; uploading production predictions is a model write.
 RUNS_AUDITS = {"data_scientist", "risk_officer", "auditor", "admin", "token_write"}
 DEFINES_SPECS = {"data_scientist", "risk_officer", "admin", "token_write"}

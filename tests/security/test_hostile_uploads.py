@@ -87,13 +87,13 @@ def test_hostile_upload_is_a_4xx_with_a_code_and_writes_nothing(client, endpoint
     response = endpoint(client, name, content)
     if endpoint is _spec and name in DEFERRED and response.status_code == 201:
         # The spec only checks the header; the rows are judged when the audit runs: it must fail cleanly.
-        from governance.fairness import services as fairness_services
         from governance.fairness.models import AuditRun, AuditSpec
+        from governance.fairness.services.runs import audit_request
 
         spec = AuditSpec.objects.get(pk=response.json()["id"])
         with django_capture_on_commit_callbacks(execute=True):
-            run = fairness_services.audit_request(spec=spec, by=spec.created_by if hasattr(spec, "created_by")
-                                                  else "system:upload_test")
+            run = audit_request(spec=spec, by=spec.created_by if hasattr(spec, "created_by")
+                                else "system:upload_test")
         run = AuditRun.objects.get(pk=run.pk)
         assert run.status == AuditRun.Status.FAILED and run.error_code, (run.status, run.error_code)
         return

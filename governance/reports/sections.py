@@ -1,29 +1,27 @@
-"""Regulator-ready reports per model version (and per audit): one document, three formats.
+"""The content of the regulator-ready report of a model version (or of one audit of it).
 
 `report_document()` assembles the report from recorded data only (the registry, approvals,
 deployments, lineage, fairness audits and the ledger); nothing is typed in by hand. Each of the
-15 sections names the provisions it answers and lists explicitly what is not recorded. The
-same document renders as JSON, as HTML (templates/reports/report.html) and, from that HTML, as
-PDF with WeasyPrint. Charts are inline SVG (governance.reports.charts).
+15 sections names the provisions it answers and lists explicitly what is not recorded. Charts are
+inline SVG (governance.reports.charts) made here, so the JSON carries the same pictures as the
+HTML and PDF. governance.reports.render turns the document into those three formats.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, Max, Min
-from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
 from audit.ledger import format_time
 from audit.models import Checkpoint, LedgerEntry
+from governance.fairness.models import AuditRun
 from governance.models import ApprovalDecision, ApprovalRequest, Deployment, ModelVersion
 from governance.reports import charts, selectors
 from governance.reports.bundle import _subject_query
@@ -91,47 +89,30 @@ def _section(key: str, content: dict[str, Any], missing: list[str]) -> dict[str,
             "missing": missing}
 
 
-# --- Fairness audits (read through an adapter: the fairness app owns its models) ---------------
+# --- Fairness audits ---------------------------------------------------------------------------
 
-def audit_view(audit: Any) -> dict[str, Any]:
-    """A fairness audit as plain data: who/when/what, parameters, thresholds, result, digests."""
-    result = next((getattr(audit, name) for name in selectors.RESULT_FIELDS if getattr(audit, name, None)), None) or {}
-    if isinstance(result, str | bytes):
-        result = json.loads(result)
-    version_field = selectors._version_field(type(audit)) if hasattr(type(audit), "_meta") else None
-    version_id = (getattr(audit, f"{version_field}_id", None) if version_field else None) \
-        or getattr(audit, "model_version_id", None) or getattr(audit, "version_id", None)
-    finished = getattr(audit, "finished_at", None) or getattr(audit, "completed_at", None) \
-        or getattr(audit, "created_at", None)
-    thresholds = dict(getattr(audit, "thresholds", None) or result.get("thresholds") or {})
+def audit_view(audit: AuditRun) -> dict[str, Any]:
+    """A fairness audit run as plain data: who/when/what, parameters, thresholds, result, digests."""
+    result = audit.result or {}
     return {
         "id": audit.pk,
         "subject": [f"{audit._meta.app_label}.{audit._meta.model_name}", str(audit.pk)],
-        "version_id": version_id,
-        "status": str(getattr(audit, "status", "") or ""),
-        "finished_at": _time(finished),
-        "requested_by": str(getattr(audit, "requested_by_label", "") or getattr(audit, "actor", "") or ""),
-        "dataset": str(getattr(audit, "dataset_label", "") or getattr(audit, "input_uri", "") or ""),
-        "input_sha256": str(getattr(audit, "input_sha256", "") or getattr(audit, "data_sha256", "") or ""),
-        "result_sha256": str(getattr(audit, "result_sha256", "") or ""),
-        "passed": getattr(audit, "passed", None),
-        "thresholds": thresholds,
-        "recorded_findings": list(getattr(audit, "findings", None) or []),
-        "spec": str(getattr(getattr(audit, "spec", None), "name", "") or ""),
-        "target": str(getattr(getattr(audit, "spec", None), "target", "") or "version"),
-        "trigger": str(getattr(audit, "trigger", "") or ""),
-        "error_code": str(getattr(audit, "error_code", "") or ""),
+        "version_id": audit.model_version_id,
+        "status": str(audit.status),
+        "finished_at": _time(audit.finished_at or audit.created_at),  # a run not finished yet: when it was requested
+        "requested_by": audit.requested_by_label,
+        "dataset": audit.dataset_label,
+        "input_sha256": audit.input_sha256,
+        "result_sha256": audit.result_sha256,
+        "passed": audit.passed,
+        "thresholds": dict(audit.thresholds),
+        "recorded_findings": list(audit.findings),
+        "spec": audit.spec.name,
+        "target": str(audit.spec.target),
+        "trigger": str(audit.trigger),
+        "error_code": audit.error_code,
         "result": result,
     }
-
-
-def audit_files(audits: list[Any]) -> dict[str, bytes]:
-    """audits/<id>.json for the bundle: the recorded result and its metadata, byte-stable."""
-    files = {}
-    for audit in audits:
-        view = audit_view(audit)
-        files[f"audit-{view['id']}.json"] = (json.dumps(view, sort_keys=True, indent=1, default=str) + "\n").encode()
-    return files
 
 
 def _group_name(attributes: dict[str, Any]) -> str:
@@ -140,7 +121,7 @@ def _group_name(attributes: dict[str, Any]) -> str:
 
 def _impact_ratio_threshold(view: dict[str, Any]) -> float:
     thresholds = view.get("thresholds") or {}
-    for key in ("impact_ratio", "min_impact_ratio", "demographic_parity_ratio"):
+    for key in ("impact_ratio", "demographic_parity_ratio"):
         value = thresholds.get(key)
         if isinstance(value, int | float):
             return float(value)
@@ -241,8 +222,8 @@ def _lineage_for(version: ModelVersion) -> dict[str, Any]:
 
 # --- The document ----------------------------------------------------------------------------
 
-def report_document(version: ModelVersion, *, audits: list[Any] | None = None, primary_audit: Any = None,
-                    now: datetime | None = None) -> dict[str, Any]:
+def report_document(version: ModelVersion, *, audits: list[AuditRun] | None = None,
+                    primary_audit: AuditRun | None = None, now: datetime | None = None) -> dict[str, Any]:
     """The report of one model version (or, with `primary_audit`, of one audit of it) as JSON-ready data."""
     model = version.model
     generated_at = now or timezone.now()
@@ -613,42 +594,3 @@ def _reproducibility(version: ModelVersion, lineage: dict[str, Any], primary: di
     if not any(item["commit"] for item in content["code"]):
         missing.append("code commit of the training run")
     return _section("reproducibility", content, missing)
-
-
-# --- Rendering -------------------------------------------------------------------------------
-
-def report_json(document: dict[str, Any]) -> bytes:
-    return (json.dumps(document, indent=1, sort_keys=False, default=str, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def report_html(document: dict[str, Any], *, for_pdf: bool = False) -> str:
-    return render_to_string("reports/report.html", {"doc": document, "for_pdf": for_pdf})
-
-
-def report_pdf(document: dict[str, Any]) -> bytes:
-    from weasyprint import HTML
-
-    return HTML(string=report_html(document, for_pdf=True), base_url=str(settings.BASE_DIR)).write_pdf()
-
-
-def report_files_for_version(version: ModelVersion, *, audits: list[Any] | None = None,
-                             primary_audit: Any = None) -> dict[str, bytes]:
-    """The report of a version (or, with `primary_audit`, of that audit of it) as JSON, HTML and PDF."""
-    document = report_document(version, audits=audits, primary_audit=primary_audit)
-    stem = f"report-{version.model.name}-{version.label}" + (f"-audit-{primary_audit.pk}" if primary_audit else "")
-    return {f"{stem}.json": report_json(document), f"{stem}.html": report_html(document).encode("utf-8"),
-            f"{stem}.pdf": report_pdf(document)}
-
-
-def report_files(plan: Any, progress: Any = None) -> dict[str, bytes]:
-    """The report of every version in the plan, as JSON, HTML and PDF (report/ in the bundle)."""
-    files: dict[str, bytes] = {}
-    for index, version in enumerate(plan.versions):
-        if progress is not None:
-            progress(index, len(plan.versions), version.label)
-        files.update(report_files_for_version(version, audits=plan.audits))
-    return files
-
-
-def digests_of(files: Iterable[tuple[str, bytes]]) -> dict[str, str]:
-    return {name: hashlib.sha256(data).hexdigest() for name, data in files}

@@ -1,0 +1,1 @@
+"""Writes of the fairness app, one module per topic: specs, runs, batches (with access and uploads)."""

@@ -1,0 +1,86 @@
+"""Uploaded evaluation data and prediction files: size limit, hashing, column checks, storage."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.csv as pa_csv  # type: ignore[import-untyped]
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+
+from core.errors import InvalidInput, ServiceError
+from governance.fairness import reader
+from governance.fairness.engine import FairnessInputError
+
+
+class UploadTooLarge(ServiceError):
+    code = "fairness_upload_too_large"
+    status_code = 413
+
+
+def file_columns(path: Path) -> list[str]:
+    """Column names of a CSV or Parquet file (header / schema only)."""
+    import pyarrow.parquet as pa_parquet  # type: ignore[import-untyped]
+
+    try:
+        if reader._detect_format(path) == "parquet":
+            return list(pa_parquet.ParquetFile(path).schema_arrow.names)
+        reader._check_csv_header(path)
+        with pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=1 << 20, use_threads=False)) as csv:
+            return list(csv.schema.names)
+    except FairnessInputError:
+        raise
+    except (pa.ArrowException, OSError) as error:
+        raise FairnessInputError("fairness_malformed_file", f"{path.name} is not a readable CSV or Parquet file: {error}",
+                                 ) from error
+
+
+def require_columns(path: Path, needed: list[str]) -> None:
+    present = set(file_columns(path))
+    missing = [name for name in needed if name not in present]
+    if missing:
+        raise FairnessInputError("fairness_missing_column", f"{path.name} lacks column(s) {missing}", missing=missing)
+
+
+def input_error(error: FairnessInputError, *, temp: Path | None = None, shown: str = "") -> InvalidInput:
+    """The engine's error as a 400; a temporary file's name in the message becomes the uploaded name."""
+    message = str(error)
+    if temp is not None:
+        message = message.replace(temp.name, shown or "the file")
+    return InvalidInput(message, code=error.code, extra=dict(getattr(error, "extra", {}) or {}))
+
+
+def store_upload(uploaded: Any, *, folder: str, max_bytes: int) -> tuple[Path, str, int]:
+    """Copy an upload to a private temporary file under MEDIA_ROOT, hashing it; refuse oversize."""
+    size = getattr(uploaded, "size", None)
+    if size is not None and size > max_bytes:
+        raise UploadTooLarge(f"The file is {size} bytes; the limit is {max_bytes}.",
+                             extra={"size_bytes": size, "max_bytes": max_bytes})
+    tmp_dir = Path(settings.MEDIA_ROOT) / "fairness" / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=tmp_dir, prefix=folder, delete=False)
+    digest = hashlib.sha256()
+    written = 0
+    try:
+        with handle:
+            for chunk in uploaded.chunks() if hasattr(uploaded, "chunks") else iter(lambda: uploaded.read(1 << 20), b""):
+                written += len(chunk)
+                if written > max_bytes:
+                    raise UploadTooLarge(f"The file is larger than the limit of {max_bytes} bytes.",
+                                         extra={"max_bytes": max_bytes})
+                digest.update(chunk)
+                handle.write(chunk)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+    return Path(handle.name), digest.hexdigest(), written
+
+
+def save_to_storage(temp: Path, name: str) -> str:
+    with temp.open("rb") as source:
+        return default_storage.save(name, File(source))
