@@ -2,8 +2,8 @@
 team's object, a nonexistent one), each cell asserted against the rule it follows; the governance,
 fairness and bundle endpoints are scoped by model visibility, the lineage ones by role permission
 only (lineage cannot import governance, so it cannot know a model's team); list endpoints
-and pages never show another team's model names; separation of duties holds through the API,
-the pages and the admin; tokens (revoked, expired, read-only) are refused and stored hashed.
+and pages never show another team's model names (separation of duties, on every surface:
+tests/governance/test_separation_of_duties.py); tokens (revoked, expired, read-only) are refused and stored hashed.
 
 Outcome classes, so a cell names the access decision rather than the domain result behind it:
   OK    2xx
@@ -34,7 +34,7 @@ from audit.governed import acting_as
 from audit.models import LedgerEntry
 from governance import services
 from governance.fairness import services as fairness_services
-from governance.models import ApprovalRequest, RegisteredModel, ServiceToken, Team, TokenScope
+from governance.models import RegisteredModel, ServiceToken, TokenScope
 from governance.reports import services as report_services
 from lineage import services as lineage_services
 from lineage.models import LineageNode
@@ -447,60 +447,6 @@ def test_ledger_is_for_auditors_and_admins_only(role):
     else:
         assert page.status_code == 403
         assert SECRET.encode() not in page.content
-
-
-# --- Separation of duties through the API, the pages and the admin --------------------------------
-
-@pytest.fixture
-def submitter_approver(db):  # type: ignore[no-untyped-def]
-    """Sam writes for team A and is also an approver in scope: he must never approve his own request."""
-    world = build_world()
-    team_a = Team.objects.get(name="credit-risk")
-    sam = _user("sam", _role("data_scientist"), _role("approver"), team_a.group)
-    alpha = RegisteredModel.objects.get(name="alpha-scorer")
-    services.approver_scope_grant(by=SEED, to=sam, model=alpha)
-    sam = get_user_model().objects.get(pk=sam.pk)
-    version = services.model_version_register(model=alpha, by=sam, label="7.0.0", artifact_uri="s3://a/7/",
-                                              manifest={"m.bin": "c" * 64}, **CARD)
-    request = services.model_version_submit(version=version, by=sam)
-    client = Client(raise_request_exception=False)
-    client.force_login(sam)
-    return world, sam, request, client
-
-
-def _decisions(request_id: int) -> int:
-    return ApprovalRequest.objects.get(pk=request_id).decisions.count()
-
-
-def test_sod_submitter_cannot_approve_own_request_through_the_api(submitter_approver):
-    _, _, request, client = submitter_approver
-    response = client.post(f"/api/approval-requests/{request.pk}/decisions/", {"decision": "approve", "comment": "mine"},
-                           content_type="application/json")
-    assert response.status_code == 403 and "separation" in response.json()["code"], response.content
-    assert _decisions(request.pk) == 0
-
-
-def test_sod_submitter_cannot_approve_own_request_through_the_page(submitter_approver):
-    _, _, request, client = submitter_approver
-    client.post(f"/models/alpha-scorer/requests/{request.pk}/decide/", {"decision": "approve", "comment": "mine"})
-    assert _decisions(request.pk) == 0
-    assert ApprovalRequest.objects.get(pk=request.pk).status == "pending"
-
-
-def test_sod_submitter_cannot_approve_own_request_through_the_admin(submitter_approver):
-    _, _, request, client = submitter_approver
-    client.post(f"/admin/governance/approvalrequest/{request.pk}/decide/", {"decision": "approve", "comment": "mine"})
-    assert _decisions(request.pk) == 0
-    assert ApprovalRequest.objects.get(pk=request.pk).status == "pending"
-
-
-def test_sod_another_approver_in_scope_can_approve(submitter_approver):
-    world, _, request, _ = submitter_approver
-    client = client_for(world, "approver")
-    response = client.post(f"/api/approval-requests/{request.pk}/decisions/", {"decision": "approve", "comment": "ok"},
-                           content_type="application/json")
-    assert response.status_code == 201, response.content
-    assert _decisions(request.pk) == 1
 
 
 # --- Tokens ---------------------------------------------------------------------------------------
