@@ -1,4 +1,4 @@
-"""Service rules: registry, separation of duties, quorum and roles, evidence, expiry, deployments, ledger entries."""
+"""Service rules: registry, decisions, quorum and roles, evidence, expiry, deployments, ledger entries."""
 
 from __future__ import annotations
 
@@ -120,40 +120,7 @@ def test_model_policy_overrides_tier_default(model, version, scientist, policy):
     assert request.policy_snapshot["scope"] == "model:credit-default-scorer"
 
 
-# --- Separation of duties ----------------------------------------------------------------------
-
-def test_submitter_cannot_approve_own_request(make_user, team, make_version, policy):
-    # The submitter holds every approver right: still refused.
-    both = make_user("sam", "data_scientist", "risk_officer", teams=(team,))
-    version = make_version("5.0")
-    request = services.model_version_submit(version=version, by=both)
-    before = entries()
-    with pytest.raises(ServiceError) as excinfo:
-        services.approval_decide(request=request, by=both, decision="approve", comment="lgtm")
-    assert code_of(excinfo) == "approval_separation_of_duties"
-    assert excinfo.value.extra["rule"] == "submitter_cannot_decide"
-    assert entries() == before and not ApprovalDecision.objects.exists()
-
-
-def test_version_author_cannot_approve(make_user, team, policy, make_version, scientist2):
-    author = make_user("ann", "data_scientist", "risk_officer", teams=(team,))
-    version = make_version("6.0", by=author)
-    request = services.model_version_submit(version=version, by=scientist2)
-    with pytest.raises(ServiceError) as excinfo:
-        services.approval_decide(request=request, by=author, decision="approve", comment="ok")
-    assert code_of(excinfo) == "approval_separation_of_duties"
-    assert excinfo.value.extra["rule"] == "author_cannot_decide"
-
-
-def test_one_person_counts_once(pending, approver):
-    services.approval_decide(request=pending, by=approver, decision="approve", comment="ok")
-    with pytest.raises(ServiceError) as excinfo:
-        services.approval_decide(request=pending, by=approver, decision="approve", comment="again")
-    assert code_of(excinfo) == "approval_already_decided"
-    pending.refresh_from_db()
-    assert pending.status == RequestStatus.PENDING
-    assert pending.decisions.count() == 1
-
+# --- Decisions (separation of duties: tests/governance/test_separation_of_duties.py) -------------
 
 def test_rejection_needs_reason(pending, approver):
     for comment in ("", "  ", "no"):
@@ -188,13 +155,6 @@ def test_approver_outside_scope_refused(make_user, pending):
         services.approval_decide(request=pending, by=limited, decision="approve", comment="ok")
 
 
-def test_viewer_in_team_cannot_decide(make_user, team, pending):
-    viewer = make_user("vic", "viewer", teams=(team,))
-    with pytest.raises(ServiceError) as excinfo:
-        services.approval_decide(request=pending, by=viewer, decision="approve", comment="ok")
-    assert code_of(excinfo) == "approval_permission_denied"
-
-
 def test_approver_scoped_to_model_may_decide(make_user, model, pending):
     scoped = make_user("mo", "approver")
     services.approver_scope_grant(by="system:test", to=scoped, model=model)
@@ -202,16 +162,6 @@ def test_approver_scoped_to_model_may_decide(make_user, model, pending):
     scoped = get_user_model().objects.get(pk=scoped.pk)
     decision = services.approval_decide(request=pending, by=scoped, decision="approve", comment="ok")
     assert decision.approver_roles == ["approver"]
-
-
-def test_service_account_cannot_decide(pending, model):
-    account, _ = services.service_account_create(by="system:test", name="ci", role="approver", models=[model])
-    services.approver_scope_grant(by="system:test", to=account.user, model=model)
-    from django.contrib.auth import get_user_model
-    user = get_user_model().objects.get(pk=account.user.pk)
-    with pytest.raises(ServiceError) as excinfo:
-        services.approval_decide(request=pending, by=user, decision="approve", comment="ok")
-    assert code_of(excinfo) == "approval_permission_denied"
 
 
 # --- Quorum and required roles -----------------------------------------------------------------

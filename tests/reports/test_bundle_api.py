@@ -101,7 +101,9 @@ def test_others_cannot_see_an_export_and_download_waits_until_done(auditor, scie
 
 
 def test_anonymous_is_refused(version):
-    assert APIClient().post("/api/bundles/", {"model": version.model.name}, format="json").status_code in (401, 403)
+    response = APIClient().post("/api/bundles/", {"model": version.model.name}, format="json")
+    assert response.status_code == 401 and response.json()["code"] == "not_authenticated"
+    assert not BundleExport.objects.exists()
 
 
 def test_model_bundle_includes_approvals_deployments_and_lineage(auditor, pending, approver, risk_officer,
