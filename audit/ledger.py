@@ -23,7 +23,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
@@ -409,24 +409,28 @@ def entries_for_subjects(subjects: Iterable[tuple[str, str]]) -> list[LedgerEntr
 
 # --- Lock order --------------------------------------------------------------------------------
 # Every transaction that writes the ledger ends up holding the chain-head lock. If it also locks
-# rows, the order must be the same everywhere, or two writers can deadlock (one holds a model row
-# and waits for the head, the other the reverse). The rule: the head first. Rather than rely on
-# every service remembering it, this wrapper takes the head lock right before any row lock or
-# transaction-level advisory lock a PostgreSQL transaction asks for.
+# rows, the order must be the same everywhere, or two writers deadlock (one holds a row and waits
+# for the head, the other the reverse). The rule: the head first. Services lock rows only through
+# `lock_for_update` (and advisory locks after `ledger_head_lock`); governed saves take the head
+# before reading a row's "before" (audit.governed). tests/integration/test_lock_order.py shows the
+# deadlock that a plain `select_for_update()` before an append runs into, and that this avoids it.
 _HEAD_LOCK_SQL = "SELECT 1 FROM audit_ledgerhead WHERE id = 1 FOR UPDATE"
 
-
-def head_first_lock_order(execute: Any, sql: Any, params: Any, many: bool, context: dict[str, Any]) -> Any:
-    """Django execute wrapper: lock the chain head before the first row lock of a transaction."""
-    db = context["connection"]
-    if (isinstance(sql, str) and not db.get_autocommit() and db.vendor == "postgresql"
-            and ("FOR UPDATE" in sql or "FOR NO KEY UPDATE" in sql or "pg_advisory_xact_lock" in sql)
-            and "SKIP LOCKED" not in sql and "audit_ledgerhead" not in sql):
-        context["cursor"].execute(_HEAD_LOCK_SQL)
-    return execute(sql, params, many, context)
+_M = TypeVar("_M", bound=models.Model)
 
 
-def install_lock_order(sender: Any = None, connection: Any = None, **kwargs: Any) -> None:
-    """Attach the wrapper to a database connection (on `connection_created`)."""
-    if connection is not None and head_first_lock_order not in connection.execute_wrappers:
-        connection.execute_wrappers.append(head_first_lock_order)
+def ledger_head_lock() -> None:
+    """Lock the chain head in the current transaction, before any row lock it will take.
+
+    On SQLite this is a no-op: write transactions there are IMMEDIATE, so they are serialized
+    whole and cannot deadlock on row locks.
+    """
+    if connection.features.has_select_for_update and not connection.get_autocommit():
+        with connection.cursor() as cursor:
+            cursor.execute(_HEAD_LOCK_SQL)
+
+
+def lock_for_update(queryset: models.QuerySet[_M], **options: Any) -> models.QuerySet[_M]:
+    """`queryset.select_for_update(**options)` for a transaction that appends: the head is locked first."""
+    ledger_head_lock()
+    return queryset.select_for_update(**options)

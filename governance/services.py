@@ -25,6 +25,7 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
 from audit.governed import ledger_action
+from audit.ledger import lock_for_update
 from core.actor import acting_as
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
 from governance import evidence
@@ -243,7 +244,7 @@ def model_update(*, model: RegisteredModel, by: Any, comment: str = "", **change
     if unknown:
         raise InvalidInput("These fields cannot be changed.", code="invalid_input", extra={"fields": sorted(unknown)})
     with transaction.atomic():
-        model = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+        model = lock_for_update(RegisteredModel.objects).get(pk=model.pk)
         for field, value in changes.items():
             if field in ("affected_groups", "contacts"):
                 value = _string_list(value, field)
@@ -314,7 +315,7 @@ def model_version_update_card(*, version: ModelVersion, by: Any, comment: str = 
         raise InvalidInput("Only model-card fields can be changed.", code="invalid_input",
                            extra={"fields": sorted(unknown)})
     with transaction.atomic():
-        version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
+        version = lock_for_update(ModelVersion.objects).select_related("model").get(pk=version.pk)
         if version.status != VersionStatus.DRAFT:
             raise InvalidTransition("Only a draft's model card can change.", code="model_version_not_draft",
                                     extra={"status": version.status})
@@ -332,7 +333,7 @@ def _status_change(*, version: ModelVersion, by: Any, target: str, action: str, 
     if not comment:
         raise InvalidInput("Say why.", code="reason_required")
     with transaction.atomic():
-        version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
+        version = lock_for_update(ModelVersion.objects).select_related("model").get(pk=version.pk)
         if version.deployments.filter(is_active=True).exists():
             raise Conflict("The version is deployed; deploy another one first.", code="model_version_in_use")
         _transition(version, target)
@@ -379,7 +380,7 @@ def approval_policy_set(*, by: Any, model: RegisteredModel | None = None, risk_t
         raise InvalidInput("The quorum must be at least the number of required roles.", code="invalid_input")
     with transaction.atomic():
         lookup = {"model": model} if model is not None else {"model__isnull": True, "risk_tier": risk_tier}
-        policy = ApprovalPolicy.objects.select_for_update().filter(**lookup).first()
+        policy = lock_for_update(ApprovalPolicy.objects).filter(**lookup).first()
         action = "approval_policy.updated" if policy else "approval_policy.created"
         policy = policy or ApprovalPolicy(model=model, risk_tier=risk_tier)
         policy.quorum = quorum
@@ -424,7 +425,7 @@ def model_version_submit(*, version: ModelVersion, by: Any, comment: str = "") -
              f"You may not request approval for '{version.model.name}'.")
     comment = _clean_text(comment, "comment")
     with transaction.atomic():
-        version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
+        version = lock_for_update(ModelVersion.objects).select_related("model").get(pk=version.pk)
         if version.status != VersionStatus.DRAFT:
             raise InvalidTransition(f"Only drafts can be submitted; this version is {version.status}.",
                                     extra={"from": version.status, "to": VersionStatus.PENDING_REVIEW})
@@ -450,7 +451,7 @@ def model_version_submit(*, version: ModelVersion, by: Any, comment: str = "") -
 
 
 def _locked_pending(request: ApprovalRequest) -> ApprovalRequest:
-    locked = (ApprovalRequest.objects.select_for_update().select_related("version__model", "submitted_by")
+    locked = (lock_for_update(ApprovalRequest.objects).select_related("version__model", "submitted_by")
               .get(pk=request.pk))
     if locked.status != RequestStatus.PENDING:
         raise ApprovalNotPending(f"Request #{locked.pk} is {locked.status}, not pending.",
@@ -468,7 +469,7 @@ def _close(request: ApprovalRequest, *, status: str, by: Any, action: str, comme
     request.closing_comment = comment
     with _step(by, action, comment=comment, **extra):
         request.save()
-    version = ModelVersion.objects.select_for_update().get(pk=request.version_id)
+    version = lock_for_update(ModelVersion.objects).get(pk=request.version_id)
     _transition(version, version_status)
     with _step(by, version_action, comment=comment, approval_request=request.pk, **extra):
         version.save()
@@ -567,7 +568,7 @@ def approval_expire_due(*, now: datetime | None = None) -> list[int]:
                .order_by("expires_at", "pk").values_list("pk", flat=True))
     for request_id in due:
         with transaction.atomic():
-            request = ApprovalRequest.objects.select_for_update().filter(
+            request = lock_for_update(ApprovalRequest.objects).filter(
                 pk=request_id, status=RequestStatus.PENDING, expires_at__lte=now).first()
             if request is None:
                 continue  # decided or withdrawn meanwhile
@@ -608,7 +609,7 @@ def _deploy(*, version: ModelVersion, environment: Environment, by: Any, comment
     if version.status not in DEPLOYABLE_ANYWHERE:
         raise DeploymentNotApproved(f"{version} is {version.status} and cannot be deployed.",
                                     code="deployment_version_unusable", extra={"status": version.status})
-    current = (Deployment.objects.select_for_update()
+    current = (lock_for_update(Deployment.objects)
                .filter(model=version.model, environment=environment, is_active=True).first())
     extra: dict[str, Any] = {"comment": comment}
     if current is not None:
@@ -629,7 +630,7 @@ def _deploy(*, version: ModelVersion, environment: Environment, by: Any, comment
             with _step(by, "model_version.deployed", deployment=deployment.pk, environment=environment.name):
                 version.save()
         if current is not None and current.version_id != version.pk:
-            previous = ModelVersion.objects.select_for_update().get(pk=current.version_id)
+            previous = lock_for_update(ModelVersion.objects).get(pk=current.version_id)
             still_live = previous.deployments.filter(is_active=True, environment__is_production=True).exists()
             if previous.status == VersionStatus.DEPLOYED and not still_live:
                 _transition(previous, VersionStatus.APPROVED)
@@ -648,7 +649,7 @@ def deployment_record(*, version: ModelVersion, environment: Environment, by: An
              f"You may not deploy '{version.model.name}'.")
     comment = _clean_text(comment, "comment")
     with transaction.atomic():
-        version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
+        version = lock_for_update(ModelVersion.objects).select_related("model").get(pk=version.pk)
         return _deploy(version=version, environment=environment, by=by, comment=comment, is_rollback=False,
                        action="deployment.recorded")
 
@@ -660,7 +661,7 @@ def deployment_rollback(*, deployment: Deployment, by: Any, comment: str = "") -
              f"You may not roll back '{deployment.model.name}'.")
     comment = _clean_text(comment, "comment")
     with transaction.atomic():
-        deployment = Deployment.objects.select_for_update().select_related("environment", "model").get(
+        deployment = lock_for_update(Deployment.objects).select_related("environment", "model").get(
             pk=deployment.pk)
         if not deployment.is_active:
             raise Conflict("Only the active deployment can be rolled back.", code="deployment_not_active",
@@ -669,7 +670,7 @@ def deployment_rollback(*, deployment: Deployment, by: Any, comment: str = "") -
         target: ModelVersion | None = None
         earlier = deployment.replaced
         while earlier is not None:
-            candidate = ModelVersion.objects.select_for_update().select_related("model").get(pk=earlier.version_id)
+            candidate = lock_for_update(ModelVersion.objects).select_related("model").get(pk=earlier.version_id)
             if candidate.pk != deployment.version_id and candidate.status in allowed:
                 target = candidate
                 break
@@ -798,7 +799,7 @@ def service_token_create(*, account: ServiceAccount, by: Any, scope: str = Token
 def service_token_revoke(*, token: ServiceToken, by: Any, comment: str = "") -> ServiceToken:
     _require(_may(by, "auth.change_user"), "You may not revoke tokens.")
     with transaction.atomic():
-        token = ServiceToken.objects.select_for_update().get(pk=token.pk)
+        token = lock_for_update(ServiceToken.objects).get(pk=token.pk)
         if token.revoked_at is not None:
             raise Conflict("The token is already revoked.", code="service_token_already_revoked")
         token.revoked_at = timezone.now()

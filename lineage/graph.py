@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from django.db import connection
 
+from audit.ledger import ledger_head_lock
 from lineage.models import LineageEdge, LineageNode
 
 UPSTREAM = "upstream"
@@ -130,8 +131,10 @@ def reaches(*, from_id: int, to_id: int) -> bool:
 def lock_edges() -> None:
     """Serialize edge inserts until the transaction ends, so two writers cannot close a cycle together.
 
-    SQLite needs nothing: our write transactions are IMMEDIATE and hold the database lock.
+    SQLite needs nothing: our write transactions are IMMEDIATE and hold the database lock. The
+    ledger head is locked first, the one lock order of every transaction that appends.
     """
     if connection.vendor == "postgresql":
+        ledger_head_lock()
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_EDGE_LOCK_KEY])

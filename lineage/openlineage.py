@@ -29,7 +29,7 @@ from django.db import IntegrityError, transaction
 from django.utils.dateparse import parse_datetime
 
 from audit import jcs
-from audit.ledger import actor_label, ledger_append
+from audit.ledger import actor_label, ledger_append, lock_for_update
 from core.errors import Conflict, InvalidInput, ServiceError, Unavailable
 from lineage import attestations as statements
 from lineage.models import DatasetVersion, LineageEdge, OpenLineageEvent, TrainingRun
@@ -280,7 +280,7 @@ def _apply_run_event(event: dict[str, Any], actor: Any) -> dict[str, Any]:
               for i, item in enumerate(event.get("inputs") or [])]
     outputs = [_dataset_version(item, f"outputs[{i}]", statistics_facet="outputFacets", actor=actor)
                for i, item in enumerate(event.get("outputs") or [])]
-    run = TrainingRun.objects.select_for_update().select_related("node").filter(
+    run = lock_for_update(TrainingRun.objects).select_related("node").filter(
         external_run_id=run_data["runId"]).first()
     repository, commit = _code_reference(job_facets)
     if run is None:

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from audit.ledger import actor_label, ledger_append
+from audit.ledger import actor_label, ledger_append, lock_for_update
 from core.errors import Forbidden, InvalidInput, NotFound, ServiceError
 from governance.reports import selectors
 from governance.reports.bundle import BundleSummary, build_bundle
@@ -134,7 +134,7 @@ def bundle_export_run(*, export_id: int, bundle_contents: dict[str, Any] | None 
 def _bundle_export_finish(*, export: BundleExport, summary: BundleSummary, path: Path) -> BundleExport:
     relative = path.relative_to(Path(settings.MEDIA_ROOT)).as_posix()
     with transaction.atomic():
-        export = BundleExport.objects.select_for_update().get(pk=export.pk)
+        export = lock_for_update(BundleExport.objects).get(pk=export.pk)
         entry = ledger_append(
             actor=export.actor, action="bundle.exported", subject=export,
             payload={

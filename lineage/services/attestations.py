@@ -19,7 +19,7 @@ from django.db import transaction
 
 from audit import dsse
 from audit.keys import active_key
-from audit.ledger import actor_label, ledger_append
+from audit.ledger import actor_label, ledger_append, lock_for_update
 from audit.models import SigningKey
 from core.errors import InvalidInput
 from lineage import attestations as statements
@@ -156,7 +156,7 @@ def attestation_submit(*, envelope_bytes: bytes, submitted_by: Any) -> Attestati
     label = actor_label(submitted_by)
     with transaction.atomic():
         signer = own_keys.get(signer_keyid)
-        if signer is not None and not PipelineKey.objects.select_for_update().filter(
+        if signer is not None and not lock_for_update(PipelineKey.objects).filter(
                 pk=signer.pk, revoked_at__isnull=True).exists():
             raise _refuse("attestation_key_revoked", "The signing key has been revoked.", keyids=[signer_keyid])
         attestation = Attestation.objects.create(

@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit import dsse
-from audit.ledger import actor_label, ledger_append
+from audit.ledger import actor_label, ledger_append, lock_for_update
 from audit.models import SigningKey
 from core.errors import Conflict, Forbidden, InvalidInput
 from lineage.models import PipelineKey
@@ -68,7 +68,7 @@ def pipeline_key_register(*, owner: Any, public_key: str, name: str = "") -> Pip
 def pipeline_key_revoke(*, key: PipelineKey, by: Any) -> PipelineKey:
     """Revoke a key: envelopes it signs are refused from now on; those stored before stay as they are."""
     with transaction.atomic():
-        key = PipelineKey.objects.select_for_update().get(pk=key.pk)
+        key = lock_for_update(PipelineKey.objects).get(pk=key.pk)
         if key.revoked_at is not None:
             raise Conflict("This key is already revoked.", code="pipeline_key_already_revoked",
                            extra={"keyid": key.keyid})

@@ -29,7 +29,7 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from audit import jcs
-from audit.ledger import actor_label, draft, ledger_append, ledger_append_many
+from audit.ledger import actor_label, draft, ledger_append, ledger_append_many, lock_for_update
 from core.errors import Conflict, InvalidInput, NotFound, ServiceError
 from core.outbox.services import task_enqueue_on_commit
 from governance.evidence import FAIRNESS_AUDIT_PASSED, EvidenceResult
@@ -118,7 +118,7 @@ def _claim(run_id: int, *, task_id: str | None) -> tuple[AuditRun, int] | None:
     """Lock the run and take it for this attempt; None if it is already finished."""
     lease = timedelta(seconds=settings.FAIRNESS_RUN_LEASE_S)
     with transaction.atomic():
-        run = AuditRun.objects.select_for_update().filter(pk=run_id).first()
+        run = lock_for_update(AuditRun.objects).filter(pk=run_id).first()
         if run is None:
             raise NotFound(f"No fairness audit {run_id}.", code="fairness_audit_not_found", extra={"id": run_id})
         if run.status in (AuditRun.Status.SUCCEEDED, AuditRun.Status.FAILED):
@@ -317,7 +317,7 @@ def audit_execute(*, run_id: int, task_id: str | None = None) -> AuditRun:
 
 
 def _locked_own_run(run_id: int, attempt: int) -> AuditRun | None:
-    run = AuditRun.objects.select_for_update(of=("self",)).select_related("spec__model", "model_version").get(pk=run_id)
+    run = lock_for_update(AuditRun.objects, of=("self",)).select_related("spec__model", "model_version").get(pk=run_id)
     if run.status != AuditRun.Status.RUNNING or run.attempt != attempt:
         return None
     return run
@@ -394,7 +394,7 @@ def audit_notify(*, run_id: int) -> bool:
     steps = (("webhook_sent_at", notifications.send_webhook), ("emailed_at", notifications.send_email))
     for field, send in steps:
         with transaction.atomic():
-            run = AuditRun.objects.select_for_update(of=("self",)).select_related("spec__model", "model_version").get(pk=run_id)
+            run = lock_for_update(AuditRun.objects, of=("self",)).select_related("spec__model", "model_version").get(pk=run_id)
             if run.notified_at is not None or run.passed is True or run.status not in (
                     AuditRun.Status.SUCCEEDED, AuditRun.Status.FAILED):
                 return False

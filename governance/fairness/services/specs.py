@@ -12,7 +12,7 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from audit.ledger import ledger_append
+from audit.ledger import ledger_append, lock_for_update
 from core.errors import InvalidInput
 from governance.fairness import reader
 from governance.fairness.engine import FairnessInputError
@@ -240,7 +240,7 @@ def audit_spec_schedule_set(*, by: Any, spec: AuditSpec, periodic_task: Any) -> 
     import json
 
     with transaction.atomic():
-        spec = AuditSpec.objects.select_for_update().get(pk=spec.pk)
+        spec = lock_for_update(AuditSpec.objects).get(pk=spec.pk)
         before = spec.periodic_task_id
         if periodic_task is not None:
             wanted = {"spec_id": spec.pk}
