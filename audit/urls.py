@@ -1,21 +1,6 @@
-from django.urls import path, re_path, register_converter
+from django.urls import path, re_path
 
 from audit import api
-
-
-class SeqConverter:
-    """A ledger sequence number; at most 18 digits, so it always fits a BIGINT."""
-
-    regex = "[0-9]{1,18}"
-
-    def to_python(self, value: str) -> int:
-        return int(value)
-
-    def to_url(self, value: int) -> str:
-        return str(value)
-
-
-register_converter(SeqConverter, "seq")
 
 urlpatterns = [
     path("entries/", api.LedgerEntryListApi.as_view(), name="ledger-entries"),

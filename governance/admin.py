@@ -368,7 +368,7 @@ class ApprovalRequestAdmin(ServiceBackedAdmin):
     def get_urls(self) -> list[Any]:
         custom = [
             path("queue/", self.admin_site.admin_view(self.queue_view), name="governance_approvalrequest_queue"),
-            path("<int:request_id>/decide/", self.admin_site.admin_view(self.decide_view),
+            path("<rowid:request_id>/decide/", self.admin_site.admin_view(self.decide_view),
                  name="governance_approvalrequest_decide"),
         ]
         return custom + super().get_urls()

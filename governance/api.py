@@ -16,8 +16,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import ERROR_RESPONSES, CursorlessPagination
-from core.errors import InvalidInput, NotFound
+from core.errors import InvalidInput
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
+from core.ids import object_id
 from governance import selectors, services
 from governance.models import ApprovalRequest, Decision, Deployment, RequestStatus, RiskTier, Team, VersionStatus
 from governance.permissions import TokenScopePermission
@@ -39,20 +40,13 @@ def _choice_param(request: Request, name: str, allowed: list[str]) -> str | None
     return value
 
 
-def _object_id(raw: str, *, code: str) -> int:
-    """Path ids are parsed here, so a malformed one is a 404 with a stable code, like an unknown one."""
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise NotFound(f"No object with id {raw[:40]!r}.", code=code, extra={"id": raw[:40]})
-    return int(raw)
-
-
 def _approval_for(request: Request, raw_id: str) -> ApprovalRequest:
     return selectors.approval_request_get(user=request.user,
-                                          request_id=_object_id(raw_id, code="approval_request_not_found"))
+                                          request_id=object_id(raw_id, code="approval_request_not_found"))
 
 
 def _deployment_for(request: Request, raw_id: str) -> Deployment:
-    return selectors.deployment_get(user=request.user, deployment_id=_object_id(raw_id, code="deployment_not_found"))
+    return selectors.deployment_get(user=request.user, deployment_id=object_id(raw_id, code="deployment_not_found"))
 
 
 def _validated(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:

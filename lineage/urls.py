@@ -4,24 +4,9 @@ governance/urls.py includes `api_urlpatterns` at `api/lineage/`, `openlineage_ur
 root (so the endpoint is exactly `api/v1/lineage`) and `page_urlpatterns` at `lineage/`.
 """
 
-from django.urls import path, register_converter
+from django.urls import path
 
 from lineage import api, views
-
-
-class RowIdConverter:
-    """A database id: at most 18 digits, so it always fits a BIGINT (a longer one is a 404, not a 500)."""
-
-    regex = "[0-9]{1,18}"
-
-    def to_python(self, value: str) -> int:
-        return int(value)
-
-    def to_url(self, value: int) -> str:
-        return str(value)
-
-
-register_converter(RowIdConverter, "rowid")
 
 api_urlpatterns = [
     path("datasets/", api.DatasetListApi.as_view(), name="lineage-datasets"),

@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from core.api import ERROR_RESPONSES, CursorlessPagination, paginated
 from core.errors import InvalidInput, NotFound
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
+from core.ids import object_id
 from governance import selectors as governance_selectors
 from governance.fairness import selectors
 from governance.fairness.models import AuditRun, AuditSpec
@@ -28,13 +29,6 @@ from governance.fairness.services.runs import audit_request
 from governance.fairness.services.specs import audit_spec_create
 from governance.fairness.services.uploads import UploadTooLarge
 from governance.permissions import TokenScopePermission
-
-
-def _object_id(raw: str, *, code: str) -> int:
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise NotFound(f"No object with id {raw[:40]!r}.", code=code, extra={"id": raw[:40]})
-    return int(raw)
-
 
 # --- Serializers -------------------------------------------------------------------------------
 
@@ -218,7 +212,7 @@ class AuditListView(FairnessView):
             raise InvalidInput("Give exactly one of 'spec_id' or 'spec'.", code="invalid_input")
         if "spec_id" in data:
             raw = str(data["spec_id"])
-            spec = selectors.audit_spec_get(user=request.user, spec_id=_object_id(raw, code="fairness_spec_not_found"))
+            spec = selectors.audit_spec_get(user=request.user, spec_id=object_id(raw, code="fairness_spec_not_found"))
         else:
             spec = _create_spec(request, _spec_data(request, data["spec"]))
         run = audit_request(spec=spec, by=request.user)
@@ -229,7 +223,7 @@ class AuditDetailView(FairnessView):
     @extend_schema(operation_id="fairness_audits_get", responses={200: AuditDetailOut, **ERROR_RESPONSES})
     def get(self, request: Request, audit_id: str) -> Response:
         run = selectors.audit_run_get(user=request.user,
-                                      run_id=_object_id(audit_id, code="fairness_audit_not_found"))
+                                      run_id=object_id(audit_id, code="fairness_audit_not_found"))
         return Response(AuditDetailOut(run).data)
 
 
@@ -239,7 +233,7 @@ class AuditStatusView(FairnessView):
     @extend_schema(operation_id="fairness_audits_status", responses={200: JobStatusOut, **ERROR_RESPONSES})
     def get(self, request: Request, audit_id: str) -> Response:
         run = selectors.audit_run_get(user=request.user,
-                                      run_id=_object_id(audit_id, code="fairness_audit_not_found"))
+                                      run_id=object_id(audit_id, code="fairness_audit_not_found"))
         job_status = {AuditRun.Status.SUCCEEDED: "done"}.get(run.status, run.status)  # type: ignore[call-overload]
         if run.status == AuditRun.Status.SUCCEEDED:
             message = "Passed." if run.passed else "Failing: " + ", ".join(

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.safestring import mark_safe
 
 from core.errors import InvalidInput, NotFound
+from core.ids import parse_id
 from governance import selectors as governance_selectors
 from governance.fairness.models import AuditRun, AuditSpec
 from governance.fairness.selectors import audit_spec_list
@@ -193,9 +194,10 @@ def model_section(*, user: Any, model: RegisteredModel, versions: list[ModelVers
 def start_audit(*, user: Any, model: RegisteredModel, post: QueryDict) -> tuple[int, str]:
     """Queue a run of one of the model's specs (chosen in the form); returns (run id, version label)."""
     raw = post.get("spec", "")
-    if not (raw.isascii() and raw.isdigit() and len(raw) < 19):
+    spec_id = parse_id(raw)
+    if spec_id is None:
         raise InvalidInput("Choose an audit to run.", code="fairness_spec_required")
-    spec = audit_spec_list(user=user, model=model).filter(pk=int(raw)).first()
+    spec = audit_spec_list(user=user, model=model).filter(pk=spec_id).first()
     if spec is None:
         raise NotFound(f"No fairness audit spec {raw} for '{model.name}'.", code="fairness_spec_not_found")
     run = audit_request(spec=spec, by=user)

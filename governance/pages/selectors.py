@@ -18,6 +18,7 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 from audit import ledger
 from audit import selectors as audit_selectors
 from audit.models import Checkpoint, LedgerEntry
+from core.ids import parse_id
 from governance import permissions
 from governance import selectors as governance_selectors
 from governance.models import (
@@ -326,19 +327,17 @@ def ledger_entry_evidence(*, seq: int) -> dict[str, Any]:
 def subject_page_url(subject_type: str, subject_id: str) -> str | None:
     """The page that shows a ledger subject, for the governance subjects that have one (one query at most)."""
     if subject_type == "governance.registeredmodel":
-        name = RegisteredModel.objects.filter(pk=_int_or_none(subject_id)).values_list("name", flat=True).first()
+        name = RegisteredModel.objects.filter(pk=parse_id(subject_id)).values_list("name", flat=True).first()
         return f"/models/{name}/" if name else None
     if subject_type == "governance.modelversion":
-        row = ModelVersion.objects.filter(pk=_int_or_none(subject_id)).values_list("model__name", "label").first()
+        row = ModelVersion.objects.filter(pk=parse_id(subject_id)).values_list("model__name", "label").first()
         return f"/models/{row[0]}/?version={row[1]}" if row else None
     if subject_type == "governance.approvalrequest":
-        row = ApprovalRequest.objects.filter(pk=_int_or_none(subject_id)).values_list("version__model__name").first()
+        row = ApprovalRequest.objects.filter(pk=parse_id(subject_id)).values_list("version__model__name").first()
         return f"/models/{row[0]}/#request-{subject_id}" if row else None
     if subject_type == "governance.deployment":
-        row = Deployment.objects.filter(pk=_int_or_none(subject_id)).values_list("model__name").first()
+        row = Deployment.objects.filter(pk=parse_id(subject_id)).values_list("model__name").first()
         return f"/models/{row[0]}/#deployments" if row else None
     return None
 
 
-def _int_or_none(value: str) -> int | None:
-    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None

@@ -12,9 +12,9 @@ urlpatterns = [
     path("models/<str:name>/", views.model_detail, name="model"),
     path("models/<str:name>/versions/<str:label>/request-approval/", views.version_request_approval,
          name="request-approval"),
-    path("models/<str:name>/requests/<int:request_id>/decide/", views.request_decide, name="decide"),
+    path("models/<str:name>/requests/<rowid:request_id>/decide/", views.request_decide, name="decide"),
     path("models/<str:name>/export/", views.model_export_bundle, name="export"),
     path("models/<str:name>/audit/", views.model_run_audit, name="audit"),
     path("ledger/", views.ledger_list, name="ledger"),
-    path("ledger/<int:seq>/", views.ledger_entry, name="ledger-entry"),
+    path("ledger/<seq:seq>/", views.ledger_entry, name="ledger-entry"),
 ]

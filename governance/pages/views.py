@@ -24,6 +24,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from audit import selectors as audit_selectors
 from core.errors import NotFound, ServiceError
+from core.ids import parse_id
 from governance import services
 from governance.models import ApprovalRequest, Decision, ModelVersion, RequestStatus, VersionStatus
 from governance.pages import fairness, selectors
@@ -117,8 +118,7 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
 
 
 def _int_param(request: HttpRequest, name: str) -> int | None:
-    raw = request.GET.get(name, "")
-    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
+    return parse_id(request.GET.get(name, ""))
 
 
 def _visible_model_or_404(request: HttpRequest, name: str) -> Any:

@@ -63,7 +63,7 @@ class GeneratedReportAdmin(ReadOnlyModelAdmin):
         return format_html(" · ".join(f'<a href="{{}}">{fmt}</a>' for fmt, _ in links), *[url for _, url in links])
 
     def get_urls(self) -> list[Any]:
-        return [path("<int:report_id>/file/<str:fmt>/", self.admin_site.admin_view(self.file_view),
+        return [path("<rowid:report_id>/file/<str:fmt>/", self.admin_site.admin_view(self.file_view),
                      name="reports_generatedreport_file"), *super().get_urls()]
 
     def file_view(self, request: HttpRequest, report_id: int, fmt: str) -> FileResponse:

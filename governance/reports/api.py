@@ -14,9 +14,10 @@ from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from core.api import ERROR_RESPONSES, CursorlessPagination, paginated
-from core.errors import Conflict, InvalidInput, NotFound
+from core.errors import Conflict, InvalidInput
 from core.idempotency import HEADER as IDEMPOTENCY_HEADER
 from core.idempotency import idempotent
+from core.ids import object_id
 from governance.reports import selectors, services
 from governance.reports.models import BundleExport
 from governance.reports.tasks import bundle_export_task
@@ -48,12 +49,6 @@ class BundleExportOut(serializers.Serializer):
         if export.status != BundleExport.Status.DONE:
             return None
         return reverse("bundle-download", args=[export.pk], request=self.context.get("request"))
-
-
-def _export_id(raw: str) -> int:
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise NotFound(f"No bundle export {raw[:40]!r}.", code="bundle_export_not_found", extra={"id": raw[:40]})
-    return int(raw)
 
 
 def _out(export: BundleExport, request: Request) -> dict[str, Any]:
@@ -88,14 +83,14 @@ class BundleListView(APIView):
 class BundleDetailView(APIView):
     @extend_schema(operation_id="bundles_get", responses={200: BundleExportOut, **ERROR_RESPONSES})
     def get(self, request: Request, export_id: str) -> Response:
-        export = selectors.bundle_export_get(user=request.user, export_id=_export_id(export_id))
+        export = selectors.bundle_export_get(user=request.user, export_id=object_id(export_id, code="bundle_export_not_found"))
         return Response(_out(export, request))
 
 
 class BundleDownloadView(APIView):
     @extend_schema(operation_id="bundles_download", responses={(200, "application/zip"): bytes, **ERROR_RESPONSES})
     def get(self, request: Request, export_id: str) -> FileResponse:
-        export = selectors.bundle_export_get(user=request.user, export_id=_export_id(export_id))
+        export = selectors.bundle_export_get(user=request.user, export_id=object_id(export_id, code="bundle_export_not_found"))
         if export.status != BundleExport.Status.DONE or not export.file:
             raise Conflict("The bundle is not ready yet.", code="bundle_not_ready",
                            extra={"status": export.status, "progress": export.progress})
