@@ -5,6 +5,10 @@ intersection of the sensitive attributes; every metric, disparity and bootstrap 
 is then computed from those counts alone, so the cost of a report does not depend on the
 number of rows.
 
+Why one module of this size: it is the pure numeric core (counts, metrics, disparities, bootstrap),
+type-checked strictly as a unit and tested against Fairlearn as a unit; splitting it would spread
+one contract (the value rules below) over several files.
+
 Value rules (the contract that ``reader.audit_file`` and the tests rely on):
 
 * Labels (``y_true``, ``y_pred``, ``pos_label``, ``label_values``) are compared as text
