@@ -11,21 +11,16 @@ from django.db import transaction
 from core.outbox.models import OutboxMessage
 from core.outbox.services import outbox_dispatch, outbox_enqueue
 from core.outbox.task import OutboxTask
-from governance.celery import app
-from tests.faults.helpers import free_port, private_redis
+from tests.faults.helpers import broker_override, free_port, private_redis
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration, pytest.mark.redis]
 
 
 @pytest.fixture
-def broker(monkeypatch):  # type: ignore[no-untyped-def]
+def broker():  # type: ignore[no-untyped-def]
     """Point the app at a private redis-server for the test."""
-    with private_redis() as (port, redis):
-        for name in ("broker_url", "broker_write_url"):
-            monkeypatch.setattr(app.conf, name, f"redis://127.0.0.1:{port}/0")
-        app.pool.force_close_all()
+    with private_redis() as (port, redis), broker_override(f"redis://127.0.0.1:{port}/0"):
         yield port, redis
-        app.pool.force_close_all()
 
 
 def _queued(port: int) -> int:
@@ -72,13 +67,8 @@ def test_broker_down_costs_no_time_and_the_message_waits_then_goes_once(broker):
     assert _queued(port) == 5
 
 
-def test_unreachable_port_is_refused_fast(monkeypatch):
-    unreachable = f"redis://127.0.0.1:{free_port()}/0"
-    for name in ("broker_url", "broker_write_url"):
-        monkeypatch.setattr(app.conf, name, unreachable)
-    app.pool.force_close_all()
-    with transaction.atomic():
+def test_unreachable_port_is_refused_fast():
+    with broker_override(f"redis://127.0.0.1:{free_port()}/0"), transaction.atomic():
         message = outbox_enqueue(task_name="governance.tasks.approval_expire_due_task")
     message.refresh_from_db()
     assert message.dispatched_at is None and message.attempts == 1 and "OperationalError" in message.last_error
-    app.pool.force_close_all()

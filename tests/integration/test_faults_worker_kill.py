@@ -21,7 +21,6 @@ from django.db import transaction
 from audit.models import LedgerEntry
 from audit.verify import verify_ledger
 from governance import services
-from governance.celery import app
 from governance.fairness.models import AuditRun
 from governance.fairness.services.runs import audit_request
 from governance.reports import services as report_services
@@ -29,7 +28,7 @@ from governance.reports.models import BundleExport
 from governance.reports.tasks import bundle_export_task
 from tests.conftest import uses_postgres
 from tests.fairness.helpers import credit_csv, make_spec
-from tests.faults.helpers import private_redis, service_env, start_celery_worker, stop
+from tests.faults.helpers import broker_override, private_redis, service_env, start_celery_worker, stop
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration, pytest.mark.postgres, pytest.mark.redis,
               pytest.mark.skipif(not uses_postgres(), reason="worker processes share the real PostgreSQL")]
@@ -38,17 +37,13 @@ VISIBILITY_TIMEOUT_S = 4
 
 
 @pytest.fixture
-def broker(monkeypatch):  # type: ignore[no-untyped-def]
-    with private_redis() as (port, redis):
+def broker():  # type: ignore[no-untyped-def]
+    with private_redis() as (port, redis), broker_override(f"redis://127.0.0.1:{port}/0"):
         url = f"redis://127.0.0.1:{port}/0"
-        for name in ("broker_url", "broker_write_url"):
-            monkeypatch.setattr(app.conf, name, url)
-        app.pool.force_close_all()
         env = service_env(CELERY_BROKER_URL=url, REDIS_URL=url, MEDIA_ROOT=str(settings.MEDIA_ROOT),
                           CELERY_VISIBILITY_TIMEOUT_S=str(VISIBILITY_TIMEOUT_S), FAIRNESS_CHUNK_ROWS="400",
                           FAIRNESS_CHUNK_DELAY_S="0.15", FAIRNESS_RUN_LEASE_S="2")
         yield env
-        app.pool.force_close_all()
 
 
 @pytest.fixture
