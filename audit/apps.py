@@ -10,7 +10,8 @@ class AuditConfig(AppConfig):
         from django.db import connections
         from django.db.backends.signals import connection_created
 
-        from audit.governed import connect_m2m_targets, governed_state_problems
+        from audit.capture.m2m import connect_m2m_targets
+        from audit.capture.state import governed_state_problems
         from audit.ledger import install_lock_order
         from audit.verify import register_state_check
 

@@ -245,7 +245,7 @@ def _server_time(cursor: Any) -> datetime:
 class LockedHead:
     """The chain head as a caller read it under its row lock, in the current transaction.
 
-    Lets a caller that had to lock the head anyway (audit.governed locks it before any row, and
+    Lets a caller that had to lock the head anyway (audit.capture locks it before any row, and
     reads the row in the same statement) spare the append its own locking round trip. It is
     used only while no append has run on this connection since it was read (`generation`);
     otherwise the append locks and reads the head itself, as always.
