@@ -26,7 +26,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 
 from core.actor import acting_as
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
-from governance import evidence
+from governance import accounts, evidence
 from governance.models import (
     ALLOWED_TRANSITIONS,
     MODEL_CARD_FIELDS,
@@ -182,8 +182,7 @@ def team_create(*, by: Any, name: str, display_name: str = "") -> Team:
 
 def team_member_add(*, team: Team, user: Any, by: Any) -> None:
     _require(_may(by, "governance.change_team"), "You may not change teams.")
-    with transaction.atomic(), acting_as(by):
-        user.groups.add(team.group)
+    accounts.user_groups_add(user=user, groups=[team.group], by=by)
 
 
 # --- Registry -----------------------------------------------------------------------------------
@@ -701,12 +700,11 @@ def approver_scope_grant(*, by: Any, to: Any, model: RegisteredModel | None = No
 
 
 def role_grant(*, user: Any, role: str, by: Any) -> None:
-    """Put a user in a role group; the signal handler records it."""
+    """Put a user in a role group; recorded as `role.granted` by `accounts.user_groups_add`."""
     if role not in ROLE_NAMES:
         raise InvalidInput(f"Unknown role '{role}'.", code="invalid_role", extra={"allowed": list(ROLE_NAMES)})
     _require(_may(by, "auth.change_user"), "You may not grant roles.")
-    with transaction.atomic(), acting_as(by):
-        user.groups.add(Group.objects.get(name=role))
+    accounts.user_groups_add(user=user, groups=[Group.objects.get(name=role)], by=by)
 
 
 def _principal(who: Any) -> str:
@@ -739,19 +737,16 @@ def service_account_create(*, by: Any, name: str, role: str, models: list[Regist
         username = f"{SERVICE_USERNAME_PREFIX}{name}"
         if ServiceAccount.objects.filter(name=name).exists() or User.objects.filter(username=username).exists():
             raise Conflict(f"A service account named '{name}' exists.", code="service_account_name_taken")
-        user = User(username=username, is_active=True, is_staff=False)
-        user.set_unusable_password()
         taken = Conflict(f"A service account named '{name}' exists.", code="service_account_name_taken")
         try:
             with transaction.atomic():
-                user.save()
+                user = accounts.user_create(by=by, username=username, password=None, is_active=True, is_staff=False)
         except IntegrityError:
             raise taken
         account.user = user
         _insert(account, by=by, action="service_account.created", conflict=taken, role=role,
                 models=[model.name for model in models or []])
-        with acting_as(by):
-            user.groups.add(Group.objects.get(name=role))
+        accounts.user_groups_add(user=user, groups=[Group.objects.get(name=role)], by=by)
         for model in models or []:
             for permission in TEAM_OBJECT_PERMISSIONS:
                 permission_grant(permission=permission, to=user, obj=model, by=by)
