@@ -245,7 +245,7 @@ def _server_time(cursor: Any) -> datetime:
 class LockedHead:
     """The chain head as a caller read it under its row lock, in the current transaction.
 
-    Lets a caller that had to lock the head anyway (audit.governed locks it before any row, and
+    Lets a caller that had to lock the head anyway (audit.capture locks it before any row, and
     reads the row in the same statement) spare the append its own locking round trip. It is
     used only while no append has run on this connection since it was read (`generation`);
     otherwise the append locks and reads the head itself, as always.
@@ -412,7 +412,7 @@ def entries_for_subjects(subjects: Iterable[tuple[str, str]]) -> list[LedgerEntr
 # rows, the order must be the same everywhere, or two writers deadlock (one holds a row and waits
 # for the head, the other the reverse). The rule: the head first. Services lock rows only through
 # `lock_for_update` (and advisory locks after `ledger_head_lock`); governed saves take the head
-# before reading a row's "before" (audit.governed). tests/integration/test_lock_order.py shows the
+# before reading a row's "before" (audit.capture.record). tests/integration/test_lock_order.py shows the
 # deadlock that a plain `select_for_update()` before an append runs into, and that this avoids it.
 _HEAD_LOCK_SQL = "SELECT 1 FROM audit_ledgerhead WHERE id = 1 FOR UPDATE"
 

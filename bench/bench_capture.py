@@ -57,7 +57,7 @@ FIELDS = '''
 '''
 
 MODELS = {
-    "ours": ("from audit.governed import GovernedModel\n", "class Item(GovernedModel):", ""),
+    "ours": ("from audit.capture.models import GovernedModel\n", "class Item(GovernedModel):", ""),
     "simple_history": ("from simple_history.models import HistoricalRecords\n", "class Item(models.Model):",
                        "    history = HistoricalRecords()\n"),
     "auditlog": ("from auditlog.registry import auditlog\n", "class Item(models.Model):", ""),
@@ -173,7 +173,8 @@ def worker(mode: str, quick: bool) -> dict[str, Any]:
 
     context: Any = nullcontext
     if mode == "ours":
-        from audit import governed
+        from audit.capture import models as governed
+        from audit.capture import record as capture_record
         from core.actor import acting_as
 
         actor_context = acting_as("system:bench")
@@ -247,16 +248,16 @@ def worker(mode: str, quick: bool) -> dict[str, Any]:
         # The ledger writes its rows on a raw psycopg cursor that Django does not log: count
         # the appends and add one statement for each (entries + Merkle nodes + head in one).
         appends = []
-        original = governed.ledger_append_many
+        original = capture_record.ledger_append_many
 
         def counting(*args: Any, **kwargs: Any) -> Any:
             appends.append(1)
             return original(*args, **kwargs)
 
-        governed.ledger_append_many = counting
+        capture_record.ledger_append_many = counting
         with CaptureQueriesContext(connection) as captured:
             audited_save(10_000)
-        governed.ledger_append_many = original
+        capture_record.ledger_append_many = original
         # BEGIN and COMMIT are in Django's log already.
         result["statements_per_save"] = len(captured.captured_queries) + len(appends)
         result["statements"] = [query["sql"][:100] for query in captured.captured_queries] + \

@@ -13,6 +13,9 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import AdminPasswordChangeForm
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
@@ -21,8 +24,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from guardian.admin import GuardedModelAdminMixin
 
+from core.actor import current_actor
 from core.errors import ServiceError
-from governance import selectors, services
+from governance import accounts, selectors, services
 from governance.auth import RateLimitedAdminAuthenticationForm
 from governance.history import subject_history
 from governance.models import (
@@ -643,3 +647,45 @@ class ServiceTokenAdmin(ServiceBackedAdmin):
                                run=lambda token, comment: services.service_token_revoke(
                                    token=token, by=request.user, comment=comment))
 
+
+
+# --- Accounts: every change goes through governance.accounts, which records it --------------------
+
+class _RecordedPasswordChangeForm(AdminPasswordChangeForm):
+    """The admin's set-password form, saved through `accounts.user_password_set`."""
+
+    def save(self, commit: bool = True) -> Any:
+        password = self.cleaned_data["password1"] if self.cleaned_data.get("set_usable_password", True) else None
+        # The admin view runs inside ActorMiddleware's request: the signed-in admin acts.
+        return accounts.user_password_set(user=self.user, by=current_actor(), password=password)
+
+
+User = get_user_model()
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+
+
+@admin.register(User)
+class AccountAdmin(DjangoUserAdmin):
+    """Django's user admin, writing through the account services (one entry per access change)."""
+
+    change_password_form = _RecordedPasswordChangeForm
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        accounts.user_save(user=obj, by=request.user)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        data = form.cleaned_data
+        accounts.user_access_set(user=form.instance, by=request.user,
+                                 groups=data["groups"] if "groups" in data else None,
+                                 permissions=data["user_permissions"] if "user_permissions" in data else None)
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        accounts.user_delete(user=obj, by=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        with transaction.atomic():
+            for user in queryset:
+                accounts.user_delete(user=user, by=request.user)

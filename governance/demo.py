@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from core.actor import acting_as
-from governance import services
+from governance import accounts, services
 from governance.models import MODEL_CARD_FIELDS, RegisteredModel
 
 ACTOR = "system:seed_demo"
@@ -66,15 +66,16 @@ def _users() -> dict[str, Any]:
     users: dict[str, Any] = {}
     with acting_as(ACTOR):
         for username, (roles, teams) in USERS.items():
-            user, created = user_model.objects.get_or_create(
-                username=username, defaults={"email": f"{username}@demo.example.org", "is_staff": True})
-            if created:
-                user.set_password(demo_password(username))
-                user.save()
+            user = user_model.objects.filter(username=username).first()
+            if user is None:
+                user = accounts.user_create(by=ACTOR, username=username, email=f"{username}@demo.example.org",
+                                            is_staff=True)
+                accounts.user_password_set(user=user, by=ACTOR, password=demo_password(username))
             for role in roles:
                 services.role_grant(user=user, role=role, by=ACTOR)
             for team in teams:
-                user.groups.add(Group.objects.get(name=f"{services.TEAM_GROUP_PREFIX}{team}"))
+                accounts.user_groups_add(user=user, groups=[Group.objects.get(name=f"{services.TEAM_GROUP_PREFIX}{team}")],
+                                         by=ACTOR)
             users[username] = user_model.objects.get(pk=user.pk)
     return users
 

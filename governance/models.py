@@ -16,7 +16,7 @@ from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 
-from audit.governed import GovernedModel
+from audit.capture.models import GovernedModel
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 name_validator = RegexValidator(NAME_PATTERN, "Use lowercase letters, digits, '.', '_' and '-' (at most 100).")

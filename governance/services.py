@@ -1,8 +1,9 @@
 """Every write of the decision domain. One transaction per service; the ledger gets one entry per
 changed row, named by the semantic action (`model_version.approved`) and carrying the comment.
 
-The capture itself is `audit.governed`: each governed row written inside `acting_as(actor)`
-and `ledger_action(action, ...)` becomes a ledger entry with the fields before and after.
+The capture itself is `audit.capture`: each governed row a service writes with
+`row.save_recorded(action="model_version.approved", by=by, extra={...})` becomes one ledger entry
+under that action, with the fields before and after; the action is named at the write.
 Rules (separation of duties, quorum, evidence, production gate) live here and only here, so
 the API and the admin, which both call these functions, enforce the same ones.
 """
@@ -12,8 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,11 +24,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
-from audit.governed import ledger_action
 from audit.ledger import lock_for_update
 from core.actor import acting_as
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
-from governance import evidence
+from governance import accounts, evidence
 from governance.models import (
     ALLOWED_TRANSITIONS,
     MODEL_CARD_FIELDS,
@@ -108,13 +107,6 @@ class PermissionDeniedError(Forbidden):
 
 # --- Helpers ------------------------------------------------------------------------------------
 
-@contextmanager
-def _step(actor: Any, action: str, **extra: Any) -> Iterator[None]:
-    """Writes inside are recorded as `action` by `actor`, with `extra` (e.g. the comment) in the payload."""
-    with acting_as(actor), ledger_action(action, **extra):
-        yield
-
-
 def _require(allowed: bool, message: str, *, code: str = "permission_denied") -> None:
     if not allowed:
         raise PermissionDeniedError(message, code=code)
@@ -123,8 +115,8 @@ def _require(allowed: bool, message: str, *, code: str = "permission_denied") ->
 def _insert(obj: Any, *, by: Any, action: str, conflict: ServiceError, **extra: Any) -> None:
     """Create a row whose uniqueness a concurrent writer may take first: that race is a 409, not a 500."""
     try:
-        with transaction.atomic(), _step(by, action, **extra):
-            obj.save()
+        with transaction.atomic():
+            obj.save_recorded(action=action, by=by, extra=extra)
     except IntegrityError:
         raise conflict
 
@@ -191,8 +183,7 @@ def team_create(*, by: Any, name: str, display_name: str = "") -> Team:
 
 def team_member_add(*, team: Team, user: Any, by: Any) -> None:
     _require(_may(by, "governance.change_team"), "You may not change teams.")
-    with transaction.atomic(), acting_as(by):
-        user.groups.add(team.group)
+    accounts.user_groups_add(user=user, groups=[team.group], by=by)
 
 
 # --- Registry -----------------------------------------------------------------------------------
@@ -252,8 +243,7 @@ def model_update(*, model: RegisteredModel, by: Any, comment: str = "", **change
                 value = _clean_text(value, field)
             setattr(model, field, value)
         _full_clean(model)
-        with _step(by, "model.updated", comment=_clean_text(comment, "comment")):
-            model.save()
+        model.save_recorded(action="model.updated", by=by, extra={"comment": _clean_text(comment, "comment")})
     return model
 
 
@@ -321,8 +311,8 @@ def model_version_update_card(*, version: ModelVersion, by: Any, comment: str = 
                                     extra={"status": version.status})
         for field, value in card.items():
             setattr(version, field, _clean_text(value, field))
-        with _step(by, "model_version.card_updated", comment=_clean_text(comment, "comment")):
-            version.save()
+        version.save_recorded(action="model_version.card_updated", by=by,
+                              extra={"comment": _clean_text(comment, "comment")})
     return version
 
 
@@ -337,8 +327,7 @@ def _status_change(*, version: ModelVersion, by: Any, target: str, action: str, 
         if version.deployments.filter(is_active=True).exists():
             raise Conflict("The version is deployed; deploy another one first.", code="model_version_in_use")
         _transition(version, target)
-        with _step(by, action, comment=comment):
-            version.save()
+        version.save_recorded(action=action, by=by, extra={"comment": comment})
     return version
 
 
@@ -389,8 +378,7 @@ def approval_policy_set(*, by: Any, model: RegisteredModel | None = None, risk_t
         policy.required_card_fields = sorted(set(card_fields))
         policy.expiry_hours = expiry_hours
         _full_clean(policy)
-        with _step(by, action, comment=_clean_text(comment, "comment")):
-            policy.save()
+        policy.save_recorded(action=action, by=by, extra={"comment": _clean_text(comment, "comment")})
     return policy
 
 
@@ -442,11 +430,10 @@ def model_version_submit(*, version: ModelVersion, by: Any, comment: str = "") -
         request = ApprovalRequest(version=version, submitted_by=by, submitted_at=now, comment=comment,
                                   status=RequestStatus.PENDING, policy=policy, policy_snapshot=snapshot,
                                   expires_at=now + timedelta(hours=policy.expiry_hours))
-        with _step(by, "approval_request.submitted", comment=comment):
-            request.save()
+        request.save_recorded(action="approval_request.submitted", by=by, extra={"comment": comment})
         _transition(version, VersionStatus.PENDING_REVIEW)
-        with _step(by, "model_version.submitted", comment=comment, approval_request=request.pk):
-            version.save()
+        version.save_recorded(action="model_version.submitted", by=by,
+                              extra={"comment": comment, "approval_request": request.pk})
     return request
 
 
@@ -467,12 +454,11 @@ def _close(request: ApprovalRequest, *, status: str, by: Any, action: str, comme
     request.status = status
     request.closed_at = timezone.now()
     request.closing_comment = comment
-    with _step(by, action, comment=comment, **extra):
-        request.save()
+    request.save_recorded(action=action, by=by, extra={"comment": comment, **extra})
     version = lock_for_update(ModelVersion.objects).get(pk=request.version_id)
     _transition(version, version_status)
-    with _step(by, version_action, comment=comment, approval_request=request.pk, **extra):
-        version.save()
+    version.save_recorded(action=version_action, by=by,
+                          extra={"comment": comment, "approval_request": request.pk, **extra})
     request.version = version
 
 
@@ -523,9 +509,9 @@ def approval_decide(*, request: ApprovalRequest, by: Any, decision: str, comment
         row = ApprovalDecision(request=request, approver=by, decision=decision, comment=comment,
                                approver_roles=user_roles(by), decided_at=timezone.now())
         try:
-            with transaction.atomic(), _step(by, f"approval_request.{decision}_recorded", comment=comment,
-                                             evidence=found):
-                row.save()
+            with transaction.atomic():
+                row.save_recorded(action=f"approval_request.{decision}_recorded", by=by,
+                                  extra={"comment": comment, "evidence": found})
         except IntegrityError:
             raise ApprovalAlreadyDecided("You already decided this request; one person counts once.",
                                          extra={"rule": "one_person_counts_once"})
@@ -616,8 +602,7 @@ def _deploy(*, version: ModelVersion, environment: Environment, by: Any, comment
         extra["replaced_deployment"] = current.pk
         extra["replaced_version"] = current.version.label
         current.is_active = False
-        with _step(by, "deployment.replaced", comment=comment):
-            current.save()
+        current.save_recorded(action="deployment.replaced", by=by, extra={"comment": comment})
     deployment = Deployment(model=version.model, version=version, environment=environment, deployed_by=by,
                             deployed_at=timezone.now(), replaced=current, is_rollback=is_rollback, is_active=True,
                             comment=comment)
@@ -627,15 +612,15 @@ def _deploy(*, version: ModelVersion, environment: Environment, by: Any, comment
     if environment.is_production:
         if version.status == VersionStatus.APPROVED:
             _transition(version, VersionStatus.DEPLOYED)
-            with _step(by, "model_version.deployed", deployment=deployment.pk, environment=environment.name):
-                version.save()
+            version.save_recorded(action="model_version.deployed", by=by,
+                                  extra={"deployment": deployment.pk, "environment": environment.name})
         if current is not None and current.version_id != version.pk:
             previous = lock_for_update(ModelVersion.objects).get(pk=current.version_id)
             still_live = previous.deployments.filter(is_active=True, environment__is_production=True).exists()
             if previous.status == VersionStatus.DEPLOYED and not still_live:
                 _transition(previous, VersionStatus.APPROVED)
-                with _step(by, "model_version.undeployed", deployment=deployment.pk, environment=environment.name):
-                    previous.save()
+                previous.save_recorded(action="model_version.undeployed", by=by,
+                                       extra={"deployment": deployment.pk, "environment": environment.name})
     lineage_record_deployment(model_version_subject=("governance.modelversion", str(version.pk)),
                               deployment_subject=("governance.deployment", str(deployment.pk)),
                               label=f"{version.model.name}:{version.label}@{environment.name}", actor=by)
@@ -716,12 +701,11 @@ def approver_scope_grant(*, by: Any, to: Any, model: RegisteredModel | None = No
 
 
 def role_grant(*, user: Any, role: str, by: Any) -> None:
-    """Put a user in a role group; the signal handler records it."""
+    """Put a user in a role group; recorded as `role.granted` by `accounts.user_groups_add`."""
     if role not in ROLE_NAMES:
         raise InvalidInput(f"Unknown role '{role}'.", code="invalid_role", extra={"allowed": list(ROLE_NAMES)})
     _require(_may(by, "auth.change_user"), "You may not grant roles.")
-    with transaction.atomic(), acting_as(by):
-        user.groups.add(Group.objects.get(name=role))
+    accounts.user_groups_add(user=user, groups=[Group.objects.get(name=role)], by=by)
 
 
 def _principal(who: Any) -> str:
@@ -754,19 +738,16 @@ def service_account_create(*, by: Any, name: str, role: str, models: list[Regist
         username = f"{SERVICE_USERNAME_PREFIX}{name}"
         if ServiceAccount.objects.filter(name=name).exists() or User.objects.filter(username=username).exists():
             raise Conflict(f"A service account named '{name}' exists.", code="service_account_name_taken")
-        user = User(username=username, is_active=True, is_staff=False)
-        user.set_unusable_password()
         taken = Conflict(f"A service account named '{name}' exists.", code="service_account_name_taken")
         try:
             with transaction.atomic():
-                user.save()
+                user = accounts.user_create(by=by, username=username, password=None, is_active=True, is_staff=False)
         except IntegrityError:
             raise taken
         account.user = user
         _insert(account, by=by, action="service_account.created", conflict=taken, role=role,
                 models=[model.name for model in models or []])
-        with acting_as(by):
-            user.groups.add(Group.objects.get(name=role))
+        accounts.user_groups_add(user=user, groups=[Group.objects.get(name=role)], by=by)
         for model in models or []:
             for permission in TEAM_OBJECT_PERMISSIONS:
                 permission_grant(permission=permission, to=user, obj=model, by=by)
@@ -788,11 +769,10 @@ def service_token_create(*, account: ServiceAccount, by: Any, scope: str = Token
     with transaction.atomic():
         row = ServiceToken(account=account, prefix=prefix, token_hash=hash_token(token), scope=scope,
                            expires_at=expires_at)
-        with _step(by, "service_token.created", account=account.name):
-            row.save()
+        row.save_recorded(action="service_token.created", by=by, extra={"account": account.name})
         if models:
-            with _step(by, "service_token.restricted", account=account.name):
-                row.restricted_to.set(models)
+            row.m2m_set_recorded("restricted_to", models, action="service_token.restricted", by=by,
+                                 extra={"account": account.name})
     return row, token
 
 
@@ -803,8 +783,7 @@ def service_token_revoke(*, token: ServiceToken, by: Any, comment: str = "") -> 
         if token.revoked_at is not None:
             raise Conflict("The token is already revoked.", code="service_token_already_revoked")
         token.revoked_at = timezone.now()
-        with _step(by, "service_token.revoked", comment=_clean_text(comment, "comment")):
-            token.save()
+        token.save_recorded(action="service_token.revoked", by=by, extra={"comment": _clean_text(comment, "comment")})
     return token
 
 

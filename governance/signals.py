@@ -1,22 +1,19 @@
-"""Ledger entries for access changes and sign-ins, whatever path makes them (services, admin, shell).
+"""The fallback for access changes made outside the services, and the record of sign-ins.
 
-- Role and group membership (`User.groups`), model permissions of users and groups, and
-  guardian object permissions: `role.granted` / `role.revoked`, `group.member_added` /
-  `group.member_removed`, `permission.granted` / `permission.revoked`.
-- Accounts: `user.created`, `user.updated` (before and after of the fields that decide access:
-  `username`, `is_active`, `is_staff`, `is_superuser`), `auth.password_set` (never the hash;
-  the hasher and whether the password is usable) and `user.deleted`. Names and e-mail
-  addresses are personal data and not access: the ledger keeps everything for ever, so they
-  are left out.
-- Sign-ins (`auth.signed_in`) and failed sign-ins (`auth.sign_in_failed`). A failed attempt
-  names the username only if such a user exists; otherwise a hash of it, because people type
-  passwords into the username field and the ledger keeps everything for ever.
-- Failed sign-ins also feed the sign-in rate limit (`governance.auth.login_throttle`).
+Services record their own account and access changes (`governance.accounts`: the admin, the
+management commands and the services call them). These handlers exist for the paths that do not:
+the Django shell, `createsuperuser`, `changepassword`, guardian's `assign_perm`, code in a lower
+layer (lineage's demo pipeline user), and sign-ins, which only Django's auth signals see. They
+call the same `governance.accounts.record_*` functions (one home for what an entry says) and skip
+an instance a service is writing (`accounts.is_service_write`), so nothing is recorded twice.
+Entries: `role.granted` / `role.revoked`, `group.member_added` / `group.member_removed`,
+`permission.granted` / `permission.revoked`, `user.created`, `user.updated`,
+`auth.password_set`, `user.deleted`, `auth.signed_in`, `auth.sign_in_failed`.
+Failed sign-ins also feed the sign-in rate limit (`governance.auth.login_throttle`).
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -25,13 +22,13 @@ from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.db.models.signals import m2m_changed, post_delete, post_migrate, post_save, pre_save
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
-from audit.ledger import ledger_append
 from core.actor import acting_as, current_actor
 from core.errors import InvalidInput
-from governance.roles import ROLE_NAMES
+from governance import accounts
 
 UNATTRIBUTED = "system:unattributed"
 _STASH = "_governance_m2m_before"
+_BEFORE = "_governance_account_before"
 
 
 def _actor() -> Any:
@@ -43,21 +40,15 @@ def _actor() -> Any:
         return UNATTRIBUTED
 
 
-def _user_label(user: Any) -> str:
-    return f"user:{user.get_username()}"
-
-
-def _perm_name(permission: Permission) -> str:
-    return f"{permission.content_type.app_label}.{permission.codename}"
-
-
 def _ids(through: Any, column: str, value: Any, other: str) -> set[Any]:
     return set(through.objects.filter(**{column: value}).values_list(other, flat=True))
 
 
 def _membership_changed(sender: Any, instance: Any, action: str, reverse: bool, pk_set: set[Any] | None,
                         **kwargs: Any) -> None:
-    """User.groups (and Group.user_set): role and team membership."""
+    """User.groups (and Group.user_set) changed outside `accounts.user_groups_*`: role and team membership."""
+    if accounts.is_service_write(instance):
+        return
     user_model = get_user_model()
     if action == "pre_clear":
         column, other = ("group_id", "user_id") if reverse else ("user_id", "group_id")
@@ -68,7 +59,6 @@ def _membership_changed(sender: Any, instance: Any, action: str, reverse: bool, 
     changed = pk_set if action != "post_clear" else instance.__dict__.pop(_STASH, set())
     if not changed:
         return
-    added = action == "post_add"
     pairs: list[tuple[Any, Any]]
     if reverse:  # instance is a group, pk_set holds users
         pairs = [(user, instance) for user in user_model.objects.filter(pk__in=changed)]
@@ -76,12 +66,7 @@ def _membership_changed(sender: Any, instance: Any, action: str, reverse: bool, 
         pairs = [(instance, group) for group in Group.objects.filter(pk__in=changed)]
     actor = _actor()
     for user, group in pairs:
-        if group.name in ROLE_NAMES:
-            action_name, payload = ("role.granted" if added else "role.revoked"), {"role": group.name}
-        else:
-            action_name, payload = ("group.member_added" if added else "group.member_removed"), {"group": group.name}
-        payload["user"] = user.get_username()
-        ledger_append(actor=actor, action=action_name, subject=("auth.user", str(user.pk)), payload=payload)
+        accounts.record_membership(user, group, added=action == "post_add", by=actor)
 
 
 def _model_permissions_changed(sender: Any, instance: Any, action: str, reverse: bool, pk_set: set[Any] | None,
@@ -89,6 +74,8 @@ def _model_permissions_changed(sender: Any, instance: Any, action: str, reverse:
     """Group.permissions and User.user_permissions: global (model-level) permissions."""
     if reverse or action not in ("pre_clear", "post_add", "post_remove", "post_clear"):
         return  # changes made from the Permission side are rare; the forward side covers the admin
+    if accounts.is_service_write(instance):
+        return
     if action == "pre_clear":
         instance.__dict__[_STASH] = set(getattr(instance, "permissions" if isinstance(instance, Group)
                                                 else "user_permissions").values_list("pk", flat=True))
@@ -96,101 +83,54 @@ def _model_permissions_changed(sender: Any, instance: Any, action: str, reverse:
     changed = pk_set if action != "post_clear" else instance.__dict__.pop(_STASH, set())
     if not changed:
         return
-    names = sorted(_perm_name(permission) for permission in
-                   Permission.objects.filter(pk__in=changed).select_related("content_type"))
-    holder = f"group:{instance.name}" if isinstance(instance, Group) else _user_label(instance)
-    subject = ("auth.group" if isinstance(instance, Group) else "auth.user", str(instance.pk))
-    key = "to" if action == "post_add" else "from"
-    ledger_append(actor=_actor(), action="permission.granted" if action == "post_add" else "permission.revoked",
-                  subject=subject, payload={"permissions": names, key: holder})
+    accounts.record_model_permissions(instance, Permission.objects.filter(pk__in=changed).select_related("content_type"),
+                                      granted=action == "post_add", by=_actor())
 
 
 def _object_permission_saved(sender: Any, instance: Any, created: bool, raw: bool = False, **kwargs: Any) -> None:
     if raw or not created:
         return
-    _object_permission_event(instance, "permission.granted", "to")
+    accounts.record_object_permission(instance, granted=True, by=_actor())
 
 
 def _object_permission_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
-    _object_permission_event(instance, "permission.revoked", "from")
-
-
-def _object_permission_event(instance: Any, action: str, key: str) -> None:
-    holder = f"group:{instance.group.name}" if hasattr(instance, "group_id") else _user_label(instance.user)
-    content_type = instance.content_type
-    ledger_append(actor=_actor(), action=action,
-                  subject=(f"{content_type.app_label}.{content_type.model}", str(instance.object_pk)),
-                  payload={"permission": _perm_name(instance.permission), key: holder})
-
-
-ACCESS_FIELDS = ("username", "is_active", "is_staff", "is_superuser")
-_BEFORE = "_governance_account_before"
-
-
-def _password_facts(encoded: str) -> dict[str, Any]:
-    from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
-
-    usable = bool(encoded) and not encoded.startswith(UNUSABLE_PASSWORD_PREFIX)
-    return {"usable": usable, "hasher": encoded.split("$", 1)[0] if usable and "$" in encoded else None}
+    accounts.record_object_permission(instance, granted=False, by=_actor())
 
 
 def _account_before(sender: Any, instance: Any, raw: bool = False, update_fields: Any = None, **kwargs: Any) -> None:
     """Read the stored access fields and password before a user is saved (one query)."""
     instance.__dict__.pop(_BEFORE, None)
-    if raw or instance.pk is None:
+    if raw or instance.pk is None or accounts.is_service_write(instance):
         return
-    watched = (*ACCESS_FIELDS, "password")
-    if update_fields is not None and not set(update_fields) & set(watched):
+    if update_fields is not None and not set(update_fields) & {*accounts.ACCESS_FIELDS, "password"}:
         return  # sign-ins save only last_login: nothing to record, no query
-    row = sender._default_manager.filter(pk=instance.pk).values(*watched).first()
+    row = accounts.stored_access(instance)
     if row is not None:
         instance.__dict__[_BEFORE] = row
 
 
 def _account_saved(sender: Any, instance: Any, created: bool, raw: bool = False, **kwargs: Any) -> None:
-    if raw:
+    if raw or accounts.is_service_write(instance):
         return
-    subject = ("auth.user", str(instance.pk))
-    after = {name: getattr(instance, name) for name in ACCESS_FIELDS}
-    if created:
-        ledger_append(actor=_actor(), action="user.created", subject=subject,
-                      payload={**after, "password": _password_facts(instance.password)})
-        return
-    before = instance.__dict__.pop(_BEFORE, None)
-    if before is None:
-        return
-    changed = [name for name in ACCESS_FIELDS if before[name] != after[name]]
-    if changed:
-        ledger_append(actor=_actor(), action="user.updated", subject=subject,
-                      payload={"user": instance.get_username(), "before": {name: before[name] for name in changed},
-                               "after": {name: after[name] for name in changed}})
-    if before["password"] != instance.password:
-        ledger_append(actor=_actor(), action="auth.password_set", subject=subject,
-                      payload={"user": instance.get_username(), **_password_facts(instance.password)})
+    before = None if created else instance.__dict__.pop(_BEFORE, None)
+    accounts.record_user_saved(instance, before, created=created, by=_actor())
 
 
 def _account_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
-    ledger_append(actor=_actor(), action="user.deleted", subject=("auth.user", str(instance.pk)),
-                  payload={"user": instance.get_username()})
+    if accounts.is_service_write(instance):
+        return
+    accounts.record_user_deleted(instance, by=_actor())
 
 
 def _signed_in(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
-    ledger_append(actor=user, action="auth.signed_in", subject=("auth.user", str(user.pk)),
-                  payload={"path": getattr(request, "path", "")[:200]})
+    accounts.record_signed_in(user, path=getattr(request, "path", ""))
 
 
 def _sign_in_failed(sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any) -> None:
     from governance.auth import login_throttle
 
     username = str(credentials.get("username") or "")[:150]
-    user = get_user_model().objects.filter(username=username).first() if username else None
-    if user is not None:
-        subject, payload = ("auth.user", str(user.pk)), {"username": username}
-    else:
-        digest = hashlib.sha256(username.encode("utf-8")).hexdigest()[:16]
-        subject, payload = ("auth.user", "unknown"), {"username_sha256_16": digest}
-    payload["path"] = getattr(request, "path", "")[:200] if request is not None else ""
-    ledger_append(actor="system:auth", action="auth.sign_in_failed", subject=subject, payload=payload)
+    accounts.record_sign_in_failed(username, path=getattr(request, "path", "") if request is not None else "")
     if request is not None:
         login_throttle.record_failure(username, request)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from audit.governed import GovernedModel
+from audit.capture.models import GovernedModel
 
 
 class BundleExport(models.Model):

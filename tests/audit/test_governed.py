@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.test import RequestFactory
 
-from audit.governed import governed_models, ledger_action
+from audit.capture.rows import governed_models
 from audit.models import LedgerEntry
 from audit.verify import verify_ledger
 from core.actor import acting_as, current_actor, request_actor
@@ -162,17 +162,41 @@ def test_failure_after_the_write_rolls_back_row_and_entry(project: Project) -> N
     assert entries(start) == []
 
 
-def test_ledger_action_names_the_entry_and_merges_extra(project: Project) -> None:
+def test_save_recorded_names_the_entry_and_merges_extra(project: Project) -> None:
     with acting_as(ACTOR):
         widget = Widget.objects.create(project=project, name="w1")
-        start = last_seq()
-        with ledger_action("widget.approved", comment="looks good"):
-            widget.active = False
-            widget.save()
+    start = last_seq()
+    widget.active = False
+    widget.save_recorded(action="widget.approved", by="user:approver", extra={"comment": "looks good"})
     [entry] = entries(start)
-    assert entry.action == "widget.approved"
+    assert (entry.action, entry.actor) == ("widget.approved", "user:approver")
     assert entry.payload["comment"] == "looks good"
     assert entry.payload["before"]["active"] is True and entry.payload["after"]["active"] is False
+
+
+def test_a_named_action_covers_that_one_save_only(project: Project) -> None:
+    with acting_as(ACTOR):
+        widget = Widget.objects.create(project=project, name="w1")
+        other = Widget.objects.create(project=project, name="w2")
+        start = last_seq()
+        widget.size = 3
+        widget.save_recorded(action="widget.approved", by=ACTOR)
+        other.size = 4
+        other.save()  # an unrelated save right after is not named
+        widget.size = 5
+        widget.save()  # nor is the same instance's next save
+    assert [entry.action for entry in entries(start)] == ["widget.approved", "widget.updated", "widget.updated"]
+
+
+def test_m2m_set_recorded_names_the_set_change(project: Project) -> None:
+    with acting_as(ACTOR):
+        widget = Widget.objects.create(project=project, name="w1")
+    red, blue = Tag.objects.create(name="red"), Tag.objects.create(name="blue")
+    start = last_seq()
+    widget.m2m_set_recorded("tags", [red, blue], action="widget.tagged", by=ACTOR, extra={"why": "demo"})
+    [entry] = entries(start)
+    assert (entry.action, entry.payload["why"], entry.payload["m2m"]["operation"]) == ("widget.tagged", "demo", "add")
+    assert entry.payload["after"] == {"tags": sorted([red.pk, blue.pk])}
 
 
 def test_request_user_is_the_actor_resolved_at_write_time(project: Project) -> None:
@@ -584,7 +608,7 @@ def test_an_append_between_head_lock_and_capture_does_not_fork_the_chain(project
 @pytest.mark.parametrize("path", ["save", "create", "update", "bulk_create", "bulk_update", "delete",
                                   "queryset_delete", "m2m_add"])
 def test_a_failed_ledger_append_rolls_the_write_back(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from audit import governed
+    from audit.capture import record
 
     with acting_as(ACTOR):
         project = Project.objects.create(name="p")
@@ -595,7 +619,7 @@ def test_a_failed_ledger_append_rolls_the_write_back(path: str, monkeypatch: pyt
     def refuse(*args: object, **kwargs: object) -> None:
         raise RuntimeError("ledger unavailable")
 
-    monkeypatch.setattr(governed, "ledger_append_many", refuse)
+    monkeypatch.setattr(record, "ledger_append_many", refuse)
     writes = {
         "save": lambda: (setattr(widget, "size", 2), widget.save()),
         "create": lambda: Widget.objects.create(project=project, name="new"),

@@ -106,3 +106,90 @@ def test_granting_superuser_in_the_admin_is_recorded_against_the_admin(client):
     [entry] = _entries(target, "user.updated")
     assert entry.actor == "user:root"
     assert entry.payload["after"] == {"is_staff": True, "is_superuser": True}
+
+
+# --- The services record account changes themselves; the signal handlers are only the fallback ---
+
+@pytest.fixture
+def without_fallback_signals():  # type: ignore[no-untyped-def]
+    """Disconnect the signal fallback, so an entry that still appears was written by a service."""
+    from django.contrib.auth.models import Group
+    from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
+
+    from governance import signals
+
+    user_model = get_user_model()
+    wiring = [
+        (pre_save, signals._account_before, user_model, "gov-account-before"),
+        (post_save, signals._account_saved, user_model, "gov-account-saved"),
+        (post_delete, signals._account_deleted, user_model, "gov-account-deleted"),
+        (m2m_changed, signals._membership_changed, user_model.groups.through, "gov-membership"),
+        (m2m_changed, signals._model_permissions_changed, user_model.user_permissions.through, "gov-user-perms"),
+    ]
+    for signal, _, sender, uid in wiring:
+        assert signal.disconnect(sender=sender, dispatch_uid=uid)
+    yield Group
+    for signal, handler, sender, uid in wiring:
+        signal.connect(handler, sender=sender, dispatch_uid=uid)
+
+
+def _admin_change_post(target, **fields):  # type: ignore[no-untyped-def]
+    data = {
+        "username": target.username, "is_active": "on",
+        "date_joined_0": target.date_joined.strftime("%Y-%m-%d"), "date_joined_1": target.date_joined.strftime("%H:%M:%S"),
+        "initial-date_joined_0": target.date_joined.strftime("%Y-%m-%d"),
+        "initial-date_joined_1": target.date_joined.strftime("%H:%M:%S"),
+    }
+    data.update(fields)
+    return data
+
+
+def test_the_admin_user_change_writes_its_entries_through_the_service(client, without_fallback_signals):
+    group_model = without_fallback_signals
+    root = get_user_model().objects.create_superuser(username="root", password=PASSWORD, email="")
+    target = get_user_model().objects.create_user(username="pia", password=PASSWORD)
+    risk_officer = group_model.objects.get(name="risk_officer")
+    client.force_login(root)
+    response = client.post(reverse("admin:auth_user_change", args=[target.pk]),
+                           _admin_change_post(target, is_staff="on", groups=[str(risk_officer.pk)]))
+    assert response.status_code == 302, response.content[:2000]
+    assert [(entry.action, entry.actor, entry.payload) for entry in _entries(target)[-2:]] == [
+        ("user.updated", "user:root", {"user": "pia", "before": {"is_staff": False}, "after": {"is_staff": True}}),
+        ("role.granted", "user:root", {"role": "risk_officer", "user": "pia"}),
+    ]
+
+
+def test_the_admin_password_change_and_delete_write_through_the_service(client, without_fallback_signals):
+    root = get_user_model().objects.create_superuser(username="root", password=PASSWORD, email="")
+    target = get_user_model().objects.create_user(username="quin", password=PASSWORD)
+    pk = target.pk
+    client.force_login(root)
+    response = client.post(reverse("admin:auth_user_password_change", args=[pk]),
+                           {"password1": "a-new-long-password-77", "password2": "a-new-long-password-77",
+                            "usable_password": "true"})
+    assert response.status_code == 302, response.content[:2000]
+    [entry] = _entries(target, "auth.password_set")
+    assert (entry.actor, entry.payload["usable"]) == ("user:root", True)
+    response = client.post(reverse("admin:auth_user_delete", args=[pk]), {"post": "yes"})
+    assert response.status_code == 302, response.content[:2000]
+    entry = LedgerEntry.objects.get(subject_type="auth.user", subject_id=str(pk), action="user.deleted")
+    assert (entry.actor, entry.payload) == ("user:root", {"user": "quin"})
+
+
+def test_account_services_record_each_change_once_with_the_named_actor():
+    from django.contrib.auth.models import Group
+
+    from governance import accounts
+
+    user = accounts.user_create(by="system:test", username="rae", email="rae@example.org")
+    accounts.user_password_set(user=user, by="system:test", password=PASSWORD)
+    accounts.user_flags_set(user=user, by="user:root", is_staff=True)
+    accounts.user_groups_add(user=user, groups=[Group.objects.get(name="auditor")], by="user:root")
+    accounts.user_groups_add(user=user, groups=[Group.objects.get(name="auditor")], by="user:root")  # no change
+    assert [(entry.action, entry.actor) for entry in _entries(user)] == [
+        ("user.created", "system:test"), ("auth.password_set", "system:test"), ("user.updated", "user:root"),
+        ("role.granted", "user:root")]
+    assert _entries(user)[0].payload["password"] == {"usable": False, "hasher": None}
+    pk = user.pk
+    accounts.user_delete(user=user, by="user:root")
+    assert LedgerEntry.objects.filter(subject_type="auth.user", subject_id=str(pk), action="user.deleted").count() == 1

@@ -33,6 +33,6 @@ def test_seed_tells_the_story_and_is_idempotent():
 
 
 def test_seeded_state_passes_state_check():
-    from audit.governed import governed_state_problems
+    from audit.capture.state import governed_state_problems
     demo.seed(stdout=StringIO())
     assert [p for p in governed_state_problems() if p["subject_type"].startswith("governance.")] == []

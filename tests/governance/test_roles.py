@@ -73,7 +73,7 @@ def test_admin_manages_but_does_not_decide():
 
 
 def test_raw_sql_edit_of_a_version_is_detected(version):
-    from audit.governed import governed_state_problems
+    from audit.capture.state import governed_state_problems
     assert not [p for p in governed_state_problems() if p["subject_type"] == "governance.modelversion"]
     with connection.cursor() as cursor:
         cursor.execute(f"UPDATE {ModelVersion._meta.db_table} SET status = 'approved' WHERE id = %s", [version.pk])
@@ -83,7 +83,8 @@ def test_raw_sql_edit_of_a_version_is_detected(version):
 
 
 def test_token_hash_is_redacted_not_compared(model):
-    from audit.governed import governed_state_problems, model_spec
+    from audit.capture.rows import model_spec
+    from audit.capture.state import governed_state_problems
     from governance import services
     from governance.models import ServiceToken
     services.service_account_create(by="system:test", name="ci", role="viewer", models=[model])

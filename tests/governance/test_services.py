@@ -386,7 +386,7 @@ def test_version_transitions_are_enforced(version, scientist):
 
 
 def test_state_check_passes_for_governed_rows(pending, approver, environments):
-    from audit.governed import governed_state_problems
+    from audit.capture.state import governed_state_problems
     services.approval_decide(request=pending, by=approver, decision="approve", comment="ok")
     problems = [p for p in governed_state_problems() if p["subject_type"].startswith("governance.")]
     assert problems == []

@@ -7,7 +7,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from audit.governed import GovernedModel
+from audit.capture.models import GovernedModel
 
 
 class Tag(models.Model):
