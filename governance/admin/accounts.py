@@ -1,0 +1,164 @@
+"""Admin of service accounts, their tokens, and users (every change through governance.accounts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import AdminPasswordChangeForm
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+from core.actor import current_actor
+from core.errors import ServiceError
+from governance import accounts, services
+from governance.admin.base import ServiceBackedAdmin, comment_action, error_text
+from governance.models import (
+    RegisteredModel,
+    ServiceAccount,
+    ServiceToken,
+    TokenScope,
+)
+from governance.roles import ROLE_NAMES
+
+
+class ServiceAccountForm(forms.ModelForm):
+    role = forms.ChoiceField(choices=[(role, role) for role in ROLE_NAMES])
+    models = forms.ModelMultipleChoiceField(queryset=RegisteredModel.objects.all(), required=False)
+    scope = forms.ChoiceField(choices=TokenScope.choices, initial=TokenScope.WRITE)
+
+    class Meta:
+        model = ServiceAccount
+        fields = ("name", "description")
+
+
+def _token_page(admin_obj: Any, request: HttpRequest, account: ServiceAccount, token: str) -> HttpResponse:
+    # Rendered directly (never through messages, which may be stored in a cookie): shown once.
+    context = {**admin_obj.admin_site.each_context(request), "title": f"Token for {account.name}",
+               "account": account, "token": token, "opts": admin_obj.model._meta}
+    response = TemplateResponse(request, "admin/governance/token_once.html", context)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@admin.register(ServiceAccount)
+class ServiceAccountAdmin(ServiceBackedAdmin):
+    form = ServiceAccountForm
+    list_display = ("name", "user", "created_by", "created_at")
+    actions = ["issue_token"]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["name", "description", "role", "models", "scope"] if obj is None else [
+            "name", "user", "description", "created_by", "created_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return self.get_fields(request, obj) if obj else []
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is not None:
+            kwargs["fields"] = []
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+    def save_model(self, request: HttpRequest, obj: ServiceAccount, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        account, token = services.service_account_create(
+            by=request.user, name=data["name"], role=data["role"], models=list(data["models"]),
+            description=data.get("description", ""), scope=data["scope"])
+        self.adopt(obj, account)
+        obj._new_token = token  # type: ignore[attr-defined]
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        return None  # the service wrote everything
+
+    def response_add(self, request: HttpRequest, obj: ServiceAccount, post_url_continue: str | None = None,
+                     ) -> HttpResponse:
+        token = getattr(obj, "_new_token", None)
+        if token:
+            return _token_page(self, request, obj, token)
+        return super().response_add(request, obj, post_url_continue)
+
+    @admin.action(description="Issue a new write token for the selected account")
+    def issue_token(self, request: HttpRequest, queryset: QuerySet[ServiceAccount]) -> HttpResponse | None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one account.", messages.ERROR)
+            return None
+        account = queryset.get()
+        try:
+            with transaction.atomic():
+                _, token = services.service_token_create(account=account, by=request.user, scope=TokenScope.WRITE)
+        except ServiceError as exc:
+            self.message_user(request, error_text(exc), messages.ERROR)
+            return None
+        return _token_page(self, request, account, token)
+
+
+@admin.register(ServiceToken)
+class ServiceTokenAdmin(ServiceBackedAdmin):
+    list_display = ("prefix", "account", "scope", "created_at", "expires_at", "revoked_at")
+    list_filter = ("scope",)
+    fields = ("account", "prefix", "scope", "restricted_to", "created_at", "expires_at", "revoked_at")
+    readonly_fields = fields
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # tokens are issued from the service account (shown once)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Revoke selected tokens…", permissions=["view"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ServiceToken]) -> HttpResponse | None:
+        return comment_action(request, self, queryset, title="Revoke tokens", action="revoke",
+                               run=lambda token, comment: services.service_token_revoke(
+                                   token=token, by=request.user, comment=comment))
+
+
+
+# --- Accounts: every change goes through governance.accounts, which records it --------------------
+
+class _RecordedPasswordChangeForm(AdminPasswordChangeForm):
+    """The admin's set-password form, saved through `accounts.user_password_set`."""
+
+    def save(self, commit: bool = True) -> Any:
+        password = self.cleaned_data["password1"] if self.cleaned_data.get("set_usable_password", True) else None
+        # The admin view runs inside ActorMiddleware's request: the signed-in admin acts.
+        return accounts.user_password_set(user=self.user, by=current_actor(), password=password)
+
+
+User = get_user_model()
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+
+
+@admin.register(User)
+class AccountAdmin(DjangoUserAdmin):
+    """Django's user admin, writing through the account services (one entry per access change)."""
+
+    change_password_form = _RecordedPasswordChangeForm
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        accounts.user_save(user=obj, by=request.user)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        data = form.cleaned_data
+        accounts.user_access_set(user=form.instance, by=request.user,
+                                 groups=data["groups"] if "groups" in data else None,
+                                 permissions=data["user_permissions"] if "user_permissions" in data else None)
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        accounts.user_delete(user=obj, by=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        with transaction.atomic():
+            for user in queryset:
+                accounts.user_delete(user=user, by=request.user)

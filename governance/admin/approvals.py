@@ -1,0 +1,177 @@
+"""Admin of approvals: the queue, the decide view, decisions and policies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from core.errors import ServiceError
+from governance import selectors, services
+from governance.admin.base import ServiceBackedAdmin, comment_action, error_text, visible_models
+from governance.models import (
+    MODEL_CARD_FIELDS,
+    ApprovalDecision,
+    ApprovalPolicy,
+    ApprovalRequest,
+    Decision,
+)
+from governance.permissions import can_decide
+from governance.roles import ROLE_NAMES
+
+
+class DecisionInline(admin.TabularInline):
+    model = ApprovalDecision
+    extra = 0
+    can_delete = False
+    fields = ("approver", "decision", "comment", "approver_roles", "decided_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class DecideForm(forms.Form):
+    decision = forms.ChoiceField(choices=Decision.choices, widget=forms.RadioSelect)
+    comment = forms.CharField(widget=forms.Textarea({"rows": 4, "cols": 80}), required=True,
+                              help_text="Required. Recorded in the ledger with your decision.")
+
+
+@admin.register(ApprovalRequest)
+class ApprovalRequestAdmin(ServiceBackedAdmin):
+    list_display = ("id", "version", "status", "submitted_by", "submitted_at", "expires_at")
+    list_filter = ("status",)
+    search_fields = ("version__label", "version__model__name")
+    inlines = [DecisionInline]
+    actions = ["approve_selected", "reject_selected", "withdraw_selected"]
+    readonly_fields = ("version", "submitted_by", "submitted_at", "comment", "status", "policy_snapshot",
+                       "expires_at", "closed_at", "closing_comment")
+    fields = readonly_fields
+    change_list_template = "admin/governance/approvalrequest_changelist.html"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApprovalRequest]:
+        return selectors.approval_request_list(user=request.user)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # requests are made from a version (action "Submit for approval")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # decisions are made in the queue or with the actions, never by editing
+
+    def get_urls(self) -> list[Any]:
+        custom = [
+            path("queue/", self.admin_site.admin_view(self.queue_view), name="governance_approvalrequest_queue"),
+            path("<rowid:request_id>/decide/", self.admin_site.admin_view(self.decide_view),
+                 name="governance_approvalrequest_decide"),
+        ]
+        return custom + super().get_urls()
+
+    def queue_view(self, request: HttpRequest) -> HttpResponse:
+        """Pending requests the user may decide now: excludes their own and those they already decided."""
+        if not request.user.has_perm("governance.add_approvaldecision"):
+            raise PermissionDenied
+        context = {**self.admin_site.each_context(request), "title": "My approval queue",
+                   "queue": selectors.approval_queue(user=request.user), "opts": self.model._meta}
+        return TemplateResponse(request, "admin/governance/approval_queue.html", context)
+
+    def decide_view(self, request: HttpRequest, request_id: int) -> HttpResponse:
+        approval = selectors.approval_request_list(user=request.user).filter(pk=request_id).first()
+        if approval is None:
+            raise Http404("No such approval request.")
+        if not can_decide(request.user, approval.version.model):
+            raise PermissionDenied
+        initial = {"decision": request.GET.get("decision")} if request.GET.get("decision") in Decision.values else {}
+        form = DecideForm(request.POST or None, initial=initial)
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.approval_decide(request=approval, by=request.user, decision=form.cleaned_data["decision"],
+                                         comment=form.cleaned_data["comment"])
+            except ServiceError as exc:
+                form.add_error(None, error_text(exc))
+            else:
+                self.message_user(request, f"Decision recorded on {approval}.", messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:governance_approvalrequest_queue"))
+        approval.refresh_from_db()
+        context = {**self.admin_site.each_context(request), "title": f"Decide {approval}", "approval": approval,
+                   "form": form, "opts": self.model._meta,
+                   "progress": services.quorum_state(approval.decisions.all(), approval.policy_snapshot),
+                   "decisions": approval.decisions.select_related("approver")}
+        return TemplateResponse(request, "admin/governance/decide.html", context)
+
+    def _decide(self, request: HttpRequest, queryset: QuerySet[ApprovalRequest], decision: str,
+                title: str, action: str) -> HttpResponse | None:
+        return comment_action(request, self, queryset, title=title, action=action,
+                               run=lambda approval, comment: services.approval_decide(
+                                   request=approval, by=request.user, decision=decision, comment=comment))
+
+    @admin.action(description="Approve selected requests…")
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet[ApprovalRequest]) -> HttpResponse | None:
+        return self._decide(request, queryset, Decision.APPROVE, "Approve", "approve_selected")
+
+    @admin.action(description="Reject selected requests…")
+    def reject_selected(self, request: HttpRequest, queryset: QuerySet[ApprovalRequest]) -> HttpResponse | None:
+        return self._decide(request, queryset, Decision.REJECT, "Reject", "reject_selected")
+
+    @admin.action(description="Withdraw selected requests…")
+    def withdraw_selected(self, request: HttpRequest, queryset: QuerySet[ApprovalRequest]) -> HttpResponse | None:
+        return comment_action(request, self, queryset, title="Withdraw", action="withdraw_selected",
+                               run=lambda approval, comment: services.approval_withdraw(
+                                   request=approval, by=request.user, comment=comment))
+
+
+@admin.register(ApprovalDecision)
+class ApprovalDecisionAdmin(ServiceBackedAdmin):
+    list_display = ("request", "approver", "decision", "decided_at")
+    list_filter = ("decision",)
+    readonly_fields = ("request", "approver", "decision", "comment", "approver_roles", "decided_at")
+    fields = readonly_fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApprovalDecision]:
+        return ApprovalDecision.objects.select_related("request__version__model", "approver").filter(
+            request__version__model__in=visible_models(request))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ApprovalPolicyForm(forms.ModelForm):
+    required_roles = forms.MultipleChoiceField(choices=[(role, role) for role in ROLE_NAMES], required=False,
+                                               widget=forms.CheckboxSelectMultiple)
+    required_card_fields = forms.MultipleChoiceField(choices=[(name, name) for name in MODEL_CARD_FIELDS],
+                                                     required=False, widget=forms.CheckboxSelectMultiple)
+
+    class Meta:
+        model = ApprovalPolicy
+        fields = ("model", "risk_tier", "quorum", "required_roles", "fairness_audit_max_age_days",
+                  "required_card_fields", "expiry_hours")
+
+
+@admin.register(ApprovalPolicy)
+class ApprovalPolicyAdmin(ServiceBackedAdmin):
+    form = ApprovalPolicyForm
+    list_display = ("__str__", "quorum", "required_roles", "fairness_audit_max_age_days", "expiry_hours")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return ("model", "risk_tier") if obj else ()
+
+    def save_model(self, request: HttpRequest, obj: ApprovalPolicy, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        saved = services.approval_policy_set(
+            by=request.user, model=obj.model if change else data.get("model"),
+            risk_tier=obj.risk_tier if change else (data.get("risk_tier") or None),
+            quorum=data["quorum"], required_roles=list(data["required_roles"]),
+            fairness_audit_max_age_days=data["fairness_audit_max_age_days"],
+            required_card_fields=list(data["required_card_fields"]), expiry_hours=data["expiry_hours"])
+        self.adopt(obj, saved)
