@@ -15,7 +15,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -169,14 +168,10 @@ def request_decide(request: HttpRequest, name: str, request_id: int) -> HttpResp
 def model_export_bundle(request: HttpRequest, name: str) -> HttpResponse:
     model = _visible_model_or_404(request, name)
     from governance.reports import services as report_services
-    from governance.reports.tasks import bundle_export_task
 
     label = request.POST.get("version", "")[:64]
     try:
-        with transaction.atomic():
-            export = report_services.bundle_export_request(by=request.user, model_name=model.name,
-                                                           version_label=label)
-            bundle_export_task.delay_on_commit(export.pk)
+        export = report_services.bundle_export_queue(by=request.user, model_name=model.name, version_label=label)
     except ServiceError as exc:
         messages.error(request, _error_text(exc))
         return HttpResponseRedirect(_model_url(model.name))

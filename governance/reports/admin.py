@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.urls import path, reverse
@@ -109,15 +108,10 @@ class ReportScheduleAdmin(admin.ModelAdmin):
 
 @admin.action(description="Export audit bundle (zip, verifiable offline)")
 def export_bundle(model_admin: Any, request: HttpRequest, queryset: QuerySet[RegisteredModel]) -> HttpResponse | None:
-    from governance.reports.tasks import bundle_export_task
-
     queued = []
     for model in queryset:
         try:
-            with transaction.atomic():
-                export = services.bundle_export_request(by=request.user, model_name=model.name)
-                bundle_export_task.delay_on_commit(export.pk)
-            queued.append(export)
+            queued.append(services.bundle_export_queue(by=request.user, model_name=model.name))
         except ServiceError as exc:
             model_admin.message_user(request, f"{model.name}: {exc.message}", messages.ERROR)
     if queued:

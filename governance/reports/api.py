@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
 from django.http import FileResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -20,7 +19,6 @@ from core.idempotency import idempotent
 from core.ids import object_id
 from governance.reports import selectors, services
 from governance.reports.models import BundleExport
-from governance.reports.tasks import bundle_export_task
 
 
 class BundleRequestIn(serializers.Serializer):
@@ -73,10 +71,8 @@ class BundleListView(APIView):
             raise InvalidInput("The request body must be a JSON object.", code="invalid_input")
         data = BundleRequestIn(data=request.data)
         data.is_valid(raise_exception=True)
-        with transaction.atomic():
-            export = services.bundle_export_request(by=request.user, model_name=data.validated_data["model"],
-                                                    version_label=data.validated_data["version"])
-            bundle_export_task.delay_on_commit(export.pk)
+        export = services.bundle_export_queue(by=request.user, model_name=data.validated_data["model"],
+                                              version_label=data.validated_data["version"])
         return Response(_out(export, request), status=status.HTTP_202_ACCEPTED)
 
 

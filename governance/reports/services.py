@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from audit.ledger import actor_label, ledger_append, lock_for_update
 from core.errors import Forbidden, InvalidInput, NotFound, ServiceError
+from core.outbox.services import task_enqueue_on_commit
 from governance.reports import selectors
 from governance.reports.bundle import BundleSummary, build_bundle
 from governance.reports.models import BundleExport
@@ -58,6 +59,21 @@ def bundle_export_request(*, by: Any, subjects: list[tuple[str, str]] | list[lis
         requested_by=user, actor=label, subjects=_clean_subjects(wanted), model_name=model_name,
         version_label=version_label,
     )
+
+
+EXPORT_TASK = "governance.reports.tasks.bundle_export_task"
+
+
+def bundle_export_queue(*, by: Any, model_name: str, version_label: str = "") -> BundleExport:
+    """Request an export of a model (or one version) and queue it for a worker, in one transaction.
+
+    The one path the API, the admin and the pages take; the task is enqueued by name through the
+    outbox, so it is published only if the export row commits.
+    """
+    with transaction.atomic():
+        export = bundle_export_request(by=by, model_name=model_name, version_label=version_label)
+        task_enqueue_on_commit(EXPORT_TASK, export.pk)
+    return export
 
 
 def bundle_contents_for(export: BundleExport, *, progress: Any = None) -> tuple[list[tuple[str, str]], dict[str, Any]]:

@@ -22,6 +22,7 @@ SERVICE_TASK_NAMES = [
     "governance.fairness.tasks.fairness_notify_task",
     "governance.fairness.tasks.fairness_audit_scheduled_task",
     "governance.reports.tasks.scheduled_report_task",
+    "governance.reports.tasks.bundle_export_task",
 ]
 
 

@@ -10,6 +10,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from audit.models import LedgerEntry
+from core.errors import ServiceError
 from governance import services as governance_services
 from governance.reports.models import BundleExport
 from tests.reports.bundle_helpers import run_verify
@@ -139,3 +140,17 @@ def test_a_retried_request_with_the_same_idempotency_key_queues_one_export(audit
     assert first.status_code == again.status_code == 202
     assert first.json()["id"] == again.json()["id"]
     assert BundleExport.objects.count() == 1
+
+
+def test_api_admin_and_page_queue_an_export_through_one_service_that_enqueues_it_by_name(auditor, version):
+    """`bundle_export_queue` is the one path: the export row and its outbox message commit together."""
+    from core.outbox.models import OutboxMessage
+    from governance.celery import app
+    from governance.reports.services import EXPORT_TASK, bundle_export_queue
+
+    app.conf.CELERY_TASK_ALWAYS_EAGER = False  # the production path (the eager fixture restores it)
+    export = bundle_export_queue(by=auditor, model_name=version.model.name, version_label=version.label)
+    assert [(m.task_name, m.args) for m in OutboxMessage.objects.all()] == [(EXPORT_TASK, [export.pk])]
+    with pytest.raises(ServiceError):
+        bundle_export_queue(by=auditor, model_name="no-such-model")
+    assert OutboxMessage.objects.count() == 1 and BundleExport.objects.count() == 1  # a refusal queues nothing
