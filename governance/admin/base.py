@@ -97,6 +97,19 @@ class ServiceBackedAdmin(admin.ModelAdmin):
         return TemplateResponse(request, self.history_template, context)
 
 
+class RequestFormAdmin(ServiceBackedAdmin):
+    """A service-backed admin whose form takes the request (it checks what the signed-in user may choose)."""
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form_class = super().get_form(request, obj, change=change, **kwargs)
+
+        class RequestBound(form_class):  # type: ignore[misc, valid-type]
+            def __init__(self, *args: Any, **inner: Any) -> None:
+                super().__init__(*args, request=request, **inner)
+
+        return RequestBound
+
+
 def visible_models(request: HttpRequest) -> QuerySet[RegisteredModel]:
     return selectors.registered_model_list(user=request.user)
 

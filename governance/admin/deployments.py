@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from governance import selectors, services
-from governance.admin.base import ServiceBackedAdmin, comment_action
+from governance.admin.base import RequestFormAdmin, ServiceBackedAdmin, comment_action
 from governance.models import (
     Deployment,
     Environment,
@@ -46,20 +46,11 @@ class DeploymentForm(forms.ModelForm):
 
 
 @admin.register(Deployment)
-class DeploymentAdmin(ServiceBackedAdmin):
+class DeploymentAdmin(RequestFormAdmin):
     form = DeploymentForm
     list_display = ("id", "model", "version", "environment", "is_active", "is_rollback", "deployed_by", "deployed_at")
     list_filter = ("environment", "is_active", "is_rollback")
     actions = ["roll_back"]
-
-    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
-        form_class = super().get_form(request, obj, change=change, **kwargs)
-
-        class RequestBound(form_class):  # type: ignore[misc, valid-type]
-            def __init__(self, *args: Any, **inner: Any) -> None:
-                super().__init__(*args, request=request, **inner)
-
-        return RequestBound
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         if obj is None:

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from guardian.admin import GuardedModelAdminMixin
 
 from governance import selectors, services
-from governance.admin.base import ServiceBackedAdmin, comment_action, visible_models
+from governance.admin.base import RequestFormAdmin, ServiceBackedAdmin, comment_action, visible_models
 from governance.models import (
     MODEL_CARD_FIELDS,
     ModelVersion,
@@ -125,21 +125,12 @@ class ModelVersionForm(forms.ModelForm):
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(ServiceBackedAdmin):
+class ModelVersionAdmin(RequestFormAdmin):
     form = ModelVersionForm
     list_display = ("model", "label", "status", "framework", "created_by", "created_at")
     list_filter = ("status", "model__risk_tier")
     search_fields = ("label", "model__name")
     actions = ["submit_for_approval", "deprecate", "retire"]
-
-    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
-        form_class = super().get_form(request, obj, change=change, **kwargs)
-
-        class RequestBound(form_class):  # type: ignore[misc, valid-type]
-            def __init__(self, *args: Any, **inner: Any) -> None:
-                super().__init__(*args, request=request, **inner)
-
-        return RequestBound
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ModelVersion]:
         return selectors.model_version_list(user=request.user).select_related("created_by")
