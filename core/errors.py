@@ -10,6 +10,7 @@ so a typo cannot invent a code.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
@@ -245,6 +246,25 @@ class Unavailable(ServiceError):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
 
 
+# Called with every ServiceError that reaches a surface (the API handler, the admin, the pages),
+# after the refused work's transaction has rolled back. The audit app registers the hook that
+# keeps refusals worth recording in the ledger (audit/refusals.py); core cannot import it.
+SURFACED_HOOKS: list[Callable[[ServiceError], None]] = []
+
+
+def surfaced(exc: ServiceError) -> ServiceError:
+    """Tell the registered hooks that `exc` reached a surface; return it."""
+    for hook in SURFACED_HOOKS:
+        hook(exc)
+    return exc
+
+
+def error_text(exc: ServiceError) -> str:
+    """How the admin and the pages show a refusal: the message and its stable code."""
+    surfaced(exc)
+    return f"{exc.message} [{exc.code}]"
+
+
 def error_body(code: str, message: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"code": registered(code), "message": message, "extra": extra or {}}
 
@@ -267,6 +287,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     """Render any exception raised in an API view as the one error format."""
     headers: dict[str, str] = {}
     if isinstance(exc, ServiceError):
+        surfaced(exc)
         return Response(error_body(exc.code, exc.message, exc.extra), status=exc.status_code)
     if isinstance(exc, Http404):
         return Response(error_body("not_found", "Not found."), status=404)

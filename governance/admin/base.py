@@ -18,7 +18,7 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
-from core.errors import ServiceError
+from core.errors import ServiceError, error_text
 from governance import selectors
 from governance.history import subject_history
 from governance.models import (
@@ -30,10 +30,6 @@ from governance.models import (
     RegisteredModel,
 )
 from governance.permissions import can_view_model
-
-
-def error_text(exc: ServiceError) -> str:
-    return f"{exc.message} [{exc.code}]"
 
 
 def model_of(obj: Any) -> RegisteredModel | None:

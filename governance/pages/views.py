@@ -22,7 +22,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
 from audit import selectors as audit_selectors
-from core.errors import NotFound, ServiceError
+from core.errors import NotFound, ServiceError, error_text
 from core.ids import parse_id
 from governance import services
 from governance.models import ApprovalRequest, Decision, ModelVersion, RequestStatus, VersionStatus
@@ -30,10 +30,6 @@ from governance.pages import fairness, selectors
 from governance.permissions import can_decide, can_write_model
 
 MODELS_PER_PAGE = 50
-
-
-def _error_text(exc: ServiceError) -> str:
-    return f"{exc.message} [{exc.code}]"
 
 
 def _model_url(name: str, **query: str) -> str:
@@ -139,7 +135,7 @@ def version_request_approval(request: HttpRequest, name: str, label: str) -> Htt
     try:
         services.model_version_submit(version=version, by=request.user, comment=request.POST.get("comment", ""))
     except ServiceError as exc:
-        messages.error(request, _error_text(exc))
+        messages.error(request, error_text(exc))
     else:
         messages.success(request, f"Approval requested for {version.label}.")
     return HttpResponseRedirect(_model_url(model.name, version=version.label))
@@ -157,7 +153,7 @@ def request_decide(request: HttpRequest, name: str, request_id: int) -> HttpResp
         services.approval_decide(request=approval, by=request.user, decision=decision,
                                  comment=request.POST.get("comment", ""))
     except ServiceError as exc:
-        messages.error(request, _error_text(exc))
+        messages.error(request, error_text(exc))
     else:
         messages.success(request, f"Your decision ({decision}) on request #{approval.pk} is recorded.")
     return HttpResponseRedirect(_model_url(model.name, version=approval.version.label) + f"#request-{approval.pk}")
@@ -173,7 +169,7 @@ def model_export_bundle(request: HttpRequest, name: str) -> HttpResponse:
     try:
         export = report_services.bundle_export_queue(by=request.user, model_name=model.name, version_label=label)
     except ServiceError as exc:
-        messages.error(request, _error_text(exc))
+        messages.error(request, error_text(exc))
         return HttpResponseRedirect(_model_url(model.name))
     messages.info(request, f"Bundle export #{export.pk} queued.")
     return HttpResponseRedirect(_model_url(model.name, bundle=str(export.pk)) + "#jobs")
@@ -186,7 +182,7 @@ def model_run_audit(request: HttpRequest, name: str) -> HttpResponse:
     try:
         audit_id, label = fairness.start_audit(user=request.user, model=model, post=request.POST)
     except ServiceError as exc:
-        messages.error(request, _error_text(exc))
+        messages.error(request, error_text(exc))
         return HttpResponseRedirect(_model_url(model.name))
     messages.info(request, f"Fairness audit #{audit_id} queued.")
     return HttpResponseRedirect(_model_url(model.name, version=label, audit=str(audit_id)) + "#jobs")
