@@ -6,6 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from governance.auth import RateLimitedAuthenticationForm
+from governance.reports import views as report_views
 from lineage import urls as lineage_urls
 
 urlpatterns = [
@@ -18,6 +19,7 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="openapi-schema"), name="api-redoc"),
     path("api/ledger/", include("audit.urls")),
     path("api/bundles/", include("governance.reports.urls")),  # reports: audit bundle exports
+    path("verify.py", report_views.verify_py, name="verify-py"),  # reports: the published verifier (public)
     path("api/", include("governance.fairness.urls")),  # fairness: audits, specs, prediction batches, trend
     path("api/", include("governance.api_urls")),  # governance: registry, approvals, deployments
     path("api/lineage/", include(lineage_urls.api_urlpatterns)),  # lineage: REST API

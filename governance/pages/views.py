@@ -273,3 +273,17 @@ def ledger_entry(request: HttpRequest, seq: int) -> HttpResponse:
     evidence["subject_history_url"] = "?" + urlencode({"subject_type": entry.subject_type,
                                                         "subject_id": entry.subject_id})
     return render(request, "pages/ledger_entry.html", {"nav": "ledger", **evidence})
+
+
+# --- Keys and the verifier ----------------------------------------------------------------------
+
+@require_GET
+def keys(request: HttpRequest) -> HttpResponse:
+    """Public: the server's verifier keys and the published verify.py with its SHA-256."""
+    from governance.reports.verifier import VERIFY_URL, verify_py_sha256
+
+    signing_keys = selectors.signing_keys()
+    return render(request, "pages/keys.html", {
+        "nav": "keys", "signing_keys": signing_keys, "verify_url": request.build_absolute_uri(VERIFY_URL),
+        "verify_sha256": verify_py_sha256(), "command_keys": [key.vkey for key in signing_keys],
+    })
