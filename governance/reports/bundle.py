@@ -127,7 +127,8 @@ PEOPLE_ACTION_PREFIXES = ("user.", "role.", "group.", "permission.")
 SELECTION_RULE = (
     "Every ledger entry whose subject is listed in `subjects`: the model, its versions, their approval "
     "requests and decisions, every approval policy any of those requests was decided under (the model's own "
-    "and tier defaults, with their whole history), its deployments, fairness specs, audits and prediction "
+    "and tier defaults, with their whole history) and the default policy of every risk tier the model has had, "
+    "its deployments, fairness specs, audits and prediction "
     "batches, and through lineage everything upstream (datasets and their versions, runs, nodes, "
     "attestations, pipeline keys). Besides, for each entry of `bounded_subjects`, the entries about that "
     "subject whose action starts with one of its `action_prefixes` and whose seq is at most its "

@@ -2,12 +2,13 @@
 
 A model's bundle covers the ledger subjects of the model, its versions, their approval requests
 and decisions, the model's approval policy and every policy any of its requests was decided
-under (tier defaults included), its deployments, its fairness audits, and, through the lineage
-graph, everything upstream of its versions and deployments (dataset versions and datasets,
-training runs, artifacts, attestations). Besides, for each person who submitted or decided one
-of its requests: their account, role, group and permission entries (and the permission entries
-of their groups) up to their last submission or decision in the bundle (`BoundedSubject`), so
-that the approvals can be re-evaluated offline.
+under (tier defaults included) and the default policy of every tier the model has had, its
+deployments, its fairness audits, and, through the lineage graph, everything upstream of its
+versions and deployments (dataset versions and datasets, training runs, artifacts,
+attestations). Besides, for each person who submitted or decided one of its requests: their
+account, role, group and permission entries (and the permission entries of their groups) up to
+their last submission or decision in the bundle (`BoundedSubject`), so that the approvals can be
+re-evaluated offline.
 """
 
 from __future__ import annotations
@@ -111,6 +112,10 @@ def bundle_plan_for_model(*, model_name: str, version_label: str = "", user: Any
         policy_ids.add(policy_id)
         if isinstance(snapshot, dict):
             policy_ids.add(snapshot.get("policy_id"))
+    # The default policy of every tier the model has had, so a decision taken after the tier was
+    # changed back can be judged against the policy of the tier in force at the time.
+    policy_ids.update(ApprovalPolicy.objects.filter(model__isnull=True, risk_tier__in=tiers_of(model))
+                      .values_list("pk", flat=True))
     subjects.update(("governance.approvalpolicy", str(pk)) for pk in policy_ids if isinstance(pk, int))
     deployments = list(Deployment.objects.filter(version__in=versions).values_list("pk", flat=True))
     subjects.update(("governance.deployment", str(pk)) for pk in deployments)
@@ -143,6 +148,20 @@ def bundle_plan_for_model(*, model_name: str, version_label: str = "", user: Any
                     {attestation.pipeline_key_id for attestation in attestations if attestation.pipeline_key_id})
     return BundlePlan(subjects=sorted(subjects), model=model, versions=versions, attestations=attestations,
                       audits=audits, bounded=people_entries_for(requests))
+
+
+def tiers_of(model: RegisteredModel) -> set[str]:
+    """Every risk tier the model has had, by its ledger entries (and its tier now)."""
+    tiers = {model.risk_tier}
+    rows = LedgerEntry.objects.filter(subject_type=MODEL_TYPE, subject_id=str(model.pk)).values_list("canonical",
+                                                                                                    flat=True)
+    for canonical in rows.iterator(1000):
+        payload = json.loads(bytes(canonical)).get("payload")
+        for part in ("before", "after", "state"):
+            value = payload.get(part) if isinstance(payload, dict) else None
+            if isinstance(value, dict) and isinstance(value.get("risk_tier"), str):
+                tiers.add(value["risk_tier"])
+    return tiers
 
 
 def people_entries_for(request_ids: list[int]) -> list[BoundedSubject]:

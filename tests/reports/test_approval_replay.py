@@ -194,3 +194,58 @@ def test_a_models_bundle_holds_its_tier_policy_and_the_deciders_entries_and_its_
     result = run_verify(tmp_path, bundle)
     assert result.returncode == 0, result.stdout
     assert "1 approval(s) replayed from the entries" in result.stdout
+
+
+def test_a_role_the_approver_granted_themselves_does_not_count(tmp_path, people):
+    state = submit()
+    ledger_append(actor="user:bob", action="role.granted", subject=("auth.user", str(BOB)),
+                  payload={"role": "approver", "user": "bob"})
+    decide(81, RITA)
+    seq = decide(82, BOB)
+    approve(state)
+    result = run_verify(tmp_path, bundle_of([81, 82]))
+    assert result.returncode == 1, result.stdout
+    label = f"FAIL [approval] request 77, decision 82 (seq {seq}) by user 903 (bob)"
+    assert verdict(result) == (
+        f"{label}: separation of duties: the approver granted themselves the role 'approver' (seq {seq - 2}); "
+        "it does not count\n"
+        f"{label}: role: the approver held no decision role (approver or risk_officer) at the time, by the role "
+        "entries in the bundle\n")
+
+
+def test_a_decision_after_the_tier_was_raised_back_is_judged_by_the_stricter_tier_policy(tmp_path, people):
+    def policy(pk: int, tier: str, quorum: int, roles: list[str]) -> None:
+        state = {"model": None, "risk_tier": tier, "quorum": quorum, "required_roles": roles,
+                 "required_card_fields": [], "fairness_audit_max_age_days": None, "expiry_hours": 48}
+        ledger_append(actor="user:rita", action="approval_policy.created", subject=("governance.approvalpolicy",
+                                                                                   str(pk)),
+                      payload={"before": None, "after": state, "state": state})
+
+    def model(tier: str) -> None:
+        state = {"name": "scorer", "risk_tier": tier, "team": 1, "created_by": SUBMITTER}
+        ledger_append(actor="user:sam", action="model.updated", subject=("governance.registeredmodel", "3"),
+                      payload={"before": None, "after": {"risk_tier": tier}, "state": state})
+
+    policy(5, "high", 2, ["risk_officer"])
+    policy(6, "minimal", 1, [])
+    model("high")
+    ledger_append(actor="user:sam", action="model_version.registered", subject=("governance.modelversion", "55"),
+                  payload={"before": None, "after": {}, "state": {"model": 3, "created_by": SUBMITTER}})
+    model("minimal")  # lowered to submit under the lenient policy ...
+    state = submit(snapshot={"policy_id": 6, "scope": "tier:minimal", "quorum": 1, "required_roles": [],
+                             "fairness_audit_max_age_days": None, "required_card_fields": [], "expiry_hours": 48})
+    model("high")  # ... and raised back before the decision
+    seq = decide(81, ALICE)
+    approve(state)
+    checkpoint_create()
+    subjects = [("governance.approvalrequest", "77"), ("governance.approvaldecision", "81"),
+                ("governance.approvalpolicy", "5"), ("governance.approvalpolicy", "6"),
+                ("governance.registeredmodel", "3"), ("governance.modelversion", "55")]
+    people_bounds = [BoundedSubject("auth.user", str(pk), 10**9, PEOPLE_ACTION_PREFIXES)
+                     for pk in (SUBMITTER, ALICE)]
+    result = run_verify(tmp_path, make_bundle(subjects, bounded_subjects=people_bounds))
+    assert result.returncode == 1, result.stdout
+    assert verdict(result) == (
+        f"FAIL [approval] request 77, decision 81 (seq {seq}): policy: decided under policy 6 (tier:minimal), but "
+        "when it was decided the model's risk tier was 'high', whose policy 5 is stricter: quorum 2 (not 1); "
+        "roles risk_officer\n")

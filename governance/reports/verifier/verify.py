@@ -538,7 +538,7 @@ def verify_dsse(envelope_bytes: bytes, keys: Sequence[PublicKey], what: str) -> 
 
 REPLAYED_TYPES = frozenset({
     "governance.approvalrequest", "governance.approvaldecision", "governance.modelversion",
-    "auth.user", "fairness.auditrun",
+    "governance.registeredmodel", "governance.approvalpolicy", "auth.user", "fairness.auditrun",
 })
 DECISION_ROLES = ("approver", "risk_officer")
 _KNOWN_POLICY_KEYS = frozenset({"policy_id", "scope", "quorum", "required_roles", "fairness_audit_max_age_days",
@@ -598,7 +598,8 @@ def _state(document: dict[str, Any]) -> dict[str, Any]:
 def replay_approvals(documents: list[tuple[int, dict[str, Any]]]) -> tuple[list[str], int]:
     """(violations, approvals replayed): each request the entries show approved, judged again.
 
-    Rules, from the policy snapshot frozen into the request when it was submitted:
+    Rules, from the policy snapshot frozen into the request when it was submitted (and the policy
+    of the model's risk tier when it was decided must not be stricter than that snapshot):
     quorum (distinct approving people), every required role held at the time of their decision
     by one of the approvers, each approver holding a decision role (approver or risk officer) at
     the time, separation of duties (no approver submitted the request or registered the version;
@@ -606,11 +607,13 @@ def replay_approvals(documents: list[tuple[int, dict[str, Any]]]) -> tuple[list[
     version's recorded state, and a passing fairness audit of the version no older than the
     policy's limit (or, for any other evidence list in the snapshot, a passing audit naming it).
     Roles come from the role.granted / role.revoked entries of each person, not from what the
-    decision says about itself.
+    decision says about itself; a role a person granted themselves does not count.
     """
-    roles: dict[str, list[tuple[int, str, bool]]] = {}
+    roles: dict[str, list[tuple[int, str, bool, str]]] = {}
     names: dict[str, str] = {}
     versions: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    models: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    policies: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     audits: list[tuple[int, dict[str, Any]]] = []
     submissions: dict[str, tuple[int, dict[str, Any]]] = {}
     decisions: dict[str, list[tuple[int, str, dict[str, Any]]]] = {}
@@ -622,13 +625,18 @@ def replay_approvals(documents: list[tuple[int, dict[str, Any]]]) -> tuple[list[
         payload = _payload(document)
         if kind == "auth.user":
             if action in ("role.granted", "role.revoked") and isinstance(payload.get("role"), str):
-                roles.setdefault(ident, []).append((seq, payload["role"], action == "role.granted"))
+                roles.setdefault(ident, []).append((seq, payload["role"], action == "role.granted",
+                                                    str(document.get("actor"))))
             if isinstance(payload.get("username"), str):
                 names[ident] = payload["username"]
             elif isinstance(payload.get("user"), str):
                 names.setdefault(ident, payload["user"])
         elif kind == "governance.modelversion":
             versions.setdefault(ident, []).append((seq, _state(document)))
+        elif kind == "governance.registeredmodel":
+            models.setdefault(ident, []).append((seq, _state(document)))
+        elif kind == "governance.approvalpolicy":
+            policies.setdefault(ident, []).append((seq, _state(document)))
         elif kind == "fairness.auditrun":
             audits.append((seq, _state(document)))
         elif kind == "governance.approvalrequest":
@@ -647,12 +655,24 @@ def replay_approvals(documents: list[tuple[int, dict[str, Any]]]) -> tuple[list[
         key = str(user_id)
         return f"user {key} ({names[key]})" if key in names else f"user {key}"
 
-    def roles_at(user_id: Any, seq: int) -> set[str]:
-        held: set[str] = set()
-        for at, role, granted in roles.get(str(user_id), []):
+    def grants_at(user_id: Any, seq: int) -> dict[str, tuple[int, str]]:
+        """role -> (seq, actor) of the grant in force before `seq`."""
+        held: dict[str, tuple[int, str]] = {}
+        for at, role, granted, actor in roles.get(str(user_id), []):
             if at < seq:
-                (held.add if granted else held.discard)(role)
+                if granted:
+                    held[role] = (at, actor)
+                else:
+                    held.pop(role, None)
         return held
+
+    def self_granted(user_id: Any, grant: tuple[int, str]) -> bool:
+        name = names.get(str(user_id))
+        return name is not None and grant[1] == f"user:{name}"
+
+    def roles_at(user_id: Any, seq: int) -> set[str]:
+        """Roles held before `seq`, except those the person granted themselves."""
+        return {role for role, grant in grants_at(user_id, seq).items() if not self_granted(user_id, grant)}
 
     violations: list[str] = []
     for seq, request_id, state, document in approvals:
@@ -691,6 +711,10 @@ def replay_approvals(documents: list[tuple[int, dict[str, Any]]]) -> tuple[list[
                 violation(label, "separation of duties", "the approver submitted the request")
             elif author is not None and str(approver) == str(author):
                 violation(label, "separation of duties", "the approver registered the version")
+            for role, grant in sorted(grants_at(approver, at).items()):
+                if self_granted(approver, grant):
+                    violation(label, "separation of duties", f"the approver granted themselves the role {role!r} "
+                              f"(seq {grant[0]}); it does not count")
             if not roles_at(approver, at) & set(DECISION_ROLES):
                 violation(label, "role", "the approver held no decision role (approver or risk_officer) at the "
                           "time, by the role entries in the bundle")
@@ -702,9 +726,63 @@ def replay_approvals(documents: list[tuple[int, dict[str, Any]]]) -> tuple[list[
             if not any(role in roles_at(item[2].get("approver"), item[0]) for item in counted.values()):
                 violation(closing, "required role", f"no approver held the role {role!r} at the time of their "
                           f"decision, which {policy} requires")
+        tier_policy = _policy_in_force(models, policies, versions.get(version_id, []), seq)
+        if tier_policy is not None:
+            stricter = _stricter(tier_policy[2], snapshot)
+            if stricter:
+                violation(closing, "policy", f"decided under {policy}, but when it was decided the model's risk tier "
+                          f"was {tier_policy[1]!r}, whose policy {tier_policy[0]} is stricter: " + "; ".join(stricter))
         violations.extend(_evidence_violations(request_id, closing, seq, document, snapshot, policy,
                                                versions.get(version_id, []), version_id, audits))
     return violations, len(approvals)
+
+
+def _latest(states: list[tuple[int, dict[str, Any]]], seq: int) -> dict[str, Any] | None:
+    found = None
+    for at, state in states:
+        if at < seq:
+            found = state or None  # a deletion records no state
+    return found
+
+
+def _policy_in_force(models: dict[str, list[tuple[int, dict[str, Any]]]],
+                     policies: dict[str, list[tuple[int, dict[str, Any]]]],
+                     version_states: list[tuple[int, dict[str, Any]]], seq: int
+                     ) -> tuple[str, str, dict[str, Any]] | None:
+    """(policy id, tier, state) of the policy that applied to the version's model just before `seq`:
+    the model's own policy, else its tier's default; None if the bundle does not show it."""
+    version = _latest(version_states, seq)
+    model_id = str(version.get("model")) if version else None
+    model = _latest(models.get(model_id, []), seq) if model_id else None
+    if model is None:
+        return None
+    tier = model.get("risk_tier")
+    default = None
+    for policy_id, states in sorted(policies.items()):
+        state = _latest(states, seq)
+        if state is None:
+            continue
+        if str(state.get("model")) == model_id:
+            return policy_id, str(tier), state
+        if state.get("model") is None and state.get("risk_tier") == tier:
+            default = (policy_id, str(tier), state)
+    return default
+
+
+def _stricter(policy: dict[str, Any], snapshot: dict[str, Any]) -> list[str]:
+    """What `policy` asks for beyond the snapshot (empty if it asks for nothing more)."""
+    more: list[str] = []
+    quorum, frozen = policy.get("quorum"), snapshot.get("quorum", 1)
+    if isinstance(quorum, int) and isinstance(frozen, int) and quorum > frozen:
+        more.append(f"quorum {quorum} (not {frozen})")
+    for key, what in (("required_roles", "roles"), ("required_card_fields", "model-card fields")):
+        extra = sorted(set(policy.get(key) or []) - set(snapshot.get(key) or []))
+        if extra:
+            more.append(f"{what} {', '.join(map(str, extra))}")
+    age, frozen_age = policy.get("fairness_audit_max_age_days"), snapshot.get("fairness_audit_max_age_days")
+    if isinstance(age, int) and (frozen_age is None or (isinstance(frozen_age, int) and age < frozen_age)):
+        more.append(f"a passing fairness audit at most {age} day(s) old")
+    return more
 
 
 def _evidence_violations(request_id: str, closing: str, seq: int, document: dict[str, Any],
