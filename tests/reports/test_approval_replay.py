@@ -249,3 +249,53 @@ def test_a_decision_after_the_tier_was_raised_back_is_judged_by_the_stricter_tie
         f"FAIL [approval] request 77, decision 81 (seq {seq}): policy: decided under policy 6 (tier:minimal), but "
         "when it was decided the model's risk tier was 'high', whose policy 5 is stricter: quorum 2 (not 1); "
         "roles risk_officer\n")
+
+
+def _audit(run_id: int, *, passed: bool, days_ago: int) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    finished = (datetime.now(UTC) - timedelta(days=days_ago)).isoformat()
+    state = {"model_version": 55, "status": "done", "passed": passed, "finished_at": finished}
+    ledger_append(actor="system:fairness", action="fairness_audit.finished", subject=("fairness.auditrun",
+                                                                                     str(run_id)),
+                  payload={"before": None, "after": state, "state": state})
+
+
+@pytest.mark.parametrize(("passed", "days_ago", "named"), [(True, 3, False), (True, 40, True), (False, 3, True)])
+def test_the_fairness_audit_the_policy_asks_for_must_be_passing_and_recent(tmp_path, people, passed, days_ago,
+                                                                           named):
+    state = submit(snapshot={**SNAPSHOT, "fairness_audit_max_age_days": 30})
+    _audit(61, passed=passed, days_ago=days_ago)
+    decide(81, RITA)
+    seq = decide(82, ALICE)
+    approve(state)
+    checkpoint_create()
+    subjects = [("governance.approvalrequest", "77"), ("governance.approvaldecision", "81"),
+                ("governance.approvaldecision", "82"), ("fairness.auditrun", "61")]
+    bounds = [BoundedSubject("auth.user", str(pk), 10**9, PEOPLE_ACTION_PREFIXES) for pk in (SUBMITTER, ALICE, RITA)]
+    result = run_verify(tmp_path, make_bundle(subjects, bounded_subjects=bounds))
+    if not named:
+        assert result.returncode == 0, result.stdout
+        return
+    assert result.returncode == 1, result.stdout
+    assert verdict(result) == (f"FAIL [approval] request 77, decision 82 (seq {seq}): evidence: no passing fairness "
+                               "audit of version 55 at most 30 day(s) old is in the bundle, which policy 5 "
+                               "(tier:high) requires\n")
+
+
+def test_a_model_card_field_the_policy_requires_must_be_filled_when_approved(tmp_path, people):
+    ledger_append(actor="user:sam", action="model_version.registered", subject=("governance.modelversion", "55"),
+                  payload={"before": None, "after": {}, "state": {"model": 3, "created_by": SUBMITTER,
+                                                                  "intended_use": "Credit", "limitations": " "}})
+    state = submit(snapshot={**SNAPSHOT, "required_card_fields": ["intended_use", "limitations"]})
+    decide(81, RITA)
+    seq = decide(82, ALICE)
+    approve(state)
+    checkpoint_create()
+    subjects = [("governance.approvalrequest", "77"), ("governance.approvaldecision", "81"),
+                ("governance.approvaldecision", "82"), ("governance.modelversion", "55")]
+    bounds = [BoundedSubject("auth.user", str(pk), 10**9, PEOPLE_ACTION_PREFIXES) for pk in (SUBMITTER, ALICE, RITA)]
+    result = run_verify(tmp_path, make_bundle(subjects, bounded_subjects=bounds))
+    assert result.returncode == 1, result.stdout
+    assert verdict(result) == (f"FAIL [approval] request 77, decision 82 (seq {seq}): evidence: the model card "
+                               "field 'limitations' was empty, which policy 5 (tier:high) requires\n")
