@@ -920,6 +920,13 @@ class Bundle:
             self.size = self.handle.tell()
         except OSError as exc:
             raise fail("zip", f"cannot open {path}: {exc}") from None
+        try:
+            self._index()
+        except BaseException:
+            self.handle.close()
+            raise
+
+    def _index(self) -> None:
         members = self._central_directory()
         if len(members) > MAX_MEMBERS:
             raise fail("zip", f"{len(members)} members exceed the limit of {MAX_MEMBERS}")
