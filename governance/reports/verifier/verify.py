@@ -615,6 +615,8 @@ def replay_approvals(documents: list[tuple[int, dict[str, Any]]]) -> tuple[list[
     models: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     policies: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     audits: list[tuple[int, dict[str, Any]]] = []
+    if not any(document["subject"].get("type") == "governance.approvalrequest" for _, document in documents):
+        return [], 0  # no request, nothing to replay: keep bundles of many version entries fast
     submissions: dict[str, tuple[int, dict[str, Any]]] = {}
     decisions: dict[str, list[tuple[int, str, dict[str, Any]]]] = {}
     approvals: list[tuple[int, str, dict[str, Any], dict[str, Any]]] = []
@@ -1304,7 +1306,8 @@ def _verify_open_bundle(bundle: Bundle, path: str, trusted: Sequence[PublicKey])
                   "by its SHA-256 in an included ledger entry")
 
     # 8. Every approval decision, replayed from the entries against the policy it was decided under.
-    violations, replayed_count = replay_approvals(summary["replayed"])
+    violations, replayed_count = replay_approvals([(seq, json.loads(canonical.decode("utf-8")))
+                                                   for seq, canonical in summary["replayed"]])
     if violations:
         raise ApprovalViolations(violations)
     report.ok(f"{replayed_count} approval(s) replayed from the entries: quorum, required roles held at the "
@@ -1386,7 +1389,10 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
 
     # Entries: hash, JSON, seq, order, subject, chain links.
     entries: list[tuple[int, bytes]] = []
-    replayed: list[tuple[int, dict[str, Any]]] = []
+    # Raw bytes, parsed again only if there is an approval request to replay: keeping 100,000
+    # parsed documents alive would make the garbage collector scan them over and over.
+    replayed: list[tuple[int, bytes]] = []
+    has_requests = False
     recorded_digests: set[str] = set()
     previous_seq = -1
     previous_hash: bytes | None = None
@@ -1429,7 +1435,8 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
                 raise fail("entries", f"entry seq {seq}: its subject is not one of the bundle's subjects "
                            "(nor a bounded subject within its actions and seq)")
         if key is not None and key[0] in REPLAYED_TYPES:
-            replayed.append((seq, document))
+            replayed.append((seq, canonical))
+            has_requests = has_requests or key[0] == "governance.approvalrequest"
         if seq >= checkpoint.tree_size:
             raise fail("entries", f"entry seq {seq} is not covered by the checkpoint of size {checkpoint.tree_size}")
         entries.append((seq, canonical))
@@ -1508,7 +1515,7 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
     return {
         "subjects": sorted(subjects),
         "recorded_digests": recorded_digests,
-        "replayed": replayed,
+        "replayed": replayed if has_requests else [],
         "entries": len(entries),
         "first_seq": entries[0][0] if entries else "-",
         "last_seq": entries[-1][0] if entries else "-",
