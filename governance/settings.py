@@ -7,6 +7,7 @@ file-system task queue, no servers).
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -58,6 +59,7 @@ DEBUG = _env_bool("DEBUG", False)
 SECRET_KEY_FILE = _path("SECRET_KEY_FILE", str(VAR_DIR / "secret_key"))
 
 
+@functools.cache  # lazy() calls it on every use; read the file once per process
 def _secret_key_from_file() -> str:
     """The embedded key: created (0600, random) the first time something signs, never at import."""
     import secrets
