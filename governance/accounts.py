@@ -13,7 +13,7 @@ change and its entries in one transaction, with the action named at the write:
   everything for ever, so they are left out.
 - `role.granted` / `role.revoked` for role groups, `group.member_added` / `group.member_removed`
   for other groups (teams); `permission.granted` / `permission.revoked` for model and object
-  permissions; `auth.signed_in` / `auth.sign_in_failed`.
+  permissions; `auth.signed_in` (failed sign-ins: `governance.signin`, one entry per username and window).
 
 The `record_*` functions are the one home of what those entries say. `governance.signals` calls
 the same functions for the paths that do not go through a service (the Django shell,
@@ -24,7 +24,6 @@ skip a marked instance, so a change is recorded once, by the service.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -121,18 +120,6 @@ def record_object_permission(row: Any, *, granted: bool, by: Any) -> None:
 def record_signed_in(user: Any, *, path: str) -> None:
     ledger_append(actor=user, action="auth.signed_in", subject=("auth.user", str(user.pk)),
                   payload={"path": path[:200]})
-
-
-def record_sign_in_failed(username: str, *, path: str) -> None:
-    """Names the username only if such a user exists: people type passwords into the username field."""
-    user = get_user_model().objects.filter(username=username).first() if username else None
-    if user is not None:
-        subject, payload = ("auth.user", str(user.pk)), {"username": username}
-    else:
-        digest = hashlib.sha256(username.encode("utf-8")).hexdigest()[:16]
-        subject, payload = ("auth.user", "unknown"), {"username_sha256_16": digest}
-    payload["path"] = path[:200]
-    ledger_append(actor="system:auth", action="auth.sign_in_failed", subject=subject, payload=payload)
 
 
 @contextmanager

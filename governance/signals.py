@@ -9,7 +9,7 @@ an instance a service is writing (`accounts.is_service_write`), so nothing is re
 Entries: `role.granted` / `role.revoked`, `group.member_added` / `group.member_removed`,
 `permission.granted` / `permission.revoked`, `user.created`, `user.updated`,
 `auth.password_set`, `user.deleted`, `auth.signed_in`, `auth.sign_in_failed`.
-Failed sign-ins also feed the sign-in rate limit (`governance.auth.login_throttle`).
+Failed sign-ins are counted per username and window (`governance.signin`); django-axes limits them.
 """
 
 from __future__ import annotations
@@ -127,12 +127,10 @@ def _signed_in(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
 
 
 def _sign_in_failed(sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any) -> None:
-    from governance.auth import login_throttle
+    from governance.signin import sign_in_failure_record
 
     username = str(credentials.get("username") or "")[:150]
-    accounts.record_sign_in_failed(username, path=getattr(request, "path", "") if request is not None else "")
-    if request is not None:
-        login_throttle.record_failure(username, request)
+    sign_in_failure_record(username, path=getattr(request, "path", "") if request is not None else "")
 
 
 def _sync_roles_after_migrate(sender: Any, **kwargs: Any) -> None:

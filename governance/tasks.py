@@ -18,3 +18,11 @@ def approval_expire_due_task() -> int:
 def idempotency_records_purge_task() -> int:
     """Forget stored responses older than IDEMPOTENCY_RETENTION_HOURS (run by beat); returns how many."""
     return services.idempotency_records_purge()
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def sign_in_failures_close_task() -> int:
+    """Write the final count of every ended sign-in failure window (run by beat); returns how many."""
+    from governance.signin import sign_in_failures_close
+
+    return sign_in_failures_close()
