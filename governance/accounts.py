@@ -34,6 +34,7 @@ from django.db import transaction
 
 from audit.ledger import ledger_append
 from governance.roles import ROLE_NAMES
+from governance.usernames import username_check
 
 ACCESS_FIELDS = ("username", "is_active", "is_staff", "is_superuser")
 SERVICE_WRITE = "_governance_service_write"
@@ -139,10 +140,15 @@ def is_service_write(instance: Any) -> bool:
 # --- Services -----------------------------------------------------------------------------------
 
 def user_save(*, user: Any, by: Any) -> Any:
-    """Save a user created or edited in memory (e.g. by an admin form); record what changed in access."""
+    """Save a user created or edited in memory (e.g. by an admin form); record what changed in access.
+
+    A new or changed username must not pass for another (`governance.usernames.username_check`).
+    """
     with transaction.atomic():
         created = user.pk is None or user._state.adding
         before = None if created else stored_access(user)
+        if created or before is None or before["username"] != user.get_username():
+            username_check(user.get_username(), exclude_pk=None if created else user.pk)
         with service_write(user):
             user.save()
         record_user_saved(user, before, created=created, by=by)

@@ -25,6 +25,7 @@ from guardian.models import GroupObjectPermission, UserObjectPermission
 from core.actor import acting_as, current_actor
 from core.errors import InvalidInput
 from governance import accounts
+from governance.usernames import username_check
 
 UNATTRIBUTED = "system:unattributed"
 _STASH = "_governance_m2m_before"
@@ -100,12 +101,17 @@ def _object_permission_deleted(sender: Any, instance: Any, **kwargs: Any) -> Non
 def _account_before(sender: Any, instance: Any, raw: bool = False, update_fields: Any = None, **kwargs: Any) -> None:
     """Read the stored access fields and password before a user is saved (one query)."""
     instance.__dict__.pop(_BEFORE, None)
-    if raw or instance.pk is None or accounts.is_service_write(instance):
+    if raw or accounts.is_service_write(instance):
+        return
+    if instance.pk is None:
+        username_check(instance.get_username())  # createsuperuser, the shell: no look-alike names either
         return
     if update_fields is not None and not set(update_fields) & {*accounts.ACCESS_FIELDS, "password"}:
         return  # sign-ins save only last_login: nothing to record, no query
     row = accounts.stored_access(instance)
     if row is not None:
+        if row["username"] != instance.get_username():
+            username_check(instance.get_username(), exclude_pk=instance.pk)
         instance.__dict__[_BEFORE] = row
 
 
