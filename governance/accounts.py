@@ -147,11 +147,13 @@ def user_save(*, user: Any, by: Any) -> Any:
     with transaction.atomic():
         created = user.pk is None or user._state.adding
         before = None if created else stored_access(user)
-        if created or before is None or before["username"] != user.get_username():
-            username_check(user.get_username(), exclude_pk=None if created else user.pk)
         with service_write(user):
             user.save()
         record_user_saved(user, before, created=created, by=by)
+        if created or before is None or before["username"] != user.get_username():
+            # Checked after the entry: the ledger's head lock, held to the commit, orders two
+            # look-alikes created at once, so the second sees the first. A refusal rolls both back.
+            username_check(user.get_username(), exclude_pk=user.pk)
     return user
 
 

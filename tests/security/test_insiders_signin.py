@@ -12,6 +12,7 @@ with escapes, and the actor filter matches exactly.
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 from axes.models import AccessAttempt, AccessAttemptExpiration
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 
@@ -27,6 +29,7 @@ from audit.models import LedgerEntry
 from core.errors import Conflict, InvalidInput
 from governance import accounts
 from governance.signin import sign_in_failure_record, sign_in_failures_close, window_start
+from tests.conftest import uses_postgres
 
 pytestmark = pytest.mark.django_db
 
@@ -303,3 +306,43 @@ def test_the_admin_ledger_history_shows_escapes(admin_client, look_alike_entries
                   subject=("governance.registeredmodel", str(model.pk)), payload={})
     page = admin_client.get(f"/admin/governance/registeredmodel/{model.pk}/history/").content.decode()
     assert "user:\\u0430lice" in page and f"user:{CYRILLIC_ALICE}" not in page
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(not uses_postgres(), reason="two writers at once need the real PostgreSQL")
+def test_two_look_alikes_created_at_once_cannot_both_pass():
+    """The check runs under the ledger's head lock: the second creation waits and sees the first."""
+    first_written, release = threading.Event(), threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                accounts.user_create(by="user:ada", username="ape")
+                first_written.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    def second() -> None:
+        try:
+            accounts.user_create(by="user:ada", username="\u0430\u0440\u0435")  # all-Cyrillic "аре"
+            outcome["second"] = "created"
+        except Conflict as exc:
+            outcome["second"] = exc.code
+        finally:
+            connection.close()
+
+    one = threading.Thread(target=first)
+    one.start()
+    assert first_written.wait(30)
+    two = threading.Thread(target=second)
+    two.start()
+    two.join(1.0)
+    assert two.is_alive(), "the second creation should wait for the first transaction"
+    release.set()
+    one.join(30)
+    two.join(30)
+    assert outcome == {"second": "username_confusable"}
+    assert list(get_user_model().objects.filter(username__in=["ape", "\u0430\u0440\u0435"]).values_list(
+        "username", flat=True)) == ["ape"]
