@@ -8,7 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.contrib.auth.forms import AdminPasswordChangeForm
+from django.contrib.auth.forms import AdminPasswordChangeForm, AdminUserCreationForm, UserChangeForm
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -26,6 +26,7 @@ from governance.models import (
 )
 from governance.registry.services.access import service_account_create, service_token_create, service_token_revoke
 from governance.roles import ROLE_NAMES
+from governance.usernames import username_check
 
 
 class ServiceAccountForm(forms.ModelForm):
@@ -125,6 +126,25 @@ class ServiceTokenAdmin(ServiceBackedAdmin):
 
 # --- Accounts: every change goes through governance.accounts, which records it --------------------
 
+def _checked_username(form: Any, username: str) -> str:
+    """The username rule of `governance.usernames`, shown on the admin's username field."""
+    try:
+        username_check(username, exclude_pk=form.instance.pk)
+    except ServiceError as exc:
+        raise forms.ValidationError(error_text(exc), code=exc.code)
+    return username
+
+
+class _AccountCreationForm(AdminUserCreationForm):
+    def clean_username(self) -> str:
+        return _checked_username(self, super().clean_username())
+
+
+class _AccountChangeForm(UserChangeForm):
+    def clean_username(self) -> str:
+        return _checked_username(self, self.cleaned_data["username"])
+
+
 class _RecordedPasswordChangeForm(AdminPasswordChangeForm):
     """The admin's set-password form, saved through `accounts.user_password_set`."""
 
@@ -144,6 +164,8 @@ class AccountAdmin(DjangoUserAdmin):
     """Django's user admin, writing through the account services (one entry per access change)."""
 
     change_password_form = _RecordedPasswordChangeForm
+    add_form = _AccountCreationForm
+    form = _AccountChangeForm
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         accounts.user_save(user=obj, by=request.user)

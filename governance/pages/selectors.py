@@ -318,7 +318,7 @@ def ledger_entry_evidence(*, seq: int) -> dict[str, Any]:
     }
     return {
         "entry": entry,
-        "pretty": json.dumps(json.loads(canonical), indent=2, ensure_ascii=False),
+        "pretty": json.dumps(json.loads(canonical), indent=2),  # non-ASCII as \u escapes: no look-alikes
         "canonical_b64": verify_data["canonical_b64"],
         "entry_hash_hex": verify_data["entry_hash_hex"],
         "prev_hash_hex": bytes(entry.prev_hash).hex(),

@@ -22,6 +22,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
 from audit import selectors as audit_selectors
+from core.actor import from_visible
 from core.errors import NotFound, ServiceError, error_text
 from core.ids import parse_id
 from governance.models import ApprovalRequest, Decision, ModelVersion, RequestStatus, VersionStatus
@@ -233,7 +234,7 @@ def ledger_list(request: HttpRequest) -> HttpResponse:
     errors: list[str] = []
     filters = selectors.LedgerFilters(
         subject_type=params.get("subject_type", "").strip()[:100], subject_id=params.get("subject_id", "").strip()[:200],
-        actor=params.get("actor", "").strip()[:200], action=params.get("action", "").strip()[:100])
+        actor=from_visible(params.get("actor", "").strip()[:200]), action=params.get("action", "").strip()[:100])
     for name in ("since", "until"):
         try:
             setattr(filters, name, _parse_moment(params.get(name, ""), end_of_day=name == "until"))
