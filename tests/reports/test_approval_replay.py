@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from audit.ledger import checkpoint_create, ledger_append
-from governance import services
+from governance.registry.services.approvals import approval_decide
 from governance.reports import selectors
 from governance.reports.bundle import PEOPLE_ACTION_PREFIXES, BoundedSubject
 from tests.reports.bundle_helpers import make_bundle, members, run_verify, verdict
@@ -163,8 +163,8 @@ def test_pinned_evidence_the_bundle_does_not_hold_is_named(tmp_path, people):
 
 def test_a_models_bundle_holds_its_tier_policy_and_the_deciders_entries_and_its_approvals_replay(
         tmp_path, pending, approver, risk_officer, make_user):
-    services.approval_decide(request=pending, by=risk_officer, decision="approve", comment="ok")
-    services.approval_decide(request=pending, by=approver, decision="approve", comment="ok")
+    approval_decide(request=pending, by=risk_officer, decision="approve", comment="ok")
+    approval_decide(request=pending, by=approver, decision="approve", comment="ok")
     later = make_user("zed", "approver")  # not a decider: none of zed's entries belong in the bundle
     ledger_append(actor="system:test", action="role.granted", subject=("auth.user", str(approver.pk)),
                   payload={"role": "auditor", "user": "alice"})  # after her decision: left out

@@ -101,10 +101,10 @@ def test_an_approval_written_past_the_rules_is_named_in_the_exported_bundle(
 
 def test_the_same_bundle_without_the_forged_approval_verifies(tmp_path, pending, approver, risk_officer, auditor,
                                                               django_capture_on_commit_callbacks):
-    from governance import services
+    from governance.registry.services.approvals import approval_decide
 
-    services.approval_decide(request=pending, by=risk_officer, decision="approve", comment="ok")
-    services.approval_decide(request=pending, by=approver, decision="approve", comment="ok")
+    approval_decide(request=pending, by=risk_officer, decision="approve", comment="ok")
+    approval_decide(request=pending, by=approver, decision="approve", comment="ok")
     bundle = export_through("api", auditor, pending.version.model.name, django_capture_on_commit_callbacks)
     result = run_verify(tmp_path, bundle)
     assert result.returncode == 0, result.stdout
