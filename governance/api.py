@@ -21,7 +21,7 @@ from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from core.ids import object_id
 from governance import selectors, services
 from governance.models import ApprovalRequest, Decision, Deployment, RequestStatus, RiskTier, Team, VersionStatus
-from governance.permissions import TokenScopePermission
+from governance.permissions import TokenScopePermission, require_token_allows_team
 
 
 def paginated(name: str, item: serializers.Serializer) -> serializers.Serializer:
@@ -223,6 +223,7 @@ class ModelListView(GovernanceView):
         team = Team.objects.filter(name=data.pop("team")).first()
         if team is None:
             raise InvalidInput("No such team.", code="team_not_found")
+        require_token_allows_team(request.user, team)  # TODO(integrator): call from model_register instead
         model = services.model_register(by=request.user, team=team, **data)
         return Response(ModelOut(model).data, status=status.HTTP_201_CREATED)
 
