@@ -19,8 +19,10 @@ from rest_framework.test import APIClient
 
 from audit import dsse
 from audit.models import LedgerEntry
-from governance import services
 from governance.models import RegisteredModel
+from governance.registry.services.access import service_account_create
+from governance.registry.services.deployments import deployment_record
+from governance.registry.services.registry import model_register, model_version_register
 from lineage import attestations as statements
 from lineage.models import Attestation, Dataset, DatasetVersion, LineageNode, TrainingRun
 from tests.lineage.conftest import digest_of, public_pem
@@ -90,7 +92,7 @@ def world(scientist, model, make_version, environments):  # type: ignore[no-unty
     run = owner.post("/api/lineage/runs/", {"job_name": "train-scorer", "inputs": [data_version["id"]]},
                      format="json").data
     version = make_version("1.0.0", training_run=run["id"])
-    deployment = services.deployment_record(version=version, environment=environments["staging"], by=scientist)
+    deployment = deployment_record(version=version, environment=environments["staging"], by=scientist)
     version_node = LineageNode.objects.get(ref_type="governance.modelversion", ref_id=str(version.pk))
     deployment_node = LineageNode.objects.get(ref_type="governance.deployment", ref_id=str(deployment.pk))
     return {"dataset": dataset, "data_version": data_version, "run": run, "version": version,
@@ -298,15 +300,15 @@ def test_another_team_gets_404_for_the_lineage_page_and_sees_nothing_in_the_admi
 
 @pytest.fixture
 def two_models(scientist, team, model, make_version):  # type: ignore[no-untyped-def]
-    other = services.model_register(by=scientist, name="credit-limit-setter", team=team, risk_tier="limited")
+    other = model_register(by=scientist, name="credit-limit-setter", team=team, risk_tier="limited")
     mine = make_version("1.0.0")
-    theirs = services.model_version_register(model=other, by=scientist, label="1.0.0", artifact_uri="s3://x/",
+    theirs = model_version_register(model=other, by=scientist, label="1.0.0", artifact_uri="s3://x/",
                                              manifest={"m.bin": "c" * 64})
     return {"mine": model, "other": other, "mine_version": mine, "other_version": theirs}
 
 
 def test_a_token_restricted_to_one_model_reads_only_its_ledger_entries(two_models):
-    _, token = services.service_account_create(by="system:test", name="audit-bot", role="auditor",
+    _, token = service_account_create(by="system:test", name="audit-bot", role="auditor",
                                                models=[two_models["mine"]], scope="read")
     client = _token_api(token)
     response = client.get("/api/ledger/entries/?page_size=500")
@@ -323,12 +325,12 @@ def test_a_token_restricted_to_one_model_reads_only_its_ledger_entries(two_model
     own_entry = LedgerEntry.objects.filter(subject_type="governance.registeredmodel", subject_id=str(mine.pk)).first()
     assert client.get(f"/api/ledger/entries/{own_entry.seq}/").status_code == 200
     # An unrestricted auditor token still reads the whole ledger.
-    _, free = services.service_account_create(by="system:test", name="audit-all", role="auditor", scope="read")
+    _, free = service_account_create(by="system:test", name="audit-all", role="auditor", scope="read")
     assert _token_api(free).get("/api/ledger/entries/").json()["count"] == LedgerEntry.objects.count()
 
 
 def test_a_token_restricted_to_one_model_reads_only_its_lineage(two_models, scientist):
-    _, token = services.service_account_create(by="system:test", name="train-bot", role="data_scientist",
+    _, token = service_account_create(by="system:test", name="train-bot", role="data_scientist",
                                                models=[two_models["mine"]])
     client = _token_api(token)
     mine = LineageNode.objects.get(ref_type="governance.modelversion", ref_id=str(two_models["mine_version"].pk))
@@ -342,7 +344,7 @@ def test_a_token_restricted_to_one_model_reads_only_its_lineage(two_models, scie
 
 
 def test_an_admin_token_restricted_to_one_model_registers_no_model_in_another_team(two_models, other_team):
-    _, token = services.service_account_create(by="system:test", name="ops-bot", role="admin",
+    _, token = service_account_create(by="system:test", name="ops-bot", role="admin",
                                                models=[two_models["mine"]])
     client = _token_api(token)
     before = (RegisteredModel.objects.count(), LedgerEntry.objects.count())
