@@ -64,14 +64,20 @@ def public_pem(private_key: Ed25519PrivateKey) -> str:
 @pytest.fixture
 def visibility_registry():  # type: ignore[no-untyped-def]
     """Empty lineage.visibility's registry for one test (nothing registered) and restore it afterwards."""
+    # (the subject resolver, the visibility filter and the owner resolver)
     from lineage import visibility
 
     resolver, node_filter = visibility.registered_subject_resolver(), visibility.registered_visibility_filter()
+    owners = visibility.registered_owner_resolver()
     visibility.unregister_subject_resolver()
     visibility.unregister_visibility_filter()
+    visibility.unregister_owner_resolver()
     yield visibility
     visibility.unregister_subject_resolver()
     visibility.unregister_visibility_filter()
+    visibility.unregister_owner_resolver()
+    if owners is not None:
+        visibility.register_owner_resolver(owners)
     if resolver is not None:
         visibility.register_subject_resolver(resolver)
     if node_filter is not None:
