@@ -5,7 +5,8 @@ accepts an `Idempotency-Key` (core.idempotency): a retry with the same key and b
 response and writes nothing.
 Permissions are Django model permissions, checked per HTTP method; anything unlisted is denied.
 Reads then go through the selectors with the requesting user, so nodes naming a governed record
-the user may not see (another team's model version) are not found (`lineage.visibility`).
+the user may not see (another team's model version), and another team's datasets, runs, keys and
+attestations, are not found (`lineage.visibility`); writes are the owner team's (the services).
 """
 
 from __future__ import annotations
