@@ -86,6 +86,11 @@ def visibility_registry():  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def every_node_visible(visibility_registry):  # type: ignore[no-untyped-def]
-    """A filter that hides nothing: for tests of lineage itself that name made-up governed records."""
+    """A filter that hides nothing: for tests of lineage itself that name made-up governed records.
+
+    Who records for which team stays governance's rule."""
+    from governance.lineage_access import lineage_owners
+
     visibility_registry.register_visibility_filter(lambda user, nodes: nodes)
+    visibility_registry.register_owner_resolver(lineage_owners)
     return visibility_registry
