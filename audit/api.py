@@ -128,6 +128,7 @@ class LedgerEntryListApi(APIView):
             action=params.get("action"), action_prefix=params.get("action_prefix"),
             subject_type=params.get("subject_type"), subject_id=params.get("subject_id"),
             actor=params.get("actor"), since=_time_param(request, "since"), until=_time_param(request, "until"),
+            user=request.user,
         )
         paginator = CursorlessPagination()
         page = paginator.paginate_queryset(entries, request, view=self)
@@ -139,7 +140,7 @@ class LedgerEntryDetailApi(APIView):
 
     @extend_schema(responses={200: LedgerEntrySerializer, **ERROR_RESPONSES}, operation_id="ledger_entries_retrieve")
     def get(self, request: Request, seq: int) -> Response:
-        return Response(LedgerEntrySerializer(selectors.ledger_entry_get(seq=seq)).data)
+        return Response(LedgerEntrySerializer(selectors.ledger_entry_get(seq=seq, user=request.user)).data)
 
 
 class InclusionProofApi(APIView):
@@ -155,7 +156,7 @@ class InclusionProofApi(APIView):
             tree_size = latest.tree_size
         else:
             raise NotFound("No checkpoint has been made yet; pass tree_size.", code="no_checkpoint")
-        entry = selectors.ledger_entry_get(seq=seq)
+        entry = selectors.ledger_entry_get(seq=seq, user=request.user)
         hashes = ledger.inclusion_proof(leaf_index=seq, tree_size=tree_size)
         checkpoint = selectors.checkpoint_at(tree_size)
         return Response({

@@ -1,8 +1,16 @@
-"""Reads of the ledger, for the API, admin and pages."""
+"""Reads of the ledger, for the API, admin and pages.
+
+The layer above may narrow what one caller reads (a service token restricted to some models reads
+only the entries about them): it registers `fn(user, entries) -> entries` with
+`register_entry_filter` at start-up, since audit cannot import it. With nothing registered every
+reader of the ledger reads all of it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from django.db.models import QuerySet
 
@@ -17,10 +25,34 @@ def can_read_ledger(user) -> bool:  # type: ignore[no-untyped-def]
     return bool(user and user.is_authenticated and user.is_active and user.has_perm(LEDGER_READ_PERMISSION))
 
 
+EntryFilter = Callable[[Any, QuerySet[LedgerEntry]], QuerySet[LedgerEntry]]
+_entry_filter: list[EntryFilter] = []
+
+
+def register_entry_filter(fn: EntryFilter) -> None:
+    """Make `fn(user, entries) -> entries` narrow what `user` reads of the ledger."""
+    _entry_filter[:] = [fn]
+
+
+def unregister_entry_filter() -> None:
+    _entry_filter.clear()
+
+
+def readable_entries(user: Any, entries: QuerySet[LedgerEntry]) -> QuerySet[LedgerEntry]:
+    """`entries` as `user` may read them (None: a trusted in-process read, unfiltered)."""
+    if user is None or not _entry_filter:
+        return entries
+    narrowed = _entry_filter[0](user, entries)
+    if not isinstance(narrowed, QuerySet) or narrowed.model is not LedgerEntry:
+        return entries.none()
+    return narrowed
+
+
 def ledger_entry_list(*, action: str | None = None, action_prefix: str | None = None,
                       subject_type: str | None = None, subject_id: str | None = None, actor: str | None = None,
-                      since: datetime | None = None, until: datetime | None = None) -> QuerySet[LedgerEntry]:
-    entries = LedgerEntry.objects.all().order_by("-seq")
+                      since: datetime | None = None, until: datetime | None = None,
+                      user: Any = None) -> QuerySet[LedgerEntry]:
+    entries = readable_entries(user, LedgerEntry.objects.all()).order_by("-seq")
     if action:
         entries = entries.filter(action=action)
     if action_prefix:
@@ -38,8 +70,8 @@ def ledger_entry_list(*, action: str | None = None, action_prefix: str | None = 
     return entries
 
 
-def ledger_entry_get(*, seq: int) -> LedgerEntry:
-    entry = LedgerEntry.objects.filter(seq=seq).first()
+def ledger_entry_get(*, seq: int, user: Any = None) -> LedgerEntry:
+    entry = readable_entries(user, LedgerEntry.objects.filter(seq=seq)).first()
     if entry is None:
         raise NotFound(f"No ledger entry with seq {seq}.", code="ledger_entry_not_found", extra={"seq": seq})
     return entry

@@ -89,6 +89,8 @@ class ErrorCode(StrEnum):
     SIGNING_KEY_MISSING = "signing_key_missing", 503, "There is no signing key file."
     SIGNING_KEY_NOT_FOUND = "signing_key_not_found", 404, "No signing key with this key id."
     SIGNING_KEY_RETIRED = "signing_key_retired", 503, "The key in the signing key file has been retired."
+    TOKEN_MODEL_RESTRICTED = ("token_model_restricted", 403,
+                              "The service token is restricted to some models; it acts only on them and their teams.")
     # --- Lineage: datasets, runs, graph, pipeline keys, attestations, OpenLineage ----------------
     DATASET_NOT_FOUND = "dataset_not_found", 404, "No such dataset."
     DATASET_VERSION_NOT_FOUND = "dataset_version_not_found", 404, "No such dataset version (by id or digest)."
@@ -115,8 +117,18 @@ class ErrorCode(StrEnum):
     ATTESTATION_KEY_UNKNOWN = "attestation_key_unknown", 400, "No signature is by a key registered to the caller."
     ATTESTATION_KEY_REVOKED = "attestation_key_revoked", 400, "The signing pipeline key has been revoked."
     ATTESTATION_SIGNATURE_INVALID = "attestation_signature_invalid", 400, "A signature does not verify."
-    ATTESTATION_SUBJECT_MISMATCH = "attestation_subject_mismatch", 422, "No subject digest matches a registered object."
     OPENLINEAGE_INVALID_EVENT = "openlineage_invalid_event", 400, "The OpenLineage event is not valid; the message says why."
+    LINEAGE_TEAM_REQUIRED = "lineage_team_required", 403, "Lineage records belong to a team; the caller records for none."
+    LINEAGE_OWNER_AMBIGUOUS = ("lineage_owner_ambiguous", 400,
+                               "The caller records lineage for several teams; owner_team must name one.")
+    LINEAGE_NOT_OWNER = "lineage_not_owner", 403, "The lineage record belongs to a team the caller does not record for."
+    ATTESTATION_SUBJECT_NOT_WRITABLE = ("attestation_subject_not_writable", 403,
+                                        "A subject digest matches no record the submitter may write (whether or not "
+                                        "it exists elsewhere); extra lists the digests.")
+    ATTESTATION_SERVER_KEY = ("attestation_server_key", 403,
+                              "The envelope is signed by one of the server's own keys; only the server signs with them.")
+    OPENLINEAGE_RUN_CONFLICT = ("openlineage_run_conflict", 409,
+                                "The runId belongs to a run of another job or another account; nothing was written.")
     OPENLINEAGE_RETRY = "openlineage_retry", 503, "A concurrent event for the same run was being written; retry."
     UNSUPPORTED_CONTENT_ENCODING = "unsupported_content_encoding", 415, "The Content-Encoding is neither gzip nor none."
     # --- Governance: teams, environments, models, versions, accounts ----------------------------

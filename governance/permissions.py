@@ -17,6 +17,7 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from core.errors import Forbidden
 from governance.models import ApprovalRequest, RegisteredModel, RiskTier, TokenScope
 
 VIEW_ALL = "governance.view_all_registeredmodels"
@@ -59,6 +60,18 @@ def token_allows(user: Any, model: RegisteredModel, *, write: bool) -> bool:
         return False
     limited = token_model_ids(user)
     return limited is None or model.pk in limited
+
+
+def token_allows_team(user: Any, team: Any) -> bool:
+    """A token restricted to some models acts only on them: a new model only for a team that owns one of them."""
+    limited = token_model_ids(user)
+    return limited is None or RegisteredModel.objects.filter(pk__in=limited, team=team).exists()
+
+
+def require_token_allows_team(user: Any, team: Any) -> None:
+    if not token_allows_team(user, team):
+        raise Forbidden("This token is restricted to some models and acts only for their teams.",
+                        code="token_model_restricted", extra={"team": getattr(team, "name", str(team))})
 
 
 def can_view_model(user: Any, model: RegisteredModel) -> bool:

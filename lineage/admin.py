@@ -1,7 +1,7 @@
 """Read-only admin for lineage records; the one write (revoking a pipeline key) goes through its service.
 
-Nodes, edges and attestations that name a governed record the user may not see are left out, as in
-the API (`lineage.visibility`).
+Nodes, edges and attestations that name a governed record the user may not see, and every record of a
+team whose lineage the user may not read, are left out, as in the API (`lineage.visibility`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ from lineage.services.keys import pipeline_key_revoke
 
 @admin.register(Dataset)
 class DatasetAdmin(ReadOnlyModelAdmin):
-    list_display = ["namespace", "name", "created_by", "created_at"]
+    list_display = ["namespace", "name", "owner_team", "created_by", "created_at"]
     search_fields = ["namespace", "name"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Dataset]:
+        return visibility.owned_visible(request.user, super().get_queryset(request))
 
 
 @admin.register(DatasetVersion)
@@ -32,6 +35,9 @@ class DatasetVersionAdmin(ReadOnlyModelAdmin):
     list_filter = ["digest_kind"]
     search_fields = ["digest", "dataset__name", "location_uri"]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[DatasetVersion]:
+        return visibility.owned_visible(request.user, super().get_queryset(request), field="dataset__owner_team")
+
     @admin.display(description="lineage")
     def graph(self, version: DatasetVersion) -> str:
         return format_html('<a href="/lineage/nodes/{}/">graph</a>', version.node_id)
@@ -39,9 +45,13 @@ class DatasetVersionAdmin(ReadOnlyModelAdmin):
 
 @admin.register(TrainingRun)
 class TrainingRunAdmin(ReadOnlyModelAdmin):
-    list_display = ["job_namespace", "job_name", "status", "code_commit", "started_at", "ended_at", "actor", "graph"]
+    list_display = ["job_namespace", "job_name", "status", "code_commit", "started_at", "ended_at", "actor",
+                    "owner_team", "graph"]
     list_filter = ["status"]
     search_fields = ["job_name", "external_run_id", "code_commit"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TrainingRun]:
+        return visibility.owned_visible(request.user, super().get_queryset(request))
 
     @admin.display(description="lineage")
     def graph(self, run: TrainingRun) -> str:
@@ -86,16 +96,19 @@ class AttestationAdmin(ReadOnlyModelAdmin):
 
 @admin.register(PipelineKey)
 class PipelineKeyAdmin(ReadOnlyModelAdmin):
-    list_display = ["keyid", "owner", "name", "created_at", "revoked_at", "revoked_by"]
+    list_display = ["keyid", "owner", "owner_team", "name", "created_at", "revoked_at", "revoked_by"]
     exclude = ["public_key"]
     actions = ["revoke"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PipelineKey]:
+        return visibility.owned_visible(request.user, super().get_queryset(request))
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # The revoke action needs it; an object's change form stays read-only.
         return obj is None and bool(request.user.has_perm("lineage.change_pipelinekey"))
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return ["owner", "name", "keyid", "created_at", "revoked_at", "revoked_by"]
+        return ["owner", "owner_team", "name", "keyid", "created_at", "revoked_at", "revoked_by"]
 
     @admin.action(description="Revoke the selected keys", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[PipelineKey]) -> None:

@@ -5,7 +5,8 @@ accepts an `Idempotency-Key` (core.idempotency): a retry with the same key and b
 response and writes nothing.
 Permissions are Django model permissions, checked per HTTP method; anything unlisted is denied.
 Reads then go through the selectors with the requesting user, so nodes naming a governed record
-the user may not see (another team's model version) are not found (`lineage.visibility`).
+the user may not see (another team's model version), and another team's datasets, runs, keys and
+attestations, are not found (`lineage.visibility`); writes are the owner team's (the services).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def _validated(serializer_class: type[serializers.Serializer], data: Any) -> dic
 class DatasetSerializer(serializers.ModelSerializer):
     class Meta:
         model = Dataset
-        fields = ["id", "namespace", "name", "description", "created_by", "created_at"]
+        fields = ["id", "namespace", "name", "description", "owner_team", "created_by", "created_at"]
 
 
 class DatasetVersionSerializer(serializers.ModelSerializer):
@@ -105,7 +106,7 @@ class TrainingRunSerializer(serializers.ModelSerializer):
     class Meta:
         model = TrainingRun
         fields = ["id", "job_namespace", "job_name", "external_run_id", "code_repository", "code_commit",
-                  "parameters", "environment", "started_at", "ended_at", "status", "actor", "node", "inputs",
+                  "parameters", "environment", "started_at", "ended_at", "status", "actor", "owner_team", "node", "inputs",
                   "outputs", "attestations", "created_at"]
 
     def _io(self, run: TrainingRun) -> tuple[list[LineageNode], list[LineageNode]]:
@@ -132,7 +133,7 @@ class AttestationSummarySerializer(serializers.ModelSerializer):
     class Meta:
         model = Attestation
         fields = ["id", "origin", "keyid", "payload_type", "predicate_type", "envelope_sha256", "submitted_by",
-                  "created_at", "subjects", "envelope_url"]
+                  "owner_team", "created_at", "subjects", "envelope_url"]
 
     def get_subjects(self, attestation: Attestation) -> list[dict[str, Any]]:
         return [{"name": s.name, "digest": {"sha256": s.sha256}, "node": s.node_id}
@@ -147,6 +148,7 @@ class KeySerializer(serializers.Serializer):
     keyid = serializers.CharField(help_text="DSSE keyid: hex SHA-256 of the raw Ed25519 public key")
     kind = serializers.CharField()
     owner = serializers.CharField()
+    owner_team = serializers.CharField(help_text='the team the key belongs to ("team:<name>"; empty for server keys)')
     public_key_pem = serializers.CharField()
     algorithm = serializers.CharField()
     status = serializers.CharField()
@@ -156,7 +158,11 @@ class KeySerializer(serializers.Serializer):
 
 # --- Input serializers ------------------------------------------------------------------------
 
+OWNER_TEAM_HELP = 'the team the record belongs to ("team:<name>"); needed only by those who record for several'
+
+
 class DatasetInput(serializers.Serializer):
+    owner_team = serializers.CharField(max_length=200, required=False, help_text=OWNER_TEAM_HELP)
     namespace = serializers.CharField(max_length=300, allow_blank=True, default="")
     name = serializers.CharField(max_length=500)
     description = serializers.CharField(allow_blank=True, default="")
@@ -195,6 +201,7 @@ class RunOutputsInput(serializers.Serializer):
 
 
 class TrainingRunInput(serializers.Serializer):
+    owner_team = serializers.CharField(max_length=200, required=False, help_text=OWNER_TEAM_HELP)
     job_name = serializers.CharField(max_length=500)
     job_namespace = serializers.CharField(max_length=300, allow_blank=True, default="")
     code_repository = serializers.CharField(max_length=1000, allow_blank=True, default="")
@@ -210,6 +217,7 @@ class TrainingRunInput(serializers.Serializer):
 
 
 class PipelineKeyInput(serializers.Serializer):
+    owner_team = serializers.CharField(max_length=200, required=False, help_text=OWNER_TEAM_HELP)
     public_key = serializers.CharField(max_length=4000, help_text="PEM (SubjectPublicKeyInfo) or base64 raw 32 bytes")
     name = serializers.CharField(max_length=200, allow_blank=True, default="")
 
@@ -223,7 +231,7 @@ class DatasetListApi(LineageApi):
                    operation_id="lineage_datasets_list")
     def get(self, request: Request) -> Response:
         paginator = CursorlessPagination()
-        page = paginator.paginate_queryset(selectors.dataset_list(), request, view=self)
+        page = paginator.paginate_queryset(selectors.dataset_list(user=request.user), request, view=self)
         return paginator.get_paginated_response(DatasetSerializer(page, many=True).data)
 
     @extend_schema(request=DatasetInput, responses={201: DatasetSerializer, 200: DatasetSerializer, **ERROR_RESPONSES},
@@ -240,7 +248,7 @@ class DatasetDetailApi(LineageApi):
 
     @extend_schema(responses={200: DatasetSerializer, **ERROR_RESPONSES}, operation_id="lineage_datasets_retrieve")
     def get(self, request: Request, dataset_id: int) -> Response:
-        return Response(DatasetSerializer(selectors.dataset_get(dataset_id=dataset_id)).data)
+        return Response(DatasetSerializer(selectors.dataset_get(dataset_id=dataset_id, user=request.user)).data)
 
 
 class DatasetVersionListApi(LineageApi):
@@ -250,7 +258,7 @@ class DatasetVersionListApi(LineageApi):
                               **ERROR_RESPONSES},
                    operation_id="lineage_dataset_versions_list")
     def get(self, request: Request, dataset_id: int) -> Response:
-        dataset = selectors.dataset_get(dataset_id=dataset_id)
+        dataset = selectors.dataset_get(dataset_id=dataset_id, user=request.user)
         paginator = CursorlessPagination()
         page = paginator.paginate_queryset(selectors.dataset_version_list(dataset=dataset), request, view=self)
         return paginator.get_paginated_response(DatasetVersionSerializer(page, many=True, context={"user": request.user}).data)
@@ -260,7 +268,7 @@ class DatasetVersionListApi(LineageApi):
                    operation_id="lineage_dataset_versions_create", parameters=[IDEMPOTENCY_PARAMETER])
     @idempotent
     def post(self, request: Request, dataset_id: int) -> Response:
-        dataset = selectors.dataset_get(dataset_id=dataset_id)
+        dataset = selectors.dataset_get(dataset_id=dataset_id, user=request.user)
         data = _validated(DatasetVersionInput, request.data)
         content = None
         if "content_base64" in data:
@@ -269,7 +277,8 @@ class DatasetVersionListApi(LineageApi):
             except (binascii.Error, ValueError):
                 raise InvalidInput("content_base64 is not base64.", code="invalid_input",
                                    extra={"field": "content_base64"})
-        parents = selectors.dataset_versions_resolve(data.get("derived_from", []), field="derived_from")
+        parents = selectors.dataset_versions_resolve(data.get("derived_from", []), field="derived_from",
+                                                     user=request.user)
         spec = dataset_services.VersionSpec(
             location_uri=data["location_uri"], digest=data.get("digest"), content=content,
             manifest=data.get("manifest"), version=data["version"], schema=data.get("schema", []),
@@ -286,7 +295,7 @@ class DatasetVersionDetailApi(LineageApi):
     @extend_schema(responses={200: DatasetVersionSerializer, **ERROR_RESPONSES},
                    operation_id="lineage_dataset_versions_retrieve")
     def get(self, request: Request, dataset_id: int, version_id: int) -> Response:
-        version = selectors.dataset_version_get(version_id=version_id, dataset_id=dataset_id)
+        version = selectors.dataset_version_get(version_id=version_id, dataset_id=dataset_id, user=request.user)
         return Response(DatasetVersionSerializer(version, context={"user": request.user}).data)
 
 
@@ -297,7 +306,7 @@ class TrainingRunListApi(LineageApi):
                    operation_id="lineage_runs_list")
     def get(self, request: Request) -> Response:
         paginator = CursorlessPagination()
-        page = paginator.paginate_queryset(selectors.training_run_list(), request, view=self)
+        page = paginator.paginate_queryset(selectors.training_run_list(user=request.user), request, view=self)
         return paginator.get_paginated_response(TrainingRunSerializer(page, many=True, context={"user": request.user}).data)
 
     @extend_schema(request=TrainingRunInput, responses={201: TrainingRunSerializer, **ERROR_RESPONSES},
@@ -310,11 +319,11 @@ class TrainingRunListApi(LineageApi):
             job_name=data["job_name"], job_namespace=data["job_namespace"], code_repository=data["code_repository"],
             code_commit=data["code_commit"], parameters=data["parameters"], environment=data["environment"],
             started_at=data.get("started_at"), ended_at=data.get("ended_at"), status=data["status"],
-            inputs=selectors.dataset_versions_resolve(data.get("inputs", []), field="inputs"),
+            inputs=selectors.dataset_versions_resolve(data.get("inputs", []), field="inputs", user=request.user),
             output_versions=selectors.dataset_versions_resolve(outputs.get("dataset_versions", []),
-                                                               field="outputs.dataset_versions"),
+                                                               field="outputs.dataset_versions", user=request.user),
             artifacts=[run_services.ArtifactSpec(**item) for item in outputs.get("artifacts", [])],
-            actor=request.user)
+            actor=request.user, owner_team=data.get("owner_team"))
         return Response(TrainingRunSerializer(run, context={"user": request.user}).data, status=status.HTTP_201_CREATED)
 
 
@@ -323,7 +332,8 @@ class TrainingRunDetailApi(LineageApi):
 
     @extend_schema(responses={200: TrainingRunSerializer, **ERROR_RESPONSES}, operation_id="lineage_runs_retrieve")
     def get(self, request: Request, run_id: int) -> Response:
-        return Response(TrainingRunSerializer(selectors.training_run_get(run_id=run_id), context={"user": request.user}).data)
+        run = selectors.training_run_get(run_id=run_id, user=request.user)
+        return Response(TrainingRunSerializer(run, context={"user": request.user}).data)
 
 
 class GraphApi(LineageApi):
@@ -368,15 +378,16 @@ class KeyListApi(LineageApi):
 
     @extend_schema(responses={200: KeySerializer(many=True), **ERROR_RESPONSES}, operation_id="lineage_keys_list")
     def get(self, request: Request) -> Response:
-        return Response(KeySerializer(selectors.key_list(), many=True).data)
+        return Response(KeySerializer(selectors.key_list(user=request.user), many=True).data)
 
     @extend_schema(request=PipelineKeyInput, responses={201: KeySerializer, **ERROR_RESPONSES},
                    operation_id="lineage_keys_register", parameters=[IDEMPOTENCY_PARAMETER])
     @idempotent
     def post(self, request: Request) -> Response:
         data = _validated(PipelineKeyInput, request.data)
-        key = key_services.pipeline_key_register(owner=request.user, public_key=data["public_key"], name=data["name"])
-        row = next(item for item in selectors.key_list() if item["id"] == key.pk)
+        key = key_services.pipeline_key_register(owner=request.user, public_key=data["public_key"], name=data["name"],
+                                                 owner_team=data.get("owner_team"))
+        row = next(item for item in selectors.key_list(user=request.user) if item["id"] == key.pk)
         return Response(KeySerializer(row).data, status=status.HTTP_201_CREATED)
 
 
@@ -387,10 +398,9 @@ class KeyRevokeApi(LineageApi):
                    parameters=[IDEMPOTENCY_PARAMETER])
     @idempotent
     def post(self, request: Request, key_id: int) -> Response:
-        key = selectors.pipeline_key_get(key_id=key_id)
-        key_services.ensure_can_revoke(key=key, user=request.user)
+        key = selectors.pipeline_key_get(key_id=key_id, user=request.user)
         key = key_services.pipeline_key_revoke(key=key, by=request.user)
-        row = next(item for item in selectors.key_list() if item["id"] == key.pk)
+        row = next(item for item in selectors.key_list(user=request.user) if item["id"] == key.pk)
         return Response(KeySerializer(row).data)
 
 
@@ -420,13 +430,16 @@ class AttestationListApi(LineageApi):
         return paginator.get_paginated_response(AttestationSummarySerializer(page, many=True).data)
 
     @extend_schema(request={"application/json": OpenApiTypes.OBJECT},
-                   responses={201: AttestationSummarySerializer, **ERROR_RESPONSES},
+                   responses={201: AttestationSummarySerializer, 200: AttestationSummarySerializer,
+                              **ERROR_RESPONSES},
                    operation_id="lineage_attestations_submit", parameters=[IDEMPOTENCY_PARAMETER],
                    description="Body: a DSSE envelope (JSON) signed by one of your registered pipeline keys.")
     @idempotent
     def post(self, request: Request) -> Response:
-        attestation = attestation_services.attestation_submit(envelope_bytes=request.body, submitted_by=request.user)
-        return Response(AttestationSummarySerializer(attestation).data, status=status.HTTP_201_CREATED)
+        attestation, created = attestation_services.attestation_submit(envelope_bytes=request.body,
+                                                                       submitted_by=request.user)
+        return Response(AttestationSummarySerializer(attestation).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class AttestationEnvelopeApi(LineageApi):

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group, Permission
 
 from audit import dsse
 from core.actor import acting_as
@@ -29,6 +29,9 @@ from lineage.services.runs import ArtifactSpec, training_run_record
 
 ACTOR = "system:seed_demo"
 PIPELINE_USERNAME = "demo-lineage-pipeline"
+# The demo's lineage belongs to the credit team that governance's demo creates; governance names a team's
+# owner label and its members' group alike ("team:<name>"), so the demo pipeline joins that group.
+DEMO_OWNER = "team:credit-risk"
 JOB_NAMESPACE = "credit-risk-ml"
 JOB_NAME = "train_credit_scorecard"
 CODE_REPOSITORY = "https://git.example.org/credit-risk/scorecard.git"
@@ -75,12 +78,20 @@ def _pipeline_user() -> Any:
         user.user_permissions.add(*Permission.objects.filter(
             content_type__app_label="lineage",
             codename__in=["add_pipelinekey", "view_pipelinekey", "add_attestation", "view_attestation"]))
-    return user
+    team_group = Group.objects.filter(name=DEMO_OWNER).first()
+    if team_group is not None and not user.groups.filter(pk=team_group.pk).exists():
+        user.groups.add(team_group)
+    return get_user_model().objects.get(pk=user.pk)
 
 
 def _pipeline_attestation(*, user: Any, raw_node: LineageNode, clean_node: LineageNode, manifest: dict[str, str],
                           stdout: TextIO) -> Attestation | None:
-    """The cleaning pipeline signs its own statement "clean was made from raw" and submits it."""
+    """The cleaning pipeline of the credit team signs its own statement "clean was made from raw" and submits it."""
+    from lineage.visibility import may_write_owner
+
+    if not may_write_owner(user, DEMO_OWNER):
+        stdout.write(f"  lineage: no team {DEMO_OWNER} yet (seed governance's demo first): no pipeline attestation\n")
+        return None
     private_key = Ed25519PrivateKey.from_private_bytes(_DEMO_PIPELINE_SEED)
     raw_public = private_key.public_key().public_bytes_raw()
     keyid = dsse.envelope_keyid(raw_public)
@@ -100,8 +111,7 @@ def _pipeline_attestation(*, user: Any, raw_node: LineageNode, clean_node: Linea
         builder_id="https://ci.example.org/runners/credit-risk", invocation_id="clean-2026-10-01")
     envelope = dsse.sign_envelope(json.dumps(statement, indent=2).encode(), payload_type=dsse.PAYLOAD_TYPE_IN_TOTO,
                                   private_key=private_key, keyid=keyid)
-    attestation = attestation_submit(envelope_bytes=json.dumps(envelope, indent=2).encode(),
-                                              submitted_by=user)
+    attestation, _ = attestation_submit(envelope_bytes=json.dumps(envelope, indent=2).encode(), submitted_by=user)
     stdout.write(f"  lineage: pipeline-signed attestation {attestation.pk} links raw -> clean\n")
     return attestation
 
@@ -116,9 +126,10 @@ def seed(stdout: TextIO) -> str:
 def _seed(stdout: TextIO) -> str:
     raw_dataset, _ = dataset_create(namespace="s3://demo-bank", name="german_credit_raw",
                                              description="Loan applications as exported from the core system",
-                                             actor=ACTOR)
+                                             actor=ACTOR, owner_team=DEMO_OWNER)
     clean_dataset, _ = dataset_create(namespace="s3://demo-bank", name="german_credit_clean",
-                                               description="Training/test split after cleaning", actor=ACTOR)
+                                               description="Training/test split after cleaning", actor=ACTOR,
+                                               owner_team=DEMO_OWNER)
     rows = german_credit_like_rows()
     raw_bytes = _csv(rows)
     raw, _ = dataset_version_register(dataset=raw_dataset, actor=ACTOR, spec=VersionSpec(
@@ -152,7 +163,7 @@ def _seed(stdout: TextIO) -> str:
                 uri="s3://demo-bank/models/scorecard/2026-10-01/model.pkl",
                 digest=hashlib.sha256(b"demo scorecard model " + CODE_COMMIT.encode()).hexdigest(),
                 label="scorecard model.pkl")],
-            actor=ACTOR)
+            actor=ACTOR, owner_team=DEMO_OWNER)
     # Model versions that governance's demo registered for a credit model, not yet linked to a run.
     linked = []
     for node in LineageNode.objects.filter(kind=LineageNode.Kind.MODEL_VERSION, label__icontains="credit",

@@ -16,6 +16,14 @@ DATASET_VERSION_REF = "lineage.datasetversion"
 RUN_REF = "lineage.trainingrun"
 ARTIFACT_REF = "lineage.artifact"
 LINEAGE_REF_TYPES = frozenset({DATASET_VERSION_REF, RUN_REF, ARTIFACT_REF})
+# The team a record belongs to, as the app above names owners ("team:<name>"); "" is shared: recorded by the
+# system (or before records had owners), readable by every lineage reader and written by system actors only.
+SHARED = ""
+
+
+def owner_team_field() -> models.CharField:
+    return models.CharField(max_length=200, blank=True, default=SHARED, db_index=True,
+                            help_text='The owning team ("team:<name>"); empty: shared, written by the system only')
 
 
 class LineageNode(models.Model):
@@ -33,6 +41,7 @@ class LineageNode(models.Model):
     ref_id = models.CharField(max_length=200)
     digest = models.CharField(max_length=64, db_index=True, help_text="lowercase hex SHA-256")
     label = models.CharField(max_length=300, blank=True)
+    owner_team = owner_team_field()  # lineage's own records; governed nodes follow their record's owner
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -69,11 +78,15 @@ class Dataset(models.Model):
     namespace = models.CharField(max_length=300)
     name = models.CharField(max_length=500)
     description = models.TextField(blank=True)
+    owner_team = owner_team_field()
     created_by = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["namespace", "name"], name="lineage_dataset_unique")]
+        # Each team names its datasets in its own space: another team's "s3://bucket/table" is another record
+        # (so creating one reveals nothing about theirs).
+        constraints = [models.UniqueConstraint(fields=["owner_team", "namespace", "name"],
+                                               name="lineage_dataset_owner_unique")]
         ordering = ["namespace", "name"]
 
     def __str__(self) -> str:
@@ -134,6 +147,7 @@ class TrainingRun(models.Model):
     ended_at = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.UNKNOWN)
     actor = models.CharField(max_length=200)
+    owner_team = owner_team_field()
     node = models.OneToOneField(LineageNode, on_delete=models.PROTECT, related_name="training_run")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -154,6 +168,7 @@ class PipelineKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_by = models.CharField(max_length=200, blank=True)
+    owner_team = owner_team_field()
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -181,6 +196,7 @@ class Attestation(models.Model):
     pipeline_key = models.ForeignKey(PipelineKey, on_delete=models.PROTECT, null=True, blank=True,
                                      related_name="attestations")
     submitted_by = models.CharField(max_length=200)
+    owner_team = owner_team_field()
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -12,8 +12,12 @@ Mapping onto our records:
   (digest_kind "openlineage_identity": it identifies the version, it does not prove its bytes).
 - edges input version -> run -> output version, attested by the server; an edge that would close a
   cycle (a job reading and writing the same unversioned table) is skipped and reported, not refused.
-- deliveries are deduplicated on (runId, eventType, eventTime, SHA-256 of the decompressed body):
-  a retry gets the first answer again with 201 and writes nothing.
+- deliveries are deduplicated on (runId, eventType, eventTime, SHA-256 of the decompressed body, the
+  sending account): a retry gets the first answer again with 201 and writes nothing.
+- a run belongs to the account that started it and its team: it is keyed by job namespace, job name,
+  runId and owner. Another account's event for that runId (under another job or the same) is 409
+  `openlineage_run_conflict`, and nothing is written. Datasets are the sending team's own
+  (`lineage.services.datasets.dataset_create`).
 """
 
 from __future__ import annotations
@@ -204,7 +208,8 @@ def identity_digest(*, namespace: str, name: str, version: str | None, schema: l
     })).hexdigest()
 
 
-def _dataset_version(item: Mapping[str, Any], field: str, *, statistics_facet: str, actor: Any) -> DatasetVersion:
+def _dataset_version(item: Mapping[str, Any], field: str, *, statistics_facet: str, actor: Any,
+                     owner_team: str) -> DatasetVersion:
     namespace, name = item["namespace"], item["name"]
     facets = item.get("facets") or {}
     schema = schema_columns(facets)
@@ -222,7 +227,7 @@ def _dataset_version(item: Mapping[str, Any], field: str, *, statistics_facet: s
     location = location if isinstance(location, str) and location else f"{namespace.rstrip('/')}/{name}"
     statistics = _facet(item.get(statistics_facet) or {}, statistics_facet.replace("Facets", "Statistics"))
     row_count = statistics.get("rowCount")
-    dataset, _ = dataset_services.dataset_create(namespace=namespace, name=name, actor=actor)
+    dataset, _ = dataset_services.dataset_create(namespace=namespace, name=name, actor=actor, owner_team=owner_team)
     version, _ = dataset_services.version_register(
         dataset=dataset, derived_from=[], actor=actor,
         spec=dataset_services.VersionSpec(location_uri=location[:2000], digest=digest, digest_kind=kind,
@@ -271,24 +276,37 @@ def _link_run(run: TrainingRun, inputs: list[DatasetVersion], outputs: list[Data
     return new_edges, skipped
 
 
-def _apply_run_event(event: dict[str, Any], actor: Any) -> dict[str, Any]:
+def _run_key(*, job_namespace: str, job_name: str, actor: str, owner_team: str) -> tuple[str, str, str, str]:
+    return job_namespace[:300], job_name[:500], actor, owner_team
+
+
+def _apply_run_event(event: dict[str, Any], actor: Any, owner_team: str) -> dict[str, Any]:
     run_data, job = event["run"], event["job"]
     run_facets, job_facets = run_data.get("facets") or {}, job.get("facets") or {}
     event_type = event.get("eventType") or "OTHER"
     event_time = _time(event, "eventTime", "eventTime")
-    inputs = [_dataset_version(item, f"inputs[{i}]", statistics_facet="inputFacets", actor=actor)
-              for i, item in enumerate(event.get("inputs") or [])]
-    outputs = [_dataset_version(item, f"outputs[{i}]", statistics_facet="outputFacets", actor=actor)
-               for i, item in enumerate(event.get("outputs") or [])]
     run = lock_for_update(TrainingRun.objects).select_related("node").filter(
-        external_run_id=run_data["runId"]).first()
+        external_run_id=run_data["runId"][:100]).first()
+    wanted = _run_key(job_namespace=job["namespace"], job_name=job["name"], actor=actor_label(actor),
+                      owner_team=owner_team)
+    if run is not None and _run_key(job_namespace=run.job_namespace, job_name=run.job_name, actor=run.actor,
+                                    owner_team=run.owner_team) != wanted:
+        raise Conflict("This runId belongs to a run of another job or another account.",
+                       code="openlineage_run_conflict", extra={"field": "run.runId"})
+    inputs = [_dataset_version(item, f"inputs[{i}]", statistics_facet="inputFacets", actor=actor,
+                               owner_team=owner_team)
+              for i, item in enumerate(event.get("inputs") or [])]
+    outputs = [_dataset_version(item, f"outputs[{i}]", statistics_facet="outputFacets", actor=actor,
+                                owner_team=owner_team)
+               for i, item in enumerate(event.get("outputs") or [])]
     repository, commit = _code_reference(job_facets)
     if run is None:
         run = run_services.run_create(
             job_name=job["name"][:500], job_namespace=job["namespace"][:300], external_run_id=run_data["runId"][:100],
             code_repository=repository, code_commit=commit, parameters=_parameters(run_facets),
             environment=_environment(run_facets), started_at=event_time if event_type == "START" else None,
-            ended_at=None, status=_STATUS.get(event_type, TrainingRun.Status.UNKNOWN), actor=actor)
+            ended_at=None, status=_STATUS.get(event_type, TrainingRun.Status.UNKNOWN), actor=actor,
+            owner_team=owner_team)
     changed: list[str] = []
     if event_type == "START" and run.started_at is None:
         run.started_at, changed = event_time, [*changed, "started_at"]
@@ -308,28 +326,31 @@ def _apply_run_event(event: dict[str, Any], actor: Any) -> dict[str, Any]:
         attestation = server_attest(
             subjects=[run.node, *[version.node for version in outputs]], dependencies=all_inputs, actor=actor,
             external_parameters=external, internal_parameters=internal, invocation_id=f"run:{run.pk}",
-            started_on=run.started_at, finished_on=run.ended_at, edges=new_edges)
+            started_on=run.started_at, finished_on=run.ended_at, edges=new_edges, owner_team=run.owner_team)
     return {"run": run.pk, "run_node": run.node_id, "status": run.status,
             "inputs": [version.pk for version in inputs], "outputs": [version.pk for version in outputs],
             "new_edges": [[edge.source_id, edge.target_id] for edge in new_edges], "skipped_edges": skipped,
             "attestation": attestation.pk if attestation else None}
 
 
-def _apply_dataset_event(event: dict[str, Any], actor: Any) -> dict[str, Any]:
-    version = _dataset_version(event["dataset"], "dataset", statistics_facet="inputFacets", actor=actor)
+def _apply_dataset_event(event: dict[str, Any], actor: Any, owner_team: str) -> dict[str, Any]:
+    version = _dataset_version(event["dataset"], "dataset", statistics_facet="inputFacets", actor=actor,
+                               owner_team=owner_team)
     return {"dataset_versions": [version.pk]}
 
 
-def _apply_job_event(event: dict[str, Any], actor: Any) -> dict[str, Any]:
+def _apply_job_event(event: dict[str, Any], actor: Any, owner_team: str) -> dict[str, Any]:
     # A JobEvent describes a job's static lineage, not a run that consumed a version: we register
     # its datasets but draw no edges.
-    versions = [_dataset_version(item, f"{key}[{i}]", statistics_facet=f"{key[:-1]}Facets", actor=actor)
+    versions = [_dataset_version(item, f"{key}[{i}]", statistics_facet=f"{key[:-1]}Facets", actor=actor,
+                                 owner_team=owner_team)
                 for key in ("inputs", "outputs") for i, item in enumerate(event.get(key) or [])]
     return {"dataset_versions": [version.pk for version in versions]}
 
 
-def dedup_key(*, run_id: str, event_type: str, event_time: str, body_sha256: str) -> str:
-    return hashlib.sha256(jcs.canonicalize([run_id, event_type, event_time, body_sha256])).hexdigest()
+def dedup_key(*, run_id: str, event_type: str, event_time: str, body_sha256: str, sender: str) -> str:
+    """One delivery of one account: another account's identical body is not its retry (nor an oracle for it)."""
+    return hashlib.sha256(jcs.canonicalize([run_id, event_type, event_time, body_sha256, sender])).hexdigest()
 
 
 def openlineage_event_ingest(*, body: bytes, actor: Any) -> tuple[dict[str, Any], bool]:
@@ -340,18 +361,20 @@ def openlineage_event_ingest(*, body: bytes, actor: Any) -> tuple[dict[str, Any]
     run_id = str(event["run"]["runId"]) if kind == RUN_EVENT else ""
     event_type = str(event.get("eventType") or "") if kind == RUN_EVENT else ""
     event_time = str(event["eventTime"])
-    key = dedup_key(run_id=run_id, event_type=event_type, event_time=event_time, body_sha256=body_sha256)
+    owner_team = graph_services.acting_owner(actor)
+    key = dedup_key(run_id=run_id, event_type=event_type, event_time=event_time, body_sha256=body_sha256,
+                    sender=actor_label(actor))
     existing = OpenLineageEvent.objects.filter(dedup_key=key).first()
     if existing is not None:
         return existing.result, True
     try:
         with transaction.atomic():
             if kind == RUN_EVENT:
-                result = _apply_run_event(event, actor)
+                result = _apply_run_event(event, actor, owner_team)
             elif kind == DATASET_EVENT:
-                result = _apply_dataset_event(event, actor)
+                result = _apply_dataset_event(event, actor, owner_team)
             else:
-                result = _apply_job_event(event, actor)
+                result = _apply_job_event(event, actor, owner_team)
             result = {"event_kind": kind, **result}
             record = OpenLineageEvent.objects.create(
                 dedup_key=key, event_kind=kind, event_type=event_type, event_time=event_time[:64],

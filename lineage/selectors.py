@@ -177,27 +177,30 @@ def attestation_verify(envelope: bytes, keys: dict[str, Ed25519PublicKey]) -> di
     return statements.parse_statement(payload)
 
 
-def key_list() -> list[dict[str, Any]]:
-    """Every key that can verify envelopes: server attestation keys, then pipeline keys."""
+def key_list(*, user: Any) -> list[dict[str, Any]]:
+    """Every key that can verify envelopes: server attestation keys, then the pipeline keys `user` may read."""
     from audit.keys import public_pem
 
     rows: list[dict[str, Any]] = []
     for key in SigningKey.objects.filter(purpose=SigningKey.Purpose.ATTESTATION).order_by("valid_from", "pk"):
         rows.append({"id": None, "keyid": key.dsse_keyid, "kind": "server", "owner": f"server:{key.name}",
+                     "owner_team": "",
                      "public_key_pem": public_pem(bytes(key.public_key)), "algorithm": "ed25519",
                      "status": "retired" if key.valid_until else "active", "created_at": key.valid_from,
                      "revoked_at": key.valid_until})
-    for pipeline_key in PipelineKey.objects.select_related("owner").order_by("created_at", "pk"):
+    pipeline_keys = visibility.owned_visible(user, PipelineKey.objects.select_related("owner"))
+    for pipeline_key in pipeline_keys.order_by("created_at", "pk"):
         rows.append({"id": pipeline_key.pk, "keyid": pipeline_key.keyid, "kind": "pipeline",
                      "owner": f"user:{pipeline_key.owner.get_username()}",
                      "public_key_pem": public_pem(bytes(pipeline_key.public_key)), "algorithm": "ed25519",
+                     "owner_team": pipeline_key.owner_team,
                      "status": "revoked" if pipeline_key.revoked_at else "active",
                      "created_at": pipeline_key.created_at, "revoked_at": pipeline_key.revoked_at})
     return rows
 
 
-def pipeline_key_get(*, key_id: int) -> PipelineKey:
-    key = PipelineKey.objects.filter(pk=key_id).first()
+def pipeline_key_get(*, key_id: int, user: Any) -> PipelineKey:
+    key = visibility.owned_visible(user, PipelineKey.objects.filter(pk=key_id)).first()
     if key is None:
         raise NotFound(f"No pipeline key {key_id}.", code="pipeline_key_not_found", extra={"key": key_id})
     return key
@@ -205,12 +208,13 @@ def pipeline_key_get(*, key_id: int) -> PipelineKey:
 
 # --- Records ----------------------------------------------------------------------------------
 
-def dataset_list() -> QuerySet[Dataset]:
-    return Dataset.objects.all().order_by("namespace", "name", "pk")
+def dataset_list(*, user: Any) -> QuerySet[Dataset]:
+    """The datasets of the teams `user` may read, and the shared ones."""
+    return visibility.owned_visible(user, Dataset.objects.all()).order_by("namespace", "name", "pk")
 
 
-def dataset_get(*, dataset_id: int) -> Dataset:
-    dataset = Dataset.objects.filter(pk=dataset_id).first()
+def dataset_get(*, dataset_id: int, user: Any) -> Dataset:
+    dataset = dataset_list(user=user).filter(pk=dataset_id).first()
     if dataset is None:
         raise NotFound(f"No dataset {dataset_id}.", code="dataset_not_found", extra={"dataset": dataset_id})
     return dataset
@@ -220,8 +224,9 @@ def dataset_version_list(*, dataset: Dataset) -> QuerySet[DatasetVersion]:
     return dataset.versions.select_related("dataset").order_by("created_at", "pk")
 
 
-def dataset_version_get(*, version_id: int, dataset_id: int | None = None) -> DatasetVersion:
-    query = DatasetVersion.objects.select_related("dataset", "node").filter(pk=version_id)
+def dataset_version_get(*, version_id: int, user: Any, dataset_id: int | None = None) -> DatasetVersion:
+    query = visibility.owned_visible(user, DatasetVersion.objects.select_related("dataset", "node"),
+                                     field="dataset__owner_team").filter(pk=version_id)
     if dataset_id is not None:
         query = query.filter(dataset_id=dataset_id)
     version = query.first()
@@ -231,16 +236,22 @@ def dataset_version_get(*, version_id: int, dataset_id: int | None = None) -> Da
     return version
 
 
-def dataset_versions_resolve(refs: Iterable[int | str], *, field: str) -> list[DatasetVersion]:
-    """Dataset versions by id (int) or by sha256 digest (64 hex); refuse unknown ones naming the field."""
+def dataset_versions_resolve(refs: Iterable[int | str], *, field: str, user: Any) -> list[DatasetVersion]:
+    """Dataset versions `user` may read, by id (int) or by sha256 digest (64 hex); refuse unknown ones naming the
+    field (another team's are unknown too). A digest that several readable versions share names the caller's own
+    team's first, else the oldest."""
+    readable = visibility.owned_visible(user, DatasetVersion.objects.select_related("node", "dataset"),
+                                        field="dataset__owner_team")
+    own = sorted(visibility.owners_of(user).write)
     found: list[DatasetVersion] = []
     for index, ref in enumerate(refs):
         if isinstance(ref, bool):
             ref = str(ref)
         if isinstance(ref, int):
-            version = DatasetVersion.objects.select_related("node").filter(pk=ref).first()
+            version = readable.filter(pk=ref).first()
         elif isinstance(ref, str) and statements.is_sha256_hex(ref):
-            version = DatasetVersion.objects.select_related("node").filter(digest=ref).order_by("pk").first()
+            matches = readable.filter(digest=ref).order_by("pk")
+            version = matches.filter(dataset__owner_team__in=own).first() or matches.first()
         else:
             raise InvalidInput("Name dataset versions by id or by sha256 digest.", code="invalid_input",
                                extra={"field": f"{field}[{index}]"})
@@ -251,12 +262,13 @@ def dataset_versions_resolve(refs: Iterable[int | str], *, field: str) -> list[D
     return found
 
 
-def training_run_list() -> QuerySet[TrainingRun]:
-    return TrainingRun.objects.all().order_by("-created_at", "-pk")
+def training_run_list(*, user: Any) -> QuerySet[TrainingRun]:
+    """The runs of the teams `user` may read, and the shared ones."""
+    return visibility.owned_visible(user, TrainingRun.objects.all()).order_by("-created_at", "-pk")
 
 
-def training_run_get(*, run_id: int) -> TrainingRun:
-    run = TrainingRun.objects.select_related("node").filter(pk=run_id).first()
+def training_run_get(*, run_id: int, user: Any) -> TrainingRun:
+    run = training_run_list(user=user).select_related("node").filter(pk=run_id).first()
     if run is None:
         raise NotFound(f"No training run {run_id}.", code="training_run_not_found", extra={"run": run_id})
     return run

@@ -10,27 +10,50 @@ from typing import Any
 from django.db import transaction
 
 from audit.ledger import actor_label, ledger_append
-from core.errors import InvalidInput
-from lineage import manifests
+from core.errors import InvalidInput, NotFound
+from lineage import manifests, visibility
 from lineage.models import DATASET_VERSION_REF, Attestation, Dataset, DatasetVersion, LineageNode
 from lineage.services.attestations import attestation_ref, server_attest
-from lineage.services.graph import Kind, edge_add, iso_time, require_sha256, sha256_hex
+from lineage.services.graph import (
+    Kind,
+    acting_owner,
+    edge_add,
+    iso_time,
+    require_owner_write,
+    require_sha256,
+    sha256_hex,
+)
 
 
-def dataset_create(*, namespace: str, name: str, description: str = "", actor: Any) -> tuple[Dataset, bool]:
-    """Create the dataset `namespace/name`, or return the existing one (idempotent)."""
+def dataset_create(*, namespace: str, name: str, description: str = "", actor: Any,
+                   owner_team: str | None = None) -> tuple[Dataset, bool]:
+    """Create the dataset `namespace/name` of the actor's team, or return the team's existing one (idempotent).
+
+    Each team names datasets in its own space, so another team's dataset of the same name is neither
+    returned nor revealed.
+    """
     namespace, name = namespace.strip(), name.strip()
     if not name:
         raise InvalidInput("A dataset needs a name.", code="invalid_input", extra={"field": "name"})
+    owner = acting_owner(actor, owner_team)
     with transaction.atomic():
-        existing = Dataset.objects.filter(namespace=namespace, name=name).first()
+        existing = Dataset.objects.filter(owner_team=owner, namespace=namespace, name=name).first()
         if existing is not None:
             return existing, False
-        dataset = Dataset.objects.create(namespace=namespace, name=name, description=description,
+        dataset = Dataset.objects.create(namespace=namespace, name=name, description=description, owner_team=owner,
                                          created_by=actor_label(actor))
         ledger_append(actor=actor, action="lineage.dataset.created", subject=dataset,
-                      payload={"namespace": namespace, "name": name, "description": description})
+                      payload={"namespace": namespace, "name": name, "description": description,
+                               "owner_team": owner})
     return dataset, True
+
+
+def _require_readable(actor: Any, parents: Sequence[DatasetVersion]) -> None:
+    """Derivation parents are dependencies: anything the actor may read (others are not found)."""
+    for parent in parents:
+        if not visibility.may_read_owner(actor, parent.dataset.owner_team):
+            raise NotFound(f"No dataset version {parent.pk}.", code="dataset_version_not_found",
+                           extra={"dataset_version": parent.pk})
 
 
 def manifest_digest(manifest: Mapping[str, str]) -> str:
@@ -93,7 +116,12 @@ def _check_schema(schema: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
 
 def version_register(*, dataset: Dataset, spec: VersionSpec, derived_from: Sequence[DatasetVersion],
                       actor: Any) -> tuple[DatasetVersion, bool]:
-    """The body of `dataset_version_register`, for callers that already hold a transaction."""
+    """The body of `dataset_version_register`, for callers that already hold a transaction.
+
+    Only the dataset's team adds versions to it; its parents may be anything the actor may read.
+    """
+    require_owner_write(actor, dataset.owner_team, "dataset")
+    _require_readable(actor, derived_from)
     digest, digest_kind = _resolve_digest(spec)
     existing = DatasetVersion.objects.filter(dataset=dataset, digest=digest).select_related("node").first()
     if existing is not None:
@@ -115,7 +143,8 @@ def version_register(*, dataset: Dataset, spec: VersionSpec, derived_from: Seque
     )
     # The node's ref id is the version's pk, so the row is created first with a placeholder node.
     node = LineageNode.objects.create(kind=Kind.DATASET_VERSION, ref_type=DATASET_VERSION_REF,
-                                      ref_id=f"pending:{digest}:{dataset.pk}", digest=digest, label=label[:300])
+                                      ref_id=f"pending:{digest}:{dataset.pk}", digest=digest, label=label[:300],
+                                      owner_team=dataset.owner_team)
     version.node = node
     version.save()
     LineageNode.objects.filter(pk=node.pk).update(ref_id=str(version.pk))
@@ -126,7 +155,7 @@ def version_register(*, dataset: Dataset, spec: VersionSpec, derived_from: Seque
         external_parameters={"dataset": {"namespace": dataset.namespace, "name": dataset.name},
                              "version": version.version, "location_uri": version.location_uri,
                              "digest_kind": digest_kind, "schema": schema, "row_count": version.row_count},
-        invocation_id=f"dataset_version:{version.pk}", edges=edges,
+        invocation_id=f"dataset_version:{version.pk}", edges=edges, owner_team=dataset.owner_team,
     )
     ledger_append(actor=actor, action="lineage.dataset_version.registered", subject=version, payload={
         "dataset": dataset.pk, "digest": digest, "digest_kind": digest_kind, "location_uri": version.location_uri,
@@ -147,7 +176,9 @@ def dataset_version_register(*, dataset: Dataset, spec: VersionSpec, derived_fro
 
 
 def dataset_version_derive(*, parent: DatasetVersion, child: DatasetVersion, actor: Any) -> Attestation | None:
-    """Record that `child` was derived from `parent` (both already registered)."""
+    """Record that `child` was derived from `parent` (both already registered): a write to `child`'s team."""
+    require_owner_write(actor, child.dataset.owner_team, "dataset")
+    _require_readable(actor, [parent])
     with transaction.atomic():
         edge, created = edge_add(parent.node, child.node)
         if not created:
@@ -155,7 +186,7 @@ def dataset_version_derive(*, parent: DatasetVersion, child: DatasetVersion, act
         attestation = server_attest(
             subjects=[child.node], dependencies=[parent.node], actor=actor,
             external_parameters={"derivation": {"parent": parent.pk, "child": child.pk}},
-            invocation_id=f"derivation:{parent.pk}:{child.pk}", edges=[edge])
+            invocation_id=f"derivation:{parent.pk}:{child.pk}", edges=[edge], owner_team=child.dataset.owner_team)
         ledger_append(actor=actor, action="lineage.dataset_version.derived", subject=child,
                       payload={"parent": [parent.pk, parent.digest], "child": [child.pk, child.digest],
                                "attestation": attestation_ref(attestation)})

@@ -14,10 +14,11 @@ from typing import Any
 from django.conf import settings
 
 from audit.ledger import format_time
-from core.errors import Conflict, InvalidInput
+from core.errors import Conflict, Forbidden, InvalidInput
 from lineage import attestations as statements
 from lineage import graph as traversal
-from lineage.models import DatasetVersion, LineageEdge, LineageNode
+from lineage import visibility
+from lineage.models import SHARED, DatasetVersion, LineageEdge, LineageNode
 
 Kind = LineageNode.Kind
 
@@ -31,6 +32,36 @@ ALLOWED_LINKS: frozenset[tuple[str, str]] = frozenset({
     (Kind.ARTIFACT, Kind.MODEL_VERSION),
     (Kind.MODEL_VERSION, Kind.DEPLOYMENT),
 })
+
+
+def acting_owner(actor: Any, owner_team: str | None = None) -> str:
+    """The team a new record of `actor` belongs to: the one named, else the only team the actor writes for.
+
+    System actors record shared records unless they name a team. A user who writes for no team is
+    refused (403 `lineage_team_required`); one who writes for several must name one (400
+    `lineage_owner_ambiguous`); naming a team they do not write for is 403 `lineage_not_owner`.
+    """
+    if visibility.is_system_actor(actor):
+        return owner_team or SHARED
+    teams = visibility.owners_of(actor).write
+    if owner_team:
+        if owner_team not in teams:
+            raise Forbidden(f"You do not record lineage for {owner_team}.", code="lineage_not_owner",
+                            extra={"owner_team": owner_team})
+        return owner_team
+    if not teams:
+        raise Forbidden("Lineage records belong to a team, and you record for none.", code="lineage_team_required")
+    if len(teams) > 1:
+        raise InvalidInput("You record lineage for several teams: name one in owner_team.",
+                           code="lineage_owner_ambiguous", extra={"field": "owner_team", "allowed": sorted(teams)})
+    return next(iter(teams))
+
+
+def require_owner_write(actor: Any, owner_team: str, what: str) -> None:
+    """Refuse (403 `lineage_not_owner`) a write to a record of a team `actor` does not write for."""
+    if not visibility.may_write_owner(actor, owner_team):
+        raise Forbidden(f"This {what} belongs to another team; only its team may add to it.",
+                        code="lineage_not_owner", extra={"record": what})
 
 
 def builder_id() -> str:
@@ -66,7 +97,7 @@ def descriptor(node: LineageNode) -> dict[str, Any]:
 
 
 def node_get_or_create(*, kind: str, ref_type: str, ref_id: str, digest: str,
-                       label: str) -> tuple[LineageNode, bool]:
+                       label: str, owner_team: str = SHARED) -> tuple[LineageNode, bool]:
     node = LineageNode.objects.filter(kind=kind, ref_type=ref_type, ref_id=ref_id).first()
     if node is not None:
         if node.digest != digest:
@@ -75,7 +106,7 @@ def node_get_or_create(*, kind: str, ref_type: str, ref_id: str, digest: str,
                            extra={"kind": kind, "ref": [ref_type, ref_id], "registered_digest": node.digest})
         return node, False
     return LineageNode.objects.create(kind=kind, ref_type=ref_type, ref_id=ref_id, digest=digest,
-                                      label=label[:300]), True
+                                      label=label[:300], owner_team=owner_team), True
 
 
 def edge_add(source: LineageNode, target: LineageNode) -> tuple[LineageEdge, bool]:

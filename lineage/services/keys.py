@@ -15,8 +15,9 @@ from audit import dsse
 from audit.ledger import actor_label, ledger_append, lock_for_update
 from audit.models import SigningKey
 from core.errors import Conflict, Forbidden, InvalidInput
+from lineage import visibility
 from lineage.models import PipelineKey
-from lineage.services.graph import iso_time
+from lineage.services.graph import acting_owner, iso_time
 
 
 def parse_public_key(text: str) -> bytes:
@@ -50,23 +51,26 @@ def parse_public_key(text: str) -> bytes:
     return raw
 
 
-def pipeline_key_register(*, owner: Any, public_key: str, name: str = "") -> PipelineKey:
-    """Register a service account's own Ed25519 key for the envelopes it signs."""
+def pipeline_key_register(*, owner: Any, public_key: str, name: str = "", owner_team: str | None = None) -> PipelineKey:
+    """Register a service account's own Ed25519 key for the envelopes it signs; the key belongs to its team."""
+    team = acting_owner(owner, owner_team)
     raw = parse_public_key(public_key)
     keyid = dsse.envelope_keyid(raw)
     with transaction.atomic():
         if PipelineKey.objects.filter(keyid=keyid).exists() or SigningKey.objects.filter(public_key=raw).exists():
             raise Conflict("This public key is already registered.", code="pipeline_key_exists",
                            extra={"keyid": keyid})
-        key = PipelineKey.objects.create(owner=owner, name=name[:200], public_key=raw, keyid=keyid)
+        key = PipelineKey.objects.create(owner=owner, name=name[:200], public_key=raw, keyid=keyid, owner_team=team)
         ledger_append(actor=owner, action="lineage.pipeline_key.registered", subject=key,
-                      payload={"keyid": keyid, "owner": actor_label(owner), "name": key.name,
+                      payload={"keyid": keyid, "owner": actor_label(owner), "owner_team": team, "name": key.name,
                                "public_key": base64.b64encode(raw).decode("ascii")})
     return key
 
 
 def pipeline_key_revoke(*, key: PipelineKey, by: Any) -> PipelineKey:
     """Revoke a key: envelopes it signs are refused from now on; those stored before stay as they are."""
+    if not visibility.is_system_actor(by):
+        ensure_can_revoke(key=key, user=by)
     with transaction.atomic():
         key = lock_for_update(PipelineKey.objects).get(pk=key.pk)
         if key.revoked_at is not None:
@@ -82,6 +86,8 @@ def pipeline_key_revoke(*, key: PipelineKey, by: Any) -> PipelineKey:
 
 
 def ensure_can_revoke(*, key: PipelineKey, user: Any) -> None:
-    """Owners revoke their own keys; anyone else needs `lineage.change_pipelinekey`."""
-    if key.owner_id != getattr(user, "pk", None) and not user.has_perm("lineage.change_pipelinekey"):
-        raise Forbidden("Only the key's owner may revoke it.", code="permission_denied")
+    """Owners revoke their own keys; anyone else needs `lineage.change_pipelinekey` and to write for the key's team."""
+    if key.owner_id == getattr(user, "pk", None):
+        return
+    if not (user.has_perm("lineage.change_pipelinekey") and visibility.may_write_owner(user, key.owner_team)):
+        raise Forbidden("Only the key's owner (or its team's key keepers) may revoke it.", code="permission_denied")

@@ -12,6 +12,7 @@ from django.db import transaction
 from audit import jcs
 from audit.ledger import ledger_append
 from core.errors import InvalidInput, NotFound
+from lineage import visibility
 from lineage.models import LineageEdge, LineageNode, TrainingRun
 from lineage.services.attestations import attestation_ref, server_attest
 from lineage.services.graph import Kind, edge_add, node_get_or_create, require_sha256, sha256_hex
@@ -41,7 +42,8 @@ def lineage_record_model_version(*, run_id: int | None, subject: tuple[str, str]
         run = None
         if run_id is not None:
             run = TrainingRun.objects.select_related("node").filter(pk=run_id).first()
-            if run is None:
+            # The run is the version's dependency: any run the actor may read; another team's is not found.
+            if run is None or not visibility.may_read_owner(actor, run.owner_team):
                 raise NotFound(f"No training run {run_id}.", code="training_run_not_found", extra={"run_id": run_id})
         node, created = node_get_or_create(kind=Kind.MODEL_VERSION, ref_type=ref_type, ref_id=ref_id,
                                             digest=digest, label=label)

@@ -12,10 +12,29 @@ from django.utils import timezone
 
 from audit import jcs
 from audit.ledger import actor_label, ledger_append
-from core.errors import InvalidInput
-from lineage.models import ARTIFACT_REF, RUN_REF, Attestation, DatasetVersion, LineageEdge, LineageNode, TrainingRun
+from core.errors import InvalidInput, NotFound
+from lineage import visibility
+from lineage.models import (
+    ARTIFACT_REF,
+    RUN_REF,
+    SHARED,
+    Attestation,
+    DatasetVersion,
+    LineageEdge,
+    LineageNode,
+    TrainingRun,
+)
 from lineage.services.attestations import attestation_ref, server_attest
-from lineage.services.graph import Kind, edge_add, iso_time, node_get_or_create, require_sha256, sha256_hex
+from lineage.services.graph import (
+    Kind,
+    acting_owner,
+    edge_add,
+    iso_time,
+    node_get_or_create,
+    require_owner_write,
+    require_sha256,
+    sha256_hex,
+)
 
 
 @dataclass(frozen=True)
@@ -27,11 +46,24 @@ class ArtifactSpec:
     label: str = ""
 
 
-def artifact_node(spec: ArtifactSpec) -> LineageNode:
+def artifact_node(spec: ArtifactSpec, owner_team: str = SHARED) -> LineageNode:
+    """The artifact node of a team (shared ones are named by digest alone): another team's file of the same
+    bytes is another node, so recording one neither touches nor reveals theirs."""
     digest = require_sha256(spec.digest, "outputs.artifacts.digest")
-    node, _ = node_get_or_create(kind=Kind.ARTIFACT, ref_type=ARTIFACT_REF, ref_id=digest, digest=digest,
-                                  label=spec.label or spec.uri)
+    ref_id = digest if owner_team == SHARED else f"{owner_team}:{digest}"
+    node, _ = node_get_or_create(kind=Kind.ARTIFACT, ref_type=ARTIFACT_REF, ref_id=ref_id, digest=digest,
+                                  label=spec.label or spec.uri, owner_team=owner_team)
     return node
+
+
+def _check_io(actor: Any, inputs: Sequence[DatasetVersion], outputs: Sequence[DatasetVersion]) -> None:
+    """Inputs are dependencies (anything the actor reads); outputs are written into their datasets' teams."""
+    for version in inputs:
+        if not visibility.may_read_owner(actor, version.dataset.owner_team):
+            raise NotFound(f"No dataset version {version.pk}.", code="dataset_version_not_found",
+                           extra={"dataset_version": version.pk})
+    for version in outputs:
+        require_owner_write(actor, version.dataset.owner_team, "dataset")
 
 
 def run_identity_digest(*, job_namespace: str, job_name: str, external_run_id: str | None, code_repository: str,
@@ -57,7 +89,9 @@ def _check_json_object(value: Any, field: str) -> dict[str, Any]:
 
 def run_create(*, job_name: str, job_namespace: str, external_run_id: str | None, code_repository: str,
                 code_commit: str, parameters: Mapping[str, Any], environment: Mapping[str, Any],
-                started_at: datetime | None, ended_at: datetime | None, status: str, actor: Any) -> TrainingRun:
+                started_at: datetime | None, ended_at: datetime | None, status: str, actor: Any,
+                owner_team: str = SHARED) -> TrainingRun:
+    """A run and its node, of `owner_team` (the caller decided it); no ledger entry of its own."""
     if not job_name:
         raise InvalidInput("A run needs a job name.", code="invalid_input", extra={"field": "job_name"})
     if status not in TrainingRun.Status.values:
@@ -72,11 +106,13 @@ def run_create(*, job_name: str, job_namespace: str, external_run_id: str | None
                                  code_repository=code_repository, code_commit=code_commit, parameters=parameters,
                                  environment=environment, started_at=started_at, created_at=now)
     node = LineageNode.objects.create(kind=Kind.RUN, ref_type=RUN_REF, ref_id=f"pending:{digest}", digest=digest,
-                                      label=f"{job_namespace}/{job_name}"[:300] if job_namespace else job_name[:300])
+                                      label=f"{job_namespace}/{job_name}"[:300] if job_namespace else job_name[:300],
+                                      owner_team=owner_team)
     run = TrainingRun.objects.create(
         job_namespace=job_namespace, job_name=job_name, external_run_id=external_run_id,
         code_repository=code_repository, code_commit=code_commit, parameters=parameters, environment=environment,
-        started_at=started_at, ended_at=ended_at, status=status, actor=actor_label(actor), node=node)
+        started_at=started_at, ended_at=ended_at, status=status, actor=actor_label(actor), owner_team=owner_team,
+        node=node)
     LineageNode.objects.filter(pk=node.pk).update(ref_id=str(run.pk))
     node.ref_id = str(run.pk)
     return run
@@ -113,12 +149,12 @@ def _run_link(*, run: TrainingRun, inputs: Sequence[LineageNode], outputs: Seque
         attestation = server_attest(
             subjects=[run.node, *outputs], dependencies=all_inputs, actor=actor,
             external_parameters=external, internal_parameters=internal, invocation_id=f"run:{run.pk}",
-            started_on=run.started_at, finished_on=run.ended_at, edges=new_edges)
+            started_on=run.started_at, finished_on=run.ended_at, edges=new_edges, owner_team=run.owner_team)
     ledger_append(actor=actor, action=action, subject=run, payload={
         "job": {"namespace": run.job_namespace, "name": run.job_name}, "external_run_id": run.external_run_id,
         "code": {"repository": run.code_repository, "commit": run.code_commit}, "parameters": run.parameters,
         "environment": run.environment, "started_at": iso_time(run.started_at), "ended_at": iso_time(run.ended_at),
-        "status": run.status, "node": run.node_id,
+        "status": run.status, "node": run.node_id, "owner_team": run.owner_team,
         "inputs": [[node.pk, node.digest] for node in inputs], "outputs": [[node.pk, node.digest] for node in outputs],
         "new_edges": [[edge.source_id, edge.target_id] for edge in new_edges],
         "attestation": attestation_ref(attestation), **(extra_payload or {}),
@@ -131,14 +167,17 @@ def training_run_record(*, job_name: str, job_namespace: str = "", code_reposito
                         started_at: datetime | None = None, ended_at: datetime | None = None,
                         status: str = TrainingRun.Status.COMPLETED, inputs: Sequence[DatasetVersion] = (),
                         output_versions: Sequence[DatasetVersion] = (), artifacts: Sequence[ArtifactSpec] = (),
-                        actor: Any) -> TrainingRun:
-    """Record a run with its inputs and outputs, attested and in the ledger, in one transaction."""
+                        actor: Any, owner_team: str | None = None) -> TrainingRun:
+    """Record a run of the actor's team with its inputs (anything it reads) and outputs (its team's),
+    attested and in the ledger, in one transaction."""
+    owner = acting_owner(actor, owner_team)
+    _check_io(actor, inputs, output_versions)
     with transaction.atomic():
         run = run_create(job_name=job_name, job_namespace=job_namespace, external_run_id=None,
                           code_repository=code_repository, code_commit=code_commit, parameters=parameters or {},
                           environment=environment or {}, started_at=started_at, ended_at=ended_at, status=status,
-                          actor=actor)
-        outputs = [version.node for version in output_versions] + [artifact_node(spec) for spec in artifacts]
+                          actor=actor, owner_team=owner)
+        outputs = [version.node for version in output_versions] + [artifact_node(spec, owner) for spec in artifacts]
         _run_link(run=run, inputs=[version.node for version in inputs], outputs=outputs, actor=actor,
                   action="lineage.run.recorded")
     return run
@@ -146,7 +185,10 @@ def training_run_record(*, job_name: str, job_namespace: str = "", code_reposito
 
 def training_run_add_outputs(*, run: TrainingRun, output_versions: Sequence[DatasetVersion] = (),
                              artifacts: Sequence[ArtifactSpec] = (), actor: Any) -> Attestation | None:
-    """Link more outputs to a run (attested, in the ledger); refuses links that would close a cycle."""
+    """Link more outputs to a run of the actor's team (attested, in the ledger); refuses cycles."""
+    require_owner_write(actor, run.owner_team, "training run")
+    _check_io(actor, (), output_versions)
     with transaction.atomic():
-        outputs = [version.node for version in output_versions] + [artifact_node(spec) for spec in artifacts]
+        outputs = ([version.node for version in output_versions]
+                   + [artifact_node(spec, run.owner_team) for spec in artifacts])
         return _run_link(run=run, inputs=[], outputs=outputs, actor=actor, action="lineage.run.outputs_added")

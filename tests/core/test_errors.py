@@ -112,7 +112,7 @@ def test_every_service_error_class_code_is_registered():
 @pytest.mark.parametrize(("error", "code"), [
     (NotFound("No model named 'x'.", code="model_not_found"), ErrorCode.MODEL_NOT_FOUND),
     (Conflict("Taken.", code="model_name_taken", extra={"name": "x"}), ErrorCode.MODEL_NAME_TAKEN),
-    (InvalidInput("Bad.", code="attestation_subject_mismatch", status_code=422), ErrorCode.ATTESTATION_SUBJECT_MISMATCH),
+    (InvalidInput("Bad.", code="payload_too_large", status_code=413), ErrorCode.PAYLOAD_TOO_LARGE),
     (drf_exceptions.Throttled(wait=3), ErrorCode.RATE_LIMITED),
     (drf_exceptions.NotAuthenticated(), ErrorCode.NOT_AUTHENTICATED),
 ])

@@ -21,7 +21,7 @@ from lineage.selectors import attestations_for_subject
 from lineage.services.datasets import VersionSpec, dataset_create, dataset_version_derive, dataset_version_register
 from lineage.services.keys import pipeline_key_register
 from lineage.visibility import UNRESTRICTED
-from tests.lineage.conftest import digest_of, public_pem
+from tests.lineage.conftest import TEAM_OWNER, digest_of, public_pem
 
 pytestmark = pytest.mark.django_db
 
@@ -34,8 +34,8 @@ def api(pipeline_user) -> APIClient:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def versions():  # type: ignore[no-untyped-def]
-    dataset, _ = dataset_create(namespace="s3://bank", name="credit", actor="system:test")
+def versions(team):  # type: ignore[no-untyped-def]
+    dataset, _ = dataset_create(namespace="s3://bank", name="credit", actor="system:test", owner_team=TEAM_OWNER)
     raw, _ = dataset_version_register(dataset=dataset, spec=VersionSpec(location_uri="s3://r", content=b"raw"),
                                                actor="system:test")
     clean, _ = dataset_version_register(dataset=dataset, spec=VersionSpec(location_uri="s3://c",
@@ -151,9 +151,13 @@ def test_subject_digest_not_registered_is_refused_and_nothing_is_stored(api, ver
     _register(api, pipeline_private_key)
     before = _counts()
     response = _submit(api, _sign_with_securesystemslib(pipeline_private_key, _statement(digest_of("unknown"))))
-    assert response.status_code == 422 and response.data["code"] == "attestation_subject_mismatch"
+    assert response.status_code == 403 and response.data["code"] == "attestation_subject_not_writable"
     assert response.data["extra"]["unmatched_sha256"] == [digest_of("unknown")]
-    assert _counts() == before
+    # Nothing of the attestation; one refusal entry (the same as for another team's digest).
+    assert _counts()[:3] == before[:3] and _counts()[3] == before[3] + 1
+    refusal = LedgerEntry.objects.order_by("-seq").first()
+    assert refusal.action == "lineage.attestation.submitted.refused"
+    assert refusal.payload["code"] == "attestation_subject_not_writable"
 
 
 @pytest.mark.parametrize(("body", "field"), [
@@ -251,7 +255,7 @@ def test_only_the_owner_may_revoke_a_key(other_pipeline_user, pipeline_private_k
     client = APIClient()
     client.force_authenticate(other_pipeline_user)
     response = client.post(f"/api/lineage/keys/{key.pk}/revoke/")
-    assert response.status_code == 403
+    assert response.status_code == 404  # another team's key does not exist for them
     key.refresh_from_db()
     assert key.revoked_at is None
 

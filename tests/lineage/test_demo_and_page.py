@@ -15,7 +15,7 @@ from lineage.selectors import lineage_graph
 from lineage.services.model_versions import lineage_record_model_version
 from lineage.visibility import UNRESTRICTED
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("team")]  # the demo lineage is the credit team's
 
 
 def test_seed_twice_writes_nothing_the_second_time():
@@ -43,10 +43,10 @@ def test_seed_links_a_credit_model_version_recorded_earlier():
     assert LineageEdge.objects.filter(source=run.node, target=node).exists()
 
 
-def test_graph_page_draws_svg_with_links_for_viewers(django_user_model):
+def test_graph_page_draws_svg_with_links_for_viewers(django_user_model, make_user, team):
     demo.seed(stdout=io.StringIO())
     run = TrainingRun.objects.get(job_name=demo.JOB_NAME)
-    user = django_user_model.objects.create_user(username="viewer", password="x" * 16)
+    user = make_user("viewer", teams=(team,))  # the demo lineage is the credit team's
     client = Client()
     client.force_login(user)
     assert client.get(f"/lineage/nodes/{run.node_id}/").status_code == 403

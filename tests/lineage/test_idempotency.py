@@ -22,7 +22,7 @@ from lineage import attestations as statements
 from lineage.models import TrainingRun
 from lineage.services.datasets import VersionSpec, dataset_create, dataset_version_register
 from lineage.services.keys import pipeline_key_register
-from tests.lineage.conftest import digest_of, public_pem
+from tests.lineage.conftest import TEAM_OWNER, digest_of, public_pem
 
 pytestmark = pytest.mark.django_db
 
@@ -37,7 +37,7 @@ class Setup:
 
 @pytest.fixture
 def setup(pipeline_user, pipeline_private_key) -> Setup:  # type: ignore[no-untyped-def]
-    dataset, _ = dataset_create(namespace="s3://bank", name="credit", actor="system:test")
+    dataset, _ = dataset_create(namespace="s3://bank", name="credit", actor="system:test", owner_team=TEAM_OWNER)
     clean, _ = dataset_version_register(dataset=dataset, spec=VersionSpec(location_uri="s3://c", content=b"clean"),
                                                  actor="system:test")
     return Setup(user=pipeline_user, private_key=pipeline_private_key, dataset_id=dataset.pk, clean_digest=clean.digest)

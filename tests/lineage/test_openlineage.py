@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 
 from audit.models import LedgerEntry
 from governance.registry.services.access import service_account_create
+from governance.registry.services.registry import team_create, team_member_add
 from governance.roles import DATA_SCIENTIST, sync_role_groups
 from lineage import openlineage
 from lineage.models import Dataset, DatasetVersion, LineageEdge, OpenLineageEvent, TrainingRun
@@ -56,6 +57,7 @@ def _service_token(django_user_model) -> str:  # type: ignore[no-untyped-def]
         sync_role_groups(group_model=Group, permission_model=Permission)  # flushed by an earlier live test
     admin = django_user_model.objects.create_superuser("ol-admin", "ol-admin@example.org", "x" * 16)
     account, token = service_account_create(by=admin, name="openlineage-ci", role=DATA_SCIENTIST)
+    team_member_add(team=team_create(by=admin, name="openlineage-team"), user=account.user, by=admin)
     account.user.user_permissions.add(*Permission.objects.filter(content_type__app_label="lineage",
                                                                   codename__in=LINEAGE_PERMS))
     return token

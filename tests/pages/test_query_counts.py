@@ -27,8 +27,9 @@ EXPECTED = {
     "dashboard_approver": 12 + FAIRNESS_DASHBOARD,  # pending requests walked by expiry, then checked and fetched
     "dashboard_auditor": 10 + FAIRNESS_DASHBOARD,
     "models": 6,
-    # includes the lineage graph walk (lineage.selectors) and one query for which of its nodes the user may see
-    "model_page": 16 + FAIRNESS_MODEL_PAGE,
+    # includes the lineage graph walk (lineage.selectors), one query for which of its nodes the user may see
+    # and one for the teams whose lineage the user reads and records for (lineage.visibility.owners_of)
+    "model_page": 17 + FAIRNESS_MODEL_PAGE,
     "ledger": 5,
     "ledger_entry": 10,
 }

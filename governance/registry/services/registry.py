@@ -19,7 +19,7 @@ from governance.models import (
     Team,
     VersionStatus,
 )
-from governance.permissions import can_write_model, is_active_user
+from governance.permissions import can_write_model, is_active_user, require_token_allows_team
 from governance.registry.services.access import permission_grant
 from governance.registry.services.common import (
     TEAM_GROUP_PREFIX,
@@ -61,7 +61,11 @@ def team_member_add(*, team: Team, user: Any, by: Any) -> None:
 def model_register(*, by: Any, name: str, team: Team, risk_tier: str, description: str = "",
                    intended_purpose: str = "", affected_groups: list[str] | None = None,
                    contacts: list[str] | None = None) -> RegisteredModel:
-    """Register a model for a team; the team's group gets view and change permission on it."""
+    """Register a model for a team; the team's group gets view and change permission on it.
+
+    A service token restricted to some models registers only for the teams of those models.
+    """
+    require_token_allows_team(by, team)
     allowed = is_active_user(by) and by.has_perm("governance.add_registeredmodel") and (
         by.is_superuser or by.has_perm("governance.manage_all_registeredmodels")
         or by.groups.filter(pk=team.group_id).exists())
