@@ -66,7 +66,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     VIEWER: _VIEW_GOVERNANCE,
     DATA_SCIENTIST: _VIEW_GOVERNANCE + _SUBMIT + _RECORD_LINEAGE,
     # Approvers are scoped by object permissions or approve_tier_* granted to them or their group.
-    APPROVER: _VIEW_GOVERNANCE + _DECIDE + ["governance.view_risktierchange", "governance.change_risktierchange"],
+    APPROVER: _VIEW_GOVERNANCE + _DECIDE + ["governance.view_risktierchange", "governance.change_risktierchange",
+                                            "fairness.view_auditspec", "fairness.view_auditrun"],
     # Risk officers review every tier and own the approval policies.
     RISK_OFFICER: _VIEW_GOVERNANCE + _DECIDE + _ALL_TIERS + [
         "governance.view_all_registeredmodels",
@@ -77,6 +78,10 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "governance.view_risktierchange",
         "governance.add_risktierchange",
         "governance.change_risktierchange",
+        # Confirming specs and waiving failing audits happen in the fairness admin too.
+        "fairness.view_auditspec",
+        "fairness.view_auditrun",
+        "fairness.view_auditwaiver",
     ],
     AUDITOR: ["governance.view_all_registeredmodels", "audit.view_ledgerentry"],
     ADMIN: ["governance.view_all_registeredmodels", "governance.manage_all_registeredmodels",
