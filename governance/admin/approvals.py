@@ -233,7 +233,10 @@ class ApprovalPolicyChangeAdmin(ServiceBackedAdmin):
             Q(model__isnull=True) | Q(model__in=visible_models(request)))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+        return False  # asked for by saving a weaker policy
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)  # decided with the actions only
 
     @admin.action(description="Approve selected weakenings (second risk officer)…")
     def approve_selected(self, request: HttpRequest, queryset: QuerySet[ApprovalPolicyChange]) -> HttpResponse | None:

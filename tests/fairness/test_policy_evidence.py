@@ -19,6 +19,7 @@ from governance.fairness.models import AuditRun, AuditSpec, AuditWaiver
 from governance.fairness.services import runs
 from governance.fairness.services.evidence import audit_spec_confirm, audit_waive
 from governance.registry.services.approvals import approval_decide, approval_policy_set, model_version_submit
+from lineage.services import datasets as lineage_datasets
 from tests.fairness.helpers import credit_csv, make_spec
 from tests.fixtures import CARD, SEED, last_entry
 
@@ -122,6 +123,20 @@ def test_registered_dataset_required(scientist, model, version, approver, risk_o
     error = refused(request, approver)
     assert error.code == "approval_evidence_spec_weaker"
     assert error.extra["missing"][0]["references"]["runs"][0]["gaps"] == [{"gap": "dataset_not_registered"}]
+
+    # The same kind of data, registered in lineage with its SHA-256, counts.
+    path = credit_csv(tmp_path / "holdout.csv")
+    dataset, _ = lineage_datasets.dataset_create(namespace="s3://bank", name="holdout", actor=SEED)
+    registered, _ = lineage_datasets.dataset_version_register(
+        dataset=dataset, actor=SEED,
+        spec=lineage_datasets.VersionSpec(location_uri="s3://bank/holdout.csv", content=path.read_bytes()))
+    lineage_spec = make_spec(scientist, model, version, path, dataset_version=registered)
+    audit_spec_confirm(by=risk_officer, spec=lineage_spec)
+    counted = run_audit(lineage_spec, scientist, django_capture_on_commit_callbacks)
+    assert counted.passed is True
+    approval_decide(request=request, by=approver, decision="approve", comment="ok")
+    assert last_entry("approval_request.approve_recorded").payload["evidence"][0]["references"]["audit_run"] == \
+        counted.pk
 
 
 def test_high_risk_spec_must_be_confirmed_by_someone_other_than_the_submitter(

@@ -251,8 +251,9 @@ def _evidence_gaps(version: ModelVersion, snapshot: dict[str, Any], *,
 def _refuse_missing(missing: Evidence) -> None:
     codes = [item["code"] for item in missing if item.get("code")]
     code = next((c for c in codes if c != "approval_evidence_missing"), "approval_evidence_missing")
+    metrics = sorted({metric for item in missing for metric in item.get("references", {}).get("metrics", [])})
     raise ApprovalEvidenceMissing("Required evidence is missing; the version cannot be approved.", code=code,
-                                  extra={"missing": missing})
+                                  extra={"missing": missing, **({"metrics": metrics} if metrics else {})})
 
 
 def model_version_submit(*, version: ModelVersion, by: Any, comment: str = "") -> ApprovalRequest:
