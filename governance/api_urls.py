@@ -19,4 +19,13 @@ urlpatterns = [
     path("deployments/<str:deployment_id>/", api.DeploymentDetailView.as_view(), name="gov-deployment"),
     path("deployments/<str:deployment_id>/rollback/", api.RollbackView.as_view(), name="gov-rollback"),
     path("environments/", api.EnvironmentListView.as_view(), name="gov-environments"),
+    path("policies/", api.PolicyListView.as_view(), name="gov-policies"),
+    path("policy-changes/<str:change_id>/approve/",
+         api.PolicyChangeDecisionView.as_view(decision="approve"), name="gov-policy-change-approve"),
+    path("policy-changes/<str:change_id>/reject/",
+         api.PolicyChangeDecisionView.as_view(decision="reject"), name="gov-policy-change-reject"),
+    path("models/<str:name>/risk-tier-changes/", api.RiskTierChangeRequestView.as_view(),
+         name="gov-risk-tier-changes"),
+    path("risk-tier-changes/<str:change_id>/confirm/", api.RiskTierChangeConfirmView.as_view(),
+         name="gov-risk-tier-change-confirm"),
 ]

@@ -15,10 +15,17 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from core.actor import acting_as
+from core.errors import ServiceError
 from governance import accounts
-from governance.models import MODEL_CARD_FIELDS, RegisteredModel
+from governance.models import MODEL_CARD_FIELDS, ApprovalPolicyChange, RegisteredModel
 from governance.registry.services.access import approver_scope_grant, role_grant, service_account_create
-from governance.registry.services.approvals import approval_decide, approval_policy_set, model_version_submit
+from governance.registry.services.approvals import (
+    approval_decide,
+    approval_policy_change_approve,
+    approval_policy_change_reject,
+    approval_policy_set,
+    model_version_submit,
+)
 from governance.registry.services.common import TEAM_GROUP_PREFIX
 from governance.registry.services.deployments import deployment_record, deployment_rollback, environment_create
 from governance.registry.services.registry import model_register, model_version_register, team_create
@@ -64,6 +71,26 @@ SCREENER_CARD = {
     "ethical_considerations": "Subject to NYC Local Law 144 bias audits; selection rates by sex and race/ethnicity "
                               "are published.",
 }
+
+
+# What every fairness audit of a high-risk model must check, at least this strictly.
+HIGH_RISK_FLOORS = {"impact_ratio": {"min": 0.8}, "equalized_odds_difference": {"max": 0.1}}
+
+
+def _refused_weakening(rita: Any) -> None:
+    """A weakening waits for a second risk officer; the officer who asked cannot approve it herself
+    (the ledger keeps the refusal with its code), so she withdraws it."""
+    change = approval_policy_set(by=rita, risk_tier="high", quorum=1, required_roles=[],
+                                 fairness_audit_max_age_days=90, required_card_fields=list(MODEL_CARD_FIELDS),
+                                 fairness_metric_floors=HIGH_RISK_FLOORS, fairness_min_group_size=50,
+                                 expiry_hours=72, comment="Quorum 1 for the quarter-end rush?")
+    if not isinstance(change, ApprovalPolicyChange):
+        return
+    try:
+        approval_policy_change_approve(change=change, by=rita, comment="Approving my own request")
+    except ServiceError:
+        pass  # refused: approval_policy.change_approve.refused, code policy_change_same_officer
+    approval_policy_change_reject(change=change, by=rita, comment="Withdrawn: four eyes stay.")
 
 
 def _users() -> dict[str, Any]:
@@ -139,10 +166,13 @@ def seed(stdout: Any) -> str:
     deployment_rollback(deployment=current, by=dana,
                                  comment="Approval rate for applicants under 25 dropped; rolling back to 1.0.0.")
 
-    # The policy is tightened: from now on a passing fairness audit (at most 90 days old) is required.
+    # The policy is tightened: from now on a passing fairness audit (at most 90 days old) is required,
+    # and the policy pins what that audit must check.
     approval_policy_set(by=rita, risk_tier="high", quorum=2, required_roles=["risk_officer"],
-                                 fairness_audit_max_age_days=90, required_card_fields=list(MODEL_CARD_FIELDS),
-                                 expiry_hours=72, comment="Fairness audit now required before approval")
+                        fairness_audit_max_age_days=90, required_card_fields=list(MODEL_CARD_FIELDS),
+                        fairness_metric_floors=HIGH_RISK_FLOORS, fairness_min_group_size=50,
+                        expiry_hours=72, comment="Fairness audit now required before approval")
+    _refused_weakening(rita)
     v120 = version(scorer, dana, "1.2.0", 0.792, CREDIT_CARD)
     pending = model_version_submit(version=v120, by=dana,
                                             comment="Fix for the under-25 approval-rate drop; please review.")

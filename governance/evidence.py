@@ -21,6 +21,7 @@ class EvidenceResult:
     ok: bool
     message: str
     references: dict[str, Any] = field(default_factory=dict)
+    code: str = "approval_evidence_missing"  # the error code a gate refuses with when not ok
 
 
 # fn(*, version: ModelVersion, **params) -> EvidenceResult

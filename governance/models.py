@@ -183,6 +183,17 @@ class ApprovalPolicy(GovernedModel):
         null=True, blank=True, help_text="Require a passing fairness audit at most this old (empty: not required)")
     required_card_fields = models.JSONField(default=list, blank=True, help_text="Model-card fields that must be filled")
     expiry_hours = models.PositiveIntegerField(default=72, validators=[MinValueValidator(1)])
+    # The evidence the policy pins: an audit counts only if its spec is at least this strict.
+    fairness_metric_floors = models.JSONField(
+        default=dict, blank=True,
+        help_text='Metrics every counted fairness audit must check, with the laxest allowed threshold, '
+                  'e.g. {"demographic_parity_ratio": {"min": 0.8}, "equalized_odds_difference": {"max": 0.1}}')
+    fairness_min_group_size = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Groups of at least this many rows must be compared: a spec may not leave them out as small "
+                  "(its min_group_size may not be larger). Empty: not pinned")
+    fairness_dataset_registered = models.BooleanField(
+        default=False, help_text="The evaluation data must be a registered lineage dataset version (same SHA-256)")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -212,7 +223,75 @@ class ApprovalPolicy(GovernedModel):
             "fairness_audit_max_age_days": self.fairness_audit_max_age_days,
             "required_card_fields": list(self.required_card_fields),
             "expiry_hours": self.expiry_hours,
+            "fairness_metric_floors": {name: dict(bound) for name, bound in self.fairness_metric_floors.items()},
+            "fairness_min_group_size": self.fairness_min_group_size,
+            "fairness_dataset_registered": self.fairness_dataset_registered,
         }
+
+
+class ChangeStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPLIED = "applied", "Applied"
+    REJECTED = "rejected", "Rejected"
+
+
+class ApprovalPolicyChange(GovernedModel):
+    """A weakening of a policy, waiting for a second risk officer (strengthening applies at once)."""
+
+    model = models.ForeignKey(RegisteredModel, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    risk_tier = models.CharField(max_length=10, choices=RiskTier.choices, null=True, blank=True)
+    proposed = models.JSONField(help_text="The policy fields asked for")
+    based_on = models.JSONField(null=True, blank=True, help_text="Snapshot of the policy that applied when asked")
+    weakened = models.JSONField(default=list, help_text="What the change makes weaker")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField()
+    comment = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=ChangeStatus.choices, default=ChangeStatus.PENDING)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_comment = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-pk"]
+        verbose_name = "approval policy change"
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(model__isnull=False) & Q(risk_tier__isnull=True))
+                | (Q(model__isnull=True) & Q(risk_tier__isnull=False)),
+                name="approvalpolicychange_model_xor_tier"),
+        ]
+
+    def __str__(self) -> str:
+        scope = f"model {self.model.name}" if self.model_id else f"tier {self.risk_tier}"
+        return f"policy change #{self.pk} for {scope} ({self.status})"
+
+
+class RiskTierChange(GovernedModel):
+    """Lowering a model's risk tier: asked by a risk officer, applied when a second person confirms."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="risk_tier_changes")
+    from_tier = models.CharField(max_length=10, choices=RiskTier.choices)
+    to_tier = models.CharField(max_length=10, choices=RiskTier.choices)
+    reason = models.TextField()
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=ChangeStatus.choices, default=ChangeStatus.PENDING)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_comment = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-pk"]
+        verbose_name = "risk tier change"
+        constraints = [
+            models.UniqueConstraint(fields=["model"], condition=Q(status="pending"),
+                                    name="risktierchange_one_pending_per_model"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model.name}: {self.from_tier} -> {self.to_tier} ({self.status})"
 
 
 class RequestStatus(models.TextChoices):

@@ -105,6 +105,12 @@ def _decides(user: Any) -> bool:
             and user.has_perm("governance.add_approvaldecision"))
 
 
+def is_risk_officer(user: Any) -> bool:
+    """A person in the risk_officer role (policies, waivers and tier lowering belong to them)."""
+    return (is_active_user(user) and not is_service_account(user)
+            and user.groups.filter(name="risk_officer").exists())
+
+
 def can_decide(user: Any, model: RegisteredModel) -> bool:
     """Approvers decide for models or risk tiers they are scoped to; pipelines never decide."""
     if not _decides(user):

@@ -66,12 +66,22 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     VIEWER: _VIEW_GOVERNANCE,
     DATA_SCIENTIST: _VIEW_GOVERNANCE + _SUBMIT + _RECORD_LINEAGE,
     # Approvers are scoped by object permissions or approve_tier_* granted to them or their group.
-    APPROVER: _VIEW_GOVERNANCE + _DECIDE,
+    APPROVER: _VIEW_GOVERNANCE + _DECIDE + ["governance.view_risktierchange", "governance.change_risktierchange",
+                                            "fairness.view_auditspec", "fairness.view_auditrun"],
     # Risk officers review every tier and own the approval policies.
     RISK_OFFICER: _VIEW_GOVERNANCE + _DECIDE + _ALL_TIERS + [
         "governance.view_all_registeredmodels",
         "governance.add_approvalpolicy",
         "governance.change_approvalpolicy",
+        "governance.view_approvalpolicychange",
+        "governance.change_approvalpolicychange",
+        "governance.view_risktierchange",
+        "governance.add_risktierchange",
+        "governance.change_risktierchange",
+        # Confirming specs and waiving failing audits happen in the fairness admin too.
+        "fairness.view_auditspec",
+        "fairness.view_auditrun",
+        "fairness.view_auditwaiver",
     ],
     AUDITOR: ["governance.view_all_registeredmodels", "audit.view_ledgerentry"],
     ADMIN: ["governance.view_all_registeredmodels", "governance.manage_all_registeredmodels",
@@ -80,6 +90,10 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
 }
 _DECISION_PERMISSIONS = {tuple(name.split(".", 1)) for name in _DECIDE + _ALL_TIERS} | {
     ("governance", "approve_registeredmodel")}
+# Approval policies belong to risk officers: admins read them but never write them.
+_POLICY_WRITES = {("governance", f"{verb}_approvalpolicy") for verb in ("add", "change", "delete")} | {
+    ("governance", f"{verb}_approvalpolicychange") for verb in ("add", "change", "delete")} | {
+    ("governance", f"{verb}_risktierchange") for verb in ("add", "change", "delete")}
 # Bundle export permissions (whatever the reports app names them) go to auditors and admins.
 EXPORT_CODENAME_PREFIX = "export_"
 
@@ -96,7 +110,8 @@ def wanted_permissions(role: str, available: list[tuple[str, str]]) -> set[tuple
     if role == ADMIN:
         # Admins run the system but do not decide approvals: that stays with approvers.
         wanted |= {(app, code) for app, code in available
-                   if app in ADMINISTERED_APPS and (app, code) not in _DECISION_PERMISSIONS}
+                   if app in ADMINISTERED_APPS and (app, code) not in _DECISION_PERMISSIONS
+                   and (app, code) not in _POLICY_WRITES}
     return wanted
 
 

@@ -10,6 +10,7 @@ from guardian.shortcuts import get_objects_for_user
 from core.errors import NotFound
 from governance.models import (
     ApprovalPolicy,
+    ApprovalPolicyChange,
     ApprovalRequest,
     Deployment,
     Environment,
@@ -17,6 +18,7 @@ from governance.models import (
     RegisteredModel,
     RequestStatus,
     RiskTier,
+    RiskTierChange,
 )
 from governance.permissions import (
     APPROVE_MODEL,
@@ -144,3 +146,32 @@ def approval_policy_for(model: RegisteredModel) -> ApprovalPolicy | None:
     if policy is None:
         policy = ApprovalPolicy.objects.filter(model__isnull=True, risk_tier=model.risk_tier).first()
     return policy
+
+
+def approval_policy_list(*, user: Any) -> QuerySet[ApprovalPolicy]:
+    """Tier defaults and the policies of models the user may see (needs view_approvalpolicy)."""
+    if not is_active_user(user) or not user.has_perm("governance.view_approvalpolicy"):
+        return ApprovalPolicy.objects.none()
+    return (ApprovalPolicy.objects.select_related("model")
+            .filter(Q(model__isnull=True) | Q(model__in=registered_model_list(user=user)))
+            .order_by("risk_tier", "model__name"))
+
+
+def approval_policy_change_get(*, user: Any, change_id: int) -> ApprovalPolicyChange:
+    change = None
+    if is_active_user(user) and user.has_perm("governance.view_approvalpolicychange"):
+        change = (ApprovalPolicyChange.objects.select_related("model", "requested_by")
+                  .filter(Q(model__isnull=True) | Q(model__in=registered_model_list(user=user)))
+                  .filter(pk=change_id).first())
+    if change is None:
+        raise NotFound(f"No policy change #{change_id}.", code="policy_change_not_found", extra={"id": change_id})
+    return change
+
+
+def risk_tier_change_get(*, user: Any, change_id: int) -> RiskTierChange:
+    change = (RiskTierChange.objects.select_related("model", "requested_by")
+              .filter(model__in=registered_model_list(user=user), pk=change_id).first())
+    if change is None:
+        raise NotFound(f"No risk tier change #{change_id}.", code="risk_tier_change_not_found",
+                       extra={"id": change_id})
+    return change

@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -19,11 +19,20 @@ from governance.models import (
     MODEL_CARD_FIELDS,
     ApprovalDecision,
     ApprovalPolicy,
+    ApprovalPolicyChange,
     ApprovalRequest,
     Decision,
 )
 from governance.permissions import can_decide
-from governance.registry.services.approvals import approval_decide, approval_policy_set, approval_withdraw, quorum_state
+from governance.registry.services.approvals import (
+    approval_decide,
+    approval_policy_change_approve,
+    approval_policy_change_reject,
+    approval_policy_set,
+    approval_withdraw,
+    effective_policy,
+    quorum_state,
+)
 from governance.roles import ROLE_NAMES
 
 
@@ -104,7 +113,7 @@ class ApprovalRequestAdmin(ServiceBackedAdmin):
         approval.refresh_from_db()
         context = {**self.admin_site.each_context(request), "title": f"Decide {approval}", "approval": approval,
                    "form": form, "opts": self.model._meta,
-                   "progress": quorum_state(approval.decisions.all(), approval.policy_snapshot),
+                   "progress": quorum_state(approval.decisions.all(), effective_policy(approval)),
                    "decisions": approval.decisions.select_related("approver")}
         return TemplateResponse(request, "admin/governance/decide.html", context)
 
@@ -156,11 +165,15 @@ class ApprovalPolicyForm(forms.ModelForm):
     class Meta:
         model = ApprovalPolicy
         fields = ("model", "risk_tier", "quorum", "required_roles", "fairness_audit_max_age_days",
-                  "required_card_fields", "expiry_hours")
+                  "required_card_fields", "expiry_hours", "fairness_metric_floors", "fairness_min_group_size",
+                  "fairness_dataset_registered")
 
 
 @admin.register(ApprovalPolicy)
 class ApprovalPolicyAdmin(ServiceBackedAdmin):
+    """Risk officers' policies. A weakening is not saved here: it becomes a pending policy change that
+    a second risk officer approves under "Approval policy changes"."""
+
     form = ApprovalPolicyForm
     list_display = ("__str__", "quorum", "required_roles", "fairness_audit_max_age_days", "expiry_hours")
 
@@ -174,5 +187,65 @@ class ApprovalPolicyAdmin(ServiceBackedAdmin):
             risk_tier=obj.risk_tier if change else (data.get("risk_tier") or None),
             quorum=data["quorum"], required_roles=list(data["required_roles"]),
             fairness_audit_max_age_days=data["fairness_audit_max_age_days"],
-            required_card_fields=list(data["required_card_fields"]), expiry_hours=data["expiry_hours"])
+            required_card_fields=list(data["required_card_fields"]), expiry_hours=data["expiry_hours"],
+            fairness_metric_floors=data.get("fairness_metric_floors") or {},
+            fairness_min_group_size=data.get("fairness_min_group_size"),
+            fairness_dataset_registered=bool(data.get("fairness_dataset_registered")))
+        if isinstance(saved, ApprovalPolicyChange):
+            request._policy_change_pending = saved  # type: ignore[attr-defined]
+            return
         self.adopt(obj, saved)
+
+    def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        return None if getattr(request, "_policy_change_pending", None) else super().log_addition(request, obj, message)
+
+    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        return None if getattr(request, "_policy_change_pending", None) else super().log_change(request, obj, message)
+
+    def _pending_response(self, request: HttpRequest) -> HttpResponse | None:
+        pending = getattr(request, "_policy_change_pending", None)
+        if pending is None:
+            return None
+        self.message_user(request, f"This change weakens the policy ({', '.join(pending.weakened)}): it waits as "
+                                   f"{pending} for a second risk officer.", messages.WARNING)
+        return HttpResponseRedirect(reverse("admin:governance_approvalpolicychange_changelist"))
+
+    def response_add(self, request: HttpRequest, obj: Any, post_url_continue: str | None = None) -> HttpResponse:
+        return self._pending_response(request) or super().response_add(request, obj, post_url_continue)
+
+    def response_change(self, request: HttpRequest, obj: Any) -> HttpResponse:
+        return self._pending_response(request) or super().response_change(request, obj)
+
+
+@admin.register(ApprovalPolicyChange)
+class ApprovalPolicyChangeAdmin(ServiceBackedAdmin):
+    """Pending weakenings: a second risk officer approves (or either rejects) them with the actions."""
+
+    list_display = ("__str__", "weakened", "requested_by", "requested_at", "status", "decided_by")
+    list_filter = ("status",)
+    readonly_fields = ("model", "risk_tier", "proposed", "based_on", "weakened", "requested_by", "requested_at",
+                       "comment", "status", "decided_by", "decided_at", "decision_comment")
+    fields = readonly_fields
+    actions = ["approve_selected", "reject_selected"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApprovalPolicyChange]:
+        return ApprovalPolicyChange.objects.select_related("model", "requested_by").filter(
+            Q(model__isnull=True) | Q(model__in=visible_models(request)))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # asked for by saving a weaker policy
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)  # decided with the actions only
+
+    @admin.action(description="Approve selected weakenings (second risk officer)…")
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet[ApprovalPolicyChange]) -> HttpResponse | None:
+        return comment_action(request, self, queryset, title="Approve policy change", action="approve_selected",
+                              run=lambda change, comment: approval_policy_change_approve(
+                                  change=change, by=request.user, comment=comment))
+
+    @admin.action(description="Reject selected weakenings…")
+    def reject_selected(self, request: HttpRequest, queryset: QuerySet[ApprovalPolicyChange]) -> HttpResponse | None:
+        return comment_action(request, self, queryset, title="Reject policy change", action="reject_selected",
+                              run=lambda change, comment: approval_policy_change_reject(
+                                  change=change, by=request.user, comment=comment))

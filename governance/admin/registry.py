@@ -17,6 +17,7 @@ from governance.models import (
     MODEL_CARD_FIELDS,
     ModelVersion,
     RegisteredModel,
+    RiskTierChange,
     Team,
 )
 from governance.permissions import can_write_model
@@ -28,6 +29,8 @@ from governance.registry.services.registry import (
     model_version_register,
     model_version_retire,
     model_version_update_card,
+    risk_tier_lower_confirm,
+    risk_tier_lower_request,
     team_create,
 )
 
@@ -194,3 +197,48 @@ class ModelVersionAdmin(RequestFormAdmin):
         return comment_action(request, self, queryset, title="Retire", action="retire",
                                run=lambda version, comment: model_version_retire(
                                    version=version, by=request.user, comment=comment))
+
+
+class RiskTierChangeForm(forms.ModelForm):
+    class Meta:
+        model = RiskTierChange
+        fields = ("model", "to_tier", "reason")
+
+    def __init__(self, *args: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if request is not None and "model" in self.fields:
+            self.fields["model"].queryset = selectors.registered_model_list(user=request.user)  # type: ignore[attr-defined]
+
+
+@admin.register(RiskTierChange)
+class RiskTierChangeAdmin(RequestFormAdmin):
+    """Lowering a risk tier: a risk officer adds the request here, a second person confirms it with the action."""
+
+    form = RiskTierChangeForm
+    list_display = ("__str__", "requested_by", "requested_at", "status", "decided_by")
+    list_filter = ("status",)
+    actions = ["confirm_selected"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[RiskTierChange]:
+        return RiskTierChange.objects.select_related("model", "requested_by").filter(model__in=visible_models(request))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return ("model", "from_tier", "to_tier", "reason", "requested_by", "requested_at", "status", "decided_by",
+                "decided_at", "decision_comment") if obj else ()
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.get_readonly_fields(request, obj) if obj else ("model", "to_tier", "reason")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+    def save_model(self, request: HttpRequest, obj: RiskTierChange, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        self.adopt(obj, risk_tier_lower_request(model=data["model"], by=request.user, risk_tier=data["to_tier"],
+                                                reason=data["reason"]))
+
+    @admin.action(description="Confirm selected tier lowerings (second person)…")
+    def confirm_selected(self, request: HttpRequest, queryset: QuerySet[RiskTierChange]) -> HttpResponse | None:
+        return comment_action(request, self, queryset, title="Confirm tier lowering", action="confirm_selected",
+                              run=lambda change, comment: risk_tier_lower_confirm(
+                                  change=change, by=request.user, comment=comment))

@@ -9,14 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 from core.admin import ReadOnlyModelAdmin
-from core.errors import ServiceError
+from core.errors import ServiceError, error_text
 from governance import selectors as governance_selectors
+from governance.admin.base import comment_action
 from governance.fairness import selectors
 from governance.fairness.models import AuditRun, AuditSpec, PredictionBatch
+from governance.fairness.services.evidence import audit_spec_confirm, audit_waive
 from governance.fairness.services.runs import audit_request
 from governance.fairness.services.specs import audit_spec_schedule_set
 
@@ -26,11 +29,11 @@ class AuditSpecAdmin(admin.ModelAdmin):
     list_display = ("id", "name", "model", "target", "version", "periodic_task", "created_at")
     list_filter = ("target",)
     search_fields = ("name", "model__name")
-    actions = ["run_now"]
+    actions = ["run_now", "confirm_selected"]
     fields = ("name", "model", "target", "version", "dataset_version", "dataset_file", "dataset_sha256", "y_true",
               "y_pred", "score", "threshold", "sensitive", "pos_label", "metrics", "thresholds", "min_group_size",
               "include_small_groups", "reference_group", "bootstrap", "seed", "window_days", "periodic_task",
-              "created_by", "created_at")
+              "created_by", "created_at", "confirmed_by", "confirmed_at")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # Specs are created through the API (they carry an uploaded file); only the schedule link is edited here.
@@ -60,6 +63,18 @@ class AuditSpecAdmin(admin.ModelAdmin):
                 self.message_user(request, f"Fairness audit #{run.pk} of {spec} queued.", messages.INFO)
 
 
+    @admin.action(description="Confirm selected specs as evaluation evidence (not their author)")
+    def confirm_selected(self, request: HttpRequest, queryset: QuerySet[AuditSpec]) -> None:
+        for spec in queryset[:20]:
+            try:
+                with transaction.atomic():
+                    audit_spec_confirm(by=request.user, spec=spec)
+            except ServiceError as error:
+                self.message_user(request, f"{spec}: {error_text(error)}", messages.ERROR)
+            else:
+                self.message_user(request, f"{spec} confirmed.", messages.SUCCESS)
+
+
 @admin.register(AuditRun)
 class AuditRunAdmin(ReadOnlyModelAdmin):
     list_display = ("id", "spec", "model_version", "trigger", "status", "progress", "passed", "requested_by_label",
@@ -68,8 +83,15 @@ class AuditRunAdmin(ReadOnlyModelAdmin):
     search_fields = ("spec__model__name", "input_sha256", "result_sha256")
     readonly_fields = [field.name for field in AuditRun._meta.fields]
 
+    actions = ["waive_selected"]
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[AuditRun]:
         return selectors.audit_run_list(user=request.user)
+
+    @admin.action(description="Waive selected failing audits (risk officer, with a reason)…")
+    def waive_selected(self, request: HttpRequest, queryset: QuerySet[AuditRun]) -> HttpResponse | None:
+        return comment_action(request, self, queryset, title="Waive failing audit", action="waive_selected",
+                              run=lambda run, reason: audit_waive(by=request.user, run=run, reason=reason))
 
 
 @admin.register(PredictionBatch)

@@ -25,6 +25,7 @@ from governance import selectors as governance_selectors
 from governance.fairness import selectors
 from governance.fairness.models import AuditRun, AuditSpec
 from governance.fairness.services.batches import prediction_batch_upload
+from governance.fairness.services.evidence import audit_spec_confirm, audit_waive
 from governance.fairness.services.runs import audit_request
 from governance.fairness.services.specs import audit_spec_create
 from governance.fairness.services.uploads import UploadTooLarge
@@ -63,6 +64,8 @@ class SpecIn(serializers.Serializer):
 
 class SpecOut(serializers.Serializer):
     id = serializers.IntegerField()
+    created_by = serializers.CharField(source="created_by.username", allow_null=True, default=None)
+    confirmed_by = serializers.CharField(source="confirmed_by.username", allow_null=True, default=None)
     name = serializers.CharField()
     model = serializers.CharField(source="model.name")
     target = serializers.CharField()
@@ -316,3 +319,50 @@ class TrendView(FairnessView):
                                extra={"parameter": "model"})
         points = selectors.fairness_trend(user=request.user, model_name=name)
         return Response({"model": name, "points": points})
+
+
+class SpecConfirmIn(serializers.Serializer):
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+
+class WaiverIn(serializers.Serializer):
+    reason = serializers.CharField(max_length=5000)
+
+
+class WaiverOut(serializers.Serializer):
+    audit_run = serializers.IntegerField(source="run_id")
+    reason = serializers.CharField()
+    waived_by = serializers.CharField(source="waived_by.username")
+    waived_at = serializers.DateTimeField()
+    ledger_seq = serializers.IntegerField(allow_null=True)
+
+
+def _validated(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
+    serializer = serializer_class(data=_data(request))
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+class SpecConfirmView(FairnessView):
+    """High-risk models: a risk officer or approver who wrote neither the spec nor the version confirms it."""
+
+    @extend_schema(operation_id="fairness_specs_confirm", request=SpecConfirmIn, parameters=[IDEMPOTENCY_PARAMETER],
+                   responses={200: SpecOut, **ERROR_RESPONSES})
+    @idempotent
+    def post(self, request: Request, spec_id: str) -> Response:
+        spec = selectors.audit_spec_get(user=request.user, spec_id=object_id(spec_id, code="fairness_spec_not_found"))
+        data = _validated(SpecConfirmIn, request)
+        return Response(SpecOut(audit_spec_confirm(by=request.user, spec=spec, comment=data["comment"])).data)
+
+
+class AuditWaiveView(FairnessView):
+    """A risk officer (not the submitter) waives a failing audit of a version, with a reason."""
+
+    @extend_schema(operation_id="fairness_audits_waive", request=WaiverIn, parameters=[IDEMPOTENCY_PARAMETER],
+                   responses={201: WaiverOut, **ERROR_RESPONSES})
+    @idempotent
+    def post(self, request: Request, audit_id: str) -> Response:
+        run = selectors.audit_run_get(user=request.user, run_id=object_id(audit_id, code="fairness_audit_not_found"))
+        data = _validated(WaiverIn, request)
+        waiver = audit_waive(by=request.user, run=run, reason=data["reason"])
+        return Response(WaiverOut(waiver).data, status=status.HTTP_201_CREATED)

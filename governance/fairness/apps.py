@@ -9,7 +9,7 @@ class FairnessConfig(AppConfig):
 
     def ready(self) -> None:
         from governance.evidence import FAIRNESS_AUDIT_PASSED, register_evidence_check
-        from governance.fairness.services.runs import fairness_audit_passed
+        from governance.fairness.services.evidence import fairness_audit_passed
 
         # Approval policies that require a passing fairness audit ask this check.
         register_evidence_check(FAIRNESS_AUDIT_PASSED, fairness_audit_passed)

@@ -26,6 +26,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from governance.fairness.models import AuditRun, AuditSpec
 from governance.fairness.services.batches import prediction_batch_upload
+from governance.fairness.services.evidence import audit_spec_confirm
 from governance.fairness.services.runs import audit_execute, audit_request
 from governance.fairness.services.specs import audit_spec_create
 from governance.models import ModelVersion, RegisteredModel
@@ -78,7 +79,7 @@ def _run(spec: AuditSpec, by: Any) -> AuditRun:
 def seed(stdout: Any) -> str:
     credit = RegisteredModel.objects.filter(name=CREDIT).first()
     screener = RegisteredModel.objects.filter(name=SCREENER).first()
-    dana, hiro = _user("dana"), _user("hiro")
+    dana, hiro, rita = _user("dana"), _user("hiro"), _user("rita")
     if credit is None or screener is None or dana is None or hiro is None:
         return "skipped (no demo models)"
     if AuditSpec.objects.filter(name__startswith=SPEC_PREFIX).exists():
@@ -97,6 +98,9 @@ def seed(stdout: Any) -> str:
                 dataset_path=credit_csv, y_true="repaid", score="score", threshold=0.5,
                 sensitive=["age_group", "sex"], pos_label="1", bootstrap=1000, seed=7, min_group_size=50,
                 thresholds={"impact_ratio_min": 0.8, "equalized_odds_difference_max": 0.1})
+            if label == "1.2.0" and rita is not None:
+                # High risk: the spec counts as evidence once someone other than the submitter confirms it.
+                audit_spec_confirm(by=rita, spec=spec, comment="Holdout and thresholds match the tier policy.")
             run = _run(spec, dana)
             summary.append(f"{CREDIT} {label}: audit #{run.pk} {'passed' if run.passed else 'FAILED'}")
 

@@ -63,6 +63,10 @@ class AuditSpec(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    # For high-risk models a spec counts as evidence only if someone other than the submitter made or confirmed it.
+    confirmed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="+")
+    confirmed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["pk"]
@@ -155,6 +159,22 @@ class AuditRun(models.Model):
 
     def __str__(self) -> str:
         return f"fairness audit #{self.pk} ({self.status})"
+
+
+class AuditWaiver(models.Model):
+    """A risk officer's recorded decision that a failing audit does not block approval, and why."""
+
+    run = models.OneToOneField(AuditRun, on_delete=models.PROTECT, related_name="waiver")
+    reason = models.TextField()
+    waived_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    waived_at = models.DateTimeField()
+    ledger_seq = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-waived_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"waiver of fairness audit #{self.run_id}"
 
 
 def prediction_upload_to(instance: PredictionBatch, filename: str) -> str:

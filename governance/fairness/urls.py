@@ -9,6 +9,8 @@ urlpatterns = [
     path("fairness/audits/<str:audit_id>/", api.AuditDetailView.as_view(), name="fairness-audit"),
     path("fairness/audits/<str:audit_id>/status/", api.AuditStatusView.as_view(), name="fairness-audit-status"),
     path("fairness/specs/", api.SpecListView.as_view(), name="fairness-specs"),
+    path("fairness/specs/<str:spec_id>/confirm/", api.SpecConfirmView.as_view(), name="fairness-spec-confirm"),
+    path("fairness/audits/<str:audit_id>/waive/", api.AuditWaiveView.as_view(), name="fairness-audit-waive"),
     path("fairness/trend/", api.TrendView.as_view(), name="fairness-trend"),
     path("models/<str:name>/prediction-batches/", api.PredictionBatchView.as_view(), name="fairness-batches"),
 ]

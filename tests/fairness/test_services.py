@@ -23,6 +23,7 @@ from governance.evidence import FAIRNESS_AUDIT_PASSED, run_evidence_check
 from governance.fairness import notifications
 from governance.fairness.models import AuditRun, AuditSpec, PredictionBatch
 from governance.fairness.services import batches, runs, specs
+from governance.fairness.services.evidence import audit_spec_confirm
 from governance.fairness.tasks import fairness_audit_scheduled_task
 from governance.registry.services.approvals import approval_decide, approval_policy_set, model_version_submit
 from governance.registry.services.common import ApprovalEvidenceMissing
@@ -242,14 +243,13 @@ def test_passing_audit_unlocks_approval_under_a_policy_that_requires_it(
         approval_decide(request=request, by=approver, decision="approve")
     assert missing.value.extra["missing"][0]["evidence"] == FAIRNESS_AUDIT_PASSED
 
-    # A failing audit is no evidence.
-    run_audit(make_spec(scientist, model, version, credit_csv(tmp_path / "b.csv", biased=True)), scientist,
-              django_capture_on_commit_callbacks)
-    with pytest.raises(ApprovalEvidenceMissing):
+    # High risk: the scientist's own spec counts once a risk officer has confirmed it.
+    spec = make_spec(scientist, model, version, credit_csv(tmp_path / "g.csv"))
+    passing = run_audit(spec, scientist, django_capture_on_commit_callbacks)
+    with pytest.raises(ApprovalEvidenceMissing) as unconfirmed:
         approval_decide(request=request, by=approver, decision="approve")
-
-    passing = run_audit(make_spec(scientist, model, version, credit_csv(tmp_path / "g.csv")), scientist,
-                        django_capture_on_commit_callbacks)
+    assert unconfirmed.value.code == "approval_evidence_spec_unconfirmed"
+    audit_spec_confirm(by=risk_officer, spec=spec)
     approval_decide(request=request, by=approver, decision="approve")
     approval_decide(request=request, by=risk_officer, decision="approve")
     version.refresh_from_db()

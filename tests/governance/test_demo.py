@@ -26,6 +26,10 @@ def test_seed_tells_the_story_and_is_idempotent():
     assert LedgerEntry.objects.filter(action="deployment.rolled_back", actor="user:dana").exists()
     assert LedgerEntry.objects.filter(action="model_version.approved", actor="user:rita").count() == 2
     assert "gov_" in out.getvalue()  # the token, printed once
+    # One refused weakening: rita could not approve her own request to lower the high-tier quorum.
+    refused = LedgerEntry.objects.get(action="approval_policy.change_approve.refused")
+    assert (refused.actor, refused.payload["code"]) == ("user:rita", "policy_change_same_officer")
+    assert LedgerEntry.objects.filter(action="approval_policy.change_rejected", actor="user:rita").count() == 1
     size = LedgerEntry.objects.count()
     again = StringIO()
     assert demo.seed(stdout=again) == "already seeded"

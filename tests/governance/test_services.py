@@ -231,7 +231,7 @@ def fairness_check():
     calls = []
     state = {"ok": False}
 
-    def check(*, version, max_age_days):
+    def check(*, version, max_age_days, **_):
         calls.append((version.pk, max_age_days))
         return EvidenceResult(state["ok"], "audit 7 passed" if state["ok"] else "no passing audit", {"audit": 7})
 

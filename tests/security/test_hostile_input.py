@@ -50,11 +50,13 @@ def test_the_schema_has_the_post_endpoints_we_expect():
     # A guard: the parametrized tests below cover exactly these; a new POST endpoint shows up here.
     assert POST_PATHS == [
         "/api/approval-requests/1/decisions/", "/api/approval-requests/1/withdraw/", "/api/bundles/",
-        "/api/deployments/", "/api/deployments/1/rollback/", "/api/fairness/audits/", "/api/fairness/specs/",
+        "/api/deployments/", "/api/deployments/1/rollback/", "/api/fairness/audits/", "/api/fairness/audits/1/waive/",
+        "/api/fairness/specs/", "/api/fairness/specs/1/confirm/",
         "/api/lineage/attestations/", "/api/lineage/datasets/", "/api/lineage/datasets/1/versions/",
         "/api/lineage/keys/", "/api/lineage/keys/1/revoke/", "/api/lineage/runs/", "/api/models/",
-        "/api/models/1/prediction-batches/", "/api/models/1/versions/", "/api/models/1/versions/1/approval-requests/",
-        "/api/v1/lineage",
+        "/api/models/1/prediction-batches/", "/api/models/1/risk-tier-changes/", "/api/models/1/versions/",
+        "/api/models/1/versions/1/approval-requests/", "/api/policies/", "/api/policy-changes/1/approve/",
+        "/api/policy-changes/1/reject/", "/api/risk-tier-changes/1/confirm/", "/api/v1/lineage",
     ]
 
 

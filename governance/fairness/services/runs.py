@@ -32,7 +32,7 @@ from audit import jcs
 from audit.ledger import actor_label, draft, ledger_append, ledger_append_many, lock_for_update
 from core.errors import Conflict, InvalidInput, NotFound, ServiceError
 from core.outbox.services import task_enqueue_on_commit
-from governance.evidence import FAIRNESS_AUDIT_PASSED, EvidenceResult
+from governance.evidence import FAIRNESS_AUDIT_PASSED
 from governance.fairness import reader
 from governance.fairness.engine import ConfusionAccumulator, FairnessInputError, compute_report
 from governance.fairness.models import MIN_THRESHOLDS, AuditRun, AuditSpec, PredictionBatch
@@ -433,22 +433,3 @@ def audit_scheduled(*, spec_id: int) -> AuditRun | None:
     except ServiceError as error:
         logger.warning("fairness schedule: spec %s not run: %s (%s)", spec_id, error.message, error.code)
         return None
-
-
-def fairness_audit_passed(*, version: ModelVersion, max_age_days: int | None = None, **_: Any) -> EvidenceResult:
-    """Evidence check: the version's latest completed audit within `max_age_days` exists and passed."""
-    runs = AuditRun.objects.filter(model_version=version, status=AuditRun.Status.SUCCEEDED)
-    if max_age_days is not None:
-        runs = runs.filter(finished_at__gte=timezone.now() - timedelta(days=int(max_age_days)))
-    latest = runs.order_by("-finished_at", "-pk").first()
-    age = f" in the last {max_age_days} days" if max_age_days is not None else ""
-    if latest is None:
-        return EvidenceResult(False, f"No completed fairness audit of this version{age}.")
-    references = {"audit_run": latest.pk, "result_sha256": latest.result_sha256, "input_sha256": latest.input_sha256,
-                  "finished_at": latest.finished_at.isoformat() if latest.finished_at else None,
-                  "ledger_seq": latest.ledger_seq}
-    if not latest.passed:
-        failed = [f"{f['attributes']} {f['metric']}" for f in latest.findings if not f.get("passed")]
-        return EvidenceResult(False, f"The latest fairness audit (#{latest.pk}) failed: {', '.join(failed[:5])}.",
-                              references)
-    return EvidenceResult(True, f"Fairness audit #{latest.pk} passed.", references)

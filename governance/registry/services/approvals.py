@@ -11,13 +11,16 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.ledger import lock_for_update
-from core.errors import InvalidInput
-from governance import evidence
+from audit.refusals import refusal_recorded
+from core.errors import Conflict, InvalidInput
+from governance import evidence, policies
 from governance.models import (
     MODEL_CARD_FIELDS,
     ApprovalDecision,
     ApprovalPolicy,
+    ApprovalPolicyChange,
     ApprovalRequest,
+    ChangeStatus,
     Decision,
     ModelVersion,
     RegisteredModel,
@@ -25,7 +28,7 @@ from governance.models import (
     RiskTier,
     VersionStatus,
 )
-from governance.permissions import can_decide, can_write_model
+from governance.permissions import can_decide, can_write_model, is_risk_officer
 from governance.registry.services.common import (
     MIN_REASON_CHARS,
     ApprovalAlreadyDecided,
@@ -35,7 +38,9 @@ from governance.registry.services.common import (
     ApprovalPolicyMissing,
     ApprovalReasonRequired,
     InvalidTransition,
+    PermissionDeniedError,
     SeparationOfDuties,
+    actor_text,
     clean_text,
     full_clean,
     may,
@@ -47,19 +52,31 @@ from governance.registry.services.common import (
 from governance.roles import ROLE_NAMES
 from governance.selectors import approval_policy_for, user_roles
 
+POLICY_FIELDS = ("quorum", "required_roles", "fairness_audit_max_age_days", "required_card_fields", "expiry_hours",
+                 "fairness_metric_floors", "fairness_min_group_size", "fairness_dataset_registered")
 
-def approval_policy_set(*, by: Any, model: RegisteredModel | None = None, risk_tier: str | None = None,
-                        quorum: int, required_roles: list[str] | None = None,
-                        fairness_audit_max_age_days: int | None = None,
-                        required_card_fields: list[str] | None = None, expiry_hours: int = 72,
-                        comment: str = "") -> ApprovalPolicy:
-    """Create or replace the policy of one model, or the default of one risk tier."""
-    require(may(by, "governance.change_approvalpolicy") and may(by, "governance.add_approvalpolicy"),
-             "You may not set approval policies.")
-    if (model is None) == (risk_tier is None):
-        raise InvalidInput("Give either a model or a risk tier.", code="invalid_input")
-    if risk_tier is not None and risk_tier not in RiskTier.values:
-        raise InvalidInput(f"Unknown risk tier '{risk_tier}'.", code="invalid_risk_tier")
+
+def _require_risk_officer(by: Any, message: str) -> None:
+    """Policies belong to risk officers (system tasks act with full rights)."""
+    if isinstance(by, str) and by.startswith("system:"):
+        return
+    if not (is_risk_officer(by) and may(by, "governance.change_approvalpolicy")
+            and may(by, "governance.add_approvalpolicy")):
+        raise PermissionDeniedError(message, code="policy_owned_by_risk_officers")
+
+
+def _optional_count(value: Any, field: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > 1_000_000_000:
+        raise InvalidInput(f"'{field}' must be empty or a whole number.", code="invalid_input", extra={"field": field})
+    return value
+
+
+def _policy_fields(*, quorum: Any, required_roles: Any, fairness_audit_max_age_days: Any, required_card_fields: Any,
+                   expiry_hours: Any, fairness_metric_floors: Any, fairness_min_group_size: Any,
+                   fairness_dataset_registered: Any) -> dict[str, Any]:
+    """The checked policy fields, in the form `ApprovalPolicy.snapshot()` gives them."""
     roles = string_list(required_roles, "required_roles")
     unknown_roles = sorted(set(roles) - set(ROLE_NAMES))
     if unknown_roles:
@@ -72,19 +89,136 @@ def approval_policy_set(*, by: Any, model: RegisteredModel | None = None, risk_t
         raise InvalidInput("The quorum must be an integer from 1 to 20.", code="invalid_input")
     if len(roles) > quorum:
         raise InvalidInput("The quorum must be at least the number of required roles.", code="invalid_input")
-    with transaction.atomic():
-        lookup = {"model": model} if model is not None else {"model__isnull": True, "risk_tier": risk_tier}
-        policy = lock_for_update(ApprovalPolicy.objects).filter(**lookup).first()
-        action = "approval_policy.updated" if policy else "approval_policy.created"
-        policy = policy or ApprovalPolicy(model=model, risk_tier=risk_tier)
-        policy.quorum = quorum
-        policy.required_roles = sorted(set(roles))
-        policy.fairness_audit_max_age_days = fairness_audit_max_age_days
-        policy.required_card_fields = sorted(set(card_fields))
-        policy.expiry_hours = expiry_hours
-        full_clean(policy)
-        policy.save_recorded(action=action, by=by, extra={"comment": clean_text(comment, "comment")})
+    if isinstance(expiry_hours, bool) or not isinstance(expiry_hours, int) or not 1 <= expiry_hours <= 24 * 366:
+        raise InvalidInput("'expiry_hours' must be a whole number of hours from 1 to 8784.", code="invalid_input",
+                           extra={"field": "expiry_hours"})
+    if not isinstance(fairness_dataset_registered, bool):
+        raise InvalidInput("'fairness_dataset_registered' must be true or false.", code="invalid_input",
+                           extra={"field": "fairness_dataset_registered"})
+    return {"quorum": quorum, "required_roles": sorted(set(roles)),
+            "fairness_audit_max_age_days": _optional_count(fairness_audit_max_age_days, "fairness_audit_max_age_days"),
+            "required_card_fields": sorted(set(card_fields)), "expiry_hours": expiry_hours,
+            "fairness_metric_floors": policies.metric_floors_clean(fairness_metric_floors),
+            "fairness_min_group_size": _optional_count(fairness_min_group_size, "fairness_min_group_size"),
+            "fairness_dataset_registered": fairness_dataset_registered}
+
+
+def _policy_in_force(model: RegisteredModel | None, risk_tier: str | None) -> tuple[ApprovalPolicy | None,
+                                                                                      ApprovalPolicy | None]:
+    """(the scope's own policy, the policy a change to the scope replaces): a model without a policy
+    of its own is judged by its tier's default, so a model policy weaker than that default is a weakening."""
+    lookup = {"model": model} if model is not None else {"model__isnull": True, "risk_tier": risk_tier}
+    own = lock_for_update(ApprovalPolicy.objects).filter(**lookup).first()
+    if own is not None or model is None:
+        return own, own
+    return None, ApprovalPolicy.objects.filter(model__isnull=True, risk_tier=model.risk_tier).first()
+
+
+def _policy_write(*, by: Any, model: RegisteredModel | None, risk_tier: str | None, fields: dict[str, Any],
+                  comment: str, extra: dict[str, Any] | None = None) -> ApprovalPolicy:
+    own, _ = _policy_in_force(model, risk_tier)
+    action = "approval_policy.updated" if own else "approval_policy.created"
+    policy = own or ApprovalPolicy(model=model, risk_tier=risk_tier)
+    for name, value in fields.items():
+        setattr(policy, name, value)
+    full_clean(policy)
+    policy.save_recorded(action=action, by=by, extra={"comment": comment, **(extra or {})})
     return policy
+
+
+def approval_policy_set(*, by: Any, model: RegisteredModel | None = None, risk_tier: str | None = None,
+                        quorum: int, required_roles: list[str] | None = None,
+                        fairness_audit_max_age_days: int | None = None,
+                        required_card_fields: list[str] | None = None, expiry_hours: int = 72,
+                        fairness_metric_floors: dict[str, Any] | None = None,
+                        fairness_min_group_size: int | None = None, fairness_dataset_registered: bool = False,
+                        comment: str = "") -> ApprovalPolicy | ApprovalPolicyChange:
+    """Create or replace the policy of one model, or the default of one risk tier.
+
+    Only risk officers set policies. A change that keeps or strengthens every requirement applies at
+    once (the policy is returned); a weakening is kept as a pending `ApprovalPolicyChange` (returned)
+    that a second risk officer approves."""
+    if (model is None) == (risk_tier is None):
+        raise InvalidInput("Give either a model or a risk tier.", code="invalid_input")
+    if risk_tier is not None and risk_tier not in RiskTier.values:
+        raise InvalidInput(f"Unknown risk tier '{risk_tier}'.", code="invalid_risk_tier")
+    fields = _policy_fields(quorum=quorum, required_roles=required_roles,
+                            fairness_audit_max_age_days=fairness_audit_max_age_days,
+                            required_card_fields=required_card_fields, expiry_hours=expiry_hours,
+                            fairness_metric_floors=fairness_metric_floors,
+                            fairness_min_group_size=fairness_min_group_size,
+                            fairness_dataset_registered=fairness_dataset_registered)
+    comment = clean_text(comment, "comment")
+    subject = (model if model is not None
+               else ApprovalPolicy.objects.filter(model__isnull=True, risk_tier=risk_tier).first()
+               or ("governance.approvalpolicy", f"tier:{risk_tier}"))
+    with refusal_recorded(actor=by, action="approval_policy.set", subject=subject,
+                          attempt={"scope": f"model:{model.name}" if model else f"tier:{risk_tier}", **fields}):
+        _require_risk_officer(by, "Only risk officers set approval policies.")
+        with transaction.atomic():
+            _, replaced = _policy_in_force(model, risk_tier)
+            based_on = replaced.snapshot() if replaced else None
+            weaker = policies.weakenings(based_on, fields)
+            if not weaker or (isinstance(by, str) and by.startswith("system:")):
+                return _policy_write(by=by, model=model, risk_tier=risk_tier, fields=fields, comment=comment)
+            change = ApprovalPolicyChange(model=model, risk_tier=risk_tier, proposed=fields, based_on=based_on,
+                                          weakened=weaker, requested_by=by, requested_at=timezone.now(),
+                                          comment=comment)
+            change.save_recorded(action="approval_policy.change_requested", by=by,
+                                 extra={"weakened": weaker, "comment": comment})
+    return change
+
+
+def _locked_pending_change(change: ApprovalPolicyChange) -> ApprovalPolicyChange:
+    locked = lock_for_update(ApprovalPolicyChange.objects, of=("self",)).select_related("model").get(pk=change.pk)
+    if locked.status != ChangeStatus.PENDING:
+        raise Conflict(f"Policy change #{locked.pk} is {locked.status}, not pending.",
+                       code="policy_change_not_pending", extra={"id": locked.pk, "status": locked.status})
+    return locked
+
+
+def approval_policy_change_approve(*, change: ApprovalPolicyChange, by: Any, comment: str = "") -> ApprovalPolicy:
+    """A second risk officer applies a pending weakening; the one who asked cannot."""
+    comment = clean_text(comment, "comment")
+    with refusal_recorded(actor=by, action="approval_policy.change_approve", subject=change,
+                          attempt={"change": change.pk, "weakened": change.weakened}):
+        _require_risk_officer(by, "Only risk officers approve policy changes.")
+        with transaction.atomic():
+            change = _locked_pending_change(change)
+            if not isinstance(by, str) and by.pk == change.requested_by_id:
+                raise PermissionDeniedError("You asked for this weakening; a second risk officer must approve it.",
+                                            code="policy_change_same_officer")
+            _, replaced = _policy_in_force(change.model, change.risk_tier)
+            if (replaced.snapshot() if replaced else None) != change.based_on:
+                raise Conflict("The policy changed since this weakening was asked; ask again.",
+                               code="policy_change_stale", extra={"id": change.pk})
+            change.status, change.decided_by, change.decided_at = ChangeStatus.APPLIED, by, timezone.now()
+            change.decision_comment = comment
+            change.save_recorded(action="approval_policy.change_approved", by=by, extra={"comment": comment})
+            policy = _policy_write(by=by, model=change.model, risk_tier=change.risk_tier, fields=change.proposed,
+                                   comment=comment, extra={"policy_change": change.pk,
+                                                           "requested_by": actor_text(change.requested_by)})
+    return policy
+
+
+def approval_policy_change_reject(*, change: ApprovalPolicyChange, by: Any, comment: str = "") -> ApprovalPolicyChange:
+    """A risk officer (the one who asked, withdrawing it, or another) turns a pending weakening down."""
+    comment = clean_text(comment, "comment")
+    _require_risk_officer(by, "Only risk officers decide policy changes.")
+    with transaction.atomic():
+        change = _locked_pending_change(change)
+        change.status, change.decided_by, change.decided_at = ChangeStatus.REJECTED, by, timezone.now()
+        change.decision_comment = comment
+        change.save_recorded(action="approval_policy.change_rejected", by=by, extra={"comment": comment})
+    return change
+
+
+def effective_policy(request: ApprovalRequest) -> dict[str, Any]:
+    """What a decision on `request` applies: the stricter of its snapshot and the policy that applies now."""
+    model = request.version.model
+    current = approval_policy_for(model)
+    now = current.snapshot() | {"risk_tier": model.risk_tier} if current else {"risk_tier": model.risk_tier}
+    return policies.stricter(request.policy_snapshot, now)
 
 
 def _card_gaps(version: ModelVersion, snapshot: dict[str, Any]) -> list[dict[str, str]]:
@@ -95,18 +229,31 @@ def _card_gaps(version: ModelVersion, snapshot: dict[str, Any]) -> list[dict[str
 Evidence = list[dict[str, Any]]
 
 
-def _evidence_gaps(version: ModelVersion, snapshot: dict[str, Any]) -> tuple[Evidence, Evidence]:
-    """(missing, found) evidence for the request's policy snapshot."""
-    missing = _card_gaps(version, snapshot)
-    found: list[dict[str, Any]] = []
-    max_age_days = snapshot.get("fairness_audit_max_age_days")
-    if max_age_days is not None:
-        result = evidence.run_evidence_check(evidence.FAIRNESS_AUDIT_PASSED, version=version,
-                                             max_age_days=max_age_days)
+def _evidence_gaps(version: ModelVersion, snapshot: dict[str, Any], *,
+                   submitter_id: int | None = None) -> tuple[Evidence, Evidence]:
+    """(missing, found) evidence for the policy snapshot; a fairness gap carries the code to refuse with."""
+    missing: Evidence = list(_card_gaps(version, snapshot))
+    found: Evidence = []
+    if policies.requires_fairness_audit(snapshot):
+        result = evidence.run_evidence_check(
+            evidence.FAIRNESS_AUDIT_PASSED, version=version, max_age_days=snapshot.get("fairness_audit_max_age_days"),
+            policy=snapshot, submitter_id=submitter_id,
+            independent_spec=policies.tier_rank(snapshot.get("risk_tier")) >= policies.TIER_RANK[RiskTier.HIGH])
         item = {"evidence": evidence.FAIRNESS_AUDIT_PASSED, "message": result.message,
                 "references": result.references}
-        (found if result.ok else missing).append(item)
+        if result.ok:
+            found.append(item)
+        else:
+            missing.append(item | {"code": result.code})
     return missing, found
+
+
+def _refuse_missing(missing: Evidence) -> None:
+    codes = [item["code"] for item in missing if item.get("code")]
+    code = next((c for c in codes if c != "approval_evidence_missing"), "approval_evidence_missing")
+    metrics = sorted({metric for item in missing for metric in item.get("references", {}).get("metrics", [])})
+    raise ApprovalEvidenceMissing("Required evidence is missing; the version cannot be approved.", code=code,
+                                  extra={"missing": missing, **({"metrics": metrics} if metrics else {})})
 
 
 def model_version_submit(*, version: ModelVersion, by: Any, comment: str = "") -> ApprovalRequest:
@@ -125,7 +272,7 @@ def model_version_submit(*, version: ModelVersion, by: Any, comment: str = "") -
             raise ApprovalPolicyMissing(
                 f"No approval policy applies to '{version.model.name}' (risk tier {version.model.risk_tier}).",
                 extra={"model": version.model.name, "risk_tier": version.model.risk_tier})
-        snapshot = policy.snapshot()
+        snapshot = policy.snapshot() | {"risk_tier": version.model.risk_tier}
         gaps = _card_gaps(version, snapshot)
         if gaps:
             raise ApprovalEvidenceMissing("The model card is incomplete.", extra={"missing": gaps})
@@ -200,15 +347,16 @@ def approval_decide(*, request: ApprovalRequest, by: Any, decision: str, comment
         if request.decisions.filter(approver=by).exists():
             raise ApprovalAlreadyDecided("You already decided this request; one person counts once.",
                                          extra={"rule": "one_person_counts_once"})
-        snapshot = request.policy_snapshot
+        # The stricter of the request's snapshot and the policy that applies now: lowering a tier or
+        # weakening a policy after submitting does not lower the bar of a pending request.
+        snapshot = effective_policy(request)
         found: list[dict[str, Any]] = []
         if decision == Decision.APPROVE:
             # Evidence is checked for every approval, so no one approves without it, and again
             # right before the final one (an audit can age out while the request is pending).
-            missing, found = _evidence_gaps(version, snapshot)
+            missing, found = _evidence_gaps(version, snapshot, submitter_id=request.submitted_by_id)
             if missing:
-                raise ApprovalEvidenceMissing("Required evidence is missing; the version cannot be approved.",
-                                              extra={"missing": missing})
+                _refuse_missing(missing)
         row = ApprovalDecision(request=request, approver=by, decision=decision, comment=comment,
                                approver_roles=user_roles(by), decided_at=timezone.now())
         try:
@@ -228,7 +376,7 @@ def approval_decide(*, request: ApprovalRequest, by: Any, decision: str, comment
                    comment=comment, version_status=VersionStatus.APPROVED, version_action="model_version.approved",
                    approvers=sorted(request.decisions.filter(decision=Decision.APPROVE)
                                     .values_list("approver__username", flat=True)),
-                   evidence=found)
+                   evidence=found, policy=snapshot)
     return row
 
 

@@ -7,24 +7,39 @@ from typing import Any
 
 from django.contrib.auth.models import Group
 from django.db import transaction
+from django.utils import timezone
 
 from audit.ledger import lock_for_update
+from audit.refusals import refusal_recorded
 from core.errors import Conflict, InvalidInput
-from governance import accounts
+from governance import accounts, policies
 from governance.models import (
     MODEL_CARD_FIELDS,
+    ApprovalRequest,
+    ChangeStatus,
     ModelVersion,
     RegisteredModel,
+    RequestStatus,
     RiskTier,
+    RiskTierChange,
     Team,
     VersionStatus,
 )
-from governance.permissions import can_write_model, is_active_user, require_token_allows_team
+from governance.permissions import (
+    can_decide,
+    can_write_model,
+    is_active_user,
+    is_risk_officer,
+    require_token_allows_team,
+)
 from governance.registry.services.access import permission_grant
 from governance.registry.services.common import (
+    MIN_REASON_CHARS,
     TEAM_GROUP_PREFIX,
     TEAM_OBJECT_PERMISSIONS,
     InvalidTransition,
+    PermissionDeniedError,
+    actor_text,
     clean_text,
     full_clean,
     insert_unique,
@@ -99,17 +114,92 @@ def model_update(*, model: RegisteredModel, by: Any, comment: str = "", **change
     unknown = set(changes) - editable
     if unknown:
         raise InvalidInput("These fields cannot be changed.", code="invalid_input", extra={"fields": sorted(unknown)})
-    with transaction.atomic():
-        model = lock_for_update(RegisteredModel.objects).get(pk=model.pk)
-        for field, value in changes.items():
-            if field in ("affected_groups", "contacts"):
-                value = string_list(value, field)
-            elif field != "risk_tier":
-                value = clean_text(value, field)
-            setattr(model, field, value)
-        full_clean(model)
-        model.save_recorded(action="model.updated", by=by, extra={"comment": clean_text(comment, "comment")})
+    with refusal_recorded(actor=by, action="model.update", subject=model,
+                          attempt={"risk_tier": changes["risk_tier"]} if "risk_tier" in changes else {}):
+        with transaction.atomic():
+            model = lock_for_update(RegisteredModel.objects).get(pk=model.pk)
+            if "risk_tier" in changes and policies.tier_rank(changes["risk_tier"]) < policies.tier_rank(model.risk_tier):
+                # Raising a tier is a writer's call; lowering it goes through risk_tier_lower_request/confirm.
+                raise PermissionDeniedError(
+                    f"Lowering '{model.name}' from {model.risk_tier} takes a risk officer's request and a second "
+                    "person's confirmation.", code="risk_tier_lowering_two_person",
+                    extra={"from": model.risk_tier, "to": changes["risk_tier"]})
+            for field, value in changes.items():
+                if field in ("affected_groups", "contacts"):
+                    value = string_list(value, field)
+                elif field != "risk_tier":
+                    value = clean_text(value, field)
+                setattr(model, field, value)
+            full_clean(model)
+            model.save_recorded(action="model.updated", by=by, extra={"comment": clean_text(comment, "comment")})
     return model
+
+
+def _no_pending_request(model: RegisteredModel) -> None:
+    pending = list(ApprovalRequest.objects.filter(version__model=model, status=RequestStatus.PENDING)
+                   .values_list("pk", flat=True))
+    if pending:
+        raise Conflict(f"'{model.name}' has a pending approval request; its tier cannot be lowered now.",
+                       code="risk_tier_approval_pending", extra={"approval_requests": pending})
+
+
+def risk_tier_lower_request(*, model: RegisteredModel, by: Any, risk_tier: str, reason: str) -> RiskTierChange:
+    """A risk officer asks to lower a model's tier; a second person confirms (`risk_tier_lower_confirm`)."""
+    require_visible(by, model)
+    if risk_tier not in RiskTier.values:
+        raise InvalidInput(f"Unknown risk tier '{risk_tier}'.", code="invalid_risk_tier")
+    reason = clean_text(reason, "reason")
+    if len(reason) < MIN_REASON_CHARS:
+        raise InvalidInput("Lowering a risk tier needs a reason.", code="approval_reason_required")
+    with refusal_recorded(actor=by, action="risk_tier_change.request", subject=model,
+                          attempt={"from": model.risk_tier, "to": risk_tier, "reason": reason}):
+        with transaction.atomic():
+            model = lock_for_update(RegisteredModel.objects).get(pk=model.pk)
+            if policies.tier_rank(risk_tier) >= policies.tier_rank(model.risk_tier):
+                raise InvalidInput(f"'{risk_tier}' is not lower than {model.risk_tier}; raise a tier with an update.",
+                                   code="risk_tier_not_lower")
+            if not is_risk_officer(by):
+                raise PermissionDeniedError("Only a risk officer asks to lower a risk tier.",
+                                            code="risk_tier_lowering_two_person")
+            _no_pending_request(model)
+            change = RiskTierChange(model=model, from_tier=model.risk_tier, to_tier=risk_tier, reason=reason,
+                                    requested_by=by, requested_at=timezone.now())
+            insert_unique(change, by=by, action="risk_tier_change.requested", reason=reason,
+                          conflict=Conflict("A lowering of this model's tier is pending already.",
+                                            code="risk_tier_change_not_pending", extra={"model": model.name}))
+    return change
+
+
+def risk_tier_lower_confirm(*, change: RiskTierChange, by: Any, comment: str = "") -> RiskTierChange:
+    """A second person (another risk officer, or an approver of the model) applies a requested lowering."""
+    comment = clean_text(comment, "comment")
+    require_visible(by, change.model)
+    with refusal_recorded(actor=by, action="risk_tier_change.confirm", subject=change,
+                          attempt={"change": change.pk, "to": change.to_tier}):
+        with transaction.atomic():
+            model = lock_for_update(RegisteredModel.objects).get(pk=change.model_id)
+            change = lock_for_update(RiskTierChange.objects).get(pk=change.pk)
+            if change.status != ChangeStatus.PENDING or model.risk_tier != change.from_tier:
+                raise Conflict(f"Tier change #{change.pk} is {change.status}, or the tier changed since.",
+                               code="risk_tier_change_not_pending", extra={"id": change.pk, "status": change.status})
+            if by.pk == change.requested_by_id:
+                raise PermissionDeniedError("You asked for this lowering; a second person must confirm it.",
+                                            code="risk_tier_change_same_person")
+            if not (is_risk_officer(by) or can_decide(by, model)):
+                raise PermissionDeniedError("Only a risk officer or an approver of the model confirms a lowering.",
+                                            code="risk_tier_lowering_two_person")
+            if model.team.group.user_set.filter(pk=by.pk).exists():
+                raise PermissionDeniedError("Members of the model's team do not confirm the lowering of its tier.",
+                                            code="risk_tier_lowering_two_person")
+            _no_pending_request(model)
+            change.status, change.decided_by, change.decided_at = ChangeStatus.APPLIED, by, timezone.now()
+            change.decision_comment = comment
+            change.save_recorded(action="risk_tier_change.confirmed", by=by, extra={"comment": comment})
+            model.risk_tier = change.to_tier
+            model.save_recorded(action="model.risk_tier_lowered", by=by, extra={
+                "from": change.from_tier, "to": change.to_tier, "risk_tier_change": change.pk,
+                "requested_by": actor_text(change.requested_by), "reason": change.reason})
+    return change
 
 
 def model_version_register(*, model: RegisteredModel, by: Any, label: str, artifact_uri: str,
