@@ -62,7 +62,9 @@ def run(quick: bool) -> list[dict[str, Any]]:
         work = Path(folder)
         _setup(work)
         from django.contrib.auth import get_user_model
+        from django.contrib.auth.models import Group
 
+        from core.actor import acting_as
         from governance.fairness import reader
         from governance.fairness.services import runs, specs
         from governance.registry.services.registry import model_register, model_version_register, team_create
@@ -71,8 +73,12 @@ def run(quick: bool) -> list[dict[str, Any]]:
         _write_csv(path, rows)
         root = get_user_model().objects.create_superuser("bench", "bench@example.org", "bench-pass-123456")
         team = team_create(by="system:bench", name="bench")
-        model = model_register(by=root, name="bench-model", team=team, risk_tier="minimal")
-        version = model_version_register(model=model, by=root, label="1.0.0",
+        writer = get_user_model().objects.create_user("bench-writer", password="bench-pass-123456")
+        with acting_as("system:bench"):
+            writer.groups.add(Group.objects.get(name="data_scientist"), team.group)
+        writer = get_user_model().objects.get(pk=writer.pk)  # admins and superusers do not register models
+        model = model_register(by=writer, name="bench-model", team=team, risk_tier="minimal")
+        version = model_version_register(model=model, by=writer, label="1.0.0",
                                                              artifact_uri="s3://bench/", manifest={"m": "a" * 64})
         spec = specs.audit_spec_create(by=root, model=model, version=version, name="bench", dataset_path=path,
                                        y_true="repaid", y_pred="predicted", sensitive=["group"])

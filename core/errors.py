@@ -148,7 +148,11 @@ class ErrorCode(StrEnum):
     INVALID_RISK_TIER = "invalid_risk_tier", 400, "Unknown risk tier."
     INVALID_ROLE = "invalid_role", 400, "Unknown role."
     INVALID_TOKEN_SCOPE = "invalid_token_scope", 400, "Unknown service token scope."
-    REASON_REQUIRED = "reason_required", 400, "The change needs a reason."
+    REASON_REQUIRED = "reason_required", 400, ("The action needs a reason in its comment (reject, withdraw, roll back, "
+                                               "deprecate, retire, revoke); extra names the action and the minimum.")
+    ADMIN_CANNOT_ACT_AS_DATA_SCIENTIST = ("admin_cannot_act_as_data_scientist", 403,
+                                          "Admins and superusers do not register, change, submit, withdraw, deploy "
+                                          "or roll back models, in any team.")
     SERVICE_ACCOUNT_NAME_TAKEN = "service_account_name_taken", 409, "A service account with this name exists."
     USERNAME_MIXED_SCRIPT = "username_mixed_script", 400, "The username mixes scripts (e.g. a Cyrillic letter among Latin ones)."
     USERNAME_CONFUSABLE = ("username_confusable", 409,
@@ -161,7 +165,6 @@ class ErrorCode(StrEnum):
     APPROVAL_EVIDENCE_MISSING = "approval_evidence_missing", 409, "The model card or the evidence the policy requires is missing."
     APPROVAL_POLICY_MISSING = "approval_policy_missing", 409, "No approval policy applies to the model."
     APPROVAL_PERMISSION_DENIED = "approval_permission_denied", 403, "The caller may not decide on this request."
-    APPROVAL_REASON_REQUIRED = "approval_reason_required", 400, "A rejection needs a reason in its comment."
     APPROVAL_SEPARATION_OF_DUTIES = "approval_separation_of_duties", 403, "Separation of duties forbids this caller."
     APPROVAL_EVIDENCE_SPEC_WEAKER = "approval_evidence_spec_weaker", 409, "Each audit spec is laxer than the policy."
     APPROVAL_EVIDENCE_SPEC_UNCONFIRMED = "approval_evidence_spec_unconfirmed", 409, "High risk: spec not confirmed by another."
@@ -185,6 +188,9 @@ class ErrorCode(StrEnum):
     DEPLOYMENT_CONCURRENT = "deployment_concurrent", 409, "Another deployment to the environment happened at the same time."
     DEPLOYMENT_NOT_ACTIVE = "deployment_not_active", 409, "Only the active deployment can be rolled back."
     DEPLOYMENT_NO_PREVIOUS = "deployment_no_previous", 409, "There is no earlier deployable version to roll back to."
+    DEPLOYMENT_ROLLBACK_TARGET_PULLED = ("deployment_rollback_target_pulled", 409,
+                                         "Every earlier version was pulled for cause or rejected; a rollback never "
+                                         "redeploys one.")
     # --- Governance: fairness audits ------------------------------------------------------------
     FAIRNESS_AUDIT_NOT_FOUND = "fairness_audit_not_found", 404, "No such fairness audit run."
     FAIRNESS_SPEC_NOT_FOUND = "fairness_spec_not_found", 404, "No such fairness audit spec."
@@ -201,6 +207,12 @@ class ErrorCode(StrEnum):
     FAIRNESS_NO_BATCHES = "fairness_no_batches", 400, "The model has no prediction batches in the window."
     FAIRNESS_NO_PRODUCTION_DEPLOYMENT = "fairness_no_production_deployment", 409, "The model is not deployed in production."
     FAIRNESS_DATASET_MISMATCH = "fairness_dataset_mismatch", 400, "The evaluation data is not the lineage version it names."
+    FAIRNESS_DATASET_NOT_OWNED = ("fairness_dataset_not_owned", 403,
+                                  "Only a dataset's owners (its registering account and that account's teams) name it "
+                                  "in an audit spec.")
+    FAIRNESS_DATASET_UNVERIFIABLE = ("fairness_dataset_unverifiable", 400,
+                                     "The dataset version's digest does not cover its content (an OpenLineage "
+                                     "identity), so no file can be checked against it.")
     FAIRNESS_BAD_ARGUMENTS = "fairness_bad_arguments", 400, "An audit argument is out of range or of the wrong type."
     FAIRNESS_BAD_METRICS = "fairness_bad_metrics", 400, "Unknown metric names."
     FAIRNESS_BAD_THRESHOLDS = "fairness_bad_thresholds", 400, "Thresholds are not an object of known metric -> number."

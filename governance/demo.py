@@ -26,7 +26,7 @@ from governance.registry.services.approvals import (
     approval_policy_set,
     model_version_submit,
 )
-from governance.registry.services.common import TEAM_GROUP_PREFIX
+from governance.registry.services.common import TEAM_GROUP_PREFIX, AdminCannotActAsDataScientist
 from governance.registry.services.deployments import deployment_record, deployment_rollback, environment_create
 from governance.registry.services.registry import model_register, model_version_register, team_create
 
@@ -163,8 +163,13 @@ def seed(stdout: Any) -> str:
     v110 = version(scorer, dana, "1.1.0", 0.794, CREDIT_CARD)
     approve(v110, "Retrained on 2025-Q1 data.")
     current = deployment_record(version=v110, environment=production, by=dana, comment="Quarterly refresh")
-    deployment_rollback(deployment=current, by=dana,
-                                 comment="Approval rate for applicants under 25 dropped; rolling back to 1.0.0.")
+    back = deployment_rollback(deployment=current, by=dana,
+                               comment="Approval rate for applicants under 25 dropped; rolling back to 1.0.0.")
+    # An admin does not act as a data scientist: her attempt stays in the ledger as a refusal.
+    try:
+        deployment_rollback(deployment=back, by=users["ada"], comment="Put 1.1.0 back, the complaints can wait.")
+    except AdminCannotActAsDataScientist:
+        pass
 
     # The policy is tightened: from now on a passing fairness audit (at most 90 days old) is required,
     # and the policy pins what that audit must check.

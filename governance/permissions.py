@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from core.errors import Forbidden
 from governance.models import ApprovalRequest, RegisteredModel, RiskTier, TokenScope
+from governance.roles import ADMIN
 
 VIEW_ALL = "governance.view_all_registeredmodels"
 MANAGE_ALL = "governance.manage_all_registeredmodels"
@@ -29,6 +30,11 @@ APPROVE_MODEL = "governance.approve_registeredmodel"
 
 def is_active_user(user: Any) -> bool:
     return bool(user is not None and getattr(user, "is_authenticated", False) and user.is_active)
+
+
+def is_admin(user: Any) -> bool:
+    """Superusers (admins by nature) and holders of the admin role, people or service accounts."""
+    return is_active_user(user) and (user.is_superuser or user.groups.filter(name=ADMIN).exists())
 
 
 def is_service_account(user: Any) -> bool:

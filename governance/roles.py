@@ -55,6 +55,11 @@ _RECORD_LINEAGE = [
     "lineage.add_pipelinekey",
     "lineage.add_attestation",
 ]
+# Admins run the system (users, teams, environments, service accounts), never the models: whatever
+# else they hold, they do not use a data scientist's capabilities (register, change, submit,
+# withdraw, deploy, roll back), in any team. The role never gets them, and the services refuse
+# admins and superusers who hold them some other way (registry.services.common.refuse_admin).
+ADMIN_WITHHELD = frozenset(_SUBMIT + ["governance.manage_all_registeredmodels"])
 _DECIDE = ["governance.add_approvaldecision"]
 _ALL_TIERS = [
     "governance.approve_tier_minimal",
@@ -84,9 +89,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "fairness.view_auditwaiver",
     ],
     AUDITOR: ["governance.view_all_registeredmodels", "audit.view_ledgerentry"],
-    ADMIN: ["governance.view_all_registeredmodels", "governance.manage_all_registeredmodels",
-            "audit.view_ledgerentry", "auth.view_user", "auth.add_user", "auth.change_user",
-            "auth.view_group", "auth.change_group"],
+    ADMIN: ["governance.view_all_registeredmodels", "audit.view_ledgerentry", "auth.view_user", "auth.add_user",
+            "auth.change_user", "auth.view_group", "auth.change_group"],
 }
 _DECISION_PERMISSIONS = {tuple(name.split(".", 1)) for name in _DECIDE + _ALL_TIERS} | {
     ("governance", "approve_registeredmodel")}
@@ -94,6 +98,7 @@ _DECISION_PERMISSIONS = {tuple(name.split(".", 1)) for name in _DECIDE + _ALL_TI
 _POLICY_WRITES = {("governance", f"{verb}_approvalpolicy") for verb in ("add", "change", "delete")} | {
     ("governance", f"{verb}_approvalpolicychange") for verb in ("add", "change", "delete")} | {
     ("governance", f"{verb}_risktierchange") for verb in ("add", "change", "delete")}
+_ADMIN_WITHHELD_PAIRS = {tuple(name.split(".", 1)) for name in ADMIN_WITHHELD}
 # Bundle export permissions (whatever the reports app names them) go to auditors and admins.
 EXPORT_CODENAME_PREFIX = "export_"
 
@@ -108,10 +113,11 @@ def wanted_permissions(role: str, available: list[tuple[str, str]]) -> set[tuple
         wanted |= {(app, code) for app, code in available
                    if app in READABLE_APPS and (code.startswith("view_") or code.startswith(EXPORT_CODENAME_PREFIX))}
     if role == ADMIN:
-        # Admins run the system but do not decide approvals: that stays with approvers.
+        # Admins run the system but do not decide approvals (that stays with approvers) nor do a
+        # data scientist's work.
         wanted |= {(app, code) for app, code in available
                    if app in ADMINISTERED_APPS and (app, code) not in _DECISION_PERMISSIONS
-                   and (app, code) not in _POLICY_WRITES}
+                   and (app, code) not in _POLICY_WRITES and (app, code) not in _ADMIN_WITHHELD_PAIRS}
     return wanted
 
 

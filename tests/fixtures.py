@@ -135,6 +135,14 @@ def environments(db) -> dict[str, Environment]:  # type: ignore[no-untyped-def]
     }
 
 
+def team_writer(team: Team, username: str = "dana") -> Any:
+    """A data scientist of `team`: who registers its models (admins and superusers never do)."""
+    user = get_user_model().objects.create_user(username=username, password="test-pass-123456")
+    with acting_as(SEED):
+        user.groups.add(Group.objects.get(name="data_scientist"), team.group)
+    return get_user_model().objects.get(pk=user.pk)
+
+
 def entries(action: str | None = None, **filters: Any) -> list[LedgerEntry]:
     query = LedgerEntry.objects.order_by("seq")
     if action:

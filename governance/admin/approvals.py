@@ -52,8 +52,8 @@ class DecisionInline(admin.TabularInline):
 
 class DecideForm(forms.Form):
     decision = forms.ChoiceField(choices=Decision.choices, widget=forms.RadioSelect)
-    comment = forms.CharField(widget=forms.Textarea({"rows": 4, "cols": 80}), required=True,
-                              help_text="Required. Recorded in the ledger with your decision.")
+    comment = forms.CharField(widget=forms.Textarea({"rows": 4, "cols": 80}), required=False,
+                              help_text="Recorded in the ledger with your decision; a rejection needs a reason.")
 
 
 @admin.register(ApprovalRequest)

@@ -111,7 +111,9 @@ def visible_models(request: HttpRequest) -> QuerySet[RegisteredModel]:
 
 
 class CommentForm(forms.Form):
-    comment = forms.CharField(widget=forms.Textarea({"rows": 4, "cols": 80}), required=True,
+    # Not required here: whether an action needs a reason is the service's rule (reason_required),
+    # the same on every surface; the admin passes the comment through and shows the refusal.
+    comment = forms.CharField(widget=forms.Textarea({"rows": 4, "cols": 80}), required=False,
                               help_text="Recorded in the ledger with your decision.")
 
 

@@ -328,11 +328,13 @@ class ConfusionAccumulator:
         if first_bad is not None:
             bad_row, name, label = first_bad
             row_number = row_offset + bad_row + 1
-            shown = "a missing value" if label is None else repr(label)
-            expected = sorted(allowed) if self._declared is not None else list(allowed)
+            shown = "a missing value" if label is None else "a value"  # never the cell: it is personal data
+            # The declared set comes from the spec; a learned one from the data, so it is not shown.
+            expected = (f"the label set {sorted(allowed)}" if self._declared is not None
+                        else f"the {len(allowed)} labels seen first (declare label_values to name them)")
             raise FairnessInputError(
                 "fairness_bad_label",
-                f"row {row_number}: column {name!r} has {shown}, outside the label set {expected}",
+                f"row {row_number}: column {name!r} has {shown}, outside {expected}",
                 row=row_number,
                 column=name,
             )

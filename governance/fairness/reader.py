@@ -197,16 +197,19 @@ def _csv_batches(path: Path, needed: list[str], chunk_rows: int, score_column: s
         bad_rows.append(row)
         return "error"
 
+    # Parse errors name the row and the column counts, never a cell: the rows hold personal data
+    # (and pyarrow's own messages quote them), and these messages reach responses, runs and the ledger.
     def malformed(error: Exception) -> FairnessInputError:
         if bad_rows:
             row = bad_rows[0]
             where = "a row" if row.number is None else f"data row {row.number - 1}"
             return FairnessInputError(
                 "fairness_malformed_file",
-                f"{path.name}: {where} has {row.actual_columns} fields, expected {row.expected_columns}: {row.text[:80]!r}",
+                f"{path.name}: {where} has {row.actual_columns} fields, expected {row.expected_columns}",
                 row=None if row.number is None else row.number - 1,
             )
-        return FairnessInputError("fairness_malformed_file", f"{path.name} is not a readable CSV file: {error}")
+        return FairnessInputError("fairness_malformed_file",
+                                  f"{path.name} is not a readable CSV file ({_error_kind(error)})")
 
     try:
         reader = pa_csv.open_csv(
@@ -230,7 +233,7 @@ def _csv_batches(path: Path, needed: list[str], chunk_rows: int, score_column: s
     except pa.ArrowInvalid as error:
         if "Empty CSV file" in str(error):
             raise FairnessInputError("fairness_empty_input", f"{path.name} is empty") from error
-        raise malformed(error) from error
+        raise malformed(error) from None
 
     def generate() -> Iterator[Any]:
         with reader:
@@ -240,10 +243,19 @@ def _csv_batches(path: Path, needed: list[str], chunk_rows: int, score_column: s
                 except StopIteration:
                     return
                 except (pa.ArrowInvalid, UnicodeDecodeError) as error:
-                    raise malformed(error) from error
+                    raise malformed(error) from None
                 yield from _slices(batch, chunk_rows)
 
     return generate()
+
+
+def _error_kind(error: Exception) -> str:
+    """What went wrong, without the library's message (which may quote the data)."""
+    if isinstance(error, UnicodeDecodeError):
+        return f"not UTF-8 at byte {error.start}"
+    if "UTF8" in str(error) or "UTF-8" in str(error):
+        return "text that is not UTF-8"
+    return type(error).__name__
 
 
 def _missing_csv_columns(path: Path, needed: Sequence[str]) -> list[str]:
@@ -262,8 +274,8 @@ def _parquet_batches(path: Path, needed: list[str], chunk_rows: int) -> Iterator
     except (pa.ArrowException, OSError) as error:
         raise FairnessInputError(
             "fairness_malformed_file",
-            f"{path.name} is not a readable Parquet file: {error}",
-        ) from error
+            f"{path.name} is not a readable Parquet file ({_error_kind(error)})",
+        ) from None
     names = set(parquet_file.schema_arrow.names)
     missing = [name for name in needed if name not in names]
     if missing:
@@ -282,8 +294,8 @@ def _parquet_batches(path: Path, needed: list[str], chunk_rows: int) -> Iterator
         except (pa.ArrowException, OSError) as error:
             raise FairnessInputError(
                 "fairness_malformed_file",
-                f"{path.name} is not a readable Parquet file: {error}",
-            ) from error
+                f"{path.name} is not a readable Parquet file ({_error_kind(error)})",
+            ) from None
         finally:
             parquet_file.close()
 

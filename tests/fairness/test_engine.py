@@ -297,7 +297,8 @@ def test_label_outside_declared_set_names_first_bad_row_across_chunks() -> None:
     assert error.value.code == "fairness_bad_label"
     assert error.value.extra["row"] == 105
     assert error.value.extra["column"] == "y_pred"
-    assert "row 105" in str(error.value) and "'7'" in str(error.value)
+    # The row and column are named; the cell never is (it is personal data).
+    assert "row 105" in str(error.value) and "'7'" not in str(error.value)
 
 
 def test_default_label_set_is_zero_one() -> None:
@@ -322,7 +323,7 @@ def test_third_label_value_is_an_error_when_only_pos_label_is_given() -> None:
     with pytest.raises(FairnessInputError) as error:
         accumulator.add(np.array(["good", "bad", "ugly"]), np.array(["good", "good", "bad"]), {"g": np.array(["a"] * 3)})
     assert error.value.extra["row"] == 5
-    assert "'ugly'" in str(error.value)
+    assert "ugly" not in str(error.value)
 
 
 def test_pos_label_is_required_for_named_label_values() -> None:

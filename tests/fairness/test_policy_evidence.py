@@ -205,7 +205,7 @@ def test_a_newer_passing_run_does_not_mask_a_failing_one_until_a_risk_officer_wa
     assert LedgerEntry.objects.filter(action="fairness_audit.waive.refused").count() == 2
     with pytest.raises(ServiceError) as short:
         audit_waive(by=risk_officer, run=failing, reason="ok")
-    assert (short.value.status_code, short.value.code) == (400, "approval_reason_required")
+    assert (short.value.status_code, short.value.code) == (400, "reason_required")
     with pytest.raises(ServiceError) as passing_run:
         audit_waive(by=risk_officer, run=passing, reason="Nothing to waive here at all.")
     assert passing_run.value.code == "fairness_waiver_not_applicable"

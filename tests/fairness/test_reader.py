@@ -134,7 +134,7 @@ def test_bad_label_names_the_data_row_across_chunks(tmp_path: Path) -> None:
         _audit(path, chunk_rows=4)
     assert error.value.code == "fairness_bad_label"
     assert error.value.extra["row"] == 38
-    assert "row 38" in str(error.value) and "'yes'" in str(error.value)
+    assert "row 38" in str(error.value) and "yes" not in str(error.value)
 
 
 def test_empty_label_cell_is_a_bad_label(tmp_path: Path) -> None:

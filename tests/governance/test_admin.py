@@ -58,9 +58,11 @@ def test_admin_decision_goes_through_service(pending, approver):
     assert entry.actor == "user:alice" and entry.payload["comment"] == "looks right"
 
 
-def test_admin_decision_requires_comment(pending, approver):
+def test_admin_rejection_without_a_reason_shows_the_services_code(pending, approver):
     response = login(approver).post(decide_url(pending.pk), {"decision": "reject", "comment": ""})
-    assert response.status_code == 200 and "comment" in response.context["form"].errors
+    assert response.status_code == 200
+    assert response.context["form"].errors == {"__all__": ["Say why in the comment (at least 3 characters). "
+                                                           "[reason_required]"]}
     assert not ApprovalDecision.objects.exists()
 
 

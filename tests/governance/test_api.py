@@ -170,7 +170,7 @@ def test_full_approval_flow_over_api(scientist, approver, risk_officer, model, v
 def test_api_rejection_needs_reason_and_closed_request_refused(pending, approver, approver2):
     client = client_for(approver)
     response = client.post(f"/api/approval-requests/{pending.pk}/decisions/", {"decision": "reject"}, format="json")
-    assert response.status_code == 400 and response.json()["code"] == "approval_reason_required"
+    assert response.status_code == 400 and response.json()["code"] == "reason_required"
     response = client.post(f"/api/approval-requests/{pending.pk}/decisions/",
                            {"decision": "reject", "comment": "calibration off"}, format="json")
     assert response.status_code == 201

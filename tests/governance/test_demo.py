@@ -25,6 +25,8 @@ def test_seed_tells_the_story_and_is_idempotent():
     assert ApprovalRequest.objects.filter(status=RequestStatus.PENDING).count() == 1
     assert LedgerEntry.objects.filter(action="deployment.rolled_back", actor="user:dana").exists()
     assert LedgerEntry.objects.filter(action="model_version.approved", actor="user:rita").count() == 2
+    [refused] = LedgerEntry.objects.filter(action="deployment.rollback.refused")
+    assert (refused.actor, refused.payload["code"]) == ("user:ada", "admin_cannot_act_as_data_scientist")
     assert "gov_" in out.getvalue()  # the token, printed once
     # One refused weakening: rita could not approve her own request to lower the high-tier quorum.
     refused = LedgerEntry.objects.get(action="approval_policy.change_approve.refused")

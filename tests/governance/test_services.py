@@ -142,7 +142,7 @@ def test_rejection_needs_reason(pending, approver):
     for comment in ("", "  ", "no"):
         with pytest.raises(ServiceError) as excinfo:
             approval_decide(request=pending, by=approver, decision="reject", comment=comment)
-        assert code_of(excinfo) == "approval_reason_required"
+        assert code_of(excinfo) == "reason_required"
     assert not ApprovalDecision.objects.exists()
 
 
@@ -370,7 +370,7 @@ def test_rollback_without_previous_refused(make_version, approve, scientist, env
     v1 = approve(make_version("1.0"))
     d1 = deployment_record(version=v1, environment=environments["production"], by=scientist)
     with pytest.raises(ServiceError) as excinfo:
-        deployment_rollback(deployment=d1, by=scientist)
+        deployment_rollback(deployment=d1, by=scientist, comment="latency")
     assert code_of(excinfo) == "deployment_no_previous"
 
 
@@ -379,7 +379,7 @@ def test_rollback_of_inactive_deployment_refused(make_version, approve, scientis
     d1 = deployment_record(version=v1, environment=environments["production"], by=scientist)
     deployment_record(version=v2, environment=environments["production"], by=scientist)
     with pytest.raises(ServiceError) as excinfo:
-        deployment_rollback(deployment=d1, by=scientist)
+        deployment_rollback(deployment=d1, by=scientist, comment="latency")
     assert code_of(excinfo) == "deployment_not_active"
 
 
@@ -390,8 +390,68 @@ def test_rollback_skips_retired_versions(make_version, approve, scientist, envir
     deployment_record(version=v2, environment=prod, by=scientist)
     d3 = deployment_record(version=v3, environment=prod, by=scientist)
     model_version_retire(version=v2, by=scientist, comment="data leak found")
-    back = deployment_rollback(deployment=d3, by=scientist)
+    back = deployment_rollback(deployment=d3, by=scientist, comment="regression in 3.0")
     assert back.version_id == v1.pk
+
+
+def test_rollback_needs_a_reason(make_version, approve, scientist, environments, policy):
+    prod = environments["production"]
+    deployment_record(version=approve(make_version("1.0")), environment=prod, by=scientist)
+    d2 = deployment_record(version=approve(make_version("2.0")), environment=prod, by=scientist)
+    before = entries()
+    for comment in ("", "  ", "no"):
+        with pytest.raises(ServiceError) as excinfo:
+            deployment_rollback(deployment=d2, by=scientist, comment=comment)
+        assert code_of(excinfo) == "reason_required"
+        assert excinfo.value.extra == {"action": "deployment.rollback", "min_chars": 3}
+    assert entries() == before and Deployment.objects.filter(is_active=True).get().pk == d2.pk
+
+
+@pytest.mark.parametrize("pull", ["retire", "deprecate"])
+def test_rollback_never_redeploys_a_version_pulled_for_cause(make_version, approve, scientist, environments, policy,
+                                                              pull):
+    staging = environments["staging"]
+    v1, v2 = make_version("1.0"), make_version("2.0")
+    d1 = deployment_record(version=v1, environment=staging, by=scientist)
+    d2 = deployment_record(version=v2, environment=staging, by=scientist)
+    d1.refresh_from_db()
+    pulled = model_version_retire if pull == "retire" else model_version_deprecate
+    if pull == "deprecate":
+        v1 = approve(v1)
+    pulled(version=v1, by=scientist, comment="data leak found")
+    with pytest.raises(ServiceError) as excinfo:
+        deployment_rollback(deployment=d2, by=scientist, comment="regression in 2.0")
+    assert code_of(excinfo) == "deployment_rollback_target_pulled"
+    status = {"retire": VersionStatus.RETIRED, "deprecate": VersionStatus.DEPRECATED}[pull]
+    assert excinfo.value.extra["skipped"] == [{"version": "1.0", "status": status}]
+    refused = last_entry("deployment.rollback.refused")
+    assert refused.payload["code"] == "deployment_rollback_target_pulled" and refused.actor == "user:dana"
+    assert Deployment.objects.filter(is_active=True, environment=staging).get().pk == d2.pk
+
+
+def test_rollback_never_redeploys_a_rejected_version(make_version, scientist, approver, environments, policy):
+    staging = environments["staging"]
+    v1 = make_version("1.0")
+    deployment_record(version=v1, environment=staging, by=scientist)
+    d2 = deployment_record(version=make_version("2.0"), environment=staging, by=scientist)
+    request = model_version_submit(version=v1, by=scientist)
+    approval_decide(request=request, by=approver, decision="reject", comment="unfair to applicants under 25")
+    with pytest.raises(ServiceError) as excinfo:
+        deployment_rollback(deployment=d2, by=scientist, comment="regression in 2.0")
+    assert code_of(excinfo) == "deployment_rollback_target_pulled"
+    assert excinfo.value.extra["skipped"] == [{"version": "1.0", "status": VersionStatus.REJECTED}]
+
+
+def test_a_rejected_version_is_deployable_nowhere(make_version, scientist, approver, environments, policy):
+    version = make_version("1.0")
+    request = model_version_submit(version=version, by=scientist)
+    approval_decide(request=request, by=approver, decision="reject", comment="unfair to applicants under 25")
+    for environment in environments.values():
+        with pytest.raises(ServiceError) as excinfo:
+            deployment_record(version=version, environment=environment, by=scientist)
+        assert code_of(excinfo) == ("deployment_not_approved" if environment.is_production
+                                    else "deployment_version_unusable")
+    assert not Deployment.objects.exists()
 
 
 def test_version_transitions_are_enforced(version, scientist):

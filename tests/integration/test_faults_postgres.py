@@ -9,7 +9,6 @@ import time
 
 import httpx
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection
 
 from audit.models import LedgerEntry
@@ -19,6 +18,7 @@ from governance.registry.services.access import service_account_create
 from governance.registry.services.registry import model_register, team_create
 from tests.conftest import uses_postgres
 from tests.faults.helpers import TcpProxy, database_url, gunicorn, service_env
+from tests.fixtures import team_writer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration, pytest.mark.postgres,
               pytest.mark.skipif(not uses_postgres(), reason="cuts a TCP path to the real PostgreSQL")]
@@ -27,9 +27,8 @@ VERSIONS = 30
 
 
 def pipeline_token() -> str:
-    root = get_user_model().objects.create(username="root", is_superuser=True, is_staff=True)
     team = team_create(by="system:fault_test", name="credit-risk")
-    model = model_register(by=root, name="scorer", team=team, risk_tier="minimal")
+    model = model_register(by=team_writer(team), name="scorer", team=team, risk_tier="minimal")
     _, token = service_account_create(by="system:fault_test", name="pipeline", role="data_scientist",
                                                models=[model])
     return token

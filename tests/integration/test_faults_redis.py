@@ -21,6 +21,7 @@ from governance.registry.services.registry import model_register, model_version_
 from governance.reports.models import BundleExport
 from tests.conftest import REPO_ROOT, uses_postgres
 from tests.faults.helpers import _bin, celery_worker, gunicorn, private_redis, service_env, stop
+from tests.fixtures import team_writer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration, pytest.mark.postgres, pytest.mark.redis,
               pytest.mark.skipif(not uses_postgres(), reason="web, worker and beat share the real PostgreSQL")]
@@ -29,10 +30,10 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration, 
 def seed() -> str:
     account, token = service_account_create(by="system:fault_test", name="pipeline", role="auditor")
     get_user_model().objects.filter(pk=account.user_id).update(is_superuser=True)
-    root = get_user_model().objects.get(pk=account.user_id)
     team = team_create(by="system:fault_test", name="credit-risk")
-    model = model_register(by=root, name="scorer", team=team, risk_tier="minimal")
-    model_version_register(model=model, by=root, label="0.1.0", artifact_uri="s3://m/0.1.0/",
+    writer = team_writer(team)
+    model = model_register(by=writer, name="scorer", team=team, risk_tier="minimal")
+    model_version_register(model=model, by=writer, label="0.1.0", artifact_uri="s3://m/0.1.0/",
                                     manifest={"model.bin": "0" * 64})
     return token
 

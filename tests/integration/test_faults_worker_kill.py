@@ -29,6 +29,7 @@ from governance.reports.tasks import bundle_export_task
 from tests.conftest import uses_postgres
 from tests.fairness.helpers import credit_csv, make_spec
 from tests.faults.helpers import broker_override, private_redis, service_env, start_celery_worker, stop
+from tests.fixtures import team_writer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration, pytest.mark.postgres, pytest.mark.redis,
               pytest.mark.skipif(not uses_postgres(), reason="worker processes share the real PostgreSQL")]
@@ -50,8 +51,9 @@ def broker():  # type: ignore[no-untyped-def]
 def world(db):  # type: ignore[no-untyped-def]
     root = get_user_model().objects.create(username="root", is_superuser=True, is_staff=True)
     team = team_create(by="system:fault_test", name="credit-risk")
-    model = model_register(by=root, name="scorer", team=team, risk_tier="minimal")
-    versions = [model_version_register(model=model, by=root, label=f"1.{index}.0", artifact_uri=f"s3://m/{index}/",
+    writer = team_writer(team)
+    model = model_register(by=writer, name="scorer", team=team, risk_tier="minimal")
+    versions = [model_version_register(model=model, by=writer, label=f"1.{index}.0", artifact_uri=f"s3://m/{index}/",
                                                 manifest={f"part-{part}.bin": f"{index:060x}{part:04x}" for part in range(20)})
                 for index in range(3)]
     return root, model, versions[0]

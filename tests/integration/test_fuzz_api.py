@@ -19,6 +19,7 @@ from governance.registry.services.access import service_account_create
 from governance.registry.services.deployments import environment_create
 from governance.registry.services.registry import model_register, model_version_register, team_create
 from governance.wsgi import application
+from tests.fixtures import team_writer
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "12"))
 FUZZ_LOG = os.environ.get("FUZZ_LOG", "")  # bench/fuzz_long.py counts the cases through this file
@@ -42,9 +43,9 @@ def seed_fuzz_world() -> str:
     team = team_create(by="system:fuzz", name="fuzz-team")
     account, token = service_account_create(by="system:fuzz", name="fuzzer", role="admin")
     get_user_model().objects.filter(pk=account.user_id).update(is_superuser=True)
-    root = get_user_model().objects.get(pk=account.user_id)
-    model = model_register(by=root, name="fuzz-model", team=team, risk_tier="minimal")
-    model_version_register(model=model, by=root, label="1.0.0", artifact_uri="s3://fuzz/1/",
+    writer = team_writer(team)
+    model = model_register(by=writer, name="fuzz-model", team=team, risk_tier="minimal")
+    model_version_register(model=model, by=writer, label="1.0.0", artifact_uri="s3://fuzz/1/",
                                     manifest={"model.bin": "a" * 64})
     environment_create(by="system:fuzz", name="staging", is_production=False)
     return token

@@ -164,7 +164,7 @@ def test_approver_decides_from_the_model_page_with_a_comment(model, pending, app
 def test_rejection_without_reason_shows_the_error_code(model, pending, approver):
     html = text_of(client_for(approver).post(f"/models/{model.name}/requests/{pending.pk}/decide/",
                                              {"decision": "reject", "comment": ""}, follow=True))
-    assert "[approval_reason_required]" in html
+    assert "[reason_required]" in html
     assert not ApprovalDecision.objects.exists()
 
 

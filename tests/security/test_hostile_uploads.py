@@ -23,12 +23,13 @@ GOOD_CSV = "repaid,predicted,sex\n" + "".join(f"{i % 2},{(i // 2) % 2},{'female'
 
 
 @pytest.fixture
-def client(settings, tmp_path):  # type: ignore[no-untyped-def]
+def client(settings, tmp_path, make_user):  # type: ignore[no-untyped-def]
     settings.MEDIA_ROOT = tmp_path / "media"
     root = get_user_model().objects.create(username="root", is_superuser=True, is_staff=True)
     team = team_create(by="system:upload_test", name="credit-risk")
-    model = model_register(by=root, name="scorer", team=team, risk_tier="minimal")
-    model_version_register(model=model, by=root, label="1.0.0", artifact_uri="s3://m/1/", manifest={"m": "a" * 64})
+    dana = make_user("dana", "data_scientist", teams=(team,))  # admins do not register models
+    model = model_register(by=dana, name="scorer", team=team, risk_tier="minimal")
+    model_version_register(model=model, by=dana, label="1.0.0", artifact_uri="s3://m/1/", manifest={"m": "a" * 64})
     client = Client(raise_request_exception=False)
     client.force_login(root)
     return client

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.errors import NotFound, ServiceError
+from django.contrib.auth.models import Group
+
+from audit.refusals import refusal_recorded
+from core.errors import Forbidden, NotFound, ServiceError
 from governance.models import RegisteredModel
 from governance.permissions import can_view_model, is_active_user
+from governance.registry.services.common import TEAM_GROUP_PREFIX
 from governance.roles import ADMIN, AUDITOR, DATA_SCIENTIST, RISK_OFFICER
 
 RUN_ROLES = frozenset({DATA_SCIENTIST, RISK_OFFICER, AUDITOR, ADMIN})
@@ -40,3 +44,29 @@ def require_visible(user: Any, model: RegisteredModel) -> None:
 def require_allowed(allowed: bool, message: str) -> None:
     if not allowed:
         raise ServiceError(message, code="permission_denied", status_code=403)
+
+
+def may_name_dataset(user: Any, dataset: Any) -> bool:
+    """Only a dataset's owners name it in a spec (and so have the server read its file): the account
+    that registered it and the members of that account's teams. A dataset the system recorded is
+    shared; system actors name any."""
+    if isinstance(user, str):
+        return user.startswith("system:")
+    creator = str(dataset.created_by)
+    if not creator.startswith("user:"):
+        return True
+    username = creator.removeprefix("user:")
+    if username == user.get_username():
+        return True
+    teams = Group.objects.filter(user__username=username, name__startswith=TEAM_GROUP_PREFIX)
+    return bool(user.groups.filter(pk__in=teams.values("pk")).exists())
+
+
+def require_dataset_owner(user: Any, dataset_version: Any) -> None:
+    """Refuse (and keep in the ledger) a spec naming another team's dataset version."""
+    dataset = dataset_version.dataset
+    with refusal_recorded(actor=user, action="fairness_spec.create", subject=dataset_version,
+                          attempt={"dataset": str(dataset)}):
+        if not may_name_dataset(user, dataset):
+            raise Forbidden(f"Dataset '{dataset}' belongs to another team; only its owners name it in an audit.",
+                            code="fairness_dataset_not_owned", extra={"dataset_version": dataset_version.pk})

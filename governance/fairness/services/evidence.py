@@ -24,6 +24,7 @@ from governance.fairness.services.access import require_visible
 from governance.models import ApprovalRequest, ModelVersion, RequestStatus
 from governance.permissions import can_decide, is_risk_officer
 from governance.policies import spec_gaps
+from governance.registry.services.common import reason_required
 
 MIN_WAIVER_REASON_CHARS = 10
 REVIEWER_ROLES = ("risk_officer", "approver")
@@ -144,10 +145,10 @@ def audit_spec_confirm(*, by: Any, spec: AuditSpec, comment: str = "") -> AuditS
 
 def audit_waive(*, by: Any, run: AuditRun, reason: str) -> AuditWaiver:
     """A risk officer records that a failing audit of a version does not block its approval, and why."""
-    reason = (reason or "").strip() if isinstance(reason, str) else ""
+    reason = reason_required(reason, action="fairness_audit.waive")
     if len(reason) < MIN_WAIVER_REASON_CHARS or len(reason) > 5000:
         raise InvalidInput(f"A waiver needs a reason of {MIN_WAIVER_REASON_CHARS} to 5000 characters.",
-                           code="approval_reason_required")
+                           code="reason_required")
     require_visible(by, run.spec.model)
     with refusal_recorded(actor=by, action="fairness_audit.waive", subject=run,
                           attempt={"audit_run": run.pk, "reason": reason}):

@@ -17,10 +17,16 @@ from core.errors import InvalidInput
 from governance.fairness import reader
 from governance.fairness.engine import FairnessInputError
 from governance.fairness.models import DEFAULT_THRESHOLDS, MAX_THRESHOLDS, MIN_THRESHOLDS, AuditSpec
-from governance.fairness.services.access import can_manage_specs, require_allowed, require_visible
+from governance.fairness.services.access import (
+    can_manage_specs,
+    require_allowed,
+    require_dataset_owner,
+    require_visible,
+)
 from governance.fairness.services.uploads import input_error, require_columns, save_to_storage, store_upload
 from governance.models import ModelVersion, RegisteredModel
 from governance.permissions import is_active_user
+from lineage import manifests
 
 # Beat runs this task by name (see the tasks module); a spec's PeriodicTask must name it.
 SCHEDULED_TASK = "governance.fairness.tasks.fairness_audit_scheduled_task"
@@ -137,6 +143,9 @@ def audit_spec_create(
                            extra={"known": sorted(KNOWN_METRICS)})
     if target not in AuditSpec.Target.values:
         raise InvalidInput(f"'target' must be one of {AuditSpec.Target.values}.", code="fairness_bad_arguments")
+    if dataset_version is not None:
+        require_dataset_owner(by, dataset_version)
+        _require_checkable(dataset_version)
     if dataset_version is not None and dataset_file is None and dataset_path is None:
         dataset_path = _local_dataset_path(dataset_version)
     if target == AuditSpec.Target.VERSION:
@@ -168,17 +177,15 @@ def audit_spec_create(
                                                    max_bytes=settings.FAIRNESS_MAX_DATASET_BYTES)
             else:
                 temp, digest, _ = store_upload(dataset_file, folder="spec-", max_bytes=settings.FAIRNESS_MAX_DATASET_BYTES)
+            # The bytes were hashed as they were copied; they are checked against the dataset
+            # version before anything parses them.
+            if dataset_version is not None:
+                _require_digest(dataset_version, digest)
             try:
                 require_columns(temp, needed)
             except FairnessInputError as error:
                 shown = Path(str(dataset_path)).name if dataset_path is not None else getattr(dataset_file, "name", "")
-                raise input_error(error, temp=temp, shown=shown) from error
-            if (dataset_version is not None and dataset_version.digest_kind == "content"
-                    and dataset_version.digest != digest):
-                raise InvalidInput("The evaluation data is not the lineage dataset version it names: the SHA-256 "
-                                   "of its bytes differs.", code="fairness_dataset_mismatch",
-                                   extra={"dataset_version": dataset_version.pk, "expected": dataset_version.digest,
-                                          "actual": digest})
+                raise input_error(error, temp=temp, shown=shown) from None
             suffix = "parquet" if reader._detect_format(temp) == "parquet" else "csv"
             stored_name = save_to_storage(temp, f"fairness/datasets/{digest}.{suffix}")
         with transaction.atomic():
@@ -207,6 +214,33 @@ def audit_spec_create(
         if temp is not None:
             temp.unlink(missing_ok=True)
     return spec
+
+
+def _require_checkable(dataset_version: Any) -> None:
+    """Only a dataset version whose digest covers its bytes (content, or a manifest of file digests)
+    can vouch for evaluation data; an OpenLineage identity digest saw no content."""
+    if dataset_version.digest_kind not in ("content", "manifest"):
+        raise InvalidInput("The dataset version's digest does not cover its content, so no file can be checked "
+                           "against it.", code="fairness_dataset_unverifiable",
+                           extra={"dataset_version": dataset_version.pk, "digest_kind": dataset_version.digest_kind})
+
+
+def _require_digest(dataset_version: Any, digest: str) -> None:
+    """The SHA-256 of the evaluation bytes must be the version's content digest, or one file of its
+    manifest, the manifest itself hashing to the version's digest."""
+    if dataset_version.digest_kind == "content":
+        matches = dataset_version.digest == digest
+    else:
+        try:
+            matches = (manifests.manifest_digest(dataset_version.manifest) == dataset_version.digest
+                       and digest in manifests.validate_manifest(dataset_version.manifest).values())
+        except manifests.ManifestError:
+            matches = False
+    if not matches:
+        raise InvalidInput("The evaluation data is not the lineage dataset version it names: the SHA-256 "
+                           "of its bytes differs.", code="fairness_dataset_mismatch",
+                           extra={"dataset_version": dataset_version.pk, "digest_kind": dataset_version.digest_kind,
+                                  "expected": dataset_version.digest, "actual": digest})
 
 
 def _local_dataset_path(dataset_version: Any) -> Path | None:

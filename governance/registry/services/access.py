@@ -33,6 +33,7 @@ from governance.registry.services.common import (
     full_clean,
     insert_unique,
     may,
+    reason_required,
     require,
 )
 from governance.roles import ROLE_NAMES
@@ -140,10 +141,11 @@ def service_token_create(*, account: ServiceAccount, by: Any, scope: str = Token
 
 def service_token_revoke(*, token: ServiceToken, by: Any, comment: str = "") -> ServiceToken:
     require(may(by, "auth.change_user"), "You may not revoke tokens.")
+    comment = reason_required(comment, action="service_token.revoke")
     with transaction.atomic():
         token = lock_for_update(ServiceToken.objects).get(pk=token.pk)
         if token.revoked_at is not None:
             raise Conflict("The token is already revoked.", code="service_token_already_revoked")
         token.revoked_at = timezone.now()
-        token.save_recorded(action="service_token.revoked", by=by, extra={"comment": clean_text(comment, "comment")})
+        token.save_recorded(action="service_token.revoked", by=by, extra={"comment": comment})
     return token

@@ -30,13 +30,11 @@ from governance.models import (
 )
 from governance.permissions import can_decide, can_write_model, is_risk_officer
 from governance.registry.services.common import (
-    MIN_REASON_CHARS,
     ApprovalAlreadyDecided,
     ApprovalEvidenceMissing,
     ApprovalNotPending,
     ApprovalPermissionDenied,
     ApprovalPolicyMissing,
-    ApprovalReasonRequired,
     InvalidTransition,
     PermissionDeniedError,
     SeparationOfDuties,
@@ -44,6 +42,8 @@ from governance.registry.services.common import (
     clean_text,
     full_clean,
     may,
+    reason_required,
+    refuse_admin,
     require,
     require_visible,
     string_list,
@@ -259,6 +259,7 @@ def _refuse_missing(missing: Evidence) -> None:
 def model_version_submit(*, version: ModelVersion, by: Any, comment: str = "") -> ApprovalRequest:
     """Ask for approval under the policy that applies now; the policy is frozen into the request."""
     require_visible(by, version.model)
+    refuse_admin(by, capability="governance.add_approvalrequest", action="model_version.submit", subject=version)
     require(can_write_model(by, version.model, "governance.add_approvalrequest"),
              f"You may not request approval for '{version.model.name}'.")
     comment = clean_text(comment, "comment")
@@ -329,9 +330,7 @@ def approval_decide(*, request: ApprovalRequest, by: Any, decision: str, comment
     if decision not in Decision.values:
         raise InvalidInput("The decision must be 'approve' or 'reject'.", code="invalid_decision",
                            extra={"allowed": list(Decision.values)})
-    comment = clean_text(comment, "comment")
-    if decision == Decision.REJECT and len(comment) < MIN_REASON_CHARS:
-        raise ApprovalReasonRequired("A rejection needs a reason in the comment.")
+    comment = reason_required(comment, action=f"approval_request.{decision}")
     with transaction.atomic():
         request = _locked_pending(request)
         version = request.version
@@ -382,7 +381,10 @@ def approval_decide(*, request: ApprovalRequest, by: Any, decision: str, comment
 
 def approval_withdraw(*, request: ApprovalRequest, by: Any, comment: str = "") -> ApprovalRequest:
     """The submitter (or another writer of the model) takes a pending request back; the version is a draft again."""
-    comment = clean_text(comment, "comment")
+    require_visible(by, request.version.model)
+    refuse_admin(by, capability="governance.change_approvalrequest", action="approval_request.withdraw",
+                 subject=request)
+    comment = reason_required(comment, action="approval_request.withdraw")
     with transaction.atomic():
         request = _locked_pending(request)
         model = request.version.model

@@ -11,13 +11,15 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from audit.refusals import refusal_recorded
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
 from governance.models import (
     ALLOWED_TRANSITIONS,
     ModelVersion,
     RegisteredModel,
 )
-from governance.permissions import can_view_model, is_active_user
+from governance.permissions import can_view_model, is_active_user, is_admin
+from governance.roles import ADMIN_WITHHELD
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,20 @@ SERVICE_USERNAME_PREFIX = "svc-"
 MIN_REASON_CHARS = 3
 
 
+# The one comment rule: these actions need a reason of at least MIN_REASON_CHARS characters, on
+# every surface (the API, the admin and the pages pass the comment through and show the refusal).
+REASON_REQUIRED_ACTIONS = frozenset({
+    "fairness_audit.waive",
+    "risk_tier_change.request",
+    "approval_request.reject",
+    "approval_request.withdraw",
+    "deployment.rollback",
+    "model_version.deprecate",
+    "model_version.retire",
+    "service_token.revoke",
+})
+
+
 TEAM_OBJECT_PERMISSIONS = ("governance.view_registeredmodel", "governance.change_registeredmodel")
 
 
@@ -48,8 +64,12 @@ class ApprovalNotPending(Conflict):
     code = "approval_not_pending"
 
 
-class ApprovalReasonRequired(InvalidInput):
-    code = "approval_reason_required"
+class ReasonRequired(InvalidInput):
+    code = "reason_required"
+
+
+class AdminCannotActAsDataScientist(Forbidden):
+    code = "admin_cannot_act_as_data_scientist"
 
 
 class ApprovalEvidenceMissing(Conflict):
@@ -83,6 +103,27 @@ class PermissionDeniedError(Forbidden):
 def require(allowed: bool, message: str, *, code: str = "permission_denied") -> None:
     if not allowed:
         raise PermissionDeniedError(message, code=code)
+
+
+def refuse_admin(by: Any, *, capability: str, action: str, subject: Any,
+                 attempt: dict[str, Any] | None = None) -> None:
+    """Admins and superusers never use a data scientist's capability (`roles.ADMIN_WITHHELD`), in any
+    team; the refusal is kept in the ledger as `<action>.refused`. `system:` actors are not admins."""
+    if capability not in ADMIN_WITHHELD or isinstance(by, str) or not is_admin(by):
+        return
+    with refusal_recorded(actor=by, action=action, subject=subject, attempt=attempt):
+        raise AdminCannotActAsDataScientist(
+            "Admins manage users, teams, environments and service accounts; they do not register, submit, "
+            "deploy, roll back or withdraw models.", extra={"action": action, "capability": capability})
+
+
+def reason_required(comment: Any, *, action: str) -> str:
+    """The cleaned comment; for an action of REASON_REQUIRED_ACTIONS, refuse one shorter than MIN_REASON_CHARS."""
+    comment = clean_text(comment, "comment")
+    if action in REASON_REQUIRED_ACTIONS and len(comment) < MIN_REASON_CHARS:
+        raise ReasonRequired(f"Say why in the comment (at least {MIN_REASON_CHARS} characters).",
+                             extra={"action": action, "min_chars": MIN_REASON_CHARS})
+    return comment
 
 
 def insert_unique(obj: Any, *, by: Any, action: str, conflict: ServiceError, **extra: Any) -> None:

@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.ledger import lock_for_update
+from audit.refusals import refusal_recorded
 from core.errors import Conflict
 from governance.models import (
     Deployment,
@@ -23,6 +24,8 @@ from governance.registry.services.common import (
     full_clean,
     insert_unique,
     may,
+    reason_required,
+    refuse_admin,
     require,
     require_visible,
     transition,
@@ -43,11 +46,16 @@ def environment_create(*, by: Any, name: str, is_production: bool, description: 
     return environment
 
 
+# A rejected version is deployable nowhere; a retired one neither.
 DEPLOYABLE_ANYWHERE = {VersionStatus.DRAFT, VersionStatus.PENDING_REVIEW, VersionStatus.APPROVED,
-                       VersionStatus.DEPLOYED, VersionStatus.DEPRECATED, VersionStatus.REJECTED}
+                       VersionStatus.DEPLOYED, VersionStatus.DEPRECATED}
 
 
 DEPLOYABLE_TO_PRODUCTION = {VersionStatus.APPROVED, VersionStatus.DEPLOYED}
+
+
+# A rollback never brings back a version pulled for cause (deprecated, retired) or rejected.
+NEVER_ROLLED_BACK_TO = {VersionStatus.DEPRECATED, VersionStatus.RETIRED, VersionStatus.REJECTED}
 
 
 def _deploy(*, version: ModelVersion, environment: Environment, by: Any, comment: str,
@@ -95,6 +103,8 @@ def _deploy(*, version: ModelVersion, environment: Environment, by: Any, comment
 def deployment_record(*, version: ModelVersion, environment: Environment, by: Any, comment: str = "") -> Deployment:
     """Deploy a version; records the deployment it replaced. Production takes approved versions only."""
     require_visible(by, version.model)
+    refuse_admin(by, capability="governance.add_deployment", action="deployment.record", subject=version,
+                 attempt={"environment": environment.name})
     require(can_write_model(by, version.model, "governance.add_deployment"),
              f"You may not deploy '{version.model.name}'.")
     comment = clean_text(comment, "comment")
@@ -105,29 +115,40 @@ def deployment_record(*, version: ModelVersion, environment: Environment, by: An
 
 
 def deployment_rollback(*, deployment: Deployment, by: Any, comment: str = "") -> Deployment:
-    """Redeploy the version that ran before this active deployment (the last one still deployable)."""
+    """Redeploy the latest version that ran before this active deployment and may run again: never
+    one pulled for cause or rejected (those are skipped; with nothing left, a 409). Needs a reason."""
     require_visible(by, deployment.model)
+    refuse_admin(by, capability="governance.change_deployment", action="deployment.rollback", subject=deployment)
     require(can_write_model(by, deployment.model, "governance.change_deployment"),
              f"You may not roll back '{deployment.model.name}'.")
-    comment = clean_text(comment, "comment")
-    with transaction.atomic():
+    comment = reason_required(comment, action="deployment.rollback")
+    # A refused rollback (nothing that may run again, not the active one) is kept in the ledger.
+    with refusal_recorded(actor=by, action="deployment.rollback", subject=deployment), transaction.atomic():
         deployment = lock_for_update(Deployment.objects).select_related("environment", "model").get(
             pk=deployment.pk)
         if not deployment.is_active:
             raise Conflict("Only the active deployment can be rolled back.", code="deployment_not_active",
                            extra={"id": deployment.pk})
-        allowed = DEPLOYABLE_TO_PRODUCTION if deployment.environment.is_production else DEPLOYABLE_ANYWHERE
+        allowed = ((DEPLOYABLE_TO_PRODUCTION if deployment.environment.is_production else DEPLOYABLE_ANYWHERE)
+                   - NEVER_ROLLED_BACK_TO)
         target: ModelVersion | None = None
+        skipped: list[dict[str, str]] = []
         earlier = deployment.replaced
         while earlier is not None:
             candidate = lock_for_update(ModelVersion.objects).select_related("model").get(pk=earlier.version_id)
-            if candidate.pk != deployment.version_id and candidate.status in allowed:
-                target = candidate
-                break
+            if candidate.pk != deployment.version_id:
+                if candidate.status in allowed:
+                    target = candidate
+                    break
+                if not any(item["version"] == candidate.label for item in skipped):
+                    skipped.append({"version": candidate.label, "status": candidate.status})
             earlier = earlier.replaced
         if target is None:
+            if skipped:
+                raise Conflict("Every earlier version was pulled for cause or rejected; none may be redeployed.",
+                               code="deployment_rollback_target_pulled", extra={"id": deployment.pk,
+                                                                                 "skipped": skipped})
             raise Conflict("No earlier deployable version to roll back to.", code="deployment_no_previous",
                            extra={"id": deployment.pk})
-        return _deploy(version=target, environment=deployment.environment, by=by,
-                       comment=comment or f"Rollback of deployment #{deployment.pk}", is_rollback=True,
-                       action="deployment.rolled_back")
+        return _deploy(version=target, environment=deployment.environment, by=by, comment=comment,
+                       is_rollback=True, action="deployment.rolled_back")

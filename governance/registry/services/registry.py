@@ -34,7 +34,6 @@ from governance.permissions import (
 )
 from governance.registry.services.access import permission_grant
 from governance.registry.services.common import (
-    MIN_REASON_CHARS,
     TEAM_GROUP_PREFIX,
     TEAM_OBJECT_PERMISSIONS,
     InvalidTransition,
@@ -44,6 +43,8 @@ from governance.registry.services.common import (
     full_clean,
     insert_unique,
     may,
+    reason_required,
+    refuse_admin,
     require,
     require_visible,
     string_list,
@@ -80,6 +81,8 @@ def model_register(*, by: Any, name: str, team: Team, risk_tier: str, descriptio
 
     A service token restricted to some models registers only for the teams of those models.
     """
+    refuse_admin(by, capability="governance.add_registeredmodel", action="model.register", subject=team,
+                 attempt={"name": name})
     require_token_allows_team(by, team)
     allowed = is_active_user(by) and by.has_perm("governance.add_registeredmodel") and (
         by.is_superuser or by.has_perm("governance.manage_all_registeredmodels")
@@ -109,6 +112,7 @@ def model_register(*, by: Any, name: str, team: Team, risk_tier: str, descriptio
 def model_update(*, model: RegisteredModel, by: Any, comment: str = "", **changes: Any) -> RegisteredModel:
     """Change descriptive fields of a model (not its name or team)."""
     require_visible(by, model)
+    refuse_admin(by, capability="governance.change_registeredmodel", action="model.update", subject=model)
     require(can_write_model(by, model, "governance.change_registeredmodel"), "You may not change this model.")
     editable = {"description", "intended_purpose", "affected_groups", "contacts", "risk_tier"}
     unknown = set(changes) - editable
@@ -148,9 +152,7 @@ def risk_tier_lower_request(*, model: RegisteredModel, by: Any, risk_tier: str, 
     require_visible(by, model)
     if risk_tier not in RiskTier.values:
         raise InvalidInput(f"Unknown risk tier '{risk_tier}'.", code="invalid_risk_tier")
-    reason = clean_text(reason, "reason")
-    if len(reason) < MIN_REASON_CHARS:
-        raise InvalidInput("Lowering a risk tier needs a reason.", code="approval_reason_required")
+    reason = reason_required(reason, action="risk_tier_change.request")
     with refusal_recorded(actor=by, action="risk_tier_change.request", subject=model,
                           attempt={"from": model.risk_tier, "to": risk_tier, "reason": reason}):
         with transaction.atomic():
@@ -209,6 +211,8 @@ def model_version_register(*, model: RegisteredModel, by: Any, label: str, artif
                            ethical_considerations: str = "") -> ModelVersion:
     """Register a draft version. The manifest digest is computed here; a supplied one must match."""
     require_visible(by, model)
+    refuse_admin(by, capability="governance.add_modelversion", action="model_version.register", subject=model,
+                 attempt={"label": label})
     require(can_write_model(by, model, "governance.add_modelversion"),
              f"You may not register versions of '{model.name}'.")
     try:
@@ -254,6 +258,7 @@ def model_version_register(*, model: RegisteredModel, by: Any, label: str, artif
 def model_version_update_card(*, version: ModelVersion, by: Any, comment: str = "", **card: Any) -> ModelVersion:
     """Fill in model-card fields while the version is a draft."""
     require_visible(by, version.model)
+    refuse_admin(by, capability="governance.change_modelversion", action="model_version.update_card", subject=version)
     require(can_write_model(by, version.model, "governance.change_modelversion"), "You may not change this version.")
     unknown = set(card) - set(MODEL_CARD_FIELDS) - {"framework"}
     if unknown:
@@ -271,12 +276,12 @@ def model_version_update_card(*, version: ModelVersion, by: Any, comment: str = 
     return version
 
 
-def _status_change(*, version: ModelVersion, by: Any, target: str, action: str, comment: str) -> ModelVersion:
+def _status_change(*, version: ModelVersion, by: Any, target: str, action: str, verb: str,
+                   comment: str) -> ModelVersion:
     require_visible(by, version.model)
+    refuse_admin(by, capability="governance.change_modelversion", action=verb, subject=version)
     require(can_write_model(by, version.model, "governance.change_modelversion"), "You may not change this version.")
-    comment = clean_text(comment, "comment")
-    if not comment:
-        raise InvalidInput("Say why.", code="reason_required")
+    comment = reason_required(comment, action=verb)
     with transaction.atomic():
         version = lock_for_update(ModelVersion.objects).select_related("model").get(pk=version.pk)
         if version.deployments.filter(is_active=True).exists():
@@ -288,9 +293,11 @@ def _status_change(*, version: ModelVersion, by: Any, target: str, action: str, 
 
 def model_version_deprecate(*, version: ModelVersion, by: Any, comment: str) -> ModelVersion:
     return _status_change(version=version, by=by, target=VersionStatus.DEPRECATED,
-                          action="model_version.deprecated", comment=comment)
+                          action="model_version.deprecated",
+                          verb="model_version.deprecate", comment=comment)
 
 
 def model_version_retire(*, version: ModelVersion, by: Any, comment: str) -> ModelVersion:
     return _status_change(version=version, by=by, target=VersionStatus.RETIRED,
-                          action="model_version.retired", comment=comment)
+                          action="model_version.retired",
+                          verb="model_version.retire", comment=comment)
