@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "lineage",
     "governance",
     "governance.fairness",
+    "governance.monitoring",
     "governance.reports",
     "governance.pages",  # pages: dashboard, models, ledger explorer
     "core.outbox",  # faults area: transactional outbox for Celery tasks (label "outbox")
