@@ -19,6 +19,7 @@ urlpatterns = [
     path("api/ledger/", include("audit.urls")),
     path("api/bundles/", include("governance.reports.urls")),  # reports: audit bundle exports
     path("api/", include("governance.fairness.urls")),  # fairness: audits, specs, prediction batches, trend
+    path("api/", include("governance.monitoring.urls")),  # monitoring: reference profiles
     path("api/", include("governance.api_urls")),  # governance: registry, approvals, deployments
     path("api/lineage/", include(lineage_urls.api_urlpatterns)),  # lineage: REST API
     path("", include(lineage_urls.openlineage_urlpatterns)),  # lineage: exactly POST /api/v1/lineage (OpenLineage)

@@ -36,6 +36,15 @@ def file_columns(path: str | os.PathLike[str]) -> tuple[str, list[str], set[str]
     return "csv", list(schema.names), {f.name for f in schema if _is_text(f.type)}
 
 
+def choose_columns(names: Sequence[str], text_columns: set[str], columns: Sequence[str],
+                   categorical: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) names to compare: the named ones, or every column of the file when no
+    numeric column is named (text and boolean columns then count as categorical)."""
+    chosen = list(dict.fromkeys([*columns, *categorical])) if columns else list(dict.fromkeys([*names, *categorical]))
+    categorical_names = [name for name in chosen if name in categorical or (not columns and name in text_columns)]
+    return [name for name in chosen if name not in categorical_names], categorical_names
+
+
 def read_columns(path: str | os.PathLike[str], numeric: Sequence[str], categorical: Sequence[str]) -> Iterator[tuple[str, Any]]:
     """(name, values) for each named column: float64 arrays for numeric, lists of text for categorical."""
     file_path = _existing(path)

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from governance.monitoring.drift import CORRECTIONS, DriftInputError, build_profiles, drift_report
-from governance.monitoring.reader import file_columns, read_columns
+from governance.monitoring.reader import choose_columns, file_columns, read_columns
 
 EXIT_BAD_INPUT = 2
 JSON_COLUMN_KEYS = ("column", "kind", "n_ref", "n_cur", "missing", "ks", "wasserstein", "wasserstein_normed", "psi", "js",
@@ -20,9 +20,7 @@ def file_drift_report(reference: str, current: str, *, columns: list[str], categ
     """Profile the reference file, compare the current file with it; raises DriftInputError."""
     _, names, text_columns = file_columns(reference)
     file_columns(current)
-    chosen = list(dict.fromkeys([*columns, *categorical])) or names
-    categorical_names = [name for name in chosen if name in categorical or (not columns and name in text_columns)]
-    numeric_names = [name for name in chosen if name not in categorical_names]
+    numeric_names, categorical_names = choose_columns(names, text_columns, columns, categorical)
     reference_columns = dict(read_columns(reference, numeric_names, categorical_names))
     rows_reference = len(next(iter(reference_columns.values()))) if reference_columns else 0
     if rows_reference == 0:
