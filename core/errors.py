@@ -186,6 +186,14 @@ class ErrorCode(StrEnum):
     # monitoring: reference profiles and drift input (the drift engine's DriftInputError codes)
     MONITORING_PROFILE_FROZEN = "monitoring_profile_frozen", 409, "The version is approved: its reference profile is frozen."
     MONITORING_PROFILE_NOT_FOUND = "monitoring_profile_not_found", 404, "No such reference profile."
+    MONITORING_BAD_THRESHOLDS = "monitoring_bad_thresholds", 400, "Monitor thresholds are not known names -> numbers."
+    MONITORING_THRESHOLDS_RISK_OFFICER_ONLY = ("monitoring_thresholds_risk_officer_only", 403,
+                                               "Only risk officers set monitoring thresholds.")
+    MONITORING_SECOND_RISK_OFFICER = "monitoring_second_risk_officer", 403, "Weakening thresholds takes a second risk officer."
+    MONITORING_CHANGE_PENDING = "monitoring_change_pending", 409, "A threshold weakening already waits, or was already applied."
+    MONITORING_ALERT_CLOSED = "monitoring_alert_closed", 409, "The alert was already acknowledged."
+    MONITORING_MONITOR_NOT_FOUND = "monitoring_monitor_not_found", 404, "No such monitor."
+    MONITORING_ALERT_NOT_FOUND = "monitoring_alert_not_found", 404, "No such alert."
     MONITORING_VERSION_NOT_APPROVED = "monitoring_version_not_approved", 409, "The version has not been approved."
     MONITORING_PROFILE_CORRUPT = "monitoring_profile_corrupt", 409, "The stored profile body does not match its recorded digest."
     MONITORING_NO_DATA = "monitoring_no_data", 400, "Give the reference data: a file or a lineage dataset version."

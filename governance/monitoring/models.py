@@ -43,3 +43,99 @@ class ReferenceProfile(GovernedModel):
 
     def __str__(self) -> str:
         return f"reference profile {self.pk} of {self.version}"
+
+
+class Monitor(GovernedModel):
+    """Which model version to watch, over which window of prediction batches, against which thresholds.
+
+    ``thresholds`` are policy (see ``services.monitors.weakens``): alpha, the correction across
+    columns, the drift effect sizes, and bounds on performance metrics.
+    """
+
+    name = models.CharField(max_length=200)
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="monitors")
+    window_days = models.PositiveIntegerField(default=7)
+    y_true = models.CharField(max_length=200, blank=True, help_text="Outcome column; empty: no performance")
+    y_pred = models.CharField(max_length=200, blank=True)
+    score = models.CharField(max_length=200, blank=True)
+    task = models.CharField(max_length=20, default="classification",
+                            choices=[("classification", "Classification"), ("regression", "Regression")])
+    thresholds = models.JSONField(default=dict)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.version})"
+
+
+class ThresholdChange(GovernedModel):
+    """A weakening of a monitor's thresholds, waiting for a second risk officer."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPLIED = "applied", "Applied"
+
+    monitor = models.ForeignKey(Monitor, on_delete=models.PROTECT, related_name="threshold_changes")
+    old = models.JSONField()
+    new = models.JSONField()
+    comment = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    proposed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    confirmed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"threshold change {self.pk} of monitor {self.monitor_id} ({self.status})"
+
+
+class MonitorRun(models.Model):
+    """One evaluation of a monitor's window; its ledger entry carries the digests of profile, batches and result."""
+
+    monitor = models.ForeignKey(Monitor, on_delete=models.PROTECT, related_name="runs")
+    profile = models.ForeignKey(ReferenceProfile, on_delete=models.PROTECT, related_name="runs")
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    batches = models.JSONField(help_text='[{"id": ..., "sha256": ...}, ...]')
+    result = models.JSONField()
+    result_sha256 = models.CharField(max_length=64)
+    breached = models.BooleanField(default=False)
+    ledger_seq = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-pk"]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of monitor {self.monitor_id}"
+
+
+class Alert(models.Model):
+    """A breach found by a run, open until a person acknowledges it with a comment."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        ACKNOWLEDGED = "acknowledged", "Acknowledged"
+
+    run = models.ForeignKey(MonitorRun, on_delete=models.PROTECT, related_name="alerts")
+    monitor = models.ForeignKey(Monitor, on_delete=models.PROTECT, related_name="alerts")
+    kind = models.CharField(max_length=20, help_text="drift or performance")
+    subject = models.CharField(max_length=200, help_text="The column or metric")
+    detail = models.JSONField()
+    status = models.CharField(max_length=15, choices=Status.choices, default=Status.OPEN)
+    acknowledged_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                        related_name="+")
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-pk"]
+        indexes = [models.Index(fields=["status", "monitor"], name="monitoring_alert_open")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} alert on {self.subject} ({self.status})"
