@@ -304,6 +304,11 @@ SPECTACULAR_SETTINGS["PATH_CONVERTER_OVERRIDES"] = {"rowid": {"type": "integer",
 # Outbox: tasks requested while the broker was down are published by this beat job (and at worker start).
 OUTBOX_DISPATCH_INTERVAL_S = int(_env("OUTBOX_DISPATCH_INTERVAL_S", "30"))
 
+# --- Monitoring: GET /metrics (Prometheus) ----------------------------------------------------
+# Denied unless one of these is set: a bearer token the scraper sends, or networks (CIDR) it scrapes from.
+METRICS_BEARER_TOKEN = _env("METRICS_BEARER_TOKEN", "")
+METRICS_ALLOWED_NETWORKS = _env_list("METRICS_ALLOWED_NETWORKS", "")
+
 # --- Fairness audits (fairness area) ---------------------------------------------------------
 # Largest prediction batch (API upload) and evaluation dataset accepted; bigger uploads get 413.
 FAIRNESS_MAX_UPLOAD_BYTES = int(_env("FAIRNESS_MAX_UPLOAD_BYTES", str(200 * 1024 * 1024)))
