@@ -308,6 +308,8 @@ OUTBOX_DISPATCH_INTERVAL_S = int(_env("OUTBOX_DISPATCH_INTERVAL_S", "30"))
 # Denied unless one of these is set: a bearer token the scraper sends, or networks (CIDR) it scrapes from.
 METRICS_BEARER_TOKEN = _env("METRICS_BEARER_TOKEN", "")
 METRICS_ALLOWED_NETWORKS = _env_list("METRICS_ALLOWED_NETWORKS", "")
+# How often beat looks for monitors whose current slot (every run_every_hours) has no run yet.
+MONITORING_DUE_INTERVAL_S = int(_env("MONITORING_DUE_INTERVAL_S", "300"))
 
 # --- Fairness audits (fairness area) ---------------------------------------------------------
 # Largest prediction batch (API upload) and evaluation dataset accepted; bigger uploads get 413.
@@ -348,4 +350,6 @@ CELERY_BEAT_SCHEDULE = {
                         "schedule": float(OUTBOX_DISPATCH_INTERVAL_S)},
     "fairness-audit-recover": {"task": "governance.fairness.tasks.fairness_audit_recover_task",
                                "schedule": float(FAIRNESS_RECOVER_INTERVAL_S)},
+    "monitoring-runs-due": {"task": "governance.monitoring.tasks.monitor_runs_due_task",
+                            "schedule": float(MONITORING_DUE_INTERVAL_S)},
 }

@@ -61,6 +61,8 @@ class Monitor(GovernedModel):
     task = models.CharField(max_length=20, default="classification",
                             choices=[("classification", "Classification"), ("regression", "Regression")])
     thresholds = models.JSONField(default=dict)
+    run_every_hours = models.PositiveIntegerField(default=24, help_text="Beat runs it at each multiple of this "
+                                                  "many hours since the epoch (UTC); 0: on request only")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -100,6 +102,7 @@ class MonitorRun(models.Model):
     profile = models.ForeignKey(ReferenceProfile, on_delete=models.PROTECT, related_name="runs")
     window_start = models.DateTimeField()
     window_end = models.DateTimeField()
+    scheduled_for = models.DateTimeField(null=True, blank=True, help_text="The beat slot this run is (one run per slot)")
     batches = models.JSONField(help_text='[{"id": ..., "sha256": ...}, ...]')
     result = models.JSONField()
     result_sha256 = models.CharField(max_length=64)
@@ -109,6 +112,9 @@ class MonitorRun(models.Model):
 
     class Meta:
         ordering = ["-pk"]
+        constraints = [models.UniqueConstraint(fields=["monitor", "scheduled_for"],
+                                               condition=models.Q(scheduled_for__isnull=False),
+                                               name="monitoring_run_one_per_slot")]
 
     def __str__(self) -> str:
         return f"run {self.pk} of monitor {self.monitor_id}"

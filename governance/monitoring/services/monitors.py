@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from django.utils import timezone
 from audit.ledger import ledger_append, lock_for_update
 from audit.refusals import refusal_recorded
 from core.errors import Conflict, Forbidden, InvalidInput
+from core.outbox.services import task_enqueue_on_commit
 from governance.fairness.models import PredictionBatch
 from governance.fairness.services.access import can_manage_specs, require_allowed, require_visible
 from governance.models import ModelVersion
@@ -224,10 +225,53 @@ def _performance(monitor: Monitor, data: dict[str, Any]) -> dict[str, Any] | Non
         raise drift_input_error(error) from error
 
 
+RUN_TASK = "governance.monitoring.tasks.monitor_run_scheduled_task"
+SYSTEM_ACTOR = "system:monitor_run_scheduled_task"
+
+
+def current_slot(monitor: Monitor, now: datetime) -> datetime | None:
+    """The latest beat slot at or before ``now``: a multiple of run_every_hours since the epoch (UTC)."""
+    if monitor.run_every_hours < 1:
+        return None
+    period_s = monitor.run_every_hours * 3600
+    return datetime.fromtimestamp(int(now.timestamp()) // period_s * period_s, tz=UTC)
+
+
+def monitor_runs_due(*, now: datetime | None = None) -> list[tuple[int, str]]:
+    """Beat job: queue the run of every scheduled monitor whose current slot has no run yet."""
+    moment = now or timezone.now()
+    queued: list[tuple[int, str]] = []
+    for monitor in Monitor.objects.filter(run_every_hours__gt=0):
+        slot = current_slot(monitor, moment)
+        if slot is None or MonitorRun.objects.filter(monitor=monitor, scheduled_for=slot).exists():
+            continue
+        with transaction.atomic():
+            task_enqueue_on_commit(RUN_TASK, monitor.pk, slot.isoformat())
+        queued.append((monitor.pk, slot.isoformat()))
+    return queued
+
+
+def monitor_run_scheduled(*, monitor_id: int, slot: datetime) -> MonitorRun | None:
+    """The run of one beat slot, exactly once: a redelivered or duplicated task finds the slot's run
+    and returns it. The run and its entries are one transaction, so a worker killed mid-run leaves
+    nothing, and the redelivery computes the same window (batches uploaded up to the slot) again."""
+    monitor = Monitor.objects.select_related("version__model").get(pk=monitor_id)
+    existing = MonitorRun.objects.filter(monitor=monitor, scheduled_for=slot).first()
+    if existing is not None:
+        return existing
+    try:
+        return _run(monitor=monitor, by=SYSTEM_ACTOR, end=slot, scheduled=True)
+    except InvalidInput:
+        return None  # nothing to compare in this window (no batches): no run, no entry
+
+
 def monitor_run(*, monitor: Monitor, by: Any, now: datetime | None = None) -> MonitorRun:
     """Evaluate the window ending ``now``; records `monitor_run.completed` and one `alert.raised` per breach."""
     require_visible(by, monitor.version.model)
-    end = now or timezone.now()
+    return _run(monitor=monitor, by=by, end=now or timezone.now(), scheduled=False)
+
+
+def _run(*, monitor: Monitor, by: Any, end: datetime, scheduled: bool) -> MonitorRun:
     start = end - timedelta(days=monitor.window_days)
     profile = reference_profile_latest(monitor.version)
     columns = reference_profile_load(profile)
@@ -261,9 +305,15 @@ def monitor_run(*, monitor: Monitor, by: Any, now: datetime | None = None) -> Mo
     result_sha256 = _canonical_sha256(result)
     batch_digests = [{"id": b.pk, "sha256": b.sha256} for b in batches]
     with transaction.atomic():
+        if scheduled:
+            # The monitor row lock serialises two deliveries of one slot; the second finds the first's run.
+            lock_for_update(Monitor.objects.filter(pk=monitor.pk)).get()
+            existing = MonitorRun.objects.filter(monitor=monitor, scheduled_for=end).first()
+            if existing is not None:
+                return existing
         run = MonitorRun.objects.create(monitor=monitor, profile=profile, window_start=start, window_end=end,
-                                        batches=batch_digests, result=result, result_sha256=result_sha256,
-                                        breached=bool(breaches))
+                                        scheduled_for=end if scheduled else None, batches=batch_digests, result=result,
+                                        result_sha256=result_sha256, breached=bool(breaches))
         entry = ledger_append(actor=by, action="monitor_run.completed", subject=run, payload={
             "monitor": monitor.pk, "model": monitor.version.model.name, "version": monitor.version.label,
             "profile_sha256": profile.profile_sha256, "batches": batch_digests, "result_sha256": result_sha256,
