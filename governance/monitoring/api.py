@@ -204,7 +204,7 @@ class AcknowledgeIn(serializers.Serializer):
     comment = serializers.CharField(max_length=5000)
 
 
-class TrendOut(serializers.Serializer):
+class MonitoringTrendOut(serializers.Serializer):
     monitor = serializers.IntegerField()
     points = serializers.ListField(child=serializers.DictField())
 
@@ -311,7 +311,7 @@ class AlertAcknowledgeView(MonitoringView):
 
 
 class TrendView(MonitoringView):
-    @extend_schema(operation_id="monitoring_trend", responses={200: TrendOut, **ERROR_RESPONSES},
+    @extend_schema(operation_id="monitoring_trend", responses={200: MonitoringTrendOut, **ERROR_RESPONSES},
                    parameters=[OpenApiParameter("monitor", int, required=True)])
     def get(self, request: Request) -> Response:
         raw = request.query_params.get("monitor") or ""
