@@ -101,6 +101,7 @@ INSTALLED_APPS = [
     "lineage",
     "governance",
     "governance.fairness",
+    "governance.monitoring",
     "governance.reports",
     "governance.pages",  # pages: dashboard, models, ledger explorer
     "core.outbox",  # faults area: transactional outbox for Celery tasks (label "outbox")
@@ -337,6 +338,13 @@ SPECTACULAR_SETTINGS["PATH_CONVERTER_OVERRIDES"] = {"rowid": {"type": "integer",
 # Outbox: tasks requested while the broker was down are published by this beat job (and at worker start).
 OUTBOX_DISPATCH_INTERVAL_S = int(_env("OUTBOX_DISPATCH_INTERVAL_S", "30"))
 
+# --- Monitoring: GET /metrics (Prometheus) ----------------------------------------------------
+# Denied unless one of these is set: a bearer token the scraper sends, or networks (CIDR) it scrapes from.
+METRICS_BEARER_TOKEN = _env("METRICS_BEARER_TOKEN", "")
+METRICS_ALLOWED_NETWORKS = _env_list("METRICS_ALLOWED_NETWORKS", "")
+# How often beat looks for monitors whose current slot (every run_every_hours) has no run yet.
+MONITORING_DUE_INTERVAL_S = int(_env("MONITORING_DUE_INTERVAL_S", "300"))
+
 # --- Fairness audits (fairness area) ---------------------------------------------------------
 # Largest prediction batch (API upload) and evaluation dataset accepted; bigger uploads get 413.
 FAIRNESS_MAX_UPLOAD_BYTES = int(_env("FAIRNESS_MAX_UPLOAD_BYTES", str(200 * 1024 * 1024)))
@@ -378,4 +386,6 @@ CELERY_BEAT_SCHEDULE = {
                                "schedule": float(SIGN_IN_FAILURE_WINDOW_S)},
     "fairness-audit-recover": {"task": "governance.fairness.tasks.fairness_audit_recover_task",
                                "schedule": float(FAIRNESS_RECOVER_INTERVAL_S)},
+    "monitoring-runs-due": {"task": "governance.monitoring.tasks.monitor_runs_due_task",
+                            "schedule": float(MONITORING_DUE_INTERVAL_S)},
 }

@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from governance.monitoring.metrics import metrics_view
 from governance.reports import views as report_views
 from lineage import urls as lineage_urls
 
@@ -13,6 +14,7 @@ urlpatterns = [
     # sign-in limits: django-axes (governance.signin) refuses cooling-off sign-ins here and in the admin
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("metrics", metrics_view, name="metrics"),  # monitoring: Prometheus scrape (token or allowed network)
     path("api/schema/", SpectacularAPIView.as_view(), name="openapi-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="openapi-schema"), name="api-redoc"),
@@ -20,6 +22,7 @@ urlpatterns = [
     path("api/bundles/", include("governance.reports.urls")),  # reports: audit bundle exports
     path("verify.py", report_views.verify_py, name="verify-py"),  # reports: the published verifier (public)
     path("api/", include("governance.fairness.urls")),  # fairness: audits, specs, prediction batches, trend
+    path("api/", include("governance.monitoring.urls")),  # monitoring: reference profiles
     path("api/", include("governance.api_urls")),  # governance: registry, approvals, deployments
     path("api/lineage/", include(lineage_urls.api_urlpatterns)),  # lineage: REST API
     path("", include(lineage_urls.openlineage_urlpatterns)),  # lineage: exactly POST /api/v1/lineage (OpenLineage)

@@ -26,6 +26,7 @@ from core.actor import from_visible
 from core.errors import NotFound, ServiceError, error_text
 from core.ids import parse_id
 from governance.models import ApprovalRequest, Decision, ModelVersion, RequestStatus, VersionStatus
+from governance.monitoring import selectors as monitoring_selectors
 from governance.pages import fairness, selectors
 from governance.permissions import can_decide, can_write_model
 from governance.registry.services.approvals import approval_decide, model_version_submit, quorum_state
@@ -55,6 +56,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "activity": activity,
         "activity_scope": scope,
         "can_read_ledger": audit_selectors.can_read_ledger(user),
+        "open_alerts": list(monitoring_selectors.alert_list(user=user, status="open")[:20]),
         **_audit_overview(user, visible),
     }
     return render(request, "pages/dashboard.html", {"nav": "dashboard", **context})

@@ -22,10 +22,12 @@ pytestmark = pytest.mark.django_db
 # warm-up request (content types and the like are cached per process). The fairness parts add
 # their own fixed number.
 FAIRNESS_DASHBOARD = 2  # policies with an audit age limit; failing audits
+MONITORING_DASHBOARD = 1  # open monitoring alerts (model, version and monitor joined in)
 FAIRNESS_MODEL_PAGE = 6  # specs, shown result (x2), trend, recent runs, roles
 EXPECTED = {
-    "dashboard_approver": 12 + FAIRNESS_DASHBOARD,  # pending requests walked by expiry, then checked and fetched
-    "dashboard_auditor": 10 + FAIRNESS_DASHBOARD,
+    # pending requests walked by expiry, then checked and fetched
+    "dashboard_approver": 12 + FAIRNESS_DASHBOARD + MONITORING_DASHBOARD,
+    "dashboard_auditor": 10 + FAIRNESS_DASHBOARD + MONITORING_DASHBOARD,
     "models": 6,
     # includes the lineage graph walk (lineage.selectors), one query for which of its nodes the user may see
     # and one for the teams whose lineage the user reads and records for (lineage.visibility.owners_of)

@@ -55,7 +55,11 @@ def test_the_schema_has_the_post_endpoints_we_expect():
         "/api/lineage/attestations/", "/api/lineage/datasets/", "/api/lineage/datasets/1/versions/",
         "/api/lineage/keys/", "/api/lineage/keys/1/revoke/", "/api/lineage/runs/", "/api/models/",
         "/api/models/1/prediction-batches/", "/api/models/1/risk-tier-changes/", "/api/models/1/versions/",
-        "/api/models/1/versions/1/approval-requests/", "/api/policies/", "/api/policy-changes/1/approve/",
+        "/api/models/1/versions/1/approval-requests/",
+        "/api/monitoring/alerts/1/acknowledge/", "/api/monitoring/monitors/", "/api/monitoring/monitors/1/runs/",
+        "/api/monitoring/monitors/1/thresholds/", "/api/monitoring/profiles/",
+        "/api/monitoring/threshold-changes/1/confirm/",
+        "/api/policies/", "/api/policy-changes/1/approve/",
         "/api/policy-changes/1/reject/", "/api/risk-tier-changes/1/confirm/", "/api/v1/lineage",
     ]
 

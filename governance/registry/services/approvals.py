@@ -28,6 +28,7 @@ from governance.models import (
     RiskTier,
     VersionStatus,
 )
+from governance.monitoring.services.profiles import reference_profile_freeze
 from governance.permissions import can_decide, can_write_model, is_risk_officer
 from governance.registry.services.common import (
     ApprovalAlreadyDecided,
@@ -376,6 +377,8 @@ def approval_decide(*, request: ApprovalRequest, by: Any, decision: str, comment
                    approvers=sorted(request.decisions.filter(decision=Decision.APPROVE)
                                     .values_list("approver__username", flat=True)),
                    evidence=found, policy=snapshot)
+            # Every later monitoring window of the version is compared on the bins frozen now.
+            reference_profile_freeze(version=request.version, by=by)
     return row
 
 

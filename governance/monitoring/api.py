@@ -1,0 +1,319 @@
+"""Monitoring API: reference profiles, monitors (thresholds as policy), runs, alerts and the trend.
+
+Thin views over services and selectors; a model the caller cannot see answers 404; every POST accepts an `Idempotency-Key`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.http import QueryDict
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.api import ERROR_RESPONSES, CursorlessPagination, paginated
+from core.errors import InvalidInput, NotFound
+from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
+from core.ids import object_id
+from governance import selectors as governance_selectors
+from governance.monitoring import selectors
+from governance.monitoring.models import ThresholdChange
+from governance.monitoring.services.monitors import (
+    alert_acknowledge,
+    monitor_create,
+    monitor_run,
+    monitor_thresholds_set,
+    threshold_change_confirm,
+)
+from governance.monitoring.services.profiles import reference_profile_create
+from governance.permissions import TokenScopePermission
+
+
+class ProfileIn(serializers.Serializer):
+    model = serializers.CharField(max_length=100)
+    version = serializers.CharField(max_length=64)
+    dataset_version = serializers.IntegerField(required=False, allow_null=True, min_value=1, default=None,
+                                               help_text="Lineage DatasetVersion id of the reference data")
+    columns = serializers.ListField(child=serializers.CharField(max_length=200), required=False, default=list,
+                                    max_length=500, help_text="Numeric columns (default: every column)")
+    categorical = serializers.ListField(child=serializers.CharField(max_length=200), required=False, default=list,
+                                        max_length=500)
+    bins = serializers.IntegerField(min_value=2, max_value=100, default=10)
+
+
+class ProfileOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    model = serializers.CharField(source="version.model.name")
+    version = serializers.CharField(source="version.label")
+    dataset_version = serializers.IntegerField(source="dataset_version_id", allow_null=True)
+    source_sha256 = serializers.CharField()
+    profile_sha256 = serializers.CharField()
+    columns = serializers.ListField(child=serializers.DictField())
+    bins = serializers.IntegerField()
+    row_count = serializers.IntegerField()
+    engine_version = serializers.CharField()
+    frozen_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class ProfileDetailOut(ProfileOut):
+    summary = serializers.ListField(child=serializers.DictField())
+
+
+def _data(request: Request) -> dict[str, Any]:
+    if isinstance(request.data, QueryDict):  # multipart: the fields travel as JSON in 'profile' next to the file
+        raw = request.data.get("profile") or "{}"
+        try:
+            parsed = json.loads(raw)
+        except ValueError as error:
+            raise InvalidInput("'profile' must be a JSON object.", code="invalid_input") from error
+        if not isinstance(parsed, dict):
+            raise InvalidInput("'profile' must be a JSON object.", code="invalid_input")
+        return parsed
+    if not isinstance(request.data, dict):
+        raise InvalidInput("The request body must be a JSON object.", code="invalid_input")
+    return dict(request.data)
+
+
+class MonitoringView(APIView):
+    permission_classes = [TokenScopePermission]
+
+
+class ProfileListView(MonitoringView):
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    @extend_schema(operation_id="monitoring_profiles_list",
+                   responses={200: paginated("ReferenceProfilePage", ProfileOut(many=True)), **ERROR_RESPONSES},
+                   parameters=[OpenApiParameter("model", str), OpenApiParameter("version", str)])
+    def get(self, request: Request) -> Response:
+        profiles = selectors.reference_profile_list(user=request.user, model_name=request.query_params.get("model") or None,
+                                                    version_label=request.query_params.get("version") or None)
+        paginator = CursorlessPagination()
+        page = paginator.paginate_queryset(profiles, request, view=self)
+        return paginator.get_paginated_response(ProfileOut(page, many=True).data)
+
+    @extend_schema(operation_id="monitoring_profiles_create", request=ProfileIn,
+                   responses={201: ProfileOut, **ERROR_RESPONSES}, parameters=[IDEMPOTENCY_PARAMETER],
+                   description="JSON naming a lineage dataset version, or multipart with the fields as a JSON string in "
+                               "'profile' and the reference data (CSV or Parquet) in 'file'. A version that has been "
+                               "approved keeps its profile (409 monitoring_profile_frozen).")
+    @idempotent
+    def post(self, request: Request) -> Response:
+        serializer = ProfileIn(data=_data(request))
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        version = governance_selectors.model_version_get(user=request.user, model_name=data["model"], label=data["version"])
+        dataset_version = None
+        if data["dataset_version"] is not None:
+            from lineage.models import DatasetVersion
+
+            dataset_version = DatasetVersion.objects.filter(pk=data["dataset_version"]).first()
+            if dataset_version is None:
+                raise NotFound(f"No dataset version {data['dataset_version']}.", code="dataset_version_not_found",
+                               extra={"id": data["dataset_version"]})
+        profile = reference_profile_create(by=request.user, version=version, columns=data["columns"] or None,
+                                           categorical=data["categorical"] or None, dataset_version=dataset_version,
+                                           file=request.FILES.get("file"), bins=data["bins"])
+        return Response(ProfileOut(profile).data, status=status.HTTP_201_CREATED)
+
+
+class ProfileDetailView(MonitoringView):
+    @extend_schema(operation_id="monitoring_profiles_get", responses={200: ProfileDetailOut, **ERROR_RESPONSES})
+    def get(self, request: Request, profile_id: str) -> Response:
+        profile = selectors.reference_profile_get(user=request.user,
+                                                  profile_id=object_id(profile_id, code="monitoring_profile_not_found"))
+        return Response(ProfileDetailOut(profile).data)
+
+
+# --- monitors, runs, alerts -----------------------------------------------------------------
+
+class MonitorIn(serializers.Serializer):
+    model = serializers.CharField(max_length=100)
+    version = serializers.CharField(max_length=64)
+    name = serializers.CharField(max_length=200, required=False, default="")
+    window_days = serializers.IntegerField(min_value=1, max_value=3650, default=7)
+    y_true = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    y_pred = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    score = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    task = serializers.ChoiceField(choices=["classification", "regression"], default="classification")
+    thresholds = serializers.DictField(required=False, allow_null=True, default=None,
+                                       help_text="Policy: only risk officers set them")
+
+
+class MonitorOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    model = serializers.CharField(source="version.model.name")
+    version = serializers.CharField(source="version.label")
+    window_days = serializers.IntegerField()
+    y_true = serializers.CharField()
+    y_pred = serializers.CharField()
+    score = serializers.CharField()
+    task = serializers.CharField()
+    thresholds = serializers.DictField()
+    created_at = serializers.DateTimeField()
+
+
+class ThresholdsIn(serializers.Serializer):
+    thresholds = serializers.DictField()
+    comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+class ThresholdChangeOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    monitor = serializers.IntegerField(source="monitor_id")
+    old = serializers.DictField()
+    new = serializers.DictField()
+    status = serializers.CharField()
+    proposed_by = serializers.CharField(source="proposed_by.username")
+
+
+class RunOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    monitor = serializers.IntegerField(source="monitor_id")
+    profile_sha256 = serializers.CharField(source="profile.profile_sha256")
+    window_start = serializers.DateTimeField()
+    window_end = serializers.DateTimeField()
+    batches = serializers.ListField(child=serializers.DictField())
+    result_sha256 = serializers.CharField()
+    breached = serializers.BooleanField()
+    ledger_seq = serializers.IntegerField(allow_null=True)
+    result = serializers.DictField()
+
+
+class AlertOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    monitor = serializers.IntegerField(source="monitor_id")
+    model = serializers.CharField(source="monitor.version.model.name")
+    version = serializers.CharField(source="monitor.version.label")
+    run = serializers.IntegerField(source="run_id")
+    kind = serializers.CharField()
+    subject = serializers.CharField()
+    detail = serializers.DictField()
+    status = serializers.CharField()
+    comment = serializers.CharField()
+    acknowledged_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class AcknowledgeIn(serializers.Serializer):
+    comment = serializers.CharField(max_length=5000)
+
+
+class MonitoringTrendOut(serializers.Serializer):
+    monitor = serializers.IntegerField()
+    points = serializers.ListField(child=serializers.DictField())
+
+
+def _json(request: Request) -> dict[str, Any]:
+    if not isinstance(request.data, dict):
+        raise InvalidInput("The request body must be a JSON object.", code="invalid_input")
+    return dict(request.data)
+
+
+class MonitorListView(MonitoringView):
+    @extend_schema(operation_id="monitoring_monitors_list",
+                   responses={200: paginated("MonitorPage", MonitorOut(many=True)), **ERROR_RESPONSES},
+                   parameters=[OpenApiParameter("model", str)])
+    def get(self, request: Request) -> Response:
+        monitors = selectors.monitor_list(user=request.user, model_name=request.query_params.get("model") or None)
+        paginator = CursorlessPagination()
+        page = paginator.paginate_queryset(monitors, request, view=self)
+        return paginator.get_paginated_response(MonitorOut(page, many=True).data)
+
+    @extend_schema(operation_id="monitoring_monitors_create", request=MonitorIn,
+                   responses={201: MonitorOut, **ERROR_RESPONSES}, parameters=[IDEMPOTENCY_PARAMETER])
+    @idempotent
+    def post(self, request: Request) -> Response:
+        serializer = MonitorIn(data=_json(request))
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        version = governance_selectors.model_version_get(user=request.user, model_name=data.pop("model"),
+                                                         label=data.pop("version"))
+        monitor = monitor_create(by=request.user, version=version, **data)
+        return Response(MonitorOut(monitor).data, status=status.HTTP_201_CREATED)
+
+
+class MonitorThresholdsView(MonitoringView):
+    @extend_schema(operation_id="monitoring_monitors_thresholds_set", request=ThresholdsIn,
+                   responses={200: MonitorOut, 202: ThresholdChangeOut, **ERROR_RESPONSES},
+                   parameters=[IDEMPOTENCY_PARAMETER],
+                   description="Risk officers only. A tightening applies (200); a weakening waits for a second risk "
+                               "officer (202, a threshold change to confirm).")
+    @idempotent
+    def post(self, request: Request, monitor_id: str) -> Response:
+        monitor = selectors.monitor_get(user=request.user, monitor_id=object_id(monitor_id, code="monitoring_monitor_not_found"))
+        serializer = ThresholdsIn(data=_json(request))
+        serializer.is_valid(raise_exception=True)
+        outcome = monitor_thresholds_set(monitor=monitor, by=request.user, **serializer.validated_data)
+        if isinstance(outcome, ThresholdChange):
+            return Response(ThresholdChangeOut(outcome).data, status=status.HTTP_202_ACCEPTED)
+        return Response(MonitorOut(outcome).data)
+
+
+class ThresholdChangeConfirmView(MonitoringView):
+    @extend_schema(operation_id="monitoring_threshold_changes_confirm", request=None,
+                   responses={200: MonitorOut, **ERROR_RESPONSES}, parameters=[IDEMPOTENCY_PARAMETER])
+    @idempotent
+    def post(self, request: Request, change_id: str) -> Response:
+        change = selectors.threshold_change_get(user=request.user,
+                                                change_id=object_id(change_id, code="monitoring_monitor_not_found"))
+        return Response(MonitorOut(threshold_change_confirm(change=change, by=request.user)).data)
+
+
+class MonitorRunView(MonitoringView):
+    @extend_schema(operation_id="monitoring_runs_list", responses={200: paginated("MonitorRunPage", RunOut(many=True)),
+                                                                   **ERROR_RESPONSES})
+    def get(self, request: Request, monitor_id: str) -> Response:
+        monitor = selectors.monitor_get(user=request.user, monitor_id=object_id(monitor_id, code="monitoring_monitor_not_found"))
+        paginator = CursorlessPagination()
+        page = paginator.paginate_queryset(selectors.monitor_run_list(user=request.user, monitor_id=monitor.pk), request,
+                                           view=self)
+        return paginator.get_paginated_response(RunOut(page, many=True).data)
+
+    @extend_schema(operation_id="monitoring_runs_create", request=None, responses={201: RunOut, **ERROR_RESPONSES},
+                   parameters=[IDEMPOTENCY_PARAMETER], description="Run the monitor now over its window.")
+    @idempotent
+    def post(self, request: Request, monitor_id: str) -> Response:
+        monitor = selectors.monitor_get(user=request.user, monitor_id=object_id(monitor_id, code="monitoring_monitor_not_found"))
+        return Response(RunOut(monitor_run(monitor=monitor, by=request.user)).data, status=status.HTTP_201_CREATED)
+
+
+class AlertListView(MonitoringView):
+    @extend_schema(operation_id="monitoring_alerts_list", responses={200: paginated("AlertPage", AlertOut(many=True)),
+                                                                     **ERROR_RESPONSES},
+                   parameters=[OpenApiParameter("status", str, enum=["open", "acknowledged"]), OpenApiParameter("model", str)])
+    def get(self, request: Request) -> Response:
+        wanted = request.query_params.get("status") or None
+        if wanted and wanted not in ("open", "acknowledged"):
+            raise InvalidInput("Query parameter 'status' must be open or acknowledged.", code="invalid_parameter",
+                               extra={"parameter": "status"})
+        alerts = selectors.alert_list(user=request.user, status=wanted, model_name=request.query_params.get("model") or None)
+        paginator = CursorlessPagination()
+        page = paginator.paginate_queryset(alerts, request, view=self)
+        return paginator.get_paginated_response(AlertOut(page, many=True).data)
+
+
+class AlertAcknowledgeView(MonitoringView):
+    @extend_schema(operation_id="monitoring_alerts_acknowledge", request=AcknowledgeIn,
+                   responses={200: AlertOut, **ERROR_RESPONSES}, parameters=[IDEMPOTENCY_PARAMETER])
+    @idempotent
+    def post(self, request: Request, alert_id: str) -> Response:
+        alert = selectors.alert_get(user=request.user, alert_id=object_id(alert_id, code="monitoring_alert_not_found"))
+        serializer = AcknowledgeIn(data=_json(request))
+        serializer.is_valid(raise_exception=True)
+        return Response(AlertOut(alert_acknowledge(alert=alert, by=request.user,
+                                                   comment=serializer.validated_data["comment"])).data)
+
+
+class TrendView(MonitoringView):
+    @extend_schema(operation_id="monitoring_trend", responses={200: MonitoringTrendOut, **ERROR_RESPONSES},
+                   parameters=[OpenApiParameter("monitor", int, required=True)])
+    def get(self, request: Request) -> Response:
+        raw = request.query_params.get("monitor") or ""
+        monitor = selectors.monitor_get(user=request.user, monitor_id=object_id(raw, code="monitoring_monitor_not_found"))
+        return Response({"monitor": monitor.pk, "points": selectors.drift_trend(user=request.user, monitor_id=monitor.pk)})

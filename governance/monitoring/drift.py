@@ -1,0 +1,416 @@
+"""The drift engine: a frozen reference profile per column, and drift of a window against it.
+
+Pure numpy; no ORM, no settings. The contract:
+
+- A **profile** freezes, per column, what every later window is compared with: numeric
+  columns keep their sorted non-missing values (the exact summary KS and Wasserstein need),
+  bin edges at the reference deciles (``bins`` quantiles, duplicate edges merged, open
+  tails: bins are (-inf, e1], (e1, e2], ..., (ek, +inf)), bin counts, mean and standard
+  deviation; categorical columns keep their category counts. Missing values (NaN, None,
+  empty text) are counted apart and left out of the tests.
+- **Numeric drift**: the two-sample KS statistic computed exactly as
+  ``scipy.stats.ks_2samp`` computes it (the same floating-point operations, so equal bit for
+  bit, including the exact method's rounding to a multiple of 1/lcm), its p-value by
+  scipy's 'auto' choice; the Wasserstein-1 distance as ``scipy.stats.wasserstein_distance``
+  and divided by the reference standard deviation; PSI and Jensen-Shannon on the frozen bins.
+- **Categorical drift**: the chi-square test of homogeneity of the 2 x K table (reference,
+  current) x categories, as ``scipy.stats.chi2_contingency`` (Yates' correction when it has
+  one degree of freedom, recorded), never a goodness-of-fit test against reference shares;
+  categories the reference never saw are bins of their own, reported by name.
+- **Across columns**: p-values are adjusted by Benjamini-Hochberg (default) or Bonferroni,
+  named in the result. A column drifts only when its adjusted p-value is under ``alpha``
+  AND its effect size (Wasserstein/std for numeric, Cramer's V for categorical) reaches its
+  threshold, so huge windows do not alert on negligible shifts. Each result carries the
+  statistic, p-value, effect size, n_ref, n_cur and the smallest effect detectable at that n.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from governance.monitoring.distributions import KS_EXACT_MAX_N, chi2_sf, kolmogorov_sf, ks_2samp_exact_sf
+
+ENGINE_VERSION = "governance-drift/1"
+DEFAULT_BINS = 10
+DEFAULT_ALPHA = 0.05
+DEFAULT_NUMERIC_EFFECT = 0.1  # Wasserstein distance in reference standard deviations
+DEFAULT_CATEGORICAL_EFFECT = 0.1  # Cramer's V
+SHARE_FLOOR = 1e-4  # an empty bin's share in PSI and JS, so a bin seen on one side only stays finite
+Correction = Literal["benjamini-hochberg", "bonferroni"]
+CORRECTIONS: tuple[Correction, ...] = ("benjamini-hochberg", "bonferroni")
+KsMethod = Literal["auto", "exact", "asymp"]
+
+
+class DriftInputError(ValueError):
+    """Input the engine cannot compare; ``code`` is stable for callers and exit messages."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# --- profiles ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NumericProfile:
+    column: str
+    values: np.ndarray  # sorted, float64, no NaN
+    missing: int
+    edges: np.ndarray  # inner edges, strictly increasing
+    counts: np.ndarray  # len(edges) + 1 bins
+    mean: float
+    std: float
+    kind: str = field(default="numeric", init=False)
+
+    @property
+    def n(self) -> int:
+        return int(self.values.size)
+
+
+@dataclass(frozen=True)
+class CategoricalProfile:
+    column: str
+    counts: dict[str, int]  # category -> count, categories in sorted order
+    missing: int
+    kind: str = field(default="categorical", init=False)
+
+    @property
+    def n(self) -> int:
+        return int(sum(self.counts.values()))
+
+
+ColumnProfile = NumericProfile | CategoricalProfile
+
+
+def numeric_values(values: Iterable[Any] | np.ndarray) -> tuple[np.ndarray, int]:
+    """The non-missing values as float64, and how many were missing (NaN/None/'')."""
+    array = np.asarray(values)
+    if array.dtype.kind in "fiub":
+        floats = array.astype(np.float64, copy=False)
+    else:
+        floats = np.empty(array.size, dtype=np.float64)
+        for index, value in enumerate(array.ravel()):
+            if value is None or (isinstance(value, str) and value.strip() == ""):
+                floats[index] = np.nan
+                continue
+            try:
+                floats[index] = float(value)
+            except (TypeError, ValueError):
+                raise DriftInputError("drift_not_numeric", f"{value!r} is not a number") from None
+    if np.isinf(floats).any():
+        raise DriftInputError("drift_not_numeric", "infinite values cannot be compared")
+    present = ~np.isnan(floats)
+    return floats[present], int(floats.size - int(present.sum()))
+
+
+def categorical_counts(values: Iterable[Any]) -> tuple[dict[str, int], int]:
+    """Counts per category (as text; 1 and '1' are one category) and the missing count."""
+    array = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=object)
+    missing = 0
+    labels: list[str] = []
+    for value in array.ravel():
+        if value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and value == ""):
+            missing += 1
+            continue
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        labels.append(str(value))
+    if not labels:
+        return {}, missing
+    names, counts = np.unique(np.asarray(labels, dtype=str), return_counts=True)
+    return {str(name): int(count) for name, count in zip(names.tolist(), counts.tolist(), strict=True)}, missing
+
+
+def profile_numeric(column: str, values: Iterable[Any] | np.ndarray, *, bins: int = DEFAULT_BINS) -> NumericProfile:
+    if bins < 2:
+        raise DriftInputError("drift_bad_arguments", "bins must be at least 2")
+    present, missing = numeric_values(values)
+    if present.size == 0:
+        raise DriftInputError("drift_empty_column", f"column {column!r} has no values in the reference")
+    ordered = np.sort(present)
+    edges = np.unique(np.quantile(ordered, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+    return NumericProfile(
+        column=column, values=ordered, missing=missing, edges=edges, counts=_bin_counts(ordered, edges),
+        mean=float(np.mean(ordered)), std=float(np.std(ordered)))
+
+
+def profile_categorical(column: str, values: Iterable[Any]) -> CategoricalProfile:
+    counts, missing = categorical_counts(values)
+    if not counts:
+        raise DriftInputError("drift_empty_column", f"column {column!r} has no values in the reference")
+    return CategoricalProfile(column=column, counts=counts, missing=missing)
+
+
+def _bin_counts(ordered: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts in (-inf, e1], (e1, e2], ..., (ek, inf) of sorted values."""
+    at_or_below = np.searchsorted(ordered, edges, side="right")
+    return np.diff(np.concatenate(([0], at_or_below, [ordered.size]))).astype(np.int64)
+
+
+# --- the statistics ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class KsResult:
+    statistic: float
+    pvalue: float
+    method: str
+
+
+def ks_2samp_sorted(reference: np.ndarray, current: np.ndarray, *, method: KsMethod = "auto") -> KsResult:
+    """scipy.stats.ks_2samp(two-sided) for two sorted float64 arrays."""
+    return _ks_from_cdfs(*_merged_cdfs(reference, current)[:2], reference.size, current.size, method)
+
+
+def _merged_cdfs(reference: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # Both empirical CDFs at every pooled value, as scipy evaluates them: counts at or
+    # below each value, divided by n. The pooled values come back sorted (two sorted runs).
+    pooled = np.concatenate([reference, current])
+    pooled.sort(kind="mergesort")
+    cdf_reference = np.searchsorted(reference, pooled, side="right") / reference.size
+    cdf_current = np.searchsorted(current, pooled, side="right") / current.size
+    return cdf_reference, cdf_current, pooled
+
+
+def _ks_from_cdfs(cdf_reference: np.ndarray, cdf_current: np.ndarray, n1: int, n2: int, method: KsMethod) -> KsResult:
+    differences = cdf_reference - cdf_current
+    below = float(np.clip(-differences.min(), 0, 1))
+    above = float(differences.max())
+    statistic = below if below > above else above
+    chosen = ("exact" if max(n1, n2) <= KS_EXACT_MAX_N else "asymp") if method == "auto" else method
+    if chosen == "exact" and (n1 // math.gcd(n1, n2)) >= np.iinfo(np.int32).max / (n2 // math.gcd(n1, n2)):
+        chosen = "asymp"
+    if chosen == "exact":
+        lcm = (n1 // math.gcd(n1, n2)) * n2
+        h = int(np.round(statistic * lcm))
+        statistic = h * 1.0 / lcm
+        with np.errstate(invalid="ignore", over="ignore"):
+            pvalue = ks_2samp_exact_sf(n1, n2, h)
+        if 0 <= pvalue <= 1:
+            return KsResult(statistic, pvalue, "exact")
+        chosen = "asymp"
+    larger, smaller = max(float(n1), float(n2)), min(float(n1), float(n2))
+    effective_n = int(np.round(larger * smaller / (larger + smaller)))
+    return KsResult(statistic, kolmogorov_sf(effective_n, statistic), "asymp")
+
+
+def wasserstein_sorted(pooled: np.ndarray, cdf_reference: np.ndarray, cdf_current: np.ndarray) -> float:
+    """scipy.stats.wasserstein_distance from the pooled sorted values and both CDFs on them."""
+    return float(np.sum(np.multiply(np.abs(cdf_reference[:-1] - cdf_current[:-1]), np.diff(pooled))))
+
+
+def _shares(counts: np.ndarray) -> np.ndarray:
+    total = counts.sum()
+    shares = counts / total if total else np.zeros(counts.size)
+    return np.maximum(shares, SHARE_FLOOR)
+
+
+def psi(reference_counts: Sequence[int] | np.ndarray, current_counts: Sequence[int] | np.ndarray) -> float:
+    """Population stability index: sum (c - r) ln(c / r) over bins, shares floored at 1e-4."""
+    ref, cur = _shares(np.asarray(reference_counts, dtype=np.float64)), _shares(np.asarray(current_counts, dtype=np.float64))
+    return float(np.sum((cur - ref) * np.log(cur / ref)))
+
+
+def jensen_shannon(reference_counts: Sequence[int] | np.ndarray, current_counts: Sequence[int] | np.ndarray) -> float:
+    """Jensen-Shannon distance (base 2, in [0, 1]) of the bin shares, as scipy's jensenshannon(base=2)."""
+    ref = np.asarray(reference_counts, dtype=np.float64)
+    cur = np.asarray(current_counts, dtype=np.float64)
+    ref, cur = ref / ref.sum(), cur / cur.sum()
+    middle = (ref + cur) / 2.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        left = np.where(ref > 0, ref * np.log(ref / middle), 0.0)
+        right = np.where(cur > 0, cur * np.log(cur / middle), 0.0)
+    divergence = (float(np.sum(left)) + float(np.sum(right))) / 2.0 / math.log(2.0)
+    return math.sqrt(max(divergence, 0.0))
+
+
+@dataclass(frozen=True)
+class Chi2Result:
+    statistic: float
+    pvalue: float
+    dof: int
+    correction: bool
+
+
+def chi2_homogeneity(reference_counts: Sequence[int] | np.ndarray, current_counts: Sequence[int] | np.ndarray,
+                     *, correction: bool = True) -> Chi2Result:
+    """scipy.stats.chi2_contingency on the 2 x K table; categories empty on both sides are dropped."""
+    table = np.array([reference_counts, current_counts], dtype=np.float64)
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] == 0 or (table.sum(axis=1) == 0).any():
+        raise DriftInputError("drift_empty_column", "both samples need at least one value")
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    dof = table.shape[1] - 1
+    if dof == 0:
+        return Chi2Result(0.0, 1.0, 0, False)
+    corrected = dof == 1 and correction
+    if corrected:
+        difference = expected - table
+        table = table + np.minimum(0.5, np.abs(difference)) * np.sign(difference)
+    statistic = float(((table - expected) ** 2 / expected).sum())
+    return Chi2Result(statistic, chi2_sf(statistic, dof), dof, corrected)
+
+
+def chi2_critical(alpha: float, dof: int) -> float:
+    """The chi-square value whose upper tail is alpha (bisection on chi2_sf)."""
+    low, high = 0.0, max(10.0 * dof, 50.0)
+    while chi2_sf(high, dof) > alpha:
+        high *= 2
+    for _ in range(200):
+        middle = (low + high) / 2
+        if chi2_sf(middle, dof) > alpha:
+            low = middle
+        else:
+            high = middle
+        if high - low <= 1e-12 * high:
+            break
+    return (low + high) / 2
+
+
+def adjust_pvalues(pvalues: Sequence[float], correction: Correction) -> list[float]:
+    """Benjamini-Hochberg (step-up, monotone) or Bonferroni adjusted p-values, capped at 1."""
+    count = len(pvalues)
+    if count == 0:
+        return []
+    values = np.asarray(pvalues, dtype=np.float64)
+    if correction == "bonferroni":
+        return [float(value) for value in np.minimum(values * count, 1.0)]
+    if correction != "benjamini-hochberg":
+        raise DriftInputError("drift_bad_arguments", f"unknown correction {correction!r}")
+    order = np.argsort(values, kind="stable")
+    ranked = values[order] * count / np.arange(1, count + 1)
+    monotone = np.minimum.accumulate(ranked[::-1])[::-1]
+    adjusted = np.empty(count)
+    adjusted[order] = np.minimum(monotone, 1.0)
+    return [float(value) for value in adjusted]
+
+
+# --- one column, one window ------------------------------------------------------------
+
+def _missing(reference_missing: int, reference_total: int, current_missing: int, current_total: int) -> dict[str, Any]:
+    ref_share = reference_missing / reference_total if reference_total else 0.0
+    cur_share = current_missing / current_total if current_total else 0.0
+    return {"reference": ref_share, "current": cur_share, "difference": cur_share - ref_share}
+
+
+def numeric_drift(profile: NumericProfile, values: Iterable[Any] | np.ndarray, *, alpha: float = DEFAULT_ALPHA,
+                  method: KsMethod = "auto") -> dict[str, Any]:
+    present, missing = numeric_values(values)
+    if present.size == 0:
+        raise DriftInputError("drift_empty_column", f"column {profile.column!r} has no values in the current window")
+    current = np.sort(present)
+    cdf_reference, cdf_current, pooled = _merged_cdfs(profile.values, current)
+    ks = _ks_from_cdfs(cdf_reference, cdf_current, profile.n, current.size, method)
+    distance = wasserstein_sorted(pooled, cdf_reference, cdf_current)
+    normed = distance / profile.std if profile.std > 0 else (0.0 if distance == 0 else math.inf)
+    counts = _bin_counts(current, profile.edges)
+    # The KS statistic a window of this size must reach at alpha, expressed as the shift of a
+    # normal location in standard deviations (D ~ delta / sqrt(2 pi) for small shifts).
+    critical_d = math.sqrt(-math.log(alpha / 2) / 2) * math.sqrt((profile.n + current.size) / (profile.n * current.size))
+    return {
+        "column": profile.column, "kind": "numeric", "n_ref": profile.n, "n_cur": int(current.size),
+        "missing": _missing(profile.missing, profile.n + profile.missing, missing, int(current.size) + missing),
+        "ks": {"statistic": ks.statistic, "pvalue": ks.pvalue, "method": ks.method},
+        "wasserstein": distance, "wasserstein_normed": normed,
+        "psi": psi(profile.counts, counts), "js": jensen_shannon(profile.counts, counts),
+        "chi2": None, "novel": [],
+        "bins": {"edges": profile.edges.tolist(), "reference": profile.counts.tolist(), "current": counts.tolist()},
+        "statistic": ks.statistic, "pvalue": ks.pvalue,
+        "effect_size": {"name": "wasserstein_normed", "value": normed},
+        "smallest_detectable_effect": critical_d * math.sqrt(2 * math.pi),
+    }
+
+
+def categorical_drift(profile: CategoricalProfile, values: Iterable[Any], *, alpha: float = DEFAULT_ALPHA,
+                      correction: bool = True) -> dict[str, Any]:
+    counts, missing = categorical_counts(values)
+    if not counts:
+        raise DriftInputError("drift_empty_column", f"column {profile.column!r} has no values in the current window")
+    novel = sorted(set(counts) - set(profile.counts))
+    categories = [*profile.counts, *novel]
+    reference = np.array([profile.counts.get(name, 0) for name in categories], dtype=np.int64)
+    current = np.array([counts.get(name, 0) for name in categories], dtype=np.int64)
+    chi2 = chi2_homogeneity(reference, current, correction=correction)
+    total = int(reference.sum() + current.sum())
+    cramers_v = math.sqrt(chi2.statistic / total) if total else 0.0
+    detectable = math.sqrt(chi2_critical(alpha, chi2.dof) / total) if chi2.dof else math.inf
+    n_cur = int(current.sum())
+    return {
+        "column": profile.column, "kind": "categorical", "n_ref": profile.n, "n_cur": n_cur,
+        "missing": _missing(profile.missing, profile.n + profile.missing, missing, n_cur + missing),
+        "ks": None, "wasserstein": None, "wasserstein_normed": None,
+        "psi": psi(reference, current), "js": jensen_shannon(reference, current),
+        "chi2": {"statistic": chi2.statistic, "pvalue": chi2.pvalue, "dof": chi2.dof, "correction": chi2.correction},
+        "novel": novel,
+        "bins": {"categories": categories, "reference": reference.tolist(), "current": current.tolist()},
+        "statistic": chi2.statistic, "pvalue": chi2.pvalue,
+        "effect_size": {"name": "cramers_v", "value": cramers_v},
+        "smallest_detectable_effect": detectable,
+    }
+
+
+def drift_report(profiles: Sequence[ColumnProfile], current: Mapping[str, Iterable[Any] | np.ndarray], *,
+                 correction: Correction = "benjamini-hochberg", alpha: float = DEFAULT_ALPHA,
+                 numeric_effect: float = DEFAULT_NUMERIC_EFFECT, categorical_effect: float = DEFAULT_CATEGORICAL_EFFECT,
+                 ks_method: KsMethod = "auto") -> dict[str, Any]:
+    """Drift of every profiled column in ``current``, adjusted across columns."""
+    if not 0 < alpha < 1:
+        raise DriftInputError("drift_bad_arguments", "alpha must be between 0 and 1")
+    if correction not in CORRECTIONS:
+        raise DriftInputError("drift_bad_arguments", f"correction must be one of {', '.join(CORRECTIONS)}")
+    results: list[dict[str, Any]] = []
+    for profile in profiles:
+        if profile.column not in current:
+            raise DriftInputError("drift_missing_column", f"column {profile.column!r} is not in the current window")
+        if isinstance(profile, NumericProfile):
+            results.append(numeric_drift(profile, current[profile.column], alpha=alpha, method=ks_method))
+        else:
+            results.append(categorical_drift(profile, current[profile.column], alpha=alpha))
+    adjusted = adjust_pvalues([result["pvalue"] for result in results], correction)
+    for result, pvalue in zip(results, adjusted, strict=True):
+        threshold = numeric_effect if result["kind"] == "numeric" else categorical_effect
+        result["pvalue_adjusted"] = pvalue
+        result["effect_size"]["threshold"] = threshold
+        result["significant"] = pvalue <= alpha
+        result["drift"] = bool(result["significant"] and result["effect_size"]["value"] >= threshold)
+    return {"engine": ENGINE_VERSION, "correction": correction, "alpha": alpha, "columns": results,
+            "drifted": [result["column"] for result in results if result["drift"]]}
+
+
+def build_profiles(columns: Mapping[str, Iterable[Any] | np.ndarray], *, categorical: Iterable[str] = (),
+                   bins: int = DEFAULT_BINS) -> list[ColumnProfile]:
+    """A profile for every column; those named in ``categorical`` are categorical."""
+    categorical_names = set(categorical)
+    unknown = categorical_names - set(columns)
+    if unknown:
+        raise DriftInputError("drift_missing_column", f"categorical column(s) not in the reference: {', '.join(sorted(unknown))}")
+    return [profile_categorical(name, values) if name in categorical_names else profile_numeric(name, values, bins=bins)
+            for name, values in columns.items()]
+
+
+# --- the stored form --------------------------------------------------------------------
+
+def profile_to_json(profile: ColumnProfile, *, sample: bool = True) -> dict[str, Any]:
+    """The profile as JSON (values as float64 hex-exact repr through float())."""
+    if isinstance(profile, NumericProfile):
+        body: dict[str, Any] = {"column": profile.column, "kind": "numeric", "n": profile.n, "missing": profile.missing,
+                                "edges": profile.edges.tolist(), "counts": profile.counts.tolist(),
+                                "mean": profile.mean, "std": profile.std}
+        if sample:
+            body["values"] = profile.values.tolist()
+        return body
+    return {"column": profile.column, "kind": "categorical", "n": profile.n, "missing": profile.missing,
+            "counts": dict(profile.counts)}
+
+
+def profile_from_json(body: Mapping[str, Any]) -> ColumnProfile:
+    if body["kind"] == "numeric":
+        return NumericProfile(column=body["column"], values=np.asarray(body["values"], dtype=np.float64),
+                              missing=int(body["missing"]), edges=np.asarray(body["edges"], dtype=np.float64),
+                              counts=np.asarray(body["counts"], dtype=np.int64), mean=float(body["mean"]), std=float(body["std"]))
+    return CategoricalProfile(column=body["column"], counts={str(k): int(v) for k, v in body["counts"].items()},
+                              missing=int(body["missing"]))

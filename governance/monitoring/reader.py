@@ -1,0 +1,112 @@
+"""Columns of a CSV or Parquet file for the drift engine, one column at a time.
+
+Parquet columns are read one by one (``read_table(columns=[name])``), so a wide file never
+sits in memory whole. CSV is parsed once for the named columns only, numeric columns as
+float64 and categorical ones as text. Problems raise ``DriftInputError`` with a stable code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.csv as pa_csv  # type: ignore[import-untyped]
+import pyarrow.parquet as pa_parquet  # type: ignore[import-untyped]
+
+from governance.monitoring.drift import DriftInputError
+
+_PARQUET_MAGIC = b"PAR1"
+
+
+def file_columns(path: str | os.PathLike[str]) -> tuple[str, list[str], set[str]]:
+    """(format, column names, names whose type is text or boolean) of a CSV or Parquet file."""
+    file_path = _existing(path)
+    if _is_parquet(file_path):
+        schema = _parquet(file_path).schema_arrow
+        return "parquet", list(schema.names), {f.name for f in schema if _is_text(f.type)}
+    try:
+        reader = pa_csv.open_csv(file_path)
+    except (pa.ArrowInvalid, UnicodeDecodeError) as error:
+        raise DriftInputError("drift_malformed_file", f"{file_path.name} is not a readable CSV file: {error}") from error
+    schema = reader.schema
+    return "csv", list(schema.names), {f.name for f in schema if _is_text(f.type)}
+
+
+def choose_columns(names: Sequence[str], text_columns: set[str], columns: Sequence[str],
+                   categorical: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) names to compare: the named ones, or every column of the file when no
+    numeric column is named (text and boolean columns then count as categorical)."""
+    chosen = list(dict.fromkeys([*columns, *categorical])) if columns else list(dict.fromkeys([*names, *categorical]))
+    categorical_names = [name for name in chosen if name in categorical or (not columns and name in text_columns)]
+    return [name for name in chosen if name not in categorical_names], categorical_names
+
+
+def read_columns(path: str | os.PathLike[str], numeric: Sequence[str], categorical: Sequence[str]) -> Iterator[tuple[str, Any]]:
+    """(name, values) for each named column: float64 arrays for numeric, lists of text for categorical."""
+    file_path = _existing(path)
+    wanted = [*numeric, *categorical]
+    if _is_parquet(file_path):
+        table_file = _parquet(file_path)
+        _check_present(file_path, table_file.schema_arrow.names, wanted)
+        for name in wanted:
+            column = table_file.read(columns=[name]).column(0)
+            yield name, _convert(file_path, name, column, name in categorical)
+        return
+    options = pa_csv.ConvertOptions(
+        include_columns=wanted, strings_can_be_null=True,
+        column_types={**{name: pa.float64() for name in numeric}, **{name: pa.string() for name in categorical}})
+    try:
+        table = pa_csv.read_csv(file_path, convert_options=options)
+    except (pa.ArrowInvalid, UnicodeDecodeError, KeyError) as error:
+        text = str(error)
+        if "No non-null" in text or "not found" in text.lower() or isinstance(error, KeyError):
+            raise DriftInputError("drift_missing_column", f"{file_path.name}: {text}") from error
+        code = "drift_not_numeric" if "conversion" in text.lower() or "float" in text.lower() else "drift_malformed_file"
+        raise DriftInputError(code, f"{file_path.name}: {text}") from error
+    for name in wanted:
+        yield name, _convert(file_path, name, table.column(name), name in categorical)
+
+
+def _convert(path: Path, name: str, column: Any, categorical: bool) -> Any:
+    if categorical:
+        return column.cast(pa.string()).to_pylist()
+    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_null(column.type)):
+        raise DriftInputError("drift_not_numeric", f"{path.name}: column {name!r} is {column.type}, not numeric "
+                              "(name it with --categorical)")
+    return column.cast(pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+
+
+def _existing(path: str | os.PathLike[str]) -> Path:
+    file_path = Path(path)
+    if not file_path.is_file():
+        raise DriftInputError("drift_file_not_found", f"{file_path} does not exist or is not a file")
+    if file_path.stat().st_size == 0:
+        raise DriftInputError("drift_empty_input", f"{file_path.name} is empty")
+    return file_path
+
+
+def _is_parquet(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(len(_PARQUET_MAGIC)) == _PARQUET_MAGIC
+
+
+def _parquet(path: Path) -> Any:
+    try:
+        return pa_parquet.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as error:
+        raise DriftInputError("drift_malformed_file", f"{path.name} is not a readable Parquet file: {error}") from error
+
+
+def _is_text(arrow_type: Any) -> bool:
+    return bool(pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_boolean(arrow_type)
+                or pa.types.is_dictionary(arrow_type))
+
+
+def _check_present(path: Path, names: Sequence[str], wanted: Sequence[str]) -> None:
+    absent = [name for name in wanted if name not in names]
+    if absent:
+        raise DriftInputError("drift_missing_column", f"{path.name} has no column {', '.join(map(repr, absent))}")

@@ -1,0 +1,350 @@
+"""Monitors: create them, set their thresholds (policy: risk officers only; a weakening takes a
+second risk officer), run them over a window of prediction batches, raise and acknowledge alerts.
+
+Every write names its ledger action here. A run's entry carries the digests of the reference
+profile, each input batch and the result, so a bundle can show what was compared with what.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from audit.ledger import ledger_append, lock_for_update
+from audit.refusals import refusal_recorded
+from core.errors import Conflict, Forbidden, InvalidInput
+from core.outbox.services import task_enqueue_on_commit
+from governance.fairness.models import PredictionBatch
+from governance.fairness.services.access import can_manage_specs, require_allowed, require_visible
+from governance.models import ModelVersion
+from governance.monitoring.drift import CORRECTIONS, DriftInputError, NumericProfile, drift_report
+from governance.monitoring.models import Alert, Monitor, MonitorRun, ThresholdChange
+from governance.monitoring.performance import HIGHER_IS_BETTER, classification_metrics, regression_metrics
+from governance.monitoring.reader import read_columns
+from governance.monitoring.services.profiles import drift_input_error, reference_profile_latest, reference_profile_load
+from governance.permissions import is_active_user
+from governance.roles import RISK_OFFICER
+
+DEFAULT_THRESHOLDS: dict[str, Any] = {"alpha": 0.05, "correction": "benjamini-hochberg", "numeric_effect": 0.1,
+                                      "categorical_effect": 0.1, "performance": {}}
+KNOWN_PERFORMANCE = frozenset({"accuracy", "precision", "recall", "f1", "roc_auc", "brier", "mae", "rmse", "r2"})
+
+
+# --- thresholds as policy ------------------------------------------------------------------
+
+def normalise_thresholds(raw: Any) -> dict[str, Any]:
+    """Defaults filled in; every value checked. `performance` maps a metric to its bound (a minimum
+    for metrics where higher is better, a maximum for brier, mae and rmse)."""
+    if raw is None:
+        return json.loads(json.dumps(DEFAULT_THRESHOLDS))
+    if not isinstance(raw, dict):
+        raise InvalidInput("'thresholds' must be an object.", code="monitoring_bad_thresholds")
+    unknown = set(raw) - set(DEFAULT_THRESHOLDS)
+    if unknown:
+        raise InvalidInput(f"Unknown threshold(s) {sorted(unknown)}.", code="monitoring_bad_thresholds",
+                           extra={"known": sorted(DEFAULT_THRESHOLDS)})
+    thresholds = {**json.loads(json.dumps(DEFAULT_THRESHOLDS)), **raw}
+    for key in ("alpha", "numeric_effect", "categorical_effect"):
+        value = thresholds[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise InvalidInput(f"'{key}' must be a non-negative number.", code="monitoring_bad_thresholds")
+        thresholds[key] = float(value)
+    if not 0 < thresholds["alpha"] < 1:
+        raise InvalidInput("'alpha' must be between 0 and 1.", code="monitoring_bad_thresholds")
+    if thresholds["correction"] not in CORRECTIONS:
+        raise InvalidInput(f"'correction' must be one of {list(CORRECTIONS)}.", code="monitoring_bad_thresholds")
+    performance = thresholds["performance"]
+    if not isinstance(performance, dict) or set(performance) - KNOWN_PERFORMANCE or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in performance.values()):
+        raise InvalidInput("'performance' maps known metric names to numbers.", code="monitoring_bad_thresholds",
+                           extra={"known": sorted(KNOWN_PERFORMANCE)})
+    thresholds["performance"] = {name: float(value) for name, value in sorted(performance.items())}
+    return thresholds
+
+
+def weakens(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """True when ``new`` would let through something ``old`` alerts on: a smaller alpha, larger
+    effect thresholds, Bonferroni instead of Benjamini-Hochberg, a lower minimum or higher maximum
+    on a performance metric, or a performance bound removed. The one home of this rule."""
+    if new["alpha"] < old["alpha"] or new["numeric_effect"] > old["numeric_effect"]:
+        return True
+    if new["categorical_effect"] > old["categorical_effect"]:
+        return True
+    if old["correction"] == "benjamini-hochberg" and new["correction"] == "bonferroni":
+        return True
+    for metric, bound in old["performance"].items():
+        if metric not in new["performance"]:
+            return True
+        if (new["performance"][metric] < bound) if metric in HIGHER_IS_BETTER else (new["performance"][metric] > bound):
+            return True
+    return False
+
+
+def _is_risk_officer(user: Any) -> bool:
+    return bool(is_active_user(user) and user.groups.filter(name=RISK_OFFICER).exists())
+
+
+def _require_risk_officer(user: Any) -> None:
+    if not _is_risk_officer(user):
+        raise Forbidden("Only risk officers set monitoring thresholds.", code="monitoring_thresholds_risk_officer_only")
+
+
+def monitor_create(*, by: Any, version: ModelVersion, name: str = "", window_days: int = 7, y_true: str = "",
+                   y_pred: str = "", score: str = "", task: str = "classification",
+                   thresholds: dict[str, Any] | None = None) -> Monitor:
+    """Create a monitor; records `monitor.created`. Thresholds other than the defaults need a risk officer."""
+    model = version.model
+    require_visible(by, model)
+    require_allowed(can_manage_specs(by, model), f"You may not define the monitoring of '{model.name}'.")
+    if not 1 <= window_days <= 3650:
+        raise InvalidInput("'window_days' must be between 1 and 3650.", code="monitoring_bad_arguments")
+    if task not in ("classification", "regression"):
+        raise InvalidInput("'task' is classification or regression.", code="monitoring_bad_arguments")
+    if y_true and not (y_pred or score):
+        raise InvalidInput("Performance needs 'y_pred' (or 'score' for classification) next to 'y_true'.",
+                           code="monitoring_bad_arguments")
+    normalised = normalise_thresholds(thresholds)
+    with refusal_recorded(actor=by, action="monitor.create", subject=version, attempt={"thresholds": normalised}):
+        if thresholds is not None and normalised != normalise_thresholds(None):
+            _require_risk_officer(by)
+        with transaction.atomic():
+            monitor = Monitor(name=name.strip()[:200] or f"{model.name} {version.label}", version=version,
+                              window_days=window_days, y_true=y_true, y_pred=y_pred, score=score, task=task,
+                              thresholds=normalised, created_by=by if is_active_user(by) else None)
+            monitor.save_recorded(action="monitor.created", by=by, extra={"model": model.name, "version": version.label})
+    return monitor
+
+
+def monitor_thresholds_set(*, monitor: Monitor, by: Any, thresholds: dict[str, Any], comment: str = ""
+                           ) -> Monitor | ThresholdChange:
+    """A risk officer sets thresholds: a tightening applies at once (`monitor.thresholds_set`); a
+    weakening waits for a second risk officer (`monitor.thresholds_weakening_proposed`)."""
+    require_visible(by, monitor.version.model)
+    new = normalise_thresholds(thresholds)
+    with refusal_recorded(actor=by, action="monitor.thresholds_set", subject=monitor, attempt={"thresholds": new}):
+        _require_risk_officer(by)
+        with transaction.atomic():
+            locked = lock_for_update(Monitor.objects.filter(pk=monitor.pk)).get()
+            if weakens(locked.thresholds, new):
+                if ThresholdChange.objects.filter(monitor=locked, status=ThresholdChange.Status.PENDING).exists():
+                    raise Conflict("A weakening of these thresholds already waits for a second risk officer.",
+                                   code="monitoring_change_pending")
+                change = ThresholdChange(monitor=locked, old=locked.thresholds, new=new, comment=comment[:2000],
+                                         proposed_by=by)
+                change.save_recorded(action="monitor.thresholds_weakening_proposed", by=by)
+                return change
+            locked.thresholds = new
+            locked.save_recorded(action="monitor.thresholds_set", by=by, update_fields=["thresholds"],
+                                 extra={"comment": comment[:2000]})
+            return locked
+
+
+def threshold_change_confirm(*, change: ThresholdChange, by: Any, comment: str = "") -> Monitor:
+    """A second risk officer applies a proposed weakening; records `monitor.thresholds_set`."""
+    require_visible(by, change.monitor.version.model)
+    with refusal_recorded(actor=by, action="monitor.thresholds_weakening_confirm", subject=change.monitor,
+                          attempt={"change": change.pk}):
+        _require_risk_officer(by)
+        if change.proposed_by_id == getattr(by, "pk", None):
+            raise Forbidden("Weakening thresholds takes a second risk officer, not the one who proposed it.",
+                            code="monitoring_second_risk_officer")
+        with transaction.atomic():
+            locked = lock_for_update(ThresholdChange.objects.filter(pk=change.pk)).get()
+            if locked.status != ThresholdChange.Status.PENDING:
+                raise Conflict("This change was already applied.", code="monitoring_change_pending")
+            monitor = lock_for_update(Monitor.objects.filter(pk=locked.monitor_id)).get()
+            locked.status = ThresholdChange.Status.APPLIED
+            locked.confirmed_by = by
+            locked.save_recorded(action="monitor.thresholds_weakening_confirmed", by=by,
+                                 update_fields=["status", "confirmed_by"])
+            monitor.thresholds = locked.new
+            monitor.save_recorded(action="monitor.thresholds_set", by=by, update_fields=["thresholds"],
+                                  extra={"comment": comment[:2000], "proposed_by": locked.proposed_by.get_username(),
+                                         "change": locked.pk})
+    return monitor
+
+
+# --- runs ------------------------------------------------------------------------------------
+
+def _canonical_sha256(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).hexdigest()
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no infinity: an infinite effect (zero reference spread) is stored as None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
+
+
+def _window_data(monitor: Monitor, batches: list[PredictionBatch], numeric: list[str], categorical: list[str]
+                 ) -> dict[str, Any]:
+    performance_columns = [c for c in (monitor.y_true, monitor.y_pred, monitor.score) if c]
+    wanted_numeric = list(dict.fromkeys([*numeric, *[c for c in performance_columns if c not in categorical]]))
+    parts: dict[str, list[Any]] = {name: [] for name in [*wanted_numeric, *categorical]}
+    for batch in batches:
+        try:
+            for name, values in read_columns(Path(batch.file.path), wanted_numeric, categorical):
+                parts[name].append(values)
+        except DriftInputError as error:
+            raise drift_input_error(error) from error
+    joined: dict[str, Any] = {}
+    for name, chunks in parts.items():
+        joined[name] = np.concatenate(chunks) if name in wanted_numeric else [v for chunk in chunks for v in chunk]
+    return joined
+
+
+def _performance(monitor: Monitor, data: dict[str, Any]) -> dict[str, Any] | None:
+    if not monitor.y_true:
+        return None
+    truth = np.asarray(data[monitor.y_true], dtype=np.float64)
+    known = ~np.isnan(truth)  # outcomes not known yet are left out
+    if not known.any():
+        return None
+    try:
+        if monitor.task == "regression":
+            return regression_metrics(truth[known], np.asarray(data[monitor.y_pred])[known])
+        score = np.asarray(data[monitor.score])[known] if monitor.score else None
+        predicted = (np.asarray(data[monitor.y_pred])[known] if monitor.y_pred
+                     else (score >= 0.5).astype(np.float64) if score is not None else None)
+        return classification_metrics(truth[known], predicted, score)
+    except DriftInputError as error:
+        raise drift_input_error(error) from error
+
+
+RUN_TASK = "governance.monitoring.tasks.monitor_run_scheduled_task"
+SYSTEM_ACTOR = "system:monitor_run_scheduled_task"
+
+
+def current_slot(monitor: Monitor, now: datetime) -> datetime | None:
+    """The latest beat slot at or before ``now``: a multiple of run_every_hours since the epoch (UTC)."""
+    if monitor.run_every_hours < 1:
+        return None
+    period_s = monitor.run_every_hours * 3600
+    return datetime.fromtimestamp(int(now.timestamp()) // period_s * period_s, tz=UTC)
+
+
+def monitor_runs_due(*, now: datetime | None = None) -> list[tuple[int, str]]:
+    """Beat job: queue the run of every scheduled monitor whose current slot has no run yet."""
+    moment = now or timezone.now()
+    queued: list[tuple[int, str]] = []
+    for monitor in Monitor.objects.filter(run_every_hours__gt=0):
+        slot = current_slot(monitor, moment)
+        if slot is None or MonitorRun.objects.filter(monitor=monitor, scheduled_for=slot).exists():
+            continue
+        with transaction.atomic():
+            task_enqueue_on_commit(RUN_TASK, monitor.pk, slot.isoformat())
+        queued.append((monitor.pk, slot.isoformat()))
+    return queued
+
+
+def monitor_run_scheduled(*, monitor_id: int, slot: datetime) -> MonitorRun | None:
+    """The run of one beat slot, exactly once: a redelivered or duplicated task finds the slot's run
+    and returns it. The run and its entries are one transaction, so a worker killed mid-run leaves
+    nothing, and the redelivery computes the same window (batches uploaded up to the slot) again."""
+    monitor = Monitor.objects.select_related("version__model").get(pk=monitor_id)
+    existing = MonitorRun.objects.filter(monitor=monitor, scheduled_for=slot).first()
+    if existing is not None:
+        return existing
+    try:
+        return _run(monitor=monitor, by=SYSTEM_ACTOR, end=slot, scheduled=True)
+    except InvalidInput:
+        return None  # nothing to compare in this window (no batches): no run, no entry
+
+
+def monitor_run(*, monitor: Monitor, by: Any, now: datetime | None = None) -> MonitorRun:
+    """Evaluate the window ending ``now``; records `monitor_run.completed` and one `alert.raised` per breach."""
+    require_visible(by, monitor.version.model)
+    return _run(monitor=monitor, by=by, end=now or timezone.now(), scheduled=False)
+
+
+def _run(*, monitor: Monitor, by: Any, end: datetime, scheduled: bool) -> MonitorRun:
+    start = end - timedelta(days=monitor.window_days)
+    profile = reference_profile_latest(monitor.version)
+    columns = reference_profile_load(profile)
+    # Batches served by this version, or that do not say which version served them.
+    batches = list(PredictionBatch.objects.filter(model=monitor.version.model, uploaded_at__gt=start, uploaded_at__lte=end)
+                   .filter(Q(served_version=monitor.version) | Q(served_version__isnull=True)).order_by("pk"))
+    if not batches:
+        raise InvalidInput(f"No prediction batches of {monitor.version} in the last {monitor.window_days} days.",
+                           code="fairness_no_batches")
+    numeric = [c.column for c in columns if isinstance(c, NumericProfile)]
+    categorical = [c.column for c in columns if not isinstance(c, NumericProfile)]
+    data = _window_data(monitor, batches, numeric, categorical)
+    thresholds = monitor.thresholds
+    try:
+        drift = drift_report(columns, data, correction=thresholds["correction"], alpha=thresholds["alpha"],
+                             numeric_effect=thresholds["numeric_effect"], categorical_effect=thresholds["categorical_effect"])
+    except DriftInputError as error:
+        raise drift_input_error(error) from error
+    performance = _performance(monitor, data)
+    breaches: list[tuple[str, str, dict[str, Any]]] = [
+        ("drift", column["column"], {"pvalue_adjusted": column["pvalue_adjusted"], "effect_size": column["effect_size"]})
+        for column in drift["columns"] if column["drift"]]
+    for metric, bound in thresholds["performance"].items():
+        value = (performance or {}).get(metric)
+        if value is None:
+            continue
+        if (value < bound) if metric in HIGHER_IS_BETTER else (value > bound):
+            breaches.append(("performance", metric, {"value": value, "bound": bound,
+                                                     "direction": "min" if metric in HIGHER_IS_BETTER else "max"}))
+    result = _finite({"drift": drift, "performance": performance, "thresholds": thresholds})
+    result_sha256 = _canonical_sha256(result)
+    batch_digests = [{"id": b.pk, "sha256": b.sha256} for b in batches]
+    with transaction.atomic():
+        if scheduled:
+            # The monitor row lock serialises two deliveries of one slot; the second finds the first's run.
+            lock_for_update(Monitor.objects.filter(pk=monitor.pk)).get()
+            existing = MonitorRun.objects.filter(monitor=monitor, scheduled_for=end).first()
+            if existing is not None:
+                return existing
+        run = MonitorRun.objects.create(monitor=monitor, profile=profile, window_start=start, window_end=end,
+                                        scheduled_for=end if scheduled else None, batches=batch_digests, result=result,
+                                        result_sha256=result_sha256, breached=bool(breaches))
+        entry = ledger_append(actor=by, action="monitor_run.completed", subject=run, payload={
+            "monitor": monitor.pk, "model": monitor.version.model.name, "version": monitor.version.label,
+            "profile_sha256": profile.profile_sha256, "batches": batch_digests, "result_sha256": result_sha256,
+            "window": [start.isoformat(), end.isoformat()], "drifted": drift["drifted"], "breaches": len(breaches)})
+        run.ledger_seq = entry.seq
+        run.save(update_fields=["ledger_seq"])
+        for kind, subject, detail in breaches:
+            alert = Alert.objects.create(run=run, monitor=monitor, kind=kind, subject=subject, detail=_finite(detail))
+            ledger_append(actor=by, action="alert.raised", subject=alert, payload={
+                "monitor": monitor.pk, "run": run.pk, "kind": kind, "subject": subject, "detail": alert.detail,
+                "result_sha256": result_sha256})
+    return run
+
+
+def alert_acknowledge(*, alert: Alert, by: Any, comment: str) -> Alert:
+    """A person acknowledges an open alert with a comment; records `alert.acknowledged`."""
+    model = alert.monitor.version.model
+    require_visible(by, model)
+    require_allowed(can_manage_specs(by, model), f"You may not acknowledge the alerts of '{model.name}'.")
+    comment = (comment or "").strip()
+    if not comment:
+        raise InvalidInput("Acknowledging an alert takes a comment: what was done about it.", code="monitoring_bad_arguments")
+    with transaction.atomic():
+        locked = lock_for_update(Alert.objects.filter(pk=alert.pk)).get()
+        if locked.status != Alert.Status.OPEN:
+            raise Conflict("The alert was already acknowledged.", code="monitoring_alert_closed")
+        locked.status = Alert.Status.ACKNOWLEDGED
+        locked.acknowledged_by = by
+        locked.acknowledged_at = timezone.now()
+        locked.comment = comment[:5000]
+        locked.save(update_fields=["status", "acknowledged_by", "acknowledged_at", "comment"])
+        ledger_append(actor=by, action="alert.acknowledged", subject=locked,
+                      payload={"monitor": locked.monitor_id, "run": locked.run_id, "comment": locked.comment})
+    return locked

@@ -1,0 +1,24 @@
+"""Celery tasks of monitoring: thin, idempotent wrappers that take ids and call one service."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from celery import shared_task
+from django.db import OperationalError
+
+from governance.monitoring.services.monitors import monitor_run_scheduled, monitor_runs_due
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(OperationalError,), retry_backoff=True,
+             max_retries=8)
+def monitor_run_scheduled_task(monitor_id: int, slot: str) -> int | None:
+    """One beat slot of one monitor; a redelivery after a worker kill returns the slot's one run."""
+    run = monitor_run_scheduled(monitor_id=monitor_id, slot=datetime.fromisoformat(slot))
+    return run.pk if run else None
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def monitor_runs_due_task() -> int:
+    """Beat job: queue the runs of monitors whose current slot has none."""
+    return len(monitor_runs_due())
