@@ -343,12 +343,17 @@ def test_a_token_restricted_to_one_model_reads_only_its_lineage(two_models, scie
     assert created.status_code == 201 and created.json()["owner_team"] == "team:credit-risk"
 
 
-def test_an_admin_token_restricted_to_one_model_registers_no_model_in_another_team(two_models, other_team):
-    _, token = service_account_create(by="system:test", name="ops-bot", role="admin",
-                                               models=[two_models["mine"]])
+@pytest.mark.parametrize(("role", "code"), [
+    ("data_scientist", "token_model_restricted"),  # its models' teams only
+    ("admin", "admin_cannot_act_as_data_scientist"),  # admins register nothing at all
+])
+def test_a_token_restricted_to_one_model_registers_no_model_in_another_team(two_models, other_team, role, code):
+    _, token = service_account_create(by="system:test", name="ops-bot", role=role, models=[two_models["mine"]])
     client = _token_api(token)
-    before = (RegisteredModel.objects.count(), LedgerEntry.objects.count())
+    models_before, next_seq = RegisteredModel.objects.count(), LedgerEntry.objects.count()
     response = client.post("/api/models/", {"name": "sneaky", "team": other_team.name, "risk_tier": "minimal"},
                            format="json")
-    assert (response.status_code, response.json()["code"]) == (403, "token_model_restricted")
-    assert (RegisteredModel.objects.count(), LedgerEntry.objects.count()) == before
+    assert (response.status_code, response.json()["code"]) == (403, code)
+    assert RegisteredModel.objects.count() == models_before
+    written = list(LedgerEntry.objects.filter(seq__gte=next_seq).values_list("action", flat=True))
+    assert all(action.endswith(".refused") for action in written), written
