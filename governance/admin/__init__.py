@@ -6,7 +6,7 @@ enforces the same rules as the API. See `base.py` for what the admins share.
 
 from django.contrib import admin
 
-from governance.admin import accounts, approvals, deployments, registry  # noqa: F401 (registers the admins)
+from governance.admin import accounts, approvals, deployments, registry, schedules  # noqa: F401 (registers the admins)
 from governance.auth import RateLimitedAdminAuthenticationForm
 
 # Sign-ins to the admin are rate limited (see governance.auth.LoginThrottle).
