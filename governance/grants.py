@@ -101,8 +101,7 @@ def _execute(grant: PrivilegeGrantRequest, *, by: Any) -> None:
 
 
 def _locked(grant: PrivilegeGrantRequest) -> PrivilegeGrantRequest:
-    found = lock_for_update(PrivilegeGrantRequest.objects.select_related("grantee", "requested_by", "model")
-                            ).filter(pk=grant.pk).first()
+    found = lock_for_update(PrivilegeGrantRequest.objects).filter(pk=grant.pk).first()
     if found is None:
         raise NotFound("No such grant request.", code="privilege_grant_not_found")
     return found
