@@ -63,16 +63,16 @@ def run(quick: bool) -> list[dict[str, Any]]:
         _setup(work)
         from django.contrib.auth import get_user_model
 
-        from governance import services as governance_services
         from governance.fairness import reader
         from governance.fairness.services import runs, specs
+        from governance.registry.services.registry import model_register, model_version_register, team_create
 
         path = work / "audit.csv"
         _write_csv(path, rows)
         root = get_user_model().objects.create_superuser("bench", "bench@example.org", "bench-pass-123456")
-        team = governance_services.team_create(by="system:bench", name="bench")
-        model = governance_services.model_register(by=root, name="bench-model", team=team, risk_tier="minimal")
-        version = governance_services.model_version_register(model=model, by=root, label="1.0.0",
+        team = team_create(by="system:bench", name="bench")
+        model = model_register(by=root, name="bench-model", team=team, risk_tier="minimal")
+        version = model_version_register(model=model, by=root, label="1.0.0",
                                                              artifact_uri="s3://bench/", manifest={"m": "a" * 64})
         spec = specs.audit_spec_create(by=root, model=model, version=version, name="bench", dataset_path=path,
                                        y_true="repaid", y_pred="predicted", sensitive=["group"])

@@ -38,7 +38,6 @@ def _load(*, models: int, entries: int, log: Any) -> dict[str, Any]:
     from audit.models import LedgerEntry
     from audit.services import ledger_verify_and_record
     from core.actor import acting_as
-    from governance import services
     from governance.models import (
         ApprovalDecision,
         ApprovalRequest,
@@ -48,6 +47,10 @@ def _load(*, models: int, entries: int, log: Any) -> dict[str, Any]:
         RequestStatus,
         VersionStatus,
     )
+    from governance.registry.services.access import approver_scope_grant
+    from governance.registry.services.approvals import approval_policy_set
+    from governance.registry.services.deployments import environment_create
+    from governance.registry.services.registry import team_create
 
     seed = "system:bench"
     started = time.perf_counter()
@@ -63,18 +66,18 @@ def _load(*, models: int, entries: int, log: Any) -> dict[str, Any]:
         return users.get(pk=user.pk)
 
     team_count = max(1, models // 100)
-    teams = [services.team_create(by=seed, name=f"team-{index:03d}") for index in range(team_count)]
+    teams = [team_create(by=seed, name=f"team-{index:03d}") for index in range(team_count)]
     scientist = person("dana", "data_scientist", groups=(teams[0].group,))
     # Each team's versions are registered, submitted and deployed by that team's own member.
     members = [scientist] + [person(f"member-{index:03d}", "data_scientist", groups=(teams[index].group,))
                              for index in range(1, team_count)]
     approver = person("alice", "approver")
-    services.approver_scope_grant(by=seed, to=approver, risk_tier="high")
+    approver_scope_grant(by=seed, to=approver, risk_tier="high")
     approver = users.get(pk=approver.pk)
     auditor = person("audrey", "auditor")
-    services.approval_policy_set(by=seed, risk_tier="high", quorum=2, expiry_hours=72)
-    staging = services.environment_create(by=seed, name="staging", is_production=False)
-    production = services.environment_create(by=seed, name="production", is_production=True)
+    approval_policy_set(by=seed, risk_tier="high", quorum=2, expiry_hours=72)
+    staging = environment_create(by=seed, name="staging", is_production=False)
+    production = environment_create(by=seed, name="production", is_production=True)
     policy_snapshot = {"policy_id": 1, "scope": "tier:high", "quorum": 2, "required_roles": [],
                        "fairness_audit_max_age_days": None, "required_card_fields": [], "expiry_hours": 72}
 

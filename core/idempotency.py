@@ -16,6 +16,7 @@ import functools
 import hashlib
 import json
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import rfc8785
@@ -25,6 +26,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, models, transaction
 from django.http.request import RawPostDataException
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -105,3 +107,10 @@ def idempotent(view_method: Callable[..., Response]) -> Callable[..., Response]:
             return response
 
     return wrapper
+
+
+def idempotency_records_purge(*, now: datetime | None = None) -> int:
+    """Delete stored POST responses past their retention; a retry after that is a new request."""
+    cutoff = (now or timezone.now()) - timedelta(hours=settings.IDEMPOTENCY_RETENTION_HOURS)
+    deleted, _ = _record_model()._default_manager.filter(created_at__lt=cutoff).delete()
+    return deleted

@@ -19,9 +19,12 @@ from core.api import ERROR_RESPONSES, CursorlessPagination
 from core.errors import InvalidInput
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from core.ids import object_id
-from governance import selectors, services
+from governance import selectors
 from governance.models import ApprovalRequest, Decision, Deployment, RequestStatus, RiskTier, Team, VersionStatus
 from governance.permissions import TokenScopePermission
+from governance.registry.services.approvals import approval_decide, approval_withdraw, model_version_submit, quorum_state
+from governance.registry.services.deployments import deployment_record, deployment_rollback
+from governance.registry.services.registry import model_register, model_version_register
 
 
 def paginated(name: str, item: serializers.Serializer) -> serializers.Serializer:
@@ -160,7 +163,7 @@ class ApprovalRequestOut(serializers.Serializer):
         return DecisionOut(request.decisions.all(), many=True).data  # type: ignore[return-value]
 
     def get_progress(self, request: ApprovalRequest) -> dict[str, Any]:
-        return services.quorum_state(request.decisions.all(), request.policy_snapshot)
+        return quorum_state(request.decisions.all(), request.policy_snapshot)
 
 
 class DecisionIn(serializers.Serializer):
@@ -223,7 +226,7 @@ class ModelListView(GovernanceView):
         team = Team.objects.filter(name=data.pop("team")).first()
         if team is None:
             raise InvalidInput("No such team.", code="team_not_found")
-        model = services.model_register(by=request.user, team=team, **data)
+        model = model_register(by=request.user, team=team, **data)
         return Response(ModelOut(model).data, status=status.HTTP_201_CREATED)
 
 
@@ -250,7 +253,7 @@ class VersionListView(GovernanceView):
     def post(self, request: Request, name: str) -> Response:
         model = selectors.registered_model_get(user=request.user, name=name)
         data = _validated(VersionIn, request)
-        version = services.model_version_register(model=model, by=request.user, **data)
+        version = model_version_register(model=model, by=request.user, **data)
         return Response(VersionOut(version).data, status=status.HTTP_201_CREATED)
 
 
@@ -267,7 +270,7 @@ class VersionApprovalRequestView(GovernanceView):
     def post(self, request: Request, name: str, label: str) -> Response:
         version = selectors.model_version_get(user=request.user, model_name=name, label=label)
         data = _validated(CommentIn, request)
-        approval = services.model_version_submit(version=version, by=request.user, comment=data["comment"])
+        approval = model_version_submit(version=version, by=request.user, comment=data["comment"])
         return Response(ApprovalRequestOut(approval).data, status=status.HTTP_201_CREATED)
 
 
@@ -296,7 +299,7 @@ class DecisionView(GovernanceView):
     def post(self, request: Request, request_id: str) -> Response:
         approval = _approval_for(request, request_id)
         data = _validated(DecisionIn, request)
-        decision = services.approval_decide(request=approval, by=request.user, decision=data["decision"],
+        decision = approval_decide(request=approval, by=request.user, decision=data["decision"],
                                             comment=data["comment"])
         approval = selectors.approval_request_list(user=request.user).get(pk=approval.pk)
         body = {"decision": DecisionOut(decision).data, "request": ApprovalRequestOut(approval).data}
@@ -310,7 +313,7 @@ class WithdrawView(GovernanceView):
     def post(self, request: Request, request_id: str) -> Response:
         approval = _approval_for(request, request_id)
         data = _validated(CommentIn, request)
-        approval = services.approval_withdraw(request=approval, by=request.user, comment=data["comment"])
+        approval = approval_withdraw(request=approval, by=request.user, comment=data["comment"])
         return Response(ApprovalRequestOut(approval).data)
 
 
@@ -335,7 +338,7 @@ class DeploymentListView(GovernanceView):
         data = _validated(DeploymentIn, request)
         version = selectors.model_version_get(user=request.user, model_name=data["model"], label=data["version"])
         environment = selectors.environment_get(name=data["environment"])
-        deployment = services.deployment_record(version=version, environment=environment, by=request.user,
+        deployment = deployment_record(version=version, environment=environment, by=request.user,
                                                 comment=data["comment"])
         return Response(DeploymentOut(deployment).data, status=status.HTTP_201_CREATED)
 
@@ -353,7 +356,7 @@ class RollbackView(GovernanceView):
     def post(self, request: Request, deployment_id: str) -> Response:
         deployment = _deployment_for(request, deployment_id)
         data = _validated(CommentIn, request)
-        rolled = services.deployment_rollback(deployment=deployment, by=request.user, comment=data["comment"])
+        rolled = deployment_rollback(deployment=deployment, by=request.user, comment=data["comment"])
         return Response(DeploymentOut(rolled).data, status=status.HTTP_201_CREATED)
 
 

@@ -65,7 +65,7 @@ class ServiceTokenAuthentication(BaseAuthentication):
 
 def lookup_token(raw: str) -> ServiceToken | None:
     """The live token matching `raw`, or None (unknown, wrong secret, expired, revoked, inactive account)."""
-    from governance.services import hash_token
+    from governance.registry.services.access import hash_token
 
     if not raw.startswith(TOKEN_RE_PREFIX) or len(raw) > 200:
         return None

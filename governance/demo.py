@@ -15,8 +15,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from core.actor import acting_as
-from governance import accounts, services
+from governance import accounts
 from governance.models import MODEL_CARD_FIELDS, RegisteredModel
+from governance.registry.services.access import approver_scope_grant, role_grant, service_account_create
+from governance.registry.services.approvals import approval_decide, approval_policy_set, model_version_submit
+from governance.registry.services.common import TEAM_GROUP_PREFIX
+from governance.registry.services.deployments import deployment_record, deployment_rollback, environment_create
+from governance.registry.services.registry import model_register, model_version_register, team_create
 
 ACTOR = "system:seed_demo"
 
@@ -72,9 +77,9 @@ def _users() -> dict[str, Any]:
                                             is_staff=True)
                 accounts.user_password_set(user=user, by=ACTOR, password=demo_password(username))
             for role in roles:
-                services.role_grant(user=user, role=role, by=ACTOR)
+                role_grant(user=user, role=role, by=ACTOR)
             for team in teams:
-                accounts.user_groups_add(user=user, groups=[Group.objects.get(name=f"{services.TEAM_GROUP_PREFIX}{team}")],
+                accounts.user_groups_add(user=user, groups=[Group.objects.get(name=f"{TEAM_GROUP_PREFIX}{team}")],
                                          by=ACTOR)
             users[username] = user_model.objects.get(pk=user.pk)
     return users
@@ -83,67 +88,67 @@ def _users() -> dict[str, Any]:
 def seed(stdout: Any) -> str:
     if RegisteredModel.objects.filter(name="credit-default-scorer").exists():
         return "already seeded"
-    teams = {name: services.team_create(by=ACTOR, name=name, display_name=title)
+    teams = {name: team_create(by=ACTOR, name=name, display_name=title)
              for name, title in (("credit-risk", "Credit risk modelling"), ("hiring", "Talent analytics"))}
     users = _users()
-    services.approver_scope_grant(by=ACTOR, to=users["alice"], risk_tier="high")
+    approver_scope_grant(by=ACTOR, to=users["alice"], risk_tier="high")
     users["alice"] = get_user_model().objects.get(pk=users["alice"].pk)
-    staging = services.environment_create(by=ACTOR, name="staging", is_production=False,
+    staging = environment_create(by=ACTOR, name="staging", is_production=False,
                                           description="Shadow traffic, no customer impact")
-    production = services.environment_create(by=ACTOR, name="production", is_production=True,
+    production = environment_create(by=ACTOR, name="production", is_production=True,
                                              description="Live decisions")
-    services.approval_policy_set(by=ACTOR, risk_tier="high", quorum=2, required_roles=["risk_officer"],
+    approval_policy_set(by=ACTOR, risk_tier="high", quorum=2, required_roles=["risk_officer"],
                                  required_card_fields=list(MODEL_CARD_FIELDS), expiry_hours=72,
                                  comment="Four-eyes with a risk officer for high-risk models")
-    services.approval_policy_set(by=ACTOR, risk_tier="limited", quorum=1, required_roles=[],
+    approval_policy_set(by=ACTOR, risk_tier="limited", quorum=1, required_roles=[],
                                  required_card_fields=["intended_use", "limitations"], expiry_hours=72)
-    services.approval_policy_set(by=ACTOR, risk_tier="minimal", quorum=1, required_roles=[], expiry_hours=168)
+    approval_policy_set(by=ACTOR, risk_tier="minimal", quorum=1, required_roles=[], expiry_hours=168)
 
     dana, hiro, alice, rita = users["dana"], users["hiro"], users["alice"], users["rita"]
-    scorer = services.model_register(
+    scorer = model_register(
         by=dana, name="credit-default-scorer", team=teams["credit-risk"], risk_tier="high",
         description="Gradient-boosted probability-of-default model for consumer loans.",
         intended_purpose="Support credit officers deciding consumer loan applications (EU AI Act Annex III 5(b)).",
         affected_groups=["loan applicants", "co-signers"], contacts=["credit-models@demo.example.org"])
-    screener = services.model_register(
+    screener = model_register(
         by=hiro, name="resume-screener", team=teams["hiring"], risk_tier="high",
         description="Ranks incoming CVs for recruiter review.",
         intended_purpose="Prioritise applications; an automated employment decision tool under NYC LL144.",
         affected_groups=["job applicants"], contacts=["talent-analytics@demo.example.org"])
 
     def version(model: RegisteredModel, by: Any, label: str, auc: float, card: dict[str, str]) -> Any:
-        return services.model_version_register(
+        return model_version_register(
             model=model, by=by, label=label, artifact_uri=f"s3://demo-models/{model.name}/{label}/",
             manifest=_manifest(model.name, label), framework="lightgbm 4.5",
             training_metrics={"auc": auc, "ks": round(auc - 0.35, 3)}, **card)
 
     def approve(item: Any, note: str) -> None:
-        request = services.model_version_submit(version=item, by=dana, comment=note)
-        services.approval_decide(request=request, by=alice, decision="approve",
+        request = model_version_submit(version=item, by=dana, comment=note)
+        approval_decide(request=request, by=alice, decision="approve",
                                  comment="Validation report reviewed; discrimination and calibration within limits.")
-        services.approval_decide(request=request, by=rita, decision="approve",
+        approval_decide(request=request, by=rita, decision="approve",
                                  comment="Risk accepted; monitoring plan in place.")
 
     v100 = version(scorer, dana, "1.0.0", 0.781, CREDIT_CARD)
     approve(v100, "First production candidate.")
-    services.deployment_record(version=v100, environment=staging, by=dana, comment="Shadow run")
-    services.deployment_record(version=v100, environment=production, by=dana, comment="Initial release")
+    deployment_record(version=v100, environment=staging, by=dana, comment="Shadow run")
+    deployment_record(version=v100, environment=production, by=dana, comment="Initial release")
     v110 = version(scorer, dana, "1.1.0", 0.794, CREDIT_CARD)
     approve(v110, "Retrained on 2025-Q1 data.")
-    current = services.deployment_record(version=v110, environment=production, by=dana, comment="Quarterly refresh")
-    services.deployment_rollback(deployment=current, by=dana,
+    current = deployment_record(version=v110, environment=production, by=dana, comment="Quarterly refresh")
+    deployment_rollback(deployment=current, by=dana,
                                  comment="Approval rate for applicants under 25 dropped; rolling back to 1.0.0.")
 
     # The policy is tightened: from now on a passing fairness audit (at most 90 days old) is required.
-    services.approval_policy_set(by=rita, risk_tier="high", quorum=2, required_roles=["risk_officer"],
+    approval_policy_set(by=rita, risk_tier="high", quorum=2, required_roles=["risk_officer"],
                                  fairness_audit_max_age_days=90, required_card_fields=list(MODEL_CARD_FIELDS),
                                  expiry_hours=72, comment="Fairness audit now required before approval")
     v120 = version(scorer, dana, "1.2.0", 0.792, CREDIT_CARD)
-    pending = services.model_version_submit(version=v120, by=dana,
+    pending = model_version_submit(version=v120, by=dana,
                                             comment="Fix for the under-25 approval-rate drop; please review.")
     version(screener, hiro, "0.9.0", 0.712, SCREENER_CARD)
 
-    account, token = services.service_account_create(
+    account, token = service_account_create(
         by=ACTOR, name="training-pipeline", role="data_scientist", models=[scorer],
         description="Nightly training job for credit-default-scorer")
     stdout.write("governance demo users (demo database only; password demo-<username>-pass): "

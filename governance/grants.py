@@ -21,9 +21,10 @@ from django.utils import timezone
 from audit.ledger import lock_for_update
 from audit.refusals import refusal_recorded
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
-from governance import accounts, services
+from governance import accounts
 from governance.models import Decision, GrantStatus, PrivilegeGrantRequest, PrivilegeKind, RiskTier
 from governance.permissions import is_active_user, is_service_account
+from governance.registry.services.access import approver_scope_grant, role_grant
 from governance.roles import GUARDED_ROLES, excluded_pairs
 
 MIN_REASON_CHARS = 3
@@ -89,11 +90,11 @@ def _validate(grant: PrivilegeGrantRequest) -> None:
 def _execute(grant: PrivilegeGrantRequest, *, by: Any) -> None:
     """Run an approved grant through the account services, which accept it only with this request."""
     if grant.kind == PrivilegeKind.ROLE:
-        services.role_grant(user=grant.grantee, role=grant.role, by=by, grant_request=grant)
+        role_grant(user=grant.grantee, role=grant.role, by=by, grant_request=grant)
     elif grant.kind == PrivilegeKind.TIER_SCOPE:
-        services.approver_scope_grant(by=by, to=grant.grantee, risk_tier=grant.risk_tier, grant_request=grant)
+        approver_scope_grant(by=by, to=grant.grantee, risk_tier=grant.risk_tier, grant_request=grant)
     elif grant.kind == PrivilegeKind.MODEL_SCOPE:
-        services.approver_scope_grant(by=by, to=grant.grantee, model=grant.model, grant_request=grant)
+        approver_scope_grant(by=by, to=grant.grantee, model=grant.model, grant_request=grant)
     elif grant.kind == PrivilegeKind.SUPERUSER:
         accounts.user_flags_set(user=grant.grantee, by=by, is_staff=True, is_superuser=True)
     grant.status = GrantStatus.GRANTED

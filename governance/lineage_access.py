@@ -1,7 +1,7 @@
 """Governance's answers to lineage's two questions about the nodes that stand for its records.
 
 Lineage holds a node per model version ("governance.modelversion", version pk) and per deployment
-("governance.deployment", deployment pk), recorded by `governance.services`. It cannot import us,
+("governance.deployment", deployment pk), recorded by `governance.registry.services`. It cannot import us,
 so `GovernanceConfig.ready` registers these two callables in `lineage.visibility`:
 
 - `resolve_lineage_subject`: the registered model (and its team) behind such a node;

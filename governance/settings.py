@@ -7,11 +7,13 @@ file-system task queue, no servers).
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 import dj_database_url
 from celery.schedules import crontab
+from django.utils.functional import lazy
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -57,21 +59,25 @@ DEBUG = _env_bool("DEBUG", False)
 SECRET_KEY_FILE = _path("SECRET_KEY_FILE", str(VAR_DIR / "secret_key"))
 
 
-def _secret_key() -> str:
-    explicit = os.environ.get("SECRET_KEY")
-    if explicit:
-        return explicit
+@functools.cache  # lazy() calls it on every use; read the file once per process
+def _secret_key_from_file() -> str:
+    """The embedded key: created (0600, random) the first time something signs, never at import."""
     import secrets
 
     SECRET_KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
     if not SECRET_KEY_FILE.exists():
-        fd = os.open(SECRET_KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(64))
+        try:
+            fd = os.open(SECRET_KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process created it first; read theirs
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(64))
     return SECRET_KEY_FILE.read_text().strip()
 
 
-SECRET_KEY = _secret_key()
+# Importing the settings writes nothing: the embedded key file is read (or created) lazily.
+SECRET_KEY = os.environ.get("SECRET_KEY") or lazy(_secret_key_from_file, str)()
 ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS", "")
 
@@ -137,8 +143,8 @@ TEMPLATES = [
 DATABASE_URL = _env("DATABASE_URL", "") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=int(_env("DB_CONN_MAX_AGE", "0")))}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Its folder is created when the app starts (core.apps), not when the settings are imported.
     DATABASES["default"]["NAME"] = str(BASE_DIR / DATABASES["default"]["NAME"])
-    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     DATABASES["default"]["OPTIONS"] = {
         # IMMEDIATE takes the write lock at BEGIN, so two ledger writers queue instead of
         # both reading the same chain head; WAL lets readers go on meanwhile.

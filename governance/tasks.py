@@ -5,16 +5,17 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import OperationalError
 
-from governance import services
+from core.idempotency import idempotency_records_purge
+from governance.registry.services.approvals import approval_expire_due
 
 
 @shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
 def approval_expire_due_task() -> int:
     """Expire pending approval requests past their deadline (run by beat); returns how many."""
-    return len(services.approval_expire_due())
+    return len(approval_expire_due())
 
 
 @shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
 def idempotency_records_purge_task() -> int:
     """Forget stored responses older than IDEMPOTENCY_RETENTION_HOURS (run by beat); returns how many."""
-    return services.idempotency_records_purge()
+    return idempotency_records_purge()

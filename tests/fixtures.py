@@ -20,8 +20,11 @@ from django.contrib.auth.models import Group
 
 from audit.models import LedgerEntry
 from core.actor import acting_as
-from governance import services
 from governance.models import Environment, ModelVersion, RegisteredModel, Team
+from governance.registry.services.access import approver_scope_grant
+from governance.registry.services.approvals import approval_policy_set, model_version_submit
+from governance.registry.services.deployments import environment_create
+from governance.registry.services.registry import model_register, model_version_register, team_create
 
 SEED = "system:test_setup"
 CARD = {
@@ -48,12 +51,12 @@ def make_user(db) -> Callable[..., Any]:  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def team(db) -> Team:  # type: ignore[no-untyped-def]
-    return services.team_create(by=SEED, name="credit-risk")
+    return team_create(by=SEED, name="credit-risk")
 
 
 @pytest.fixture
 def other_team(db) -> Team:  # type: ignore[no-untyped-def]
-    return services.team_create(by=SEED, name="hiring")
+    return team_create(by=SEED, name="hiring")
 
 
 @pytest.fixture
@@ -69,14 +72,14 @@ def scientist2(make_user, team) -> Any:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def approver(make_user, team) -> Any:  # type: ignore[no-untyped-def]
     user = make_user("alice", "approver")
-    services.approver_scope_grant(by=SEED, to=user, risk_tier="high")
+    approver_scope_grant(by=SEED, to=user, risk_tier="high")
     return get_user_model().objects.get(pk=user.pk)
 
 
 @pytest.fixture
 def approver2(make_user) -> Any:  # type: ignore[no-untyped-def]
     user = make_user("bob", "approver")
-    services.approver_scope_grant(by=SEED, to=user, risk_tier="high")
+    approver_scope_grant(by=SEED, to=user, risk_tier="high")
     return get_user_model().objects.get(pk=user.pk)
 
 
@@ -92,14 +95,14 @@ def auditor(make_user) -> Any:  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def model(scientist, team) -> RegisteredModel:  # type: ignore[no-untyped-def]
-    return services.model_register(by=scientist, name="credit-default-scorer", team=team, risk_tier="high",
+    return model_register(by=scientist, name="credit-default-scorer", team=team, risk_tier="high",
                                    description="PD model", intended_purpose="Credit decisions",
                                    affected_groups=["applicants"], contacts=["risk@example.org"])
 
 
 @pytest.fixture
 def policy(model):  # type: ignore[no-untyped-def]
-    return services.approval_policy_set(by=SEED, risk_tier="high", quorum=2, required_roles=["risk_officer"],
+    return approval_policy_set(by=SEED, risk_tier="high", quorum=2, required_roles=["risk_officer"],
                                         required_card_fields=list(CARD), expiry_hours=48)
 
 
@@ -109,7 +112,7 @@ def make_version(scientist, model) -> Callable[..., ModelVersion]:  # type: igno
         fields: dict[str, Any] = {"artifact_uri": f"s3://models/cds/{label}/", "manifest": dict(MANIFEST),
                                   "framework": "sklearn", "training_metrics": {"auc": 0.81}, **CARD}
         fields.update(overrides)
-        return services.model_version_register(model=model, by=by or scientist, label=label, **fields)
+        return model_version_register(model=model, by=by or scientist, label=label, **fields)
     return make
 
 
@@ -121,14 +124,14 @@ def version(make_version) -> ModelVersion:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def pending(version, scientist, policy):  # type: ignore[no-untyped-def]
     """A pending request submitted by the scientist (who also registered the version)."""
-    return services.model_version_submit(version=version, by=scientist, comment="please review")
+    return model_version_submit(version=version, by=scientist, comment="please review")
 
 
 @pytest.fixture
 def environments(db) -> dict[str, Environment]:  # type: ignore[no-untyped-def]
     return {
-        "staging": services.environment_create(by=SEED, name="staging", is_production=False),
-        "production": services.environment_create(by=SEED, name="production", is_production=True),
+        "staging": environment_create(by=SEED, name="staging", is_production=False),
+        "production": environment_create(by=SEED, name="production", is_production=True),
     }
 
 

@@ -42,15 +42,14 @@ MODELS = 8
 SETUP = r"""
 import json
 from django.contrib.auth import get_user_model
-from governance import services
 from governance.models import RegisteredModel
 root = get_user_model().objects.create(username="load-admin", is_superuser=True, is_staff=True)
-team = services.team_create(by="system:load", name="load-team")
-models = [services.model_register(by=root, name=f"load-model-{i}", team=team, risk_tier="minimal") for i in range(MODELS)]
-services.approval_policy_set(by="system:load", risk_tier="minimal", quorum=1, required_roles=[], required_card_fields=[],
+team = team_create(by="system:load", name="load-team")
+models = [model_register(by=root, name=f"load-model-{i}", team=team, risk_tier="minimal") for i in range(MODELS)]
+approval_policy_set(by="system:load", risk_tier="minimal", quorum=1, required_roles=[], required_card_fields=[],
                              expiry_hours=48)
-_, pipeline = services.service_account_create(by="system:load", name="load-pipeline", role="data_scientist", models=models)
-_, auditor = services.service_account_create(by="system:load", name="load-auditor", role="auditor", scope="read")
+_, pipeline = service_account_create(by="system:load", name="load-pipeline", role="data_scientist", models=models)
+_, auditor = service_account_create(by="system:load", name="load-auditor", role="auditor", scope="read")
 print("TOKENS " + json.dumps({"pipeline": pipeline, "auditor": auditor}))
 """.replace("MODELS", str(MODELS))
 

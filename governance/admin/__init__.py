@@ -1,6 +1,6 @@
 """The governance admin, by topic; importing this package registers every model admin with the site.
 
-Every write goes through services (`governance.services`, `governance.accounts`), so the admin
+Every write goes through services (`governance.registry.services`, `governance.accounts`), so the admin
 enforces the same rules as the API. See `base.py` for what the admins share.
 """
 

@@ -18,7 +18,7 @@ from django.template.response import TemplateResponse
 
 from core.actor import current_actor
 from core.errors import ServiceError
-from governance import accounts, grants, services
+from governance import accounts, grants
 from governance.admin.base import RefusalShownAdmin, ServiceBackedAdmin, comment_action, error_text
 from governance.models import (
     PrivilegeGrantRequest,
@@ -27,6 +27,7 @@ from governance.models import (
     ServiceToken,
     TokenScope,
 )
+from governance.registry.services.access import service_account_create, service_token_create, service_token_revoke
 from governance.roles import ROLE_NAMES
 
 
@@ -72,7 +73,7 @@ class ServiceAccountAdmin(ServiceBackedAdmin):
 
     def save_model(self, request: HttpRequest, obj: ServiceAccount, form: Any, change: bool) -> None:
         data = form.cleaned_data
-        account, token = services.service_account_create(
+        account, token = service_account_create(
             by=request.user, name=data["name"], role=data["role"], models=list(data["models"]),
             description=data.get("description", ""), scope=data["scope"])
         self.adopt(obj, account)
@@ -96,7 +97,7 @@ class ServiceAccountAdmin(ServiceBackedAdmin):
         account = queryset.get()
         try:
             with transaction.atomic():
-                _, token = services.service_token_create(account=account, by=request.user, scope=TokenScope.WRITE)
+                _, token = service_token_create(account=account, by=request.user, scope=TokenScope.WRITE)
         except ServiceError as exc:
             self.message_user(request, error_text(exc), messages.ERROR)
             return None
@@ -120,7 +121,7 @@ class ServiceTokenAdmin(ServiceBackedAdmin):
     @admin.action(description="Revoke selected tokens…", permissions=["view"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ServiceToken]) -> HttpResponse | None:
         return comment_action(request, self, queryset, title="Revoke tokens", action="revoke",
-                               run=lambda token, comment: services.service_token_revoke(
+                               run=lambda token, comment: service_token_revoke(
                                    token=token, by=request.user, comment=comment))
 
 

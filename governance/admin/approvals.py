@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from core.errors import ServiceError
-from governance import selectors, services
+from governance import selectors
 from governance.admin.base import ServiceBackedAdmin, comment_action, error_text, visible_models
 from governance.models import (
     MODEL_CARD_FIELDS,
@@ -23,6 +23,7 @@ from governance.models import (
     Decision,
 )
 from governance.permissions import can_decide
+from governance.registry.services.approvals import approval_decide, approval_policy_set, approval_withdraw, quorum_state
 from governance.roles import ROLE_NAMES
 
 
@@ -93,7 +94,7 @@ class ApprovalRequestAdmin(ServiceBackedAdmin):
         form = DecideForm(request.POST or None, initial=initial)
         if request.method == "POST" and form.is_valid():
             try:
-                services.approval_decide(request=approval, by=request.user, decision=form.cleaned_data["decision"],
+                approval_decide(request=approval, by=request.user, decision=form.cleaned_data["decision"],
                                          comment=form.cleaned_data["comment"])
             except ServiceError as exc:
                 form.add_error(None, error_text(exc))
@@ -103,14 +104,14 @@ class ApprovalRequestAdmin(ServiceBackedAdmin):
         approval.refresh_from_db()
         context = {**self.admin_site.each_context(request), "title": f"Decide {approval}", "approval": approval,
                    "form": form, "opts": self.model._meta,
-                   "progress": services.quorum_state(approval.decisions.all(), approval.policy_snapshot),
+                   "progress": quorum_state(approval.decisions.all(), approval.policy_snapshot),
                    "decisions": approval.decisions.select_related("approver")}
         return TemplateResponse(request, "admin/governance/decide.html", context)
 
     def _decide(self, request: HttpRequest, queryset: QuerySet[ApprovalRequest], decision: str,
                 title: str, action: str) -> HttpResponse | None:
         return comment_action(request, self, queryset, title=title, action=action,
-                               run=lambda approval, comment: services.approval_decide(
+                               run=lambda approval, comment: approval_decide(
                                    request=approval, by=request.user, decision=decision, comment=comment))
 
     @admin.action(description="Approve selected requests…")
@@ -124,7 +125,7 @@ class ApprovalRequestAdmin(ServiceBackedAdmin):
     @admin.action(description="Withdraw selected requests…")
     def withdraw_selected(self, request: HttpRequest, queryset: QuerySet[ApprovalRequest]) -> HttpResponse | None:
         return comment_action(request, self, queryset, title="Withdraw", action="withdraw_selected",
-                               run=lambda approval, comment: services.approval_withdraw(
+                               run=lambda approval, comment: approval_withdraw(
                                    request=approval, by=request.user, comment=comment))
 
 
@@ -168,7 +169,7 @@ class ApprovalPolicyAdmin(ServiceBackedAdmin):
 
     def save_model(self, request: HttpRequest, obj: ApprovalPolicy, form: Any, change: bool) -> None:
         data = form.cleaned_data
-        saved = services.approval_policy_set(
+        saved = approval_policy_set(
             by=request.user, model=obj.model if change else data.get("model"),
             risk_tier=obj.risk_tier if change else (data.get("risk_tier") or None),
             quorum=data["quorum"], required_roles=list(data["required_roles"]),

@@ -1,6 +1,6 @@
 """What every governance admin shares: the service-backed base, the comment-first action, error text.
 
-Every write goes through `governance.services`, so the admin enforces the same rules as the
+Every write goes through `governance.registry.services`, so the admin enforces the same rules as the
 API (separation of duties, quorum, evidence, production gate). A refused write shows its
 error code and message and leaves nothing behind (the admin view's transaction rolls back).
 History pages read the ledger and verify each entry against the latest signed checkpoint.

@@ -9,12 +9,13 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
-from governance import selectors, services
+from governance import selectors
 from governance.admin.base import RequestFormAdmin, ServiceBackedAdmin, comment_action
 from governance.models import (
     Deployment,
     Environment,
 )
+from governance.registry.services.deployments import deployment_record, deployment_rollback, environment_create
 
 
 @admin.register(Environment)
@@ -29,7 +30,7 @@ class EnvironmentAdmin(ServiceBackedAdmin):
         return obj is None and super().has_change_permission(request, obj)
 
     def save_model(self, request: HttpRequest, obj: Environment, form: Any, change: bool) -> None:
-        self.adopt(obj, services.environment_create(by=request.user, name=obj.name, is_production=obj.is_production,
+        self.adopt(obj, environment_create(by=request.user, name=obj.name, is_production=obj.is_production,
                                                     description=obj.description))
 
 
@@ -70,11 +71,11 @@ class DeploymentAdmin(RequestFormAdmin):
 
     def save_model(self, request: HttpRequest, obj: Deployment, form: Any, change: bool) -> None:
         data = form.cleaned_data
-        self.adopt(obj, services.deployment_record(version=data["version"], environment=data["environment"],
+        self.adopt(obj, deployment_record(version=data["version"], environment=data["environment"],
                                                    by=request.user, comment=data.get("comment", "")))
 
     @admin.action(description="Roll back selected deployments…")
     def roll_back(self, request: HttpRequest, queryset: QuerySet[Deployment]) -> HttpResponse | None:
         return comment_action(request, self, queryset, title="Roll back", action="roll_back",
-                               run=lambda deployment, comment: services.deployment_rollback(
+                               run=lambda deployment, comment: deployment_rollback(
                                    deployment=deployment, by=request.user, comment=comment))

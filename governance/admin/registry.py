@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from guardian.admin import GuardedModelAdminMixin
 
-from governance import selectors, services
+from governance import selectors
 from governance.admin.base import RequestFormAdmin, ServiceBackedAdmin, comment_action, visible_models
 from governance.models import (
     MODEL_CARD_FIELDS,
@@ -20,6 +20,16 @@ from governance.models import (
     Team,
 )
 from governance.permissions import can_write_model
+from governance.registry.services.approvals import model_version_submit
+from governance.registry.services.registry import (
+    model_register,
+    model_update,
+    model_version_deprecate,
+    model_version_register,
+    model_version_retire,
+    model_version_update_card,
+    team_create,
+)
 
 
 @admin.register(Team)
@@ -34,7 +44,7 @@ class TeamAdmin(ServiceBackedAdmin):
         return obj is None and super().has_change_permission(request, obj)
 
     def save_model(self, request: HttpRequest, obj: Team, form: Any, change: bool) -> None:
-        self.adopt(obj, services.team_create(by=request.user, name=obj.name, display_name=obj.display_name))
+        self.adopt(obj, team_create(by=request.user, name=obj.name, display_name=obj.display_name))
 
 
 class RegisteredModelForm(forms.ModelForm):
@@ -104,9 +114,9 @@ class RegisteredModelAdmin(GuardedModelAdminMixin, ServiceBackedAdmin):
         fields = {name: data[name] for name in ("risk_tier", "description", "intended_purpose", "affected_groups",
                                                 "contacts")}
         if change:
-            saved = services.model_update(model=RegisteredModel.objects.get(pk=obj.pk), by=request.user, **fields)
+            saved = model_update(model=RegisteredModel.objects.get(pk=obj.pk), by=request.user, **fields)
         else:
-            saved = services.model_register(by=request.user, name=data["name"], team=data["team"], **fields)
+            saved = model_register(by=request.user, name=data["name"], team=data["team"], **fields)
         self.adopt(obj, saved)
 
 
@@ -157,10 +167,10 @@ class ModelVersionAdmin(RequestFormAdmin):
         data = form.cleaned_data
         if change:
             card = {name: data[name] for name in (*MODEL_CARD_FIELDS, "framework") if name in data}
-            saved = services.model_version_update_card(version=ModelVersion.objects.get(pk=obj.pk), by=request.user,
+            saved = model_version_update_card(version=ModelVersion.objects.get(pk=obj.pk), by=request.user,
                                                        **card)
         else:
-            saved = services.model_version_register(
+            saved = model_version_register(
                 model=data["model"], by=request.user, label=data["label"], artifact_uri=data["artifact_uri"],
                 manifest=data["manifest"], framework=data.get("framework", ""),
                 training_metrics=data.get("training_metrics") or {},
@@ -170,17 +180,17 @@ class ModelVersionAdmin(RequestFormAdmin):
     @admin.action(description="Submit selected drafts for approval")
     def submit_for_approval(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> HttpResponse | None:
         return comment_action(request, self, queryset, title="Submit for approval", action="submit_for_approval",
-                               run=lambda version, comment: services.model_version_submit(
+                               run=lambda version, comment: model_version_submit(
                                    version=version, by=request.user, comment=comment))
 
     @admin.action(description="Deprecate selected versions")
     def deprecate(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> HttpResponse | None:
         return comment_action(request, self, queryset, title="Deprecate", action="deprecate",
-                               run=lambda version, comment: services.model_version_deprecate(
+                               run=lambda version, comment: model_version_deprecate(
                                    version=version, by=request.user, comment=comment))
 
     @admin.action(description="Retire selected versions")
     def retire(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> HttpResponse | None:
         return comment_action(request, self, queryset, title="Retire", action="retire",
-                               run=lambda version, comment: services.model_version_retire(
+                               run=lambda version, comment: model_version_retire(
                                    version=version, by=request.user, comment=comment))

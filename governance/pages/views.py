@@ -24,10 +24,10 @@ from django.views.decorators.http import require_GET, require_POST
 from audit import selectors as audit_selectors
 from core.errors import NotFound, ServiceError, error_text
 from core.ids import parse_id
-from governance import services
 from governance.models import ApprovalRequest, Decision, ModelVersion, RequestStatus, VersionStatus
 from governance.pages import fairness, selectors
 from governance.permissions import can_decide, can_write_model
+from governance.registry.services.approvals import approval_decide, model_version_submit, quorum_state
 
 MODELS_PER_PAGE = 50
 
@@ -95,7 +95,7 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
     context = {
         "page": page, "model": model, "selected": selected,
         "badges": selectors.VERSION_BADGES,
-        "pending": [{"request": item, "progress": services.quorum_state(item.decision_list, item.policy_snapshot)}
+        "pending": [{"request": item, "progress": quorum_state(item.decision_list, item.policy_snapshot)}
                     for item in page.requests if item.status == RequestStatus.PENDING],
         "can_submit": can_write_model(user, model, "governance.add_approvalrequest"),
         "can_decide": can_decide(user, model),
@@ -133,7 +133,7 @@ def version_request_approval(request: HttpRequest, name: str, label: str) -> Htt
     if version is None:
         raise Http404("No such version.")
     try:
-        services.model_version_submit(version=version, by=request.user, comment=request.POST.get("comment", ""))
+        model_version_submit(version=version, by=request.user, comment=request.POST.get("comment", ""))
     except ServiceError as exc:
         messages.error(request, error_text(exc))
     else:
@@ -150,7 +150,7 @@ def request_decide(request: HttpRequest, name: str, request_id: int) -> HttpResp
         raise Http404("No such approval request.")
     decision = request.POST.get("decision", "")
     try:
-        services.approval_decide(request=approval, by=request.user, decision=decision,
+        approval_decide(request=approval, by=request.user, decision=decision,
                                  comment=request.POST.get("comment", ""))
     except ServiceError as exc:
         messages.error(request, error_text(exc))

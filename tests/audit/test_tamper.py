@@ -85,6 +85,38 @@ def test_changing_an_actor_is_caught(ledger):
     _fails_at(7, "columns_mismatch")
 
 
+@pytest.mark.parametrize("assignment", [
+    "action = 'model_version.approved'",
+    "subject_type = 'governance.registeredmodel'",
+    "subject_id = '99'",
+    "recorded_at = recorded_at + interval '1 microsecond'",
+])
+def test_changing_any_indexed_column_alone_is_caught(ledger, assignment):
+    if connection.vendor != "postgresql" and "interval" in assignment:
+        assignment = "recorded_at = '2001-01-01 00:00:00'"
+    _as_superuser(f"UPDATE audit_ledgerentry SET {assignment} WHERE seq = 9")
+    _fails_at(9, "columns_mismatch")
+
+
+def test_only_the_first_of_several_column_edits_is_named(ledger):
+    _as_superuser("UPDATE audit_ledgerentry SET actor = 'user:mallory' WHERE seq IN (4, 8)")
+    result = verify_ledger()
+    assert [(problem.seq, problem.code) for problem in result.problems] == [(4, "columns_mismatch")]
+
+
+def test_bytes_that_are_not_json_are_caught_even_with_their_hashes_recomputed_at_the_tip(ledger):
+    """The last entry (no successor to break the chain): its bytes hash right but are no document."""
+    import hashlib
+
+    forged = _canonical(SIZE - 1)[:-1]  # the closing brace cut off: no JSON parser accepts it
+    _as_superuser("UPDATE audit_ledgerentry SET canonical = %s, entry_hash = %s, leaf_hash = %s WHERE seq = %s",
+                  params=[forged, hashlib.sha256(forged).digest(), hashlib.sha256(b"\x00" + forged).digest(),
+                          SIZE - 1])
+    result = verify_ledger()
+    assert not result.ok
+    assert (result.problems[0].seq, result.problems[0].code) == (SIZE - 1, "columns_mismatch")
+
+
 def test_deleting_an_entry_is_caught(ledger):
     _as_superuser("DELETE FROM audit_ledgerentry WHERE seq = 4")
     _fails_at(4, "seq_gap")

@@ -29,7 +29,7 @@ SOURCE_PACKAGES = ("core", "audit", "lineage", "governance")
 # _finish_failed(run_id, attempt, code, message).
 POSITIONAL_CODE_ARGUMENT = {"FairnessInputError": 0, "json_error": 0, "error_body": 0, "_refuse": 0, "_finish_failed": 2}
 # Modules that define ServiceError subclasses, imported so that every subclass is checked.
-MODULES_WITH_ERRORS = ("governance.services", "governance.fairness.services", "lineage.openlineage")
+MODULES_WITH_ERRORS = ("governance.registry.services.common", "governance.fairness.services", "lineage.openlineage")
 
 
 def _callee(call: ast.Call) -> str:

@@ -19,12 +19,14 @@ from django.utils import timezone
 from audit import jcs
 from audit.models import LedgerEntry
 from core.errors import Conflict, InvalidInput, NotFound, ServiceError
-from governance import services as governance_services
 from governance.evidence import FAIRNESS_AUDIT_PASSED, run_evidence_check
 from governance.fairness import notifications
 from governance.fairness.models import AuditRun, AuditSpec, PredictionBatch
 from governance.fairness.services import batches, runs, specs
 from governance.fairness.tasks import fairness_audit_scheduled_task
+from governance.registry.services.approvals import approval_decide, approval_policy_set, model_version_submit
+from governance.registry.services.common import ApprovalEvidenceMissing
+from governance.registry.services.deployments import deployment_record
 from tests.fairness.helpers import credit_csv, make_spec
 from tests.fixtures import CARD, SEED
 
@@ -232,24 +234,24 @@ def test_superseded_attempt_stops_at_its_next_progress_update(scientist, model, 
 
 def test_passing_audit_unlocks_approval_under_a_policy_that_requires_it(
         scientist, model, version, approver, risk_officer, tmp_path, django_capture_on_commit_callbacks):
-    governance_services.approval_policy_set(by=SEED, risk_tier="high", quorum=2, required_roles=["risk_officer"],
+    approval_policy_set(by=SEED, risk_tier="high", quorum=2, required_roles=["risk_officer"],
                                             required_card_fields=list(CARD), fairness_audit_max_age_days=30,
                                             expiry_hours=48)
-    request = governance_services.model_version_submit(version=version, by=scientist, comment="please")
-    with pytest.raises(governance_services.ApprovalEvidenceMissing) as missing:
-        governance_services.approval_decide(request=request, by=approver, decision="approve")
+    request = model_version_submit(version=version, by=scientist, comment="please")
+    with pytest.raises(ApprovalEvidenceMissing) as missing:
+        approval_decide(request=request, by=approver, decision="approve")
     assert missing.value.extra["missing"][0]["evidence"] == FAIRNESS_AUDIT_PASSED
 
     # A failing audit is no evidence.
     run_audit(make_spec(scientist, model, version, credit_csv(tmp_path / "b.csv", biased=True)), scientist,
               django_capture_on_commit_callbacks)
-    with pytest.raises(governance_services.ApprovalEvidenceMissing):
-        governance_services.approval_decide(request=request, by=approver, decision="approve")
+    with pytest.raises(ApprovalEvidenceMissing):
+        approval_decide(request=request, by=approver, decision="approve")
 
     passing = run_audit(make_spec(scientist, model, version, credit_csv(tmp_path / "g.csv")), scientist,
                         django_capture_on_commit_callbacks)
-    governance_services.approval_decide(request=request, by=approver, decision="approve")
-    governance_services.approval_decide(request=request, by=risk_officer, decision="approve")
+    approval_decide(request=request, by=approver, decision="approve")
+    approval_decide(request=request, by=risk_officer, decision="approve")
     version.refresh_from_db()
     assert version.status == "approved"
     approved = LedgerEntry.objects.filter(action="approval_request.approved").get()
@@ -340,11 +342,11 @@ def test_monitoring_audits_the_production_version_on_recent_batches(
     with pytest.raises(Conflict) as undeployed:
         runs.audit_request(spec=monitor, by=scientist)
     assert undeployed.value.code == "fairness_no_production_deployment"
-    request = governance_services.model_version_submit(version=version, by=scientist)
-    governance_services.approval_decide(request=request, by=approver, decision="approve")
-    governance_services.approval_decide(request=request, by=risk_officer, decision="approve")
+    request = model_version_submit(version=version, by=scientist)
+    approval_decide(request=request, by=approver, decision="approve")
+    approval_decide(request=request, by=risk_officer, decision="approve")
     version.refresh_from_db()
-    governance_services.deployment_record(version=version, environment=environments["production"], by=scientist)
+    deployment_record(version=version, environment=environments["production"], by=scientist)
     with pytest.raises(InvalidInput) as no_batches:
         runs.audit_request(spec=monitor, by=scientist)
     assert no_batches.value.code == "fairness_no_batches"

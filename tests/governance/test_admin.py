@@ -9,9 +9,10 @@ from django.test import Client
 
 from audit.ledger import checkpoint_create
 from audit.models import LedgerEntry
-from governance import services
 from governance.models import ApprovalDecision, RegisteredModel, RequestStatus, ServiceToken
-from governance.services import hash_token
+from governance.registry.services.access import hash_token, role_grant
+from governance.registry.services.approvals import approval_decide, model_version_submit
+from governance.registry.services.registry import model_register
 from tests.fixtures import last_entry
 
 pytestmark = pytest.mark.django_db
@@ -36,13 +37,13 @@ def test_queue_lists_requests_for_approver_but_not_own(pending, approver, make_u
     assert response.status_code == 200
     assert list(response.context["queue"]) == [pending]
     submitter_approver = make_user("sam", "data_scientist", "risk_officer", teams=(team,))
-    own = services.model_version_submit(version=make_version("9.0"), by=submitter_approver)
+    own = model_version_submit(version=make_version("9.0"), by=submitter_approver)
     queue = list(login(submitter_approver).get(QUEUE).context["queue"])
     assert own not in queue and pending in queue
 
 
 def test_queue_hides_already_decided(pending, approver):
-    services.approval_decide(request=pending, by=approver, decision="approve", comment="ok")
+    approval_decide(request=pending, by=approver, decision="approve", comment="ok")
     assert list(login(approver).get(QUEUE).context["queue"]) == []
 
 
@@ -154,7 +155,7 @@ def test_history_flags_entries_that_do_not_verify(model, scientist):
     assert not result.ok and not result.hash_ok and result.included is False
     wrong_root = verify_entry(entry, checkpoint=checkpoint, root=bytes(32))
     assert wrong_root.included is False and not wrong_root.ok
-    later = services.model_register(by=scientist, name="later-model", team=model.team, risk_tier="minimal")
+    later = model_register(by=scientist, name="later-model", team=model.team, risk_tier="minimal")
     fresh = LedgerEntry.objects.filter(subject_id=str(later.pk), subject_type="governance.registeredmodel").first()
     assert verify_entry(fresh, checkpoint=checkpoint, root=root).included is None
 
@@ -217,7 +218,7 @@ def test_sign_ins_and_failures_are_ledger_entries_and_rate_limited(scientist):
 
 def test_role_grants_are_ledger_entries(make_user):
     user = make_user("gina")
-    services.role_grant(user=user, role="approver", by="system:test")
+    role_grant(user=user, role="approver", by="system:test")
     entry = last_entry("role.granted")
     assert entry.actor == "system:test" and entry.payload == {"role": "approver", "user": "gina"}
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from audit.models import LedgerEntry
-from governance import services
+from core.idempotency import idempotency_records_purge
 from governance.models import (
     ApprovalDecision,
     Deployment,
@@ -18,6 +18,9 @@ from governance.models import (
     RegisteredModel,
     ServiceToken,
 )
+from governance.registry.services.access import hash_token, service_account_create, service_token_create, service_token_revoke
+from governance.registry.services.approvals import approval_decide, model_version_submit
+from governance.registry.services.registry import model_register
 from tests.fixtures import CARD, MANIFEST, last_entry
 
 pytestmark = pytest.mark.django_db
@@ -65,7 +68,7 @@ def test_register_model_and_version_through_api(scientist, team):
 def test_model_list_filters_and_paginates(scientist, model, team):
     client = client_for(scientist)
     for index in range(3):
-        services.model_register(by=scientist, name=f"m-{index}", team=team, risk_tier="minimal")
+        model_register(by=scientist, name=f"m-{index}", team=team, risk_tier="minimal")
     page = client.get("/api/models/?page_size=2").json()
     assert page["count"] == 4 and len(page["results"]) == 2 and page["next"]
     assert [m["name"] for m in client.get("/api/models/?risk_tier=high").json()["results"]] == [model.name]
@@ -201,9 +204,9 @@ def test_rollback_over_api(scientist, make_version, approver, risk_officer, envi
     versions = []
     for label in ("1.0", "2.0"):
         version = make_version(label)
-        request = services.model_version_submit(version=version, by=scientist)
-        services.approval_decide(request=request, by=approver, decision="approve", comment="ok")
-        services.approval_decide(request=request, by=risk_officer, decision="approve", comment="ok")
+        request = model_version_submit(version=version, by=scientist)
+        approval_decide(request=request, by=approver, decision="approve", comment="ok")
+        approval_decide(request=request, by=risk_officer, decision="approve", comment="ok")
         versions.append(version)
     client = client_for(scientist)
     for version in versions:
@@ -278,11 +281,11 @@ def test_invalid_idempotency_key_refused(scientist, team):
 # --- Service tokens --------------------------------------------------------------------------
 
 def test_token_is_stored_hashed_and_authenticates(model, version):
-    account, token = services.service_account_create(by="system:test", name="ci", role="data_scientist",
+    account, token = service_account_create(by="system:test", name="ci", role="data_scientist",
                                                      models=[model])
     row = ServiceToken.objects.get(account=account)
     assert token.startswith(f"gov_{row.prefix}_")
-    assert token not in row.token_hash and row.token_hash == services.hash_token(token)
+    assert token not in row.token_hash and row.token_hash == hash_token(token)
     assert token not in str(list(LedgerEntry.objects.values_list("canonical", flat=True)))
     assert last_entry("service_token.created").payload["after"]["token_hash"] == "<redacted>"
     response = bearer(token).get(f"/api/models/{model.name}/versions/")
@@ -294,7 +297,7 @@ def test_token_is_stored_hashed_and_authenticates(model, version):
 
 
 def test_wrong_expired_revoked_tokens_refused(model):
-    account, token = services.service_account_create(by="system:test", name="ci", role="data_scientist",
+    account, token = service_account_create(by="system:test", name="ci", role="data_scientist",
                                                      models=[model])
     assert bearer(token[:-2] + "xx").get("/api/models/").status_code == 401
     assert bearer("gov_nothing").get("/api/models/").status_code == 401
@@ -307,15 +310,15 @@ def test_wrong_expired_revoked_tokens_refused(model):
     with acting_as("system:test"):
         ServiceToken.objects.filter(pk=row.pk).update(expires_at=None)
     assert bearer(token).get("/api/models/").status_code == 200
-    services.service_token_revoke(token=row, by="system:test", comment="leaked in CI log")
+    service_token_revoke(token=row, by="system:test", comment="leaked in CI log")
     assert bearer(token).get("/api/models/").status_code == 401
     assert last_entry("service_token.revoked").payload["comment"] == "leaked in CI log"
 
 
 def test_read_token_cannot_write(model):
-    account, _ = services.service_account_create(by="system:test", name="ci", role="data_scientist",
+    account, _ = service_account_create(by="system:test", name="ci", role="data_scientist",
                                                  models=[model], scope="read")
-    _, token = services.service_token_create(account=account, by="system:test", scope="read")
+    _, token = service_token_create(account=account, by="system:test", scope="read")
     client = bearer(token)
     assert client.get(f"/api/models/{model.name}/").status_code == 200
     size = ledger_size()
@@ -324,10 +327,10 @@ def test_read_token_cannot_write(model):
 
 
 def test_token_limited_to_models(model, team, scientist):
-    other = services.model_register(by=scientist, name="other-model", team=team, risk_tier="high")
-    account, _ = services.service_account_create(by="system:test", name="ci", role="data_scientist",
+    other = model_register(by=scientist, name="other-model", team=team, risk_tier="high")
+    account, _ = service_account_create(by="system:test", name="ci", role="data_scientist",
                                                  models=[model, other])
-    _, token = services.service_token_create(account=account, by="system:test", scope="write", models=[model])
+    _, token = service_token_create(account=account, by="system:test", scope="write", models=[model])
     client = bearer(token)
     assert client.get(f"/api/models/{model.name}/").status_code == 200
     assert client.get("/api/models/other-model/").status_code == 404
@@ -353,8 +356,8 @@ def test_idempotency_records_are_purged_after_retention(scientist, team):
     client = client_for(scientist)
     client.post("/api/models/", {"name": "p1", "team": "credit-risk", "risk_tier": "minimal"}, format="json",
                 HTTP_IDEMPOTENCY_KEY="old")
-    assert services.idempotency_records_purge() == 0
-    assert services.idempotency_records_purge(now=timezone.now() + timedelta(hours=25)) == 1
+    assert idempotency_records_purge() == 0
+    assert idempotency_records_purge(now=timezone.now() + timedelta(hours=25)) == 1
     assert not IdempotencyRecord.objects.exists()
 
 

@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from governance.models import ServiceAccount, ServiceToken
-from governance.services import hash_token
+from governance.registry.services.access import hash_token
 from tests.fixtures import last_entry
 
 pytestmark = pytest.mark.django_db

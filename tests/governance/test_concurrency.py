@@ -11,8 +11,8 @@ from rest_framework.test import APIClient
 
 from audit.models import LedgerEntry
 from core.errors import ServiceError
-from governance import services
 from governance.models import ApprovalDecision, RegisteredModel, RequestStatus, VersionStatus
+from governance.registry.services.approvals import approval_decide, approval_policy_set, model_version_submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,11 +39,11 @@ def run_together(*calls: Any) -> list[Any]:
 
 
 def test_concurrent_final_approvals_approve_once(model, version, scientist, approver, risk_officer, make_user):
-    services.approval_policy_set(by="system:test", risk_tier="high", quorum=2, required_roles=[])
-    request = services.model_version_submit(version=version, by=scientist)
+    approval_policy_set(by="system:test", risk_tier="high", quorum=2, required_roles=[])
+    request = model_version_submit(version=version, by=scientist)
     results = run_together(
-        lambda: services.approval_decide(request=request, by=approver, decision="approve", comment="a"),
-        lambda: services.approval_decide(request=request, by=risk_officer, decision="approve", comment="b"),
+        lambda: approval_decide(request=request, by=approver, decision="approve", comment="a"),
+        lambda: approval_decide(request=request, by=risk_officer, decision="approve", comment="b"),
     )
     assert not [r for r in results if isinstance(r, Exception)], results
     request.refresh_from_db()
@@ -54,11 +54,11 @@ def test_concurrent_final_approvals_approve_once(model, version, scientist, appr
 
 
 def test_concurrent_same_approver_counts_once(model, version, scientist, approver):
-    services.approval_policy_set(by="system:test", risk_tier="high", quorum=2, required_roles=[])
-    request = services.model_version_submit(version=version, by=scientist)
+    approval_policy_set(by="system:test", risk_tier="high", quorum=2, required_roles=[])
+    request = model_version_submit(version=version, by=scientist)
     results = run_together(
-        lambda: services.approval_decide(request=request, by=approver, decision="approve", comment="a"),
-        lambda: services.approval_decide(request=request, by=approver, decision="approve", comment="b"),
+        lambda: approval_decide(request=request, by=approver, decision="approve", comment="a"),
+        lambda: approval_decide(request=request, by=approver, decision="approve", comment="b"),
     )
     errors = [r for r in results if isinstance(r, ServiceError)]
     assert len(errors) == 1 and errors[0].code == "approval_already_decided"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from governance import services
 from governance.lineage_access import resolve_lineage_subject, visible_lineage_nodes
+from governance.registry.services.deployments import deployment_record
 from lineage import visibility
 from lineage.models import LineageNode
 
@@ -19,7 +19,7 @@ def test_governance_registers_both_callables_at_start_up():
 
 
 def test_resolver_names_the_model_and_team_behind_version_and_deployment_nodes(version, scientist, environments):
-    deployment = services.deployment_record(version=version, environment=environments["staging"], by=scientist)
+    deployment = deployment_record(version=version, environment=environments["staging"], by=scientist)
     expected = visibility.GovernedSubject(record_type="governance.registeredmodel", record_id=str(version.model_id),
                                           name="credit-default-scorer", owner="team:credit-risk")
     assert visibility.resolve_subject("governance.modelversion", str(version.pk)) == expected
@@ -29,7 +29,7 @@ def test_resolver_names_the_model_and_team_behind_version_and_deployment_nodes(v
 
 
 def test_filter_follows_model_visibility(version, scientist, make_user, other_team, auditor, environments):
-    services.deployment_record(version=version, environment=environments["staging"], by=scientist)
+    deployment_record(version=version, environment=environments["staging"], by=scientist)
     outsider = make_user("olga", "data_scientist", teams=(other_team,))
     governed = LineageNode.objects.exclude(ref_type__startswith="lineage.")
     assert governed.count() == 2

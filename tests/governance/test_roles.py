@@ -85,9 +85,9 @@ def test_raw_sql_edit_of_a_version_is_detected(version):
 def test_token_hash_is_redacted_not_compared(model):
     from audit.capture.rows import model_spec
     from audit.capture.state import governed_state_problems
-    from governance import services
     from governance.models import ServiceToken
-    services.service_account_create(by="system:test", name="ci", role="viewer", models=[model])
+    from governance.registry.services.access import service_account_create
+    service_account_create(by="system:test", name="ci", role="viewer", models=[model])
     spec = model_spec(ServiceToken)
     assert [f.name for f in spec.fields if f.redacted] == ["token_hash"]
     assert not [p for p in governed_state_problems() if p["subject_type"].startswith("governance.")]

@@ -1,6 +1,6 @@
 """Separation of duties, once, as a table: (rule, actor, surface) -> the exact refusal, and nothing written.
 
-The rules live in `governance.services.approval_decide` and `governance.permissions.can_decide`:
+The rules live in `governance.registry.services.approvals.approval_decide` and `governance.permissions.can_decide`:
 the submitter never decides their own request, the version's author never decides it, one person
 counts once, and only the decision roles decide (never a service account, an admin, or a viewer).
 Each surface must refuse exactly as the service does: the service call raises, the API answers
@@ -21,8 +21,9 @@ from rest_framework.test import APIClient
 
 from audit.models import LedgerEntry
 from core.errors import ServiceError
-from governance import services
 from governance.models import ApprovalDecision, ApprovalRequest, RequestStatus
+from governance.registry.services.access import approver_scope_grant, service_account_create
+from governance.registry.services.approvals import approval_decide, model_version_submit
 from tests.fixtures import SEED
 
 pytestmark = pytest.mark.django_db
@@ -56,61 +57,61 @@ class Case:
 def submitter_risk_officer(fx: dict[str, Any]) -> Case:
     """Sam writes for the team and holds every approver right (risk officer); he submits dana's version."""
     sam = fx["make_user"]("sam", "data_scientist", "risk_officer", teams=(fx["team"],))
-    return Case(sam, services.model_version_submit(version=fx["make_version"]("5.0"), by=sam))
+    return Case(sam, model_version_submit(version=fx["make_version"]("5.0"), by=sam))
 
 
 def submitter_model_scoped_approver(fx: dict[str, Any]) -> Case:
     """Sam writes for the team and approves this model; he registers and submits a version."""
     sam = fx["make_user"]("sam", "data_scientist", "approver", teams=(fx["team"],))
-    services.approver_scope_grant(by=SEED, to=sam, model=fx["model"])
+    approver_scope_grant(by=SEED, to=sam, model=fx["model"])
     sam = _fresh(sam)
-    return Case(sam, services.model_version_submit(version=fx["make_version"]("7.0", by=sam), by=sam))
+    return Case(sam, model_version_submit(version=fx["make_version"]("7.0", by=sam), by=sam))
 
 
 def submitter_tier_scoped_approver(fx: dict[str, Any]) -> Case:
     """Sam writes for the team and approves every high-risk model; he registers and submits a version."""
     sam = fx["make_user"]("sam", "data_scientist", "approver", teams=(fx["team"],))
-    services.approver_scope_grant(by=SEED, to=sam, risk_tier="high")
+    approver_scope_grant(by=SEED, to=sam, risk_tier="high")
     sam = _fresh(sam)
-    return Case(sam, services.model_version_submit(version=fx["make_version"]("2.0.0", by=sam), by=sam))
+    return Case(sam, model_version_submit(version=fx["make_version"]("2.0.0", by=sam), by=sam))
 
 
 def author_risk_officer(fx: dict[str, Any]) -> Case:
     """Ann registered the version and is a risk officer; dario submitted it."""
     ann = fx["make_user"]("ann", "data_scientist", "risk_officer", teams=(fx["team"],))
     version = fx["make_version"]("6.0", by=ann)
-    return Case(ann, services.model_version_submit(version=version, by=fx["scientist2"]))
+    return Case(ann, model_version_submit(version=version, by=fx["scientist2"]))
 
 
 def approver_who_already_approved(fx: dict[str, Any]) -> Case:
-    request = services.model_version_submit(version=fx["make_version"]("8.0"), by=fx["scientist"])
-    services.approval_decide(request=request, by=fx["approver"], decision="approve", comment="ok")
+    request = model_version_submit(version=fx["make_version"]("8.0"), by=fx["scientist"])
+    approval_decide(request=request, by=fx["approver"], decision="approve", comment="ok")
     return Case(fx["approver"], request)
 
 
 def service_account_approver(fx: dict[str, Any]) -> Case:
     """A pipeline account in the approver role, scoped to the model: pipelines never decide."""
-    account, token = services.service_account_create(by="system:test", name="ci", role="approver",
+    account, token = service_account_create(by="system:test", name="ci", role="approver",
                                                      models=[fx["model"]])
-    services.approver_scope_grant(by="system:test", to=account.user, model=fx["model"])
-    request = services.model_version_submit(version=fx["make_version"]("9.0"), by=fx["scientist"])
+    approver_scope_grant(by="system:test", to=account.user, model=fx["model"])
+    request = model_version_submit(version=fx["make_version"]("9.0"), by=fx["scientist"])
     return Case(_fresh(account.user), request, token=token)
 
 
 def admin(fx: dict[str, Any]) -> Case:
     """The admin role manages users and models but holds no decision right."""
-    request = services.model_version_submit(version=fx["make_version"]("10.0"), by=fx["scientist"])
+    request = model_version_submit(version=fx["make_version"]("10.0"), by=fx["scientist"])
     return Case(fx["make_user"]("adam", "admin"), request)
 
 
 def viewer_in_team(fx: dict[str, Any]) -> Case:
-    request = services.model_version_submit(version=fx["make_version"]("11.0"), by=fx["scientist"])
+    request = model_version_submit(version=fx["make_version"]("11.0"), by=fx["scientist"])
     return Case(fx["make_user"]("vic", "viewer", teams=(fx["team"],)), request)
 
 
 def approver_in_scope(fx: dict[str, Any]) -> Case:
     """The control: neither submitter nor author, in scope, not yet decided."""
-    request = services.model_version_submit(version=fx["make_version"]("12.0"), by=fx["scientist"])
+    request = model_version_submit(version=fx["make_version"]("12.0"), by=fx["scientist"])
     return Case(fx["approver"], request)
 
 
@@ -139,7 +140,7 @@ def _signed_in(actor: Any) -> Client:
 def via_service(case: Case, code: str | None, message: str) -> Callable[[], Seen]:
     def attempt() -> Seen:
         try:
-            services.approval_decide(request=case.request, by=case.actor, decision="approve", comment="mine")
+            approval_decide(request=case.request, by=case.actor, decision="approve", comment="mine")
         except ServiceError as exc:
             return Seen(exc.status_code, exc.code, exc.extra.get("rule"))
         return Seen(201, None)

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from core.errors import NotFound, ServiceError
-from governance import evidence, services
+from governance import evidence
 from governance.evidence import EvidenceResult
 from governance.models import (
     ApprovalDecision,
@@ -17,6 +17,22 @@ from governance.models import (
     ModelVersion,
     RequestStatus,
     VersionStatus,
+)
+from governance.registry.services.access import approver_scope_grant
+from governance.registry.services.approvals import (
+    approval_decide,
+    approval_expire_due,
+    approval_policy_set,
+    approval_withdraw,
+    model_version_submit,
+    quorum_state,
+)
+from governance.registry.services.deployments import deployment_record, deployment_rollback
+from governance.registry.services.registry import (
+    model_register,
+    model_version_deprecate,
+    model_version_register,
+    model_version_retire,
 )
 from lineage import manifests
 from tests.fixtures import CARD, MANIFEST, entries, last_entry
@@ -45,7 +61,7 @@ def test_model_register_records_entry_and_grants_team(model, scientist, team):
 def test_model_register_refused_for_other_team(make_user, other_team):
     outsider = make_user("olga", "data_scientist")
     with pytest.raises(ServiceError) as excinfo:
-        services.model_register(by=outsider, name="m", team=other_team, risk_tier="high")
+        model_register(by=outsider, name="m", team=other_team, risk_tier="high")
     assert code_of(excinfo) == "permission_denied"
 
 
@@ -81,7 +97,7 @@ def test_version_label_unique_per_model(make_version, version):
 def test_version_invisible_model_is_not_found(make_user, model):
     outsider = make_user("olga", "data_scientist")
     with pytest.raises(NotFound):
-        services.model_version_register(model=model, by=outsider, label="x", artifact_uri="s3://x", manifest=MANIFEST)
+        model_version_register(model=model, by=outsider, label="x", artifact_uri="s3://x", manifest=MANIFEST)
 
 
 # --- Submission -----------------------------------------------------------------------------------
@@ -99,14 +115,14 @@ def test_submit_snapshots_policy_and_records(pending, version, policy):
 
 def test_submit_without_policy_refused(version, scientist):
     with pytest.raises(ServiceError) as excinfo:
-        services.model_version_submit(version=version, by=scientist)
+        model_version_submit(version=version, by=scientist)
     assert code_of(excinfo) == "approval_policy_missing"
 
 
 def test_submit_with_incomplete_card_refused(make_version, scientist, policy):
     draft = make_version("4.0", limitations="")
     with pytest.raises(ServiceError) as excinfo:
-        services.model_version_submit(version=draft, by=scientist)
+        model_version_submit(version=draft, by=scientist)
     assert code_of(excinfo) == "approval_evidence_missing"
     assert excinfo.value.extra["missing"][0]["field"] == "limitations"
     draft.refresh_from_db()
@@ -114,8 +130,8 @@ def test_submit_with_incomplete_card_refused(make_version, scientist, policy):
 
 
 def test_model_policy_overrides_tier_default(model, version, scientist, policy):
-    services.approval_policy_set(by="system:test", model=model, quorum=1, required_roles=[])
-    request = services.model_version_submit(version=version, by=scientist)
+    approval_policy_set(by="system:test", model=model, quorum=1, required_roles=[])
+    request = model_version_submit(version=version, by=scientist)
     assert request.policy_snapshot["quorum"] == 1
     assert request.policy_snapshot["scope"] == "model:credit-default-scorer"
 
@@ -125,15 +141,15 @@ def test_model_policy_overrides_tier_default(model, version, scientist, policy):
 def test_rejection_needs_reason(pending, approver):
     for comment in ("", "  ", "no"):
         with pytest.raises(ServiceError) as excinfo:
-            services.approval_decide(request=pending, by=approver, decision="reject", comment=comment)
+            approval_decide(request=pending, by=approver, decision="reject", comment=comment)
         assert code_of(excinfo) == "approval_reason_required"
     assert not ApprovalDecision.objects.exists()
 
 
 def test_decision_on_closed_request_refused(pending, approver, approver2):
-    services.approval_decide(request=pending, by=approver, decision="reject", comment="AUC below floor")
+    approval_decide(request=pending, by=approver, decision="reject", comment="AUC below floor")
     with pytest.raises(ServiceError) as excinfo:
-        services.approval_decide(request=pending, by=approver2, decision="approve", comment="ok")
+        approval_decide(request=pending, by=approver2, decision="approve", comment="ok")
     assert code_of(excinfo) == "approval_not_pending"
     assert excinfo.value.status_code == 409
     assert excinfo.value.extra["status"] == "rejected"
@@ -141,46 +157,46 @@ def test_decision_on_closed_request_refused(pending, approver, approver2):
 
 def test_unknown_decision_refused(pending, approver):
     with pytest.raises(ServiceError) as excinfo:
-        services.approval_decide(request=pending, by=approver, decision="maybe", comment="hmm")
+        approval_decide(request=pending, by=approver, decision="maybe", comment="hmm")
     assert code_of(excinfo) == "invalid_decision"
 
 
 def test_approver_outside_scope_refused(make_user, pending):
     # Scoped to minimal-risk models only; this model is high risk (and invisible to them).
     limited = make_user("lee", "approver")
-    services.approver_scope_grant(by="system:test", to=limited, risk_tier="minimal")
+    approver_scope_grant(by="system:test", to=limited, risk_tier="minimal")
     from django.contrib.auth import get_user_model
     limited = get_user_model().objects.get(pk=limited.pk)
     with pytest.raises(NotFound):
-        services.approval_decide(request=pending, by=limited, decision="approve", comment="ok")
+        approval_decide(request=pending, by=limited, decision="approve", comment="ok")
 
 
 def test_approver_scoped_to_model_may_decide(make_user, model, pending):
     scoped = make_user("mo", "approver")
-    services.approver_scope_grant(by="system:test", to=scoped, model=model)
+    approver_scope_grant(by="system:test", to=scoped, model=model)
     from django.contrib.auth import get_user_model
     scoped = get_user_model().objects.get(pk=scoped.pk)
-    decision = services.approval_decide(request=pending, by=scoped, decision="approve", comment="ok")
+    decision = approval_decide(request=pending, by=scoped, decision="approve", comment="ok")
     assert decision.approver_roles == ["approver"]
 
 
 # --- Quorum and required roles -----------------------------------------------------------------
 
 def test_quorum_without_required_role_stays_pending(pending, approver, approver2, version):
-    services.approval_decide(request=pending, by=approver, decision="approve", comment="ok 1")
-    services.approval_decide(request=pending, by=approver2, decision="approve", comment="ok 2")
+    approval_decide(request=pending, by=approver, decision="approve", comment="ok 1")
+    approval_decide(request=pending, by=approver2, decision="approve", comment="ok 2")
     pending.refresh_from_db()
     version.refresh_from_db()
     assert pending.status == RequestStatus.PENDING  # two approvals, but no risk officer yet
     assert version.status == VersionStatus.PENDING_REVIEW
-    assert services.quorum_state(pending.decisions.all(), pending.policy_snapshot)["missing_roles"] == ["risk_officer"]
+    assert quorum_state(pending.decisions.all(), pending.policy_snapshot)["missing_roles"] == ["risk_officer"]
 
 
 def test_quorum_and_role_approve_request_and_version(pending, approver, risk_officer, version):
-    services.approval_decide(request=pending, by=approver, decision="approve", comment="ok 1")
+    approval_decide(request=pending, by=approver, decision="approve", comment="ok 1")
     pending.refresh_from_db()
     assert pending.status == RequestStatus.PENDING
-    services.approval_decide(request=pending, by=risk_officer, decision="approve", comment="risk ok")
+    approval_decide(request=pending, by=risk_officer, decision="approve", comment="risk ok")
     pending.refresh_from_db()
     version.refresh_from_db()
     assert pending.status == RequestStatus.APPROVED and pending.closed_at is not None
@@ -194,7 +210,7 @@ def test_quorum_and_role_approve_request_and_version(pending, approver, risk_off
 
 
 def test_rejection_closes_request_and_version(pending, approver, version):
-    services.approval_decide(request=pending, by=approver, decision="reject", comment="Missing bias tests")
+    approval_decide(request=pending, by=approver, decision="reject", comment="Missing bias tests")
     pending.refresh_from_db()
     version.refresh_from_db()
     assert (pending.status, version.status) == (RequestStatus.REJECTED, VersionStatus.REJECTED)
@@ -206,7 +222,7 @@ def test_rejection_closes_request_and_version(pending, approver, version):
 
 @pytest.fixture
 def fairness_policy(model):
-    return services.approval_policy_set(by="system:test", risk_tier="high", quorum=1, required_roles=[],
+    return approval_policy_set(by="system:test", risk_tier="high", quorum=1, required_roles=[],
                                         fairness_audit_max_age_days=30)
 
 
@@ -230,14 +246,14 @@ def fairness_check():
 
 def test_evidence_missing_blocks_approval(fairness_policy, fairness_check, version, scientist, approver):
     state, calls = fairness_check
-    request = services.model_version_submit(version=version, by=scientist)
+    request = model_version_submit(version=version, by=scientist)
     with pytest.raises(ServiceError) as excinfo:
-        services.approval_decide(request=request, by=approver, decision="approve", comment="ok")
+        approval_decide(request=request, by=approver, decision="approve", comment="ok")
     assert code_of(excinfo) == "approval_evidence_missing"
     assert excinfo.value.extra["missing"][0]["evidence"] == "fairness_audit_passed"
     assert calls == [(version.pk, 30)]
     state["ok"] = True
-    services.approval_decide(request=request, by=approver, decision="approve", comment="ok")
+    approval_decide(request=request, by=approver, decision="approve", comment="ok")
     version.refresh_from_db()
     assert version.status == VersionStatus.APPROVED
     assert last_entry("model_version.approved").payload["evidence"][0]["references"] == {"audit": 7}
@@ -247,9 +263,9 @@ def test_unregistered_evidence_check_denies(fairness_policy, version, scientist,
     evidence.unregister_evidence_check("__none__")
     previous = evidence._checks.pop(evidence.FAIRNESS_AUDIT_PASSED, None)
     try:
-        request = services.model_version_submit(version=version, by=scientist)
+        request = model_version_submit(version=version, by=scientist)
         with pytest.raises(ServiceError) as excinfo:
-            services.approval_decide(request=request, by=approver, decision="approve", comment="ok")
+            approval_decide(request=request, by=approver, decision="approve", comment="ok")
         assert code_of(excinfo) == "approval_evidence_missing"
     finally:
         if previous is not None:
@@ -259,26 +275,26 @@ def test_unregistered_evidence_check_denies(fairness_policy, version, scientist,
 # --- Withdrawal and expiry ----------------------------------------------------------------------
 
 def test_withdraw_returns_version_to_draft(pending, scientist, version):
-    services.approval_withdraw(request=pending, by=scientist, comment="found a bug")
+    approval_withdraw(request=pending, by=scientist, comment="found a bug")
     pending.refresh_from_db()
     version.refresh_from_db()
     assert (pending.status, version.status) == (RequestStatus.WITHDRAWN, VersionStatus.DRAFT)
     entry = last_entry("approval_request.withdrawn")
     assert entry.actor == "user:dana" and entry.payload["comment"] == "found a bug"
-    again = services.model_version_submit(version=version, by=scientist)
+    again = model_version_submit(version=version, by=scientist)
     assert again.status == RequestStatus.PENDING
 
 
 def test_expire_due_expires_only_overdue(pending, version, scientist, make_version):
     fresh_version = make_version("7.0")
-    fresh = services.model_version_submit(version=fresh_version, by=scientist)
+    fresh = model_version_submit(version=fresh_version, by=scientist)
     ApprovalRequest.objects.filter(pk=pending.pk).update(expires_at=timezone.now() - timedelta(minutes=1)) \
         if False else None
     from core.actor import acting_as
     with acting_as("system:test"):
         ApprovalRequest.objects.filter(pk=pending.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
-    assert services.approval_expire_due() == [pending.pk]
-    assert services.approval_expire_due() == []  # idempotent
+    assert approval_expire_due() == [pending.pk]
+    assert approval_expire_due() == []  # idempotent
     pending.refresh_from_db()
     fresh.refresh_from_db()
     version.refresh_from_db()
@@ -293,7 +309,7 @@ def test_decision_after_deadline_refused(pending, approver):
     with acting_as("system:test"):
         ApprovalRequest.objects.filter(pk=pending.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     with pytest.raises(ServiceError) as excinfo:
-        services.approval_decide(request=pending, by=approver, decision="approve", comment="ok")
+        approval_decide(request=pending, by=approver, decision="approve", comment="ok")
     assert code_of(excinfo) == "approval_not_pending"
 
 
@@ -310,9 +326,9 @@ def test_expire_task_runs_service(pending):
 @pytest.fixture
 def approve(approver, risk_officer, scientist):
     def run(version):
-        request = services.model_version_submit(version=version, by=scientist)
-        services.approval_decide(request=request, by=approver, decision="approve", comment="ok")
-        services.approval_decide(request=request, by=risk_officer, decision="approve", comment="ok")
+        request = model_version_submit(version=version, by=scientist)
+        approval_decide(request=request, by=approver, decision="approve", comment="ok")
+        approval_decide(request=request, by=risk_officer, decision="approve", comment="ok")
         version.refresh_from_db()
         return version
     return run
@@ -321,10 +337,10 @@ def approve(approver, risk_officer, scientist):
 def test_production_takes_only_approved(version, scientist, environments, policy):
     before = entries()
     with pytest.raises(ServiceError) as excinfo:
-        services.deployment_record(version=version, environment=environments["production"], by=scientist)
+        deployment_record(version=version, environment=environments["production"], by=scientist)
     assert code_of(excinfo) == "deployment_not_approved"
     assert entries() == before and not Deployment.objects.exists()
-    staged = services.deployment_record(version=version, environment=environments["staging"], by=scientist)
+    staged = deployment_record(version=version, environment=environments["staging"], by=scientist)
     assert staged.is_active
 
 
@@ -332,15 +348,15 @@ def test_deploy_replace_and_rollback(make_version, approve, scientist, environme
     prod = environments["production"]
     v1 = approve(make_version("1.0"))
     v2 = approve(make_version("2.0"))
-    d1 = services.deployment_record(version=v1, environment=prod, by=scientist, comment="first")
+    d1 = deployment_record(version=v1, environment=prod, by=scientist, comment="first")
     v1.refresh_from_db()
     assert v1.status == VersionStatus.DEPLOYED
-    d2 = services.deployment_record(version=v2, environment=prod, by=scientist)
+    d2 = deployment_record(version=v2, environment=prod, by=scientist)
     d1.refresh_from_db()
     v1.refresh_from_db()
     assert d2.replaced_id == d1.pk and not d1.is_active and v1.status == VersionStatus.APPROVED
     assert last_entry("deployment.recorded").payload["replaced_version"] == "1.0"
-    d3 = services.deployment_rollback(deployment=d2, by=scientist, comment="latency regression")
+    d3 = deployment_rollback(deployment=d2, by=scientist, comment="latency regression")
     assert d3.is_rollback and d3.version_id == v1.pk and d3.replaced_id == d2.pk and d3.is_active
     entry = last_entry("deployment.rolled_back")
     assert entry.actor == "user:dana" and entry.payload["comment"] == "latency regression"
@@ -352,42 +368,42 @@ def test_deploy_replace_and_rollback(make_version, approve, scientist, environme
 
 def test_rollback_without_previous_refused(make_version, approve, scientist, environments, policy):
     v1 = approve(make_version("1.0"))
-    d1 = services.deployment_record(version=v1, environment=environments["production"], by=scientist)
+    d1 = deployment_record(version=v1, environment=environments["production"], by=scientist)
     with pytest.raises(ServiceError) as excinfo:
-        services.deployment_rollback(deployment=d1, by=scientist)
+        deployment_rollback(deployment=d1, by=scientist)
     assert code_of(excinfo) == "deployment_no_previous"
 
 
 def test_rollback_of_inactive_deployment_refused(make_version, approve, scientist, environments, policy):
     v1, v2 = approve(make_version("1.0")), approve(make_version("2.0"))
-    d1 = services.deployment_record(version=v1, environment=environments["production"], by=scientist)
-    services.deployment_record(version=v2, environment=environments["production"], by=scientist)
+    d1 = deployment_record(version=v1, environment=environments["production"], by=scientist)
+    deployment_record(version=v2, environment=environments["production"], by=scientist)
     with pytest.raises(ServiceError) as excinfo:
-        services.deployment_rollback(deployment=d1, by=scientist)
+        deployment_rollback(deployment=d1, by=scientist)
     assert code_of(excinfo) == "deployment_not_active"
 
 
 def test_rollback_skips_retired_versions(make_version, approve, scientist, environments, policy):
     prod = environments["production"]
     v1, v2, v3 = (approve(make_version(label)) for label in ("1.0", "2.0", "3.0"))
-    services.deployment_record(version=v1, environment=prod, by=scientist)
-    services.deployment_record(version=v2, environment=prod, by=scientist)
-    d3 = services.deployment_record(version=v3, environment=prod, by=scientist)
-    services.model_version_retire(version=v2, by=scientist, comment="data leak found")
-    back = services.deployment_rollback(deployment=d3, by=scientist)
+    deployment_record(version=v1, environment=prod, by=scientist)
+    deployment_record(version=v2, environment=prod, by=scientist)
+    d3 = deployment_record(version=v3, environment=prod, by=scientist)
+    model_version_retire(version=v2, by=scientist, comment="data leak found")
+    back = deployment_rollback(deployment=d3, by=scientist)
     assert back.version_id == v1.pk
 
 
 def test_version_transitions_are_enforced(version, scientist):
     with pytest.raises(ServiceError) as excinfo:
-        services.model_version_deprecate(version=version, by=scientist, comment="old")
+        model_version_deprecate(version=version, by=scientist, comment="old")
     assert code_of(excinfo) == "model_version_invalid_transition"
     assert excinfo.value.extra["allowed"] == ["pending_review", "retired"]
 
 
 def test_state_check_passes_for_governed_rows(pending, approver, environments):
     from audit.capture.state import governed_state_problems
-    services.approval_decide(request=pending, by=approver, decision="approve", comment="ok")
+    approval_decide(request=pending, by=approver, decision="approve", comment="ok")
     problems = [p for p in governed_state_problems() if p["subject_type"].startswith("governance.")]
     assert problems == []
 

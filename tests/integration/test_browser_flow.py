@@ -142,10 +142,13 @@ def build_world() -> dict[str, Any]:
     from django.contrib.auth.models import Group
 
     from core.actor import acting_as
-    from governance import services
+    from governance.registry.services.access import approver_scope_grant
+    from governance.registry.services.approvals import approval_policy_set
+    from governance.registry.services.deployments import environment_create
+    from governance.registry.services.registry import model_register, team_create
 
     seed = "system:test_setup"
-    team = services.team_create(by=seed, name="credit-risk")
+    team = team_create(by=seed, name="credit-risk")
 
     def person(username: str, *roles: str, in_team: bool = False) -> Any:
         user = get_user_model().objects.create_user(username=username, password=PASSWORD, is_staff=True)
@@ -162,14 +165,14 @@ def build_world() -> dict[str, Any]:
     rita = person("rita", "risk_officer")
     audrey = person("audrey", "auditor")
     for approver in (dana, alice):
-        services.approver_scope_grant(by=seed, to=approver, risk_tier="high")
-    model = services.model_register(by=dana, name="credit-default-scorer", team=team, risk_tier="high",
+        approver_scope_grant(by=seed, to=approver, risk_tier="high")
+    model = model_register(by=dana, name="credit-default-scorer", team=team, risk_tier="high",
                                     description="Probability of default for consumer loans",
                                     intended_purpose="Credit decisions", affected_groups=["applicants"])
-    services.approval_policy_set(by=seed, risk_tier="high", quorum=2, required_roles=["risk_officer"],
+    approval_policy_set(by=seed, risk_tier="high", quorum=2, required_roles=["risk_officer"],
                                  required_card_fields=["intended_use", "limitations"], expiry_hours=48)
-    services.environment_create(by=seed, name="staging", is_production=False)
-    services.environment_create(by=seed, name="production", is_production=True)
+    environment_create(by=seed, name="staging", is_production=False)
+    environment_create(by=seed, name="production", is_production=True)
     return {"model": model, "dana": dana, "alice": alice, "rita": rita, "audrey": audrey}
 
 

@@ -13,7 +13,7 @@ from django.db import connection
 
 from audit.ledger import checkpoint_create
 from audit.models import LedgerEntry
-from governance import services
+from governance.registry.services.registry import model_register, model_version_register, team_create
 from tests.conftest import REPO_ROOT, uses_postgres
 from tests.faults.helpers import database_url, service_env
 
@@ -47,14 +47,14 @@ def _verify(name: str, *extra: str) -> tuple[int, dict]:  # type: ignore[type-ar
 
 def _writes(root, team, prefix: str, count: int) -> None:  # type: ignore[no-untyped-def]
     for index in range(count):
-        model = services.model_register(by=root, name=f"{prefix}-{index}", team=team, risk_tier="minimal")
-        services.model_version_register(model=model, by=root, label="1.0.0", artifact_uri=f"s3://m/{prefix}/{index}/",
+        model = model_register(by=root, name=f"{prefix}-{index}", team=team, risk_tier="minimal")
+        model_version_register(model=model, by=root, label="1.0.0", artifact_uri=f"s3://m/{prefix}/{index}/",
                                         manifest={"model.bin": f"{index:064x}"})
 
 
 def test_restored_backup_verifies_and_a_rollback_is_caught_by_the_published_checkpoint(tmp_path):
     root = get_user_model().objects.create(username="root", is_superuser=True, is_staff=True)
-    team = services.team_create(by="system:backup_test", name="credit-risk")
+    team = team_create(by="system:backup_test", name="credit-risk")
     _writes(root, team, "before", 5)
     first = checkpoint_create()
     old_backup = tmp_path / "old.dump"

@@ -14,8 +14,9 @@ from django.db import connection
 
 from audit.models import LedgerEntry
 from audit.verify import verify_ledger
-from governance import services
 from governance.models import IdempotencyRecord, ModelVersion
+from governance.registry.services.access import service_account_create
+from governance.registry.services.registry import model_register, team_create
 from tests.conftest import uses_postgres
 from tests.faults.helpers import TcpProxy, database_url, gunicorn, service_env
 
@@ -27,9 +28,9 @@ VERSIONS = 30
 
 def pipeline_token() -> str:
     root = get_user_model().objects.create(username="root", is_superuser=True, is_staff=True)
-    team = services.team_create(by="system:fault_test", name="credit-risk")
-    model = services.model_register(by=root, name="scorer", team=team, risk_tier="minimal")
-    _, token = services.service_account_create(by="system:fault_test", name="pipeline", role="data_scientist",
+    team = team_create(by="system:fault_test", name="credit-risk")
+    model = model_register(by=root, name="scorer", team=team, risk_tier="minimal")
+    _, token = service_account_create(by="system:fault_test", name="pipeline", role="data_scientist",
                                                models=[model])
     return token
 

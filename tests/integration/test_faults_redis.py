@@ -15,8 +15,9 @@ from django.contrib.auth import get_user_model
 from audit.models import LedgerEntry
 from audit.verify import verify_ledger
 from core.outbox.models import OutboxMessage
-from governance import services
 from governance.models import ModelVersion
+from governance.registry.services.access import service_account_create
+from governance.registry.services.registry import model_register, model_version_register, team_create
 from governance.reports.models import BundleExport
 from tests.conftest import REPO_ROOT, uses_postgres
 from tests.faults.helpers import _bin, celery_worker, gunicorn, private_redis, service_env, stop
@@ -26,12 +27,12 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration, 
 
 
 def seed() -> str:
-    account, token = services.service_account_create(by="system:fault_test", name="pipeline", role="auditor")
+    account, token = service_account_create(by="system:fault_test", name="pipeline", role="auditor")
     get_user_model().objects.filter(pk=account.user_id).update(is_superuser=True)
     root = get_user_model().objects.get(pk=account.user_id)
-    team = services.team_create(by="system:fault_test", name="credit-risk")
-    model = services.model_register(by=root, name="scorer", team=team, risk_tier="minimal")
-    services.model_version_register(model=model, by=root, label="0.1.0", artifact_uri="s3://m/0.1.0/",
+    team = team_create(by="system:fault_test", name="credit-risk")
+    model = model_register(by=root, name="scorer", team=team, risk_tier="minimal")
+    model_version_register(model=model, by=root, label="0.1.0", artifact_uri="s3://m/0.1.0/",
                                     manifest={"model.bin": "0" * 64})
     return token
 

@@ -19,7 +19,7 @@ from django.db import connection
 
 from audit.models import LedgerEntry, LedgerHead
 from audit.verify import verify_ledger
-from governance import services
+from governance.registry.services.access import service_account_create
 from lineage.models import DatasetVersion, OpenLineageEvent
 from tests.conftest import uses_postgres
 from tests.faults.helpers import gunicorn, gunicorn_worker_pids, service_env
@@ -31,7 +31,7 @@ OUTPUTS = 400
 
 
 def superuser_token() -> str:
-    account, token = services.service_account_create(by="system:fault_test", name="pipeline", role="data_scientist")
+    account, token = service_account_create(by="system:fault_test", name="pipeline", role="data_scientist")
     get_user_model().objects.filter(pk=account.user_id).update(is_superuser=True)
     return token
 

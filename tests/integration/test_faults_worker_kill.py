@@ -20,9 +20,9 @@ from django.db import transaction
 
 from audit.models import LedgerEntry
 from audit.verify import verify_ledger
-from governance import services
 from governance.fairness.models import AuditRun
 from governance.fairness.services.runs import audit_request
+from governance.registry.services.registry import model_register, model_version_register, team_create
 from governance.reports import services as report_services
 from governance.reports.models import BundleExport
 from governance.reports.tasks import bundle_export_task
@@ -49,9 +49,9 @@ def broker():  # type: ignore[no-untyped-def]
 @pytest.fixture
 def world(db):  # type: ignore[no-untyped-def]
     root = get_user_model().objects.create(username="root", is_superuser=True, is_staff=True)
-    team = services.team_create(by="system:fault_test", name="credit-risk")
-    model = services.model_register(by=root, name="scorer", team=team, risk_tier="minimal")
-    versions = [services.model_version_register(model=model, by=root, label=f"1.{index}.0", artifact_uri=f"s3://m/{index}/",
+    team = team_create(by="system:fault_test", name="credit-risk")
+    model = model_register(by=root, name="scorer", team=team, risk_tier="minimal")
+    versions = [model_version_register(model=model, by=root, label=f"1.{index}.0", artifact_uri=f"s3://m/{index}/",
                                                 manifest={f"part-{part}.bin": f"{index:060x}{part:04x}" for part in range(20)})
                 for index in range(3)]
     return root, model, versions[0]

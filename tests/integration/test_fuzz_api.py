@@ -15,7 +15,9 @@ import schemathesis
 from django.contrib.auth import get_user_model
 from hypothesis import HealthCheck, Phase, settings
 
-from governance import services
+from governance.registry.services.access import service_account_create
+from governance.registry.services.deployments import environment_create
+from governance.registry.services.registry import model_register, model_version_register, team_create
 from governance.wsgi import application
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "12"))
@@ -37,14 +39,14 @@ CHECKS = [
 
 def seed_fuzz_world() -> str:
     """A team, a model with a version, environments, and a superuser service token (returned)."""
-    team = services.team_create(by="system:fuzz", name="fuzz-team")
-    account, token = services.service_account_create(by="system:fuzz", name="fuzzer", role="admin")
+    team = team_create(by="system:fuzz", name="fuzz-team")
+    account, token = service_account_create(by="system:fuzz", name="fuzzer", role="admin")
     get_user_model().objects.filter(pk=account.user_id).update(is_superuser=True)
     root = get_user_model().objects.get(pk=account.user_id)
-    model = services.model_register(by=root, name="fuzz-model", team=team, risk_tier="minimal")
-    services.model_version_register(model=model, by=root, label="1.0.0", artifact_uri="s3://fuzz/1/",
+    model = model_register(by=root, name="fuzz-model", team=team, risk_tier="minimal")
+    model_version_register(model=model, by=root, label="1.0.0", artifact_uri="s3://fuzz/1/",
                                     manifest={"model.bin": "a" * 64})
-    services.environment_create(by="system:fuzz", name="staging", is_production=False)
+    environment_create(by="system:fuzz", name="staging", is_production=False)
     return token
 
 

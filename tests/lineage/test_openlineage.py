@@ -13,8 +13,8 @@ from django.db import OperationalError
 from rest_framework.test import APIClient
 
 from audit.models import LedgerEntry
+from governance.registry.services.access import service_account_create
 from governance.roles import DATA_SCIENTIST, sync_role_groups
-from governance.services import service_account_create
 from lineage import openlineage
 from lineage.models import Dataset, DatasetVersion, LineageEdge, OpenLineageEvent, TrainingRun
 from tests.lineage.conftest import LINEAGE_PERMS

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from governance import services
+from governance.registry.services.approvals import approval_policy_set, model_version_submit
 
 pytestmark = pytest.mark.django_db
 
@@ -76,9 +76,9 @@ def test_failing_audit_is_on_the_dashboard(model, spec, scientist, django_captur
 
 
 def test_overdue_audit_is_on_the_dashboard(model, version, scientist, policy):
-    services.approval_policy_set(by="system:test", risk_tier="high", quorum=2, required_roles=["risk_officer"],
+    approval_policy_set(by="system:test", risk_tier="high", quorum=2, required_roles=["risk_officer"],
                                  fairness_audit_max_age_days=30)
-    services.model_version_submit(version=version, by=scientist, comment="")
+    model_version_submit(version=version, by=scientist, comment="")
     html = client_for(scientist).get("/").content.decode()
     assert "never audited; policy wants one within 30 days" in html
 

@@ -17,10 +17,13 @@ from audit import ledger, merkle, note
 from audit.keys import verifiers
 from audit.models import LedgerEntry
 from governance import selectors as governance_selectors
-from governance import services
 from governance.models import ApprovalDecision, ApprovalRequest, RequestStatus, VersionStatus
 from governance.pages import selectors
 from governance.permissions import can_decide
+from governance.registry.services.access import approver_scope_grant
+from governance.registry.services.approvals import approval_decide, approval_policy_set, model_version_submit
+from governance.registry.services.deployments import deployment_record
+from governance.registry.services.registry import model_register, model_version_register
 from tests.fixtures import CARD, MANIFEST, SEED
 
 pytestmark = pytest.mark.django_db
@@ -141,9 +144,9 @@ def test_model_page_offers_the_decide_form_to_whoever_holds_the_decide_right(mod
                                                                              make_user, team):
     # Even on their own request: the service refuses it (tests/governance/test_separation_of_duties.py).
     both = make_user("sam", "data_scientist", "approver", teams=(team,))
-    services.approver_scope_grant(by="system:test", to=both, risk_tier="high")
+    approver_scope_grant(by="system:test", to=both, risk_tier="high")
     version = make_version("2.0.0", by=both)
-    request = services.model_version_submit(version=version, by=both, comment="mine")
+    request = model_version_submit(version=version, by=both, comment="mine")
     page = text_of(client_for(both).get(f"/models/{model.name}/"))
     assert f'action="/models/{model.name}/requests/{request.pk}/decide/"' in page
 
@@ -204,12 +207,12 @@ def test_who_may_decide_agrees_as_a_filter_and_as_a_predicate(model, pending, ap
                                                               risk_officer, auditor, make_user, other_team):
     """`permissions.decidable_requests` (queue, pages) and `permissions.can_decide` (the service) are one rule."""
     hal = make_user("hal", "data_scientist", teams=(other_team,))
-    hiring = services.model_register(by=hal, name="hiring-ranker", team=other_team, risk_tier="limited")
-    hiring_version = services.model_version_register(model=hiring, by=hal, label="1.0.0", artifact_uri="s3://m/h/",
+    hiring = model_register(by=hal, name="hiring-ranker", team=other_team, risk_tier="limited")
+    hiring_version = model_version_register(model=hiring, by=hal, label="1.0.0", artifact_uri="s3://m/h/",
                                                      manifest=dict(MANIFEST), framework="sklearn", **CARD)
-    services.approval_policy_set(by=SEED, risk_tier="limited", quorum=1, required_roles=[], expiry_hours=48)
-    services.model_version_submit(version=hiring_version, by=hal, comment="please")
-    services.approval_decide(request=pending, by=approver, decision="approve", comment="fine")
+    approval_policy_set(by=SEED, risk_tier="limited", quorum=1, required_roles=[], expiry_hours=48)
+    model_version_submit(version=hiring_version, by=hal, comment="please")
+    approval_decide(request=pending, by=approver, decision="approve", comment="fine")
     requests = list(ApprovalRequest.objects.filter(status="pending").select_related("version__model"))
     assert len(requests) == 2
     for user in (approver, approver2, scientist, risk_officer, auditor, hal):
@@ -238,7 +241,7 @@ def test_dashboard_shows_checkpoint_and_last_verification(model, auditor):
 
 def test_dashboard_counts_active_deployments_per_environment(model, make_version, scientist, environments):
     version = make_version("3.0.0")
-    services.deployment_record(version=version, environment=environments["staging"], by=scientist)
+    deployment_record(version=version, environment=environments["staging"], by=scientist)
     html = text_of(client_for(scientist).get("/"))
     assert re.search(r"staging</td><td class=\"num\">1</td>", html)
 
@@ -328,7 +331,7 @@ def test_admin_change_pages_link_to_the_page_and_the_ledger(model, version, pend
 
 def test_version_status_and_deployments_show_on_the_model_page(model, make_version, scientist, environments):
     version = make_version("4.0.0")
-    services.deployment_record(version=version, environment=environments["staging"], by=scientist)
+    deployment_record(version=version, environment=environments["staging"], by=scientist)
     html = text_of(client_for(scientist).get(f"/models/{model.name}/?version=4.0.0"))
     assert VersionStatus.DRAFT.label in html
     row = re.search(r'<tr id="version-400".*?</tr>', html, re.S).group(0)
@@ -338,7 +341,7 @@ def test_version_status_and_deployments_show_on_the_model_page(model, make_versi
 def test_dashboard_lists_agree_with_the_full_queries_whatever_the_scan_chunk(model, make_version, scientist, policy,
                                                                               approver, monkeypatch):
     for number in range(7):
-        services.model_version_submit(version=make_version(f"9.{number}.0"), by=scientist, comment="")
+        model_version_submit(version=make_version(f"9.{number}.0"), by=scientist, comment="")
     for chunk, max_chunks in ((2, 5), (2, 1), (200, 5)):
         monkeypatch.setattr(selectors, "SCAN_CHUNK", chunk)
         monkeypatch.setattr(selectors, "SCAN_MAX_CHUNKS", max_chunks)

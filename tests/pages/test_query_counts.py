@@ -13,7 +13,8 @@ from django.test.utils import CaptureQueriesContext
 
 from audit import ledger
 from audit.models import LedgerEntry
-from governance import services
+from governance.registry.services.approvals import approval_decide, model_version_submit
+from governance.registry.services.deployments import deployment_record
 
 pytestmark = pytest.mark.django_db
 
@@ -37,12 +38,12 @@ def _grow(model, make_version, scientist, approver, approver2, risk_officer, env
     """Add `count` versions, each submitted, with decisions, and deployed to staging."""
     for number in range(start, start + count):
         version = make_version(f"{number}.0.0")
-        request = services.model_version_submit(version=version, by=scientist, comment=f"round {number}")
-        services.approval_decide(request=request, by=approver, decision="approve", comment="ok")
+        request = model_version_submit(version=version, by=scientist, comment=f"round {number}")
+        approval_decide(request=request, by=approver, decision="approve", comment="ok")
         if number % 2:
-            services.approval_decide(request=request, by=approver2, decision="approve", comment="ok too")
-            services.approval_decide(request=request, by=risk_officer, decision="approve", comment="risk ok")
-        services.deployment_record(version=version, environment=environments["staging"], by=scientist)
+            approval_decide(request=request, by=approver2, decision="approve", comment="ok too")
+            approval_decide(request=request, by=risk_officer, decision="approve", comment="risk ok")
+        deployment_record(version=version, environment=environments["staging"], by=scientist)
     ledger.checkpoint_create()
 
 

@@ -11,7 +11,8 @@ from rest_framework.test import APIClient
 
 from audit.models import LedgerEntry
 from core.errors import ServiceError
-from governance import services as governance_services
+from governance.registry.services.approvals import approval_decide
+from governance.registry.services.deployments import deployment_record
 from governance.reports.models import BundleExport
 from tests.reports.bundle_helpers import run_verify
 
@@ -111,10 +112,10 @@ def test_model_bundle_includes_approvals_deployments_and_lineage(auditor, pendin
                                                                   environments, tmp_path):
     from governance.reports import selectors
 
-    governance_services.approval_decide(request=pending, by=approver, decision="approve", comment="ok")
-    governance_services.approval_decide(request=pending, by=risk_officer, decision="approve", comment="fine")
+    approval_decide(request=pending, by=approver, decision="approve", comment="ok")
+    approval_decide(request=pending, by=risk_officer, decision="approve", comment="fine")
     pending.version.refresh_from_db()
-    deployment = governance_services.deployment_record(version=pending.version,
+    deployment = deployment_record(version=pending.version,
                                                        environment=environments["production"], by=pending.submitted_by)
     plan = selectors.bundle_plan_for_model(model_name=pending.version.model.name, user=auditor)
     subjects = set(plan.subjects)

@@ -34,10 +34,13 @@ from django.utils import timezone
 
 from audit.models import LedgerEntry
 from core.actor import acting_as
-from governance import services
 from governance.fairness.services.runs import audit_request
 from governance.fairness.services.specs import audit_spec_create
 from governance.models import RegisteredModel, ServiceToken, TokenScope
+from governance.registry.services.access import approver_scope_grant, service_account_create, service_token_revoke
+from governance.registry.services.approvals import approval_policy_set, model_version_submit
+from governance.registry.services.deployments import deployment_record, environment_create
+from governance.registry.services.registry import model_register, model_version_register, team_create
 from governance.reports import services as report_services
 from lineage.models import Attestation, LineageNode
 from lineage.services.datasets import dataset_create as lineage_dataset_create
@@ -73,8 +76,8 @@ def _role(name: str) -> Group:
 
 
 def build_world() -> dict[str, Any]:
-    team_a = services.team_create(by=SEED, name="credit-risk")
-    team_b = services.team_create(by=SEED, name="hiring")
+    team_a = team_create(by=SEED, name="credit-risk")
+    team_b = team_create(by=SEED, name="hiring")
     users = {
         "viewer": _user("vera", _role("viewer"), team_a.group),
         "data_scientist": _user("dana", _role("data_scientist"), team_a.group),
@@ -85,24 +88,24 @@ def build_world() -> dict[str, Any]:
     }
     scientist_b = _user("bert", _role("data_scientist"), team_b.group)
     for tier in ("high", "limited"):
-        services.approval_policy_set(by=SEED, risk_tier=tier, quorum=2, required_roles=[], required_card_fields=[],
+        approval_policy_set(by=SEED, risk_tier=tier, quorum=2, required_roles=[], required_card_fields=[],
                                      expiry_hours=48)
-    staging = services.environment_create(by=SEED, name="staging", is_production=False)
+    staging = environment_create(by=SEED, name="staging", is_production=False)
     world: dict[str, Any] = {"users": users, "objects": {}}
     # One run both teams trained their 1.0.0 from: its graph, page and outputs reach both model versions.
     shared_run = training_run_record(job_name="shared-feature-pipeline", actor=SEED)
     world["shared"] = {"run": shared_run.pk, "run_node": shared_run.node_id}
     for key, name, team, tier, owner in ((OWN, "alpha-scorer", team_a, "high", users["data_scientist"]),
                                          (OTHER, SECRET, team_b, "limited", scientist_b)):
-        model = services.model_register(by=owner, name=name, team=team, risk_tier=tier)
-        versions = {label: services.model_version_register(model=model, by=owner, label=label, artifact_uri=f"s3://{name}/{label}/",
+        model = model_register(by=owner, name=name, team=team, risk_tier=tier)
+        versions = {label: model_version_register(model=model, by=owner, label=label, artifact_uri=f"s3://{name}/{label}/",
                                                            manifest={"m.bin": "a" * 64},
                                                            training_run=shared_run.pk if label == "1.0.0" else None,
                                                            **CARD)
                     for label in ("1.0.0", "2.0.0", "3.0.0")}
-        decide = services.model_version_submit(version=versions["2.0.0"], by=owner)
-        withdraw = services.model_version_submit(version=versions["3.0.0"], by=owner)
-        deployment = services.deployment_record(version=versions["1.0.0"], environment=staging, by=owner)
+        decide = model_version_submit(version=versions["2.0.0"], by=owner)
+        withdraw = model_version_submit(version=versions["3.0.0"], by=owner)
+        deployment = deployment_record(version=versions["1.0.0"], environment=staging, by=owner)
         with tempfile.TemporaryDirectory(prefix="matrix-") as folder:  # the spec keeps its own copy
             holdout = Path(folder) / "holdout.csv"
             holdout.write_bytes(PREDICTIONS)
@@ -124,11 +127,11 @@ def build_world() -> dict[str, Any]:
                                  "audit": 999_996, "spec": 999_995, "bundle": 999_994, "node": 999_993,
                                  "dataset": 999_992, "version": 999_991, "deployment_node": 999_990,
                                  "attestation": 999_989, "uid": uuid.uuid4().hex}
-    services.approver_scope_grant(by=SEED, to=users["approver"], model=RegisteredModel.objects.get(name="alpha-scorer"))
+    approver_scope_grant(by=SEED, to=users["approver"], model=RegisteredModel.objects.get(name="alpha-scorer"))
     alpha = RegisteredModel.objects.get(name="alpha-scorer")
-    _, read_token = services.service_account_create(by=SEED, name="pipe-read", role="data_scientist", models=[alpha],
+    _, read_token = service_account_create(by=SEED, name="pipe-read", role="data_scientist", models=[alpha],
                                                     scope=TokenScope.READ)
-    _, write_token = services.service_account_create(by=SEED, name="pipe-write", role="data_scientist", models=[alpha])
+    _, write_token = service_account_create(by=SEED, name="pipe-write", role="data_scientist", models=[alpha])
     world["tokens"] = {"token_read": read_token, "token_write": write_token}
     return world
 
@@ -516,7 +519,7 @@ def test_tokens_are_stored_hashed_and_revoked_or_expired_tokens_are_refused():
     with acting_as(SEED):
         ServiceToken.objects.filter(pk=stored.pk).update(expires_at=None)
     assert client.get("/api/models/").status_code == 200
-    services.service_token_revoke(token=stored, by=SEED)
+    service_token_revoke(token=stored, by=SEED)
     revoked = client.get("/api/models/")
     assert revoked.status_code == 401 and revoked.json()["code"] == "authentication_failed"
     assert LedgerEntry.objects.filter(action="service_token.revoked").exists()

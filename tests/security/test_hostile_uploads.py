@@ -15,7 +15,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from audit.models import LedgerEntry
-from governance import services
+from governance.registry.services.registry import model_register, model_version_register, team_create
 
 pytestmark = pytest.mark.django_db
 
@@ -26,9 +26,9 @@ GOOD_CSV = "repaid,predicted,sex\n" + "".join(f"{i % 2},{(i // 2) % 2},{'female'
 def client(settings, tmp_path):  # type: ignore[no-untyped-def]
     settings.MEDIA_ROOT = tmp_path / "media"
     root = get_user_model().objects.create(username="root", is_superuser=True, is_staff=True)
-    team = services.team_create(by="system:upload_test", name="credit-risk")
-    model = services.model_register(by=root, name="scorer", team=team, risk_tier="minimal")
-    services.model_version_register(model=model, by=root, label="1.0.0", artifact_uri="s3://m/1/", manifest={"m": "a" * 64})
+    team = team_create(by="system:upload_test", name="credit-risk")
+    model = model_register(by=root, name="scorer", team=team, risk_tier="minimal")
+    model_version_register(model=model, by=root, label="1.0.0", artifact_uri="s3://m/1/", manifest={"m": "a" * 64})
     client = Client(raise_request_exception=False)
     client.force_login(root)
     return client

@@ -27,8 +27,9 @@ from django_celery_beat.models import CrontabSchedule, IntervalSchedule, Periodi
 
 from audit.models import LedgerEntry
 from core.errors import Conflict, Forbidden
-from governance import accounts, grants, schedules, services
+from governance import accounts, grants, schedules
 from governance.models import GrantStatus, PrivilegeGrantRequest
+from governance.registry.services.access import approver_scope_grant, role_grant
 from tests.fixtures import SEED
 
 pytestmark = pytest.mark.django_db
@@ -155,9 +156,9 @@ def test_granting_a_decision_role_directly_in_the_user_admin_is_refused(client, 
 
 
 @pytest.mark.parametrize("grant", [
-    lambda by, to: services.role_grant(user=to, role="approver", by=by),
-    lambda by, to: services.role_grant(user=to, role="admin", by=by),
-    lambda by, to: services.approver_scope_grant(by=by, to=to, risk_tier="high"),
+    lambda by, to: role_grant(user=to, role="approver", by=by),
+    lambda by, to: role_grant(user=to, role="admin", by=by),
+    lambda by, to: approver_scope_grant(by=by, to=to, risk_tier="high"),
     lambda by, to: accounts.user_groups_add(user=to, groups=[group("risk_officer")], by=by),
     lambda by, to: accounts.user_access_set(user=to, by=by, permissions=[perm("auth.change_user")]),
 ], ids=["approver", "admin", "tier-scope", "groups-add", "admin-permission"])
@@ -258,7 +259,7 @@ def test_admin_and_decision_roles_exclude_each_other(client, ada, adam, risk_off
 
 def test_separation_of_duties_holds_for_the_bootstrap_path_too(adam):
     with pytest.raises(Conflict) as refused:
-        services.role_grant(user=adam, role="risk_officer", by=SEED)
+        role_grant(user=adam, role="risk_officer", by=SEED)
     assert refused.value.code == "privilege_separation_of_duties"
     assert roles_of(adam) == {"admin"}
 

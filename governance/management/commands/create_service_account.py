@@ -9,8 +9,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from core.errors import ServiceError
-from governance import services
 from governance.models import RegisteredModel, TokenScope
+from governance.registry.services.access import service_account_create
 from governance.roles import ROLE_NAMES
 
 ACTOR = "system:create_service_account"
@@ -41,7 +41,7 @@ class Command(BaseCommand):
                 raise CommandError("--expires-days must be at least 1.")
             expires_at = timezone.now() + timedelta(days=options["expires_days"])
         try:
-            account, token = services.service_account_create(
+            account, token = service_account_create(
                 by=ACTOR, name=options["name"], role=options["role"], models=models,
                 description=options["description"], scope=options["scope"], expires_at=expires_at)
         except ServiceError as exc:

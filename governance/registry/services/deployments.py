@@ -1,0 +1,133 @@
+"""Environments and deployments: record, replace and roll back; production takes approved
+versions only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from audit.ledger import lock_for_update
+from core.errors import Conflict
+from governance.models import (
+    Deployment,
+    Environment,
+    ModelVersion,
+    VersionStatus,
+)
+from governance.permissions import can_write_model
+from governance.registry.services.common import (
+    DeploymentNotApproved,
+    clean_text,
+    full_clean,
+    insert_unique,
+    may,
+    require,
+    require_visible,
+    transition,
+)
+from lineage.services.model_versions import lineage_record_deployment
+
+
+def environment_create(*, by: Any, name: str, is_production: bool, description: str = "") -> Environment:
+    require(may(by, "governance.add_environment"), "You may not create environments.")
+    environment = Environment(name=name, is_production=bool(is_production),
+                              description=clean_text(description, "description"))
+    full_clean(environment)
+    with transaction.atomic():
+        if Environment.objects.filter(name=name).exists():
+            raise Conflict(f"An environment named '{name}' exists.", code="environment_name_taken")
+        insert_unique(environment, by=by, action="environment.created",
+                conflict=Conflict(f"An environment named '{name}' exists.", code="environment_name_taken"))
+    return environment
+
+
+DEPLOYABLE_ANYWHERE = {VersionStatus.DRAFT, VersionStatus.PENDING_REVIEW, VersionStatus.APPROVED,
+                       VersionStatus.DEPLOYED, VersionStatus.DEPRECATED, VersionStatus.REJECTED}
+
+
+DEPLOYABLE_TO_PRODUCTION = {VersionStatus.APPROVED, VersionStatus.DEPLOYED}
+
+
+def _deploy(*, version: ModelVersion, environment: Environment, by: Any, comment: str,
+            is_rollback: bool, action: str) -> Deployment:
+    """Inside a transaction: replace the active deployment of the model in the environment."""
+    if environment.is_production and version.status not in DEPLOYABLE_TO_PRODUCTION:
+        raise DeploymentNotApproved(
+            f"Only approved versions go to production; {version} is {version.status}.",
+            extra={"version": version.label, "status": version.status, "environment": environment.name})
+    if version.status not in DEPLOYABLE_ANYWHERE:
+        raise DeploymentNotApproved(f"{version} is {version.status} and cannot be deployed.",
+                                    code="deployment_version_unusable", extra={"status": version.status})
+    current = (lock_for_update(Deployment.objects)
+               .filter(model=version.model, environment=environment, is_active=True).first())
+    extra: dict[str, Any] = {"comment": comment}
+    if current is not None:
+        extra["replaced_deployment"] = current.pk
+        extra["replaced_version"] = current.version.label
+        current.is_active = False
+        current.save_recorded(action="deployment.replaced", by=by, extra={"comment": comment})
+    deployment = Deployment(model=version.model, version=version, environment=environment, deployed_by=by,
+                            deployed_at=timezone.now(), replaced=current, is_rollback=is_rollback, is_active=True,
+                            comment=comment)
+    insert_unique(deployment, by=by, action=action, **extra,
+            conflict=Conflict("Another deployment of this model to this environment happened at the same time; "
+                              "retry.", code="deployment_concurrent"))
+    if environment.is_production:
+        if version.status == VersionStatus.APPROVED:
+            transition(version, VersionStatus.DEPLOYED)
+            version.save_recorded(action="model_version.deployed", by=by,
+                                  extra={"deployment": deployment.pk, "environment": environment.name})
+        if current is not None and current.version_id != version.pk:
+            previous = lock_for_update(ModelVersion.objects).get(pk=current.version_id)
+            still_live = previous.deployments.filter(is_active=True, environment__is_production=True).exists()
+            if previous.status == VersionStatus.DEPLOYED and not still_live:
+                transition(previous, VersionStatus.APPROVED)
+                previous.save_recorded(action="model_version.undeployed", by=by,
+                                       extra={"deployment": deployment.pk, "environment": environment.name})
+    lineage_record_deployment(model_version_subject=("governance.modelversion", str(version.pk)),
+                              deployment_subject=("governance.deployment", str(deployment.pk)),
+                              label=f"{version.model.name}:{version.label}@{environment.name}", actor=by)
+    return deployment
+
+
+def deployment_record(*, version: ModelVersion, environment: Environment, by: Any, comment: str = "") -> Deployment:
+    """Deploy a version; records the deployment it replaced. Production takes approved versions only."""
+    require_visible(by, version.model)
+    require(can_write_model(by, version.model, "governance.add_deployment"),
+             f"You may not deploy '{version.model.name}'.")
+    comment = clean_text(comment, "comment")
+    with transaction.atomic():
+        version = lock_for_update(ModelVersion.objects).select_related("model").get(pk=version.pk)
+        return _deploy(version=version, environment=environment, by=by, comment=comment, is_rollback=False,
+                       action="deployment.recorded")
+
+
+def deployment_rollback(*, deployment: Deployment, by: Any, comment: str = "") -> Deployment:
+    """Redeploy the version that ran before this active deployment (the last one still deployable)."""
+    require_visible(by, deployment.model)
+    require(can_write_model(by, deployment.model, "governance.change_deployment"),
+             f"You may not roll back '{deployment.model.name}'.")
+    comment = clean_text(comment, "comment")
+    with transaction.atomic():
+        deployment = lock_for_update(Deployment.objects).select_related("environment", "model").get(
+            pk=deployment.pk)
+        if not deployment.is_active:
+            raise Conflict("Only the active deployment can be rolled back.", code="deployment_not_active",
+                           extra={"id": deployment.pk})
+        allowed = DEPLOYABLE_TO_PRODUCTION if deployment.environment.is_production else DEPLOYABLE_ANYWHERE
+        target: ModelVersion | None = None
+        earlier = deployment.replaced
+        while earlier is not None:
+            candidate = lock_for_update(ModelVersion.objects).select_related("model").get(pk=earlier.version_id)
+            if candidate.pk != deployment.version_id and candidate.status in allowed:
+                target = candidate
+                break
+            earlier = earlier.replaced
+        if target is None:
+            raise Conflict("No earlier deployable version to roll back to.", code="deployment_no_previous",
+                           extra={"id": deployment.pk})
+        return _deploy(version=target, environment=deployment.environment, by=by,
+                       comment=comment or f"Rollback of deployment #{deployment.pk}", is_rollback=True,
+                       action="deployment.rolled_back")
