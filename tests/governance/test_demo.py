@@ -26,6 +26,8 @@ def test_seed_tells_the_story_and_is_idempotent():
     assert LedgerEntry.objects.filter(action="deployment.rolled_back", actor="user:dana").exists()
     assert LedgerEntry.objects.filter(action="model_version.approved", actor="user:rita").count() == 2
     assert "gov_" in out.getvalue()  # the token, printed once
+    [refused] = LedgerEntry.objects.filter(action="role.granted.refused")
+    assert (refused.actor, refused.payload["code"]) == ("user:ada", "privilege_self_change")
     size = LedgerEntry.objects.count()
     again = StringIO()
     assert demo.seed(stdout=again) == "already seeded"
