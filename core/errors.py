@@ -152,6 +152,8 @@ class ErrorCode(StrEnum):
     PRIVILEGE_GRANT_NOT_FOUND = "privilege_grant_not_found", 404, "No such privilege grant request."
     PRIVILEGE_GRANT_NOT_PENDING = "privilege_grant_not_pending", 409, "The grant request is not in the state this step needs."
     PRIVILEGE_GRANT_OWN_REQUEST = "privilege_grant_own_request", 403, "The requester of a grant does not decide it."
+    PRIVILEGE_PASSWORD_RESET = ("privilege_password_reset", 403,
+                                "Another person may not set the password of a decision-role holder, admin or superuser.")
     SUPERUSER_COMMAND_LINE_ONLY = ("superuser_command_line_only", 403,
                                    "Superusers are made (and unmade) only on the command line.")
     SCHEDULE_RISK_OFFICER_ONLY = ("schedule_risk_officer_only", 403,

@@ -235,6 +235,16 @@ def superuser_check(*, by: Any, before: bool, after: bool) -> None:
                         code="superuser_command_line_only")
 
 
+def password_check(*, by: Any, user: Any) -> None:
+    """Only its holder (or the command line) sets the password of a decision role, an admin or a superuser."""
+    if is_system_actor(by) or is_same_person(by, user):
+        return
+    if user.is_superuser or held_roles(user) & GUARDED_ROLES:
+        raise Forbidden("The password of an approver, risk officer, admin or superuser is set by its holder "
+                        "(or on the command line), never by another person.", code="privilege_password_reset",
+                        extra={"user": user.get_username()})
+
+
 def _refusal_subject(user: Any) -> tuple[str, str]:
     return ("auth.user", str(user.pk) if user.pk is not None else f"new:{user.get_username()}")
 
@@ -244,8 +254,9 @@ def _refusal_subject(user: Any) -> tuple[str, str]:
 def user_save(*, user: Any, by: Any) -> Any:
     """Save a user created or edited in memory (e.g. by an admin form); record what changed in access.
 
-    Refused: a change of one's own staff or superuser flag, and any change of `is_superuser` that
-    is not made on the command line.
+    Refused: a change of one's own staff or superuser flag, any change of `is_superuser` that is
+    not made on the command line, and another person setting the password of a decision-role
+    holder, an admin or a superuser (signing in as them would be granting oneself their role).
     """
     created = user.pk is None or user._state.adding
     before = None if created else stored_access(user)
@@ -259,6 +270,10 @@ def user_save(*, user: Any, by: Any) -> Any:
             superuser_check(by=by, before=flags["is_superuser"][0], after=flags["is_superuser"][1])
             if not created:
                 privileges_check(by=by, user=user, changes_access=True)
+    if before is not None and before["password"] != user.password:
+        with refusal_recorded(actor=by, action="auth.password_set", subject=_refusal_subject(user),
+                              attempt={"user": user.get_username()}):
+            password_check(by=by, user=user)
     with transaction.atomic():
         with service_write(user):
             user.save()

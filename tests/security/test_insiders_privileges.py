@@ -145,6 +145,18 @@ def test_an_admin_cannot_give_any_group_a_decision_permission(client, ada, victo
     assert refused_codes("permission.granted") == [("user:ada", "privilege_request_required")]
 
 
+def test_an_admin_cannot_set_a_risk_officers_password_to_sign_in_as_her(client, ada, risk_officer):
+    client.force_login(ada)
+    response = client.post(reverse("admin:auth_user_password_change", args=[risk_officer.pk]),
+                           {"password1": "ada-knows-this-now-42", "password2": "ada-knows-this-now-42",
+                            "usable_password": "true"})
+    assert response.status_code == 302
+    assert not get_user_model().objects.get(pk=risk_officer.pk).check_password("ada-knows-this-now-42")
+    assert refused_codes("auth.password_set") == [("user:ada", "privilege_password_reset")]
+    accounts.user_password_set(user=risk_officer, by=risk_officer, password="rita-chose-this-42")  # her own: fine
+    assert get_user_model().objects.get(pk=risk_officer.pk).check_password("rita-chose-this-42")
+
+
 # --- Decision roles, approver scopes and admin take two people ------------------------------------
 
 def test_granting_a_decision_role_directly_in_the_user_admin_is_refused(client, ada, victor):
