@@ -65,10 +65,10 @@ def test_a_one_off_or_unscheduled_task_never_runs_again():
     assert schedules.task_max_gap_s(PeriodicTask(), schedule=every_minute) == 60
 
 
-pytestmark_db = pytest.mark.django_db
+needs_db = pytest.mark.django_db
 
 
-@pytestmark_db
+@needs_db
 def test_an_unsaved_or_unapproved_request_covers_nothing(make_user):
     ada, adam, vic = make_user("ada", "admin"), make_user("adam", "admin"), make_user("vic", "viewer")
     forged = PrivilegeGrantRequest(grantee=vic, kind="role", role="risk_officer", status=GrantStatus.APPROVED,
@@ -83,7 +83,7 @@ def test_an_unsaved_or_unapproved_request_covers_nothing(make_user):
     assert refused.value.code == "privilege_request_required"
 
 
-@pytestmark_db
+@needs_db
 @pytest.mark.parametrize(("fields", "code"), [
     ({"kind": "role", "role": "viewer"}, "privilege_grant_invalid"),
     ({"kind": "role", "role": "approver", "risk_tier": "high"}, "privilege_grant_invalid"),
@@ -100,7 +100,7 @@ def test_a_malformed_grant_request_is_invalid_input_and_writes_nothing(make_user
     assert (PrivilegeGrantRequest.objects.count(), LedgerEntry.objects.count()) == (0, size)
 
 
-@pytestmark_db
+@needs_db
 def test_only_admins_request_or_decide_grants(make_user, risk_officer):
     vic = make_user("vic", "viewer")
     with pytest.raises(Forbidden) as refused:
@@ -109,7 +109,7 @@ def test_only_admins_request_or_decide_grants(make_user, risk_officer):
     assert not PrivilegeGrantRequest.objects.exists()
 
 
-@pytestmark_db
+@needs_db
 def test_a_schedule_created_by_a_risk_officer_is_recorded(risk_officer):
     interval = schedules.schedule_save(obj=IntervalSchedule(every=10, period=IntervalSchedule.MINUTES),
                                        by=risk_officer)
@@ -121,7 +121,7 @@ def test_a_schedule_created_by_a_risk_officer_is_recorded(risk_officer):
     assert not IntervalSchedule.objects.exists()
 
 
-@pytestmark_db
+@needs_db
 def test_createsuperuser_on_the_command_line_is_recorded_too(monkeypatch):
     from io import StringIO
 
