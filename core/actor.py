@@ -81,3 +81,25 @@ class ActorMiddleware:
         with request_actor(request):
             response: Awaitable[Any] = self.get_response(request)
             return await response
+
+
+# --- How an actor is shown: look-alike names never look alike --------------------------------------
+
+def visible(text: str) -> str:
+    """`text` with every character outside printable ASCII as a Python escape (`user:\\u0430lice`).
+
+    Ledger pages show actors this way, so `аlice` (Cyrillic а) and `alice` never look the same.
+    Printable ASCII has no backslash-u in any actor (usernames cannot hold a backslash), so the
+    escaped form reads back unambiguously with `from_visible`.
+    """
+    return "".join(char if " " <= char <= "~" else char.encode("unicode_escape").decode("ascii") for char in text)
+
+
+def from_visible(text: str) -> str:
+    """The raw text of an escaped actor typed into a filter (`user:\\u0430lice` → `user:аlice`)."""
+    if "\\" not in text:
+        return text
+    try:
+        return text.encode("ascii").decode("unicode_escape")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return text

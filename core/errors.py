@@ -138,6 +138,9 @@ class ErrorCode(StrEnum):
     INVALID_TOKEN_SCOPE = "invalid_token_scope", 400, "Unknown service token scope."
     REASON_REQUIRED = "reason_required", 400, "The change needs a reason."
     SERVICE_ACCOUNT_NAME_TAKEN = "service_account_name_taken", 409, "A service account with this name exists."
+    USERNAME_MIXED_SCRIPT = "username_mixed_script", 400, "The username mixes scripts (e.g. a Cyrillic letter among Latin ones)."
+    USERNAME_CONFUSABLE = ("username_confusable", 409,
+                           "The username looks like an existing one (same Unicode TR39 confusable skeleton).")
     SERVICE_TOKEN_ALREADY_REVOKED = "service_token_already_revoked", 409, "The service token is revoked already."
     # --- Governance: privileges (accounts, grant requests, schedules) ---------------------------
     PRIVILEGE_SELF_CHANGE = ("privilege_self_change", 403,

@@ -13,7 +13,7 @@ change and its entries in one transaction, with the action named at the write:
   everything for ever, so they are left out.
 - `role.granted` / `role.revoked` for role groups, `group.member_added` / `group.member_removed`
   for other groups (teams); `permission.granted` / `permission.revoked` for model and object
-  permissions; `auth.signed_in` / `auth.sign_in_failed`.
+  permissions; `auth.signed_in` (failed sign-ins: `governance.signin`, one entry per username and window).
 
 The `record_*` functions are the one home of what those entries say. `governance.signals` calls
 the same functions for the paths that do not go through a service (the Django shell,
@@ -24,7 +24,6 @@ skip a marked instance, so a change is recorded once, by the service.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -44,6 +43,7 @@ from governance.roles import (
     excluded_pairs,
     permission_role,
 )
+from governance.usernames import username_check
 
 ACCESS_FIELDS = ("username", "is_active", "is_staff", "is_superuser")
 SERVICE_WRITE = "_governance_service_write"
@@ -130,18 +130,6 @@ def record_object_permission(row: Any, *, granted: bool, by: Any) -> None:
 def record_signed_in(user: Any, *, path: str) -> None:
     ledger_append(actor=user, action="auth.signed_in", subject=("auth.user", str(user.pk)),
                   payload={"path": path[:200]})
-
-
-def record_sign_in_failed(username: str, *, path: str) -> None:
-    """Names the username only if such a user exists: people type passwords into the username field."""
-    user = get_user_model().objects.filter(username=username).first() if username else None
-    if user is not None:
-        subject, payload = ("auth.user", str(user.pk)), {"username": username}
-    else:
-        digest = hashlib.sha256(username.encode("utf-8")).hexdigest()[:16]
-        subject, payload = ("auth.user", "unknown"), {"username_sha256_16": digest}
-    payload["path"] = path[:200]
-    ledger_append(actor="system:auth", action="auth.sign_in_failed", subject=subject, payload=payload)
 
 
 @contextmanager
@@ -257,6 +245,7 @@ def user_save(*, user: Any, by: Any) -> Any:
     Refused: a change of one's own staff or superuser flag, any change of `is_superuser` that is
     not made on the command line, and another person setting the password of a decision-role
     holder, an admin or a superuser (signing in as them would be granting oneself their role).
+    A new or changed username must not pass for another (`governance.usernames.username_check`).
     """
     created = user.pk is None or user._state.adding
     before = None if created else stored_access(user)
@@ -278,6 +267,10 @@ def user_save(*, user: Any, by: Any) -> Any:
         with service_write(user):
             user.save()
         record_user_saved(user, before, created=created, by=by)
+        if created or before is None or before["username"] != user.get_username():
+            # Checked after the entry: the ledger's head lock, held to the commit, orders two
+            # look-alikes created at once, so the second sees the first. A refusal rolls both back.
+            username_check(user.get_username(), exclude_pk=user.pk)
     return user
 
 

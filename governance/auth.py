@@ -1,4 +1,4 @@
-"""API tokens for service accounts, and the sign-in rate limit of the admin.
+"""API tokens for service accounts (sign-in limits: governance.signin, with django-axes).
 
 Tokens look like `gov_<prefix>_<secret>`. The row is found by its prefix; the SHA-256 of the
 whole token is compared in constant time. Only that hash is stored, so a database leak gives
@@ -9,13 +9,8 @@ A read-scoped token is refused for unsafe methods here, before any view runs.
 from __future__ import annotations
 
 import hmac
-import logging
 from typing import Any
 
-from django import forms
-from django.contrib.admin.forms import AdminAuthenticationForm
-from django.contrib.auth.forms import AuthenticationForm
-from django.core.cache import cache
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
@@ -24,8 +19,6 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 
 from governance.models import ServiceToken, TokenScope
-
-logger = logging.getLogger(__name__)
 
 TOKEN_RE_PREFIX = "gov_"  # noqa: S105 (a format marker, not a secret)
 
@@ -80,71 +73,6 @@ def lookup_token(raw: str) -> ServiceToken | None:
     if not token.account.user.is_active:
         return None
     return token
-
-
-class LoginThrottle:
-    """Counts failed sign-ins per username and client address in the cache; too many refuse further tries."""
-
-    def __init__(self, *, max_failures: int = 10, window_s: int = 60) -> None:
-        self.max_failures = max_failures
-        self.window_s = window_s
-
-    def _key(self, username: str, request: Any) -> str:
-        import hashlib
-
-        address = request.META.get("REMOTE_ADDR", "") if request is not None else ""
-        digest = hashlib.sha256(f"{username.lower()}|{address}".encode()).hexdigest()[:32]
-        return f"governance:login-failures:{digest}"
-
-    def record_failure(self, username: str, request: Any) -> None:
-        key = self._key(username, request)
-        if cache.add(key, 1, self.window_s):
-            return
-        try:
-            cache.incr(key)
-        except ValueError:
-            cache.set(key, 1, self.window_s)
-
-    def blocked(self, username: str, request: Any) -> bool:
-        return int(cache.get(self._key(username, request), 0)) >= self.max_failures
-
-    def reset(self, username: str, request: Any) -> None:
-        cache.delete(self._key(username, request))
-
-
-login_throttle = LoginThrottle()
-
-
-class RateLimitedAdminAuthenticationForm(AdminAuthenticationForm):
-    """The admin sign-in form, refusing before it checks the password once too many attempts failed."""
-
-    error_messages = {
-        **AdminAuthenticationForm.error_messages,
-        "rate_limited": "Too many failed sign-ins. Wait a minute and try again.",
-    }
-
-    def clean(self) -> dict[str, Any]:
-        username = str(self.data.get("username") or "")
-        if login_throttle.blocked(username, self.request):
-            logger.warning("admin sign-in refused: rate limited")
-            raise forms.ValidationError(self.error_messages["rate_limited"], code="rate_limited")
-        return super().clean()
-
-
-class RateLimitedAuthenticationForm(AuthenticationForm):
-    """The sign-in form for every user (pages), with the same rate limit as the admin's."""
-
-    error_messages = {
-        **AuthenticationForm.error_messages,
-        "rate_limited": RateLimitedAdminAuthenticationForm.error_messages["rate_limited"],
-    }
-
-    def clean(self) -> dict[str, Any]:
-        username = str(self.data.get("username") or "")
-        if login_throttle.blocked(username, self.request):
-            logger.warning("sign-in refused: rate limited")
-            raise forms.ValidationError(self.error_messages["rate_limited"], code="rate_limited")
-        return super().clean()
 
 
 class ServiceTokenScheme(OpenApiAuthenticationExtension):

@@ -408,3 +408,22 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.method} {self.path} [{self.key}]"
+
+
+class SignInFailureWindow(models.Model):
+    """Failed sign-ins of one username in one window, counted here rather than in the ledger (not
+    governed: the ledger gets one `auth.sign_in_failed` when the window opens and one
+    `auth.sign_in_failures` with this count when it closes, see governance.signin)."""
+
+    username = models.CharField(max_length=150, blank=True, help_text="Empty: usernames that name no user")
+    window_start = models.DateTimeField()
+    failures = models.PositiveIntegerField(default=0)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["username", "window_start"],
+                                               name="sign_in_failure_window_unique")]
+        indexes = [models.Index(fields=["closed_at", "window_start"], name="sign_in_failure_window_open")]
+
+    def __str__(self) -> str:
+        return f"{self.username or '(unknown)'} from {self.window_start:%Y-%m-%d %H:%M}: {self.failures}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -94,6 +95,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "guardian",
     "django_celery_beat",
+    "axes",  # sign-in: failed attempts counted in the shared database (governance.signin)
     "core",  # the shared kernel: errors, API plumbing, hardening, idempotency, outbox
     "audit",
     "lineage",
@@ -117,6 +119,8 @@ MIDDLEWARE = [
     "core.actor.ActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # sign-in: answers a refused sign-in with governance.signin.lockout_response (429, Retry-After)
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "governance.urls"
@@ -160,6 +164,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Auth -----------------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a cooling-off sign-in before any password check
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -231,7 +236,7 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"login": _env("LOGIN_RATE", "10/min"), "anon": "60/min"},
+    "DEFAULT_THROTTLE_RATES": {"anon": "60/min"},
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 SPECTACULAR_SETTINGS = {
@@ -282,9 +287,38 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": _env("LOG_LEVEL", "INFO")},
+    "loggers": {"axes": {"level": "WARNING"}},  # one line per failed sign-in (username masked), not four
 }
 
-# --- Governance: approvals, sign-in rate limit ------------------------------------------------
+# --- Sign-in: django-axes with governance.signin's limits and backoff ----------------------------
+# Failures are counted in the database (shared by every gunicorn worker), per username at one
+# address, per address across usernames and per username across addresses (each address counting
+# at most SIGN_IN_FAILURES_PER_USER_ADDRESS, so one address never locks a user out elsewhere).
+# Reaching a limit refuses that scope for SIGN_IN_COOLOFF_S, doubled by every further failure
+# (up to SIGN_IN_COOLOFF_MAX_S); then the genuine password works again.
+SIGN_IN_FAILURES_PER_USER_ADDRESS = int(_env("SIGN_IN_FAILURES_PER_USER_ADDRESS", "5"))
+SIGN_IN_FAILURES_PER_ADDRESS = int(_env("SIGN_IN_FAILURES_PER_ADDRESS", "20"))
+SIGN_IN_FAILURES_PER_USER = int(_env("SIGN_IN_FAILURES_PER_USER", "30"))
+SIGN_IN_COOLOFF_S = int(_env("SIGN_IN_COOLOFF_S", "300"))
+SIGN_IN_COOLOFF_MAX_S = int(_env("SIGN_IN_COOLOFF_MAX_S", "86400"))
+# Failed sign-ins reach the ledger once per username and window, with their count (governance.signin).
+SIGN_IN_FAILURE_WINDOW_S = int(_env("SIGN_IN_FAILURE_WINDOW_S", "3600"))
+AXES_HANDLER = "governance.signin.SignInHandler"
+AXES_FAILURE_LIMIT = SIGN_IN_FAILURES_PER_USER_ADDRESS
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address", "username"]
+AXES_COOLOFF_TIME = timedelta(seconds=SIGN_IN_COOLOFF_S)
+AXES_USE_ATTEMPT_EXPIRATION = True  # each counted attempt expires on its own (the backoff lengthens it)
+AXES_RESET_ON_SUCCESS = True  # the handler forgets only that username's failures at that address
+AXES_LOCKOUT_CALLABLE = "governance.signin.lockout_response"
+AXES_DISABLE_ACCESS_LOG = True  # successful sign-ins are ledger entries (auth.signed_in)
+AXES_VERBOSE = False
+AXES_ENABLE_ADMIN = False  # its admin would delete counts unrecorded; `manage.py axes_reset_*` is the operator's tool
+# The client address is REMOTE_ADDR; behind the TLS proxy, the address that proxy saw.
+AXES_IPWARE_META_PRECEDENCE_ORDER = (["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if _env_bool("BEHIND_TLS_PROXY", False)
+                                     else ["REMOTE_ADDR"])
+AXES_IPWARE_PROXY_COUNT = 1 if _env_bool("BEHIND_TLS_PROXY", False) else None
+
+# --- Governance: approvals ---------------------------------------------------------------------
 APPROVAL_EXPIRY_CHECK_INTERVAL_S = int(_env("APPROVAL_EXPIRY_CHECK_INTERVAL_S", "300"))
 IDEMPOTENCY_RETENTION_HOURS = int(_env("IDEMPOTENCY_RETENTION_HOURS", "24"))
 # Where core.idempotency stores the responses it replays (the model and its table stay in governance).
@@ -340,6 +374,8 @@ CELERY_BEAT_SCHEDULE = {
     # core.outbox.tasks.outbox_dispatch_task, registered under the name it had before the move to core
     "outbox-dispatch": {"task": "governance.outbox.tasks.outbox_dispatch_task",
                         "schedule": float(OUTBOX_DISPATCH_INTERVAL_S)},
+    "sign-in-failures-close": {"task": "governance.tasks.sign_in_failures_close_task",
+                               "schedule": float(SIGN_IN_FAILURE_WINDOW_S)},
     "fairness-audit-recover": {"task": "governance.fairness.tasks.fairness_audit_recover_task",
                                "schedule": float(FAIRNESS_RECOVER_INTERVAL_S)},
 }

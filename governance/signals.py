@@ -9,7 +9,7 @@ an instance a service is writing (`accounts.is_service_write`), so nothing is re
 Entries: `role.granted` / `role.revoked`, `group.member_added` / `group.member_removed`,
 `permission.granted` / `permission.revoked`, `user.created`, `user.updated`,
 `auth.password_set`, `user.deleted`, `auth.signed_in`, `auth.sign_in_failed`.
-Failed sign-ins also feed the sign-in rate limit (`governance.auth.login_throttle`).
+Failed sign-ins are counted per username and window (`governance.signin`); django-axes limits them.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from guardian.models import GroupObjectPermission, UserObjectPermission
 from core.actor import acting_as, current_actor
 from core.errors import InvalidInput
 from governance import accounts
+from governance.usernames import username_check
 
 UNATTRIBUTED = "system:unattributed"
 _STASH = "_governance_m2m_before"
@@ -100,12 +101,17 @@ def _object_permission_deleted(sender: Any, instance: Any, **kwargs: Any) -> Non
 def _account_before(sender: Any, instance: Any, raw: bool = False, update_fields: Any = None, **kwargs: Any) -> None:
     """Read the stored access fields and password before a user is saved (one query)."""
     instance.__dict__.pop(_BEFORE, None)
-    if raw or instance.pk is None or accounts.is_service_write(instance):
+    if raw or accounts.is_service_write(instance):
+        return
+    if instance.pk is None:
+        username_check(instance.get_username())  # createsuperuser, the shell: no look-alike names either
         return
     if update_fields is not None and not set(update_fields) & {*accounts.ACCESS_FIELDS, "password"}:
         return  # sign-ins save only last_login: nothing to record, no query
     row = accounts.stored_access(instance)
     if row is not None:
+        if row["username"] != instance.get_username():
+            username_check(instance.get_username(), exclude_pk=instance.pk)
         instance.__dict__[_BEFORE] = row
 
 
@@ -127,12 +133,10 @@ def _signed_in(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
 
 
 def _sign_in_failed(sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any) -> None:
-    from governance.auth import login_throttle
+    from governance.signin import sign_in_failure_record
 
     username = str(credentials.get("username") or "")[:150]
-    accounts.record_sign_in_failed(username, path=getattr(request, "path", "") if request is not None else "")
-    if request is not None:
-        login_throttle.record_failure(username, request)
+    sign_in_failure_record(username, path=getattr(request, "path", "") if request is not None else "")
 
 
 def _sync_roles_after_migrate(sender: Any, **kwargs: Any) -> None:

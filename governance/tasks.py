@@ -7,6 +7,7 @@ from django.db import OperationalError
 
 from core.idempotency import idempotency_records_purge
 from governance.registry.services.approvals import approval_expire_due
+from governance.signin import sign_in_failures_close
 
 
 @shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
@@ -19,3 +20,9 @@ def approval_expire_due_task() -> int:
 def idempotency_records_purge_task() -> int:
     """Forget stored responses older than IDEMPOTENCY_RETENTION_HOURS (run by beat); returns how many."""
     return idempotency_records_purge()
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def sign_in_failures_close_task() -> int:
+    """Write the final count of every ended sign-in failure window (run by beat); returns how many."""
+    return sign_in_failures_close()

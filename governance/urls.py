@@ -5,19 +5,20 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from governance.auth import RateLimitedAuthenticationForm
+from governance.reports import views as report_views
 from lineage import urls as lineage_urls
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("accounts/login/", auth_views.LoginView.as_view(authentication_form=RateLimitedAuthenticationForm,
-                                                         redirect_authenticated_user=True), name="login"),
+    # sign-in limits: django-axes (governance.signin) refuses cooling-off sign-ins here and in the admin
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/schema/", SpectacularAPIView.as_view(), name="openapi-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="openapi-schema"), name="api-redoc"),
     path("api/ledger/", include("audit.urls")),
     path("api/bundles/", include("governance.reports.urls")),  # reports: audit bundle exports
+    path("verify.py", report_views.verify_py, name="verify-py"),  # reports: the published verifier (public)
     path("api/", include("governance.fairness.urls")),  # fairness: audits, specs, prediction batches, trend
     path("api/", include("governance.api_urls")),  # governance: registry, approvals, deployments
     path("api/lineage/", include(lineage_urls.api_urlpatterns)),  # lineage: REST API

@@ -7,9 +7,7 @@ enforces the same rules as the API. See `base.py` for what the admins share.
 from django.contrib import admin
 
 from governance.admin import accounts, approvals, deployments, registry, schedules  # noqa: F401 (registers the admins)
-from governance.auth import RateLimitedAdminAuthenticationForm
 
-# Sign-ins to the admin are rate limited (see governance.auth.LoginThrottle).
-admin.site.login_form = RateLimitedAdminAuthenticationForm
+# Sign-ins to the admin are limited by django-axes' backend (see governance.signin).
 admin.site.site_header = "ML governance"
 admin.site.site_title = "ML governance"

@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.contrib.auth.forms import AdminPasswordChangeForm
+from django.contrib.auth.forms import AdminPasswordChangeForm, AdminUserCreationForm, UserChangeForm
 from django.contrib.auth.models import Group
 from django.db import transaction
 from django.db.models import QuerySet
@@ -29,6 +29,7 @@ from governance.models import (
 )
 from governance.registry.services.access import service_account_create, service_token_create, service_token_revoke
 from governance.roles import ROLE_NAMES
+from governance.usernames import username_check
 
 
 class ServiceAccountForm(forms.ModelForm):
@@ -128,6 +129,25 @@ class ServiceTokenAdmin(ServiceBackedAdmin):
 
 # --- Accounts: every change goes through governance.accounts, which records it --------------------
 
+def _checked_username(form: Any, username: str) -> str:
+    """The username rule of `governance.usernames`, shown on the admin's username field."""
+    try:
+        username_check(username, exclude_pk=form.instance.pk)
+    except ServiceError as exc:
+        raise forms.ValidationError(error_text(exc), code=exc.code)
+    return username
+
+
+class _AccountCreationForm(AdminUserCreationForm):
+    def clean_username(self) -> str:
+        return _checked_username(self, super().clean_username())
+
+
+class _AccountChangeForm(UserChangeForm):
+    def clean_username(self) -> str:
+        return _checked_username(self, self.cleaned_data["username"])
+
+
 class _RecordedPasswordChangeForm(AdminPasswordChangeForm):
     """The admin's set-password form, saved through `accounts.user_password_set`."""
 
@@ -151,6 +171,8 @@ class AccountAdmin(RefusalShownAdmin, DjangoUserAdmin):
     (superusers are made on the command line)."""
 
     change_password_form = _RecordedPasswordChangeForm
+    add_form = _AccountCreationForm
+    form = _AccountChangeForm
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return (*super().get_readonly_fields(request, obj), "is_superuser")

@@ -17,7 +17,7 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 
 from audit import ledger
 from audit import selectors as audit_selectors
-from audit.models import Checkpoint, LedgerEntry
+from audit.models import Checkpoint, LedgerEntry, SigningKey
 from core.ids import parse_id
 from governance import permissions
 from governance import selectors as governance_selectors
@@ -114,6 +114,11 @@ def deployments_by_environment(*, user: Any, visible: QuerySet[RegisteredModel] 
             .annotate(count=Count("pk")).order_by("-environment__is_production", "environment__name"))
     return [{"name": row["environment__name"], "is_production": row["environment__is_production"],
              "count": row["count"]} for row in rows]
+
+
+def signing_keys() -> list[SigningKey]:
+    """Every key the server ever signed with (retired ones too: old checkpoints stay signed by them)."""
+    return list(SigningKey.objects.order_by("purpose", "valid_from", "pk"))
 
 
 def latest_checkpoint() -> Checkpoint | None:
@@ -313,7 +318,7 @@ def ledger_entry_evidence(*, seq: int) -> dict[str, Any]:
     }
     return {
         "entry": entry,
-        "pretty": json.dumps(json.loads(canonical), indent=2, ensure_ascii=False),
+        "pretty": json.dumps(json.loads(canonical), indent=2),  # non-ASCII as \u escapes: no look-alikes
         "canonical_b64": verify_data["canonical_b64"],
         "entry_hash_hex": verify_data["entry_hash_hex"],
         "prev_hash_hex": bytes(entry.prev_hash).hex(),

@@ -22,6 +22,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
 from audit import selectors as audit_selectors
+from core.actor import from_visible
 from core.errors import NotFound, ServiceError, error_text
 from core.ids import parse_id
 from governance.models import ApprovalRequest, Decision, ModelVersion, RequestStatus, VersionStatus
@@ -233,7 +234,7 @@ def ledger_list(request: HttpRequest) -> HttpResponse:
     errors: list[str] = []
     filters = selectors.LedgerFilters(
         subject_type=params.get("subject_type", "").strip()[:100], subject_id=params.get("subject_id", "").strip()[:200],
-        actor=params.get("actor", "").strip()[:200], action=params.get("action", "").strip()[:100])
+        actor=from_visible(params.get("actor", "").strip()[:200]), action=params.get("action", "").strip()[:100])
     for name in ("since", "until"):
         try:
             setattr(filters, name, _parse_moment(params.get(name, ""), end_of_day=name == "until"))
@@ -273,3 +274,17 @@ def ledger_entry(request: HttpRequest, seq: int) -> HttpResponse:
     evidence["subject_history_url"] = "?" + urlencode({"subject_type": entry.subject_type,
                                                         "subject_id": entry.subject_id})
     return render(request, "pages/ledger_entry.html", {"nav": "ledger", **evidence})
+
+
+# --- Keys and the verifier ----------------------------------------------------------------------
+
+@require_GET
+def keys(request: HttpRequest) -> HttpResponse:
+    """Public: the server's verifier keys and the published verify.py with its SHA-256."""
+    from governance.reports.verifier import VERIFY_URL, verify_py_sha256
+
+    signing_keys = selectors.signing_keys()
+    return render(request, "pages/keys.html", {
+        "nav": "keys", "signing_keys": signing_keys, "verify_url": request.build_absolute_uri(VERIFY_URL),
+        "verify_sha256": verify_py_sha256(), "command_keys": [key.vkey for key in signing_keys],
+    })

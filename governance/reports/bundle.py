@@ -1,4 +1,6 @@
-"""Build an audit bundle: a zip a regulator checks offline with the `verify.py` shipped inside it.
+"""Build an audit bundle: a zip a regulator checks offline with `verify.py`, which the service
+publishes at `/verify.py` (and the README by its SHA-256); the bundle does not carry it, so that
+no one runs a verifier that came with the evidence.
 
 Layout (every path is listed with its size and SHA-256 in `manifest.json`; `manifest.dsse.json`
 is a DSSE envelope over the exact bytes of `manifest.json`, signed with the attestation key):
@@ -9,7 +11,11 @@ is a DSSE envelope over the exact bytes of `manifest.json`, signed with the atte
     ledger/consistency.json   {"first", "second", "hashes": [base64], "latest_checkpoint": signed note}
     keys/<purpose>-<id>.vkey|.pem   every public key that signed something in the bundle
     attestations/, audits/, report/  given by the caller, stored byte for byte
-    verify.py, VERIFY.md      the stand-alone verifier and its guide
+    VERIFY.md                 the guide to checking the bundle (it says where to get verify.py)
+
+Which entries: every entry about the `subjects`, and, for each `BoundedSubject`, the entries
+about it whose action starts with one of its prefixes, up to its `through_seq`. The manifest
+states that rule in words (`selection_rule`) and lists both kinds of subject.
 
 The ledger part streams: entries are read in `seq` order with an iterator, and all inclusion
 proofs against one tree size are computed from one batched read of the needed subtree hashes.
@@ -116,6 +122,42 @@ class _BundleWriter:
 
 # --- Ledger selection and proofs -----------------------------------------------------------
 
+# The entries of a submitter's or approver's account that say what they could do.
+PEOPLE_ACTION_PREFIXES = ("user.", "role.", "group.", "permission.")
+SELECTION_RULE = (
+    "Every ledger entry whose subject is listed in `subjects`: the model, its versions, their approval "
+    "requests and decisions, every approval policy any of those requests was decided under (the model's own "
+    "and tier defaults, with their whole history) and the default policy of every risk tier the model has had, "
+    "its deployments, fairness specs, audits and prediction "
+    "batches, and through lineage everything upstream (datasets and their versions, runs, nodes, "
+    "attestations, pipeline keys). Besides, for each entry of `bounded_subjects`, the entries about that "
+    "subject whose action starts with one of its `action_prefixes` and whose seq is at most its "
+    "`through_seq`: each submitter's and approver's account (auth.user: user.*, role.*, group.*, "
+    "permission.*) up to their last submission or decision in the bundle, and the permission entries of "
+    "the groups they belong or belonged to (auth.group: permission.*) up to the last such seq of their "
+    "members. Each included entry has its inclusion proof against the bundle's checkpoint."
+)
+
+
+@dataclass(frozen=True, order=True)
+class BoundedSubject:
+    """Entries about one subject, only those of some actions, only up to a seq."""
+
+    subject_type: str
+    subject_id: str
+    through_seq: int
+    action_prefixes: tuple[str, ...]
+
+    def query(self) -> Q:
+        actions = Q(pk__in=[])
+        for prefix in self.action_prefixes:
+            actions |= Q(action__startswith=prefix)
+        return Q(subject_type=self.subject_type, subject_id=self.subject_id, seq__lte=self.through_seq) & actions
+
+    def manifest(self) -> dict[str, Any]:
+        return {"type": self.subject_type, "id": self.subject_id, "through_seq": self.through_seq,
+                "action_prefixes": list(self.action_prefixes)}
+
 def _subject_query(subjects: Iterable[tuple[str, str]]) -> Q:
     by_type: dict[str, list[str]] = {}
     for subject_type, subject_id in subjects:
@@ -126,9 +168,13 @@ def _subject_query(subjects: Iterable[tuple[str, str]]) -> Q:
     return query
 
 
-def _entry_rows(subjects: list[tuple[str, str]]) -> list[tuple[int, bytes, bytes]]:
-    """(seq, canonical, entry_hash) of every entry about the subjects, in seq order."""
-    rows = (LedgerEntry.objects.filter(_subject_query(subjects)).order_by("seq")
+def _entry_rows(subjects: list[tuple[str, str]],
+                bounded: Iterable[BoundedSubject] = ()) -> list[tuple[int, bytes, bytes]]:
+    """(seq, canonical, entry_hash) of every entry about the subjects (and the bounded ones), in seq order."""
+    query = _subject_query(subjects)
+    for item in bounded:
+        query |= item.query()
+    rows = (LedgerEntry.objects.filter(query).order_by("seq")
             .values_list("seq", "canonical", "entry_hash"))
     return [(seq, bytes(canonical), bytes(entry_hash)) for seq, canonical, entry_hash in rows.iterator(_ENTRY_BATCH)]
 
@@ -291,20 +337,23 @@ def build_bundle(
     audits: dict[str, bytes] | None = None,
     report: dict[str, bytes] | None = None,
     attestation_public_keys: dict[str, bytes] | None = None,
+    bounded_subjects: Iterable[BoundedSubject] = (),
     progress: ProgressCallback | None = None,
 ) -> BundleSummary:
     """Write the bundle for `subjects` to `out` and return what it holds.
 
     `attestations` are DSSE envelopes exactly as stored (bytes); `audits` and `report` map a
     file name to its bytes; `attestation_public_keys` maps a label to a raw Ed25519 key that
-    signed an attestation but is not one of the server's keys (a pipeline's own key).
+    signed an attestation but is not one of the server's keys (a pipeline's own key);
+    `bounded_subjects` adds some entries of further subjects (see the module docstring).
     """
     report_progress = progress or _noop_progress
     subjects = sorted({(str(t), str(i)) for t, i in subjects})
+    bounded = sorted(set(bounded_subjects))
     writer = _BundleWriter(out)
     try:
         report_progress(5, "reading ledger entries")
-        rows = _entry_rows(subjects)
+        rows = _entry_rows(subjects, bounded)
         checkpoint, latest = _choose_checkpoint(rows[-1][0] if rows else None)
         report_progress(20, "computing inclusion proofs")
         proofs = InclusionProofs([seq for seq, _, _ in rows], checkpoint.tree_size) if rows else None
@@ -373,7 +422,6 @@ def build_bundle(
                                     attestation_public_keys or {}).items():
             writer.add(path, raw)
 
-        writer.add("verify.py", (VERIFIER_DIR / "verify.py").read_bytes())
         writer.add("VERIFY.md", (VERIFIER_DIR / "VERIFY.md").read_bytes())
 
         report_progress(90, "signing the manifest")
@@ -382,6 +430,8 @@ def build_bundle(
             "created_at": ledger.format_time(timezone.now()),
             "origin": settings.LEDGER_ORIGIN,
             "subjects": [{"type": t, "id": i} for t, i in subjects],
+            "bounded_subjects": [item.manifest() for item in bounded],
+            "selection_rule": SELECTION_RULE,
             "entry_count": len(rows),
             "checkpoint_tree_size": checkpoint.tree_size,
             "latest_tree_size": latest.tree_size,

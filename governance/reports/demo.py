@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 
 from audit.services import checkpoint_scheduled
 from governance.models import RegisteredModel
-from governance.reports import services
+from governance.reports import selectors, services
 from governance.reports.models import BundleExport, GeneratedReport, ReportSchedule
 
 MODEL_NAME = "credit-default-scorer"
@@ -52,8 +52,7 @@ def seed(stdout: Any) -> str:
         done.append("audit bundle")
     bundle_path = Path(settings.MEDIA_ROOT) / export.file.name
     stdout.write(f"  reports: bundle #{export.pk} at {bundle_path}\n"
-                 f"  reports: verify it offline: unzip -p {bundle_path} verify.py > verify.py && "
-                 f"python3 verify.py {bundle_path}\n"
+                 f"  reports: verify it offline: {selectors.verify_command(str(bundle_path))}\n"
                  "  reports: admin > Reports and bundles (bundle exports, generated reports, report schedules); "
                  f"API: POST /api/bundles/ {{\"model\": \"{model.name}\"}} as {AUDITOR}\n")
     return ", ".join(done) if done else "already seeded"

@@ -1,18 +1,27 @@
 """Reads of the reports app: what goes into a model's bundle, and which exports a user may see.
 
 A model's bundle covers the ledger subjects of the model, its versions, their approval requests
-and decisions, the model's approval policy, its deployments, its fairness audits, and, through
-the lineage graph, everything upstream of its versions and deployments (dataset versions and
-datasets, training runs, artifacts, attestations).
+and decisions, the model's approval policy and every policy any of its requests was decided
+under (tier defaults included) and the default policy of every tier the model has had, its
+deployments, its fairness audits, and, through the lineage graph, everything upstream of its
+versions and deployments (dataset versions and datasets, training runs, artifacts,
+attestations). Besides, for each person who submitted or decided one of its requests: their
+account, role, group and permission entries (and the permission entries of their groups) up to
+their last submission or decision in the bundle (`BoundedSubject`), so that the approvals can be
+re-evaluated offline.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.db.models import Q, QuerySet
 
+from audit.models import LedgerEntry
 from core.errors import NotFound
 from governance import selectors as governance_selectors
 from governance.fairness.models import AuditRun, AuditSpec, PredictionBatch
@@ -25,6 +34,7 @@ from governance.models import (
     RegisteredModel,
 )
 from governance.permissions import is_active_user
+from governance.reports.bundle import PEOPLE_ACTION_PREFIXES, BoundedSubject
 from governance.reports.models import BundleExport
 from lineage import graph
 from lineage.models import Attestation, DatasetVersion, LineageNode, PipelineKey
@@ -43,6 +53,7 @@ class BundlePlan:
     versions: list[ModelVersion] = field(default_factory=list)
     attestations: list[Attestation] = field(default_factory=list)
     audits: list[AuditRun] = field(default_factory=list)
+    bounded: list[BoundedSubject] = field(default_factory=list)
 
 
 def can_export(user: Any) -> bool:
@@ -95,8 +106,17 @@ def bundle_plan_for_model(*, model_name: str, version_label: str = "", user: Any
     subjects.update(("governance.approvalrequest", str(pk)) for pk in requests)
     subjects.update(("governance.approvaldecision", str(pk))
                     for pk in ApprovalDecision.objects.filter(request__in=requests).values_list("pk", flat=True))
-    subjects.update(("governance.approvalpolicy", str(pk))
-                    for pk in ApprovalPolicy.objects.filter(model=model).values_list("pk", flat=True))
+    policy_ids = set(ApprovalPolicy.objects.filter(model=model).values_list("pk", flat=True))
+    request_rows = list(ApprovalRequest.objects.filter(pk__in=requests).values_list("policy_id", "policy_snapshot"))
+    for policy_id, snapshot in request_rows:
+        policy_ids.add(policy_id)
+        if isinstance(snapshot, dict):
+            policy_ids.add(snapshot.get("policy_id"))
+    # The default policy of every tier the model has had, so a decision taken after the tier was
+    # changed back can be judged against the policy of the tier in force at the time.
+    policy_ids.update(ApprovalPolicy.objects.filter(model__isnull=True, risk_tier__in=tiers_of(model))
+                      .values_list("pk", flat=True))
+    subjects.update(("governance.approvalpolicy", str(pk)) for pk in policy_ids if isinstance(pk, int))
     deployments = list(Deployment.objects.filter(version__in=versions).values_list("pk", flat=True))
     subjects.update(("governance.deployment", str(pk)) for pk in deployments)
 
@@ -127,7 +147,66 @@ def bundle_plan_for_model(*, model_name: str, version_label: str = "", user: Any
     subjects.update(("lineage.pipelinekey", str(pk)) for pk in
                     {attestation.pipeline_key_id for attestation in attestations if attestation.pipeline_key_id})
     return BundlePlan(subjects=sorted(subjects), model=model, versions=versions, attestations=attestations,
-                      audits=audits)
+                      audits=audits, bounded=people_entries_for(requests))
+
+
+def tiers_of(model: RegisteredModel) -> set[str]:
+    """Every risk tier the model has had, by its ledger entries (and its tier now)."""
+    tiers = {model.risk_tier}
+    rows = LedgerEntry.objects.filter(subject_type=MODEL_TYPE, subject_id=str(model.pk)).values_list("canonical",
+                                                                                                    flat=True)
+    for canonical in rows.iterator(1000):
+        payload = json.loads(bytes(canonical)).get("payload")
+        for part in ("before", "after", "state"):
+            value = payload.get(part) if isinstance(payload, dict) else None
+            if isinstance(value, dict) and isinstance(value.get("risk_tier"), str):
+                tiers.add(value["risk_tier"])
+    return tiers
+
+
+def people_entries_for(request_ids: list[int]) -> list[BoundedSubject]:
+    """The account, role, group and permission entries of each submitter and approver of the
+    requests, up to their last submission or decision there; and the permission entries of the
+    groups they belong to (or belonged to), up to the last such seq of their members."""
+    if not request_ids:
+        return []
+    user_model = get_user_model()
+    through: dict[int, int] = {}
+
+    def note(user_id: int | None, seq: int | None) -> None:
+        if user_id is not None and seq is not None:
+            through[user_id] = max(through.get(user_id, -1), seq)
+
+    submitted = dict(ApprovalRequest.objects.filter(pk__in=request_ids).values_list("pk", "submitted_by_id"))
+    decided = dict(ApprovalDecision.objects.filter(request__in=request_ids).values_list("pk", "approver_id"))
+    for subject_type, people in (("governance.approvalrequest", submitted), ("governance.approvaldecision", decided)):
+        rows = LedgerEntry.objects.filter(subject_type=subject_type, subject_id__in=[str(pk) for pk in people])
+        if subject_type == "governance.approvalrequest":
+            rows = rows.filter(action="approval_request.submitted")
+        for subject_id, seq in rows.values_list("subject_id", "seq"):
+            if subject_id.isdigit():
+                note(people.get(int(subject_id)), seq)
+    bounded = [BoundedSubject("auth.user", str(pk), seq, PEOPLE_ACTION_PREFIXES) for pk, seq in through.items()]
+    group_through: dict[int, int] = {}
+    names: dict[int, set[str]] = {}
+    member_entries = LedgerEntry.objects.filter(
+        subject_type="auth.user", subject_id__in=[str(pk) for pk in through],
+        action__in=["role.granted", "role.revoked", "group.member_added", "group.member_removed"])
+    for subject_id, canonical in member_entries.values_list("subject_id", "canonical"):
+        payload = json.loads(bytes(canonical)).get("payload")
+        if isinstance(payload, dict):
+            name = payload.get("role") or payload.get("group")
+            if isinstance(name, str):
+                names.setdefault(int(subject_id), set()).add(name)
+    by_name = dict(Group.objects.filter(name__in={n for group in names.values() for n in group})
+                   .values_list("name", "pk"))
+    for user in user_model.objects.filter(pk__in=list(through)).prefetch_related("groups"):
+        group_ids = {group.pk for group in user.groups.all()}
+        group_ids.update(by_name[name] for name in names.get(user.pk, set()) if name in by_name)
+        for group_id in group_ids:
+            group_through[group_id] = max(group_through.get(group_id, -1), through[user.pk])
+    bounded.extend(BoundedSubject("auth.group", str(pk), seq, ("permission.",)) for pk, seq in group_through.items())
+    return sorted(bounded)
 
 
 def pipeline_public_keys(attestations: list[Attestation]) -> dict[str, bytes]:
@@ -157,3 +236,13 @@ def bundle_export_get(*, user: Any, export_id: int) -> BundleExport:
     if export is None:
         raise NotFound(f"No bundle export {export_id}.", code="bundle_export_not_found", extra={"id": export_id})
     return export
+
+
+def verify_command(bundle_path: str) -> str:
+    """How to check a bundle: the published verifier (by URL and SHA-256) with every server key pinned."""
+    from audit.models import SigningKey
+    from governance.reports.verifier import VERIFY_URL, verify_py_sha256
+
+    keys = " ".join(f"--trusted-key '{vkey}'" for vkey in SigningKey.objects.order_by("pk").values_list("vkey", flat=True))
+    return (f"get verify.py from the service's {VERIFY_URL} (sha256 {verify_py_sha256()}, also on /keys/ and in the "
+            f"README), then: python3 verify.py {bundle_path} {keys}")

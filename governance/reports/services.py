@@ -87,6 +87,7 @@ def bundle_contents_for(export: BundleExport, *, progress: Any = None) -> tuple[
         "attestations": {f"{attestation.pk:06d}-{attestation.origin}.dsse.json": bytes(attestation.envelope)
                          for attestation in plan.attestations},
         "attestation_public_keys": selectors.pipeline_public_keys(plan.attestations),
+        "bounded_subjects": plan.bounded,
     }
     from governance.reports import render
 

@@ -12,15 +12,11 @@ fails for a tampered proof. Screenshots of every page at 1280 and 390 px go to /
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.conftest import REPO_ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -30,7 +26,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 SCREENS = Path("/tmp/screens")
 WIDTHS = (1280, 390)
 PASSWORD = "browser-pass-123456"
-VERIFY_PY = REPO_ROOT / "governance" / "reports" / "verifier" / "verify.py"
 
 if not Path(CHROMIUM).exists():  # pragma: no cover - the Makefile's install-test target installs it
     pytestmark.append(pytest.mark.skip(reason="Debian chromium is not installed at /usr/bin/chromium"))
@@ -311,13 +306,11 @@ def test_review_flow_in_the_browser(live_server, browser, celery_worker_queue, i
     bundle_path = tmp_path / "bundle.zip"
     download_info.value.save_as(bundle_path)
 
-    # 7. The downloaded bundle passes verify.py (stand-alone, its own process, clean folder).
-    folder = tmp_path / "verify"
-    folder.mkdir()
-    (folder / "verify.py").write_bytes(VERIFY_PY.read_bytes())
-    (folder / "bundle.zip").write_bytes(bundle_path.read_bytes())
-    completed = subprocess.run([sys.executable, "-I", "verify.py", "bundle.zip"], cwd=folder, capture_output=True,
-                               text=True, timeout=120)
+    # 7. The downloaded bundle passes verify.py (stand-alone, its own process, clean folder), with
+    # every server and pipeline key pinned as a regulator does (nothing pinned would be exit 3).
+    from tests.reports.bundle_helpers import run_verify
+
+    completed = run_verify(tmp_path, bundle_path.read_bytes())
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
     # 8. "Verify here": success for an intact entry, failure for a tampered proof.

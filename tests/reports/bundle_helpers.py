@@ -65,14 +65,39 @@ def make_bundle(subjects: list[tuple[str, str]] | None = None, **kwargs: object)
     return buffer.getvalue()
 
 
-def run_verify(tmp_path: Path, bundle: bytes, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run verify.py as its own process, from a folder that holds nothing but it and the bundle."""
-    folder = tmp_path / f"verify-{hashlib.sha256(bundle).hexdigest()[:12]}-{len(args)}"
+def pinned_key_args() -> list[str]:
+    """`--trusted-key <vkey>` for every key the server has (what a regulator obtains out of band)."""
+    return [arg for vkey in SigningKey.objects.order_by("pk").values_list("vkey", flat=True)
+            for arg in ("--trusted-key", vkey)]
+
+
+def run_verify(tmp_path: Path, bundle: bytes, *args: str, pin: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run verify.py as its own process, from a folder that holds nothing but it and the bundle.
+
+    With `pin` (the default) and no `--trusted-key` among `args`, every server key is pinned.
+    """
+    folder = tmp_path / f"verify-{hashlib.sha256(bundle).hexdigest()[:12]}-{len(args)}-{int(pin)}"
     folder.mkdir(exist_ok=True)
+    if pin and "--trusted-key" not in args:
+        args = (*args, *pinned_key_args())
+        # Pipelines' own keys, as a regulator saves them from GET /api/lineage/keys/ (PEM files).
+        from audit.keys import public_pem
+        from lineage.models import PipelineKey
+
+        for key in PipelineKey.objects.order_by("pk"):
+            (folder / f"pipeline-{key.pk}.pem").write_text(public_pem(bytes(key.public_key)))
+            args = (*args, "--trusted-key", f"pipeline-{key.pk}.pem")
     (folder / "verify.py").write_bytes(VERIFY_PY.read_bytes())
     (folder / "bundle.zip").write_bytes(bundle)
     return subprocess.run([sys.executable, "-I", "verify.py", "bundle.zip", *args], cwd=folder,
                           capture_output=True, text=True, timeout=120)
+
+
+def verdict(result: subprocess.CompletedProcess[str]) -> str:
+    """The output after verify.py's first line (its own SHA-256, checked here too)."""
+    first, _, rest = result.stdout.partition("\n")
+    assert first == f"verify.py sha256 {hashlib.sha256(VERIFY_PY.read_bytes()).hexdigest()}", result.stdout
+    return rest
 
 
 def members(bundle: bytes) -> dict[str, bytes]:

@@ -32,6 +32,7 @@ from tests.reports.bundle_helpers import (
     sign_attestation,
     tamper,
     tamper_and_resign,
+    verdict,
     write_entry_lines,
 )
 
@@ -60,7 +61,7 @@ def bundle() -> bytes:
 
 def assert_rejected(result, check: str, words: str = "") -> None:  # type: ignore[no-untyped-def]
     assert result.returncode == 1, result.stdout + result.stderr
-    assert result.stdout.startswith(f"FAIL [{check}]"), result.stdout
+    assert verdict(result).startswith(f"FAIL [{check}]"), result.stdout
     assert words in result.stdout, result.stdout
 
 
@@ -70,9 +71,19 @@ def test_bundle_verifies_and_summarizes(tmp_path, bundle):
     result = run_verify(tmp_path, bundle)
     assert result.returncode == 0, result.stdout + result.stderr
     expected = LedgerEntry.objects.filter(subject_type__startswith="test.", subject_id__in=["credit", "credit-v1"])
-    assert f"entries:     {expected.count()} " in result.stdout
-    assert "OK: every check holds." in result.stdout
-    assert "keys taken from the bundle itself" in result.stdout
+    assert f"entries:     {expected.count()} " in verdict(result)
+    assert verdict(result).endswith("OK: every check holds, against the pinned keys.\n")
+    assert "keys pinned with --trusted-key" in result.stdout
+
+
+def test_with_nothing_pinned_every_check_runs_but_the_exit_code_says_self_consistent_only(tmp_path, bundle):
+    result = run_verify(tmp_path, bundle, pin=False)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "keys taken from the bundle itself: consistent with itself only" in verdict(result)
+    assert verdict(result).endswith(
+        "NOT VERIFIED: every check holds, but the bundle is only consistent with itself: no key was pinned "
+        "with --trusted-key, so its keys came from the bundle. Exit code 3.\n")
+    assert "ok  1 RFC 9162" not in result.stdout and "inclusion proof(s) lead to the checkpoint root" in result.stdout
 
 
 def test_bundle_holds_every_entry_about_the_subjects_and_nothing_else(bundle):
@@ -204,7 +215,7 @@ def test_an_edited_entry_with_a_recomputed_hash_is_rejected_by_its_inclusion_pro
     result = run_verify(tmp_path, tamper_and_resign(bundle, edit))
     # The next entry's prev_hash no longer links, or (if not consecutive) the proof fails.
     assert result.returncode == 1
-    assert result.stdout.startswith(("FAIL [inclusion]", "FAIL [entries]")), result.stdout
+    assert verdict(result).startswith(("FAIL [inclusion]", "FAIL [entries]")), result.stdout
 
 
 def test_an_edited_last_entry_is_rejected_by_its_inclusion_proof(tmp_path, bundle):
@@ -346,7 +357,7 @@ def test_hostile_json_in_a_re_signed_bundle_fails_cleanly(tmp_path, bundle):
     nested = b"[" * 100_000 + b"]" * 100_000
     for name in ("ledger/proofs.json", "ledger/consistency.json"):
         result = run_verify(tmp_path, tamper_and_resign(bundle, lambda f, name=name: f.update({name: nested})))
-        assert result.returncode == 1 and result.stdout.startswith("FAIL ["), result.stdout + result.stderr
+        assert result.returncode == 1 and verdict(result).startswith("FAIL ["), result.stdout + result.stderr
         assert "Traceback" not in result.stderr
 
 
@@ -405,7 +416,8 @@ def test_a_bundle_re_signed_with_an_attackers_own_keys_fails_against_pinned_keys
         files["keys/attestation-evil.pem"] = public_pem(raw).encode()
 
     forged = tamper_and_resign(bundle, swap_keys, private_key=attacker)
-    assert run_verify(tmp_path, forged).returncode == 0  # self-consistent: why keys must be pinned
+    # Self-consistent, but nothing pinned: never exit 0 (3: consistent with itself only).
+    assert run_verify(tmp_path, forged, pin=False).returncode == 3
     pinned = [arg for key in SigningKey.objects.all() for arg in ("--trusted-key", key.vkey)]
     assert_rejected(run_verify(tmp_path, forged, *pinned), "trust", "manifest.dsse.json is not signed by a trusted key")
 
@@ -454,7 +466,7 @@ def test_a_zip_bomb_member_is_rejected(tmp_path, bundle):
 
 
 def test_a_file_that_is_not_a_zip_is_rejected(tmp_path):
-    assert_rejected(run_verify(tmp_path, b"not a zip at all"), "zip", "cannot open")
+    assert_rejected(run_verify(tmp_path, b"not a zip at all"), "zip", "not a zip")
 
 
 # --- The verifier is stand-alone and agrees with independent implementations ---------------
@@ -472,10 +484,13 @@ def test_verify_py_imports_only_the_standard_library_and_cryptography():
     assert third_party == {"cryptography"}
 
 
-def test_verify_py_is_the_file_shipped_in_the_bundle(bundle):
+def test_the_bundle_carries_no_verifier_and_its_guide_never_says_to_run_code_from_it(bundle):
     files = members(bundle)
-    assert files["verify.py"] == VERIFY_PY.read_bytes()
-    assert b"Trust anchoring" in files["VERIFY.md"]
+    assert not [name for name in files if name.endswith(".py")]
+    guide = files["VERIFY.md"].decode()
+    assert guide == (VERIFY_PY.parent / "VERIFY.md").read_text()
+    assert "Trust anchoring" in guide and "/verify.py" in guide
+    assert "unzip -p" not in guide and "verify.py >" not in guide
 
 
 def _vectors(kind: str) -> list[Path]:

@@ -7,7 +7,15 @@ from urllib.parse import urlencode
 
 from django import template
 
+from core.actor import visible as _visible
+
 register = template.Library()
+
+
+@register.filter
+def visible(text: Any) -> str:
+    """Non-ASCII shown as escapes (`user:\\u0430lice`), so look-alike actors never look the same."""
+    return _visible(str(text))
 
 
 @register.filter

@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Offline verifier for a governance audit bundle (zip). Stand-alone: Python 3.9+ and `cryptography` (3.1+).
 
-    python verify.py BUNDLE.zip [--trusted-key VKEY_OR_FILE ...]
+    python verify.py BUNDLE.zip --trusted-key VKEY_OR_FILE [--trusted-key ...]
 
-Exits 0 and prints a summary when every check holds; exits 1 naming the first failure.
-This file deliberately imports nothing from the service that produced the bundle: it
+Prints its own SHA-256 first (`verify.py sha256 <hex>`: compare it with the one the service
+publishes). Exits 0 when every check holds against the pinned keys; 1 naming the failure (and
+every approval that did not meet its policy); 3 when every check holds but nothing was pinned,
+so the bundle is only consistent with itself. Take this file from the service (`/verify.py`) or
+its repository, never from a bundle. This file deliberately imports nothing from the service that produced the bundle: it
 re-implements, from the public specifications, everything it checks:
 
 - RFC 9162 §2.1 Merkle tree hashing, inclusion proofs (§2.1.3.2), consistency proofs (§2.1.4.2);
@@ -12,7 +15,7 @@ re-implements, from the public specifications, everything it checks:
   and C2SP tlog-checkpoint bodies (https://c2sp.org/tlog-checkpoint);
 - DSSE v1 envelopes and their pre-authentication encoding (https://github.com/secure-systems-lab/dsse).
 
-See VERIFY.md, shipped next to this file, for what each check means and how to repeat it with
+See VERIFY.md (in the bundle, and next to this file in the repository) for what each check means and how to repeat it with
 standard tools.
 """
 
@@ -21,13 +24,15 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import datetime
 import hashlib
 import json
 import posixpath
 import re
+import struct
 import sys
 import unicodedata
-import zipfile
+import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -529,6 +534,300 @@ def verify_dsse(envelope_bytes: bytes, keys: Sequence[PublicKey], what: str) -> 
     return payload_type, payload, signers
 
 
+# --- Approvals, replayed ------------------------------------------------------------------
+
+REPLAYED_TYPES = frozenset({
+    "governance.approvalrequest", "governance.approvaldecision", "governance.modelversion",
+    "governance.registeredmodel", "governance.approvalpolicy", "auth.user", "fairness.auditrun",
+})
+DECISION_ROLES = ("approver", "risk_officer")
+_KNOWN_POLICY_KEYS = frozenset({"policy_id", "scope", "quorum", "required_roles", "fairness_audit_max_age_days",
+                                "required_card_fields", "expiry_hours"})
+
+
+class ApprovalViolations(VerificationError):
+    """Approvals that did not meet their policy: one line each, naming the request, the decision and the rule."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("approval", lines[0])
+        self.lines = lines
+
+
+def _bounded_subjects(raw: Any) -> dict[tuple[str, str], tuple[int, tuple[str, ...]]]:
+    if not isinstance(raw, list):
+        raise fail("manifest", "bounded_subjects is not a list")
+    bounded: dict[tuple[str, str], tuple[int, tuple[str, ...]]] = {}
+    for item in raw:
+        if not isinstance(item, dict):
+            raise fail("manifest", "a bounded subject is not an object")
+        kind, ident, through = item.get("type"), item.get("id"), item.get("through_seq")
+        prefixes = item.get("action_prefixes")
+        if (not isinstance(kind, str) or not isinstance(ident, str) or isinstance(through, bool)
+                or not isinstance(through, int) or not isinstance(prefixes, list) or not prefixes
+                or not all(isinstance(p, str) and p for p in prefixes)):
+            raise fail("manifest", "a bounded subject is not {type, id, through_seq, action_prefixes}")
+        if (kind, ident) in bounded:
+            raise fail("manifest", f"bounded subject {kind}:{ident} is listed twice")
+        bounded[(kind, ident)] = (through, tuple(prefixes))
+    return bounded
+
+
+def _time(text: Any) -> float | None:
+    """Seconds since the epoch of an ISO 8601 UTC time as the ledger writes it, else None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)  # noqa: UP017 (Python 3.9)
+    return moment.timestamp()
+
+
+def _payload(document: dict[str, Any]) -> dict[str, Any]:
+    payload = document.get("payload")
+    return payload if isinstance(payload, dict) else {}
+
+
+def _state(document: dict[str, Any]) -> dict[str, Any]:
+    state = _payload(document).get("state")
+    return state if isinstance(state, dict) else {}
+
+
+def replay_approvals(documents: list[tuple[int, dict[str, Any]]]) -> tuple[list[str], int]:
+    """(violations, approvals replayed): each request the entries show approved, judged again.
+
+    Rules, from the policy snapshot frozen into the request when it was submitted (and the policy
+    of the model's risk tier when it was decided must not be stricter than that snapshot):
+    quorum (distinct approving people), every required role held at the time of their decision
+    by one of the approvers, each approver holding a decision role (approver or risk officer) at
+    the time, separation of duties (no approver submitted the request or registered the version;
+    nobody decides twice), and evidence: the model-card fields the policy requires, filled in the
+    version's recorded state, and a passing fairness audit of the version no older than the
+    policy's limit (or, for any other evidence list in the snapshot, a passing audit naming it).
+    Roles come from the role.granted / role.revoked entries of each person, not from what the
+    decision says about itself; a role a person granted themselves does not count.
+    """
+    roles: dict[str, list[tuple[int, str, bool, str]]] = {}
+    names: dict[str, str] = {}
+    versions: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    models: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    policies: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    audits: list[tuple[int, dict[str, Any]]] = []
+    if not any(document["subject"].get("type") == "governance.approvalrequest" for _, document in documents):
+        return [], 0  # no request, nothing to replay: keep bundles of many version entries fast
+    submissions: dict[str, tuple[int, dict[str, Any]]] = {}
+    decisions: dict[str, list[tuple[int, str, dict[str, Any]]]] = {}
+    approvals: list[tuple[int, str, dict[str, Any], dict[str, Any]]] = []
+    for seq, document in documents:
+        subject = document["subject"]
+        kind, ident = subject.get("type"), str(subject.get("id"))
+        action = document.get("action")
+        payload = _payload(document)
+        if kind == "auth.user":
+            if action in ("role.granted", "role.revoked") and isinstance(payload.get("role"), str):
+                roles.setdefault(ident, []).append((seq, payload["role"], action == "role.granted",
+                                                    str(document.get("actor"))))
+            if isinstance(payload.get("username"), str):
+                names[ident] = payload["username"]
+            elif isinstance(payload.get("user"), str):
+                names.setdefault(ident, payload["user"])
+        elif kind == "governance.modelversion":
+            versions.setdefault(ident, []).append((seq, _state(document)))
+        elif kind == "governance.registeredmodel":
+            models.setdefault(ident, []).append((seq, _state(document)))
+        elif kind == "governance.approvalpolicy":
+            policies.setdefault(ident, []).append((seq, _state(document)))
+        elif kind == "fairness.auditrun":
+            audits.append((seq, _state(document)))
+        elif kind == "governance.approvalrequest":
+            state = _state(document)
+            if ident not in submissions:
+                submissions[ident] = (seq, state)
+            after = payload.get("after")
+            if isinstance(after, dict) and after.get("status") == "approved":
+                approvals.append((seq, ident, state, document))
+        elif kind == "governance.approvaldecision":
+            state = _state(document)
+            if payload.get("before") is None and state:
+                decisions.setdefault(str(state.get("request")), []).append((seq, ident, state))
+
+    def who(user_id: Any) -> str:
+        key = str(user_id)
+        return f"user {key} ({names[key]})" if key in names else f"user {key}"
+
+    def grants_at(user_id: Any, seq: int) -> dict[str, tuple[int, str]]:
+        """role -> (seq, actor) of the grant in force before `seq`."""
+        held: dict[str, tuple[int, str]] = {}
+        for at, role, granted, actor in roles.get(str(user_id), []):
+            if at < seq:
+                if granted:
+                    held[role] = (at, actor)
+                else:
+                    held.pop(role, None)
+        return held
+
+    def self_granted(user_id: Any, grant: tuple[int, str]) -> bool:
+        name = names.get(str(user_id))
+        return name is not None and grant[1] == f"user:{name}"
+
+    def roles_at(user_id: Any, seq: int) -> set[str]:
+        """Roles held before `seq`, except those the person granted themselves."""
+        return {role for role, grant in grants_at(user_id, seq).items() if not self_granted(user_id, grant)}
+
+    violations: list[str] = []
+    for seq, request_id, state, document in approvals:
+        submitted_seq, submitted = submissions.get(request_id, (seq, state))
+        frozen = submitted.get("policy_snapshot") if submitted else None
+        if not isinstance(frozen, dict):
+            frozen = state.get("policy_snapshot")
+        snapshot: dict[str, Any] = frozen if isinstance(frozen, dict) else {}
+        submitter = submitted.get("submitted_by", state.get("submitted_by"))
+        version_id = str(submitted.get("version", state.get("version")))
+        policy = f"policy {snapshot.get('policy_id')} ({snapshot.get('scope', '?')})"
+        made = [item for item in decisions.get(request_id, []) if item[0] < seq]
+        approving = [item for item in made if item[2].get("decision") == "approve"]
+        last = approving[-1] if approving else None
+        closing = f"decision {last[1]} (seq {last[0]})" if last else f"the approval at seq {seq}"
+
+        def violation(decision: str, rule: str, text: str, request_id: str = request_id) -> None:
+            violations.append(f"request {request_id}, {decision}: {rule}: {text}")
+
+        if snapshot.get("policy_id") is not None and state.get("policy_snapshot") not in (None, snapshot):
+            violation(closing, "policy", f"the policy snapshot changed after submission (seq {submitted_seq})")
+        counted: dict[str, tuple[int, str, dict[str, Any]]] = {}
+        author = None
+        for at, _state_of_version in versions.get(version_id, []):
+            if at < seq and _state_of_version.get("created_by") is not None:
+                author = _state_of_version.get("created_by")
+        for at, decision_id, decision in approving:
+            approver = decision.get("approver")
+            label = f"decision {decision_id} (seq {at}) by {who(approver)}"
+            if str(approver) in counted:
+                violation(label, "separation of duties", "this person already decided this request "
+                          f"(decision {counted[str(approver)][1]}); one person counts once")
+                continue
+            counted[str(approver)] = (at, decision_id, decision)
+            if approver is not None and str(approver) == str(submitter):
+                violation(label, "separation of duties", "the approver submitted the request")
+            elif author is not None and str(approver) == str(author):
+                violation(label, "separation of duties", "the approver registered the version")
+            for role, grant in sorted(grants_at(approver, at).items()):
+                if self_granted(approver, grant):
+                    violation(label, "separation of duties", f"the approver granted themselves the role {role!r} "
+                              f"(seq {grant[0]}); it does not count")
+            if not roles_at(approver, at) & set(DECISION_ROLES):
+                violation(label, "role", "the approver held no decision role (approver or risk_officer) at the "
+                          "time, by the role entries in the bundle")
+        quorum = snapshot.get("quorum", 1)
+        if isinstance(quorum, int) and len(counted) < quorum:
+            violation(closing, "quorum", f"{len(counted)} distinct approver(s), {policy} requires {quorum}")
+        required = snapshot.get("required_roles") or []
+        for role in required if isinstance(required, list) else []:
+            if not any(role in roles_at(item[2].get("approver"), item[0]) for item in counted.values()):
+                violation(closing, "required role", f"no approver held the role {role!r} at the time of their "
+                          f"decision, which {policy} requires")
+        tier_policy = _policy_in_force(models, policies, versions.get(version_id, []), seq)
+        if tier_policy is not None:
+            stricter = _stricter(tier_policy[2], snapshot)
+            if stricter:
+                violation(closing, "policy", f"decided under {policy}, but when it was decided the model's risk tier "
+                          f"was {tier_policy[1]!r}, whose policy {tier_policy[0]} is stricter: " + "; ".join(stricter))
+        violations.extend(_evidence_violations(request_id, closing, seq, document, snapshot, policy,
+                                               versions.get(version_id, []), version_id, audits))
+    return violations, len(approvals)
+
+
+def _latest(states: list[tuple[int, dict[str, Any]]], seq: int) -> dict[str, Any] | None:
+    found = None
+    for at, state in states:
+        if at < seq:
+            found = state or None  # a deletion records no state
+    return found
+
+
+def _policy_in_force(models: dict[str, list[tuple[int, dict[str, Any]]]],
+                     policies: dict[str, list[tuple[int, dict[str, Any]]]],
+                     version_states: list[tuple[int, dict[str, Any]]], seq: int
+                     ) -> tuple[str, str, dict[str, Any]] | None:
+    """(policy id, tier, state) of the policy that applied to the version's model just before `seq`:
+    the model's own policy, else its tier's default; None if the bundle does not show it."""
+    version = _latest(version_states, seq)
+    model_id = str(version.get("model")) if version else None
+    model = _latest(models.get(model_id, []), seq) if model_id else None
+    if model is None:
+        return None
+    tier = model.get("risk_tier")
+    default = None
+    for policy_id, states in sorted(policies.items()):
+        state = _latest(states, seq)
+        if state is None:
+            continue
+        if str(state.get("model")) == model_id:
+            return policy_id, str(tier), state
+        if state.get("model") is None and state.get("risk_tier") == tier:
+            default = (policy_id, str(tier), state)
+    return default
+
+
+def _stricter(policy: dict[str, Any], snapshot: dict[str, Any]) -> list[str]:
+    """What `policy` asks for beyond the snapshot (empty if it asks for nothing more)."""
+    more: list[str] = []
+    quorum, frozen = policy.get("quorum"), snapshot.get("quorum", 1)
+    if isinstance(quorum, int) and isinstance(frozen, int) and quorum > frozen:
+        more.append(f"quorum {quorum} (not {frozen})")
+    for key, what in (("required_roles", "roles"), ("required_card_fields", "model-card fields")):
+        extra = sorted(set(policy.get(key) or []) - set(snapshot.get(key) or []))
+        if extra:
+            more.append(f"{what} {', '.join(map(str, extra))}")
+    age, frozen_age = policy.get("fairness_audit_max_age_days"), snapshot.get("fairness_audit_max_age_days")
+    if isinstance(age, int) and (frozen_age is None or (isinstance(frozen_age, int) and age < frozen_age)):
+        more.append(f"a passing fairness audit at most {age} day(s) old")
+    return more
+
+
+def _evidence_violations(request_id: str, closing: str, seq: int, document: dict[str, Any],
+                         snapshot: dict[str, Any], policy: str, version_states: list[tuple[int, dict[str, Any]]],
+                         version_id: str, audits: list[tuple[int, dict[str, Any]]]) -> list[str]:
+    found: list[str] = []
+    prefix = f"request {request_id}, {closing}: evidence: "
+    version: dict[str, Any] = {}
+    for at, state in version_states:
+        if at < seq and state:
+            version = state
+    fields = snapshot.get("required_card_fields") or []
+    for name in fields if isinstance(fields, list) else []:
+        if not str(version.get(name) or "").strip():
+            found.append(prefix + f"the model card field {name!r} was empty, which {policy} requires")
+    approved_at = _time(document.get("recorded_at"))
+    passing = []
+    for at, state in audits:
+        if at < seq and str(state.get("model_version")) == version_id and state.get("passed") is True:
+            passing.append(state)
+    max_age = snapshot.get("fairness_audit_max_age_days")
+    if isinstance(max_age, int) and not isinstance(max_age, bool):
+        fresh = [state for state in passing if approved_at is not None and _time(state.get("finished_at")) is not None
+                 and approved_at - (_time(state.get("finished_at")) or 0) <= max_age * 86400]
+        if not fresh:
+            found.append(prefix + f"no passing fairness audit of version {version_id} at most {max_age} day(s) old "
+                         f"is in the bundle, which {policy} requires")
+    for key, value in sorted(snapshot.items()):
+        if key in _KNOWN_POLICY_KEYS or not isinstance(value, (list, dict)) or not value:
+            continue
+        if "evidence" not in key and "metric" not in key:
+            continue
+        for item in (sorted(value) if isinstance(value, dict) else value):
+            wanted = item if isinstance(item, str) else (item.get("metric") or item.get("name")
+                                                          if isinstance(item, dict) else None)
+            if not isinstance(wanted, str):
+                continue
+            if not any(wanted in json.dumps(state, sort_keys=True) for state in passing):
+                found.append(prefix + f"no passing audit of version {version_id} in the bundle covers {wanted!r} "
+                             f"({key} of {policy})")
+    return found
+
+
 # --- The bundle ----------------------------------------------------------------------------
 
 def _safe_member_name(name: str) -> None:
@@ -545,54 +844,313 @@ def _safe_member_name(name: str) -> None:
         raise fail("zip", f"member name {name!r} is not in Unicode NFC")
 
 
+class Member:
+    """One zip member as its central-directory entry describes it (cross-checked with its local header)."""
+
+    def __init__(self, name: str, name_bytes: bytes, flags: int, method: int, crc: int, compress_size: int,
+                 file_size: int, header_offset: int) -> None:
+        self.name = name
+        self.name_bytes = name_bytes
+        self.flags = flags
+        self.method = method
+        self.crc = crc
+        self.compress_size = compress_size
+        self.file_size = file_size
+        self.header_offset = header_offset
+        self.data_offset = 0
+        self.end = 0  # offset just past the member's data (and its data descriptor, if any)
+
+
+_LOCAL_SIG = b"PK\x03\x04"
+_CENTRAL_SIG = b"PK\x01\x02"
+_EOCD_SIG = b"PK\x05\x06"
+_ZIP64_EOCD_SIG = b"PK\x06\x06"
+_ZIP64_LOCATOR_SIG = b"PK\x06\x07"
+_DESCRIPTOR_SIG = b"PK\x07\x08"
+_U32_MAX = 0xFFFFFFFF
+_U16_MAX = 0xFFFF
+_READ_CHUNK = 1024 * 1024
+
+
+def _zip64_extra(extra: bytes, wanted: Sequence[str], where: str) -> dict[str, int]:
+    """The 64-bit values of the ZIP64 extra field (tag 0x0001), in the order the spec gives them."""
+    position = 0
+    found: bytes | None = None
+    while position + 4 <= len(extra):
+        tag, size = struct.unpack_from("<HH", extra, position)
+        body = extra[position + 4:position + 4 + size]
+        if len(body) != size:
+            raise fail("zip", f"{where}: an extra field runs past its header")
+        if tag == 0x0001:
+            if found is not None:
+                raise fail("zip", f"{where}: two ZIP64 extra fields")
+            found = body
+        position += 4 + size
+    if position != len(extra):
+        raise fail("zip", f"{where}: the extra fields do not parse")
+    if not wanted:
+        return {}
+    if found is None or len(found) < 8 * len(wanted):
+        raise fail("zip", f"{where}: a 32-bit field is 0xFFFFFFFF but the ZIP64 extra field lacks its value")
+    return {name: struct.unpack_from("<Q", found, 8 * index)[0] for index, name in enumerate(wanted)}
+
+
+def _has_zip64_field(extra: bytes) -> bool:
+    position = 0
+    while position + 4 <= len(extra):
+        tag, size = struct.unpack_from("<HH", extra, position)
+        if tag == 0x0001:
+            return True
+        position += 4 + size
+    return False
+
+
 class Bundle:
-    """Reads members with size limits; every read is bounded by the manifest's declared size."""
+    """A zip read strictly, by its own parser (not `zipfile`, whose tolerance is the attack surface).
+
+    The file must be exactly: local header + data of each member, back to back from byte 0, then
+    the central directory, then (for ZIP64) the ZIP64 end record and its locator, then the end
+    record, which ends the file. Each local header must agree with its central-directory entry
+    (name, flags, method, CRC-32, sizes); names are unique; members neither overlap nor leave gaps.
+    So every zip reader, streaming or not, sees the same members with the same bytes.
+    """
 
     def __init__(self, path: str) -> None:
         try:
-            self.zip = zipfile.ZipFile(path)
-        except (OSError, zipfile.BadZipFile) as exc:
+            self.handle = open(path, "rb")  # noqa: SIM115 - kept open for the reads that follow
+            self.handle.seek(0, 2)
+            self.size = self.handle.tell()
+        except OSError as exc:
             raise fail("zip", f"cannot open {path}: {exc}") from None
-        infos = self.zip.infolist()
-        if len(infos) > MAX_MEMBERS:
-            raise fail("zip", f"{len(infos)} members exceed the limit of {MAX_MEMBERS}")
-        self.infos: dict[str, zipfile.ZipInfo] = {}
+        try:
+            self._index()
+        except BaseException:
+            self.handle.close()
+            raise
+
+    def _index(self) -> None:
+        members = self._central_directory()
+        if len(members) > MAX_MEMBERS:
+            raise fail("zip", f"{len(members)} members exceed the limit of {MAX_MEMBERS}")
+        self.infos: dict[str, Member] = {}
         folded: dict[str, str] = {}
         total = 0
-        for info in infos:
-            name = info.filename
+        for member in members:
+            name = member.name
             _safe_member_name(name)
             if name in self.infos:
                 raise fail("zip", f"member {name!r} appears twice")
             if name.casefold() in folded:
                 raise fail("zip", f"members {folded[name.casefold()]!r} and {name!r} differ only in case")
             folded[name.casefold()] = name
-            if info.file_size > MAX_MEMBER_BYTES:
-                raise fail("zip", f"member {name!r} declares {info.file_size} bytes, over the limit")
-            if (info.file_size > RATIO_CHECK_MIN_BYTES
-                    and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1)):
+            if member.file_size > MAX_MEMBER_BYTES:
+                raise fail("zip", f"member {name!r} declares {member.file_size} bytes, over the limit")
+            if (member.file_size > RATIO_CHECK_MIN_BYTES
+                    and member.file_size > MAX_COMPRESSION_RATIO * max(member.compress_size, 1)):
                 raise fail("zip", f"member {name!r} has a compression ratio typical of a zip bomb")
-            total += info.file_size
-            self.infos[name] = info
+            total += member.file_size
+            self.infos[name] = member
         if total > MAX_TOTAL_BYTES:
             raise fail("zip", f"members declare {total} bytes in all, over the limit")
+        self._local_headers(members)
+
+    def _read_at(self, offset: int, size: int) -> bytes:
+        self.handle.seek(offset)
+        data = self.handle.read(size)
+        if len(data) != size:
+            raise fail("zip", f"the file ends inside a structure at offset {offset}")
+        return data
+
+    def _central_directory(self) -> list[Member]:
+        if self.size < 22:
+            raise fail("zip", "not a zip: the file is too short")
+        tail = self._read_at(self.size - 22, 22)
+        if tail[:4] != _EOCD_SIG or struct.unpack_from("<H", tail, 20)[0] != 0:
+            window = self._read_at(max(0, self.size - 65557 - 1024), min(self.size, 65557 + 1024))
+            found = window.rfind(_EOCD_SIG)
+            if found < 0:
+                raise fail("zip", "not a zip: no end-of-central-directory record")
+            trailing = len(window) - found - 22
+            raise fail("zip", f"{trailing} byte(s) after the end-of-central-directory record "
+                       "(a comment or appended data); a bundle ends with its end record")
+        eocd_at = self.size - 22
+        disk, cd_disk, count_disk, count, cd_size, cd_offset, _ = struct.unpack("<HHHHIIH", tail[4:])
+        end_of_cd = eocd_at
+        if _U16_MAX in (count_disk, count) or _U32_MAX in (cd_size, cd_offset):
+            if eocd_at < 20 + 56:
+                raise fail("zip", "the ZIP64 end records are missing")
+            locator = self._read_at(eocd_at - 20, 20)
+            if locator[:4] != _ZIP64_LOCATOR_SIG:
+                raise fail("zip", "the ZIP64 end-record locator is missing")
+            locator_disk, record_at, disks = struct.unpack("<IQI", locator[4:])
+            if locator_disk != 0 or disks != 1 or record_at != eocd_at - 20 - 56:
+                raise fail("zip", "the ZIP64 end record is not right before its locator (or spans disks)")
+            record = self._read_at(record_at, 56)
+            if record[:4] != _ZIP64_EOCD_SIG or struct.unpack_from("<Q", record, 4)[0] != 44:
+                raise fail("zip", "the ZIP64 end record is malformed")
+            disk, cd_disk, count_disk, count, cd_size, cd_offset = struct.unpack_from("<IIQQQQ", record, 16)
+            end_of_cd = record_at
+        if disk != 0 or cd_disk != 0 or count_disk != count:
+            raise fail("zip", "multi-disk zips are not bundles")
+        if cd_offset + cd_size != end_of_cd:
+            gap = end_of_cd - cd_size - cd_offset
+            raise fail("zip", f"the central directory is not where the end record puts it: {gap} byte(s) "
+                       "before the first local header or between the data and the central directory "
+                       "(e.g. a zip prepended to the bundle)")
+        if count > MAX_MEMBERS:
+            raise fail("zip", f"{count} members exceed the limit of {MAX_MEMBERS}")
+        if cd_size > 64 * 1024 * 1024 + 1024 * count:
+            raise fail("zip", "the central directory is implausibly large")
+        directory = self._read_at(cd_offset, cd_size)
+        self.cd_offset = cd_offset
+        members: list[Member] = []
+        position = 0
+        for index in range(count):
+            if directory[position:position + 4] != _CENTRAL_SIG or position + 46 > len(directory):
+                raise fail("zip", f"central-directory entry {index} is malformed")
+            (flags, method, _time, _date, crc, csize, usize, name_len, extra_len, comment_len, entry_disk,
+             _internal, _external, offset) = struct.unpack_from("<8xHHHHIIIHHHHHII", directory, position)
+            name_at = position + 46
+            extra_at = name_at + name_len
+            end = extra_at + extra_len + comment_len
+            if end > len(directory):
+                raise fail("zip", f"central-directory entry {index} runs past the directory")
+            name_bytes = directory[name_at:extra_at]
+            name = self._decode_name(name_bytes, flags, f"central-directory entry {index}")
+            wanted = [field for field, value in (("file_size", usize), ("compress_size", csize),
+                                                 ("offset", offset)) if value == _U32_MAX]
+            if entry_disk == _U16_MAX:
+                raise fail("zip", f"{name!r}: multi-disk zips are not bundles")
+            big = _zip64_extra(directory[extra_at:extra_at + extra_len], wanted, repr(name))
+            if entry_disk != 0:
+                raise fail("zip", f"{name!r}: multi-disk zips are not bundles")
+            if flags & 0x41:
+                raise fail("zip", f"{name!r} is encrypted")
+            if method not in (0, 8):
+                raise fail("zip", f"{name!r} uses compression method {method}; bundles use stored or deflate")
+            members.append(Member(name, name_bytes, flags, method, crc, big.get("compress_size", csize),
+                                  big.get("file_size", usize), big.get("offset", offset)))
+            position = end
+        if position != len(directory):
+            raise fail("zip", f"{len(directory) - position} byte(s) in the central directory that no entry uses")
+        return members
+
+    @staticmethod
+    def _decode_name(raw: bytes, flags: int, where: str) -> str:
+        try:
+            return raw.decode("utf-8") if flags & 0x800 else raw.decode("cp437")
+        except UnicodeDecodeError:
+            raise fail("zip", f"{where}: the name is not UTF-8") from None
+
+    def _local_headers(self, members: list[Member]) -> None:
+        expected_at = 0
+        previous: Member | None = None
+        for member in sorted(members, key=lambda m: m.header_offset):
+            name = member.name
+            if member.header_offset < expected_at:
+                assert previous is not None
+                raise fail("zip", f"members {previous.name!r} and {name!r} overlap")
+            if member.header_offset > expected_at:
+                where = "before the first local header" if previous is None else \
+                    f"between members {previous.name!r} and {name!r}"
+                raise fail("zip", f"{member.header_offset - expected_at} byte(s) {where} that no entry describes")
+            header = self._read_at(member.header_offset, 30)
+            if header[:4] != _LOCAL_SIG:
+                raise fail("zip", f"{name!r}: no local header where the central directory points")
+            (_version, flags, method, _time, _date, crc, csize, usize, name_len,
+             extra_len) = struct.unpack_from("<HHHHHIIIHH", header, 4)
+            name_bytes = self._read_at(member.header_offset + 30, name_len)
+            extra = self._read_at(member.header_offset + 30 + name_len, extra_len)
+            differs = []
+            if name_bytes != member.name_bytes:
+                differs.append(f"name {name_bytes[:60]!r}")
+            if flags != member.flags:
+                differs.append(f"flags {flags:#x}")
+            if method != member.method:
+                differs.append(f"method {method}")
+            wanted = [field for field, value in (("file_size", usize), ("compress_size", csize))
+                      if value == _U32_MAX]
+            if wanted:
+                wanted = ["file_size", "compress_size"]  # the spec: a local ZIP64 field holds both
+            big = _zip64_extra(extra, wanted, repr(name))
+            usize, csize = big.get("file_size", usize), big.get("compress_size", csize)
+            data_at = member.header_offset + 30 + name_len + extra_len
+            end = data_at + member.compress_size
+            if flags & 0x08:
+                # Sizes and CRC follow the data; the local header may hold zeros instead.
+                if (crc, csize, usize) != (0, 0, 0) and (crc, csize, usize) != (member.crc, member.compress_size,
+                                                                                 member.file_size):
+                    differs.append("CRC-32 or sizes")
+                descriptor = self._read_at(end, 4)
+                if descriptor == _DESCRIPTOR_SIG:
+                    end += 4
+                width = 8 if _has_zip64_field(extra) else 4
+                fields = self._read_at(end, 4 + 2 * width)
+                crc, csize, usize = struct.unpack("<I" + ("QQ" if width == 8 else "II"), fields)
+                end += 4 + 2 * width
+            if crc != member.crc:
+                differs.append(f"CRC-32 {crc:08x}")
+            if csize != member.compress_size:
+                differs.append(f"compressed size {csize}")
+            if usize != member.file_size:
+                differs.append(f"size {usize}")
+            if differs:
+                raise fail("zip", f"{name!r}: the local header differs from the central directory: "
+                           + ", ".join(differs))
+            member.data_offset = data_at
+            member.end = end
+            expected_at = end
+            previous = member
+        if expected_at != self.cd_offset:
+            if expected_at > self.cd_offset:
+                raise fail("zip", "the last member overlaps the central directory")
+            raise fail("zip", f"{self.cd_offset - expected_at} byte(s) between the last member and the "
+                       "central directory that no entry describes")
 
     def names(self) -> list[str]:
         return list(self.infos)
+
+    def close(self) -> None:
+        self.handle.close()
 
     def read(self, name: str, limit: int | None = None) -> bytes:
         info = self.infos.get(name)
         if info is None:
             raise fail("manifest", f"{name} is missing from the bundle")
         cap = info.file_size if limit is None else min(info.file_size, limit)
+        if info.file_size > cap:
+            raise fail("zip", f"{name} is larger than allowed ({info.file_size} bytes)")
+        self.handle.seek(info.data_offset)
+        remaining = info.compress_size
+        parts: list[bytes] = []
+        crc = 0
+        produced = 0
+        inflater = zlib.decompressobj(-15) if info.method == 8 else None
         try:
-            with self.zip.open(info) as handle:
-                data = handle.read(cap + 1)
-        except (zipfile.BadZipFile, OSError, RuntimeError, EOFError) as exc:
-            raise fail("zip", f"{name} cannot be read: {exc}") from None
-        if len(data) > cap:
-            raise fail("zip", f"{name} is larger than declared")
-        return data
+            while remaining:
+                chunk = self.handle.read(min(remaining, _READ_CHUNK))
+                if not chunk:
+                    raise fail("zip", f"{name} ends early")
+                remaining -= len(chunk)
+                if inflater is not None:
+                    chunk = inflater.decompress(chunk, cap + 1 - produced)
+                    if inflater.unconsumed_tail:
+                        raise fail("zip", f"{name} is larger than declared")
+                produced += len(chunk)
+                if produced > cap:
+                    raise fail("zip", f"{name} is larger than declared")
+                crc = zlib.crc32(chunk, crc)
+                parts.append(chunk)
+            if inflater is not None:
+                if not inflater.eof or inflater.unused_data:
+                    raise fail("zip", f"{name}: the deflate stream does not end exactly at the member's end")
+        except zlib.error as exc:
+            raise fail("zip", f"{name} cannot be inflated: {exc}") from None
+        if produced != info.file_size:
+            raise fail("zip", f"{name}: {produced} bytes, the central directory says {info.file_size}")
+        if crc != info.crc:
+            raise fail("zip", f"{name}: CRC-32 differs from the central directory")
+        return b"".join(parts)
 
 
 class Report:
@@ -639,8 +1197,15 @@ def _is_trusted(key: PublicKey, trusted: Sequence[PublicKey]) -> bool:
 def verify_bundle(path: str, trusted_values: Sequence[str] = ()) -> list[str]:
     """Run every check; return the summary lines, or raise VerificationError at the first failure."""
     trusted = load_trusted_keys(trusted_values)
-    report = Report()
     bundle = Bundle(path)
+    try:
+        return _verify_open_bundle(bundle, path, trusted)
+    finally:
+        bundle.close()
+
+
+def _verify_open_bundle(bundle: Bundle, path: str, trusted: Sequence[PublicKey]) -> list[str]:
+    report = Report()
 
     # 1. The manifest and its signature.
     manifest_bytes = bundle.read(MANIFEST, limit=256 * 1024 * 1024)
@@ -729,13 +1294,24 @@ def verify_bundle(path: str, trusted_values: Sequence[str] = ()) -> list[str]:
     # 7. Attestations.
     attestations = sorted(n for n in declared if n.startswith("attestations/"))
     for name in attestations:
-        verify_dsse(contents[name], keys, name)
+        _, _, attestation_signers = verify_dsse(contents[name], keys, name)
+        if trusted and not any(_is_trusted(k, trusted) for k in attestation_signers):
+            raise fail("trust", f"{name} is not signed by a trusted key: signed by "
+                       + ", ".join(k.label() for k in attestation_signers))
         # A valid signature is not enough: the signed log must have recorded this very envelope.
         if sha256_hex(contents[name]) not in summary["recorded_digests"]:
             raise fail("attestations", f"{name} is not recorded (by its SHA-256) in any ledger entry of the bundle")
     if attestations:
         report.ok(f"{len(attestations)} attestation envelope(s): DSSE signatures by keys in keys/, each recorded "
                   "by its SHA-256 in an included ledger entry")
+
+    # 8. Every approval decision, replayed from the entries against the policy it was decided under.
+    violations, replayed_count = replay_approvals([(seq, json.loads(canonical.decode("utf-8")))
+                                                   for seq, canonical in summary["replayed"]])
+    if violations:
+        raise ApprovalViolations(violations)
+    report.ok(f"{replayed_count} approval(s) replayed from the entries: quorum, required roles held at the "
+              "time, separation of duties and the evidence the policy asked for all hold")
 
     audits = sorted(n for n in declared if n.startswith("audits/"))
     for name in audits:
@@ -752,7 +1328,8 @@ def verify_bundle(path: str, trusted_values: Sequence[str] = ()) -> list[str]:
         f"entries:     {summary['entries']} (seq {summary['first_seq']}..{summary['last_seq']})",
         f"checkpoint:  {summary['origin']} @ {summary['checkpoint_size']}; latest @ {summary['latest_size']}",
         "trust:       " + ("keys pinned with --trusted-key" if trusted else
-                           "keys taken from the bundle itself (pin them with --trusted-key)"),
+                           "keys taken from the bundle itself: consistent with itself only "
+                           "(pin the service's keys with --trusted-key)"),
     ]
     return header + report.lines
 
@@ -796,6 +1373,7 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
         if not (isinstance(item, dict) and isinstance(item.get("type"), str) and isinstance(item.get("id"), str)):
             raise fail("manifest", "a subject is not {type, id}")
         subjects.add((item["type"], item["id"]))
+    bounded = _bounded_subjects(manifest.get("bounded_subjects", []))
 
     # The checkpoint the proofs are against.
     try:
@@ -811,6 +1389,10 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
 
     # Entries: hash, JSON, seq, order, subject, chain links.
     entries: list[tuple[int, bytes]] = []
+    # Raw bytes, parsed again only if there is an approval request to replay: keeping 100,000
+    # parsed documents alive would make the garbage collector scan them over and over.
+    replayed: list[tuple[int, bytes]] = []
+    has_requests = False
     recorded_digests: set[str] = set()
     previous_seq = -1
     previous_hash: bytes | None = None
@@ -842,8 +1424,19 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
         if previous_hash is not None and seq == previous_seq + 1 and prev_hash_hex != previous_hash.hex():
             raise fail("entries", f"entry seq {seq}: prev_hash does not link to entry seq {previous_seq}")
         subject = document.get("subject")
-        if not isinstance(subject, dict) or (subject.get("type"), subject.get("id")) not in subjects:
-            raise fail("entries", f"entry seq {seq}: its subject is not one of the bundle's subjects")
+        key: tuple[str, str] | None = None
+        if isinstance(subject, dict) and isinstance(subject.get("type"), str) and isinstance(subject.get("id"), str):
+            key = (subject["type"], subject["id"])
+        if key not in subjects:
+            limit = bounded.get(key) if key is not None else None
+            action = document.get("action")
+            if (limit is None or seq > limit[0] or not isinstance(action, str)
+                    or not action.startswith(limit[1])):
+                raise fail("entries", f"entry seq {seq}: its subject is not one of the bundle's subjects "
+                           "(nor a bounded subject within its actions and seq)")
+        if key is not None and key[0] in REPLAYED_TYPES:
+            replayed.append((seq, canonical))
+            has_requests = has_requests or key[0] == "governance.approvalrequest"
         if seq >= checkpoint.tree_size:
             raise fail("entries", f"entry seq {seq} is not covered by the checkpoint of size {checkpoint.tree_size}")
         entries.append((seq, canonical))
@@ -922,6 +1515,7 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
     return {
         "subjects": sorted(subjects),
         "recorded_digests": recorded_digests,
+        "replayed": replayed if has_requests else [],
         "entries": len(entries),
         "first_seq": entries[0][0] if entries else "-",
         "last_seq": entries[-1][0] if entries else "-",
@@ -957,24 +1551,58 @@ def _load_json_fast(data: bytes) -> Any:
         raise fail("proofs", f"ledger/proofs.json is not valid JSON: {type(exc).__name__}") from None
 
 
+EXIT_VERIFIED = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_SELF_CONSISTENT_ONLY = 3
+EXIT_CODES_HELP = """exit codes:
+  0  verified: every check holds, and the manifest, checkpoints and attestations are signed by keys
+     you pinned with --trusted-key
+  1  failed: a check failed, or an approval did not meet its policy (each named on a FAIL line)
+  2  usage error, or the cryptography package is missing
+  3  consistent with itself only: every check holds, but nothing was pinned (no --trusted-key), so
+     the keys came from the bundle itself and anyone could have made it; pin the service's keys
+"""
+
+
+def own_sha256() -> str:
+    """SHA-256 of this very file, so that you can compare it with the one the service publishes."""
+    with open(__file__, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Verify a governance audit bundle offline.")
+    print(f"verify.py sha256 {own_sha256()}", flush=True)
+    parser = argparse.ArgumentParser(
+        description="Verify a governance audit bundle offline. Get this file from the service's /verify.py "
+                    "(or the project's repository) and compare its SHA-256 with the published one; "
+                    "never run a verifier taken from a bundle.",
+        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bundle", help="the bundle .zip")
     parser.add_argument("--trusted-key", action="append", default=[], metavar="VKEY_OR_FILE",
                         help="a vkey string, or a file of vkeys or a PEM public key; repeatable. "
-                             "The manifest and checkpoints must then be signed by one of these keys.")
+                             "The manifest, checkpoints and attestations must then be signed by these keys. "
+                             "Without any, the best result is exit code 3.")
     args = parser.parse_args(argv)
     try:
         lines = verify_bundle(args.bundle, args.trusted_key)
+    except ApprovalViolations as exc:
+        for line in exc.lines:
+            print(f"FAIL [approval] {line}")
+        return EXIT_FAILED
     except VerificationError as exc:
         print(f"FAIL [{exc.check}] {exc.message}")
-        return 1
+        return EXIT_FAILED
     except Exception as exc:  # noqa: BLE001 - any other surprise is a failure too, never a pass
         print(f"FAIL [malformed] the bundle could not be checked: {type(exc).__name__}: {exc}")
-        return 1
+        return EXIT_FAILED
     print("\n".join(lines))
-    print("OK: every check holds.")
-    return 0
+    if not args.trusted_key:
+        print("NOT VERIFIED: every check holds, but the bundle is only consistent with itself: no key was "
+              "pinned with --trusted-key, so its keys came from the bundle. Exit code 3.")
+        return EXIT_SELF_CONSISTENT_ONLY
+    print("OK: every check holds, against the pinned keys.")
+    return EXIT_VERIFIED
 
 
 if __name__ == "__main__":

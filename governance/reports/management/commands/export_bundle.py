@@ -1,4 +1,4 @@
-"""Export an audit bundle (zip) that a regulator verifies offline with the verify.py inside it."""
+"""Export an audit bundle (zip) that a regulator verifies offline with the published verify.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from core.errors import ServiceError
-from governance.reports import services
+from governance.reports import selectors, services
 
 
 class Command(BaseCommand):
@@ -50,7 +50,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"bundle #{export.pk}: {target} ({export.size_bytes} bytes, {export.entry_count} ledger entries, "
             f"manifest sha256 {export.manifest_sha256}, recorded as ledger entry {export.ledger_seq})\n"
-            f"verify it with: python verify.py {target}  (verify.py is inside the bundle)"
+            f"verify it: {selectors.verify_command(str(target))}"
         )
 
 

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('governance', '0002_role_groups'),
+        ('governance', '0003_sign_in_failure_windows'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
