@@ -158,6 +158,27 @@ class ErrorCode(StrEnum):
     USERNAME_CONFUSABLE = ("username_confusable", 409,
                            "The username looks like an existing one (same Unicode TR39 confusable skeleton).")
     SERVICE_TOKEN_ALREADY_REVOKED = "service_token_already_revoked", 409, "The service token is revoked already."
+    # --- Governance: privileges (accounts, grant requests, schedules) ---------------------------
+    PRIVILEGE_SELF_CHANGE = ("privilege_self_change", 403,
+                             "Nobody changes (requests, decides) their own groups, permissions, staff or superuser flags.")
+    PRIVILEGE_REQUEST_REQUIRED = ("privilege_request_required", 403,
+                                  "A decision role, approver scope or admin is granted only through a grant request "
+                                  "another admin approved.")
+    PRIVILEGE_SEPARATION_OF_DUTIES = ("privilege_separation_of_duties", 409,
+                                      "The grant would give one person roles that exclude each other; extra names them.")
+    PRIVILEGE_GRANT_INVALID = ("privilege_grant_invalid", 400,
+                               "A grant request names one guarded role, risk tier, model or superuser, for an active person.")
+    PRIVILEGE_GRANT_NOT_FOUND = "privilege_grant_not_found", 404, "No such privilege grant request."
+    PRIVILEGE_GRANT_NOT_PENDING = "privilege_grant_not_pending", 409, "The grant request is not in the state this step needs."
+    PRIVILEGE_GRANT_OWN_REQUEST = "privilege_grant_own_request", 403, "The requester of a grant does not decide it."
+    PRIVILEGE_PASSWORD_RESET = ("privilege_password_reset", 403,
+                                "Another person may not set the password of a decision-role holder, admin or superuser.")
+    SUPERUSER_COMMAND_LINE_ONLY = ("superuser_command_line_only", 403,
+                                   "Superusers are made (and unmade) only on the command line.")
+    SCHEDULE_RISK_OFFICER_ONLY = ("schedule_risk_officer_only", 403,
+                                  "Periodic tasks and their schedules are changed by risk officers only.")
+    SCHEDULE_PROTECTED = ("schedule_protected", 409,
+                          "The ledger checkpoint and verification tasks cannot be disabled, deleted or made rarer.")
     # --- Governance: approvals and deployments --------------------------------------------------
     APPROVAL_REQUEST_NOT_FOUND = "approval_request_not_found", 404, "No such approval request."
     APPROVAL_NOT_PENDING = "approval_not_pending", 409, "The approval request is no longer pending."

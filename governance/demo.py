@@ -112,6 +112,15 @@ def _users() -> dict[str, Any]:
     return users
 
 
+def _refused_self_grant(ada: Any) -> None:
+    """The admin tries to make herself a risk officer: refused, and kept as `role.granted.refused`."""
+    try:
+        role_grant(user=ada, role="risk_officer", by=ada)
+    except ServiceError:
+        return
+    raise RuntimeError("the demo admin granted herself a decision role")
+
+
 def seed(stdout: Any) -> str:
     if RegisteredModel.objects.filter(name="credit-default-scorer").exists():
         return "already seeded"
@@ -120,6 +129,7 @@ def seed(stdout: Any) -> str:
     users = _users()
     approver_scope_grant(by=ACTOR, to=users["alice"], risk_tier="high")
     users["alice"] = get_user_model().objects.get(pk=users["alice"].pk)
+    _refused_self_grant(users["ada"])
     staging = environment_create(by=ACTOR, name="staging", is_production=False,
                                           description="Shadow traffic, no customer impact")
     production = environment_create(by=ACTOR, name="production", is_production=True,

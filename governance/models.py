@@ -395,6 +395,80 @@ class ServiceToken(GovernedModel):
         return f"{self.prefix}… ({self.account.name}, {self.scope})"
 
 
+class PrivilegeKind(models.TextChoices):
+    ROLE = "role", "Role (approver, risk officer, admin)"
+    TIER_SCOPE = "tier_scope", "Approver scope: a risk tier"
+    MODEL_SCOPE = "model_scope", "Approver scope: one model"
+    SUPERUSER = "superuser", "Superuser (executed on the command line)"
+
+
+class GrantStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved, to be executed on the command line"
+    GRANTED = "granted", "Granted"
+    REJECTED = "rejected", "Rejected"
+
+
+class PrivilegeGrantRequest(GovernedModel):
+    """A request that `grantee` receive a decision role, admin or superuser: one admin asks, another decides.
+
+    Rules live in `governance.grants`; the grant itself is executed by the account services with
+    the approved request, the only way a person's grant of such a privilege gets through.
+    """
+
+    grantee = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=12, choices=PrivilegeKind.choices)
+    role = models.CharField(max_length=30, blank=True, help_text="For a role: approver, risk_officer or admin")
+    risk_tier = models.CharField(max_length=10, choices=RiskTier.choices, blank=True,
+                                 help_text="For an approver scope on a tier")
+    model = models.ForeignKey(RegisteredModel, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                              help_text="For an approver scope on one model")
+    reason = models.TextField()
+    status = models.CharField(max_length=10, choices=GrantStatus.choices, default=GrantStatus.PENDING)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField()
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_comment = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-pk"]
+        verbose_name = "privilege grant request"
+
+    def __str__(self) -> str:
+        return f"grant #{self.pk}: {self.privilege_label} to user #{self.grantee_id}"
+
+    @property
+    def privilege_label(self) -> str:
+        if self.kind == PrivilegeKind.ROLE:
+            return f"role {self.role}"
+        if self.kind == PrivilegeKind.TIER_SCOPE:
+            return f"approver scope: tier {self.risk_tier}"
+        if self.kind == PrivilegeKind.MODEL_SCOPE:
+            return f"approver scope: model #{self.model_id}"
+        return "superuser"
+
+    @property
+    def roles(self) -> set[str]:
+        """The roles of the separation-of-duties matrix this grant gives."""
+        if self.kind == PrivilegeKind.ROLE:
+            return {self.role}
+        if self.kind in (PrivilegeKind.TIER_SCOPE, PrivilegeKind.MODEL_SCOPE):
+            return {"approver"}
+        return set()
+
+    def covers(self, *, user: Any, roles: set[str]) -> bool:
+        """Whether this request, approved by a second person and being executed, covers granting `roles` to
+        `user`; read from the database, so an unsaved or altered instance covers nothing."""
+        if self.pk is None or not roles <= self.roles:
+            return False
+        stored = (type(self).objects.filter(pk=self.pk, status=GrantStatus.APPROVED, grantee_id=user.pk,
+                                            decided_by__isnull=False)
+                  .exclude(decided_by=models.F("requested_by")).exclude(decided_by=models.F("grantee")))
+        return stored.filter(kind=self.kind, role=self.role, risk_tier=self.risk_tier, model_id=self.model_id).exists()
+
+
 class IdempotencyRecord(models.Model):
     """The first response to a POST with an `Idempotency-Key`, replayed for retries (not governed:
     it is a cache of a response, and the write it answers is already in the ledger)."""

@@ -61,6 +61,9 @@ _RECORD_LINEAGE = [
 # admins and superusers who hold them some other way (registry.services.common.refuse_admin).
 ADMIN_WITHHELD = frozenset(_SUBMIT + ["governance.manage_all_registeredmodels"])
 _DECIDE = ["governance.add_approvaldecision"]
+# Risk officers own the beat schedule (governance.schedules records and guards every change).
+_SCHEDULES = [f"django_celery_beat.{verb}_{model}" for verb in ("view", "add", "change", "delete")
+              for model in ("periodictask", "intervalschedule", "crontabschedule", "solarschedule", "clockedschedule")]
 _ALL_TIERS = [
     "governance.approve_tier_minimal",
     "governance.approve_tier_limited",
@@ -87,7 +90,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "fairness.view_auditspec",
         "fairness.view_auditrun",
         "fairness.view_auditwaiver",
-    ],
+    ] + _SCHEDULES,
     AUDITOR: ["governance.view_all_registeredmodels", "audit.view_ledgerentry"],
     ADMIN: ["governance.view_all_registeredmodels", "audit.view_ledgerentry", "auth.view_user", "auth.add_user",
             "auth.change_user", "auth.view_group", "auth.change_group"],
@@ -135,3 +138,49 @@ def sync_role_groups(*, group_model: Any, permission_model: Any) -> dict[str, in
             group.permissions.add(*missing)
         added[role] = len(missing)
     return added
+
+
+# --- Separation of duties between roles, and the privileges that take two people ----------------
+# The one matrix: a role -> the roles its holder may not also hold. Every grant path (the account
+# services, the admin's user and group forms, approver scopes, grant requests) checks it through
+# `governance.accounts.privileges_check`. Approver scopes (decision permissions held directly)
+# count as the approver role; superusers hold everything and are made only on the command line.
+EXCLUDES: dict[str, frozenset[str]] = {
+    ADMIN: frozenset({APPROVER, RISK_OFFICER}),
+    APPROVER: frozenset({ADMIN}),
+    RISK_OFFICER: frozenset({ADMIN}),
+    VIEWER: frozenset(),
+    DATA_SCIENTIST: frozenset(),
+    AUDITOR: frozenset(),
+}
+# Roles that decide approvals, and the roles whose grant needs a request approved by a second admin.
+DECISION_ROLES = frozenset({APPROVER, RISK_OFFICER})
+GUARDED_ROLES = DECISION_ROLES | {ADMIN}
+# Permissions that make their holder an approver (scopes) or an admin when granted directly to a
+# user or a group, outside the role groups' own definitions.
+DECISION_PERMISSIONS = frozenset(f"{app}.{code}" for app, code in _DECISION_PERMISSIONS)
+ADMIN_PERMISSION_APPS = frozenset({"auth"})
+ADMIN_PERMISSIONS = frozenset({"governance.manage_all_registeredmodels"})
+
+
+def permission_role(name: str) -> str | None:
+    """The role a directly granted permission (`app.codename`) amounts to, if it is a guarded one."""
+    if name in DECISION_PERMISSIONS:
+        return APPROVER
+    if name in ADMIN_PERMISSIONS or name.split(".", 1)[0] in ADMIN_PERMISSION_APPS:
+        return ADMIN
+    return None
+
+
+def excluded_pairs(held: set[str], adding: set[str]) -> list[tuple[str, str]]:
+    """(role being added, role held or added with it) pairs that the matrix forbids together."""
+    together = held | adding
+    return sorted((role, other) for role in adding for other in EXCLUDES.get(role, frozenset()) if other in together)
+
+
+def sod_matrix_markdown() -> str:
+    """The matrix as the README shows it (a test checks the README's copy against this)."""
+    lines = ["| role | may not also hold |", "|---|---|"]
+    for role in ROLE_NAMES:
+        lines.append(f"| `{role}` | {', '.join(f'`{other}`' for other in sorted(EXCLUDES[role])) or '-'} |")
+    return "\n".join(lines)

@@ -6,7 +6,7 @@ enforces the same rules as the API. See `base.py` for what the admins share.
 
 from django.contrib import admin
 
-from governance.admin import accounts, approvals, deployments, registry  # noqa: F401 (registers the admins)
+from governance.admin import accounts, approvals, deployments, registry, schedules  # noqa: F401 (registers the admins)
 
 # Sign-ins to the admin are limited by django-axes' backend (see governance.signin).
 admin.site.site_header = "ML governance"

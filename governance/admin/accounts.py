@@ -7,18 +7,21 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm, AdminUserCreationForm, UserChangeForm
+from django.contrib.auth.models import Group
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
 from core.actor import current_actor
 from core.errors import ServiceError
-from governance import accounts
-from governance.admin.base import ServiceBackedAdmin, comment_action, error_text
+from governance import accounts, grants
+from governance.admin.base import RefusalShownAdmin, ServiceBackedAdmin, comment_action, error_text
 from governance.models import (
+    PrivilegeGrantRequest,
     RegisteredModel,
     ServiceAccount,
     ServiceToken,
@@ -160,12 +163,26 @@ if admin.site.is_registered(User):
 
 
 @admin.register(User)
-class AccountAdmin(DjangoUserAdmin):
-    """Django's user admin, writing through the account services (one entry per access change)."""
+class AccountAdmin(RefusalShownAdmin, DjangoUserAdmin):
+    """Django's user admin, writing through the account services (one entry per access change).
+
+    The services refuse a change of one's own access, a decision role or admin granted without an
+    approved grant request, and roles that exclude each other; `is_superuser` is read-only here
+    (superusers are made on the command line)."""
 
     change_password_form = _RecordedPasswordChangeForm
     add_form = _AccountCreationForm
     form = _AccountChangeForm
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return (*super().get_readonly_fields(request, obj), "is_superuser")
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
+        try:
+            return super().user_change_password(request, id, form_url)
+        except ServiceError as exc:
+            self.message_user(request, error_text(exc), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         accounts.user_save(user=obj, by=request.user)
@@ -185,3 +202,83 @@ class AccountAdmin(DjangoUserAdmin):
         with transaction.atomic():
             for user in queryset:
                 accounts.user_delete(user=user, by=request.user)
+
+
+# --- Groups: their permissions through the account services ---------------------------------------
+
+if admin.site.is_registered(Group):
+    admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class RecordedGroupAdmin(RefusalShownAdmin, DjangoGroupAdmin):
+    """Django's group admin, saving permissions through `accounts.group_permissions_set`: never for a
+    group one belongs to, never a decision or admin permission (those come with roles, by request)."""
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        accounts.group_save(group=obj, by=request.user)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        if "permissions" in form.cleaned_data:
+            accounts.group_permissions_set(group=form.instance, permissions=form.cleaned_data["permissions"],
+                                           by=request.user)
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # role and team groups are referenced by name and by teams
+
+
+# --- Privilege grant requests: one admin asks, another decides ------------------------------------
+
+class PrivilegeGrantRequestForm(forms.ModelForm):
+    class Meta:
+        model = PrivilegeGrantRequest
+        fields = ("grantee", "kind", "role", "risk_tier", "model", "reason")
+
+
+@admin.register(PrivilegeGrantRequest)
+class PrivilegeGrantRequestAdmin(ServiceBackedAdmin):
+    form = PrivilegeGrantRequestForm
+    list_display = ("id", "grantee", "kind", "role", "risk_tier", "model", "status", "requested_by", "decided_by",
+                    "requested_at")
+    list_filter = ("status", "kind")
+    actions = ["approve", "reject"]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:
+            return ["grantee", "kind", "role", "risk_tier", "model", "reason"]
+        return ["grantee", "kind", "role", "risk_tier", "model", "reason", "status", "requested_by",
+                "requested_at", "decided_by", "decided_at", "decision_comment"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return self.get_fields(request, obj) if obj else []
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is not None:
+            kwargs["fields"] = []
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+    def save_model(self, request: HttpRequest, obj: PrivilegeGrantRequest, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        self.adopt(obj, grants.privilege_grant_request(
+            by=request.user, grantee=data["grantee"], kind=data["kind"], role=data.get("role", ""),
+            risk_tier=data.get("risk_tier", ""), model=data.get("model"), reason=data.get("reason", "")))
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        return None  # the service wrote everything
+
+    @admin.action(description="Approve (and grant) selected requests…", permissions=["view"])
+    def approve(self, request: HttpRequest, queryset: QuerySet[PrivilegeGrantRequest]) -> HttpResponse | None:
+        return comment_action(request, self, queryset, title="Approve privilege grants", action="approve",
+                               run=lambda grant, comment: grants.privilege_grant_decide(
+                                   grant=grant, by=request.user, decision="approve", comment=comment))
+
+    @admin.action(description="Reject selected requests…", permissions=["view"])
+    def reject(self, request: HttpRequest, queryset: QuerySet[PrivilegeGrantRequest]) -> HttpResponse | None:
+        return comment_action(request, self, queryset, title="Reject privilege grants", action="reject",
+                               run=lambda grant, comment: grants.privilege_grant_decide(
+                                   grant=grant, by=request.user, decision="reject", comment=comment))

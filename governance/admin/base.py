@@ -140,3 +140,31 @@ def comment_action(request: HttpRequest, admin_obj: Any, queryset: QuerySet[Any]
                "form": form, "action": action, "opts": admin_obj.model._meta,
                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME}
     return TemplateResponse(request, "admin/governance/comment_action.html", context)
+
+
+class RefusalShownAdmin(admin.ModelAdmin):
+    """For admins that cannot use ServiceBackedAdmin (their base class comes from another app): a
+    service's refusal on the change or delete page is shown with its code, never a 500."""
+
+    def changeform_view(self, request: HttpRequest, object_id: str | None = None, form_url: str = "",
+                        extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ServiceError as exc:
+            self.message_user(request, error_text(exc), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def delete_view(self, request: HttpRequest, object_id: str,
+                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except ServiceError as exc:
+            self.message_user(request, error_text(exc), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        try:
+            return super().changelist_view(request, extra_context)
+        except ServiceError as exc:  # a bulk action (delete selected) refused
+            self.message_user(request, error_text(exc), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())

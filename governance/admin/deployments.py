@@ -41,7 +41,8 @@ class DeploymentForm(forms.ModelForm):
 
     def __init__(self, *args: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if request is not None:
+        # The change page shows every field read-only: the form then has no "version" field to limit.
+        if request is not None and "version" in self.fields:
             self.fields["version"].queryset = selectors.model_version_list(  # type: ignore[attr-defined]
                 user=request.user).select_related("model")
 

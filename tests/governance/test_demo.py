@@ -32,6 +32,8 @@ def test_seed_tells_the_story_and_is_idempotent():
     refused = LedgerEntry.objects.get(action="approval_policy.change_approve.refused")
     assert (refused.actor, refused.payload["code"]) == ("user:rita", "policy_change_same_officer")
     assert LedgerEntry.objects.filter(action="approval_policy.change_rejected", actor="user:rita").count() == 1
+    [refused] = LedgerEntry.objects.filter(action="role.granted.refused")
+    assert (refused.actor, refused.payload["code"]) == ("user:ada", "privilege_self_change")
     size = LedgerEntry.objects.count()
     again = StringIO()
     assert demo.seed(stdout=again) == "already seeded"

@@ -260,3 +260,47 @@ def test_an_approver_who_is_neither_submitter_nor_author_is_recorded(fx, surface
     decision = ApprovalDecision.objects.get(request=case.request)
     assert decision.approver == case.actor
     assert LedgerEntry.objects.filter(action=DECIDED).count() == 1
+
+
+# --- Roles that exclude each other (governance.roles.EXCLUDES), on every grant path ------------------
+# Written out here rather than read from the matrix, so a change of the matrix must change this table.
+
+ROLE_PAIRS = [  # (held, granted, excluded?)
+    ("admin", "approver", True), ("admin", "risk_officer", True), ("approver", "admin", True),
+    ("risk_officer", "admin", True), ("approver", "risk_officer", False), ("data_scientist", "approver", False),
+    ("auditor", "admin", False), ("viewer", "risk_officer", False), ("data_scientist", "admin", False),
+]
+
+
+@pytest.mark.parametrize(("held", "granted", "excluded"), ROLE_PAIRS)
+def test_the_role_matrix_on_the_bootstrap_grant_path(make_user, held, granted, excluded):
+    from core.errors import Conflict
+    from governance.registry.services.access import role_grant
+
+    user = make_user("pat", held)
+    if excluded:
+        with pytest.raises(Conflict) as refused:
+            role_grant(user=user, role=granted, by=SEED)
+        assert (refused.value.code, refused.value.extra["pairs"]) == (
+            "privilege_separation_of_duties", [[granted, held]])
+        assert set(_fresh(user).groups.values_list("name", flat=True)) == {held}
+    else:
+        role_grant(user=user, role=granted, by=SEED)
+        assert set(_fresh(user).groups.values_list("name", flat=True)) == {held, granted}
+
+
+@pytest.mark.parametrize("grant", ["approver-scope", "decision-permission"])
+def test_an_admin_gets_no_approver_scope_by_any_path(make_user, model, grant):
+    from core.errors import Conflict
+    from governance import accounts
+
+    ada = make_user("ada", "admin")
+    with pytest.raises(Conflict) as refused:
+        if grant == "approver-scope":
+            approver_scope_grant(by=SEED, to=ada, model=model)
+        else:
+            from django.contrib.auth.models import Permission
+            accounts.user_access_set(user=ada, by=SEED, permissions=[Permission.objects.get(codename="approve_tier_high")])
+    assert refused.value.code == "privilege_separation_of_duties"
+    assert not _fresh(ada).has_perm("governance.approve_tier_high")
+    assert not _fresh(ada).has_perm("governance.approve_registeredmodel", model)

@@ -13,8 +13,9 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
 from audit.ledger import lock_for_update
+from audit.refusals import refusal_recorded
 from core.actor import acting_as
-from core.errors import Conflict, InvalidInput
+from core.errors import Conflict, Forbidden, InvalidInput
 from governance import accounts
 from governance.models import (
     RegisteredModel,
@@ -36,11 +37,32 @@ from governance.registry.services.common import (
     reason_required,
     require,
 )
-from governance.roles import ROLE_NAMES
+from governance.roles import APPROVER, ROLE_NAMES, permission_role
 
 
-def permission_grant(*, permission: str, to: Any, obj: Any, by: Any) -> None:
-    """Grant an object permission (guardian) to a user or group; the signal handler records it."""
+def _principal(who: Any) -> str:
+    return f"group:{who.name}" if isinstance(who, Group) else f"user:{who.get_username()}"
+
+
+def _scope_check(*, by: Any, to: Any, grant_request: Any) -> None:
+    """An approver scope is the approver role: granted to a person only through an approved request,
+    never to oneself, never to an admin (accounts.privileges_check); groups get scopes only from code."""
+    with refusal_recorded(actor=by, action="permission.granted",
+                          subject=("auth.group" if isinstance(to, Group) else "auth.user", str(to.pk)),
+                          attempt={"to": _principal(to), "role": APPROVER}):
+        if isinstance(to, Group):
+            if not accounts.is_system_actor(by):
+                raise Forbidden("Approver scopes go to people, through a grant request.",
+                                code="privilege_request_required", extra={"group": to.name})
+            return
+        accounts.privileges_check(by=by, user=to, adding={APPROVER}, grant_request=grant_request)
+
+
+def permission_grant(*, permission: str, to: Any, obj: Any, by: Any, grant_request: Any = None) -> None:
+    """Grant an object permission (guardian) to a user or group; the signal handler records it.
+    A decision permission (an approver scope) goes through `_scope_check` first."""
+    if permission_role(permission) is not None:
+        _scope_check(by=by, to=to, grant_request=grant_request)
     with transaction.atomic(), acting_as(by):
         assign_perm(permission, to, obj)
 
@@ -51,16 +73,19 @@ def permission_revoke(*, permission: str, frm: Any, obj: Any, by: Any) -> None:
 
 
 def approver_scope_grant(*, by: Any, to: Any, model: RegisteredModel | None = None,
-                         risk_tier: str | None = None) -> None:
-    """Scope an approver (user or group) to one model, or to a whole risk tier."""
+                         risk_tier: str | None = None, grant_request: Any = None) -> None:
+    """Scope an approver to one model, or to a whole risk tier: for a person, the execution of an
+    approved grant request (`governance.grants`); system actors (seed_demo, setup) grant directly."""
     require(may(by, "auth.change_group"), "You may not grant approver scopes.")
     if (model is None) == (risk_tier is None):
         raise InvalidInput("Give either a model or a risk tier.", code="invalid_input")
     if model is not None:
-        permission_grant(permission="governance.approve_registeredmodel", to=to, obj=model, by=by)
+        permission_grant(permission="governance.approve_registeredmodel", to=to, obj=model, by=by,
+                         grant_request=grant_request)
         return
     if risk_tier not in RiskTier.values:
         raise InvalidInput(f"Unknown risk tier '{risk_tier}'.", code="invalid_risk_tier")
+    _scope_check(by=by, to=to, grant_request=grant_request)
     permission = Permission.objects.get(content_type__app_label="governance", codename=f"approve_tier_{risk_tier}")
     with transaction.atomic(), acting_as(by):
         if isinstance(to, Group):
@@ -69,12 +94,13 @@ def approver_scope_grant(*, by: Any, to: Any, model: RegisteredModel | None = No
             to.user_permissions.add(permission)
 
 
-def role_grant(*, user: Any, role: str, by: Any) -> None:
-    """Put a user in a role group; recorded as `role.granted` by `accounts.user_groups_add`."""
+def role_grant(*, user: Any, role: str, by: Any, grant_request: Any = None) -> None:
+    """Put a user in a role group; recorded as `role.granted` by `accounts.user_groups_add`, which
+    refuses a decision role or admin granted by a person without an approved `grant_request`."""
     if role not in ROLE_NAMES:
         raise InvalidInput(f"Unknown role '{role}'.", code="invalid_role", extra={"allowed": list(ROLE_NAMES)})
     require(may(by, "auth.change_user"), "You may not grant roles.")
-    accounts.user_groups_add(user=user, groups=[Group.objects.get(name=role)], by=by)
+    accounts.user_groups_add(user=user, groups=[Group.objects.get(name=role)], by=by, grant_request=grant_request)
 
 
 def hash_token(token: str) -> str:
