@@ -39,6 +39,10 @@ CODE_COMMIT = "4f9d2c7e1b3a5d8f6e0c9b2a7d4e1f3c5b8a6d2e"
 # A demo-only signing key, derived from a public constant so the seed is reproducible. Never use
 # such a key for anything real: anyone can recompute it.
 _DEMO_PIPELINE_SEED = hashlib.sha256(b"governance demo pipeline key (insecure, public)").digest()
+# Another team's pipeline, whose attempt to attest to the credit team's data is refused.
+OTHER_TEAM = "team:hiring"
+OTHER_PIPELINE_USERNAME = "demo-hiring-pipeline"
+_DEMO_OTHER_PIPELINE_SEED = hashlib.sha256(b"governance demo hiring pipeline key (insecure, public)").digest()
 
 _STATUS = ["A11", "A12", "A13", "A14"]
 _PURPOSE = ["A40", "A41", "A42", "A43", "A46", "A49"]
@@ -69,16 +73,16 @@ def _csv(rows: list[list[Any]]) -> bytes:
     return out.getvalue().encode()
 
 
-def _pipeline_user() -> Any:
+def _pipeline_user(username: str = PIPELINE_USERNAME, team: str = DEMO_OWNER) -> Any:
     user_model = get_user_model()
-    user, created = user_model.objects.get_or_create(username=PIPELINE_USERNAME, defaults={"is_active": True})
+    user, created = user_model.objects.get_or_create(username=username, defaults={"is_active": True})
     if created:
         user.set_unusable_password()
         user.save(update_fields=["password"])
         user.user_permissions.add(*Permission.objects.filter(
             content_type__app_label="lineage",
             codename__in=["add_pipelinekey", "view_pipelinekey", "add_attestation", "view_attestation"]))
-    team_group = Group.objects.filter(name=DEMO_OWNER).first()
+    team_group = Group.objects.filter(name=team).first()
     if team_group is not None and not user.groups.filter(pk=team_group.pk).exists():
         user.groups.add(team_group)
     return get_user_model().objects.get(pk=user.pk)
@@ -116,6 +120,39 @@ def _pipeline_attestation(*, user: Any, raw_node: LineageNode, clean_node: Linea
     return attestation
 
 
+def _cross_team_attempt(*, clean_node: LineageNode, stdout: TextIO) -> None:
+    """The hiring team's pipeline signs "we made the credit team's clean data" with its own key: refused,
+    and kept in the ledger as `lineage.attestation.submitted.refused` (attestation_subject_not_writable)."""
+    import base64
+
+    from core.errors import ServiceError
+    from lineage.visibility import may_write_owner
+
+    user = _pipeline_user(OTHER_PIPELINE_USERNAME, OTHER_TEAM)
+    if not may_write_owner(user, OTHER_TEAM):
+        return  # governance's demo (which makes the teams) has not run
+    private_key = Ed25519PrivateKey.from_private_bytes(_DEMO_OTHER_PIPELINE_SEED)
+    raw_public = private_key.public_key().public_bytes_raw()
+    keyid = dsse.envelope_keyid(raw_public)
+    if not PipelineKey.objects.filter(keyid=keyid).exists():
+        pipeline_key_register(owner=user, public_key=base64.b64encode(raw_public).decode(),
+                              name="demo hiring pipeline")
+    statement = statements.build_statement(
+        subjects=[("german_credit_clean/", clean_node.digest)],
+        build_type="https://git.example.org/hiring/pipelines/clean@v1", external_parameters={},
+        internal_parameters={}, resolved_dependencies=[], builder_id="https://ci.example.org/runners/hiring",
+        invocation_id="hiring-claims-credit-data")
+    envelope = dsse.sign_envelope(json.dumps(statement, indent=2).encode(), payload_type=dsse.PAYLOAD_TYPE_IN_TOTO,
+                                  private_key=private_key, keyid=keyid)
+    try:
+        attestation_submit(envelope_bytes=json.dumps(envelope, indent=2).encode(), submitted_by=user)
+    except ServiceError as exc:
+        stdout.write(f"  lineage: the hiring pipeline's attestation about the credit team's data is refused "
+                     f"({exc.code}) and kept in the ledger\n")
+        return
+    raise RuntimeError("another team's pipeline attested to the credit team's data")
+
+
 def seed(stdout: TextIO) -> str:
     """Create the demo lineage (idempotent) and say where to look."""
     # Writes captured outside our services (the demo pipeline user's permissions) are attributed too.
@@ -148,6 +185,7 @@ def _seed(stdout: TextIO) -> str:
         sensitive_data_notes="Rows with a missing age dropped; age and sex kept for fairness audits only."))
     _pipeline_attestation(user=_pipeline_user(), raw_node=raw.node, clean_node=clean.node, manifest=manifest,
                           stdout=stdout)
+    _cross_team_attempt(clean_node=clean.node, stdout=stdout)
 
     run = TrainingRun.objects.filter(job_name=JOB_NAME, code_commit=CODE_COMMIT).first()
     if run is None:

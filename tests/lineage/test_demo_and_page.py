@@ -58,3 +58,14 @@ def test_graph_page_draws_svg_with_links_for_viewers(django_user_model, make_use
     assert f'href="/api/lineage/runs/{run.pk}/"' in html
     assert 'href="/api/lineage/attestations/' in html
     assert Client().get(f"/lineage/nodes/{run.node_id}/").status_code == 302
+
+
+def test_the_demo_keeps_the_other_teams_refused_attestation(team, other_team):
+    out = io.StringIO()
+    demo.seed(stdout=out)
+    [refused] = LedgerEntry.objects.filter(action="lineage.attestation.submitted.refused")
+    assert (refused.actor, refused.payload["code"]) == ("user:demo-hiring-pipeline",
+                                                        "attestation_subject_not_writable")
+    assert "attestation about the credit team's data is refused (attestation_subject_not_writable)" in out.getvalue()
+    # Nothing of it was stored: every attestation is the credit team's own.
+    assert set(Attestation.objects.values_list("owner_team", flat=True)) == {"team:credit-risk"}

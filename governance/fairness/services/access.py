@@ -12,6 +12,8 @@ from governance.models import RegisteredModel
 from governance.permissions import can_view_model, is_active_user
 from governance.registry.services.common import TEAM_GROUP_PREFIX
 from governance.roles import ADMIN, AUDITOR, DATA_SCIENTIST, RISK_OFFICER
+from lineage.models import SHARED
+from lineage.visibility import may_write_owner
 
 RUN_ROLES = frozenset({DATA_SCIENTIST, RISK_OFFICER, AUDITOR, ADMIN})
 SPEC_ROLES = frozenset({DATA_SCIENTIST, RISK_OFFICER, ADMIN})
@@ -47,11 +49,16 @@ def require_allowed(allowed: bool, message: str) -> None:
 
 
 def may_name_dataset(user: Any, dataset: Any) -> bool:
-    """Only a dataset's owners name it in a spec (and so have the server read its file): the account
-    that registered it and the members of that account's teams. A dataset the system recorded is
-    shared; system actors name any."""
+    """Only a dataset's owners name it in a spec (and so have the server read its file): the members
+    of its owner team (lineage), or, for a dataset recorded before owner teams, the account that
+    registered it and that account's teams. A dataset the system recorded is shared; system actors
+    name any."""
     if isinstance(user, str):
         return user.startswith("system:")
+    if dataset.owner_team != SHARED:
+        # The lineage record's owner team, the one home of who owns a dataset.
+        return may_write_owner(user, dataset.owner_team)
+    # Records from before datasets had an owner team: the account that registered it and its teams.
     creator = str(dataset.created_by)
     if not creator.startswith("user:"):
         return True
