@@ -46,7 +46,36 @@ def model_of(obj: Any) -> RegisteredModel | None:
     return None
 
 
-class ServiceBackedAdmin(admin.ModelAdmin):
+class RefusalShownAdmin(admin.ModelAdmin):
+    """A service's refusal on the change, delete or list page is shown with its code, never a 500;
+    the admin view's transaction has rolled back, so no row and no ledger entry but a refusal's.
+    ServiceBackedAdmin builds on it; admins whose base class comes from another app use it alone."""
+
+    def changeform_view(self, request: HttpRequest, object_id: str | None = None, form_url: str = "",
+                        extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ServiceError as exc:
+            self.message_user(request, error_text(exc), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def delete_view(self, request: HttpRequest, object_id: str,
+                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except ServiceError as exc:
+            self.message_user(request, error_text(exc), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        try:
+            return super().changelist_view(request, extra_context)
+        except ServiceError as exc:  # a bulk action (delete selected) refused
+            self.message_user(request, error_text(exc), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+
+class ServiceBackedAdmin(RefusalShownAdmin):
     """Writes go through services; a refused write is shown as an error, never a 500.
     Nothing governed is deleted from the admin: versions are retired, tokens revoked."""
 
@@ -60,15 +89,6 @@ class ServiceBackedAdmin(admin.ModelAdmin):
             return False
         model = model_of(obj) if obj is not None else None
         return model is None or can_view_model(request.user, model)
-
-    def changeform_view(self, request: HttpRequest, object_id: str | None = None, form_url: str = "",
-                        extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except ServiceError as exc:
-            # The admin view's transaction has rolled back: no row, no ledger entry.
-            self.message_user(request, error_text(exc), messages.ERROR)
-            return HttpResponseRedirect(request.get_full_path())
 
     def adopt(self, obj: Any, saved: Any) -> None:
         """Make the admin's unsaved instance the row the service wrote (for the redirect and log)."""
@@ -142,29 +162,3 @@ def comment_action(request: HttpRequest, admin_obj: Any, queryset: QuerySet[Any]
     return TemplateResponse(request, "admin/governance/comment_action.html", context)
 
 
-class RefusalShownAdmin(admin.ModelAdmin):
-    """For admins that cannot use ServiceBackedAdmin (their base class comes from another app): a
-    service's refusal on the change or delete page is shown with its code, never a 500."""
-
-    def changeform_view(self, request: HttpRequest, object_id: str | None = None, form_url: str = "",
-                        extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except ServiceError as exc:
-            self.message_user(request, error_text(exc), messages.ERROR)
-            return HttpResponseRedirect(request.get_full_path())
-
-    def delete_view(self, request: HttpRequest, object_id: str,
-                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        try:
-            return super().delete_view(request, object_id, extra_context)
-        except ServiceError as exc:
-            self.message_user(request, error_text(exc), messages.ERROR)
-            return HttpResponseRedirect(request.get_full_path())
-
-    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        try:
-            return super().changelist_view(request, extra_context)
-        except ServiceError as exc:  # a bulk action (delete selected) refused
-            self.message_user(request, error_text(exc), messages.ERROR)
-            return HttpResponseRedirect(request.get_full_path())
