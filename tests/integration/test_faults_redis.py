@@ -10,7 +10,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from django.contrib.auth import get_user_model
 
 from audit.models import LedgerEntry
 from audit.verify import verify_ledger
@@ -27,15 +26,17 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration, 
               pytest.mark.skipif(not uses_postgres(), reason="web, worker and beat share the real PostgreSQL")]
 
 
-def seed() -> str:
-    account, token = service_account_create(by="system:fault_test", name="pipeline", role="auditor")
-    get_user_model().objects.filter(pk=account.user_id).update(is_superuser=True)
+def seed() -> tuple[str, str]:
+    """(the team pipeline's token, an auditor's token): one writes versions, the other exports bundles."""
     team = team_create(by="system:fault_test", name="credit-risk")
     writer = team_writer(team)
     model = model_register(by=writer, name="scorer", team=team, risk_tier="minimal")
     model_version_register(model=model, by=writer, label="0.1.0", artifact_uri="s3://m/0.1.0/",
-                                    manifest={"model.bin": "0" * 64})
-    return token
+                           manifest={"model.bin": "0" * 64})
+    # The team's pipeline (not an admin or superuser: they register nothing).
+    _, token = service_account_create(by="system:fault_test", name="pipeline", role="data_scientist", models=[model])
+    _, auditor = service_account_create(by="system:fault_test", name="exporter", role="auditor")
+    return token, auditor
 
 
 def wait_for(condition, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
@@ -48,7 +49,7 @@ def wait_for(condition, timeout_s: float, what: str) -> None:  # type: ignore[no
 def test_redis_outage_keeps_writes_and_queues_tasks_in_the_outbox_until_it_returns(tmp_path: Path):
     import subprocess
 
-    token = seed()
+    token, auditor_token = seed()
     with private_redis() as (port, redis):
         broker = f"redis://127.0.0.1:{port}/0"
         env = service_env(CELERY_BROKER_URL=broker, REDIS_URL=broker, OUTBOX_DISPATCH_INTERVAL_S="1",
@@ -58,7 +59,9 @@ def test_redis_outage_keeps_writes_and_queues_tasks_in_the_outbox_until_it_retur
                                 cwd=REPO_ROOT, env=env, start_new_session=True)
         try:
             with gunicorn(env, workers=2) as (base, _), celery_worker(env, name="faults-redis"), \
-                    httpx.Client(base_url=base, timeout=30, headers={"Authorization": f"Bearer {token}"}) as client:
+                    httpx.Client(base_url=base, timeout=30, headers={"Authorization": f"Bearer {token}"}) as client, \
+                    httpx.Client(base_url=base, timeout=30,
+                                 headers={"Authorization": f"Bearer {auditor_token}"}) as exporter:
                 def write(index: int) -> None:
                     response = client.post("/api/models/scorer/versions/",
                                            json={"label": f"1.{index}.0", "artifact_uri": f"s3://m/1.{index}.0/",
@@ -66,7 +69,7 @@ def test_redis_outage_keeps_writes_and_queues_tasks_in_the_outbox_until_it_retur
                     assert response.status_code == 201, response.text
 
                 def request_bundle() -> int:
-                    response = client.post("/api/bundles/", json={"model": "scorer"})
+                    response = exporter.post("/api/bundles/", json={"model": "scorer"})
                     assert response.status_code == 202, response.text
                     return int(response.json()["id"])
 

@@ -14,15 +14,16 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection
 
 from audit.models import LedgerEntry, LedgerHead
 from audit.verify import verify_ledger
 from governance.registry.services.access import service_account_create
+from governance.registry.services.registry import model_register, team_create
 from lineage.models import DatasetVersion, OpenLineageEvent
 from tests.conftest import uses_postgres
 from tests.faults.helpers import gunicorn, gunicorn_worker_pids, service_env
+from tests.fixtures import team_writer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration, pytest.mark.postgres,
               pytest.mark.skipif(not uses_postgres(), reason="watches the web process's transaction in pg_stat_activity")]
@@ -30,9 +31,12 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration, 
 OUTPUTS = 400
 
 
-def superuser_token() -> str:
-    account, token = service_account_create(by="system:fault_test", name="pipeline", role="data_scientist")
-    get_user_model().objects.filter(pk=account.user_id).update(is_superuser=True)
+def pipeline_token() -> str:
+    """A team's pipeline: OpenLineage records belong to the team of the models it is bound to."""
+    team = team_create(by="system:fault_test", name="credit-risk")
+    model = model_register(by=team_writer(team), name="scorer", team=team, risk_tier="minimal")
+    _, token = service_account_create(by="system:fault_test", name="pipeline", role="data_scientist",
+                                      models=[model])
     return token
 
 
@@ -62,7 +66,7 @@ def snapshot() -> tuple[int, int, int, int]:
 
 
 def test_web_worker_killed_mid_batch_append_leaves_all_or_nothing():
-    token = superuser_token()
+    token = pipeline_token()
     event = big_event()
     before = snapshot()
     outcome: dict[str, object] = {}
