@@ -38,21 +38,28 @@ CHECKS = [
 ]
 
 
-def seed_fuzz_world() -> str:
-    """A team, a model with a version, environments, and a superuser service token (returned)."""
+def seed_fuzz_world(identity: str) -> str:
+    """A team, a model with a version, environments, and the token of `identity` (returned):
+    `superuser` reads everything (admins and superusers register nothing, so most writes answer
+    403 to it); `pipeline` is the team's data-scientist service account, whose writes reach the
+    registry, approval, deployment and lineage services."""
     team = team_create(by="system:fuzz", name="fuzz-team")
-    account, token = service_account_create(by="system:fuzz", name="fuzzer", role="admin")
-    get_user_model().objects.filter(pk=account.user_id).update(is_superuser=True)
     writer = team_writer(team)
     model = model_register(by=writer, name="fuzz-model", team=team, risk_tier="minimal")
     model_version_register(model=model, by=writer, label="1.0.0", artifact_uri="s3://fuzz/1/",
-                                    manifest={"model.bin": "a" * 64})
+                           manifest={"model.bin": "a" * 64})
     environment_create(by="system:fuzz", name="staging", is_production=False)
+    if identity == "pipeline":
+        _, token = service_account_create(by="system:fuzz", name="fuzz-pipeline", role="data_scientist",
+                                          models=[model])
+        return token
+    account, token = service_account_create(by="system:fuzz", name="fuzzer", role="admin")
+    get_user_model().objects.filter(pk=account.user_id).update(is_superuser=True)
     return token
 
 
-@pytest.fixture
-def fuzz_token(db):  # type: ignore[no-untyped-def]
+@pytest.fixture(params=["superuser", "pipeline"])
+def fuzz_token(db, request):  # type: ignore[no-untyped-def]
     # Calls go straight to the WSGI app, which would close the test's connection after each
     # request; Django's own test client detaches these handlers the same way.
     from django.core.signals import request_finished, request_started
@@ -61,7 +68,7 @@ def fuzz_token(db):  # type: ignore[no-untyped-def]
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     try:
-        yield seed_fuzz_world()
+        yield seed_fuzz_world(request.param)
     finally:
         request_started.connect(close_old_connections)
         request_finished.connect(close_old_connections)
