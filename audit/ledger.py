@@ -223,7 +223,9 @@ def _append_on_server(drafts: Sequence[EntryDraft], parts: list[tuple[bytes, byt
     arguments = ([prefix for prefix, _ in parts] + [subject for _, subject in parts]
                  + [item.actor for item in drafts] + [item.action for item in drafts]
                  + [item.subject_type for item in drafts] + [item.subject_id for item in drafts])
-    with psycopg.Cursor(connection.connection) as raw:
+    # A raw cursor skips Django's wrapper: restore it, so a deadlock or a lost connection here is
+    # django.db.OperationalError (a 503 with Retry-After) like everywhere else, never a bare psycopg error.
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as raw:
         raw.execute(_SERVER_APPEND_SQL[len(drafts)], arguments)
         results = raw.fetchall()
     entries = []
