@@ -998,6 +998,11 @@ def verify_witnessed(contents: dict[str, bytes], checkpoint_text: str, keys: Seq
                      max_age_s: float | None, report: Report) -> list[str]:
     """Check ledger/witnessed.json against the policy; return the header lines naming who cosigned."""
     checkpoint = parse_checkpoint_body(parse_note(checkpoint_text).text)
+    if policy.logs:
+        try:
+            open_note(checkpoint_text, policy.logs)
+        except ValueError as exc:
+            raise fail("witness", f"ledger/checkpoint.txt is not signed by a log key of the policy: {exc}") from None
     if WITNESSED not in contents:
         raise fail("witness", f"{WITNESSED} is missing: no witness cosigned a checkpoint covering these entries")
     witnessed = load_json(contents[WITNESSED], WITNESSED, "witness")
