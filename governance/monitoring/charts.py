@@ -8,6 +8,7 @@ an undefined value is a grey cell or a gap in the line.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
@@ -59,8 +60,10 @@ def drift_heatmap(columns: Sequence[str], runs: Sequence[tuple[str, Mapping[str,
             parts.append(f'<rect x="{x + 1:.1f}" y="{y + 1}" width="{cell_w - 2:.1f}" height="{row - 2}" fill="{fill}" '
                          f'{stroke}><title>{escape(tip)}</title></rect>')
             if cell is not None and cell.effect is not None and cell_w >= 34:
-                parts.append(_text(x + cell_w / 2, y + 15, f"{cell.effect:.2f}", size=8, anchor="middle",
-                                   fill=BAD if cell.drift else INK, weight="bold" if cell.drift else "normal"))
+                dark = cell.threshold <= 0 or cell.effect / cell.threshold >= 1.2
+                parts.append(_text(x + cell_w / 2, y + 15, f"{cell.effect:.2f}{' drift' if cell.drift else ''}", size=8,
+                                   anchor="middle", fill="#ffffff" if dark else INK,
+                                   weight="bold" if cell.drift else "normal"))
     bottom_y = top + row * len(columns)
     label_every = max(1, round(len(runs) / max(1, (width - label_w) // 70)))
     for c, (label, _) in enumerate(runs):
@@ -81,6 +84,12 @@ def drift_heatmap(columns: Sequence[str], runs: Sequence[tuple[str, Mapping[str,
     return "".join(parts)
 
 
+def _nice_step(raw: float) -> float:
+    """1, 2 or 5 times a power of ten, at least ``raw``."""
+    power = 10 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+
+
 def metric_lines(labels: Sequence[str], series: Mapping[str, Sequence[float | None]], *, title: str,
                  thresholds: Mapping[str, float] | None = None, width: int = 760) -> str:
     """One line per metric over runs (oldest left); each threshold a dashed line in its metric's colour."""
@@ -90,8 +99,10 @@ def metric_lines(labels: Sequence[str], series: Mapping[str, Sequence[float | No
         return _empty(width, title, "no performance recorded yet (no outcomes in the windows)")
     bounds = [b for name, b in thresholds.items() if name in series]
     low, high = min(values + bounds), max(values + bounds)
-    pad = max((high - low) * 0.1, 0.01)
-    low, high = low - pad, high + pad
+    step = _nice_step(max(high - low, 1e-9) / 4)
+    low, high = math.floor(low / step) * step, math.ceil(high / step) * step
+    if high - low < step:
+        high = low + step
     left, right, top, bottom, height = 60, 150, 28, 58, 240
     plot_w, plot_h = width - left - right, height - top - bottom
 
@@ -103,12 +114,16 @@ def metric_lines(labels: Sequence[str], series: Mapping[str, Sequence[float | No
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
              f'role="img" aria-label="{escape(title)}" class="metric-lines">', _text(8, 16, title, size=11, weight="bold")]
-    for step in range(5):
-        value = low + (high - low) * step / 4
+    decimals = max(0, -math.floor(math.log10(step)))
+    for tick in range(round((high - low) / step) + 1):
+        value = low + step * tick
         y = y_of(value)
         parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="{GRID}"/>')
-        parts.append(_text(left - 4, y + 3, f"{value:.3f}", size=8, anchor="end", fill=MUTED))
-    for i, (name, line) in enumerate(series.items()):
+        parts.append(_text(left - 4, y + 3, f"{value:.{decimals}f}", size=8, anchor="end", fill=MUTED))
+    # Metrics with a threshold are drawn last (on top) and thicker.
+    order = sorted(enumerate(series.items()), key=lambda item: item[1][0] in thresholds)
+    for i, (name, line) in order:
+        width_line = 3 if name in thresholds else 1.5
         color = PALETTE[i % len(PALETTE)]
         if name in thresholds:
             y = y_of(thresholds[name])
@@ -118,7 +133,8 @@ def metric_lines(labels: Sequence[str], series: Mapping[str, Sequence[float | No
         for index, value in enumerate([*line, None]):
             if value is None:
                 if len(segment) > 1:
-                    parts.append(f'<polyline points="{" ".join(segment)}" fill="none" stroke="{color}" stroke-width="2"/>')
+                    parts.append(f'<polyline points="{" ".join(segment)}" fill="none" stroke="{color}" '
+                                 f'stroke-width="{width_line}"/>')
                 segment = []
                 continue
             segment.append(f"{x_of(index):.1f},{y_of(value):.1f}")
