@@ -53,6 +53,13 @@ class LedgerEntry(models.Model):
     def payload(self) -> Any:
         return self.document["payload"]
 
+    @property
+    def subject_prev(self) -> int | None:
+        """The seq of the previous entry about this subject (None for the first, and for
+        entries from before the cut-over, which lack the field)."""
+        value = self.document.get("subject_prev")
+        return value if isinstance(value, int) else None
+
 
 class MerkleNode(models.Model):
     """Hash of a complete subtree of level >= 1; leaves (level 0) live on `LedgerEntry.leaf_hash`."""
@@ -84,6 +91,10 @@ class LedgerHead(models.Model):
     # Concatenated 32-byte hashes of the complete subtrees covering the tree, largest first;
     # their levels follow from the binary digits of tree_size.
     frontier = models.BinaryField(default=b"")
+    # The cut-over: every entry from this seq on names the previous entry about its subject
+    # (`subject_prev` in its canonical bytes); entries before it, written by older code, lack it.
+    # A ledger started by this code has 0; migration audit/0004 set it to the size of an older one.
+    subject_prev_from = models.BigIntegerField(default=0, db_default=0)
 
     class Meta:
         verbose_name = "ledger head"
