@@ -39,7 +39,7 @@ from django.utils import timezone
 
 from audit import dsse, ledger, merkle
 from audit.keys import active_key, public_pem
-from audit.models import Checkpoint, LedgerEntry, MerkleNode, SigningKey, node_key
+from audit.models import Checkpoint, LedgerEntry, LedgerHead, MerkleNode, SigningKey, node_key
 
 BUNDLE_FORMAT = "governance-bundle/v1"
 MANIFEST_PAYLOAD_TYPE = "application/vnd.governance.bundle-manifest+json"
@@ -433,6 +433,10 @@ def build_bundle(
             "bounded_subjects": [item.manifest() for item in bounded],
             "selection_rule": SELECTION_RULE,
             "entry_count": len(rows),
+            # Entries from this seq on name the previous entry about their subject (subject_prev),
+            # so verify.py proves each subject's history in the bundle has no gap.
+            "subject_prev_from": LedgerHead.objects.filter(pk=1).values_list(
+                "subject_prev_from", flat=True).first() or 0,
             "checkpoint_tree_size": checkpoint.tree_size,
             "latest_tree_size": latest.tree_size,
             "files": sorted(writer.files, key=lambda item: item["path"]),

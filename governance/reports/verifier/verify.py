@@ -828,6 +828,66 @@ def _evidence_violations(request_id: str, closing: str, seq: int, document: dict
     return found
 
 
+# --- Completeness of each subject's history (subject_prev) ----------------------------------
+# From the ledger's cut-over seq (the manifest's `subject_prev_from`) on, every entry's canonical
+# bytes name the seq of the previous entry about the same subject (`subject_prev`, null for the
+# first). For each subject the bundle includes whole (`subjects`, not the bounded ones, which
+# hold only some actions), the included entries must then form one unbroken list: each names
+# the one before it in the bundle, and the first names none, so no entry between the subject's
+# first entry and its latest one in the bundle can be left out unseen.
+
+SUBJECT_PREV_ABSENT = object()
+
+
+def check_subject_histories(links: Sequence[tuple[int, Any, Any]], subjects: Any, cut_over: Any) -> str:
+    """`links` is (seq, (type, id) or None, subject_prev or SUBJECT_PREV_ABSENT) in seq order.
+
+    Returns the report line; raises VerificationError naming the first gap.
+    """
+    if cut_over is None:
+        return ("subject histories: NOT checked (the bundle predates subject_prev; the manifest names no "
+                "subject_prev_from)")
+    if isinstance(cut_over, bool) or not isinstance(cut_over, int) or cut_over < 0:
+        raise fail("manifest", "subject_prev_from is not a non-negative integer")
+    latest: dict[Any, int] = {}
+    legacy: set[Any] = set()
+    for seq, key, claimed in links:
+        if seq < cut_over:
+            if claimed is not SUBJECT_PREV_ABSENT:
+                raise fail("subject-history", f"entry seq {seq} has subject_prev, but the ledger's cut-over is "
+                           f"seq {cut_over}")
+            if key in subjects:
+                latest[key] = seq
+                legacy.add(key)
+            continue
+        if claimed is SUBJECT_PREV_ABSENT:
+            raise fail("subject-history", f"entry seq {seq} lacks subject_prev, though it follows the ledger's "
+                       f"cut-over (seq {cut_over})")
+        if claimed is not None and (isinstance(claimed, bool) or not isinstance(claimed, int)
+                                    or not 0 <= claimed < seq):
+            raise fail("subject-history", f"entry seq {seq}: subject_prev is not an earlier seq")
+        if key not in subjects:
+            continue
+        before = latest.get(key)
+        if claimed != before:
+            name = f"{key[0]}:{key[1]}"
+            if claimed is None:
+                raise fail("subject-history", f"subject {name}: entry seq {seq} says it is the first entry about "
+                           f"it, but the bundle holds seq {before} about it before")
+            if before is None:
+                raise fail("subject-history", f"subject {name}: gap: seq {claimed}, the entry before seq {seq}, "
+                           "is missing from the bundle (its first entry about the subject is not the first one)")
+            if claimed > before:
+                raise fail("subject-history", f"subject {name}: gap: seq {claimed} is missing between seq {before} "
+                           f"and seq {seq}")
+            raise fail("subject-history", f"subject {name}: entry seq {seq} names seq {claimed} as the previous "
+                       f"entry about it, but the bundle holds seq {before} about it in between")
+        latest[key] = seq
+    return (f"subject histories: each of the {len(latest)} subject(s) with entries has every entry between its "
+            f"first and its latest one in the bundle (subject_prev links, from seq {cut_over})"
+            + (f"; {len(legacy)} of them also have entries from before seq {cut_over}, unlinked" if legacy else ""))
+
+
 # --- The bundle ----------------------------------------------------------------------------
 
 def _safe_member_name(name: str) -> None:
@@ -1396,6 +1456,7 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
     recorded_digests: set[str] = set()
     previous_seq = -1
     previous_hash: bytes | None = None
+    subject_links: list[tuple[int, Any, Any]] = []
     data = contents["ledger/entries.jsonl"]
     if data and not data.endswith(b"\n"):
         raise fail("entries", "ledger/entries.jsonl does not end with a newline")
@@ -1440,6 +1501,7 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
         if seq >= checkpoint.tree_size:
             raise fail("entries", f"entry seq {seq} is not covered by the checkpoint of size {checkpoint.tree_size}")
         entries.append((seq, canonical))
+        subject_links.append((seq, key, document.get("subject_prev", SUBJECT_PREV_ABSENT)))
         if b"envelope_sha256" in canonical:
             recorded_digests.update(_digests_named(document.get("payload"), "envelope_sha256"))
         previous_seq, previous_hash = seq, entry_hash
@@ -1448,6 +1510,7 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
         raise fail("entries", f"{len(entries)} entries, but the manifest says {expected_count}")
     report.ok(f"{len(entries)} ledger entr{'y' if len(entries) == 1 else 'ies'}: entry_hash = SHA-256(canonical), "
               "seq matches, strictly increasing, chain links hold where seqs are consecutive, subjects match")
+    report.ok(check_subject_histories(subject_links, subjects, manifest.get("subject_prev_from")))
 
     # Inclusion proofs, one per entry, in the same order.
     proofs = load_json(contents["ledger/proofs.json"], "ledger/proofs.json", "proofs") \
