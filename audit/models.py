@@ -144,3 +144,27 @@ class Checkpoint(models.Model):
 
     def __str__(self) -> str:
         return f"checkpoint @{self.tree_size}"
+
+
+class CheckpointTimestamp(models.Model):
+    """An RFC 3161 time-stamp token over a checkpoint's signed note (append-only, like the ledger).
+
+    `token` is the DER TimeStampToken exactly as the TSA returned it; its message imprint is
+    SHA-256 of `checkpoint.note`. The other columns are read from the token for queries.
+    """
+
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="timestamps")
+    token = models.BinaryField()
+    token_sha256 = models.CharField(max_length=64, unique=True)
+    gen_time = models.DateTimeField()
+    serial_number = models.CharField(max_length=100)
+    policy = models.CharField(max_length=200)
+    tsa_url = models.CharField(max_length=500)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["checkpoint__tree_size", "gen_time"]
+        verbose_name = "checkpoint timestamp"
+
+    def __str__(self) -> str:
+        return f"timestamp of checkpoint @{self.checkpoint.tree_size} at {self.gen_time:%Y-%m-%dT%H:%M:%SZ}"

@@ -224,6 +224,12 @@ LEDGER_SIGNING_KEY_FILE = _path("LEDGER_SIGNING_KEY_FILE", str(VAR_DIR / "keys" 
 ATTESTATION_SIGNING_KEY_FILE = _path("ATTESTATION_SIGNING_KEY_FILE", str(VAR_DIR / "keys" / "attestation.key"))
 LEDGER_CHECKPOINT_INTERVAL_S = int(_env("LEDGER_CHECKPOINT_INTERVAL_S", "300"))
 LEDGER_VERIFY_HOUR_UTC = int(_env("LEDGER_VERIFY_HOUR_UTC", "2"))
+# RFC 3161: with a TSA URL and its CA certificate (PEM), every exported checkpoint and at least one
+# checkpoint a day get a time-stamp token (audit.tsa). Empty TSA_URL: no timestamps.
+TSA_URL = _env("TSA_URL", "")
+TSA_CA_FILE = _env("TSA_CA_FILE", "")
+TSA_TIMEOUT_S = float(_env("TSA_TIMEOUT_S", "10"))
+TSA_DAILY_HOUR_UTC = int(_env("TSA_DAILY_HOUR_UTC", "3"))
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -375,6 +381,9 @@ CELERY_BEAT_SCHEDULE = {
     "ledger-checkpoint": {"task": "audit.tasks.ledger_checkpoint_task", "schedule": float(LEDGER_CHECKPOINT_INTERVAL_S)},
     "ledger-verify-nightly": {"task": "audit.tasks.ledger_verify_task",
                               "schedule": crontab(hour=LEDGER_VERIFY_HOUR_UTC, minute=0)},
+    # A no-op while TSA_URL is empty.
+    "ledger-timestamp-daily": {"task": "audit.tasks.ledger_timestamp_task",
+                               "schedule": crontab(hour=TSA_DAILY_HOUR_UTC, minute=7)},
     "approval-expire-due": {"task": "governance.tasks.approval_expire_due_task",
                             "schedule": float(APPROVAL_EXPIRY_CHECK_INTERVAL_S)},
     "idempotency-records-purge": {"task": "governance.tasks.idempotency_records_purge_task",
