@@ -8,6 +8,9 @@ Checks, in one streaming pass from entry 0 (or from a trusted checkpoint):
 - every stored complete-subtree hash equals the recomputed one;
 - every stored checkpoint: its root equals the recomputed root at its size, its body says
   so, and its signature verifies with a key that was valid when it was made;
+- `subject_prev`: from the cut-over seq on (`LedgerHead.subject_prev_from`), each entry names
+  the seq of the previous entry about the same subject (null for the first), and that is the
+  true previous one; entries before the cut-over lack the field;
 - optional trusted checkpoints (published copies kept outside the database): a ledger that
   is shorter than one, or disagrees with it, has been truncated or rolled back.
 Governed apps register state checks (`register_state_check`) that compare live rows with
@@ -25,12 +28,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 
 from audit import merkle, note
-from audit.models import NODE_LEVEL_SHIFT, Checkpoint, LedgerEntry, MerkleNode, SigningKey
+from audit.models import NODE_LEVEL_SHIFT, Checkpoint, LedgerEntry, LedgerHead, MerkleNode, SigningKey
 
 ZERO_HASH = bytes(32)
+_ABSENT = object()
 
 
 @dataclass
@@ -177,6 +181,9 @@ def verify_ledger(*, from_tree_size: int | None = None, trusted_checkpoints: Ite
             wanted_roots.add(note.parse_checkpoint(text.split("\n\n", 1)[0] + "\n").tree_size)
         except note.NoteError:
             pass
+    cut_over = LedgerHead.objects.filter(pk=1).values_list("subject_prev_from", flat=True).first() or 0
+    last_about: dict[tuple[str, str], int] = {}  # the latest seq seen about each subject
+    unseen_before_start: dict[tuple[str, str], tuple[int, Any]] = {}  # incremental runs: checked at the end
     computed_levels: list[bytearray] = []  # recomputed complete-subtree hashes, per level >= 1
     stack: list[bytes] = [node for _, node in frontier]
     expected_seq = start
@@ -217,6 +224,21 @@ def verify_ledger(*, from_tree_size: int | None = None, trusted_checkpoints: Ite
             result.fail(seq, "columns_mismatch",
                         f"seq {seq}: stored columns (actor, action, subject, time or seq) differ from the hashed entry")
             break
+        subject_key = (subject_type, subject_id)
+        claimed = document.get("subject_prev", _ABSENT)
+        if seq >= cut_over:
+            known = last_about.get(subject_key, _ABSENT)
+            if known is _ABSENT and start and subject_key not in unseen_before_start:
+                unseen_before_start[subject_key] = (seq, claimed)
+            elif claimed is _ABSENT or not (claimed is None or type(claimed) is int) \
+                    or claimed != (None if known is _ABSENT else known):
+                _subject_prev_problem(result, seq, subject_key, claimed, None if known is _ABSENT else known)
+                break
+        elif claimed is not _ABSENT:
+            result.fail(seq, "subject_prev_before_cut_over",
+                        f"seq {seq}: has subject_prev, but the ledger's cut-over is seq {cut_over}")
+            break
+        last_about[subject_key] = seq
         # Merkle frontier, inlined: each leaf completes one subtree per trailing 1-bit of its index.
         stack.append(node)
         index, level = seq, 0
@@ -241,6 +263,8 @@ def verify_ledger(*, from_tree_size: int | None = None, trusted_checkpoints: Ite
         if not result.ok:
             break
     frontier = _stack_to_frontier(stack, expected_seq)
+    if result.ok and unseen_before_start:
+        _check_subject_prev_before(result, start, unseen_before_start)
 
     result.tree_size = expected_seq
     result.root_hash = merkle.frontier_root(frontier).hex()
@@ -262,6 +286,42 @@ def verify_ledger(*, from_tree_size: int | None = None, trusted_checkpoints: Ite
             result.problems.append(Problem(None, "state_drift",
                                            f"{len(result.state_problems)} governed rows differ from their last ledger entry"))
     return _finish(result, started)
+
+
+def _subject_prev_problem(result: VerificationResult, seq: int, subject: tuple[str, str], claimed: Any,
+                          actual: int | None) -> None:
+    name = f"{subject[0]}:{subject[1]}"
+    if claimed is _ABSENT:
+        result.fail(seq, "subject_prev_missing", f"seq {seq}: lacks subject_prev (the ledger's cut-over is earlier)")
+    elif actual is None:
+        result.fail(seq, "subject_prev_mismatch",
+                    f"seq {seq}: names seq {claimed} as the previous entry about {name}, "
+                    "but the ledger holds no earlier entry about it")
+    else:
+        result.fail(seq, "subject_prev_mismatch",
+                    f"seq {seq}: names {'no entry' if claimed is None else f'seq {claimed}'} as the previous "
+                    f"entry about {name}, but the previous entry about it is seq {actual}")
+
+
+def _check_subject_prev_before(result: VerificationResult, start: int,
+                               pending: dict[tuple[str, str], tuple[int, Any]]) -> None:
+    """An incremental run: the first entry after `start` about each subject names its latest one before."""
+    items = sorted(pending.items(), key=lambda item: item[1][0])
+    for position in range(0, len(items), 500):
+        chunk = items[position:position + 500]
+        latest: dict[tuple[str, str], int] = {}
+        query = models.Q(pk__in=[])
+        for (subject_type, subject_id), _ in chunk:
+            query |= models.Q(subject_type=subject_type, subject_id=subject_id)
+        rows = (LedgerEntry.objects.filter(query, seq__lt=start).values("subject_type", "subject_id")
+                .annotate(latest=models.Max("seq")).values_list("subject_type", "subject_id", "latest"))
+        for subject_type, subject_id, seq in rows:
+            latest[(subject_type, subject_id)] = seq
+        for subject, (seq, claimed) in chunk:
+            actual = latest.get(subject)
+            if claimed is _ABSENT or not (claimed is None or type(claimed) is int) or claimed != actual:
+                _subject_prev_problem(result, seq, subject, claimed, actual)
+                return
 
 
 def _check_nodes(result: VerificationResult, computed_levels: list[bytearray], start: int) -> None:

@@ -89,6 +89,9 @@ class ErrorCode(StrEnum):
     SIGNING_KEY_MISSING = "signing_key_missing", 503, "There is no signing key file."
     SIGNING_KEY_NOT_FOUND = "signing_key_not_found", 404, "No signing key with this key id."
     SIGNING_KEY_RETIRED = "signing_key_retired", 503, "The key in the signing key file has been retired."
+    TSA_NOT_CONFIGURED = "tsa_not_configured", 503, "TSA_URL is set but TSA_CA_FILE holds no CA certificate."
+    TSA_UNAVAILABLE = "tsa_unavailable", 503, "The RFC 3161 time-stamp authority did not answer, or not with HTTP 200."
+    TSA_RESPONSE_INVALID = "tsa_response_invalid", 503, "The time-stamp authority refused, or its token does not verify."
     TOKEN_MODEL_RESTRICTED = ("token_model_restricted", 403,
                               "The service token is restricted to some models; it acts only on them and their teams.")
     # --- Lineage: datasets, runs, graph, pipeline keys, attestations, OpenLineage ----------------
