@@ -303,7 +303,8 @@ def ledger_entry_evidence(*, seq: int) -> dict[str, Any]:
     entry = audit_selectors.ledger_entry_get(seq=seq)
     canonical = bytes(entry.canonical)
     # The latest checkpoint that witnesses cosigned, if one covers the entry; else the latest.
-    checkpoint = witnesses.latest_cosigned_checkpoint(entry.seq + 1) or audit_selectors.checkpoint_latest()
+    checkpoint = witnesses.checkpoint_to_show(entry.seq + 1)
+    cosignatures = witnesses.cosignatures_latest(checkpoint) if checkpoint else []
     proof: list[str] | None = None
     if checkpoint is not None and entry.seq < checkpoint.tree_size:
         proof = [_b64(node) for node in ledger.inclusion_proof(leaf_index=entry.seq, tree_size=checkpoint.tree_size)]
@@ -314,7 +315,7 @@ def ledger_entry_evidence(*, seq: int) -> dict[str, Any]:
         "leaf_index": entry.seq,
         "tree_size": checkpoint.tree_size if checkpoint else None,
         "proof_b64": proof,
-        "checkpoint_note": witnesses.cosigned_note(checkpoint) if checkpoint else None,
+        "checkpoint_note": witnesses.cosigned_note(checkpoint, cosignatures) if checkpoint else None,
         "vkey": checkpoint.key.vkey if checkpoint else None,
         # The witnesses of the service's policy; the browser checks their cosignatures itself.
         "witnesses": _policy_witnesses(),
@@ -330,7 +331,7 @@ def ledger_entry_evidence(*, seq: int) -> dict[str, Any]:
         "proof": proof,
         "verify_data": verify_data,
         "cosigned_note": verify_data["checkpoint_note"],
-        "cosignatures": list(checkpoint.cosignatures.order_by("witness_name", "cosigned_at")) if checkpoint else [],
+        "cosignatures": cosignatures,
     }
 
 
