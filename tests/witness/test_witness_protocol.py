@@ -53,7 +53,7 @@ def test_first_checkpoint_is_cosigned_with_a_valid_cosignature_v1(witness: Witne
     assert raw[:4] == cosign.witness_key_id(key.name, key.public_key)
     assert struct.unpack(">Q", raw[4:12])[0] == cosignature.timestamp
     # The key id is over type 0x04, not the signed-note 0x01: a plain note verifier would not match it.
-    assert base64.b64decode(witness.vkey.split("+")[2])[0] == 0x04
+    assert base64.b64decode(witness.vkey.split("+", 2)[2])[0] == 0x04
 
 
 def test_consistent_growth_is_cosigned(witness: WitnessProcess, log: MemoryLog) -> None:
