@@ -168,3 +168,38 @@ def test_witnesses_receive_only_the_checkpoint(checkpoint) -> None:  # type: ign
     body, _, signatures = checkpoint.note.partition("\n\n")
     assert body.split("\n")[1:] == ["7", base64.b64encode(bytes(checkpoint.root_hash)).decode()]
     assert signatures.count("\n") == 1
+
+
+# --- When pushes happen ---------------------------------------------------------------------
+
+def test_a_new_checkpoint_queues_the_push_only_when_a_policy_is_set(empty_ledger, settings, monkeypatch,
+                                                                    tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from audit import ledger
+
+    queued: list[str] = []
+    monkeypatch.setattr(ledger, "task_enqueue_on_commit", lambda name, *a, **k: queued.append(name))
+    ledger_append(actor="system:test", action="test.changed", subject=("test.thing", "1"), payload={})
+    settings.WITNESS_POLICY_FILE = ""
+    checkpoint_create()
+    assert queued == []
+    ledger_append(actor="system:test", action="test.changed", subject=("test.thing", "1"), payload={})
+    policy = tmp_path / "policy"
+    policy.write_text(f"witness fake {WITNESS_VKEY} http://127.0.0.1:9/\nquorum fake\n")
+    settings.WITNESS_POLICY_FILE = str(policy)
+    checkpoint_create()
+    checkpoint_create()  # unchanged head: the same checkpoint, nothing new to push
+    assert queued == ["audit.tasks.checkpoint_witness_task"]
+
+
+def test_the_task_backs_off_as_the_witness_asks(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from celery.exceptions import Retry
+
+    from audit import tasks
+
+    def busy(**kwargs: object) -> list[witnesses.Outcome]:
+        raise witnesses.WitnessUnavailable("fake: HTTP 429", retry_after_s=17)
+
+    monkeypatch.setattr(witnesses, "checkpoint_witness_latest", busy)
+    with pytest.raises(Retry) as raised:
+        tasks.checkpoint_witness_task.apply(throw=True)
+    assert raised.value.when == 17
