@@ -14,6 +14,8 @@ import pytest
 from audit import cosign
 from tests.witness.helpers import MemoryLog, WitnessProcess, witness_create
 
+pytestmark = pytest.mark.integration  # starts the witness as its own process
+
 ORIGIN = "governance.test/ledger"
 
 
