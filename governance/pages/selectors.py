@@ -318,7 +318,7 @@ def ledger_entry_evidence(*, seq: int) -> dict[str, Any]:
         "checkpoint_note": witnesses.cosigned_note(checkpoint, cosignatures) if checkpoint else None,
         "vkey": checkpoint.key.vkey if checkpoint else None,
         # The witnesses of the service's policy; the browser checks their cosignatures itself.
-        "witnesses": _policy_witnesses(),
+        "witnesses": [{key: item[key] for key in ("name", "vkey", "not_independent")} for item in policy_witnesses()],
     }
     return {
         "entry": entry,
@@ -335,14 +335,16 @@ def ledger_entry_evidence(*, seq: int) -> dict[str, Any]:
     }
 
 
-def _policy_witnesses() -> list[dict[str, object]]:
+def policy_witnesses() -> list[dict[str, object]]:
+    """The witnesses of the service's policy file (name, vkey, URL, whether it is the demo's), or none."""
     try:
         policy = witnesses.witness_policy()
     except (OSError, ValueError):
         return []
     if policy is None:
         return []
-    return [{"name": name, "vkey": item.key.vkey, "not_independent": item.key.name.endswith("/not-independent")}
+    return [{"name": name, "vkey": item.key.vkey, "url": item.url or "",
+             "not_independent": item.key.name.endswith("/not-independent")}
             for name, item in policy.witnesses.items()]
 
 

@@ -203,3 +203,21 @@ def test_the_task_backs_off_as_the_witness_asks(monkeypatch) -> None:  # type: i
     with pytest.raises(Retry) as raised:
         tasks.checkpoint_witness_task.apply(throw=True)
     assert raised.value.when == 17
+
+
+# --- Pages ----------------------------------------------------------------------------------
+
+def test_the_keys_page_lists_the_policy_witnesses_and_labels_the_demo(db, client, settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import html
+
+    demo_key = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    demo_vkey = standalone.make_vkey("demo-witness.localhost/not-independent", 0x04, demo_key)
+    assert "No witness is configured: the history is vouched for by the operator only." in \
+        client.get("/keys/").content.decode()
+    policy = tmp_path / "policy"
+    policy.write_text(f"witness demo {demo_vkey} http://127.0.0.1:7380\nwitness fake {WITNESS_VKEY}\n"
+                      "group both all demo fake\nquorum both\n")
+    settings.WITNESS_POLICY_FILE = str(policy)
+    text = html.unescape(client.get("/keys/").content.decode())
+    assert f"demo <strong>(demo witness: not independent)</strong></td><td class=\"mono hash\">{demo_vkey}<" in text
+    assert f"<td>fake</td><td class=\"mono hash\">{WITNESS_VKEY}<" in text
