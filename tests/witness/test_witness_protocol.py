@@ -118,10 +118,17 @@ def test_state_survives_a_restart(witness: WitnessProcess, log: MemoryLog) -> No
     assert (response.status_code, response.text) == (409, "5\n")
 
 
-def test_add_log_refuses_to_swap_a_log_key(witness: WitnessProcess) -> None:
-    other = MemoryLog(origin=ORIGIN)
-    result = witness.run("add-log", "--origin", ORIGIN, "--vkey", other.vkey)
+def test_a_second_log_key_needs_rotated_and_then_both_verify(witness: WitnessProcess, log: MemoryLog) -> None:
+    rotated = MemoryLog(origin=ORIGIN, leaves=list(log.leaves))  # same tree, a new key
+    result = witness.run("add-log", "--origin", ORIGIN, "--vkey", rotated.vkey)
     assert result.returncode == 1 and "another key" in result.stderr
+    assert post(witness, old=0, proof=[], checkpoint=rotated.checkpoint()).status_code == 403
+    assert witness.run("add-log", "--origin", ORIGIN, "--vkey", rotated.vkey, "--rotated").returncode == 0
+    assert post(witness, old=0, proof=[], checkpoint=rotated.checkpoint()).status_code == 200
+    rotated.append(b"six")
+    assert post(witness, old=5, proof=rotated.consistency(5), checkpoint=rotated.checkpoint()).status_code == 200
+    log.append(b"six", b"seven")
+    assert post(witness, old=6, proof=log.consistency(6), checkpoint=log.checkpoint()).status_code == 200
 
 
 def test_refused_signed_requests_are_kept_as_evidence(witness: WitnessProcess, log: MemoryLog) -> None:
