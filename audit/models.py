@@ -93,7 +93,7 @@ class LedgerHead(models.Model):
     frontier = models.BinaryField(default=b"")
     # The cut-over: every entry from this seq on names the previous entry about its subject
     # (`subject_prev` in its canonical bytes); entries before it, written by older code, lack it.
-    # A ledger started by this code has 0; migration audit/0004 set it to the size of an older one.
+    # A ledger started by this code has 0; migration audit/0005 set it to the size of an older one.
     subject_prev_from = models.BigIntegerField(default=0, db_default=0)
 
     class Meta:

@@ -307,4 +307,5 @@ def keys(request: HttpRequest) -> HttpResponse:
     return render(request, "pages/keys.html", {
         "nav": "keys", "signing_keys": signing_keys, "verify_url": request.build_absolute_uri(VERIFY_URL),
         "verify_sha256": verify_py_sha256(), "command_keys": [key.vkey for key in signing_keys],
+        "witnesses": selectors.policy_witnesses(),
     })
