@@ -93,7 +93,7 @@ class LedgerHead(models.Model):
     frontier = models.BinaryField(default=b"")
     # The cut-over: every entry from this seq on names the previous entry about its subject
     # (`subject_prev` in its canonical bytes); entries before it, written by older code, lack it.
-    # A ledger started by this code has 0; migration audit/0004 set it to the size of an older one.
+    # A ledger started by this code has 0; migration audit/0005 set it to the size of an older one.
     subject_prev_from = models.BigIntegerField(default=0, db_default=0)
 
     class Meta:
@@ -168,3 +168,24 @@ class CheckpointTimestamp(models.Model):
 
     def __str__(self) -> str:
         return f"timestamp of checkpoint @{self.checkpoint.tree_size} at {self.gen_time:%Y-%m-%dT%H:%M:%SZ}"
+
+
+class WitnessCosignature(models.Model):
+    """A witness's cosignature/v1 line on one of our checkpoints, exactly as it came; append-only.
+
+    Storing one writes no ledger entry: an entry would make a new checkpoint that is pushed to
+    the witnesses again, forever. A cosignature needs none: it verifies on its own.
+    """
+
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="cosignatures")
+    witness_name = models.CharField(max_length=200, help_text="the witness key name")
+    witness_vkey = models.CharField(max_length=300, db_index=True)
+    cosigned_at = models.DateTimeField(help_text="the time inside the cosignature")
+    line = models.TextField(unique=True, help_text="the signature line, without its newline")
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["checkpoint__tree_size", "cosigned_at"]
+
+    def __str__(self) -> str:
+        return f"cosignature by {self.witness_name} @{self.checkpoint.tree_size}"

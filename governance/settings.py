@@ -230,6 +230,12 @@ TSA_URL = _env("TSA_URL", "")
 TSA_CA_FILE = _env("TSA_CA_FILE", "")
 TSA_TIMEOUT_S = float(_env("TSA_TIMEOUT_S", "10"))
 TSA_DAILY_HOUR_UTC = int(_env("TSA_DAILY_HOUR_UTC", "3"))
+# Witnesses (C2SP tlog-witness): a C2SP tlog-policy file naming them (empty: no witnesses), the
+# HTTP timeout, who gets refusal and fork alarms, and the hour (UTC) unchanged checkpoints are re-pushed.
+WITNESS_POLICY_FILE = _env("WITNESS_POLICY_FILE", "")
+WITNESS_TIMEOUT_S = float(_env("WITNESS_TIMEOUT_S", "10"))
+WITNESS_ALERT_EMAILS = _env_list("WITNESS_ALERT_EMAILS", "")
+WITNESS_REPUSH_HOUR_UTC = int(_env("WITNESS_REPUSH_HOUR_UTC", "3"))
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -384,6 +390,8 @@ CELERY_BEAT_SCHEDULE = {
     # A no-op while TSA_URL is empty.
     "ledger-timestamp-daily": {"task": "audit.tasks.ledger_timestamp_task",
                                "schedule": crontab(hour=TSA_DAILY_HOUR_UTC, minute=7)},
+    "witness-repush-daily": {"task": "audit.tasks.checkpoint_witness_task", "kwargs": {"force": True},
+                             "schedule": crontab(hour=WITNESS_REPUSH_HOUR_UTC, minute=30)},
     "approval-expire-due": {"task": "governance.tasks.approval_expire_due_task",
                             "schedule": float(APPROVAL_EXPIRY_CHECK_INTERVAL_S)},
     "idempotency-records-purge": {"task": "governance.tasks.idempotency_records_purge_task",

@@ -38,7 +38,7 @@ def drop_triggers(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("audit", "0004_subject_prev")]
+    dependencies = [("audit", "0005_subject_prev")]
 
     operations = [
         migrations.CreateModel(

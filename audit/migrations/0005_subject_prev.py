@@ -117,7 +117,7 @@ def restore_function(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("audit", "0003_append_function")]
+    dependencies = [("audit", "0004_witness_cosignatures")]
 
     operations = [
         migrations.AddField(
