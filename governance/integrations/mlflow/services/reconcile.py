@@ -27,7 +27,7 @@ from core.outbox.services import task_enqueue_on_commit
 from governance.integrations.mlflow.client import MlflowClient, MlflowError, aliases_dict, tags_dict
 from governance.integrations.mlflow.models import MlflowConnection, MlflowModelLink, MlflowVersionLink, MlflowViolation
 from governance.integrations.mlflow.services.connections import client_for
-from governance.models import NAME_PATTERN, Deployment, Environment, ModelVersion, RegisteredModel
+from governance.models import NAME_PATTERN, Deployment, Environment, RegisteredModel
 from governance.registry.services.common import DeploymentNotApproved
 from governance.registry.services.deployments import deployment_record
 from governance.registry.services.registry import model_register, model_version_register
@@ -100,7 +100,7 @@ def fetch_model(client: MlflowClient, name: str, *, known: set[str], hash_new: b
     if raw is None:
         return None
     versions = {item.version: item for item in map(_version, client.model_versions(name))}
-    for number, version in versions.items():
+    for number in list(versions):
         if number in known or not hash_new:
             continue
         detail = _version(client.model_version(name, number))
