@@ -38,8 +38,9 @@ class MlflowConnection(GovernedModel):
                                     help_text="Name of the environment variable holding the basic-auth user")
     password_env = models.CharField(max_length=100, blank=True, validators=[env_name_validator],
                                     help_text="Name of the environment variable holding the basic-auth password")
-    webhook_secret_env = models.CharField(max_length=100, validators=[env_name_validator],
-                                          help_text="Name of the environment variable holding the webhook secret")
+    webhook_secret_env = models.CharField(max_length=100, blank=True, validators=[env_name_validator],
+                                          help_text="Name of the environment variable holding the webhook secret "
+                                                    "(empty: no webhook; the scheduled reconcile only)")
     default_risk_tier = models.CharField(max_length=10, choices=RiskTier.choices, default=RiskTier.HIGH,
                                          help_text="Risk tier of models first seen in MLflow")
     alias_map = models.JSONField(default=dict, blank=True,

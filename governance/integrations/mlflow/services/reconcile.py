@@ -296,7 +296,7 @@ def mlflow_model_reconcile(*, connection: MlflowConnection, mlflow_name: str, cl
     own_client = client is None
     client = client or client_for(connection)
     try:
-        known = set(MlflowVersionLink.objects.filter(
+        known = set() if connection.pk is None else set(MlflowVersionLink.objects.filter(
             link__connection=connection, link__mlflow_name=mlflow_name, link__deleted_at__isnull=True,
             deleted_at__isnull=True).values_list("mlflow_version", flat=True))
         try:
@@ -320,8 +320,8 @@ def mlflow_model_reconcile(*, connection: MlflowConnection, mlflow_name: str, cl
 
 def _dry_run(connection: MlflowConnection, mlflow_name: str, remote: RemoteModel | None, known: set[str],
              result: ReconcileResult) -> ReconcileResult:
-    link = MlflowModelLink.objects.filter(connection=connection, mlflow_name=mlflow_name,
-                                          deleted_at__isnull=True).first()
+    link = None if connection.pk is None else MlflowModelLink.objects.filter(
+        connection=connection, mlflow_name=mlflow_name, deleted_at__isnull=True).first()
     if remote is None:
         if link is not None:
             result.changes.append(f"model {mlflow_name}: would record its deletion")
@@ -356,8 +356,8 @@ def mlflow_connection_reconcile(*, connection: MlflowConnection, names: list[str
                 listed = [str(item.get("name")) for item in client.registered_models()]
             except MlflowError as exc:
                 raise Unavailable(f"MLflow: {exc}", code="mlflow_unavailable")
-            linked = MlflowModelLink.objects.filter(connection=connection, deleted_at__isnull=True).values_list(
-                "mlflow_name", flat=True)
+            linked = [] if connection.pk is None else MlflowModelLink.objects.filter(
+                connection=connection, deleted_at__isnull=True).values_list("mlflow_name", flat=True)
             targets = list(dict.fromkeys([*listed, *linked]))
         results = []
         for index, name in enumerate(targets, start=1):
