@@ -252,3 +252,19 @@ def test_a_version_whose_artifacts_cannot_be_hashed_waits_without_writing(connec
     count = LedgerEntry.objects.count()
     run(connection)
     assert LedgerEntry.objects.count() == count
+
+
+@pytest.mark.django_db
+def test_a_violation_shows_on_the_model_page_and_the_dashboard_of_those_who_see_the_model(
+        client, connection, two_versions, approval_ready, make_user, other_team, django_capture_on_commit_callbacks):
+    run(connection)
+    two_versions.models["credit-scorer"].aliases["champion"] = "2"
+    run(connection)
+    client.force_login(approval_ready)
+    page = client.get("/models/credit-scorer/").content.decode()
+    assert 'id="mlflow-violations"' in page and "@champion" in page and "deployment_not_approved" in page
+    dashboard = client.get("/").content.decode()
+    assert 'id="mlflow-violations"' in dashboard and "credit-scorer 2" in dashboard
+    outsider = make_user("hana", "data_scientist", teams=(other_team,))
+    client.force_login(outsider)
+    assert "@champion" not in client.get("/").content.decode()
