@@ -137,7 +137,7 @@ class MlflowClient:
 
     def webhook_create(self, *, name: str, url: str, secret: str, events: list[tuple[str, str]]) -> dict[str, Any]:
         body = {"name": name, "url": url, "secret": secret, "status": "ACTIVE",
-                "events": [{"entity": entity, "action": action} for entity, action in events]}
+                "events": [{"entity": entity.upper(), "action": action.upper()} for entity, action in events]}
         return self._call("POST", f"{API}/webhooks", json=body).get("webhook") or {}
 
     # --- artifacts ------------------------------------------------------------------------------
