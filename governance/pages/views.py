@@ -25,8 +25,8 @@ from audit import selectors as audit_selectors
 from core.actor import from_visible
 from core.errors import NotFound, ServiceError, error_text
 from core.ids import parse_id
-from governance.models import ApprovalRequest, Decision, ModelVersion, RequestStatus, VersionStatus
 from governance.integrations.mlflow import selectors as mlflow_selectors
+from governance.models import ApprovalRequest, Decision, ModelVersion, RequestStatus, VersionStatus
 from governance.monitoring import selectors as monitoring_selectors
 from governance.pages import fairness, selectors
 from governance.pages import monitoring as monitoring_section

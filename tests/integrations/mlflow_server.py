@@ -75,7 +75,7 @@ def _free_port() -> int:
 @contextmanager
 def mlflow_server(folder: Path, timeout_s: float = 180) -> Iterator[str]:
     """Start `mlflow server` and yield its base URL; stop its whole process group afterwards."""
-    python = ensure_venv()
+    mlflow_bin = ensure_venv().parent / "mlflow"
     port = _free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
            "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true"}
@@ -84,7 +84,7 @@ def mlflow_server(folder: Path, timeout_s: float = 180) -> Iterator[str]:
     log_path = folder / "mlflow-server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(VENV / "bin" / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+            [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port),
              "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination",
              str(folder / "artifacts"), "--workers", "1"],
             cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
