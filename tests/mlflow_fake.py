@@ -24,6 +24,7 @@ class FakeVersion:
     current_stage: str = "None"
     # What search returns for `log_model` versions in some MLflow versions: no run id.
     run_id_in_search: bool = True
+    source: str = ""  # fixed when logged, as MLflow's logged-model URI: a rename keeps it
 
 
 @dataclass
@@ -50,6 +51,7 @@ class FakeMlflow:
         while number in model.versions:
             number = str(int(number) + 1)
         version = FakeVersion(version=number, run_id=run_id, files=files, **extra)
+        version.source = version.source or f"models:/m-{name}-{number}"
         model.versions[number] = version
         if run_id and run_id not in self.runs:
             self.runs[run_id] = {"info": {"run_id": run_id, "run_name": f"run-{run_id[:6]}", "experiment_id": "0",
@@ -65,7 +67,7 @@ class FakeMlflow:
     def _version_json(self, model: FakeModel, version: FakeVersion, *, search: bool = False) -> dict[str, Any]:
         body: dict[str, Any] = {
             "name": model.name, "version": version.version, "current_stage": version.current_stage,
-            "description": version.description, "source": f"models:/m-{model.name}-{version.version}",
+            "description": version.description, "source": version.source,
             "status": "READY", "tags": [{"key": k, "value": v} for k, v in version.tags.items()]}
         if version.run_id and (version.run_id_in_search or not search):
             body["run_id"] = version.run_id

@@ -268,3 +268,21 @@ def test_a_violation_shows_on_the_model_page_and_the_dashboard_of_those_who_see_
     outsider = make_user("hana", "data_scientist", teams=(other_team,))
     client.force_login(outsider)
     assert "@champion" not in client.get("/").content.decode()
+
+
+@pytest.mark.django_db
+def test_a_rename_in_mlflow_is_recorded_and_keeps_the_model_and_its_versions(connection, two_versions,
+                                                                              django_capture_on_commit_callbacks):
+    reconcile.mlflow_connection_reconcile(connection=connection)
+    model = two_versions.models.pop("credit-scorer")
+    model.name = "credit-scorer-v2"
+    two_versions.models["credit-scorer-v2"] = model
+    reconcile.mlflow_connection_reconcile(connection=connection)
+    renamed = last_entry("mlflow.model_renamed")
+    assert (renamed.payload["from"], renamed.payload["to"]) == ("credit-scorer", "credit-scorer-v2")
+    assert renamed.subject_id == str(RegisteredModel.objects.get(name="credit-scorer").pk)
+    assert not entries("mlflow.model_deleted") and not entries("mlflow.version_deleted")
+    assert ModelVersion.objects.count() == 2 and RegisteredModel.objects.count() == 1
+    count = LedgerEntry.objects.count()
+    reconcile.mlflow_connection_reconcile(connection=connection)
+    assert LedgerEntry.objects.count() == count

@@ -358,6 +358,9 @@ def mlflow_connection_reconcile(*, connection: MlflowConnection, names: list[str
                 raise Unavailable(f"MLflow: {exc}", code="mlflow_unavailable")
             linked = [] if connection.pk is None else MlflowModelLink.objects.filter(
                 connection=connection, deleted_at__isnull=True).values_list("mlflow_name", flat=True)
+            if not dry_run:
+                renamed = _renames(connection, client, listed=listed, linked=list(linked))
+                linked = [renamed.get(name, name) for name in linked]
             targets = list(dict.fromkeys([*listed, *linked]))
         results = []
         for index, name in enumerate(targets, start=1):
@@ -373,6 +376,43 @@ def mlflow_connection_reconcile(*, connection: MlflowConnection, names: list[str
     finally:
         if own_client:
             client.close()
+
+
+def _renames(connection: MlflowConnection, client: MlflowClient, *, listed: list[str],
+             linked: list[str]) -> dict[str, str]:
+    """MLflow sends nothing on a rename: a linked model gone and a new one whose versions have the
+    same sources is the same model renamed. Moves the link (`mlflow.model_renamed`); {old: new}."""
+    gone = sorted(set(linked) - set(listed))
+    new = sorted(set(listed) - set(linked))
+    if not gone or not new:
+        return {}
+    sources_of_new = {}
+    for name in new:
+        try:
+            sources_of_new[name] = frozenset(str(v.get("source") or "") for v in client.model_versions(name))
+        except MlflowError:
+            continue
+    renamed: dict[str, str] = {}
+    for old_name in gone:
+        seen = frozenset(str(item.snapshot.get("source") or "") for item in MlflowVersionLink.objects.filter(
+            link__connection=connection, link__mlflow_name=old_name, link__deleted_at__isnull=True,
+            deleted_at__isnull=True))
+        match = [name for name, sources in sources_of_new.items() if sources and sources == seen
+                 and name not in renamed.values()]
+        if len(match) != 1 or "" in seen:
+            continue
+        with transaction.atomic():
+            link = lock_for_update(MlflowModelLink.objects).select_related("model").filter(
+                connection=connection, mlflow_name=old_name, deleted_at__isnull=True).first()
+            if link is None or MlflowModelLink.objects.filter(connection=connection, mlflow_name=match[0],
+                                                              deleted_at__isnull=True).exists():
+                continue
+            link.mlflow_name = match[0]
+            link.save(update_fields=["mlflow_name"])
+            ledger_append(actor=connection.service_account, action="mlflow.model_renamed", subject=link.model,
+                          payload={"connection": connection.name, "from": old_name, "to": match[0]})
+        renamed[old_name] = match[0]
+    return renamed
 
 
 def mlflow_version_alias_on_approval(*, version_id: int) -> str | None:
