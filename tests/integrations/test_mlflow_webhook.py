@@ -195,3 +195,13 @@ def test_the_connection_stores_no_secret(connection):
 @pytest.mark.django_db
 def test_get_is_not_allowed(client, connection):
     assert client.get(URL).status_code == 405
+
+
+def test_the_task_names_the_services_queue_are_registered():
+    from governance.celery import app
+    from governance.integrations.mlflow import hooks
+    from governance.integrations.mlflow.services import reconcile
+
+    app.loader.import_default_modules()
+    queued = {webhook.RECONCILE_TASK, reconcile.NOTIFY_TASK, reconcile.REVERT_TASK, hooks.ALIAS_ON_APPROVAL_TASK}
+    assert queued <= set(app.tasks)

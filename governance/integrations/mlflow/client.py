@@ -100,13 +100,14 @@ class MlflowClient:
     def registered_model(self, name: str) -> dict[str, Any] | None:
         """The model with its aliases; None when MLflow has no model of that name."""
         try:
-            return self._call("GET", f"{API}/registered-models/get", params={"name": name})["registered_model"]
+            found = self._call("GET", f"{API}/registered-models/get", params={"name": name}).get("registered_model")
         except MlflowError as exc:
             if exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST":
                 return None
             raise
-        except KeyError as exc:
-            raise MlflowError("registered-models/get answered without a registered_model.") from exc
+        if not isinstance(found, dict):
+            raise MlflowError("registered-models/get answered without a registered_model.")
+        return found
 
     def model_versions(self, name: str) -> list[dict[str, Any]]:
         """Every version of a model (search returns no aliases: mlflow #16734; `run_id` may be empty)."""
@@ -123,11 +124,12 @@ class MlflowClient:
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         try:
-            return self._call("GET", f"{API}/runs/get", params={"run_id": run_id}).get("run")
+            found = self._call("GET", f"{API}/runs/get", params={"run_id": run_id}).get("run")
         except MlflowError as exc:
             if exc.status == 404 or exc.error_code == "RESOURCE_DOES_NOT_EXIST":
                 return None
             raise
+        return found if isinstance(found, dict) else None
 
     def alias_set(self, name: str, alias: str, version: str) -> None:
         self._call("POST", f"{API}/registered-models/alias", json={"name": name, "alias": alias, "version": version})

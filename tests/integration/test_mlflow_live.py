@@ -1,4 +1,4 @@
-"""Against a real MLflow 3.17.2 server started here (tests/integrations/mlflow_server.py), with the
+"""Against a real MLflow 3.17.2 server started here (tests/integration/mlflow_server.py), with the
 live service receiving its webhooks and a real Celery worker running the reconciles:
 
 two versions of a scikit-learn model arrive as drafts with SHA-256 manifests equal to MLflow's own
@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integrations.mlflow_server import log_two_versions, mlflow_server
+from tests.integration.mlflow_server import log_two_versions, mlflow_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
