@@ -286,3 +286,22 @@ def test_a_rename_in_mlflow_is_recorded_and_keeps_the_model_and_its_versions(con
     count = LedgerEntry.objects.count()
     reconcile.mlflow_connection_reconcile(connection=connection)
     assert LedgerEntry.objects.count() == count
+
+
+@pytest.mark.django_db
+def test_revert_never_moves_the_alias_back_to_another_refused_version(connection, two_versions,
+                                                                       django_capture_on_commit_callbacks):
+    connection = mlflow_connection_update(connection=connection, by=SEED, revert_violations=True)
+    run(connection)
+    aliases = two_versions.models["credit-scorer"].aliases
+    with django_capture_on_commit_callbacks(execute=True):
+        aliases["champion"] = "1"  # a draft: refused, and removed (nothing ran there before)
+        run(connection)
+    assert aliases == {}
+    run(connection)
+    with django_capture_on_commit_callbacks(execute=True):
+        aliases["champion"] = "2"
+        run(connection)
+    assert aliases == {}
+    assert MlflowViolation.objects.count() == 2
+    assert [e.payload["moved_back_to"] for e in entries("mlflow.alias_reverted")] == [None, None]

@@ -221,7 +221,12 @@ def _alias_changed(connection: MlflowConnection, link: MlflowModelLink, alias: s
         result.changes.append(f"alias @{alias}: POLICY VIOLATION ({version.label} is {version.status})")
         task_enqueue_on_commit(NOTIFY_TASK, violation.pk)
         if connection.revert_violations:
-            task_enqueue_on_commit(REVERT_TASK, violation.pk, before)
+            # Back to the version the alias named before only if that one runs there now (else two
+            # refused versions would bounce the alias between them): otherwise the alias is removed.
+            previous = (MlflowVersionLink.objects.filter(link=link, mlflow_version=before, deleted_at__isnull=True)
+                        .values_list("version_id", flat=True).first() if before is not None else None)
+            revert_to = before if active is not None and previous == active.version_id else None
+            task_enqueue_on_commit(REVERT_TASK, violation.pk, revert_to)
 
 
 def _apply(connection: MlflowConnection, remote: RemoteModel | None, mlflow_name: str,
@@ -447,7 +452,7 @@ def mlflow_violation_revert(*, violation_id: int, previous: str | None) -> bool:
     link = violation.version.mlflow_link.link
     with client_for(connection) as client:
         current = aliases_dict((client.registered_model(link.mlflow_name) or {}).get("aliases"))
-        if current.get(violation.alias) != violation.version.label:
+        if current.get(violation.alias) != violation.version.mlflow_link.mlflow_version:
             error = f"the alias moved on in MLflow (now {current.get(violation.alias)}); not reverted"
         else:
             error = ""
