@@ -305,3 +305,17 @@ def test_revert_never_moves_the_alias_back_to_another_refused_version(connection
     assert aliases == {}
     assert MlflowViolation.objects.count() == 2
     assert [e.payload["moved_back_to"] for e in entries("mlflow.alias_reverted")] == [None, None]
+
+
+@pytest.mark.django_db
+def test_an_environment_alias_on_a_version_never_registered_here_is_a_violation(connection, fake_mlflow,
+                                                                                django_capture_on_commit_callbacks):
+    fake_mlflow.add_version("credit-scorer", FILES)
+    fake_mlflow.add_version("credit-scorer", {})  # its artifacts cannot be hashed: never registered here
+    run(connection)
+    fake_mlflow.models["credit-scorer"].aliases["champion"] = "2"
+    run(connection)
+    violation = MlflowViolation.objects.get()
+    assert (violation.version, violation.mlflow_version, violation.version_status) == (None, "2", "unregistered")
+    assert last_entry("mlflow.policy_violation").payload["after"]["mlflow_version"] == "2"
+    assert not Deployment.objects.exists()

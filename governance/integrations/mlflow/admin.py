@@ -60,7 +60,7 @@ class ReadOnlyAdmin(ServiceBackedAdmin):
 
 @admin.register(MlflowViolation)
 class MlflowViolationAdmin(ReadOnlyAdmin):
-    list_display = ("detected_at", "connection", "model", "version", "alias", "environment", "version_status",
+    list_display = ("detected_at", "connection", "model", "mlflow_version", "alias", "environment", "version_status",
                     "reverted_at")
     list_filter = ("connection", "environment")
 

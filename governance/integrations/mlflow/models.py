@@ -123,7 +123,11 @@ class MlflowViolation(GovernedModel):
 
     connection = models.ForeignKey(MlflowConnection, on_delete=models.PROTECT, related_name="violations")
     model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="mlflow_violations")
-    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="mlflow_violations")
+    version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="mlflow_violations",
+                                help_text="Empty: a version not registered here (its artifacts could not be hashed)")
+    mlflow_name = models.CharField(max_length=500)
+    mlflow_version = models.CharField(max_length=50)
     alias = models.CharField(max_length=100)
     environment = models.CharField(max_length=100)
     version_status = models.CharField(max_length=20)
@@ -138,4 +142,4 @@ class MlflowViolation(GovernedModel):
         verbose_name = "MLflow policy violation"
 
     def __str__(self) -> str:
-        return f"@{self.alias} -> {self.version} ({self.environment})"
+        return f"{self.mlflow_name}@{self.alias} -> {self.mlflow_version} ({self.environment})"

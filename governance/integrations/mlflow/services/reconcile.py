@@ -27,7 +27,7 @@ from core.outbox.services import task_enqueue_on_commit
 from governance.integrations.mlflow.client import MlflowClient, MlflowError, aliases_dict, tags_dict
 from governance.integrations.mlflow.models import MlflowConnection, MlflowModelLink, MlflowVersionLink, MlflowViolation
 from governance.integrations.mlflow.services.connections import client_for
-from governance.models import NAME_PATTERN, Deployment, Environment, RegisteredModel
+from governance.models import NAME_PATTERN, Deployment, Environment, ModelVersion, RegisteredModel
 from governance.registry.services.common import DeploymentNotApproved
 from governance.registry.services.deployments import deployment_record
 from governance.registry.services.registry import model_register, model_version_register
@@ -199,11 +199,17 @@ def _alias_changed(connection: MlflowConnection, link: MlflowModelLink, alias: s
     action = "mlflow.alias_set" if after is not None else "mlflow.alias_deleted"
     ledger_append(actor=svc, action=action, subject=target.version if target else link.model, payload=payload)
     result.changes.append(f"alias @{alias}: {before} -> {after}")
-    if environment_name is None or target is None:
+    if environment_name is None or after is None:
         return
     environment = Environment.objects.get(name=environment_name)
-    version = target.version
     active = Deployment.objects.filter(model=link.model, environment=environment, is_active=True).first()
+    if target is None:
+        # A version never registered here (its artifacts could not be hashed) is approved for nothing.
+        refusal = DeploymentNotApproved(f"MLflow version {after} is not registered here, so not approved.",
+                                        extra={"version": after, "environment": environment.name})
+        _violation(connection, link, alias, before, after, None, environment, active, refusal, result)
+        return
+    version = target.version
     if active is not None and active.version_id == version.pk:
         return
     try:
@@ -212,21 +218,27 @@ def _alias_changed(connection: MlflowConnection, link: MlflowModelLink, alias: s
                               comment=f"MLflow alias @{alias} ({connection.name})")
         result.changes.append(f"alias @{alias}: deployment of {version.label} to {environment.name} recorded")
     except DeploymentNotApproved as refusal:
-        violation = MlflowViolation(connection=connection, model=link.model, version=version, alias=alias,
-                                    environment=environment.name, version_status=version.status,
-                                    code=refusal.code, detected_at=timezone.now())
-        violation.save_recorded(action="mlflow.policy_violation", by=svc, extra={
-            "mlflow_name": link.mlflow_name, "mlflow_version": after, "previous": before,
-            "message": refusal.message, "revert": connection.revert_violations})
-        result.changes.append(f"alias @{alias}: POLICY VIOLATION ({version.label} is {version.status})")
-        task_enqueue_on_commit(NOTIFY_TASK, violation.pk)
-        if connection.revert_violations:
-            # Back to the version the alias named before only if that one runs there now (else two
-            # refused versions would bounce the alias between them): otherwise the alias is removed.
-            previous = (MlflowVersionLink.objects.filter(link=link, mlflow_version=before, deleted_at__isnull=True)
-                        .values_list("version_id", flat=True).first() if before is not None else None)
-            revert_to = before if active is not None and previous == active.version_id else None
-            task_enqueue_on_commit(REVERT_TASK, violation.pk, revert_to)
+        _violation(connection, link, alias, before, after, version, environment, active, refusal, result)
+
+
+def _violation(connection: MlflowConnection, link: MlflowModelLink, alias: str, before: str | None, after: str,
+               version: ModelVersion | None, environment: Environment, active: Deployment | None,
+               refusal: DeploymentNotApproved, result: ReconcileResult) -> None:
+    status = version.status if version is not None else "unregistered"
+    violation = MlflowViolation(connection=connection, model=link.model, version=version, mlflow_name=link.mlflow_name,
+                                mlflow_version=after, alias=alias, environment=environment.name, version_status=status,
+                                code=refusal.code, detected_at=timezone.now())
+    violation.save_recorded(action="mlflow.policy_violation", by=connection.service_account, extra={
+        "previous": before, "message": refusal.message, "revert": connection.revert_violations})
+    result.changes.append(f"alias @{alias}: POLICY VIOLATION ({after} is {status})")
+    task_enqueue_on_commit(NOTIFY_TASK, violation.pk)
+    if connection.revert_violations:
+        # Back to the version the alias named before only if that one runs there now (else two
+        # refused versions would bounce the alias between them): otherwise the alias is removed.
+        previous = (MlflowVersionLink.objects.filter(link=link, mlflow_version=before, deleted_at__isnull=True)
+                    .values_list("version_id", flat=True).first() if before is not None else None)
+        revert_to = before if active is not None and previous == active.version_id else None
+        task_enqueue_on_commit(REVERT_TASK, violation.pk, revert_to)
 
 
 def _apply(connection: MlflowConnection, remote: RemoteModel | None, mlflow_name: str,
@@ -444,22 +456,22 @@ def mlflow_version_alias_on_approval(*, version_id: int) -> str | None:
 
 def mlflow_violation_revert(*, violation_id: int, previous: str | None) -> bool:
     """Move the alias back (to the version it named before, or remove it) and record that; once."""
-    violation = (MlflowViolation.objects.select_related("connection__service_account", "version")
+    violation = (MlflowViolation.objects.select_related("connection__service_account")
                  .filter(pk=violation_id).first())
     if violation is None or violation.reverted_at is not None:
         return False
     connection = violation.connection
-    link = violation.version.mlflow_link.link
+    name = violation.mlflow_name
     with client_for(connection) as client:
-        current = aliases_dict((client.registered_model(link.mlflow_name) or {}).get("aliases"))
-        if current.get(violation.alias) != violation.version.mlflow_link.mlflow_version:
+        current = aliases_dict((client.registered_model(name) or {}).get("aliases"))
+        if current.get(violation.alias) != violation.mlflow_version:
             error = f"the alias moved on in MLflow (now {current.get(violation.alias)}); not reverted"
         else:
             error = ""
             if previous:
-                client.alias_set(link.mlflow_name, violation.alias, previous)
+                client.alias_set(name, violation.alias, previous)
             else:
-                client.alias_delete(link.mlflow_name, violation.alias)
+                client.alias_delete(name, violation.alias)
     with transaction.atomic():
         violation = lock_for_update(MlflowViolation.objects).get(pk=violation_id)
         if violation.reverted_at is not None:

@@ -22,7 +22,7 @@ def violation_payload(violation: MlflowViolation) -> dict[str, Any]:
         "violation": violation.pk,
         "connection": violation.connection.name,
         "model": violation.model.name,
-        "version": violation.version.label,
+        "version": violation.mlflow_version,
         "version_status": violation.version_status,
         "alias": violation.alias,
         "environment": violation.environment,
@@ -51,7 +51,7 @@ def mlflow_violation_notify(*, violation_id: int) -> bool:
     """Post the webhook and send the e-mail (raises on failure, so the task retries); once."""
     with transaction.atomic():
         violation = (lock_for_update(MlflowViolation.objects, of=("self",))
-                     .select_related("connection", "model", "version").get(pk=violation_id))
+                     .select_related("connection", "model").get(pk=violation_id))
         if violation.notified_at is not None:
             return False
         notifications.post_event(EVENT, violation_payload(violation))
