@@ -301,3 +301,14 @@ class SealedPath:
 
     def unlink(self, missing_ok: bool = False) -> None:
         self.path.unlink(missing_ok=missing_ok)
+
+
+def open_plain(path: SealedPath | os.PathLike[str] | str) -> BinaryIO:
+    """The plaintext bytes of a sealed file or of an ordinary one."""
+    return path.open() if isinstance(path, SealedPath) else open(path, "rb")
+
+
+def arrow_source(path: SealedPath | os.PathLike[str] | str) -> object:
+    """What to hand a pyarrow reader: the path of an ordinary file (read natively), or a plaintext
+    stream of a sealed one."""
+    return path.open() if isinstance(path, SealedPath) else path

@@ -369,6 +369,17 @@ FAIRNESS_RECOVER_INTERVAL_S = int(_env("FAIRNESS_RECOVER_INTERVAL_S", "60"))
 # The queue tasks go to by default; integration tests give each worker a queue of its own.
 CELERY_TASK_DEFAULT_QUEUE = _env("CELERY_TASK_DEFAULT_QUEUE", "celery")
 
+# --- Sensitive data at rest (governance/fairness/services/vault.py) -----------------------------
+# Key-encryption keys: DATA_KEK (base64 of 32 bytes) if set, else the keyring file DATA_KEK_FILE
+# (created 0600 on first use; one "kek_id base64" line per key, the last line is the active one).
+DATA_KEK = os.environ.get("DATA_KEK", "")
+DATA_KEK_FILE = _path("DATA_KEK_FILE", str(VAR_DIR / "keys" / "data.kek"))
+# Retention of data sets and prediction batches, in days, per risk tier of their model (a risk
+# officer may set another date per file); beat erases expired files every DATA_RETENTION_CHECK_INTERVAL_S.
+DATA_RETENTION_DAYS = {tier: int(days) for tier, _, days in
+                       (item.partition("=") for item in _env_list("DATA_RETENTION_DAYS", "minimal=365,limited=365,high=730"))}
+DATA_RETENTION_CHECK_INTERVAL_S = int(_env("DATA_RETENTION_CHECK_INTERVAL_S", "3600"))
+
 # --- Scheduled jobs: the one beat schedule ------------------------------------------------------
 # Defaults that django-celery-beat copies into its database; risk officers edit them in the admin.
 CELERY_BEAT_SCHEDULE = {
@@ -388,4 +399,6 @@ CELERY_BEAT_SCHEDULE = {
                                "schedule": float(FAIRNESS_RECOVER_INTERVAL_S)},
     "monitoring-runs-due": {"task": "governance.monitoring.tasks.monitor_runs_due_task",
                             "schedule": float(MONITORING_DUE_INTERVAL_S)},
+    "sealed-files-expire": {"task": "governance.fairness.tasks.sealed_files_expire_task",
+                            "schedule": float(DATA_RETENTION_CHECK_INTERVAL_S)},
 }

@@ -19,8 +19,8 @@ from django.utils import timezone
 from audit.ledger import lock_for_update
 from core.errors import Conflict, InvalidInput, NotFound
 from governance.fairness.services.access import can_manage_specs, require_allowed, require_visible
-from governance.fairness.services.specs import _local_dataset_path
 from governance.fairness.services.uploads import store_upload
+from governance.fairness.services.vault import lineage_dataset_local_path
 from governance.models import ModelVersion, VersionStatus
 from governance.monitoring.drift import (
     DEFAULT_BINS,
@@ -71,7 +71,7 @@ def reference_profile_create(*, by: Any, version: ModelVersion, columns: list[st
         raise Conflict(f"Version {version.label} is approved: its reference profile is frozen.",
                        code="monitoring_profile_frozen", extra={"version": version.pk})
     if file is None and path is None and dataset_version is not None:
-        path = _local_dataset_path(dataset_version)
+        path = lineage_dataset_local_path(dataset_version)
     if file is None and path is None:
         raise InvalidInput("Give the reference data: a file, or a lineage dataset version whose file this server can read.",
                            code="monitoring_no_data")
