@@ -494,3 +494,53 @@ def sealed_files_rewrap(*, by: Any) -> int:
             "kek_id": active, "previous_kek_ids": sorted(before), "keys_rewrapped": count})
     return count
 
+
+
+def sealed_files_encrypt_existing(*, by: Any) -> list[str]:
+    """Seal, in place, every data set and batch stored in clear before encryption at rest; one
+    `sealed_file.encrypted_existing` entry per file, in the transaction that creates its record.
+
+    A file whose bytes no longer match the digest it was recorded with is left alone and named in
+    the error, so nothing unverified is vouched for. Returns the storage names sealed.
+    """
+    from governance.fairness.models import AuditSpec, PredictionBatch
+
+    stored: list[tuple[str, str, str, Any, list[str], str]] = []
+    for batch in PredictionBatch.objects.select_related("model__team"):
+        stored.append((batch.file.name, batch.sha256, batch.file_format, batch.model, [], "batch"))
+    for spec in AuditSpec.objects.exclude(dataset_file="").select_related("model__team"):
+        fmt = "parquet" if spec.dataset_file.name.endswith(".parquet") else "csv"
+        stored.append((spec.dataset_file.name, spec.dataset_sha256, fmt, spec.model, list(spec.sensitive), "dataset"))
+    sealed_names = set(SealedFile.objects.values_list("name", flat=True))
+    done: list[str] = []
+    for name, digest, fmt, model, sensitive, kind in stored:
+        if name in sealed_names or name in done:
+            continue
+        path = Path(default_storage.path(name))
+        with path.open("rb") as handle:
+            if sealed.is_sealed(handle):
+                continue
+        target = seal_upload_target("existing-")
+        with path.open("rb") as source, open(target.path, "xb") as sink:
+            assert target.file_id is not None
+            actual, size = sealed.seal_stream(source, sink, data_key=target._data_key, file_id=target.file_id)
+        if actual != digest:
+            target.unlink()
+            raise InvalidInput(f"{name} does not have the digest it was recorded with; it is left in clear.",
+                               code="sealed_file_corrupt", extra={"name": name, "expected": digest, "actual": actual})
+        assert target.file_id is not None
+        kek_id, wrapped = _wrap(target.file_id, target._data_key)
+        tier = getattr(model, "risk_tier", "") or "high"
+        days = settings.DATA_RETENTION_DAYS.get(tier, max(settings.DATA_RETENTION_DAYS.values(), default=730))
+        with transaction.atomic():
+            record = SealedFile.objects.create(
+                file_id=target.file_id.hex(), name=name, kind=kind, model=model, team=model.team, file_format=fmt,
+                kek_id=kek_id, wrapped_key=wrapped, source_sha256=digest, content_sha256=digest, size_bytes=size,
+                sensitive_columns=sensitive, purpose=f"stored before encryption at rest ({kind} of '{model.name}')",
+                retention_until=timezone.now() + timedelta(days=days), retention_set_by="policy")
+            ledger_append(actor=by, action="sealed_file.encrypted_existing", subject=record,
+                          payload=sealed_file_summary(record))
+            # The sealed copy replaces the clear file under the same name when the record commits.
+            transaction.on_commit(lambda source=target.path, destination=path: os.replace(source, destination))
+        done.append(name)
+    return done
