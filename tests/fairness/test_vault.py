@@ -324,3 +324,28 @@ def test_files_stored_in_clear_are_sealed_in_place(scientist, model, version, tm
     with django_capture_on_commit_callbacks(execute=True):
         call_command("data_files", "encrypt-existing", stdout=io.StringIO())  # idempotent
     assert LedgerEntry.objects.filter(action="sealed_file.encrypted_existing").count() == 1
+
+
+# --- no personal data in the ledger -------------------------------------------------------------
+
+def test_the_ledger_scan_finds_a_declared_value_written_into_an_entry(scientist, model, version, tmp_path):
+    from audit.ledger import ledger_append
+
+    make_spec(scientist, model, version, _people_csv(tmp_path / "eval.csv"), identifier_columns=["person_id"])
+    assert vault.ledger_personal_data_findings(extra_values=["P00002", f"{MARKER}-2"]) == []
+    record = SealedFile.objects.get()
+    pseudonym = sealed.pseudonym("P00002", key=vault.team_pseudonym_key(model.team))
+    with transaction.atomic():
+        # A careless entry quoting a row: its pseudonym, and the one row's sensitive value.
+        ledger_append(actor=scientist, action="test.careless", subject=record,
+                      payload={"row": {"person_id": pseudonym, "sex": MARKER}})
+    findings = vault.ledger_personal_data_findings()
+    assert {(f["action"], f["column"]) for f in findings} == {
+        ("test.careless", f"{record.file_id}:person_id"), ("test.careless", f"{record.file_id}:sex")}
+    out = io.StringIO()
+    with pytest.raises(Exception, match="personal data"):
+        call_command("data_files", "scan-ledger", stdout=out)
+    # The suite-wide check (tests/fixtures.py) would fail this test too; erase the file so it passes.
+    record.erased_at = timezone.now()
+    record.wrapped_key = b""
+    record.save(update_fields=["erased_at", "wrapped_key"])

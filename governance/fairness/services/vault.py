@@ -33,7 +33,7 @@ from core.errors import Conflict, InvalidInput, ServiceError
 from governance.fairness.models import SealedFile, TeamPseudonymKey
 
 # Why a sealed file may be read: each read names one of these and what caused it.
-PURPOSES = frozenset({"fairness_audit", "monitoring_run", "download", "row_erasure", "encrypt_existing"})
+PURPOSES = frozenset({"fairness_audit", "monitoring_run", "download", "row_erasure", "personal_data_scan"})
 ERASURE_REASONS = frozenset({"retention", "erasure_request", "row_erasure"})
 ERASED_NOTE = "input erased under retention policy"
 
@@ -544,3 +544,58 @@ def sealed_files_encrypt_existing(*, by: Any) -> list[str]:
             transaction.on_commit(lambda source=target.path, destination=path: os.replace(source, destination))
         done.append(name)
     return done
+
+
+# --- no personal data in the ledger -------------------------------------------------------------
+
+def _declared_values(record: SealedFile) -> dict[str, str]:
+    """Values of a live file that would identify a person: every value of an identifier column (as
+    stored, i.e. its pseudonym) and every sensitive value that only one row holds (a category many
+    rows share is a group label, as audit results name groups)."""
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pa_parquet
+
+    identifiers, sensitive = list(record.identifier_columns), list(record.sensitive_columns)
+    wanted = list(dict.fromkeys([*identifiers, *sensitive]))
+    if not wanted:
+        return {}
+    path = sealed_file_open(record=record, purpose="personal_data_scan")
+    with path.open() as handle:
+        if record.file_format == "parquet":
+            table = pa_parquet.ParquetFile(handle).read(columns=wanted)
+        else:
+            table = pa_csv.read_csv(handle, convert_options=pa_csv.ConvertOptions(
+                include_columns=wanted, column_types={name: pa.string() for name in wanted}, strings_can_be_null=True))
+    found: dict[str, str] = {}
+    for name in wanted:
+        counts = pc.value_counts(pc.cast(table.column(name), pa.string())).to_pylist()
+        for item in counts:
+            value = item["values"]
+            if value and (name in identifiers or item["counts"] == 1):
+                found[value] = f"{record.file_id}:{name}"
+    return found
+
+
+def ledger_personal_data_findings(*, extra_values: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Ledger entries whose canonical bytes hold, as a JSON string, a value of a declared identifier or
+    sensitive column of a live file (or one of ``extra_values``); empty when the ledger is clean."""
+    import json
+
+    from audit.models import LedgerEntry
+
+    values: dict[str, str] = {value: "given" for value in extra_values if value}
+    for record in SealedFile.objects.filter(erased_at__isnull=True):
+        try:
+            values.update(_declared_values(record))
+        except (sealed.SealError, SealedFileCorrupt, OSError, pa.ArrowException):
+            continue  # a damaged or missing file holds nothing to look for (its own checks report it)
+    if not values:
+        return []
+    needles = {json.dumps(value)[1:-1]: where for value, where in values.items()}
+    findings = []
+    for seq, action, canonical in LedgerEntry.objects.order_by("seq").values_list("seq", "action", "canonical"):
+        text = bytes(canonical).decode()
+        for needle, where in needles.items():
+            if f'"{needle}"' in text:
+                findings.append({"seq": seq, "action": action, "column": where})
+    return findings

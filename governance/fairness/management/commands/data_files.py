@@ -18,10 +18,11 @@ class Command(BaseCommand):
     help = ("rotate: add a new key-encryption key and re-wrap every data key under it (files untouched); "
             "rewrap: re-wrap under the active key; encrypt-existing: seal files stored in clear, in place; "
             "expire: erase files past retention; erase: erase a file (--file-id), or the rows of a person "
-            "(--file-id with --column and --value, or --column and --value over every file holding that column).")
+            "(--file-id with --column and --value, or --column and --value over every file holding that column); "
+            "scan-ledger: fail if a ledger entry holds a value of a declared identifier or sensitive column.")
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("operation", choices=["rotate", "rewrap", "encrypt-existing", "expire", "erase"])
+        parser.add_argument("operation", choices=["rotate", "rewrap", "encrypt-existing", "expire", "erase", "scan-ledger"])
         parser.add_argument("--file-id", default="", help="Hex id of one sealed file")
         parser.add_argument("--column", default="", help="Row-level erasure: the identifier column")
         parser.add_argument("--value", default="", help="Row-level erasure: the person's identifier (never logged)")
@@ -39,6 +40,13 @@ class Command(BaseCommand):
             elif operation == "encrypt-existing":
                 names = vault.sealed_files_encrypt_existing(by=ACTOR)
                 self.stdout.write(f"{len(names)} file(s) sealed in place")
+            elif operation == "scan-ledger":
+                findings = vault.ledger_personal_data_findings()
+                for finding in findings:
+                    self.stdout.write(f"seq {finding['seq']} ({finding['action']}): a value of {finding['column']}")
+                if findings:
+                    raise CommandError(f"{len(findings)} ledger entr(y/ies) hold personal data")
+                self.stdout.write("no declared identifier or singular sensitive value in any ledger entry")
             elif operation == "expire":
                 self.stdout.write(f"{len(vault.sealed_files_expire(by=ACTOR))} file(s) erased (retention ended)")
             else:
