@@ -349,3 +349,32 @@ def test_the_ledger_scan_finds_a_declared_value_written_into_an_entry(scientist,
     record.erased_at = timezone.now()
     record.wrapped_key = b""
     record.save(update_fields=["erased_at", "wrapped_key"])
+
+
+# --- the report: erasure notes and records of processing ------------------------------------------
+
+def test_the_report_keeps_an_erased_audit_with_its_note_and_records_the_processing(
+        scientist, model, version, tmp_path, django_capture_on_commit_callbacks):
+    from governance.reports import render, sections
+
+    spec, run = _audited(scientist, model, version, tmp_path, django_capture_on_commit_callbacks)
+    record = SealedFile.objects.get()
+    before = sections.report_document(version)
+    assert sections.audit_view(run)["input_erasure"] is None
+    processing = next(s for s in before["sections"] if s["id"] == "processing")["content"]
+    assert processing["attributes"][0]["sensitive"] == ["sex"] and processing["reads"] == 1
+    assert processing["files"][0]["identifier_columns"] == ["person_id", "national_id"]
+    assert processing["deletions"] == []
+    with django_capture_on_commit_callbacks(execute=True):
+        vault.sealed_files_expire(now=record.retention_until + timedelta(seconds=1))
+    document = sections.report_document(version)
+    view = sections.audit_view(run)
+    assert view["result"] == run.result and view["input_sha256"] == run.input_sha256  # still shown
+    assert view["input_erasure"]["note"] == "input erased under retention policy"
+    assert view["input_erasure"]["input_sha256"] == [spec.dataset_sha256]
+    method = next(s for s in document["sections"] if s["id"] == "fairness_method")["content"]
+    assert method["input_erasure"]["reasons"] == ["retention"]
+    processing = next(s for s in document["sections"] if s["id"] == "processing")["content"]
+    assert [d["file_id"] for d in processing["deletions"]] == [record.file_id]
+    html = render.report_html(document)
+    assert "input erased under retention policy" in html and "Records of processing" in html

@@ -106,6 +106,15 @@ def keyring() -> tuple[str, dict[str, bytes]]:
     return active, keys
 
 
+def keyring_summary() -> str:
+    """The active KEK's public id, for reports (never the key)."""
+    try:
+        active, keys = keyring()
+    except (ImproperlyConfiguredKek, OSError):
+        return ""
+    return f" (active key id {active}; {len(keys)} key(s) in the keyring)"
+
+
 def keyring_add() -> str:
     """Append a fresh KEK to the keyring file; it becomes the active one. Returns its id."""
     if settings.DATA_KEK:
