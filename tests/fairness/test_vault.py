@@ -254,7 +254,7 @@ def test_a_persons_rows_are_erased_by_rewriting_the_file_under_a_new_key(scienti
     assert sealed.pseudonym("P00004", key=key) not in text and sealed.pseudonym("P00005", key=key) in text
     assert len(text.strip().splitlines()) == 400  # header + 399 rows
     entry = LedgerEntry.objects.get(action="sealed_file.rows_erased")
-    assert entry.payload["rows_removed"] == 1 and entry.payload["digests_erased"] == [old.content_sha256]
+    assert entry.payload["rows_removed"] == 1 and entry.payload["digests_erased"] == [old.content_sha256, old.source_sha256]
     assert "P00004" not in str(entry.payload)
     spec.refresh_from_db()
     assert spec.dataset_file.name == new.name  # later runs read the rewrite
@@ -378,3 +378,21 @@ def test_the_report_keeps_an_erased_audit_with_its_note_and_records_the_processi
     assert [d["file_id"] for d in processing["deletions"]] == [record.file_id]
     html = render.report_html(document)
     assert "input erased under retention policy" in html and "Records of processing" in html
+
+
+def test_the_bundle_of_an_erased_audit_verifies_and_says_the_input_was_erased(
+        scientist, model, version, tmp_path, settings, django_capture_on_commit_callbacks):
+    from tests.reports.bundle_helpers import run_verify
+
+    _audited(scientist, model, version, tmp_path, django_capture_on_commit_callbacks)
+    record = SealedFile.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        vault.sealed_files_expire(now=record.retention_until + timedelta(seconds=1))
+    out = tmp_path / "bundle.zip"
+    call_command("export_bundle", "--model", model.name, "--version", version.label, "--out", str(out),
+                 stdout=io.StringIO())
+    result = run_verify(tmp_path, out.read_bytes())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "input erased under retention policy on" in result.stdout
+    assert "the erasure is in the ledger" in result.stdout
+    assert MARKER.encode() not in out.read_bytes()

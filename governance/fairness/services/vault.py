@@ -459,7 +459,7 @@ def sealed_file_erase_rows(*, by: Any, record: SealedFile, column: str, value: s
             _repoint(locked, replacement)
             ledger_append(actor=by, action="sealed_file.rows_erased", subject=locked, payload={
                 "file_id": locked.file_id, "replacement_file_id": replacement.file_id, "rows_removed": removed,
-                "request": request_ref[:200], "digests_erased": [locked.content_sha256],
+                "request": request_ref[:200], "digests_erased": [locked.content_sha256, locked.source_sha256],
                 "replacement_content_sha256": replacement.content_sha256})
             transaction.on_commit(lambda name=locked.name: default_storage.delete(name))
     except BaseException:
