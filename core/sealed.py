@@ -115,7 +115,7 @@ class SealedWriter(io.RawIOBase):
     """
 
     def __init__(self, sink: BinaryIO, *, data_key: bytes, file_id: bytes, chunk_size: int = DEFAULT_CHUNK_BYTES,
-                 close_sink: bool = True) -> None:
+                 close_sink: bool = True, hash_plaintext: bool = True) -> None:
         if len(data_key) != KEY_BYTES or len(file_id) != 16 or not 1 <= chunk_size <= MAX_CHUNK_BYTES:
             raise SealError("bad data key, file id or chunk size")
         self._sink = sink
@@ -123,9 +123,10 @@ class SealedWriter(io.RawIOBase):
         self._aead = AESGCM(data_key)
         self._chunk_size = chunk_size
         self._header = HEADER.pack(MAGIC, chunk_size, file_id)
-        self._buffer = bytearray()
+        self._buffer = bytearray(chunk_size)  # filled in place; encrypted only once more data shows it is not last
+        self._fill = 0
         self._index = 0
-        self._digest = hashlib.sha256()
+        self._digest = hashlib.sha256() if hash_plaintext else None
         self.plaintext_bytes = 0
         self.plaintext_sha256 = ""
         sink.write(self._header)
@@ -137,25 +138,32 @@ class SealedWriter(io.RawIOBase):
         if self.closed:
             raise ValueError("write to a closed sealed file")
         view = memoryview(data).cast("B")
-        self._digest.update(view)
-        self.plaintext_bytes += len(view)
-        self._buffer += view
-        # Keep at least one byte back: the last chunk is only known at close.
-        while len(self._buffer) > self._chunk_size:
-            self._emit(bytes(self._buffer[: self._chunk_size]), final=False)
-            del self._buffer[: self._chunk_size]
-        return len(view)
+        if self._digest is not None:
+            self._digest.update(view)
+        size = len(view)
+        self.plaintext_bytes += size
+        position = 0
+        while position < size:
+            # A full buffer is written only when more data arrives: the last chunk is known at close.
+            if self._fill == self._chunk_size:
+                self._emit(self._buffer, final=False)
+                self._fill = 0
+            take = min(size - position, self._chunk_size - self._fill)
+            self._buffer[self._fill:self._fill + take] = view[position:position + take]
+            self._fill += take
+            position += take
+        return size
 
-    def _emit(self, plaintext: bytes, *, final: bool) -> None:
+    def _emit(self, plaintext: bytes | bytearray, *, final: bool) -> None:
         self._sink.write(self._aead.encrypt(_nonce(self._index, final), plaintext, self._header))
         self._index += 1
 
     def close(self) -> None:
         if self.closed:
             return
-        self._emit(bytes(self._buffer), final=True)
-        self._buffer.clear()
-        self.plaintext_sha256 = self._digest.hexdigest()
+        self._emit(bytes(self._buffer[: self._fill]), final=True)
+        self._buffer = bytearray()
+        self.plaintext_sha256 = self._digest.hexdigest() if self._digest is not None else ""
         if self._close_sink:
             self._sink.close()
         else:

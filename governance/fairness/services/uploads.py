@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +65,7 @@ def store_upload(uploaded: Any, *, folder: str, max_bytes: int) -> tuple[SealedP
         raise UploadTooLarge(f"The file is {size} bytes; the limit is {max_bytes}.",
                              extra={"size_bytes": size, "max_bytes": max_bytes})
     target = seal_upload_target(folder)
-    writer = sealed_writer(target)
-    digest = hashlib.sha256()
+    writer = sealed_writer(target)  # hashes the plaintext as it seals it
     written = 0
     try:
         for chunk in uploaded.chunks() if hasattr(uploaded, "chunks") else iter(lambda: uploaded.read(1 << 20), b""):
@@ -75,11 +73,10 @@ def store_upload(uploaded: Any, *, folder: str, max_bytes: int) -> tuple[SealedP
             if written > max_bytes:
                 raise UploadTooLarge(f"The file is larger than the limit of {max_bytes} bytes.",
                                      extra={"max_bytes": max_bytes})
-            digest.update(chunk)
             writer.write(chunk)
         writer.close()
     except BaseException:
         writer.abort()
         target.unlink(missing_ok=True)
         raise
-    return target, digest.hexdigest(), written
+    return target, writer.plaintext_sha256, written
