@@ -218,6 +218,7 @@ class SealedFile(models.Model):
     class Kind(models.TextChoices):
         DATASET = "dataset", "Evaluation data set"
         BATCH = "batch", "Production prediction batch"
+        PROFILE = "profile", "Reference profile body (holds the reference values)"
 
     file_id = models.CharField(max_length=32, unique=True, help_text="Hex of the 16-byte id in the file header")
     name = models.CharField(max_length=500, unique=True, help_text="Storage name under MEDIA_ROOT")

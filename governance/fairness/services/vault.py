@@ -257,6 +257,38 @@ def sealed_file_prepare(*, temp: sealed.SealedPath, name: str, kind: str, fmt: s
                       retention_until=timezone.now() + timedelta(days=days), retention_set_by="policy")
 
 
+def sealed_bytes_prepare(*, data: bytes, name: str, kind: str, model: Any, sensitive_columns: Iterable[str] = (),
+                         purpose: str = "") -> SealedFile:
+    """Seal a small generated file that holds rows (a reference profile's values) into storage under
+    ``name``; the live record of that name if there is one (content-addressed names), else an unsaved one
+    for the caller's transaction."""
+    existing = SealedFile.objects.filter(name=name, erased_at__isnull=True).first()
+    if existing is not None:
+        return existing
+    target = seal_upload_target("generated-")
+    writer = sealed_writer(target)
+    try:
+        writer.write(data)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        target.unlink(missing_ok=True)
+        raise
+    stored = default_storage.get_available_name(name)
+    destination = Path(default_storage.path(stored))
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(target.path, destination)
+    assert target.file_id is not None
+    kek_id, wrapped = _wrap(target.file_id, target._data_key)
+    tier = getattr(model, "risk_tier", "") or "high"
+    days = settings.DATA_RETENTION_DAYS.get(tier, max(settings.DATA_RETENTION_DAYS.values(), default=730))
+    return SealedFile(file_id=target.file_id.hex(), name=stored, kind=kind, model=model, team=model.team,
+                      file_format="json", kek_id=kek_id, wrapped_key=wrapped, source_sha256=writer.plaintext_sha256,
+                      content_sha256=writer.plaintext_sha256, size_bytes=writer.plaintext_bytes,
+                      sensitive_columns=list(dict.fromkeys(sensitive_columns)), purpose=purpose[:500],
+                      retention_until=timezone.now() + timedelta(days=days), retention_set_by="policy")
+
+
 def sealed_file_discard(name: str) -> None:
     """Remove a stored file whose record was never committed."""
     if name:

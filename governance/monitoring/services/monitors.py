@@ -31,7 +31,12 @@ from governance.monitoring.drift import CORRECTIONS, DriftInputError, NumericPro
 from governance.monitoring.models import Alert, Monitor, MonitorRun, ThresholdChange
 from governance.monitoring.performance import HIGHER_IS_BETTER, classification_metrics, regression_metrics
 from governance.monitoring.reader import read_columns
-from governance.monitoring.services.profiles import drift_input_error, reference_profile_latest, reference_profile_load
+from governance.monitoring.services.profiles import (
+    drift_input_error,
+    reference_profile_latest,
+    reference_profile_load,
+    reference_profile_sealed,
+)
 from governance.permissions import is_active_user
 from governance.roles import RISK_OFFICER
 
@@ -333,7 +338,8 @@ def _run(*, monitor: Monitor, by: Any, end: datetime, scheduled: bool) -> Monito
             "window": [start.isoformat(), end.isoformat()], "drifted": drift["drifted"], "breaches": len(breaches)})
         run.ledger_seq = entry.seq
         run.save(update_fields=["ledger_seq"])
-        vault.sealed_file_reads_record(by=by, records=records, purpose="monitoring_run", cause=run,
+        vault.sealed_file_reads_record(by=by, records=[reference_profile_sealed(profile), *records],
+                                       purpose="monitoring_run", cause=run,
                                        cause_label=f"monitor run {run.pk} of monitor {monitor.pk}")
         for kind, subject, detail in breaches:
             alert = Alert.objects.create(run=run, monitor=monitor, kind=kind, subject=subject, detail=_finite(detail))
