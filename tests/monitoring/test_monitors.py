@@ -210,3 +210,31 @@ def test_acknowledge_by_a_viewer_is_refused(monitored, scientist, version, make_
         alert_acknowledge(alert=Alert.objects.get(), by=viewer, comment="seen")
     assert getattr(refused.value, "code", None) == "permission_denied"
     assert Alert.objects.get().status == "open"
+
+
+def test_a_run_records_each_sealed_read_in_its_own_transaction(monitored, scientist, version, monkeypatch):
+    """Issue 18: the profile body and each batch a run reads are `sealed_file.read` entries, committed
+    with the run; a run that fails after reading leaves neither."""
+    from governance.fairness.models import SealedFile
+    from governance.fairness.services import vault
+
+    _batch(scientist, version, _csv(500, seed=4), "w1.csv")
+    _batch(scientist, version, _csv(500, seed=5), "w2.csv")
+    original = vault.sealed_file_reads_record
+
+    def then_fail(**kwargs: Any) -> None:
+        original(**kwargs)
+        raise RuntimeError("the run's transaction fails after recording its reads")
+
+    monkeypatch.setattr(vault, "sealed_file_reads_record", then_fail)
+    with pytest.raises(RuntimeError):
+        monitor_run(monitor=monitored, by=scientist)
+    assert not LedgerEntry.objects.filter(action__in=["sealed_file.read", "monitor_run.completed"]).exists()
+    monkeypatch.setattr(vault, "sealed_file_reads_record", original)
+    run = monitor_run(monitor=monitored, by=scientist)
+    reads = list(LedgerEntry.objects.filter(action="sealed_file.read").order_by("seq"))
+    kinds = sorted(SealedFile.objects.get(pk=int(entry.subject_id)).kind for entry in reads)
+    assert kinds == ["batch", "batch", "profile"]
+    assert {entry.payload["cause_id"] for entry in reads} == {run.pk}
+    assert all(entry.payload["purpose"] == "monitoring_run" and entry.actor == f"user:{scientist.username}"
+               for entry in reads)
