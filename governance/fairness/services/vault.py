@@ -567,8 +567,8 @@ def sealed_files_encrypt_existing(*, by: Any) -> list[str]:
             actual, size = sealed.seal_stream(source, sink, data_key=target._data_key, file_id=target.file_id)
         if actual != digest:
             target.unlink()
-            raise InvalidInput(f"{name} does not have the digest it was recorded with; it is left in clear.",
-                               code="sealed_file_corrupt", extra={"name": name, "expected": digest, "actual": actual})
+            raise SealedFileCorrupt(f"{name} does not have the digest it was recorded with; it is left in clear.",
+                                    extra={"name": name, "expected": digest, "actual": actual})
         assert target.file_id is not None
         kek_id, wrapped = _wrap(target.file_id, target._data_key)
         tier = getattr(model, "risk_tier", "") or "high"
