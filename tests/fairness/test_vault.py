@@ -227,7 +227,7 @@ def test_a_copy_of_the_file_kept_from_before_the_erasure_does_not_decrypt(scient
     kept = (tmp_path / copy).with_suffix(".kept")
     kept.write_bytes(Path(vault.default_storage.path(record.name)).read_bytes())
     with django_capture_on_commit_callbacks(execute=True):
-        vault.sealed_file_erase(by=scientist, record=record, reason="erasure_request", request_ref="DSR-1")
+        vault.sealed_file_erase(by="system:data_files", record=record, reason="erasure_request", request_ref="DSR-1")
     record.refresh_from_db()
     # Everything left (database row, keyring, the kept ciphertext) does not give the data back.
     _, keys = vault.keyring()
@@ -243,9 +243,11 @@ def test_a_persons_rows_are_erased_by_rewriting_the_file_under_a_new_key(scienti
     spec, run = _audited(scientist, model, version, tmp_path, django_capture_on_commit_callbacks)
     old = SealedFile.objects.get()
     old_path = Path(vault.default_storage.path(old.name))
+    out = io.StringIO()
     with django_capture_on_commit_callbacks(execute=True):
-        new = vault.sealed_file_erase_rows(by=scientist, record=old, column="person_id", value="P00004",
-                                           request_ref="DSR-7")
+        call_command("data_files", "erase", "--column", "person_id", "--value", "P00004", "--request", "DSR-7",
+                     stdout=out)
+    new = SealedFile.objects.get(erased_at__isnull=True)
     old.refresh_from_db()
     assert old.erased_at is not None and old.replaced_by == new and not old_path.exists()
     assert new.file_id != old.file_id and new.content_sha256 != old.content_sha256
@@ -262,6 +264,26 @@ def test_a_persons_rows_are_erased_by_rewriting_the_file_under_a_new_key(scienti
         again = runs.audit_request(spec=spec, by=scientist)
     again.refresh_from_db()
     assert again.status == AuditRun.Status.SUCCEEDED and again.result["rows"] == 399
+
+
+@pytest.mark.parametrize("who", ["scientist", "auditor", "approver"])
+def test_only_a_risk_officer_erases_data(who, request, risk_officer, scientist, model, version, tmp_path,
+                                         django_capture_on_commit_callbacks):
+    from core.errors import ServiceError
+
+    make_spec(scientist, model, version, _people_csv(tmp_path / "eval.csv"), identifier_columns=["person_id"])
+    record = SealedFile.objects.get()
+    user = request.getfixturevalue(who)
+    for erase in (lambda: vault.sealed_file_erase(by=user, record=record, reason="erasure_request"),
+                  lambda: vault.sealed_file_erase_rows(by=user, record=record, column="person_id", value="P00001")):
+        with pytest.raises(ServiceError) as refused:
+            erase()
+        assert refused.value.status_code == 403 and refused.value.code == "permission_denied"
+    record.refresh_from_db()
+    assert record.erased_at is None and not LedgerEntry.objects.filter(action__startswith="sealed_file.").exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        vault.sealed_file_erase(by=risk_officer, record=record, reason="erasure_request", request_ref="DSR-2")
+    assert LedgerEntry.objects.get(action="sealed_file.erased").actor == f"user:{risk_officer.username}"
 
 
 def test_only_a_risk_officer_overrides_retention(scientist, risk_officer, model, version, tmp_path):

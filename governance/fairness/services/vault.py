@@ -375,8 +375,23 @@ def _shred(record: SealedFile, *, reason: str, now: Any) -> None:
     record.save(update_fields=["wrapped_key", "erased_at", "erasure_reason"])
 
 
+def require_data_officer(by: Any, record: SealedFile, what: str) -> None:
+    """Retention and erasure decisions: a risk officer who can see the file's model, or a system job
+    (`system:<task>`: the beat job, the operator's management command). Deny by default."""
+    from governance.permissions import can_view_model
+    from governance.roles import RISK_OFFICER
+
+    if isinstance(by, str) and by.startswith("system:"):
+        return
+    allowed = (getattr(by, "is_active", False) and by.groups.filter(name=RISK_OFFICER).exists()
+               and record.model is not None and can_view_model(by, record.model))
+    if not allowed:
+        raise ServiceError(f"Only a risk officer of the model {what}.", code="permission_denied", status_code=403)
+
+
 def sealed_file_erase(*, by: Any, record: SealedFile, reason: str, request_ref: str = "") -> SealedFile:
     """Crypto-shred one file: its wrapped key is destroyed and the file removed; records `sealed_file.erased`."""
+    require_data_officer(by, record, "erases its data")
     if reason not in ERASURE_REASONS:
         raise InvalidInput(f"'reason' must be one of {sorted(ERASURE_REASONS)}.", code="data_bad_erasure")
     with transaction.atomic():
@@ -403,11 +418,9 @@ def sealed_files_expire(*, by: str = "system:sealed_files_expire_task", now: Any
 
 def sealed_file_retention_set(*, by: Any, record: SealedFile, retention_until: Any, reason: str) -> SealedFile:
     """A risk officer overrides one file's retention date; records `sealed_file.retention_set`."""
-    from governance.roles import RISK_OFFICER
-
-    if not (getattr(by, "is_active", False) and by.groups.filter(name=RISK_OFFICER).exists()):
-        raise ServiceError("Only a risk officer sets a data set's retention.", code="permission_denied",
-                           status_code=403)
+    require_data_officer(by, record, "sets a data set's retention")
+    if isinstance(by, str):
+        raise ServiceError("A retention override is a person's decision.", code="permission_denied", status_code=403)
     if not reason.strip():
         raise InvalidInput("Say why the retention changes.", code="data_bad_retention")
     with transaction.atomic():
@@ -431,6 +444,7 @@ def sealed_file_erase_rows(*, by: Any, record: SealedFile, column: str, value: s
     import pyarrow.csv as pa_csv
     import pyarrow.parquet as pa_parquet
 
+    require_data_officer(by, record, "erases a person's rows")
     if record.erased_at is not None:
         raise DataErased("The data was erased already.", extra={"file_id": record.file_id})
     match = sealed.pseudonym(value, key=team_pseudonym_key(record.team)) if column in record.identifier_columns else value
