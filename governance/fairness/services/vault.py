@@ -328,9 +328,10 @@ def sealed_file_open(*, record: SealedFile, purpose: str) -> sealed.SealedPath:
     if purpose not in PURPOSES:
         raise ValueError(f"unknown purpose {purpose!r}")  # a programming error, not a request error
     if record.erased_at is not None or not record.wrapped_key:
-        raise DataErased(f"The data was erased on {record.erased_at:%Y-%m-%d} ({record.erasure_reason}).",
-                         extra={"file_id": record.file_id, "erased_at": record.erased_at.isoformat(),
-                                "reason": record.erasure_reason} if record.erased_at else {"file_id": record.file_id})
+        when = f" on {record.erased_at:%Y-%m-%d} ({record.erasure_reason})" if record.erased_at else ""
+        raise DataErased(f"The data was erased{when}; its digests remain.", extra={
+            "file_id": record.file_id, "erased_at": record.erased_at.isoformat() if record.erased_at else None,
+            "reason": record.erasure_reason})
     file_id = bytes.fromhex(record.file_id)
     data_key = _unwrap(kek_id=record.kek_id, file_id=file_id, wrapped=bytes(record.wrapped_key))
     return sealed.SealedPath(default_storage.path(record.name), data_key=data_key, file_id=file_id)
