@@ -266,14 +266,21 @@ def test_a_persons_rows_are_erased_by_rewriting_the_file_under_a_new_key(scienti
     assert again.status == AuditRun.Status.SUCCEEDED and again.result["rows"] == 399
 
 
-@pytest.mark.parametrize("who", ["scientist", "auditor", "approver"])
-def test_only_a_risk_officer_erases_data(who, request, risk_officer, scientist, model, version, tmp_path,
+@pytest.mark.parametrize("who", ["scientist", "auditor", "approver", "superuser", "admin"])
+def test_only_a_risk_officer_erases_data(who, request, risk_officer, scientist, model, version, tmp_path, make_user,
                                          django_capture_on_commit_callbacks):
     from core.errors import ServiceError
 
     make_spec(scientist, model, version, _people_csv(tmp_path / "eval.csv"), identifier_columns=["person_id"])
     record = SealedFile.objects.get()
-    user = request.getfixturevalue(who)
+    if who == "superuser":
+        user = make_user("root")
+        type(user).objects.filter(pk=user.pk).update(is_superuser=True)
+        user.refresh_from_db()
+    elif who == "admin":
+        user = make_user("adam", "admin")
+    else:
+        user = request.getfixturevalue(who)
     for erase in (lambda: vault.sealed_file_erase(by=user, record=record, reason="erasure_request"),
                   lambda: vault.sealed_file_erase_rows(by=user, record=record, column="person_id", value="P00001")):
         with pytest.raises(ServiceError) as refused:
