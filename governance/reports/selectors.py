@@ -257,18 +257,9 @@ def input_erasure(audit: AuditRun) -> dict[str, Any] | None:
     """When an audit's input data has been erased since: when, why, and the digests that are gone.
     The result and its digests stay; the note says the input no longer exists, so a reader does not
     take a missing input for a failure."""
-    from governance.fairness.services.vault import ERASED_NOTE
+    from governance.fairness.services.vault import erasure_note
 
-    names = [item.get("path") for item in audit.input_files or [] if item.get("path")]
-    if not names:
-        return None
-    erased = list(SealedFile.objects.filter(name__in=names, erased_at__isnull=False).order_by("erased_at", "pk"))
-    if not erased:
-        return None
-    return {"note": ERASED_NOTE, "erased_at": erased[-1].erased_at.isoformat(),
-            "reasons": sorted({record.erasure_reason for record in erased}),
-            "input_sha256": sorted({record.source_sha256 for record in erased}),
-            "files_erased": len(erased), "files_total": len(names)}
+    return erasure_note(item.get("path") or "" for item in audit.input_files or [])
 
 
 def processing_records(model: RegisteredModel) -> dict[str, Any]:

@@ -238,3 +238,21 @@ def test_a_run_records_each_sealed_read_in_its_own_transaction(monitored, scient
     assert {entry.payload["cause_id"] for entry in reads} == {run.pk}
     assert all(entry.payload["purpose"] == "monitoring_run" and entry.actor == f"user:{scientist.username}"
                for entry in reads)
+
+
+def test_a_run_whose_batch_was_erased_keeps_its_result_and_says_so(monitored, scientist, version, risk_officer,
+                                                                  django_capture_on_commit_callbacks):
+    from governance.fairness.models import PredictionBatch, SealedFile
+    from governance.fairness.services import vault
+
+    _batch(scientist, version, _csv(500, seed=6), "w1.csv")
+    run = monitor_run(monitor=monitored, by=scientist)
+    listed = client_for(scientist).get(f"/api/monitoring/monitors/{monitored.pk}/runs/").json()["results"]
+    assert listed[0]["input_erasure"] is None
+    record = SealedFile.objects.get(name=PredictionBatch.objects.get().file.name)
+    with django_capture_on_commit_callbacks(execute=True):
+        vault.sealed_file_erase(by=risk_officer, record=record, reason="retention")
+    listed = client_for(scientist).get(f"/api/monitoring/monitors/{monitored.pk}/runs/").json()["results"]
+    assert listed[0]["result_sha256"] == run.result_sha256 and listed[0]["result"]
+    assert listed[0]["input_erasure"]["note"] == "input erased under retention policy"
+    assert listed[0]["input_erasure"]["input_sha256"] == [record.source_sha256]

@@ -354,6 +354,21 @@ def sealed_file_reads_record(*, by: Any, records: Iterable[SealedFile], purpose:
             "cause": cause_label, "cause_id": getattr(cause, "pk", None)})
 
 
+def erasure_note(names: Iterable[str]) -> dict[str, Any] | None:
+    """For a result computed from these stored files: when, why and which input digests were erased
+    since (the result and its digests stay); None while every input still exists."""
+    names = [name for name in names if name]
+    if not names:
+        return None
+    erased = list(SealedFile.objects.filter(name__in=names, erased_at__isnull=False).order_by("erased_at", "pk"))
+    if not erased:
+        return None
+    return {"note": ERASED_NOTE, "erased_at": erased[-1].erased_at.isoformat() if erased[-1].erased_at else None,
+            "reasons": sorted({record.erasure_reason for record in erased}),
+            "input_sha256": sorted({record.source_sha256 for record in erased}),
+            "files_erased": len(erased), "files_total": len(set(names))}
+
+
 def sealed_file_for(name: str) -> SealedFile | None:
     return SealedFile.objects.filter(name=name).first()
 
