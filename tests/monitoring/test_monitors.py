@@ -256,3 +256,22 @@ def test_a_run_whose_batch_was_erased_keeps_its_result_and_says_so(monitored, sc
     assert listed[0]["result_sha256"] == run.result_sha256 and listed[0]["result"]
     assert listed[0]["input_erasure"]["note"] == "input erased under retention policy"
     assert listed[0]["input_erasure"]["input_sha256"] == [record.source_sha256]
+
+
+def test_a_tampered_batch_fails_the_run_with_a_clear_error_and_records_nothing(monitored, scientist, version):
+    from pathlib import Path
+
+    from core.errors import ServiceError
+    from governance.fairness.models import PredictionBatch
+
+    _batch(scientist, version, _csv(500, seed=7), "w1.csv")
+    stored = Path(PredictionBatch.objects.get().file.path)
+    data = bytearray(stored.read_bytes())
+    data[40] ^= 0x01  # a ciphertext byte of the first chunk
+    stored.write_bytes(bytes(data))
+    with pytest.raises(ServiceError) as failed:
+        monitor_run(monitor=monitored, by=scientist)
+    assert failed.value.code == "sealed_file_corrupt" and failed.value.status_code == 409
+    assert "authentication" in str(failed.value)
+    assert not MonitorRun.objects.exists()
+    assert not LedgerEntry.objects.filter(action__in=["monitor_run.completed", "sealed_file.read"]).exists()
