@@ -201,6 +201,8 @@ SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 X_FRAME_OPTIONS = "DENY"
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(_env("MAX_REQUEST_BODY_BYTES", str(10 * 1024 * 1024)))
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# Larger uploads are spooled to disk sealed under a key held only in memory, never in clear (core/uploads.py).
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler", "core.uploads.SealingUploadHandler"]
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 2000
 MAX_UPLOAD_BYTES = int(_env("MAX_UPLOAD_BYTES", str(512 * 1024 * 1024)))
 

@@ -425,3 +425,41 @@ def test_the_bundle_of_an_erased_audit_verifies_and_says_the_input_was_erased(
     assert "input erased under retention policy on" in result.stdout
     assert "the erasure is in the ledger" in result.stdout
     assert MARKER.encode() not in out.read_bytes()
+
+
+def test_a_large_upload_is_never_spooled_to_disk_in_clear(scientist, model, tmp_path, settings, monkeypatch):
+    """Django spools uploads over FILE_UPLOAD_MAX_MEMORY_SIZE to a temporary file while it parses the
+    request; that file is sealed too (core/uploads.py), and gone once the request is done."""
+    from core import uploads
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    settings.FILE_UPLOAD_TEMP_DIR = str(spool)
+    path = _people_csv(tmp_path / "big.csv", rows=80_000)
+    assert path.stat().st_size > settings.FILE_UPLOAD_MAX_MEMORY_SIZE
+    seen: list[bytes] = []
+    original = uploads.SealingUploadHandler.file_complete
+
+    def spy(self: Any, file_size: int) -> Any:
+        uploaded = original(self, file_size)
+        seen.extend(p.read_bytes() for p in spool.iterdir())  # what is on disk while the request is handled
+        return uploaded
+
+    monkeypatch.setattr(uploads.SealingUploadHandler, "file_complete", spy)
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(scientist)
+    with path.open("rb") as handle:
+        response = client.post(f"/api/models/{model.name}/prediction-batches/", {"file": handle},
+                               format="multipart")
+    assert response.status_code == 201, response.content
+    assert response.json()["rows"] == 80_000 and response.json()["sha256"] == vault_sha256(path)
+    assert len(seen) == 1 and seen[0].startswith(sealed.MAGIC) and MARKER.encode() not in seen[0]
+    assert list(spool.iterdir()) == []
+
+
+def vault_sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
