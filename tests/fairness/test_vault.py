@@ -463,3 +463,26 @@ def vault_sha256(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_parquet_batch_is_pseudonymised_and_its_rows_erased_too(scientist, risk_officer, model, tmp_path,
+                                                                  django_capture_on_commit_callbacks):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"customer": [f"C{i:04d}" for i in range(300)], "repaid": [i % 2 for i in range(300)],
+                      "predicted": [i % 3 == 0 for i in range(300)], "sex": ["f", "m", "x"] * 100})
+    path = tmp_path / "batch.parquet"
+    pq.write_table(table, path)
+    batch = batches.prediction_batch_upload(by=scientist, model=model, identifier_columns=["customer"],
+                                            uploaded=SimpleUploadedFile("batch.parquet", path.read_bytes()))[0]
+    record = SealedFile.objects.get(name=batch.file.name)
+    assert b"C0001" not in Path(batch.file.path).read_bytes()
+    stored = pq.read_table(io.BytesIO(_plaintext(record)))
+    key = vault.team_pseudonym_key(model.team)
+    assert stored.column("customer").to_pylist()[1] == sealed.pseudonym("C0001", key=key)
+    assert stored.column("repaid").to_pylist() == table.column("repaid").to_pylist()  # other columns as given
+    with django_capture_on_commit_callbacks(execute=True):
+        new = vault.sealed_file_erase_rows(by=risk_officer, record=record, column="customer", value="C0001")
+    rewritten = pq.read_table(io.BytesIO(_plaintext(new)))
+    assert rewritten.num_rows == 299 and sealed.pseudonym("C0001", key=key) not in rewritten.column("customer").to_pylist()
