@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from django.http import QueryDict
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
@@ -183,6 +183,12 @@ class RunOut(serializers.Serializer):
     breached = serializers.BooleanField()
     ledger_seq = serializers.IntegerField(allow_null=True)
     result = serializers.DictField()
+    input_erasure = serializers.SerializerMethodField(
+        help_text="Set once a batch or the profile this run read was erased: 'input erased under retention policy'")
+
+    @extend_schema_field(serializers.DictField(allow_null=True))
+    def get_input_erasure(self, run: Any) -> dict[str, Any] | None:
+        return selectors.monitor_run_input_erasure(run)
 
 
 class AlertOut(serializers.Serializer):

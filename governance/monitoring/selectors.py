@@ -78,3 +78,13 @@ def drift_trend(*, user: Any, monitor_id: int, limit: int = 100) -> list[dict[st
                                        "drift": c["drift"]} for c in run.result["drift"]["columns"]},
              "performance": {k: v for k, v in (run.result.get("performance") or {}).items() if k != "calibration"}}
             for run in reversed(runs)]
+
+
+def monitor_run_input_erasure(run: MonitorRun) -> dict[str, Any] | None:
+    """The erasure note of a run whose batches or reference profile were erased since (issue 18)."""
+    from governance.fairness.models import PredictionBatch
+    from governance.fairness.services.vault import erasure_note
+
+    batch_ids = [item.get("id") for item in run.batches or [] if isinstance(item, dict)]
+    names = list(PredictionBatch.objects.filter(pk__in=batch_ids).values_list("file", flat=True))
+    return erasure_note([*names, run.profile.profile_file])

@@ -59,8 +59,13 @@ def test_profile_from_an_upload_is_stored_by_digest_and_recorded(scientist, mode
                                {"name": "region", "kind": "categorical"}]
     assert body["source_sha256"] == hashlib.sha256(content).hexdigest()
     assert body["row_count"] == 500 and body["frozen_at"] is None
+    from governance.fairness.services import vault
+
     with default_storage.open(profile.profile_file, "rb") as handle:
-        assert hashlib.sha256(handle.read()).hexdigest() == profile.profile_sha256 == body["profile_sha256"]
+        assert handle.read(8) == b"GVSEAL\x00\x01"  # the body holds the reference values: sealed on disk
+    stored = vault.read_or_corrupt(vault.sealed_file_open(record=vault.sealed_file_for(profile.profile_file),
+                                                          purpose="monitoring_run"))
+    assert hashlib.sha256(stored).hexdigest() == profile.profile_sha256 == body["profile_sha256"]
     entry = LedgerEntry.objects.get(action="reference_profile.created")
     assert entry.payload["profile_sha256"] == profile.profile_sha256
     assert entry.payload["source_sha256"] == body["source_sha256"]

@@ -11,7 +11,6 @@ import hashlib
 import json
 import math
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,14 +22,21 @@ from audit.ledger import ledger_append, lock_for_update
 from audit.refusals import refusal_recorded
 from core.errors import Conflict, Forbidden, InvalidInput
 from core.outbox.services import task_enqueue_on_commit
-from governance.fairness.models import PredictionBatch
+from core.sealed import SealError
+from governance.fairness.models import PredictionBatch, SealedFile
+from governance.fairness.services import vault
 from governance.fairness.services.access import can_manage_specs, require_allowed, require_visible
 from governance.models import ModelVersion
 from governance.monitoring.drift import CORRECTIONS, DriftInputError, NumericProfile, drift_report
 from governance.monitoring.models import Alert, Monitor, MonitorRun, ThresholdChange
 from governance.monitoring.performance import HIGHER_IS_BETTER, classification_metrics, regression_metrics
 from governance.monitoring.reader import read_columns
-from governance.monitoring.services.profiles import drift_input_error, reference_profile_latest, reference_profile_load
+from governance.monitoring.services.profiles import (
+    drift_input_error,
+    reference_profile_latest,
+    reference_profile_load,
+    reference_profile_sealed,
+)
 from governance.permissions import is_active_user
 from governance.roles import RISK_OFFICER
 
@@ -190,17 +196,28 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _window_data(monitor: Monitor, batches: list[PredictionBatch], numeric: list[str], categorical: list[str]
+def _window_files(batches: list[PredictionBatch]) -> tuple[list[PredictionBatch], list[Any]]:
+    """The batches whose sealed file still exists, with their records (erased ones drop out of the window)."""
+    records = {record.name: record for record in SealedFile.objects.filter(name__in=[b.file.name for b in batches])}
+    kept = [batch for batch in batches if batch.file.name in records and records[batch.file.name].erased_at is None]
+    return kept, [records[batch.file.name] for batch in kept]
+
+
+def _window_data(monitor: Monitor, records: list[Any], numeric: list[str], categorical: list[str]
                  ) -> dict[str, Any]:
     performance_columns = [c for c in (monitor.y_true, monitor.y_pred, monitor.score) if c]
     wanted_numeric = list(dict.fromkeys([*numeric, *[c for c in performance_columns if c not in categorical]]))
     parts: dict[str, list[Any]] = {name: [] for name in [*wanted_numeric, *categorical]}
-    for batch in batches:
+    for record in records:
         try:
-            for name, values in read_columns(Path(batch.file.path), wanted_numeric, categorical):
+            for name, values in read_columns(vault.sealed_file_open(record=record, purpose="monitoring_run"),
+                                             wanted_numeric, categorical):
                 parts[name].append(values)
         except DriftInputError as error:
             raise drift_input_error(error) from error
+        except SealError as error:
+            raise vault.SealedFileCorrupt(f"A stored prediction batch fails authentication: {error}.",
+                                          extra={"file_id": record.file_id}) from None
     joined: dict[str, Any] = {}
     for name, chunks in parts.items():
         joined[name] = np.concatenate(chunks) if name in wanted_numeric else [v for chunk in chunks for v in chunk]
@@ -278,12 +295,13 @@ def _run(*, monitor: Monitor, by: Any, end: datetime, scheduled: bool) -> Monito
     # Batches served by this version, or that do not say which version served them.
     batches = list(PredictionBatch.objects.filter(model=monitor.version.model, uploaded_at__gt=start, uploaded_at__lte=end)
                    .filter(Q(served_version=monitor.version) | Q(served_version__isnull=True)).order_by("pk"))
+    batches, records = _window_files(batches)
     if not batches:
         raise InvalidInput(f"No prediction batches of {monitor.version} in the last {monitor.window_days} days.",
                            code="fairness_no_batches")
     numeric = [c.column for c in columns if isinstance(c, NumericProfile)]
     categorical = [c.column for c in columns if not isinstance(c, NumericProfile)]
-    data = _window_data(monitor, batches, numeric, categorical)
+    data = _window_data(monitor, records, numeric, categorical)
     thresholds = monitor.thresholds
     try:
         drift = drift_report(columns, data, correction=thresholds["correction"], alpha=thresholds["alpha"],
@@ -320,6 +338,9 @@ def _run(*, monitor: Monitor, by: Any, end: datetime, scheduled: bool) -> Monito
             "window": [start.isoformat(), end.isoformat()], "drifted": drift["drifted"], "breaches": len(breaches)})
         run.ledger_seq = entry.seq
         run.save(update_fields=["ledger_seq"])
+        vault.sealed_file_reads_record(by=by, records=[reference_profile_sealed(profile), *records],
+                                       purpose="monitoring_run", cause=run,
+                                       cause_label=f"monitor run {run.pk} of monitor {monitor.pk}")
         for kind, subject, detail in breaches:
             alert = Alert.objects.create(run=run, monitor=monitor, kind=kind, subject=subject, detail=_finite(detail))
             ledger_append(actor=by, action="alert.raised", subject=alert, payload={

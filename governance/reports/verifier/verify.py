@@ -1978,6 +1978,8 @@ def _verify_open_bundle(bundle: Bundle, path: str, trusted: Sequence[PublicKey],
     reports = sorted(n for n in declared if n.startswith("report/"))
     if audits or reports:
         report.ok(f"{len(audits)} audit result(s) and {len(reports)} report file(s): digests match the signed manifest")
+    for line in _erased_input_lines(contents, audits, summary["erased_digests"]):
+        report.ok(line)
 
     header = [
         f"bundle:      {path}",
@@ -2053,6 +2055,7 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
     replayed: list[tuple[int, bytes]] = []
     has_requests = False
     recorded_digests: set[str] = set()
+    erased_digests: set[str] = set()
     previous_seq = -1
     previous_hash: bytes | None = None
     subject_links: list[tuple[int, Any, Any]] = []
@@ -2103,6 +2106,8 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
         subject_links.append((seq, key, document.get("subject_prev", SUBJECT_PREV_ABSENT)))
         if b"envelope_sha256" in canonical:
             recorded_digests.update(_digests_named(document.get("payload"), "envelope_sha256"))
+        if b"digests_erased" in canonical:  # sensitive data erased (see _erased_input_lines)
+            erased_digests.update(_erased_digests(document))
         previous_seq, previous_hash = seq, entry_hash
     expected_count = manifest.get("entry_count")
     if expected_count is not None and expected_count != len(entries):
@@ -2177,6 +2182,7 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
     return {
         "subjects": sorted(subjects),
         "recorded_digests": recorded_digests,
+        "erased_digests": erased_digests,
         "replayed": replayed if has_requests else [],
         "entries": len(entries),
         "first_seq": entries[0][0] if entries else "-",
@@ -2185,6 +2191,44 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
         "checkpoint_size": checkpoint.tree_size,
         "latest_size": latest.tree_size,
     }
+
+
+# --- Sensitive data: audits whose input was erased (issue 18) ------------------------------------
+# An audit result keeps its digests after its input data is crypto-shredded (retention ended, or an
+# erasure request). That is not a failure: the result says "input erased under retention policy",
+# and the bundle's ledger holds the `sealed_file.erased` / `sealed_file.rows_erased` entry naming
+# the digests that are gone. A note that no erasure entry backs is refused.
+
+ERASURE_ACTIONS = ("sealed_file.erased", "sealed_file.rows_erased")
+
+
+def _erased_digests(document: dict[str, Any]) -> set[str]:
+    if document.get("action") not in ERASURE_ACTIONS:
+        return set()
+    digests = _payload(document).get("digests_erased")
+    return {d for d in digests if isinstance(d, str)} if isinstance(digests, list) else set()
+
+
+def _erased_input_lines(contents: dict[str, bytes], audits: list[str], erased: set[str]) -> list[str]:
+    lines = []
+    for name in audits:
+        if not name.endswith(".json"):
+            continue
+        view = load_json(contents[name], name, "audits")
+        note = view.get("input_erasure") if isinstance(view, dict) else None
+        if not isinstance(note, dict):
+            continue
+        digests = note.get("input_sha256")
+        if not isinstance(digests, list) or not digests:
+            raise fail("audits", f"{name}: its input erasure note names no digest")
+        unbacked = [d for d in digests if d not in erased]
+        if unbacked:
+            raise fail("audits", f"{name} says its input was erased, but no erasure entry in the bundle names "
+                       f"{', '.join(map(str, unbacked))}")
+        lines.append(f"{name}: {note.get('note', 'input erased')} on {note.get('erased_at')} "
+                     f"({', '.join(map(str, note.get('reasons') or []))}); the erasure is in the ledger, "
+                     "and the result and its digests remain")
+    return lines
 
 
 def _digests_named(value: Any, key: str) -> set[str]:
