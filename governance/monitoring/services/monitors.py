@@ -325,7 +325,35 @@ def _run(*, monitor: Monitor, by: Any, end: datetime, scheduled: bool) -> Monito
             ledger_append(actor=by, action="alert.raised", subject=alert, payload={
                 "monitor": monitor.pk, "run": run.pk, "kind": kind, "subject": subject, "detail": alert.detail,
                 "result_sha256": result_sha256})
+        if breaches:
+            task_enqueue_on_commit(NOTIFY_TASK, run.pk)
     return run
+
+
+NOTIFY_TASK = "governance.monitoring.tasks.monitor_run_notify_task"
+
+
+def monitor_run_notify(*, run_id: int) -> bool:
+    """Send the signed webhook and the e-mail of a run's alerts, each once; True once both are sent.
+
+    Each channel is marked in its own transaction right after it succeeded, so a retry after the
+    e-mail failed does not post the webhook again (as the fairness notifications do).
+    """
+    from governance.monitoring import notifications
+
+    steps = (("webhook_sent_at", notifications.send_webhook), ("emailed_at", notifications.send_email))
+    for field, send in steps:
+        with transaction.atomic():
+            run = (lock_for_update(MonitorRun.objects, of=("self",))
+                   .select_related("monitor__version__model", "profile").get(pk=run_id))
+            if run.notified_at is not None or not run.breached:
+                return False
+            if getattr(run, field) is None:
+                send(run)  # raises on failure: the task retries; nothing is marked
+                setattr(run, field, timezone.now())
+                run.save(update_fields=[field])
+    with transaction.atomic():
+        return bool(MonitorRun.objects.filter(pk=run_id, notified_at__isnull=True).update(notified_at=timezone.now()))
 
 
 def alert_acknowledge(*, alert: Alert, by: Any, comment: str) -> Alert:
