@@ -207,10 +207,22 @@ print(json.dumps({"seconds": seconds, "name": name, "peak_mb": peak, "flagged": 
 """
 
 
-def run_anchor(tool: str, folder: Path) -> dict[str, Any]:
+def _anchor_environment() -> str | None:
+    """bench/.venv-anchors with Evidently and NannyML (from requirements-anchors.txt); an error or None."""
     if not ANCHOR_PYTHON.exists():
-        return {"error": "bench/.venv-anchors missing: python -m venv bench/.venv-anchors && "
-                         "bench/.venv-anchors/bin/pip install -r bench/requirements-anchors.txt"}
+        subprocess.run([sys.executable, "-m", "venv", str(ANCHOR_PYTHON.parent.parent)], check=True)
+    if subprocess.run([str(ANCHOR_PYTHON), "-c", "import evidently, nannyml"], capture_output=True).returncode != 0:
+        installed = subprocess.run([str(ANCHOR_PYTHON), "-m", "pip", "install", "-q", "-r",
+                                    str(BENCH_DIR / "requirements-anchors.txt")], capture_output=True, text=True)
+        if installed.returncode != 0:
+            return f"anchors not installed: {installed.stderr[-300:]}"
+    return None
+
+
+def run_anchor(tool: str, folder: Path) -> dict[str, Any]:
+    problem = _anchor_environment()
+    if problem:
+        return {"error": problem}
     env = {**os.environ, "NML_DISABLE_USAGE_LOGGING": "1"}
     done = subprocess.run([str(ANCHOR_PYTHON), "-c", ANCHOR_SCRIPT, tool, str(folder)], capture_output=True, text=True,
                           env=env, timeout=3600)
