@@ -127,6 +127,10 @@ def bundle_plan_for_model(*, model_name: str, version_label: str = "", user: Any
     subjects.update(("fairness.predictionbatch", str(pk))
                     for pk in PredictionBatch.objects.filter(model=model).values_list("pk", flat=True))
 
+    from governance.monitoring import evidence as monitoring_evidence
+
+    subjects.update(monitoring_evidence.bundle_subjects(versions))
+
     refs = Q(ref_type=VERSION_TYPE, ref_id__in=[str(version.pk) for version in versions])
     refs |= Q(ref_type="governance.deployment", ref_id__in=[str(pk) for pk in deployments])
     start = list(LineageNode.objects.filter(refs))
