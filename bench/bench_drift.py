@@ -176,12 +176,15 @@ categorical = [c for c in reference.columns if c.startswith("cat_")]
 for frame in (reference, current):
     for name in categorical:
         frame[name] = frame[name].astype("category")
-start = time.perf_counter()
-flagged = []
 if tool == "evidently":
     import evidently
     from evidently import Report
     from evidently.presets import DataDriftPreset
+else:
+    import nannyml
+start = time.perf_counter()
+flagged = []
+if tool == "evidently":
     snapshot = Report([DataDriftPreset()]).run(current_data=current, reference_data=reference)
     seconds = time.perf_counter() - start
     for metric in snapshot.dict().get("metrics", []):
@@ -191,7 +194,6 @@ if tool == "evidently":
             flagged.append(name)
     name = f"Evidently {evidently.__version__} DataDriftPreset"
 else:
-    import nannyml
     calc = nannyml.UnivariateDriftCalculator(column_names=list(reference.columns), treat_as_categorical=categorical,
                                              chunk_number=1)
     calc.fit(reference)

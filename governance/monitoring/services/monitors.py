@@ -35,7 +35,10 @@ from governance.permissions import is_active_user
 from governance.roles import RISK_OFFICER
 
 DEFAULT_THRESHOLDS: dict[str, Any] = {"alpha": 0.05, "correction": "benjamini-hochberg", "numeric_effect": 0.1,
-                                      "categorical_effect": 0.1, "performance": {}}
+                                      "categorical_effect": 0.1, "performance": {}, "on_alert": "none"}
+# What an open alert of the monitor does to its version: nothing more, or block its promotion to
+# production until the alert is acknowledged.
+ON_ALERT = ("none", "block_promotion")
 KNOWN_PERFORMANCE = frozenset({"accuracy", "precision", "recall", "f1", "roc_auc", "brier", "mae", "rmse", "r2"})
 
 
@@ -68,6 +71,8 @@ def normalise_thresholds(raw: Any) -> dict[str, Any]:
         raise InvalidInput("'performance' maps known metric names to numbers.", code="monitoring_bad_thresholds",
                            extra={"known": sorted(KNOWN_PERFORMANCE)})
     thresholds["performance"] = {name: float(value) for name, value in sorted(performance.items())}
+    if thresholds["on_alert"] not in ON_ALERT:
+        raise InvalidInput(f"'on_alert' must be one of {list(ON_ALERT)}.", code="monitoring_bad_thresholds")
     return thresholds
 
 
@@ -80,6 +85,8 @@ def weakens(old: dict[str, Any], new: dict[str, Any]) -> bool:
     if new["categorical_effect"] > old["categorical_effect"]:
         return True
     if old["correction"] == "benjamini-hochberg" and new["correction"] == "bonferroni":
+        return True
+    if old.get("on_alert", "none") == "block_promotion" and new.get("on_alert", "none") != "block_promotion":
         return True
     for metric, bound in old["performance"].items():
         if metric not in new["performance"]:
@@ -354,6 +361,22 @@ def monitor_run_notify(*, run_id: int) -> bool:
                 run.save(update_fields=[field])
     with transaction.atomic():
         return bool(MonitorRun.objects.filter(pk=run_id, notified_at__isnull=True).update(notified_at=timezone.now()))
+
+
+def promotion_blocking_alerts(version: ModelVersion) -> list[Alert]:
+    """The open alerts of the version's monitors whose policy blocks promotion (oldest first)."""
+    return [alert for alert in Alert.objects.filter(monitor__version=version, status=Alert.Status.OPEN)
+            .select_related("monitor").order_by("pk")
+            if (alert.monitor.thresholds or {}).get("on_alert") == "block_promotion"]
+
+
+def require_promotion_allowed(version: ModelVersion) -> None:
+    """409 `monitoring_alert_blocks_promotion` while such an alert is open (acknowledge it first)."""
+    blocking = promotion_blocking_alerts(version)
+    if blocking:
+        raise Conflict(f"{len(blocking)} open monitoring alert(s) of {version.label} block its promotion to production; "
+                       "acknowledge them first.", code="monitoring_alert_blocks_promotion",
+                       extra={"alerts": [alert.pk for alert in blocking][:20]})
 
 
 def alert_acknowledge(*, alert: Alert, by: Any, comment: str) -> Alert:
