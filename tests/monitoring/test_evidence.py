@@ -99,3 +99,25 @@ def test_recomputed_chi2_equals_scipy():
         want = chi2_contingency([reference, current])
         statistic, dof, pvalue = verifier.monitoring_chi2(reference, current, len(reference) == 2)
         assert dof == want.dof and abs(statistic - want.statistic) <= 1e-9 and abs(pvalue - want.pvalue) <= 1e-12
+
+
+def test_the_report_carries_the_post_market_monitoring_plan(watched, scientist, version, settings):  # noqa: F811
+    from governance.reports.render import report_html
+    from governance.reports.sections import report_document
+
+    settings.MONITORING_WEBHOOK_URL = "https://hooks.example.org/x"
+    settings.MONITORING_WEBHOOK_FORMAT = "slack"
+    alert = Alert.objects.get(monitor=watched, kind="drift")
+    alert_acknowledge(alert=alert, by=scientist, comment="Retrained on the new age field")
+    document = report_document(version)
+    section = next(s for s in document["sections"] if s["id"] == "monitoring")
+    (plan,) = section["content"]["post_market_plan"]
+    assert plan["version"] == version.label and plan["columns"] == ["age (numeric)", "region (categorical)"]
+    assert plan["performance"] == ["accuracy ≥ 0.8"] and plan["runs"] == 3
+    assert plan["alerts_raised"] == 2 and plan["alerts_open"] == 1
+    assert plan["corrective_actions"] == [{"alert": alert.pk, "kind": "drift", "subject": "age", "by": "dana",
+                                           "at": Alert.objects.get(pk=alert.pk).acknowledged_at.isoformat(),
+                                           "comment": "Retrained on the new age field"}]
+    assert "a signed webhook (Slack format)" in plan["escalation"]
+    html = report_html(document)
+    assert "Post-market monitoring plan (EU AI Act Art. 72)" in html and "Retrained on the new age field" in html
