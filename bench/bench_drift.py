@@ -380,18 +380,20 @@ def bench_exactness(say: Any) -> list[dict[str, Any]]:
 
 # --- runner -------------------------------------------------------------------------------------
 
-def run(quick: bool = False, full: bool = False, anchors: bool = True) -> list[dict[str, Any]]:
+def run(quick: bool = False, full: bool = False, anchors: bool = True, rows: int | None = None,
+        memory_rows: int | None = None) -> list[dict[str, Any]]:
     def say(message: str) -> None:
         print(f"[drift] {message}", file=sys.stderr, flush=True)
 
-    rows = 20_000 if quick else (1_000_000 if full else 100_000)
+    rows = rows or (20_000 if quick else (1_000_000 if full else 100_000))
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-drift-") as folder:
         results += bench_window(rows, say, anchors=anchors, folder=Path(folder))
         if full:
             results += bench_window(10_000_000, say, anchors=False, folder=Path(folder))
+    memory_rows = memory_rows or (10_000_000 if full else (200_000 if quick else 1_000_000))
     with tempfile.TemporaryDirectory(prefix="bench-drift-memory-") as folder:
-        results.append(bench_memory(10_000_000 if full else (200_000 if quick else 1_000_000), say, Path(folder)))
+        results.append(bench_memory(memory_rows, say, Path(folder)))
     results += bench_false_alarms(20 if quick else 200, 2_000, say)
     results += bench_exactness(say)
     return results
@@ -402,9 +404,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="20,000-row windows, fewer trials")
     parser.add_argument("--full", action="store_true", help="the issue's sizes: 1M x 1M, 10M x 10M, 10M-row memory")
     parser.add_argument("--no-anchors", action="store_true", help="skip Evidently and NannyML")
+    parser.add_argument("--rows", type=int, default=0, help="rows per side of the window bench (e.g. 1000000)")
+    parser.add_argument("--memory-rows", type=int, default=0, help="rows of the window in the peak-memory bench")
     args = parser.parse_args()
     load = os.getloadavg()
-    results = run(quick=args.quick, full=args.full, anchors=not args.no_anchors)
+    results = run(quick=args.quick, full=args.full, anchors=not args.no_anchors, rows=args.rows or None,
+                  memory_rows=args.memory_rows or None)
     print(f"load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
           f"after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'what':84} {'ours':>10} {'anchor':>10} {'unit':8} {'anchor is':44} goal")
