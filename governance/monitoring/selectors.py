@@ -78,3 +78,30 @@ def drift_trend(*, user: Any, monitor_id: int, limit: int = 100) -> list[dict[st
                                        "drift": c["drift"]} for c in run.result["drift"]["columns"]},
              "performance": {k: v for k, v in (run.result.get("performance") or {}).items() if k != "calibration"}}
             for run in reversed(runs)]
+
+
+def revalidation_overdue(*, user: Any, model_name: str | None = None, now: Any = None) -> list[dict[str, Any]]:
+    """Deployed versions whose monitor's policy wants re-approval every N days (`revalidate_days`)
+    and whose latest approval is older than that: the version, its last approval, the days overdue."""
+    from datetime import timedelta
+
+    from django.db.models import Max
+    from django.utils import timezone
+
+    from governance.models import ApprovalRequest, RequestStatus, VersionStatus
+
+    moment = now or timezone.now()
+    found: list[dict[str, Any]] = []
+    monitors = monitor_list(user=user, model_name=model_name).filter(version__status=VersionStatus.DEPLOYED)
+    for monitor in monitors.order_by("version__model__name", "version__label", "pk"):
+        days = (monitor.thresholds or {}).get("revalidate_days")
+        if not days:
+            continue
+        last = (ApprovalRequest.objects.filter(version=monitor.version, status=RequestStatus.APPROVED)
+                .aggregate(last=Max("closed_at"))["last"])
+        due = (last + timedelta(days=days)) if last else None
+        if due is None or due < moment:
+            found.append({"model": monitor.version.model.name, "version": monitor.version.label, "monitor": monitor.pk,
+                          "every_days": days, "last_approved": last, "due": due,
+                          "days_overdue": (moment - due).days if due else None})
+    return found

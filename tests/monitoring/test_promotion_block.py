@@ -86,3 +86,38 @@ def test_only_risk_officers_set_it_and_removing_it_takes_a_second(blocking_alert
 def test_a_data_scientist_cannot_create_a_monitor_with_or_without_the_block_bypassing_policy(approved, scientist):
     with pytest.raises(Forbidden):
         monitor_create(by=scientist, version=approved, thresholds={"on_alert": "block_promotion"})
+
+
+def test_periodic_revalidation_is_policy_and_overdue_versions_are_shown(approved, scientist, risk_officer, environments,
+                                                                         make_user, other_team, monkeypatch):
+    from datetime import timedelta
+
+    from django.test import Client
+    from django.utils import timezone
+
+    from governance.monitoring.selectors import revalidation_overdue
+
+    deployment_record(version=approved, environment=environments["production"], by=scientist)
+    monitor = monitor_create(by=scientist, version=approved)
+    with pytest.raises(Forbidden):
+        monitor_thresholds_set(monitor=monitor, by=scientist, thresholds={**monitor.thresholds, "revalidate_days": 30})
+    monitor = monitor_thresholds_set(monitor=monitor, by=risk_officer, thresholds={**monitor.thresholds, "revalidate_days": 30})
+    assert revalidation_overdue(user=scientist) == []  # approved just now
+    later = timezone.now() + timedelta(days=35)
+    (item,) = revalidation_overdue(user=scientist, now=later)
+    assert (item["version"], item["every_days"], item["days_overdue"]) == (approved.label, 30, 5)
+    assert revalidation_overdue(user=make_user("olga", "data_scientist", teams=(other_team,)), now=later) == []
+    # Lengthening the period (or dropping it) is a weakening: a second risk officer.
+    assert isinstance(monitor_thresholds_set(monitor=monitor, by=risk_officer,
+                                             thresholds={**monitor.thresholds, "revalidate_days": 365}), ThresholdChange)
+    # Shown on the dashboard and the model page once overdue.
+    monitor.refresh_from_db()
+    client = Client()
+    client.force_login(scientist)
+    assert 'id="revalidation-overdue"' not in client.get("/").content.decode()
+    from governance.monitoring import selectors
+
+    real = selectors.revalidation_overdue
+    monkeypatch.setattr(selectors, "revalidation_overdue", lambda **kwargs: real(**{**kwargs, "now": later}))
+    assert 'id="revalidation-overdue"' in client.get("/").content.decode()
+    assert "must be re-approved every 30 days" in client.get(f"/models/{approved.model.name}/").content.decode()

@@ -35,7 +35,8 @@ from governance.permissions import is_active_user
 from governance.roles import RISK_OFFICER
 
 DEFAULT_THRESHOLDS: dict[str, Any] = {"alpha": 0.05, "correction": "benjamini-hochberg", "numeric_effect": 0.1,
-                                      "categorical_effect": 0.1, "performance": {}, "on_alert": "none"}
+                                      "categorical_effect": 0.1, "performance": {}, "on_alert": "none",
+                                      "revalidate_days": None}
 # What an open alert of the monitor does to its version: nothing more, or block its promotion to
 # production until the alert is acknowledged.
 ON_ALERT = ("none", "block_promotion")
@@ -73,6 +74,10 @@ def normalise_thresholds(raw: Any) -> dict[str, Any]:
     thresholds["performance"] = {name: float(value) for name, value in sorted(performance.items())}
     if thresholds["on_alert"] not in ON_ALERT:
         raise InvalidInput(f"'on_alert' must be one of {list(ON_ALERT)}.", code="monitoring_bad_thresholds")
+    days = thresholds["revalidate_days"]
+    if days is not None and (isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650):
+        raise InvalidInput("'revalidate_days' is null or a whole number of days from 1 to 3650.",
+                           code="monitoring_bad_thresholds")
     return thresholds
 
 
@@ -87,6 +92,9 @@ def weakens(old: dict[str, Any], new: dict[str, Any]) -> bool:
     if old["correction"] == "benjamini-hochberg" and new["correction"] == "bonferroni":
         return True
     if old.get("on_alert", "none") == "block_promotion" and new.get("on_alert", "none") != "block_promotion":
+        return True
+    old_days, new_days = old.get("revalidate_days"), new.get("revalidate_days")
+    if old_days is not None and (new_days is None or new_days > old_days):
         return True
     for metric, bound in old["performance"].items():
         if metric not in new["performance"]:
