@@ -271,6 +271,8 @@ class ErrorCode(StrEnum):
     MONITORING_SECOND_RISK_OFFICER = "monitoring_second_risk_officer", 403, "Weakening thresholds takes a second risk officer."
     MONITORING_CHANGE_PENDING = "monitoring_change_pending", 409, "A threshold weakening already waits, or was already applied."
     MONITORING_ALERT_CLOSED = "monitoring_alert_closed", 409, "The alert was already acknowledged."
+    MONITORING_ALERT_BLOCKS_PROMOTION = ("monitoring_alert_blocks_promotion", 409,
+                                         "An open monitoring alert of the version blocks its promotion to production.")
     MONITORING_MONITOR_NOT_FOUND = "monitoring_monitor_not_found", 404, "No such monitor."
     MONITORING_ALERT_NOT_FOUND = "monitoring_alert_not_found", 404, "No such alert."
     MONITORING_VERSION_NOT_APPROVED = "monitoring_version_not_approved", 409, "The version has not been approved."

@@ -359,6 +359,13 @@ METRICS_BEARER_TOKEN = _env("METRICS_BEARER_TOKEN", "")
 METRICS_ALLOWED_NETWORKS = _env_list("METRICS_ALLOWED_NETWORKS", "")
 # How often beat looks for monitors whose current slot (every run_every_hours) has no run yet.
 MONITORING_DUE_INTERVAL_S = int(_env("MONITORING_DUE_INTERVAL_S", "300"))
+# A run that raises alerts: e-mail to the model's contacts plus these, and a webhook signed like the
+# fairness one (HMAC-SHA256 of "<delivery id>.<timestamp>.<body>"); its body is the service's own
+# JSON ("governance") or a Slack-compatible {"text": ..., "blocks": [...]} ("slack").
+MONITORING_NOTIFY_EMAILS = _env_list("MONITORING_NOTIFY_EMAILS", "")
+MONITORING_WEBHOOK_URL = _env("MONITORING_WEBHOOK_URL", "")
+MONITORING_WEBHOOK_SECRET = _env("MONITORING_WEBHOOK_SECRET", "")
+MONITORING_WEBHOOK_FORMAT = _env("MONITORING_WEBHOOK_FORMAT", "governance")  # anything but "slack": governance
 
 # --- Fairness audits (fairness area) ---------------------------------------------------------
 # Largest prediction batch (API upload) and evaluation dataset accepted; bigger uploads get 413.

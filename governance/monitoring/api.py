@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import ERROR_RESPONSES, CursorlessPagination, paginated
-from core.errors import InvalidInput, NotFound
+from core.errors import InvalidInput
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from core.ids import object_id
 from governance import selectors as governance_selectors
@@ -109,12 +109,10 @@ class ProfileListView(MonitoringView):
         version = governance_selectors.model_version_get(user=request.user, model_name=data["model"], label=data["version"])
         dataset_version = None
         if data["dataset_version"] is not None:
-            from lineage.models import DatasetVersion
+            from lineage import selectors as lineage_selectors
 
-            dataset_version = DatasetVersion.objects.filter(pk=data["dataset_version"]).first()
-            if dataset_version is None:
-                raise NotFound(f"No dataset version {data['dataset_version']}.", code="dataset_version_not_found",
-                               extra={"id": data["dataset_version"]})
+            # Team-scoped like every lineage read: another team's dataset version does not exist here.
+            dataset_version = lineage_selectors.dataset_version_get(version_id=data["dataset_version"], user=request.user)
         profile = reference_profile_create(by=request.user, version=version, columns=data["columns"] or None,
                                            categorical=data["categorical"] or None, dataset_version=dataset_version,
                                            file=request.FILES.get("file"), bins=data["bins"])

@@ -548,6 +548,9 @@ def _monitoring(views: list[dict[str, Any]], versions: list[ModelVersion], model
         "schedules": schedules,
         "audit_schedules": audit_schedules,
     }
+    from governance.monitoring.evidence import post_market_plan
+
+    content["post_market_plan"] = post_market_plan(model)  # drift and performance monitors (Art. 72)
     missing = []
     if not audit_schedules:
         missing.append("scheduled fairness monitoring (no audit spec of this model has a schedule)")

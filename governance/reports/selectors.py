@@ -130,6 +130,10 @@ def bundle_plan_for_model(*, model_name: str, version_label: str = "", user: Any
     subjects.update(("fairness.sealedfile", str(pk))
                     for pk in SealedFile.objects.filter(model=model).values_list("pk", flat=True))
 
+    from governance.monitoring import evidence as monitoring_evidence
+
+    subjects.update(monitoring_evidence.bundle_subjects(versions))
+
     refs = Q(ref_type=VERSION_TYPE, ref_id__in=[str(version.pk) for version in versions])
     refs |= Q(ref_type="governance.deployment", ref_id__in=[str(pk) for pk in deployments])
     start = list(LineageNode.objects.filter(refs))

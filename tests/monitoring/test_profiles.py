@@ -170,3 +170,24 @@ def test_the_approval_that_completes_the_quorum_freezes_the_profile(scientist, p
     assert profile.frozen_at is not None
     [entry] = LedgerEntry.objects.filter(action="reference_profile.frozen")
     assert entry.actor == f"user:{risk_officer.username}"
+
+
+def test_the_api_does_not_profile_another_teams_dataset_version(scientist, version, settings, tmp_path, other_team):
+    """A lineage dataset version is read team-scoped (404 as if it did not exist), not by bare id."""
+    from rest_framework.test import APIClient
+
+    from lineage.services import datasets as lineage_services
+    from tests.fixtures import SEED
+
+    settings.FAIRNESS_LOCAL_DATASET_ROOT = str(tmp_path)
+    data = tmp_path / "theirs.csv"
+    data.write_bytes(_csv())
+    dataset, _ = lineage_services.dataset_create(namespace="s3://hiring", name="cvs", actor=SEED, owner_team=other_team.name)
+    theirs, _ = lineage_services.dataset_version_register(
+        dataset=dataset, actor=SEED, spec=lineage_services.VersionSpec(location_uri=f"file://{data}", content=data.read_bytes()))
+    client = APIClient()
+    client.force_authenticate(scientist)
+    response = client.post("/api/monitoring/profiles/", {"model": version.model.name, "version": version.label,
+                                                         "dataset_version": theirs.pk}, format="json")
+    assert response.status_code == 404 and response.json()["code"] == "dataset_version_not_found"
+    assert ReferenceProfile.objects.count() == 0

@@ -41,7 +41,11 @@ from governance.permissions import is_active_user
 from governance.roles import RISK_OFFICER
 
 DEFAULT_THRESHOLDS: dict[str, Any] = {"alpha": 0.05, "correction": "benjamini-hochberg", "numeric_effect": 0.1,
-                                      "categorical_effect": 0.1, "performance": {}}
+                                      "categorical_effect": 0.1, "performance": {}, "on_alert": "none",
+                                      "revalidate_days": None}
+# What an open alert of the monitor does to its version: nothing more, or block its promotion to
+# production until the alert is acknowledged.
+ON_ALERT = ("none", "block_promotion")
 KNOWN_PERFORMANCE = frozenset({"accuracy", "precision", "recall", "f1", "roc_auc", "brier", "mae", "rmse", "r2"})
 
 
@@ -74,6 +78,12 @@ def normalise_thresholds(raw: Any) -> dict[str, Any]:
         raise InvalidInput("'performance' maps known metric names to numbers.", code="monitoring_bad_thresholds",
                            extra={"known": sorted(KNOWN_PERFORMANCE)})
     thresholds["performance"] = {name: float(value) for name, value in sorted(performance.items())}
+    if thresholds["on_alert"] not in ON_ALERT:
+        raise InvalidInput(f"'on_alert' must be one of {list(ON_ALERT)}.", code="monitoring_bad_thresholds")
+    days = thresholds["revalidate_days"]
+    if days is not None and (isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650):
+        raise InvalidInput("'revalidate_days' is null or a whole number of days from 1 to 3650.",
+                           code="monitoring_bad_thresholds")
     return thresholds
 
 
@@ -86,6 +96,11 @@ def weakens(old: dict[str, Any], new: dict[str, Any]) -> bool:
     if new["categorical_effect"] > old["categorical_effect"]:
         return True
     if old["correction"] == "benjamini-hochberg" and new["correction"] == "bonferroni":
+        return True
+    if old.get("on_alert", "none") == "block_promotion" and new.get("on_alert", "none") != "block_promotion":
+        return True
+    old_days, new_days = old.get("revalidate_days"), new.get("revalidate_days")
+    if old_days is not None and (new_days is None or new_days > old_days):
         return True
     for metric, bound in old["performance"].items():
         if metric not in new["performance"]:
@@ -346,7 +361,51 @@ def _run(*, monitor: Monitor, by: Any, end: datetime, scheduled: bool) -> Monito
             ledger_append(actor=by, action="alert.raised", subject=alert, payload={
                 "monitor": monitor.pk, "run": run.pk, "kind": kind, "subject": subject, "detail": alert.detail,
                 "result_sha256": result_sha256})
+        if breaches:
+            task_enqueue_on_commit(NOTIFY_TASK, run.pk)
     return run
+
+
+NOTIFY_TASK = "governance.monitoring.tasks.monitor_run_notify_task"
+
+
+def monitor_run_notify(*, run_id: int) -> bool:
+    """Send the signed webhook and the e-mail of a run's alerts, each once; True once both are sent.
+
+    Each channel is marked in its own transaction right after it succeeded, so a retry after the
+    e-mail failed does not post the webhook again (as the fairness notifications do).
+    """
+    from governance.monitoring import notifications
+
+    steps = (("webhook_sent_at", notifications.send_webhook), ("emailed_at", notifications.send_email))
+    for field, send in steps:
+        with transaction.atomic():
+            run = (lock_for_update(MonitorRun.objects, of=("self",))
+                   .select_related("monitor__version__model", "profile").get(pk=run_id))
+            if run.notified_at is not None or not run.breached:
+                return False
+            if getattr(run, field) is None:
+                send(run)  # raises on failure: the task retries; nothing is marked
+                setattr(run, field, timezone.now())
+                run.save(update_fields=[field])
+    with transaction.atomic():
+        return bool(MonitorRun.objects.filter(pk=run_id, notified_at__isnull=True).update(notified_at=timezone.now()))
+
+
+def promotion_blocking_alerts(version: ModelVersion) -> list[Alert]:
+    """The open alerts of the version's monitors whose policy blocks promotion (oldest first)."""
+    return [alert for alert in Alert.objects.filter(monitor__version=version, status=Alert.Status.OPEN)
+            .select_related("monitor").order_by("pk")
+            if (alert.monitor.thresholds or {}).get("on_alert") == "block_promotion"]
+
+
+def require_promotion_allowed(version: ModelVersion) -> None:
+    """409 `monitoring_alert_blocks_promotion` while such an alert is open (acknowledge it first)."""
+    blocking = promotion_blocking_alerts(version)
+    if blocking:
+        raise Conflict(f"{len(blocking)} open monitoring alert(s) of {version.label} block its promotion to production; "
+                       "acknowledge them first.", code="monitoring_alert_blocks_promotion",
+                       extra={"alerts": [alert.pk for alert in blocking][:20]})
 
 
 def alert_acknowledge(*, alert: Alert, by: Any, comment: str) -> Alert:
