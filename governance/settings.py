@@ -104,6 +104,7 @@ INSTALLED_APPS = [
     "governance.monitoring",
     "governance.reports",
     "governance.pages",  # pages: dashboard, models, ledger explorer
+    "governance.signatures",  # approvals signed by the approver: passkeys and DSSE keys
     "core.outbox",  # faults area: transactional outbox for Celery tasks (label "outbox")
 ]
 
@@ -224,6 +225,13 @@ LEDGER_SIGNING_KEY_FILE = _path("LEDGER_SIGNING_KEY_FILE", str(VAR_DIR / "keys" 
 ATTESTATION_SIGNING_KEY_FILE = _path("ATTESTATION_SIGNING_KEY_FILE", str(VAR_DIR / "keys" / "attestation.key"))
 LEDGER_CHECKPOINT_INTERVAL_S = int(_env("LEDGER_CHECKPOINT_INTERVAL_S", "300"))
 LEDGER_VERIFY_HOUR_UTC = int(_env("LEDGER_VERIFY_HOUR_UTC", "2"))
+
+# --- Approvals signed by the approver (governance.signatures) ---------------------------------
+# The WebAuthn relying party: the host name passkeys are bound to, and the exact origin of the pages.
+WEBAUTHN_RP_ID = _env("WEBAUTHN_RP_ID", "localhost")
+WEBAUTHN_RP_NAME = _env("WEBAUTHN_RP_NAME", "Model governance")
+WEBAUTHN_ORIGIN = _env("WEBAUTHN_ORIGIN", "http://localhost:8000")
+APPROVAL_CHALLENGE_TTL_S = int(_env("APPROVAL_CHALLENGE_TTL_S", "600"))
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {

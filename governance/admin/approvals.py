@@ -166,7 +166,7 @@ class ApprovalPolicyForm(forms.ModelForm):
         model = ApprovalPolicy
         fields = ("model", "risk_tier", "quorum", "required_roles", "fairness_audit_max_age_days",
                   "required_card_fields", "expiry_hours", "fairness_metric_floors", "fairness_min_group_size",
-                  "fairness_dataset_registered")
+                  "fairness_dataset_registered", "signed_approval")
 
 
 @admin.register(ApprovalPolicy)
@@ -190,7 +190,8 @@ class ApprovalPolicyAdmin(ServiceBackedAdmin):
             required_card_fields=list(data["required_card_fields"]), expiry_hours=data["expiry_hours"],
             fairness_metric_floors=data.get("fairness_metric_floors") or {},
             fairness_min_group_size=data.get("fairness_min_group_size"),
-            fairness_dataset_registered=bool(data.get("fairness_dataset_registered")))
+            fairness_dataset_registered=bool(data.get("fairness_dataset_registered")),
+            signed_approval=data.get("signed_approval") or "none")
         if isinstance(saved, ApprovalPolicyChange):
             request._policy_change_pending = saved  # type: ignore[attr-defined]
             return
