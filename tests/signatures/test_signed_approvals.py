@@ -38,6 +38,7 @@ from governance.signatures.services import (
 )
 from tests.fixtures import CARD, SEED, last_entry
 from tests.signatures.authenticator import SoftAuthenticator, b64url
+from tests.signatures.conftest import signed_policy
 
 pytestmark = pytest.mark.django_db
 
@@ -46,19 +47,6 @@ def client_for(user: Any) -> APIClient:
     client = APIClient()
     client.force_login(user)
     return client
-
-
-def signed_policy(setting: str) -> Any:
-    return approval_policy_set(by=SEED, risk_tier="high", quorum=1, required_card_fields=list(CARD),
-                               expiry_hours=48, signed_approval=setting)
-
-
-@pytest.fixture
-def request_under(version, scientist):  # type: ignore[no-untyped-def]
-    def make(setting: str) -> Any:
-        signed_policy(setting)
-        return model_version_submit(version=version, by=scientist, comment="please review")
-    return make
 
 
 def pem(private_key: Ed25519PrivateKey) -> str:
