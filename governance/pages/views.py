@@ -27,7 +27,7 @@ from core.errors import NotFound, ServiceError, error_text
 from core.ids import parse_id
 from governance.models import ApprovalRequest, Decision, ModelVersion, RequestStatus, VersionStatus
 from governance.monitoring import selectors as monitoring_selectors
-from governance.pages import fairness, selectors
+from governance.pages import fairness, selectors, signing
 from governance.permissions import can_decide, can_write_model
 from governance.registry.services.approvals import approval_decide, model_version_submit, quorum_state
 
@@ -109,6 +109,7 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         "decisions": Decision.choices,
         "draft": VersionStatus.DRAFT,
     }
+    context.update(signing.decide_context(user=user, pending=context["pending"]))
     context.update(fairness.model_section(user=user, model=model, versions=page.versions, selected=selected,
                                           audit_id=_int_param(request, "audit"),
                                           result_id=_int_param(request, "audit_result")))
@@ -153,8 +154,8 @@ def request_decide(request: HttpRequest, name: str, request_id: int) -> HttpResp
         raise Http404("No such approval request.")
     decision = request.POST.get("decision", "")
     try:
-        approval_decide(request=approval, by=request.user, decision=decision,
-                                 comment=request.POST.get("comment", ""))
+        approval_decide(request=approval, by=request.user, decision=decision, comment=request.POST.get("comment", ""),
+                        signature=signing.posted_signature(request.POST.get("signature", "")))
     except ServiceError as exc:
         messages.error(request, error_text(exc))
     else:

@@ -17,7 +17,7 @@ from governance.api import ERROR_RESPONSES, GovernanceView
 from governance.models import Decision
 from governance.registry.services.approvals import approval_challenge_issue
 from governance.signatures import statement as st
-from governance.signatures.models import ApproverCredential
+from governance.signatures.selectors import own_credentials
 from governance.signatures.services import (
     approver_credential_get,
     approver_credential_revoke,
@@ -90,7 +90,7 @@ class CredentialListView(GovernanceView):
     @extend_schema(operation_id="signing_credentials_list", responses={200: CredentialOut(many=True), **ERROR_RESPONSES})
     def get(self, request: Request) -> Response:
         """Your own signing credentials (nobody sees or registers another person's here)."""
-        mine = ApproverCredential.objects.filter(user_id=request.user.pk)
+        mine = own_credentials(user=request.user)
         return Response(CredentialOut(mine, many=True).data)
 
     @extend_schema(operation_id="signing_keys_register", request=KeyIn,

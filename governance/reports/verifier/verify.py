@@ -1022,7 +1022,7 @@ def check_signed_approvals(documents: list[tuple[int, dict[str, Any]]], *, log_o
             violations.append(f"{where}: signed with {signature.get('method')}, its policy requires {wanted}")
         credential_id = signature.get("credential_id")
         registered = credentials.get(credential_id) if isinstance(credential_id, str) else None
-        if registered is None:
+        if registered is None or not isinstance(credential_id, str):
             violations.append(f"{where}: the bundle holds no registration entry of its credential")
             continue
         registered_seq, credential = registered

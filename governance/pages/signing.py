@@ -1,0 +1,47 @@
+"""Pages of signed approvals: one's own signing credentials (register a passkey there), and what the
+model page's decide form needs to sign a decision with a passkey (static/js/passkeys.js)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from core.errors import InvalidInput
+from governance.registry.services.approvals import effective_policy
+from governance.signatures.selectors import own_credentials, own_passkey_ids
+
+
+def decide_context(*, user: Any, pending: list[dict[str, Any]]) -> dict[str, Any]:
+    """The relying party, the user's passkeys, and each pending request's signing requirement."""
+    for item in pending:
+        item["signed_approval"] = effective_policy(item["request"]).get("signed_approval") or "none"
+    return {"webauthn_rp_id": settings.WEBAUTHN_RP_ID, "passkey_ids": json.dumps(own_passkey_ids(user=user))}
+
+
+def posted_signature(raw: str) -> dict[str, Any] | None:
+    """The `signature` field of the decide form: empty (unsigned) or the JSON passkeys.js wrote."""
+    if not raw:
+        return None
+    try:
+        signature = json.loads(raw)
+    except ValueError:
+        raise InvalidInput("The signature sent with the form is not JSON.", code="approval_signature_invalid") from None
+    if not isinstance(signature, dict):
+        raise InvalidInput("The signature sent with the form is not an object.", code="approval_signature_invalid")
+    return signature
+
+
+@require_GET
+@login_required
+def signing(request: HttpRequest) -> HttpResponse:
+    """Your signing credentials: register a passkey here; an Ed25519 key for DSSE through the API."""
+    return render(request, "pages/signing.html", {
+        "nav": "signing", "credentials": list(own_credentials(user=request.user)),
+        "webauthn_rp_id": settings.WEBAUTHN_RP_ID,
+    })
