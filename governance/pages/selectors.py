@@ -316,6 +316,9 @@ def ledger_entry_evidence(*, seq: int) -> dict[str, Any]:
         "checkpoint_note": checkpoint.note if checkpoint else None,
         "vkey": checkpoint.key.vkey if checkpoint else None,
     }
+    from governance.pages.signing import approver_signature_evidence
+
+    verify_data.update(approver_signature_evidence(entry=entry, checkpoint=checkpoint))
     return {
         "entry": entry,
         "pretty": json.dumps(json.loads(canonical), indent=2),  # non-ASCII as \u escapes: no look-alikes

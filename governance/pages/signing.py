@@ -45,3 +45,34 @@ def signing(request: HttpRequest) -> HttpResponse:
         "nav": "signing", "credentials": list(own_credentials(user=request.user)),
         "webauthn_rp_id": settings.WEBAUTHN_RP_ID,
     })
+
+
+def approver_signature_evidence(*, entry: Any, checkpoint: Any) -> dict[str, Any]:
+    """For a signed decision's entry: its credential's registration entry, with an inclusion proof
+    against the same checkpoint, so that *Verify here* (static/js/verify.js) checks the approver's
+    signature from evidence alone. Empty for any other entry."""
+    import base64
+
+    from audit import ledger
+    from audit.models import LedgerEntry
+    from governance.signatures.models import ApproverCredential
+
+    if entry.subject_type != "governance.approvaldecision":
+        return {}
+    state = (json.loads(bytes(entry.canonical)).get("payload") or {}).get("state") or {}
+    signature = state.get("signature") if isinstance(state, dict) else None
+    if not isinstance(signature, dict) or not isinstance(signature.get("credential_id"), str):
+        return {}
+    credential_pk = ApproverCredential.objects.filter(credential_id=signature["credential_id"]).values_list(
+        "pk", flat=True).first()
+    registered = LedgerEntry.objects.filter(
+        subject_type="signatures.approvercredential", subject_id=str(credential_pk),
+        action="approver_credential.registered").order_by("seq").first() if credential_pk else None
+    if registered is None:
+        return {"credential": None}
+    proof = None
+    if checkpoint is not None and registered.seq < checkpoint.tree_size:
+        proof = [base64.b64encode(bytes(node)).decode("ascii")
+                 for node in ledger.inclusion_proof(leaf_index=registered.seq, tree_size=checkpoint.tree_size)]
+    return {"credential": {"seq": registered.seq, "canonical_b64": base64.b64encode(bytes(registered.canonical)).decode(),
+                           "entry_hash_hex": bytes(registered.entry_hash).hex(), "proof_b64": proof}}

@@ -144,7 +144,8 @@ def approver_passkey_options(*, by: Any) -> dict[str, Any]:
         exclude_credentials=[PublicKeyCredentialDescriptor(id=st.b64url_decode(c.credential_id)) for c in existing],
         authenticator_selection=AuthenticatorSelectionCriteria(
             resident_key=ResidentKeyRequirement.DISCOURAGED, user_verification=UserVerificationRequirement.PREFERRED),
-        supported_pub_key_algs=[st.COSE_ALG_EDDSA, st.COSE_ALG_ES256])  # type: ignore[list-item]
+        # ES256 first: every authenticator has it; Ed25519 where one prefers it.
+        supported_pub_key_algs=[st.COSE_ALG_ES256, st.COSE_ALG_EDDSA])  # type: ignore[list-item]
     result: dict[str, Any] = json.loads(options_to_json(options))
     return result
 

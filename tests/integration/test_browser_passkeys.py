@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -81,13 +82,14 @@ def sign_in_with_authenticator(browser: Any, base: str, username: str) -> Any:
 
 
 def test_register_a_passkey_approve_with_it_and_verify_the_bundle(browser, relying_party, request_under, approver,
-                                                                 model, tmp_path):
+                                                                 approver2, auditor, model, tmp_path):
     from audit import jcs
     from audit.ledger import checkpoint_create
     from audit.models import LedgerEntry
     from governance.models import ApprovalDecision, RequestStatus
     from governance.reports.selectors import bundle_plan_for_model
     from governance.signatures.models import ApproverCredential
+    from governance.signatures.services import approver_key_register
     from tests.reports.bundle_helpers import (
         entry_lines,
         load_verifier,
@@ -108,7 +110,7 @@ def test_register_a_passkey_approve_with_it_and_verify_the_bundle(browser, relyi
     page.click("#register-passkey")
     page.wait_for_selector("#credentials td.mono")
     credential = ApproverCredential.objects.get(user=approver)
-    assert (credential.kind, credential.label) == ("passkey", "virtual authenticator")
+    assert (credential.kind, credential.label, credential.algorithm) == ("passkey", "virtual authenticator", -7)
 
     # 2. Approve with it on the model page: the unsigned button is not offered under this policy.
     page.goto(f"{base}/models/{model.name}/")
@@ -127,6 +129,8 @@ def test_register_a_passkey_approve_with_it_and_verify_the_bundle(browser, relyi
     assert request.status == RequestStatus.APPROVED
 
     # 3. The bundle verifies offline, signatures included; a changed signature byte is caught.
+    approver_key_register(by=approver2, user=approver2, public_key=base64.b64encode(
+        Ed25519PrivateKey.generate().public_key().public_bytes_raw()).decode())
     checkpoint_create()
     plan = bundle_plan_for_model(model_name=model.name)
     bundle = make_bundle(plan.subjects, bounded_subjects=plan.bounded)
@@ -168,3 +172,33 @@ def test_register_a_passkey_approve_with_it_and_verify_the_bundle(browser, relyi
     flipped[-1] ^= 1
     with pytest.raises(ValueError, match="does not verify"):
         verifier.verify_webauthn_assertion(cose, **check, **{**parts, "signature": bytes(flipped)})
+
+    # 4. *Verify here* on the decision's entry page checks the signature in the browser (Web Crypto).
+    reader = sign_in_with_authenticator(browser, base, "audrey")
+    reader.goto(f"{base}/ledger/{decision_seq}/")
+    reader.click("#verify-button")
+    reader.wait_for_selector("#verify-result[data-outcome]")
+    outcome = reader.locator("#verify-result")
+    assert outcome.get_attribute("data-outcome") == "success", outcome.inner_text()
+    assert "the approver's signature verifies" in outcome.inner_text()
+    assert "passkey's ES256 signature" in outcome.inner_text()
+
+    # Evidence swapped for another person's (validly logged) key registration: refused by the signature check.
+    from audit import ledger as audit_ledger
+    from audit.selectors import checkpoint_latest
+
+    bobs = LedgerEntry.objects.filter(action="approver_credential.registered").order_by("seq").last()
+    tree_size = checkpoint_latest().tree_size
+    swapped = {"seq": bobs.seq, "canonical_b64": base64.b64encode(bytes(bobs.canonical)).decode(),
+               "entry_hash_hex": bytes(bobs.entry_hash).hex(),
+               "proof_b64": [base64.b64encode(bytes(node)).decode()
+                             for node in audit_ledger.inclusion_proof(leaf_index=bobs.seq, tree_size=tree_size)]}
+    reader.evaluate("""(swapped) => {
+        const holder = document.getElementById('verify-data');
+        const data = JSON.parse(holder.textContent);
+        data.credential = swapped;
+        holder.textContent = JSON.stringify(data);
+    }""", swapped)
+    reader.click("#verify-button")
+    reader.wait_for_function("document.getElementById('verify-result').dataset.outcome === 'failure'")
+    assert "the credential entry is not the signing credential's" in outcome.inner_text()
