@@ -13,14 +13,22 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from core.errors import InvalidInput
-from governance.registry.services.approvals import effective_policy
+from governance import policies
+from governance.selectors import approval_policy_for
 from governance.signatures.selectors import own_credentials, own_passkey_ids
 
 
-def decide_context(*, user: Any, pending: list[dict[str, Any]]) -> dict[str, Any]:
-    """The relying party, the user's passkeys, and each pending request's signing requirement."""
+def decide_context(*, user: Any, model: Any, pending: list[dict[str, Any]], can_decide: bool) -> dict[str, Any]:
+    """The relying party, the user's passkeys, and each pending request's signing requirement (the
+    stricter of its snapshot and the policy in force, as `approval_decide` applies it); only for
+    someone who may decide, in a fixed number of queries."""
+    if not can_decide or not pending:
+        return {"webauthn_rp_id": settings.WEBAUTHN_RP_ID, "passkey_ids": "[]"}
+    current = approval_policy_for(model)
+    now = current.snapshot() | {"risk_tier": model.risk_tier} if current else {"risk_tier": model.risk_tier}
     for item in pending:
-        item["signed_approval"] = effective_policy(item["request"]).get("signed_approval") or "none"
+        snapshot = policies.stricter(item["request"].policy_snapshot, now)
+        item["signed_approval"] = snapshot.get("signed_approval") or "none"
     return {"webauthn_rp_id": settings.WEBAUTHN_RP_ID, "passkey_ids": json.dumps(own_passkey_ids(user=user))}
 
 

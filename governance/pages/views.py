@@ -110,7 +110,8 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         "decisions": Decision.choices,
         "draft": VersionStatus.DRAFT,
     }
-    context.update(signing.decide_context(user=user, pending=context["pending"]))
+    context.update(signing.decide_context(user=user, model=model, pending=context["pending"],
+                                          can_decide=context["can_decide"]))
     context.update(fairness.model_section(user=user, model=model, versions=page.versions, selected=selected,
                                           audit_id=_int_param(request, "audit"),
                                           result_id=_int_param(request, "audit_result")))
