@@ -53,17 +53,6 @@ def relying_party(settings, live_server) -> str:  # type: ignore[no-untyped-def]
     return str(settings.WEBAUTHN_ORIGIN)
 
 
-@pytest.fixture
-def request_under(version, scientist):  # type: ignore[no-untyped-def]
-    from governance.registry.services.approvals import model_version_submit
-    from tests.signatures.conftest import signed_policy
-
-    def make(setting: str) -> Any:
-        signed_policy(setting)
-        return model_version_submit(version=version, by=scientist, comment="please review")
-    return make
-
-
 def sign_in_with_authenticator(browser: Any, base: str, username: str) -> Any:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(20_000)

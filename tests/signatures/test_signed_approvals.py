@@ -36,9 +36,8 @@ from governance.signatures.services import (
     approver_passkey_register,
     decision_signature_verify,
 )
-from tests.fixtures import CARD, SEED, last_entry
+from tests.fixtures import CARD, SEED, last_entry, signed_policy
 from tests.signatures.authenticator import SoftAuthenticator, b64url
-from tests.signatures.conftest import signed_policy
 
 pytestmark = pytest.mark.django_db
 
