@@ -32,8 +32,15 @@ def decide_context(*, user: Any, model: Any, pending: list[dict[str, Any]], can_
     return {"webauthn_rp_id": settings.WEBAUTHN_RP_ID, "passkey_ids": json.dumps(own_passkey_ids(user=user))}
 
 
-def posted_signature(raw: str) -> dict[str, Any] | None:
-    """The `signature` field of the decide form: empty (unsigned) or the JSON passkeys.js wrote."""
+def posted_signature(raw: str, dsse_envelope: str = "") -> dict[str, Any] | None:
+    """What the decide form sends: a DSSE envelope pasted from the terminal, the passkey assertion
+    passkeys.js wrote into `signature`, or nothing (unsigned)."""
+    if dsse_envelope.strip():
+        try:
+            envelope = json.loads(dsse_envelope)
+        except ValueError:
+            raise InvalidInput("The DSSE envelope is not JSON.", code="approval_signature_invalid") from None
+        return {"method": "dsse", "envelope": envelope}
     if not raw:
         return None
     try:

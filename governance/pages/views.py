@@ -158,7 +158,8 @@ def request_decide(request: HttpRequest, name: str, request_id: int) -> HttpResp
     decision = request.POST.get("decision", "")
     try:
         approval_decide(request=approval, by=request.user, decision=decision, comment=request.POST.get("comment", ""),
-                        signature=signing.posted_signature(request.POST.get("signature", "")))
+                        signature=signing.posted_signature(request.POST.get("signature", ""),
+                                                           request.POST.get("dsse_envelope", "")))
     except ServiceError as exc:
         messages.error(request, error_text(exc))
     else:

@@ -92,6 +92,27 @@
     });
   });
 
+  // The terminal path: show the statement to sign with bin/approval-sign; the envelope is pasted back.
+  document.querySelectorAll("form.decide-form button.get-statement").forEach((button) => {
+    button.addEventListener("click", async () => {
+      const form = button.closest("form");
+      const shown = form.querySelector(".dsse-statement");
+      const decision = form.querySelector("input[name=decision]:checked");
+      if (!decision) {
+        shown.textContent = "Choose approve or reject first.";
+        return;
+      }
+      try {
+        const issued = await postJSON(form.dataset.statementUrl, {
+          decision: decision.value, comment: form.querySelector("textarea[name=comment]").value,
+        }, csrfToken(form));
+        shown.textContent = issued.statement;
+      } catch (error) {
+        shown.textContent = "No statement: " + error.message;
+      }
+    });
+  });
+
   const register = document.getElementById("register-passkey");
   if (register) {
     register.addEventListener("click", async () => {

@@ -57,3 +57,18 @@ def test_the_signing_page_lists_ones_own_credentials_only(approver, approver2):
     mine = approver.approver_credentials.get().credential_id
     theirs = approver2.approver_credentials.get().credential_id
     assert mine in body and theirs not in body
+
+
+def test_the_decide_form_records_a_pasted_dsse_envelope(request_under, approver, model):
+    from tests.signatures.test_signed_approvals import envelope
+
+    request = request_under("dsse")
+    key = register_key(approver)
+    body = browser_for(approver).get(f"/models/{model.name}/").content.decode()
+    assert "Sign with passkey" not in body and 'name="dsse_envelope"' in body
+    issued = statement_for(approver, request, comment="signed in a terminal")
+    response = browser_for(approver).post(f"/models/{model.name}/requests/{request.pk}/decide/", {
+        "decision": "approve", "comment": "signed in a terminal",
+        "dsse_envelope": json.dumps(envelope(issued["statement"], key))}, follow=True)
+    assert "Your decision (approve)" in response.content.decode()
+    assert ApprovalDecision.objects.get().signature["method"] == "dsse"
