@@ -20,7 +20,7 @@ from governance.reports.selectors import bundle_plan_for_model
 from governance.signatures import statement as st
 from governance.signatures.models import ApproverCredential
 from governance.signatures.services import approver_key_register
-from tests.fixtures import last_entry
+from tests.fixtures import last_entry, signed_policy
 from tests.reports.bundle_helpers import load_verifier, make_bundle, run_verify, verdict
 from tests.signatures.authenticator import SoftAuthenticator
 from tests.signatures.test_signed_approvals import (
@@ -181,3 +181,18 @@ def test_a_passkey_assertion_is_checked_byte_by_byte():
     with pytest.raises(ValueError, match="does not verify"):
         verifier.verify_webauthn_assertion(authenticator.cose_key(), **check,
                                            **{**parts, "authenticator_data": bytes(flipped)})
+
+
+def test_an_unsigned_decision_after_the_policy_was_strengthened_fails(request_under, approver, tmp_path, model,
+                                                                     make_version, scientist):
+    """Submitted under "none", decided after the tier's policy asked for DSSE: the policy in force counts too."""
+    request = request_under("none")
+    assert decide(approver, request, None).status_code == 201
+    pending = model_version_submit(version=make_version("2.0"), by=scientist)
+    signed_policy("dsse")
+    like = last_entry("approval_request.approve_recorded").payload["state"]
+    forge_decision(like=like, request=pending, signature={}, comment="looks fine")
+    result = run_verify(tmp_path, bundle_for(model.name, (("governance.approvaldecision", FORGED_ID),)))
+    assert result.returncode == 1
+    assert f"decision {FORGED_ID}" in verdict(result) and "not signed by the approver (its policy requires dsse)" \
+        in verdict(result)

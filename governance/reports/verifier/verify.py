@@ -979,14 +979,53 @@ def _signed_statement(signature: dict[str, Any], credential: dict[str, Any]) -> 
     raise ValueError(f"unknown signing method {method!r}")
 
 
+# What each `signed_approval` setting accepts; a decision is judged by what both its request's
+# snapshot and the policy in force when it was decided accept (passkey-only and DSSE-only share
+# nothing: then the policy in force holds), as the service judges it.
+SIGNED_APPROVAL_ACCEPTS = {"none": frozenset({"unsigned", "passkey", "dsse"}), "either": frozenset({"passkey", "dsse"}),
+                           "passkey": frozenset({"passkey"}), "dsse": frozenset({"dsse"})}
+
+
+def _accepted(snapshot_setting: Any, in_force_setting: Any) -> frozenset[str]:
+    everything = SIGNED_APPROVAL_ACCEPTS["none"]
+    frozen = SIGNED_APPROVAL_ACCEPTS.get(str(snapshot_setting), everything)
+    now = SIGNED_APPROVAL_ACCEPTS.get(str(in_force_setting), everything)
+    return (frozen & now) or now
+
+
+def _setting_in_force(version_states: list[tuple[int, dict[str, Any]]],
+                      model_states: dict[str, list[tuple[int, dict[str, Any]]]],
+                      policy_states: dict[str, list[tuple[int, dict[str, Any]]]], seq: int) -> Any:
+    """`signed_approval` of the policy that applied to the version's model just before `seq` (its own,
+    else its tier's default, the tier being the last one its entries recorded); None if not shown."""
+    model_id = next((str(state["model"]) for at, state in reversed(version_states)
+                     if at < seq and state.get("model") is not None), None)
+    tier = next((state["risk_tier"] for at, state in reversed(model_states.get(model_id or "", []))
+                 if at < seq and state.get("risk_tier")), None)
+    own = default = None
+    for states in policy_states.values():
+        state = _latest(states, seq)
+        if state is None:
+            continue
+        if model_id is not None and str(state.get("model")) == model_id:
+            own = state
+        elif state.get("model") is None and tier is not None and state.get("risk_tier") == tier:
+            default = state
+    chosen = own or default
+    return chosen.get("signed_approval") if chosen else None
+
+
 def check_signed_approvals(documents: list[tuple[int, dict[str, Any]]], *, log_origin: str,
                            require_signed: bool) -> tuple[list[str], int]:
     """(violations, signed decisions verified): every signed decision's signature, statement and
-    credential; an unsigned decision where its request's policy (or `require_signed`) wants one."""
+    credential; an unsigned decision where its policy (or `require_signed`) wants one."""
     credentials: dict[str, tuple[int, dict[str, Any]]] = {}
     revoked: dict[str, int] = {}
     submissions: dict[str, dict[str, Any]] = {}
     versions: dict[str, dict[str, Any]] = {}
+    version_states: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    model_states: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    policy_states: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     decisions: list[tuple[int, str, dict[str, Any], dict[str, Any]]] = []
     for seq, document in documents:
         subject = document.get("subject") or {}
@@ -999,8 +1038,14 @@ def check_signed_approvals(documents: list[tuple[int, dict[str, Any]]], *, log_o
                 revoked[state["credential_id"]] = seq
         elif kind == "governance.approvalrequest" and ident not in submissions and state:
             submissions[ident] = state
-        elif kind == "governance.modelversion" and state:
-            versions[ident] = state
+        elif kind == "governance.modelversion":
+            version_states.setdefault(ident, []).append((seq, state))
+            if state:
+                versions[ident] = state
+        elif kind == "governance.registeredmodel":
+            model_states.setdefault(ident, []).append((seq, state))
+        elif kind == "governance.approvalpolicy":
+            policy_states.setdefault(ident, []).append((seq, state))
         elif kind == "governance.approvaldecision" and payload.get("before") is None and state:
             decisions.append((seq, ident, state, document))
     violations: list[str] = []
@@ -1008,18 +1053,22 @@ def check_signed_approvals(documents: list[tuple[int, dict[str, Any]]], *, log_o
     for seq, ident, state, document in decisions:
         where = f"decision {ident} (seq {seq}) on request {state.get('request')}"
         signature = state.get("signature") or {}
-        snapshot = (submissions.get(str(state.get("request"))) or {}).get("policy_snapshot") or {}
-        wanted = snapshot.get("signed_approval") if isinstance(snapshot, dict) else None
+        request_state = submissions.get(str(state.get("request"))) or {}
+        snapshot = request_state.get("policy_snapshot")
+        in_force = _setting_in_force(version_states.get(str(request_state.get("version")), []), model_states,
+                                     policy_states, seq)
+        accepted = _accepted(snapshot.get("signed_approval") if isinstance(snapshot, dict) else None, in_force)
+        wanted = " or ".join(sorted(accepted))
         if not signature:
-            if require_signed or wanted not in (None, "none"):
-                reason = f"its policy requires {wanted}" if wanted not in (None, "none") else \
+            if require_signed or "unsigned" not in accepted:
+                reason = f"its policy requires {wanted}" if "unsigned" not in accepted else \
                     "--require-signed-approvals"
                 violations.append(f"{where}: not signed by the approver ({reason})")
             continue
         if not isinstance(signature, dict):
             violations.append(f"{where}: the signature is not an object")
             continue
-        if wanted in ("passkey", "dsse") and signature.get("method") != wanted:
+        if signature.get("method") not in accepted:
             violations.append(f"{where}: signed with {signature.get('method')}, its policy requires {wanted}")
         credential_id = signature.get("credential_id")
         registered = credentials.get(credential_id) if isinstance(credential_id, str) else None
@@ -1047,7 +1096,6 @@ def check_signed_approvals(documents: list[tuple[int, dict[str, Any]]], *, log_o
         if hashlib.sha256(statement).hexdigest() != signature.get("statement_sha256"):
             violations.append(f"{where}: statement_sha256 is not the SHA-256 of the signed statement")
             continue
-        request_state = submissions.get(str(state.get("request"))) or {}
         version_state = versions.get(str(request_state.get("version"))) or {}
         expected = {"type": STATEMENT_TYPE, "log": log_origin, "request": state.get("request"),
                     "decision": state.get("decision"), "comment": state.get("comment"),
