@@ -22,6 +22,7 @@ from governance.models import (
     ApprovalPolicyChange,
     ApprovalRequest,
     Decision,
+    SignedApproval,
 )
 from governance.permissions import can_decide
 from governance.registry.services.approvals import (
@@ -161,6 +162,9 @@ class ApprovalPolicyForm(forms.ModelForm):
                                                widget=forms.CheckboxSelectMultiple)
     required_card_fields = forms.MultipleChoiceField(choices=[(name, name) for name in MODEL_CARD_FIELDS],
                                                      required=False, widget=forms.CheckboxSelectMultiple)
+    # Left out of a post: the policy keeps its setting (a weakening is never made by omission).
+    signed_approval = forms.ChoiceField(choices=SignedApproval.choices, required=False,
+                                        help_text=ApprovalPolicy._meta.get_field("signed_approval").help_text)
 
     class Meta:
         model = ApprovalPolicy
@@ -191,7 +195,9 @@ class ApprovalPolicyAdmin(ServiceBackedAdmin):
             fairness_metric_floors=data.get("fairness_metric_floors") or {},
             fairness_min_group_size=data.get("fairness_min_group_size"),
             fairness_dataset_registered=bool(data.get("fairness_dataset_registered")),
-            signed_approval=data.get("signed_approval") or "none")
+            signed_approval=data.get("signed_approval") or (
+                ApprovalPolicy.objects.filter(pk=obj.pk).values_list("signed_approval", flat=True).first()
+                if change else None) or SignedApproval.NONE)
         if isinstance(saved, ApprovalPolicyChange):
             request._policy_change_pending = saved  # type: ignore[attr-defined]
             return

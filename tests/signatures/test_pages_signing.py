@@ -72,3 +72,19 @@ def test_the_decide_form_records_a_pasted_dsse_envelope(request_under, approver,
         "dsse_envelope": json.dumps(envelope(issued["statement"], key))}, follow=True)
     assert "Your decision (approve)" in response.content.decode()
     assert ApprovalDecision.objects.get().signature["method"] == "dsse"
+
+
+def test_the_admin_form_keeps_the_signing_setting_when_the_post_leaves_it_out(risk_officer):
+    from governance.models import ApprovalPolicy
+    from tests.fixtures import CARD, signed_policy
+
+    policy = signed_policy("dsse")
+    form = {"quorum": 1, "expiry_hours": 48, "required_card_fields": list(CARD), "fairness_metric_floors": "{}",
+            "fairness_min_group_size": "", "fairness_audit_max_age_days": ""}
+    page = browser_for(risk_officer).post(f"/admin/governance/approvalpolicy/{policy.pk}/change/", form)
+    assert page.status_code == 302
+    assert ApprovalPolicy.objects.get(pk=policy.pk).signed_approval == "dsse"
+    page = browser_for(risk_officer).post(f"/admin/governance/approvalpolicy/{policy.pk}/change/",
+                                          {**form, "signed_approval": "none"})
+    assert page.url == "/admin/governance/approvalpolicychange/"  # a weakening: a second officer decides
+    assert ApprovalPolicy.objects.get(pk=policy.pk).signed_approval == "dsse"
