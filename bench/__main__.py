@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = ["bench_ledger", "bench_capture", "bench_lineage", "bench_fairness", "bench_fairness_service", "bench_bundles",
-           "bench_pages", "bench_load"]
+           "bench_pages", "bench_load", "bench_mlflow"]
 
 
 def _format(value: object) -> str:

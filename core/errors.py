@@ -89,6 +89,9 @@ class ErrorCode(StrEnum):
     SIGNING_KEY_MISSING = "signing_key_missing", 503, "There is no signing key file."
     SIGNING_KEY_NOT_FOUND = "signing_key_not_found", 404, "No signing key with this key id."
     SIGNING_KEY_RETIRED = "signing_key_retired", 503, "The key in the signing key file has been retired."
+    TSA_NOT_CONFIGURED = "tsa_not_configured", 503, "TSA_URL is set but TSA_CA_FILE holds no CA certificate."
+    TSA_UNAVAILABLE = "tsa_unavailable", 503, "The RFC 3161 time-stamp authority did not answer, or not with HTTP 200."
+    TSA_RESPONSE_INVALID = "tsa_response_invalid", 503, "The time-stamp authority refused, or its token does not verify."
     TOKEN_MODEL_RESTRICTED = ("token_model_restricted", 403,
                               "The service token is restricted to some models; it acts only on them and their teams.")
     # --- Lineage: datasets, runs, graph, pipeline keys, attestations, OpenLineage ----------------
@@ -308,6 +311,18 @@ class ErrorCode(StrEnum):
     BUNDLE_TOO_MANY_SUBJECTS = "bundle_too_many_subjects", 400, "A bundle has more subjects than allowed."
     BUNDLE_BAD_SUBJECT = "bundle_bad_subject", 400, "A bundle subject's type or id is empty or too long."
     REPORT_SCHEDULE_BAD_CADENCE = "report_schedule_bad_cadence", 400, "Unknown report schedule cadence."
+    # --- MLflow integration (governance/integrations/mlflow) ------------------------------------
+    MLFLOW_WEBHOOK_SIGNATURE_INVALID = ("mlflow_webhook_signature_invalid", 401,
+                                        "The MLflow webhook's signature headers are missing or match no connection's secret.")
+    MLFLOW_WEBHOOK_STALE = "mlflow_webhook_stale", 401, "X-MLflow-Timestamp is further from now than MLFLOW_WEBHOOK_MAX_AGE_S."
+    MLFLOW_WEBHOOK_MALFORMED = "mlflow_webhook_malformed", 400, "The signed webhook body is not an MLflow event."
+    MLFLOW_UNAVAILABLE = "mlflow_unavailable", 503, "The MLflow tracking server could not be reached or refused the call."
+    MLFLOW_MODEL_NAME_TAKEN = "mlflow_model_name_taken", 409, "Another team's registered model has the MLflow model's name."
+    MLFLOW_MODEL_NAME_INVALID = "mlflow_model_name_invalid", 400, "The MLflow model's name maps to no valid model name here."
+    MLFLOW_ARTIFACTS_UNHASHABLE = ("mlflow_artifacts_unhashable", 409,
+                                   "The version's artifacts cannot be listed and hashed through MLflow's artifact proxy.")
+    MLFLOW_CONNECTION_INVALID = "mlflow_connection_invalid", 400, "A connection field is not valid; extra names it."
+    MLFLOW_CONNECTION_NOT_FOUND = "mlflow_connection_not_found", 404, "No such MLflow connection."
 
 
 def registered(code: str) -> str:

@@ -106,6 +106,7 @@ INSTALLED_APPS = [
     "governance.pages",  # pages: dashboard, models, ledger explorer
     "governance.signatures",  # approvals signed by the approver: passkeys and DSSE keys
     "core.outbox",  # faults area: transactional outbox for Celery tasks (label "outbox")
+    "governance.integrations.mlflow",  # mlflow: governed MLflow registries (label "mlflow_integration")
 ]
 
 MIDDLEWARE = [
@@ -231,6 +232,12 @@ WITNESS_POLICY_FILE = _env("WITNESS_POLICY_FILE", "")
 WITNESS_TIMEOUT_S = float(_env("WITNESS_TIMEOUT_S", "10"))
 WITNESS_ALERT_EMAILS = _env_list("WITNESS_ALERT_EMAILS", "")
 WITNESS_REPUSH_HOUR_UTC = int(_env("WITNESS_REPUSH_HOUR_UTC", "3"))
+# RFC 3161: with a TSA URL and its CA certificate (PEM), every exported checkpoint and at least one
+# checkpoint a day get a time-stamp token (audit.tsa). Empty TSA_URL: no timestamps.
+TSA_URL = _env("TSA_URL", "")
+TSA_CA_FILE = _env("TSA_CA_FILE", "")
+TSA_TIMEOUT_S = float(_env("TSA_TIMEOUT_S", "10"))
+TSA_DAILY_HOUR_UTC = int(_env("TSA_DAILY_HOUR_UTC", "3"))
 
 # --- Approvals signed by the approver (governance.signatures) ---------------------------------
 # The WebAuthn relying party: the host name passkeys are bound to, and the exact origin of the pages.
@@ -383,6 +390,21 @@ FAIRNESS_RECOVER_INTERVAL_S = int(_env("FAIRNESS_RECOVER_INTERVAL_S", "60"))
 # The queue tasks go to by default; integration tests give each worker a queue of its own.
 CELERY_TASK_DEFAULT_QUEUE = _env("CELERY_TASK_DEFAULT_QUEUE", "celery")
 
+# --- MLflow integration (mlflow area) ---------------------------------------------------------
+# A connection names its credentials and webhook secret by environment variable; only variables
+# with this prefix can be named, so an admin cannot point a connection at another secret of the
+# service (SECRET_KEY, DATABASE_URL, ...) and have it sent to a tracking server of their choosing.
+MLFLOW_CREDENTIAL_ENV_PREFIX = _env("MLFLOW_CREDENTIAL_ENV_PREFIX", "MLFLOW_CRED_")
+MLFLOW_CREDENTIALS = {name: value for name, value in os.environ.items()
+                      if MLFLOW_CREDENTIAL_ENV_PREFIX and name.startswith(MLFLOW_CREDENTIAL_ENV_PREFIX)}
+# Webhook freshness: X-MLflow-Timestamp at most this far from now (MLflow's docs suggest 300 s).
+MLFLOW_WEBHOOK_MAX_AGE_S = int(_env("MLFLOW_WEBHOOK_MAX_AGE_S", "300"))
+# The scheduled reconcile of every model of every connection (MLflow drops events; some send none).
+MLFLOW_RECONCILE_INTERVAL_S = int(_env("MLFLOW_RECONCILE_INTERVAL_S", "900"))
+MLFLOW_HTTP_TIMEOUT_S = float(_env("MLFLOW_HTTP_TIMEOUT_S", "30"))
+# Largest artifact file hashed for a manifest (streamed; the limit only bounds the time spent).
+MLFLOW_MAX_ARTIFACT_BYTES = int(_env("MLFLOW_MAX_ARTIFACT_BYTES", str(20 * 1024 * 1024 * 1024)))
+
 # --- Scheduled jobs: the one beat schedule ------------------------------------------------------
 # Defaults that django-celery-beat copies into its database; risk officers edit them in the admin.
 CELERY_BEAT_SCHEDULE = {
@@ -391,6 +413,9 @@ CELERY_BEAT_SCHEDULE = {
                               "schedule": crontab(hour=LEDGER_VERIFY_HOUR_UTC, minute=0)},
     "witness-repush-daily": {"task": "audit.tasks.checkpoint_witness_task", "kwargs": {"force": True},
                              "schedule": crontab(hour=WITNESS_REPUSH_HOUR_UTC, minute=30)},
+    # A no-op while TSA_URL is empty.
+    "ledger-timestamp-daily": {"task": "audit.tasks.ledger_timestamp_task",
+                               "schedule": crontab(hour=TSA_DAILY_HOUR_UTC, minute=7)},
     "approval-expire-due": {"task": "governance.tasks.approval_expire_due_task",
                             "schedule": float(APPROVAL_EXPIRY_CHECK_INTERVAL_S)},
     "idempotency-records-purge": {"task": "governance.tasks.idempotency_records_purge_task",
@@ -404,4 +429,6 @@ CELERY_BEAT_SCHEDULE = {
                                "schedule": float(FAIRNESS_RECOVER_INTERVAL_S)},
     "monitoring-runs-due": {"task": "governance.monitoring.tasks.monitor_runs_due_task",
                             "schedule": float(MONITORING_DUE_INTERVAL_S)},
+    "mlflow-reconcile-all": {"task": "governance.integrations.mlflow.tasks.mlflow_reconcile_all_task",
+                             "schedule": float(MLFLOW_RECONCILE_INTERVAL_S)},
 }

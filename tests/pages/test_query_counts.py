@@ -36,7 +36,8 @@ EXPECTED = {
     # and one for the teams whose lineage the user reads and records for (lineage.visibility.owners_of)
     "model_page": 17 + FAIRNESS_MODEL_PAGE + MONITORING_MODEL_PAGE,
     "ledger": 5,
-    "ledger_entry": 10,
+    # includes the witnesses' cosignatures of the checkpoint shown
+    "ledger_entry": 11,
 }
 
 

@@ -1323,6 +1323,434 @@ def verify_witnessed(contents: dict[str, bytes], checkpoint_text: str, keys: Seq
     report.ok(f"witnessed checkpoint @{body.tree_size}: consistent with @{checkpoint.tree_size}; "
               f"cosignature/v1 quorum met ({when})")
     return [f"witnesses:   quorum met at @{body.tree_size}: {when}"]
+# --- RFC 3161 time-stamp tokens (ledger/timestamps/) ----------------------------------------
+# Each token is a DER TimeStampToken: a CMS SignedData (RFC 5652) whose content is a TSTInfo
+# (RFC 3161 §2.4.2). Checked here with a small DER reader and `cryptography`: the message
+# imprint is SHA-256 of the named checkpoint's signed note, the signed attributes hold the
+# TSTInfo's content type and digest and name the signer's certificate (ESS signingCertificate
+# v1 or v2), the signature over them verifies with that certificate, which is marked for time
+# stamping and chains to a CA pinned with --tsa-ca, valid at the token's time.
+
+OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
+OID_TST_INFO = "1.2.840.113549.1.9.16.1.4"
+OID_CONTENT_TYPE = "1.2.840.113549.1.9.3"
+OID_MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
+OID_SIGNING_CERTIFICATE = "1.2.840.113549.1.9.16.2.12"
+OID_SIGNING_CERTIFICATE_V2 = "1.2.840.113549.1.9.16.2.47"
+OID_KP_TIME_STAMPING = "1.3.6.1.5.5.7.3.8"
+_TS_HASHES = {"1.3.14.3.2.26": "sha1", "2.16.840.1.101.3.4.2.1": "sha256", "2.16.840.1.101.3.4.2.2": "sha384",
+              "2.16.840.1.101.3.4.2.3": "sha512"}
+_TS_RSA = {"1.2.840.113549.1.1.1": None, "1.2.840.113549.1.1.11": "sha256", "1.2.840.113549.1.1.12": "sha384",
+           "1.2.840.113549.1.1.13": "sha512"}
+_TS_ECDSA = {"1.2.840.10045.2.1": None, "1.2.840.10045.4.3.2": "sha256", "1.2.840.10045.4.3.3": "sha384",
+             "1.2.840.10045.4.3.4": "sha512"}
+_TOKEN_NAME = re.compile(r"ledger/timestamps/checkpoint-(0|[1-9][0-9]*)-(0|[1-9][0-9]*)\.tst\Z")
+
+
+class _Der:
+    """One DER element: its tag, its content bytes and its whole encoding."""
+
+    __slots__ = ("tag", "content", "raw")
+
+    def __init__(self, tag: int, content: bytes, raw: bytes) -> None:
+        self.tag, self.content, self.raw = tag, content, raw
+
+    def children(self) -> list[_Der]:
+        return der_elements(self.content)
+
+
+def der_elements(data: bytes) -> list[_Der]:
+    """The consecutive DER elements of `data` (definite lengths only, single-byte tags)."""
+    items: list[_Der] = []
+    pos = 0
+    while pos < len(data):
+        start = pos
+        if len(data) - pos < 2:
+            raise ValueError("truncated DER element")
+        tag = data[pos]
+        if tag & 0x1F == 0x1F:
+            raise ValueError("multi-byte DER tags are not expected here")
+        length = data[pos + 1]
+        pos += 2
+        if length & 0x80:
+            count = length & 0x7F
+            if count == 0 or count > 4 or pos + count > len(data):
+                raise ValueError("bad DER length")
+            length = int.from_bytes(data[pos:pos + count], "big")
+            pos += count
+        if pos + length > len(data):
+            raise ValueError("DER element runs past its container")
+        items.append(_Der(tag, data[pos:pos + length], data[start:pos + length]))
+        pos += length
+    return items
+
+
+def _der_one(data: bytes, tag: int, what: str) -> _Der:
+    items = der_elements(data)
+    if len(items) != 1 or items[0].tag != tag:
+        raise ValueError(f"{what} is not one DER element of tag 0x{tag:02x}")
+    return items[0]
+
+
+def der_oid(element: _Der) -> str:
+    if element.tag != 0x06 or not element.content:
+        raise ValueError("expected an OBJECT IDENTIFIER")
+    first = element.content[0]
+    head = min(first // 40, 2)
+    parts = [str(head), str(first - 40 * head)]
+    value = 0
+    for byte in element.content[1:]:
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            parts.append(str(value))
+            value = 0
+    return ".".join(parts)
+
+
+def _der_int(element: _Der) -> int:
+    if element.tag != 0x02 or not element.content:
+        raise ValueError("expected an INTEGER")
+    return int.from_bytes(element.content, "big", signed=True)
+
+
+def _ts_hash(name: str) -> Any:
+    from cryptography.hazmat.primitives import hashes
+
+    if name == "sha1":
+        return hashes.SHA1()  # noqa: S303 - ESS signingCertificate v1 names certificates by SHA-1
+    if name == "sha256":
+        return hashes.SHA256()
+    if name == "sha384":
+        return hashes.SHA384()
+    return hashes.SHA512()
+
+
+class TimestampToken:
+    """The parts of an RFC 3161 token that the checks need."""
+
+    def __init__(self, der: bytes) -> None:
+        from cryptography import x509
+
+        content_info = _der_one(der, 0x30, "the token").children()
+        if len(content_info) != 2 or der_oid(content_info[0]) != OID_SIGNED_DATA or content_info[1].tag != 0xA0:
+            raise ValueError("not a CMS SignedData")
+        fields = _der_one(content_info[1].content, 0x30, "SignedData").children()
+        if len(fields) < 4 or fields[1].tag != 0x31 or fields[2].tag != 0x30:
+            raise ValueError("malformed SignedData")
+        encapsulated = fields[2].children()
+        if len(encapsulated) != 2 or der_oid(encapsulated[0]) != OID_TST_INFO or encapsulated[1].tag != 0xA0:
+            raise ValueError("the signed content is not a TSTInfo")
+        self.tst_info_der = _der_one(encapsulated[1].content, 0x04, "eContent").content
+        self.certificates: list[Any] = []
+        rest = fields[3:]
+        if rest and rest[0].tag == 0xA0:
+            self.certificates = [x509.load_der_x509_certificate(item.raw) for item in rest[0].children()
+                                 if item.tag == 0x30]
+            rest = rest[1:]
+        if rest and rest[0].tag == 0xA1:
+            rest = rest[1:]
+        if len(rest) != 1 or rest[0].tag != 0x31:
+            raise ValueError("malformed SignedData signerInfos")
+        signers = rest[0].children()
+        if len(signers) != 1:
+            raise ValueError(f"{len(signers)} signers; a time-stamp token has exactly one")
+        signer = signers[0].children()
+        if len(signer) < 6 or signer[3].tag != 0xA0 or signer[5].tag != 0x04:
+            raise ValueError("malformed SignerInfo (signed attributes are required)")
+        self.sid = signer[1]
+        self.digest_name = _TS_HASHES.get(der_oid(signer[2].children()[0]))
+        # The signature covers the DER of the attributes as a SET (tag 0x31), not as [0].
+        self.signed_attributes = b"\x31" + signer[3].raw[1:]
+        self.attributes: dict[str, list[_Der]] = {}
+        for attribute in signer[3].children():
+            parts = attribute.children()
+            name = der_oid(parts[0])
+            if name in self.attributes:
+                raise ValueError(f"signed attribute {name} appears twice")
+            self.attributes[name] = parts[1].children()
+        self.signature_algorithm = der_oid(signer[4].children()[0])
+        self.signature = signer[5].content
+        info = _der_one(self.tst_info_der, 0x30, "TSTInfo").children()
+        imprint = info[2].children()
+        self.policy = der_oid(info[1])
+        self.imprint_algorithm = der_oid(imprint[0].children()[0])
+        self.imprint = imprint[1].content
+        self.serial_number = _der_int(info[3])
+        if info[4].tag != 0x18:
+            raise ValueError("TSTInfo genTime is not a GeneralizedTime")
+        text = info[4].content.decode("ascii")
+        match = re.match(r"(\d{14})(?:\.(\d{1,6}))?Z\Z", text)
+        if not match:
+            raise ValueError(f"genTime {text!r} is not YYYYMMDDHHMMSS[.f]Z")
+        moment = datetime.datetime.strptime(match.group(1), "%Y%m%d%H%M%S")
+        micros = int((match.group(2) or "0").ljust(6, "0"))
+        self.gen_time = moment.replace(microsecond=micros, tzinfo=datetime.timezone.utc)  # noqa: UP017 (Python 3.9)
+
+    def signer_certificate(self) -> Any:
+        from cryptography import x509
+
+        for certificate in self.certificates:
+            if self.sid.tag == 0x30:
+                issuer, serial = self.sid.children()[:2]
+                if certificate.serial_number == _der_int(serial) and \
+                        certificate.issuer.public_bytes() == issuer.raw:
+                    return certificate
+            elif self.sid.tag == 0x80:
+                try:
+                    identifier = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+                except x509.ExtensionNotFound:
+                    continue
+                if identifier.digest == self.sid.content:
+                    return certificate
+        raise ValueError("the token does not hold the certificate that signed it")
+
+
+def _ts_verify_signature(public_key: Any, signature: bytes, data: bytes, algorithm: str, digest_name: str | None) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    if algorithm in _TS_RSA and isinstance(public_key, rsa.RSAPublicKey):
+        name = _TS_RSA[algorithm] or digest_name
+        if name is None:
+            raise ValueError("unknown digest algorithm")
+        public_key.verify(signature, data, padding.PKCS1v15(), _ts_hash(name))
+    elif algorithm in _TS_ECDSA and isinstance(public_key, ec.EllipticCurvePublicKey):
+        name = _TS_ECDSA[algorithm] or digest_name
+        if name is None:
+            raise ValueError("unknown digest algorithm")
+        public_key.verify(signature, data, ec.ECDSA(_ts_hash(name)))
+    else:
+        raise ValueError(f"signature algorithm {algorithm} with a {type(public_key).__name__} is not supported")
+
+
+def _cert_signed_by(certificate: Any, issuer: Any) -> bool:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+
+    key = issuer.public_key()
+    try:
+        if certificate.issuer != issuer.subject:
+            return False
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(certificate.signature, certificate.tbs_certificate_bytes, padding.PKCS1v15(),
+                       certificate.signature_hash_algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(certificate.signature, certificate.tbs_certificate_bytes,
+                       ec.ECDSA(certificate.signature_hash_algorithm))
+        elif isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(certificate.signature, certificate.tbs_certificate_bytes)
+        else:
+            return False
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
+
+
+def _valid_at(certificate: Any, moment: datetime.datetime) -> bool:
+    before = getattr(certificate, "not_valid_before_utc", None) or \
+        certificate.not_valid_before.replace(tzinfo=datetime.timezone.utc)  # noqa: UP017 (Python 3.9)
+    after = getattr(certificate, "not_valid_after_utc", None) or \
+        certificate.not_valid_after.replace(tzinfo=datetime.timezone.utc)  # noqa: UP017 (Python 3.9)
+    return bool(before <= moment <= after)
+
+
+def _is_ca(certificate: Any) -> bool:
+    from cryptography import x509
+
+    try:
+        return bool(certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def check_timestamp_token(der: bytes, note: str, tsa_cas: Sequence[Any], what: str) -> str:
+    """Check one token over a checkpoint's signed note; return its report text or raise VerificationError."""
+    from cryptography import x509
+
+    try:
+        token = TimestampToken(der)
+    except (ValueError, IndexError, UnicodeDecodeError) as exc:
+        raise fail("timestamp", f"{what}: not an RFC 3161 time-stamp token: {exc}") from None
+    # 1. The message imprint is SHA-256 of the checkpoint's signed note.
+    if token.imprint_algorithm != "2.16.840.1.101.3.4.2.1":
+        raise fail("timestamp", f"{what}: the message imprint is not SHA-256 ({token.imprint_algorithm})")
+    if token.imprint != hashlib.sha256(note.encode("utf-8")).digest():
+        raise fail("timestamp", f"{what}: the message imprint is not SHA-256 of the checkpoint's signed note")
+    # 2. The signed attributes: content type, message digest of the TSTInfo, the signer's certificate.
+    if token.digest_name is None:
+        raise fail("timestamp", f"{what}: unsupported digest algorithm")
+    content_type = token.attributes.get(OID_CONTENT_TYPE)
+    if not content_type or der_oid(content_type[0]) != OID_TST_INFO:
+        raise fail("timestamp", f"{what}: the signed content-type attribute is not TSTInfo")
+    digest = token.attributes.get(OID_MESSAGE_DIGEST)
+    if not digest or digest[0].tag != 0x04 or \
+            digest[0].content != hashlib.new(token.digest_name, token.tst_info_der).digest():
+        raise fail("timestamp", f"{what}: the signed messageDigest does not match the TSTInfo")
+    try:
+        signer = token.signer_certificate()
+    except ValueError as exc:
+        raise fail("timestamp", f"{what}: {exc}") from None
+    signer_der = signer.public_bytes(serialization.Encoding.DER)
+    ess = token.attributes.get(OID_SIGNING_CERTIFICATE_V2)
+    try:
+        if ess:
+            cert_id = ess[0].children()[0].children()[0].children()
+            algorithm = "sha256"
+            if cert_id[0].tag == 0x30:
+                algorithm = _TS_HASHES.get(der_oid(cert_id[0].children()[0]), "")
+                cert_id = cert_id[1:]
+            bound = bool(algorithm) and cert_id[0].content == hashlib.new(algorithm, signer_der).digest()
+        elif token.attributes.get(OID_SIGNING_CERTIFICATE):
+            cert_id = token.attributes[OID_SIGNING_CERTIFICATE][0].children()[0].children()[0].children()
+            bound = cert_id[0].content == hashlib.sha1(signer_der).digest()  # noqa: S324 - ESS v1 is SHA-1 by definition
+        else:
+            raise fail("timestamp", f"{what}: no signingCertificate attribute names the signer's certificate")
+    except (IndexError, ValueError):
+        raise fail("timestamp", f"{what}: malformed signingCertificate attribute") from None
+    if not bound:
+        raise fail("timestamp", f"{what}: the signingCertificate attribute names another certificate")
+    # 3. The signature over the signed attributes.
+    try:
+        _ts_verify_signature(signer.public_key(), token.signature, token.signed_attributes,
+                             token.signature_algorithm, token.digest_name)
+    except InvalidSignature:
+        raise fail("timestamp", f"{what}: the TSA's signature does not verify") from None
+    except ValueError as exc:
+        raise fail("timestamp", f"{what}: {exc}") from None
+    # 4. The signer is a time-stamping certificate, valid at genTime, chained to a pinned CA.
+    try:
+        usages = signer.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        stamping = any(usage.dotted_string == OID_KP_TIME_STAMPING for usage in usages)
+    except x509.ExtensionNotFound:
+        stamping = False
+    if not stamping:
+        raise fail("timestamp", f"{what}: the signing certificate is not for time stamping (extendedKeyUsage)")
+    if not _valid_at(signer, token.gen_time):
+        raise fail("timestamp", f"{what}: the signing certificate was not valid at {token.gen_time:%Y-%m-%dT%H:%M:%SZ}")
+    when = token.gen_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    signer_name = signer.subject.rfc4514_string()
+    if not tsa_cas:
+        return (f"{what}: RFC 3161 token by {signer_name} at {when}; imprint, signed attributes and signature "
+                "hold; the TSA's certificate chain was NOT checked (no --tsa-ca)")
+    current, chain_ok = signer, False
+    pool = [c for c in token.certificates if c is not signer]
+    for _ in range(8):
+        anchor = next((ca for ca in tsa_cas if ca == current or _cert_signed_by(current, ca)), None)
+        if anchor is not None:
+            chain_ok = _valid_at(anchor, token.gen_time)
+            break
+        parent = next((c for c in pool if _is_ca(c) and _cert_signed_by(current, c)
+                       and _valid_at(c, token.gen_time)), None)
+        if parent is None:
+            break
+        current = parent
+    if not chain_ok:
+        raise fail("timestamp", f"{what}: the TSA's certificate does not chain to a CA pinned with --tsa-ca")
+    return (f"{what}: RFC 3161 token by {signer_name} at {when}; imprint = SHA-256 of the signed checkpoint, "
+            "signed attributes and signature hold, chain to the pinned TSA CA")
+
+
+def load_tsa_cas(values: Sequence[str]) -> list[Any]:
+    from cryptography import x509
+
+    cas: list[Any] = []
+    for value in values:
+        try:
+            with open(value, "rb") as handle:
+                data = handle.read(1024 * 1024)
+        except OSError as exc:
+            raise fail("tsa-ca", f"cannot read {value}: {exc}") from None
+        found = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", data, re.S)
+        if not found:
+            raise fail("tsa-ca", f"{value} holds no PEM certificate")
+        for pem in found:
+            try:
+                cas.append(x509.load_pem_x509_certificate(pem))
+            except ValueError as exc:
+                raise fail("tsa-ca", f"{value}: {exc}") from None
+    return cas
+
+
+def check_timestamps(contents: dict[str, bytes], summary: dict[str, Any], tsa_cas: Sequence[Any],
+                     report: Report) -> None:
+    """Every token in ledger/timestamps/ is over the bundle's checkpoint or its latest one, and holds."""
+    notes = {summary["checkpoint_size"]: contents["ledger/checkpoint.txt"].decode("utf-8")}
+    consistency = load_json(contents["ledger/consistency.json"], "ledger/consistency.json", "consistency")
+    notes.setdefault(summary["latest_size"], consistency["latest_checkpoint"])
+    names = sorted(name for name in contents if name.startswith("ledger/timestamps/"))
+    if not names:
+        if tsa_cas:
+            raise fail("timestamp", "--tsa-ca was given, but the bundle holds no timestamp token (ledger/timestamps/)")
+        report.ok("timestamps: none in the bundle; the checkpoints' times are the operator's word only")
+        return
+    stamped = set()
+    for name in names:
+        match = _TOKEN_NAME.match(name)
+        if not match or int(match.group(1)) not in notes:
+            raise fail("timestamp", f"{name} does not name the bundle's checkpoint or its latest one")
+        size = int(match.group(1))
+        report.ok(check_timestamp_token(contents[name], notes[size], tsa_cas, name))
+        stamped.add(size)
+    if tsa_cas and summary["checkpoint_size"] not in stamped:
+        raise fail("timestamp", f"the bundle's checkpoint @{summary['checkpoint_size']} has no timestamp token")
+
+
+# --- Completeness of each subject's history (subject_prev) ----------------------------------
+# From the ledger's cut-over seq (the manifest's `subject_prev_from`) on, every entry's canonical
+# bytes name the seq of the previous entry about the same subject (`subject_prev`, null for the
+# first). For each subject the bundle includes whole (`subjects`, not the bounded ones, which
+# hold only some actions), the included entries must then form one unbroken list: each names
+# the one before it in the bundle, and the first names none, so no entry between the subject's
+# first entry and its latest one in the bundle can be left out unseen.
+
+SUBJECT_PREV_ABSENT = object()
+
+
+def check_subject_histories(links: Sequence[tuple[int, Any, Any]], subjects: Any, cut_over: Any) -> str:
+    """`links` is (seq, (type, id) or None, subject_prev or SUBJECT_PREV_ABSENT) in seq order.
+
+    Returns the report line; raises VerificationError naming the first gap.
+    """
+    if cut_over is None:
+        return ("subject histories: NOT checked (the bundle predates subject_prev; the manifest names no "
+                "subject_prev_from)")
+    if isinstance(cut_over, bool) or not isinstance(cut_over, int) or cut_over < 0:
+        raise fail("manifest", "subject_prev_from is not a non-negative integer")
+    latest: dict[Any, int] = {}
+    legacy: set[Any] = set()
+    for seq, key, claimed in links:
+        if seq < cut_over:
+            if claimed is not SUBJECT_PREV_ABSENT:
+                raise fail("subject-history", f"entry seq {seq} has subject_prev, but the ledger's cut-over is "
+                           f"seq {cut_over}")
+            if key in subjects:
+                latest[key] = seq
+                legacy.add(key)
+            continue
+        if claimed is SUBJECT_PREV_ABSENT:
+            raise fail("subject-history", f"entry seq {seq} lacks subject_prev, though it follows the ledger's "
+                       f"cut-over (seq {cut_over})")
+        if claimed is not None and (isinstance(claimed, bool) or not isinstance(claimed, int)
+                                    or not 0 <= claimed < seq):
+            raise fail("subject-history", f"entry seq {seq}: subject_prev is not an earlier seq")
+        if key not in subjects:
+            continue
+        before = latest.get(key)
+        if claimed != before:
+            name = f"{key[0]}:{key[1]}"
+            if claimed is None:
+                raise fail("subject-history", f"subject {name}: entry seq {seq} says it is the first entry about "
+                           f"it, but the bundle holds seq {before} about it before")
+            if before is None:
+                raise fail("subject-history", f"subject {name}: gap: seq {claimed}, the entry before seq {seq}, "
+                           "is missing from the bundle (its first entry about the subject is not the first one)")
+            if claimed > before:
+                raise fail("subject-history", f"subject {name}: gap: seq {claimed} is missing between seq {before} "
+                           f"and seq {seq}")
+            raise fail("subject-history", f"subject {name}: entry seq {seq} names seq {claimed} as the previous "
+                       f"entry about it, but the bundle holds seq {before} about it in between")
+        latest[key] = seq
+    return (f"subject histories: each of the {len(latest)} subject(s) with entries has every entry between its "
+            f"first and its latest one in the bundle (subject_prev links, from seq {cut_over})"
+            + (f"; {len(legacy)} of them also have entries from before seq {cut_over}, unlinked" if legacy else ""))
 
 
 # --- The bundle ----------------------------------------------------------------------------
@@ -1693,20 +2121,22 @@ def _is_trusted(key: PublicKey, trusted: Sequence[PublicKey]) -> bool:
 
 def verify_bundle(path: str, trusted_values: Sequence[str] = (), witness_policy: WitnessPolicy | None = None,
                   max_cosignature_age_s: float | None = None, now: float | None = None, *,
-                  require_signed_approvals: bool = False) -> list[str]:
+                  tsa_ca_values: Sequence[str] = (), require_signed_approvals: bool = False) -> list[str]:
     """Run every check; return the summary lines, or raise VerificationError at the first failure."""
     trusted = load_trusted_keys(trusted_values)
+    tsa_cas = load_tsa_cas(tsa_ca_values)
     bundle = Bundle(path)
     try:
         return _verify_open_bundle(bundle, path, trusted, witness_policy, max_cosignature_age_s, now,
-                                   require_signed_approvals=require_signed_approvals)
+                                   tsa_cas=tsa_cas, require_signed_approvals=require_signed_approvals)
     finally:
         bundle.close()
 
 
 def _verify_open_bundle(bundle: Bundle, path: str, trusted: Sequence[PublicKey],
                         witness_policy: WitnessPolicy | None = None, max_cosignature_age_s: float | None = None,
-                        now: float | None = None, *, require_signed_approvals: bool = False) -> list[str]:
+                        now: float | None = None, *, tsa_cas: Sequence[Any] = (),
+                        require_signed_approvals: bool = False) -> list[str]:
     report = Report()
 
     # 1. The manifest and its signature.
@@ -1792,6 +2222,7 @@ def _verify_open_bundle(bundle: Bundle, path: str, trusted: Sequence[PublicKey],
 
     # 6. Ledger entries, checkpoint, proofs, consistency.
     summary = _verify_ledger(contents, manifest, keys, trusted, report)
+    check_timestamps(contents, summary, tsa_cas, report)  # RFC 3161 tokens, if any
 
     # 6b. Witness cosignatures on a checkpoint that extends the bundle's (see that section).
     witness_lines = ["witnesses:   none checked: history is vouched for by the operator only "
@@ -1915,6 +2346,7 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
     recorded_digests: set[str] = set()
     previous_seq = -1
     previous_hash: bytes | None = None
+    subject_links: list[tuple[int, Any, Any]] = []
     data = contents["ledger/entries.jsonl"]
     if data and not data.endswith(b"\n"):
         raise fail("entries", "ledger/entries.jsonl does not end with a newline")
@@ -1959,6 +2391,7 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
         if seq >= checkpoint.tree_size:
             raise fail("entries", f"entry seq {seq} is not covered by the checkpoint of size {checkpoint.tree_size}")
         entries.append((seq, canonical))
+        subject_links.append((seq, key, document.get("subject_prev", SUBJECT_PREV_ABSENT)))
         if b"envelope_sha256" in canonical:
             recorded_digests.update(_digests_named(document.get("payload"), "envelope_sha256"))
         previous_seq, previous_hash = seq, entry_hash
@@ -2005,6 +2438,7 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
         except ValueError as exc:
             raise fail("inclusion", f"entry seq {seq}: {exc}") from None
     report.ok(f"{len(entries)} RFC 9162 inclusion proof(s) lead to the checkpoint root")
+    report.ok(check_subject_histories(subject_links, subjects, manifest.get("subject_prev_from")))
 
     # Consistency with the latest checkpoint.
     consistency = load_json(contents["ledger/consistency.json"], "ledger/consistency.json", "consistency")
@@ -2120,11 +2554,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(seconds, or with a unit: 90m, 36h, 7d): catches a ledger rolled back or frozen")
     parser.add_argument("--require-signed-approvals", action="store_true",
                         help="fail unless every approval decision is signed by its approver (passkey or DSSE)")
+    parser.add_argument("--tsa-ca", action="append", default=[], metavar="PEM_FILE",
+                        help="the CA certificate(s) of the RFC 3161 time-stamp authority you trust; repeatable. "
+                             "Then the bundle's checkpoint must carry a token that chains to one of them.")
     args = parser.parse_args(argv)
     try:
         policy = witness_policy_from_args(args.policy, args.witness_key, args.witness_quorum)
         max_age_s = parse_age(args.max_cosignature_age) if args.max_cosignature_age else None
-        lines = verify_bundle(args.bundle, args.trusted_key, policy, max_age_s,
+        lines = verify_bundle(args.bundle, args.trusted_key, policy, max_age_s, tsa_ca_values=args.tsa_ca,
                               require_signed_approvals=args.require_signed_approvals)
     except ApprovalViolations as exc:
         for line in exc.lines:
