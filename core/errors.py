@@ -193,6 +193,29 @@ class ErrorCode(StrEnum):
     APPROVAL_EVIDENCE_SPEC_WEAKER = "approval_evidence_spec_weaker", 409, "Each audit spec is laxer than the policy."
     APPROVAL_EVIDENCE_SPEC_UNCONFIRMED = "approval_evidence_spec_unconfirmed", 409, "High risk: spec not confirmed by another."
     APPROVAL_EVIDENCE_AUDIT_FAILED = "approval_evidence_audit_failed", 409, "A conforming audit failed, not waived."
+    # --- Governance: approvals signed by the approver (passkeys, DSSE) ---------------------------
+    APPROVAL_SIGNATURE_REQUIRED = ("approval_signature_required", 409,
+                                   "The policy requires a decision signed by the approver (extra: the method it accepts).")
+    APPROVAL_SIGNATURE_METHOD = ("approval_signature_method", 409,
+                                 "The decision is signed, but with a method the policy does not accept.")
+    APPROVAL_SIGNATURE_INVALID = ("approval_signature_invalid", 400,
+                                  "The signature, envelope or WebAuthn assertion does not verify with the credential.")
+    APPROVAL_CREDENTIAL_UNKNOWN = ("approval_credential_unknown", 400,
+                                   "The signing credential is not an active credential registered by the approver.")
+    APPROVAL_CHALLENGE_UNKNOWN = ("approval_challenge_unknown", 400,
+                                  "No challenge was issued to this approver for this statement and request.")
+    APPROVAL_CHALLENGE_USED = "approval_challenge_used", 409, "The challenge (nonce) was used already: a replay."
+    APPROVAL_CHALLENGE_EXPIRED = "approval_challenge_expired", 409, "The challenge expired; ask for a new one."
+    APPROVAL_STATEMENT_MISMATCH = ("approval_statement_mismatch", 400,
+                                   "The signed statement differs from the one issued, or from the decision sent "
+                                   "(decision, comment, policy or version changed); extra names the field.")
+    APPROVER_CREDENTIAL_INVALID = ("approver_credential_invalid", 400,
+                                   "The credential cannot be registered: bad key, or the WebAuthn registration fails.")
+    APPROVER_CREDENTIAL_EXISTS = "approver_credential_exists", 409, "This credential or key is registered already."
+    APPROVER_CREDENTIAL_SELF_ONLY = ("approver_credential_self_only", 403,
+                                     "A signing credential is registered (and revoked) only by the person it signs "
+                                     "for; nobody, admins included, registers one for someone else.")
+    APPROVER_CREDENTIAL_NOT_FOUND = "approver_credential_not_found", 404, "No such signing credential of yours."
     POLICY_BAD_METRIC_FLOORS = "policy_bad_metric_floors", 400, "Metric floors are not {metric: {min|max: 0..1}}."
     POLICY_OWNED_BY_RISK_OFFICERS = "policy_owned_by_risk_officers", 403, "Only risk officers set approval policies."
     POLICY_CHANGE_SAME_OFFICER = "policy_change_same_officer", 403, "A weakening needs a second risk officer."

@@ -104,6 +104,7 @@ INSTALLED_APPS = [
     "governance.monitoring",
     "governance.reports",
     "governance.pages",  # pages: dashboard, models, ledger explorer
+    "governance.signatures",  # approvals signed by the approver: passkeys and DSSE keys
     "core.outbox",  # faults area: transactional outbox for Celery tasks (label "outbox")
     "governance.integrations.mlflow",  # mlflow: governed MLflow registries (label "mlflow_integration")
 ]
@@ -239,6 +240,13 @@ TSA_URL = _env("TSA_URL", "")
 TSA_CA_FILE = _env("TSA_CA_FILE", "")
 TSA_TIMEOUT_S = float(_env("TSA_TIMEOUT_S", "10"))
 TSA_DAILY_HOUR_UTC = int(_env("TSA_DAILY_HOUR_UTC", "3"))
+
+# --- Approvals signed by the approver (governance.signatures) ---------------------------------
+# The WebAuthn relying party: the host name passkeys are bound to, and the exact origin of the pages.
+WEBAUTHN_RP_ID = _env("WEBAUTHN_RP_ID", "localhost")
+WEBAUTHN_RP_NAME = _env("WEBAUTHN_RP_NAME", "Model governance")
+WEBAUTHN_ORIGIN = _env("WEBAUTHN_ORIGIN", "http://localhost:8000")
+APPROVAL_CHALLENGE_TTL_S = int(_env("APPROVAL_CHALLENGE_TTL_S", "600"))
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {

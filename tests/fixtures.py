@@ -213,3 +213,20 @@ def celery_worker_queue(settings, tmp_path: Path) -> Iterator[str]:  # type: ign
         finally:
             stop(worker, timeout_s=20)
 
+
+
+# --- Signed approvals (tests/signatures, tests/integration) -----------------------------------------
+
+def signed_policy(setting: str) -> Any:
+    """The high-tier default policy: one approval, the model card, and `signed_approval` = `setting`."""
+    return approval_policy_set(by=SEED, risk_tier="high", quorum=1, required_card_fields=list(CARD),
+                               expiry_hours=48, signed_approval=setting)
+
+
+@pytest.fixture
+def request_under(version, scientist) -> Callable[[str], Any]:  # type: ignore[no-untyped-def]
+    """A pending request of `version` (the high-tier model's) under a policy with the given `signed_approval`."""
+    def make(setting: str) -> Any:
+        signed_policy(setting)
+        return model_version_submit(version=version, by=scientist, comment="please review")
+    return make

@@ -320,6 +320,9 @@ def ledger_entry_evidence(*, seq: int) -> dict[str, Any]:
         # The witnesses of the service's policy; the browser checks their cosignatures itself.
         "witnesses": [{key: item[key] for key in ("name", "vkey", "not_independent")} for item in policy_witnesses()],
     }
+    from governance.pages.signing import approver_signature_evidence
+
+    verify_data.update(approver_signature_evidence(entry=entry, checkpoint=checkpoint))
     return {
         "entry": entry,
         "pretty": json.dumps(json.loads(canonical), indent=2),  # non-ASCII as \u escapes: no look-alikes

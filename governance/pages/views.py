@@ -28,7 +28,7 @@ from core.ids import parse_id
 from governance.integrations.mlflow import selectors as mlflow_selectors
 from governance.models import ApprovalRequest, Decision, ModelVersion, RequestStatus, VersionStatus
 from governance.monitoring import selectors as monitoring_selectors
-from governance.pages import fairness, selectors
+from governance.pages import fairness, selectors, signing
 from governance.pages import monitoring as monitoring_section
 from governance.permissions import can_decide, can_write_model
 from governance.registry.services.approvals import approval_decide, model_version_submit, quorum_state
@@ -115,6 +115,8 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         "mlflow_violations": mlflow_selectors.violations_visible(visible=selectors.visible_models(user=user),
                                                                  model=model),  # mlflow: alias violations
     }
+    context.update(signing.decide_context(user=user, model=model, pending=context["pending"],
+                                          can_decide=context["can_decide"]))
     context.update(fairness.model_section(user=user, model=model, versions=page.versions, selected=selected,
                                           audit_id=_int_param(request, "audit"),
                                           result_id=_int_param(request, "audit_result")))
@@ -160,8 +162,9 @@ def request_decide(request: HttpRequest, name: str, request_id: int) -> HttpResp
         raise Http404("No such approval request.")
     decision = request.POST.get("decision", "")
     try:
-        approval_decide(request=approval, by=request.user, decision=decision,
-                                 comment=request.POST.get("comment", ""))
+        approval_decide(request=approval, by=request.user, decision=decision, comment=request.POST.get("comment", ""),
+                        signature=signing.posted_signature(request.POST.get("signature", ""),
+                                                           request.POST.get("dsse_envelope", "")))
     except ServiceError as exc:
         messages.error(request, error_text(exc))
     else:

@@ -36,6 +36,7 @@ from governance.models import (
 from governance.permissions import is_active_user
 from governance.reports.bundle import PEOPLE_ACTION_PREFIXES, BoundedSubject
 from governance.reports.models import BundleExport
+from governance.signatures.models import ApproverCredential
 from lineage import graph
 from lineage.models import Attestation, DatasetVersion, LineageNode, PipelineKey
 
@@ -106,6 +107,11 @@ def bundle_plan_for_model(*, model_name: str, version_label: str = "", user: Any
     subjects.update(("governance.approvalrequest", str(pk)) for pk in requests)
     subjects.update(("governance.approvaldecision", str(pk))
                     for pk in ApprovalDecision.objects.filter(request__in=requests).values_list("pk", flat=True))
+    # The signing credentials of everyone who decided: their registration (and revocation) entries
+    # show when each key became valid, so verify.py can refuse a signature by a back-dated key.
+    approver_ids = ApprovalDecision.objects.filter(request__in=requests).values_list("approver_id", flat=True)
+    subjects.update(("signatures.approvercredential", str(pk))
+                    for pk in ApproverCredential.objects.filter(user_id__in=approver_ids).values_list("pk", flat=True))
     policy_ids = set(ApprovalPolicy.objects.filter(model=model).values_list("pk", flat=True))
     request_rows = list(ApprovalRequest.objects.filter(pk__in=requests).values_list("policy_id", "policy_snapshot"))
     for policy_id, snapshot in request_rows:

@@ -40,7 +40,8 @@ from typing import Any
 
 try:
     from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 except ImportError:  # pragma: no cover - the one dependency
     sys.stderr.write("verify.py needs the `cryptography` package: pip install cryptography\n")
@@ -541,6 +542,7 @@ def verify_dsse(envelope_bytes: bytes, keys: Sequence[PublicKey], what: str) -> 
 REPLAYED_TYPES = frozenset({
     "governance.approvalrequest", "governance.approvaldecision", "governance.modelversion",
     "governance.registeredmodel", "governance.approvalpolicy", "auth.user", "fairness.auditrun",
+    "signatures.approvercredential",
 })
 DECISION_ROLES = ("approver", "risk_officer")
 _KNOWN_POLICY_KEYS = frozenset({"policy_id", "scope", "quorum", "required_roles", "fairness_audit_max_age_days",
@@ -828,6 +830,286 @@ def _evidence_violations(request_id: str, closing: str, seq: int, document: dict
                 found.append(prefix + f"no passing audit of version {version_id} in the bundle covers {wanted!r} "
                              f"({key} of {policy})")
     return found
+
+
+# --- Approvals signed by the approver (passkeys, DSSE) ----------------------------------------
+# Each decision entry may hold `state.signature`: the approval statement the approver signed and
+# the signature material. A statement is the RFC 8785 (JCS) bytes of {type, log, request,
+# version_manifest_digest, policy_digest, decision, comment, approver, nonce, time}. It is signed
+#   - with a passkey: a WebAuthn assertion (https://www.w3.org/TR/webauthn-3/ §7.2) whose
+#     challenge is SHA-256(statement): ES256 or Ed25519 over authenticatorData || SHA-256(clientDataJSON);
+#   - from a terminal: a DSSE envelope of STATEMENT_PAYLOAD_TYPE whose payload is the statement,
+#     signed with the approver's own Ed25519 key (keyid = hex SHA-256 of the raw key).
+# The key is the one of the credential's registration entry (`approver_credential.registered`),
+# which must come before the decision in the ledger and belong to the approver.
+
+STATEMENT_TYPE = "governance.approval-statement/v1"
+STATEMENT_PAYLOAD_TYPE = "application/vnd.governance.approval-statement+json"
+CREDENTIAL_TYPE = "signatures.approvercredential"
+COSE_ALG_ES256 = -7
+COSE_ALG_EDDSA = -8
+WEBAUTHN_FLAG_UP = 0x01
+
+
+def b64url_decode(text: Any, what: str) -> bytes:
+    if not isinstance(text, str) or not _URLSAFE_BASE64.match(text):
+        raise ValueError(f"{what} is not base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _cbor_item(data: bytes, offset: int, depth: int = 0) -> tuple[Any, int]:
+    """One CBOR data item (RFC 8949) of the kinds a COSE key uses: integers, byte and text strings, maps."""
+    if depth > 4 or offset >= len(data):
+        raise ValueError("COSE key: truncated or too deep")
+    major, info = data[offset] >> 5, data[offset] & 0x1F
+    offset += 1
+    if info < 24:
+        argument = info
+    elif info in (24, 25, 26, 27):
+        size = 1 << (info - 24)
+        if offset + size > len(data):
+            raise ValueError("COSE key: truncated")
+        argument = int.from_bytes(data[offset:offset + size], "big")
+        offset += size
+    else:
+        raise ValueError("COSE key: indefinite lengths are not allowed")
+    if major == 0:
+        return argument, offset
+    if major == 1:
+        return -1 - argument, offset
+    if major in (2, 3):
+        if offset + argument > len(data):
+            raise ValueError("COSE key: truncated string")
+        raw = data[offset:offset + argument]
+        return (raw if major == 2 else raw.decode("utf-8")), offset + argument
+    if major == 5:
+        result: dict[Any, Any] = {}
+        for _ in range(argument):
+            key, offset = _cbor_item(data, offset, depth + 1)
+            value, offset = _cbor_item(data, offset, depth + 1)
+            if key in result:
+                raise ValueError("COSE key: duplicate label")
+            result[key] = value
+        return result, offset
+    raise ValueError(f"COSE key: CBOR major type {major} is not expected")
+
+
+def cose_public_key(cose: bytes) -> tuple[int, Any]:
+    """(algorithm, public key) of a COSE_Key (RFC 9053): EC2 P-256 for ES256, OKP Ed25519 for EdDSA."""
+    key, end = _cbor_item(cose, 0)
+    if not isinstance(key, dict) or end != len(cose):
+        raise ValueError("COSE key: not one CBOR map")
+    kty, alg, crv = key.get(1), key.get(3), key.get(-1)
+    if kty == 2 and alg == COSE_ALG_ES256 and crv == 1:
+        x, y = key.get(-2), key.get(-3)
+        if not (isinstance(x, bytes) and isinstance(y, bytes) and len(x) == len(y) == 32):
+            raise ValueError("COSE key: bad P-256 coordinates")
+        return alg, ec.EllipticCurvePublicNumbers(int.from_bytes(x, "big"), int.from_bytes(y, "big"),
+                                                  ec.SECP256R1()).public_key()
+    if kty == 1 and alg == COSE_ALG_EDDSA and crv == 6:
+        x = key.get(-2)
+        if not isinstance(x, bytes) or len(x) != 32:
+            raise ValueError("COSE key: bad Ed25519 key")
+        return alg, Ed25519PublicKey.from_public_bytes(x)
+    raise ValueError(f"COSE key: unsupported key (kty {kty}, alg {alg}, crv {crv})")
+
+
+def verify_webauthn_assertion(cose: bytes, *, rp_id: str, origin: str, challenge: bytes,
+                              authenticator_data: bytes, client_data_json: bytes, signature: bytes) -> None:
+    """Raise ValueError unless the assertion answers `challenge` for `rp_id` at `origin`, signed by the key."""
+    if len(authenticator_data) < 37:
+        raise ValueError("authenticatorData is shorter than 37 bytes")
+    if authenticator_data[:32] != hashlib.sha256(rp_id.encode("utf-8")).digest():
+        raise ValueError(f"authenticatorData's rpIdHash is not SHA-256({rp_id!r})")
+    if not authenticator_data[32] & WEBAUTHN_FLAG_UP:
+        raise ValueError("authenticatorData: the user-present flag is not set")
+    client_data = json.loads(client_data_json.decode("utf-8"))
+    if not isinstance(client_data, dict) or client_data.get("type") != "webauthn.get":
+        raise ValueError("clientDataJSON's type is not webauthn.get")
+    if client_data.get("challenge") != base64.urlsafe_b64encode(challenge).rstrip(b"=").decode("ascii"):
+        raise ValueError("clientDataJSON's challenge is not SHA-256 of the statement")
+    if client_data.get("origin") != origin:
+        raise ValueError(f"clientDataJSON's origin {client_data.get('origin')!r} is not {origin!r}")
+    signed = authenticator_data + hashlib.sha256(client_data_json).digest()
+    algorithm, public_key = cose_public_key(cose)
+    try:
+        if algorithm == COSE_ALG_ES256:
+            public_key.verify(signature, signed, ec.ECDSA(hashes.SHA256()))
+        else:
+            public_key.verify(signature, signed)
+    except InvalidSignature:
+        raise ValueError("the WebAuthn signature does not verify with the registered key") from None
+
+
+def _signed_statement(signature: dict[str, Any], credential: dict[str, Any]) -> bytes:
+    """The statement bytes, once their signature verifies with the credential's key (ValueError otherwise)."""
+    method = signature.get("method")
+    if method == "dsse":
+        if credential.get("kind") != "ed25519":
+            raise ValueError("a DSSE signature by a credential that is not an Ed25519 key")
+        envelope = signature.get("envelope")
+        if not isinstance(envelope, dict) or envelope.get("payloadType") != STATEMENT_PAYLOAD_TYPE:
+            raise ValueError(f"the envelope's payloadType is not {STATEMENT_PAYLOAD_TYPE}")
+        signatures = envelope.get("signatures")
+        if not isinstance(signatures, list) or len(signatures) != 1 or not isinstance(signatures[0], dict):
+            raise ValueError("the envelope must hold exactly one signature")
+        if signatures[0].get("keyid") != credential.get("credential_id"):
+            raise ValueError("the envelope's keyid is not the credential's")
+        payload = b64decode_dsse(envelope.get("payload"), "envelope payload")
+        raw = b64decode_dsse(signatures[0].get("sig"), "envelope signature")
+        key = Ed25519PublicKey.from_public_bytes(b64url_decode(credential.get("public_key"), "public key"))
+        try:
+            key.verify(raw, pae(STATEMENT_PAYLOAD_TYPE, payload))
+        except InvalidSignature:
+            raise ValueError("the DSSE signature does not verify with the registered key") from None
+        return payload
+    if method == "passkey":
+        if credential.get("kind") != "passkey":
+            raise ValueError("a passkey signature by a credential that is not a passkey")
+        statement = b64decode_strict(signature.get("statement"), "statement")
+        rp_id, origin = credential.get("rp_id"), signature.get("origin")
+        if not isinstance(rp_id, str) or not isinstance(origin, str):
+            raise ValueError("the relying party id or the origin is missing")
+        verify_webauthn_assertion(
+            b64url_decode(credential.get("public_key"), "COSE key"), rp_id=rp_id, origin=origin,
+            challenge=hashlib.sha256(statement).digest(),
+            authenticator_data=b64url_decode(signature.get("authenticator_data"), "authenticatorData"),
+            client_data_json=b64url_decode(signature.get("client_data_json"), "clientDataJSON"),
+            signature=b64url_decode(signature.get("signature"), "signature"))
+        return statement
+    raise ValueError(f"unknown signing method {method!r}")
+
+
+# What each `signed_approval` setting accepts; a decision is judged by what both its request's
+# snapshot and the policy in force when it was decided accept (passkey-only and DSSE-only share
+# nothing: then the policy in force holds), as the service judges it.
+SIGNED_APPROVAL_ACCEPTS = {"none": frozenset({"unsigned", "passkey", "dsse"}), "either": frozenset({"passkey", "dsse"}),
+                           "passkey": frozenset({"passkey"}), "dsse": frozenset({"dsse"})}
+
+
+def _accepted(snapshot_setting: Any, in_force_setting: Any) -> frozenset[str]:
+    everything = SIGNED_APPROVAL_ACCEPTS["none"]
+    frozen = SIGNED_APPROVAL_ACCEPTS.get(str(snapshot_setting), everything)
+    now = SIGNED_APPROVAL_ACCEPTS.get(str(in_force_setting), everything)
+    return (frozen & now) or now
+
+
+def _setting_in_force(version_states: list[tuple[int, dict[str, Any]]],
+                      model_states: dict[str, list[tuple[int, dict[str, Any]]]],
+                      policy_states: dict[str, list[tuple[int, dict[str, Any]]]], seq: int) -> Any:
+    """`signed_approval` of the policy that applied to the version's model just before `seq` (its own,
+    else its tier's default, the tier being the last one its entries recorded); None if not shown."""
+    model_id = next((str(state["model"]) for at, state in reversed(version_states)
+                     if at < seq and state.get("model") is not None), None)
+    tier = next((state["risk_tier"] for at, state in reversed(model_states.get(model_id or "", []))
+                 if at < seq and state.get("risk_tier")), None)
+    own = default = None
+    for states in policy_states.values():
+        state = _latest(states, seq)
+        if state is None:
+            continue
+        if model_id is not None and str(state.get("model")) == model_id:
+            own = state
+        elif state.get("model") is None and tier is not None and state.get("risk_tier") == tier:
+            default = state
+    chosen = own or default
+    return chosen.get("signed_approval") if chosen else None
+
+
+def check_signed_approvals(documents: list[tuple[int, dict[str, Any]]], *, log_origin: str,
+                           require_signed: bool) -> tuple[list[str], int]:
+    """(violations, signed decisions verified): every signed decision's signature, statement and
+    credential; an unsigned decision where its policy (or `require_signed`) wants one."""
+    credentials: dict[str, tuple[int, dict[str, Any]]] = {}
+    revoked: dict[str, int] = {}
+    submissions: dict[str, dict[str, Any]] = {}
+    versions: dict[str, dict[str, Any]] = {}
+    version_states: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    model_states: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    policy_states: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    decisions: list[tuple[int, str, dict[str, Any], dict[str, Any]]] = []
+    for seq, document in documents:
+        subject = document.get("subject") or {}
+        kind, ident = subject.get("type"), str(subject.get("id"))
+        payload, state = _payload(document), _state(document)
+        if kind == CREDENTIAL_TYPE and isinstance(state.get("credential_id"), str):
+            if payload.get("before") is None and state.get("credential_id") not in credentials:
+                credentials[state["credential_id"]] = (seq, {**state, "registered_by": document.get("actor")})
+            if state.get("revoked_at") and state["credential_id"] not in revoked:
+                revoked[state["credential_id"]] = seq
+        elif kind == "governance.approvalrequest" and ident not in submissions and state:
+            submissions[ident] = state
+        elif kind == "governance.modelversion":
+            version_states.setdefault(ident, []).append((seq, state))
+            if state:
+                versions[ident] = state
+        elif kind == "governance.registeredmodel":
+            model_states.setdefault(ident, []).append((seq, state))
+        elif kind == "governance.approvalpolicy":
+            policy_states.setdefault(ident, []).append((seq, state))
+        elif kind == "governance.approvaldecision" and payload.get("before") is None and state:
+            decisions.append((seq, ident, state, document))
+    violations: list[str] = []
+    verified = 0
+    for seq, ident, state, document in decisions:
+        where = f"decision {ident} (seq {seq}) on request {state.get('request')}"
+        signature = state.get("signature") or {}
+        request_state = submissions.get(str(state.get("request"))) or {}
+        snapshot = request_state.get("policy_snapshot")
+        in_force = _setting_in_force(version_states.get(str(request_state.get("version")), []), model_states,
+                                     policy_states, seq)
+        accepted = _accepted(snapshot.get("signed_approval") if isinstance(snapshot, dict) else None, in_force)
+        wanted = " or ".join(sorted(accepted))
+        if not signature:
+            if require_signed or "unsigned" not in accepted:
+                reason = f"its policy requires {wanted}" if "unsigned" not in accepted else \
+                    "--require-signed-approvals"
+                violations.append(f"{where}: not signed by the approver ({reason})")
+            continue
+        if not isinstance(signature, dict):
+            violations.append(f"{where}: the signature is not an object")
+            continue
+        if signature.get("method") not in accepted:
+            violations.append(f"{where}: signed with {signature.get('method')}, its policy requires {wanted}")
+        credential_id = signature.get("credential_id")
+        registered = credentials.get(credential_id) if isinstance(credential_id, str) else None
+        if registered is None or not isinstance(credential_id, str):
+            violations.append(f"{where}: the bundle holds no registration entry of its credential")
+            continue
+        registered_seq, credential = registered
+        if registered_seq >= seq:
+            violations.append(f"{where}: its credential was registered at seq {registered_seq}, after the decision")
+            continue
+        if revoked.get(credential_id, seq) < seq:
+            violations.append(f"{where}: its credential was revoked at seq {revoked[credential_id]}, before")
+            continue
+        if credential.get("user") != state.get("approver") or credential.get("registered_by") != document.get("actor"):
+            violations.append(f"{where}: its credential was registered by {credential.get('registered_by')} for "
+                              f"user {credential.get('user')}, not by the approver {document.get('actor')} for themself")
+            continue
+        try:
+            statement = _signed_statement(signature, credential)
+            fields = json.loads(statement.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError, VerificationError) as exc:
+            text = exc.message if isinstance(exc, VerificationError) else str(exc)
+            violations.append(f"{where}: {text}")
+            continue
+        if hashlib.sha256(statement).hexdigest() != signature.get("statement_sha256"):
+            violations.append(f"{where}: statement_sha256 is not the SHA-256 of the signed statement")
+            continue
+        version_state = versions.get(str(request_state.get("version"))) or {}
+        expected = {"type": STATEMENT_TYPE, "log": log_origin, "request": state.get("request"),
+                    "decision": state.get("decision"), "comment": state.get("comment"),
+                    "approver": document.get("actor")}
+        if version_state.get("manifest_digest"):
+            expected["version_manifest_digest"] = version_state["manifest_digest"]
+        wrong = sorted(name for name, value in expected.items()
+                       if not isinstance(fields, dict) or fields.get(name) != value)
+        if wrong:
+            violations.append(f"{where}: the signed statement's {', '.join(wrong)} differ(s) from the decision")
+            continue
+        verified += 1
+    return violations, verified
 
 
 # --- Witness cosignatures (C2SP tlog-cosignature v1, tlog-policy) ---------------------------
@@ -1840,21 +2122,22 @@ def _is_trusted(key: PublicKey, trusted: Sequence[PublicKey]) -> bool:
 
 def verify_bundle(path: str, trusted_values: Sequence[str] = (), witness_policy: WitnessPolicy | None = None,
                   max_cosignature_age_s: float | None = None, now: float | None = None, *,
-                  tsa_ca_values: Sequence[str] = ()) -> list[str]:
+                  tsa_ca_values: Sequence[str] = (), require_signed_approvals: bool = False) -> list[str]:
     """Run every check; return the summary lines, or raise VerificationError at the first failure."""
     trusted = load_trusted_keys(trusted_values)
     tsa_cas = load_tsa_cas(tsa_ca_values)
     bundle = Bundle(path)
     try:
         return _verify_open_bundle(bundle, path, trusted, witness_policy, max_cosignature_age_s, now,
-                                   tsa_cas=tsa_cas)
+                                   tsa_cas=tsa_cas, require_signed_approvals=require_signed_approvals)
     finally:
         bundle.close()
 
 
 def _verify_open_bundle(bundle: Bundle, path: str, trusted: Sequence[PublicKey],
                         witness_policy: WitnessPolicy | None = None, max_cosignature_age_s: float | None = None,
-                        now: float | None = None, *, tsa_cas: Sequence[Any] = ()) -> list[str]:
+                        now: float | None = None, *, tsa_cas: Sequence[Any] = (),
+                        require_signed_approvals: bool = False) -> list[str]:
     report = Report()
 
     # 1. The manifest and its signature.
@@ -1965,12 +2248,20 @@ def _verify_open_bundle(bundle: Bundle, path: str, trusted: Sequence[PublicKey],
                   "by its SHA-256 in an included ledger entry")
 
     # 8. Every approval decision, replayed from the entries against the policy it was decided under.
-    violations, replayed_count = replay_approvals([(seq, json.loads(canonical.decode("utf-8")))
-                                                   for seq, canonical in summary["replayed"]])
+    replayed_documents = [(seq, json.loads(canonical.decode("utf-8"))) for seq, canonical in summary["replayed"]]
+    violations, replayed_count = replay_approvals(replayed_documents)
     if violations:
         raise ApprovalViolations(violations)
     report.ok(f"{replayed_count} approval(s) replayed from the entries: quorum, required roles held at the "
               "time, separation of duties and the evidence the policy asked for all hold")
+    # 8b. Approvals signed by the approver (see its section).
+    violations, signed_count = check_signed_approvals(replayed_documents, log_origin=summary["origin"],
+                                                      require_signed=require_signed_approvals)
+    if violations:
+        raise ApprovalViolations(violations)
+    report.ok(f"{signed_count} decision(s) signed by the approver: passkey or DSSE signature over the statement, "
+              "credential registered earlier by the approver" + ("; every decision signed" if require_signed_approvals
+                                                                 else ""))
 
     audits = sorted(n for n in declared if n.startswith("audits/"))
     for name in audits:
@@ -2433,6 +2724,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(default: all)")
     parser.add_argument("--max-cosignature-age", metavar="AGE", help="ignore cosignatures older than AGE "
                         "(seconds, or with a unit: 90m, 36h, 7d): catches a ledger rolled back or frozen")
+    parser.add_argument("--require-signed-approvals", action="store_true",
+                        help="fail unless every approval decision is signed by its approver (passkey or DSSE)")
     parser.add_argument("--tsa-ca", action="append", default=[], metavar="PEM_FILE",
                         help="the CA certificate(s) of the RFC 3161 time-stamp authority you trust; repeatable. "
                              "Then the bundle's checkpoint must carry a token that chains to one of them.")
@@ -2440,7 +2733,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         policy = witness_policy_from_args(args.policy, args.witness_key, args.witness_quorum)
         max_age_s = parse_age(args.max_cosignature_age) if args.max_cosignature_age else None
-        lines = verify_bundle(args.bundle, args.trusted_key, policy, max_age_s, tsa_ca_values=args.tsa_ca)
+        lines = verify_bundle(args.bundle, args.trusted_key, policy, max_age_s, tsa_ca_values=args.tsa_ca,
+                              require_signed_approvals=args.require_signed_approvals)
     except ApprovalViolations as exc:
         for line in exc.lines:
             print(f"FAIL [approval] {line}")
