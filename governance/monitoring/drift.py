@@ -110,8 +110,8 @@ def numeric_values(values: Iterable[Any] | np.ndarray) -> tuple[np.ndarray, int]
 
 def _text_counts(values: Iterable[Any]) -> tuple[dict[str, int], int] | None:
     """The counts of a column that is all text (and missing values), in Arrow's C loops; None otherwise."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow as pa  # type: ignore[import-untyped]
+    import pyarrow.compute as pc  # type: ignore[import-untyped]
 
     if isinstance(values, pa.ChunkedArray | pa.Array):
         array = values
