@@ -146,6 +146,25 @@ class Checkpoint(models.Model):
         return f"checkpoint @{self.tree_size}"
 
 
+class WitnessCosignature(models.Model):
+    """A witness's cosignature/v1 line on one of our checkpoints, exactly as it came; append-only.
+
+    Storing one writes no ledger entry: an entry would make a new checkpoint that is pushed to
+    the witnesses again, forever. A cosignature needs none: it verifies on its own.
+    """
+
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="cosignatures")
+    witness_name = models.CharField(max_length=200, help_text="the witness key name")
+    witness_vkey = models.CharField(max_length=300, db_index=True)
+    cosigned_at = models.DateTimeField(help_text="the time inside the cosignature")
+    line = models.TextField(unique=True, help_text="the signature line, without its newline")
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["checkpoint__tree_size", "cosigned_at"]
+
+    def __str__(self) -> str:
+        return f"cosignature by {self.witness_name} @{self.checkpoint.tree_size}"
 class CheckpointTimestamp(models.Model):
     """An RFC 3161 time-stamp token over a checkpoint's signed note (append-only, like the ledger).
 
@@ -168,24 +187,3 @@ class CheckpointTimestamp(models.Model):
 
     def __str__(self) -> str:
         return f"timestamp of checkpoint @{self.checkpoint.tree_size} at {self.gen_time:%Y-%m-%dT%H:%M:%SZ}"
-
-
-class WitnessCosignature(models.Model):
-    """A witness's cosignature/v1 line on one of our checkpoints, exactly as it came; append-only.
-
-    Storing one writes no ledger entry: an entry would make a new checkpoint that is pushed to
-    the witnesses again, forever. A cosignature needs none: it verifies on its own.
-    """
-
-    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="cosignatures")
-    witness_name = models.CharField(max_length=200, help_text="the witness key name")
-    witness_vkey = models.CharField(max_length=300, db_index=True)
-    cosigned_at = models.DateTimeField(help_text="the time inside the cosignature")
-    line = models.TextField(unique=True, help_text="the signature line, without its newline")
-    received_at = models.DateTimeField()
-
-    class Meta:
-        ordering = ["checkpoint__tree_size", "cosigned_at"]
-
-    def __str__(self) -> str:
-        return f"cosignature by {self.witness_name} @{self.checkpoint.tree_size}"

@@ -21,14 +21,6 @@ def ledger_verify_task() -> bool:
     return services.ledger_verify_and_record(actor="system:ledger_verify_task").ok
 
 
-@shared_task(acks_late=True, autoretry_for=(OperationalError, Unavailable), retry_backoff=60, max_retries=8,
-             soft_time_limit=120, time_limit=180)
-def ledger_timestamp_task() -> int | None:
-    """At least one checkpoint a day gets an RFC 3161 token (a no-op without TSA_URL); retried while the TSA is down."""
-    record = services.checkpoint_timestamp_daily()
-    return None if record is None else record.pk
-
-
 @shared_task(bind=True, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=8,
              soft_time_limit=120, time_limit=180)
 def checkpoint_witness_task(self, force: bool = False) -> list[str]:  # type: ignore[no-untyped-def]
@@ -41,3 +33,11 @@ def checkpoint_witness_task(self, force: bool = False) -> list[str]:  # type: ig
         countdown = exc.retry_after_s if exc.retry_after_s is not None else min(600, 10 * 2 ** self.request.retries)
         raise self.retry(exc=exc, countdown=countdown) from exc
     return [f"{o.witness}: {o.result} @{o.tree_size}" for o in outcomes]
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError, Unavailable), retry_backoff=60, max_retries=8,
+             soft_time_limit=120, time_limit=180)
+def ledger_timestamp_task() -> int | None:
+    """At least one checkpoint a day gets an RFC 3161 token (a no-op without TSA_URL); retried while the TSA is down."""
+    record = services.checkpoint_timestamp_daily()
+    return None if record is None else record.pk

@@ -25,6 +25,7 @@ from audit import selectors as audit_selectors
 from core.actor import from_visible
 from core.errors import NotFound, ServiceError, error_text
 from core.ids import parse_id
+from governance.integrations.mlflow import selectors as mlflow_selectors
 from governance.models import ApprovalRequest, Decision, ModelVersion, RequestStatus, VersionStatus
 from governance.monitoring import selectors as monitoring_selectors
 from governance.pages import fairness, selectors
@@ -58,6 +59,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "activity_scope": scope,
         "can_read_ledger": audit_selectors.can_read_ledger(user),
         "open_alerts": list(monitoring_selectors.alert_list(user=user, status="open")[:20]),
+        "revalidation_overdue": monitoring_selectors.revalidation_overdue(user=user)[:20],
+        "mlflow_violations": mlflow_selectors.violations_visible(visible=visible),  # mlflow: alias violations
         **_audit_overview(user, visible),
     }
     return render(request, "pages/dashboard.html", {"nav": "dashboard", **context})
@@ -109,6 +112,8 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         "bundle_id": _int_param(request, "bundle"),
         "decisions": Decision.choices,
         "draft": VersionStatus.DRAFT,
+        "mlflow_violations": mlflow_selectors.violations_visible(visible=selectors.visible_models(user=user),
+                                                                 model=model),  # mlflow: alias violations
     }
     context.update(fairness.model_section(user=user, model=model, versions=page.versions, selected=selected,
                                           audit_id=_int_param(request, "audit"),
@@ -307,4 +312,5 @@ def keys(request: HttpRequest) -> HttpResponse:
     return render(request, "pages/keys.html", {
         "nav": "keys", "signing_keys": signing_keys, "verify_url": request.build_absolute_uri(VERIFY_URL),
         "verify_sha256": verify_py_sha256(), "command_keys": [key.vkey for key in signing_keys],
+        "witnesses": selectors.policy_witnesses(),
     })

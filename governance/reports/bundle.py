@@ -416,11 +416,11 @@ def build_bundle(
             "latest_checkpoint": latest.note,
         }
         writer.add("ledger/consistency.json", _json_bytes(consistency))
-        for path, token in _timestamp_tokens([checkpoint, latest]):
-            writer.add(path, token)
         witnessed = _witnessed_document(checkpoint)
         if witnessed is not None:
             writer.add("ledger/witnessed.json", _json_bytes(witnessed))
+        for path, token in _timestamp_tokens([checkpoint, latest]):
+            writer.add(path, token)
 
         report_progress(75, "attestations, audits and report")
         envelope_items = (sorted(attestations.items()) if isinstance(attestations, dict)

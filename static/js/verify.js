@@ -6,7 +6,10 @@
  *      (node = SHA-256(0x01 || left || right)), equals the root in the signed checkpoint, and the
  *      checkpoint's tree size is the proof's;
  *   3. the checkpoint is a C2SP signed note with a valid Ed25519 signature by the vkey's key
- *      (key id = SHA-256(name || 0x0A || 0x01 || public key)[:4]).
+ *      (key id = SHA-256(name || 0x0A || 0x01 || public key)[:4]);
+ *   4. each witness cosignature (C2SP tlog-cosignature v1) by a witness of the service's policy
+ *      verifies: key id = SHA-256(name || 0x0A || 0x04 || key)[:4], then an 8-byte big-endian
+ *      time, then Ed25519 over "cosignature/v1\ntime <time>\n" + the checkpoint text.
  */
 (function () {
   "use strict";
@@ -125,6 +128,36 @@
     return parsed.text;
   }
 
+  /* Witness cosignatures (cosignature/v1, Ed25519): [{name, time}] of those that verify. */
+  async function verifyCosignatures(note, witnesses) {
+    const parsed = parseNote(note);
+    const found = [];
+    for (const witness of witnesses || []) {
+      const parts = witness.vkey.split("+");
+      if (parts.length < 3) throw new Failure("a witness vkey is not <name>+<key id>+<key>");
+      const name = parts[0];
+      const material = fromBase64(parts.slice(2).join("+"));
+      if (material.length !== 33 || material[0] !== 4) throw new Failure("witness " + name + " is not a cosignature/v1 key");
+      const publicKey = material.slice(1);
+      const keyId = (await sha256(concat(encoder.encode(name + "\n"), Uint8Array.of(4), publicKey))).slice(0, 4);
+      if (toHex(keyId) !== parts[1].toLowerCase()) throw new Failure("witness " + name + ": key id does not match its key");
+      const key = await crypto.subtle.importKey("raw", publicKey, { name: "Ed25519" }, false, ["verify"]);
+      for (const sig of parsed.signatures) {
+        if (sig.name !== name || !equal(sig.raw.slice(0, 4), keyId)) continue;
+        if (sig.raw.length !== 4 + 8 + 64) throw new Failure("the cosignature by " + name + " is not a cosignature/v1");
+        let time = 0n;
+        for (const byte of sig.raw.slice(4, 12)) time = (time << 8n) | BigInt(byte);
+        const message = concat(encoder.encode("cosignature/v1\ntime " + time + "\n"), encoder.encode(parsed.text));
+        if (!await crypto.subtle.verify({ name: "Ed25519" }, key, sig.raw.slice(12), message)) {
+          throw new Failure("the cosignature by witness " + name + " does not verify");
+        }
+        found.push({ name: witness.name + (witness.not_independent ? " (demo, not independent)" : ""),
+                     time: new Date(Number(time) * 1000).toISOString().replace(".000Z", "Z") });
+      }
+    }
+    return found;
+  }
+
   async function verify(data, step) {
     const canonical = fromBase64(data.canonical_b64);
     const entryHash = await sha256(canonical);
@@ -138,6 +171,13 @@
     }
     const text = await verifyNoteSignature(data.checkpoint_note, data.vkey);
     step("The checkpoint's Ed25519 signature verifies with the published vkey");
+    const cosigned = await verifyCosignatures(data.checkpoint_note, data.witnesses);
+    if (cosigned.length === 0) {
+      step("No witness cosignature: the history is vouched for by the operator only");
+    }
+    for (const item of cosigned) {
+      step("Witness " + item.name + " cosigned this checkpoint at " + item.time + " (cosignature/v1 verifies)");
+    }
     const checkpoint = parseCheckpoint(text);
     if (checkpoint.treeSize !== BigInt(data.tree_size)) {
       throw new Failure("the signed tree size " + checkpoint.treeSize + " differs from the proof's " + data.tree_size);

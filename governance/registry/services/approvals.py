@@ -3,7 +3,7 @@ and the evidence gate live here and only here; the API, the admin and the pages 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -325,6 +325,11 @@ def quorum_state(decisions: Iterable[ApprovalDecision], snapshot: dict[str, Any]
             "satisfied": len(approvers) >= quorum and not missing_roles}
 
 
+# Called inside the transaction that approves a version (integrations queue their work on commit:
+# e.g. governance.integrations.mlflow sets an MLflow alias). Registered by the apps' ready().
+APPROVED_HOOKS: list[Callable[[ModelVersion], None]] = []
+
+
 def approval_decide(*, request: ApprovalRequest, by: Any, decision: str, comment: str = "") -> ApprovalDecision:
     """Record one approver's decision; a rejection closes the request, the approval that completes
     the quorum and the required roles approves the request and the version."""
@@ -379,6 +384,8 @@ def approval_decide(*, request: ApprovalRequest, by: Any, decision: str, comment
                    evidence=found, policy=snapshot)
             # Every later monitoring window of the version is compared on the bins frozen now.
             reference_profile_freeze(version=request.version, by=by)
+            for hook in APPROVED_HOOKS:
+                hook(request.version)
     return row
 
 

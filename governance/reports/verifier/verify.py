@@ -27,6 +27,7 @@ import binascii
 import datetime
 import hashlib
 import json
+import math
 import posixpath
 import re
 import struct
@@ -829,6 +830,218 @@ def _evidence_violations(request_id: str, closing: str, seq: int, document: dict
     return found
 
 
+# --- Witness cosignatures (C2SP tlog-cosignature v1, tlog-policy) ---------------------------
+# The bundle's ledger/witnessed.json holds a checkpoint at least as large as the bundle's, with
+# the witnesses' cosignature lines appended, and a consistency proof from the bundle's
+# checkpoint to it. A cosignature is `— <name> base64(key id || u64 time || Ed25519 signature)`
+# over "cosignature/v1\ntime <time>\n" + the checkpoint note text; key id =
+# SHA-256(name || 0x0A || 0x04 || key)[:4]. Stock signed-note verifiers (Go's note.NewVerifier)
+# refuse type 0x04 keys, hence this code.
+
+COSIGNATURE_TYPE_ED25519 = 0x04
+WITNESSED = "ledger/witnessed.json"
+MAX_FUTURE_COSIGNATURE_S = 3600
+
+
+class WitnessKey:
+    def __init__(self, name: str, key_id: bytes, raw: bytes, policy_name: str) -> None:
+        self.name = name
+        self.key_id = key_id
+        self.key = Ed25519PublicKey.from_public_bytes(raw)
+        self.raw = raw
+        self.policy_name = policy_name
+
+    def label(self) -> str:
+        return f"{self.name}+{self.key_id.hex()}"
+
+
+class WitnessPolicy:
+    """Logs (checkpoint vkeys), witnesses (policy name -> key), groups and the quorum of a tlog-policy."""
+
+    def __init__(self) -> None:
+        self.logs: list[PublicKey] = []
+        self.witnesses: dict[str, WitnessKey] = {}
+        self.groups: dict[str, tuple[int, list[str]]] = {}
+        self.quorum: str | None = None
+
+    def satisfied(self, cosigned: set[str], name: str | None = None) -> bool:
+        target = self.quorum if name is None else name
+        if target is None:
+            return True
+        if target in self.witnesses:
+            return target in cosigned
+        threshold, members = self.groups[target]
+        return sum(1 for member in members if self.satisfied(cosigned, member)) >= threshold
+
+
+def parse_witness_vkey(text: str, policy_name: str) -> WitnessKey:
+    parts = text.strip().split("+", 2)
+    if len(parts) != 3 or not _HEX8.match(parts[1]):
+        raise ValueError("a witness vkey is <name>+<8 hex key id>+<base64 key>")
+    name, key_hex, key_b64 = parts
+    _check_key_name(name)
+    material = b64decode_strict(key_b64, "a witness vkey's key")
+    if len(material) != 33 or material[0] != COSIGNATURE_TYPE_ED25519:
+        raise ValueError("a witness vkey must be an Ed25519 cosignature/v1 key (signature type 0x04)")
+    key_id = hashlib.sha256(name.encode("utf-8") + b"\n" + bytes([COSIGNATURE_TYPE_ED25519])
+                            + material[1:]).digest()[:4]
+    if key_id != bytes.fromhex(key_hex):
+        raise ValueError("a witness vkey's key id does not match its name and key")
+    return WitnessKey(name, key_id, material[1:], policy_name)
+
+
+def parse_witness_policy(text: str) -> WitnessPolicy:
+    """A C2SP tlog-policy file: log, witness, group and exactly one quorum line; names defined before use."""
+    policy = WitnessPolicy()
+    quorum_lines = 0
+    for number, raw_line in enumerate(text.split("\n"), start=1):
+        words = [w for w in re.split(r"[ \t]+", raw_line.strip(" \t")) if w]
+        if not words or words[0].startswith("#"):
+            continue
+        keyword, rest = words[0], words[1:]
+        defined = set(policy.witnesses) | set(policy.groups)
+        try:
+            if keyword == "log" and len(rest) in (1, 2):
+                policy.logs.append(parse_vkey(rest[0], source="policy"))
+            elif keyword == "witness" and len(rest) in (2, 3):
+                if rest[0] == "none" or rest[0] in defined:
+                    raise ValueError(f"name {rest[0]!r} is reserved or defined twice")
+                key = parse_witness_vkey(rest[1], rest[0])
+                if any(w.raw == key.raw for w in policy.witnesses.values()):
+                    raise ValueError("duplicate witness key")
+                policy.witnesses[rest[0]] = key
+            elif keyword == "group" and len(rest) >= 3:
+                name, threshold_text, members = rest[0], rest[1], rest[2:]
+                if name == "none" or name in defined:
+                    raise ValueError(f"name {name!r} is reserved or defined twice")
+                if len(set(members)) != len(members) or any(m not in defined for m in members):
+                    raise ValueError("a group member is repeated or not defined above")
+                if threshold_text == "all":
+                    threshold = len(members)
+                elif threshold_text == "any":
+                    threshold = 1
+                elif _DECIMAL.match(threshold_text) and 1 <= int(threshold_text) <= len(members):
+                    threshold = int(threshold_text)
+                else:
+                    raise ValueError(f"group threshold {threshold_text!r} is not all, any or 1..{len(members)}")
+                policy.groups[name] = (threshold, members)
+            elif keyword == "quorum" and len(rest) == 1:
+                quorum_lines += 1
+                if rest[0] != "none" and rest[0] not in defined:
+                    raise ValueError(f"quorum {rest[0]!r} is not defined above")
+                policy.quorum = None if rest[0] == "none" else rest[0]
+            else:
+                raise ValueError(f"unknown or malformed line starting {keyword!r}")
+        except ValueError as exc:
+            raise fail("witness-policy", f"line {number}: {exc}") from None
+    if quorum_lines != 1:
+        raise fail("witness-policy", "a policy needs exactly one quorum line")
+    return policy
+
+
+def witness_policy_from_args(policy_file: str | None, witness_keys: Sequence[str],
+                             quorum: int | None) -> WitnessPolicy | None:
+    """--policy FILE, or --witness-key VKEY (repeatable) with --witness-quorum K (default: all)."""
+    if policy_file and witness_keys:
+        raise fail("witness-policy", "give --policy or --witness-key, not both")
+    if policy_file:
+        try:
+            with open(policy_file, encoding="utf-8") as handle:
+                return parse_witness_policy(handle.read(1024 * 1024))
+        except OSError as exc:
+            raise fail("witness-policy", f"cannot read {policy_file}: {exc}") from None
+    if not witness_keys:
+        return None
+    policy = WitnessPolicy()
+    for index, value in enumerate(witness_keys):
+        try:
+            key = parse_witness_vkey(value, f"w{index}")
+        except ValueError as exc:
+            raise fail("witness-policy", f"--witness-key {value!r}: {exc}") from None
+        policy.witnesses[key.policy_name] = key
+    k = len(witness_keys) if quorum is None else quorum
+    if not 1 <= k <= len(witness_keys):
+        raise fail("witness-policy", f"--witness-quorum must be 1..{len(witness_keys)}")
+    policy.groups["quorum"] = (k, list(policy.witnesses))
+    policy.quorum = "quorum"
+    return policy
+
+
+def verify_cosignatures(note_text: str, policy: WitnessPolicy, now: float,
+                        max_age_s: float | None) -> dict[str, int]:
+    """{policy witness name: cosignature time} of the valid, fresh-enough cosignatures on a checkpoint note."""
+    parsed = parse_note(note_text)
+    message_body = parsed.text.encode("utf-8")
+    by_id = {(w.name, w.key_id): w for w in policy.witnesses.values()}
+    found: dict[str, int] = {}
+    for name, key_id, signature in parsed.signatures:
+        witness = by_id.get((name, key_id))
+        if witness is None:
+            continue  # the log's own signature, or a witness this policy does not know
+        if len(signature) != 8 + 64:
+            raise fail("witness", f"the cosignature by {witness.label()} is not a cosignature/v1")
+        (timestamp,) = struct.unpack(">Q", signature[:8])
+        message = f"cosignature/v1\ntime {timestamp}\n".encode("ascii") + message_body
+        try:
+            witness.key.verify(signature[8:], message)
+        except InvalidSignature:
+            raise fail("witness", f"the cosignature by {witness.label()} does not verify") from None
+        if timestamp > now + MAX_FUTURE_COSIGNATURE_S:
+            raise fail("witness", f"the cosignature by {witness.label()} is dated in the future")
+        if max_age_s is not None and now - timestamp > max_age_s:
+            continue
+        found[witness.policy_name] = max(timestamp, found.get(witness.policy_name, 0))
+    return found
+
+
+def verify_witnessed(contents: dict[str, bytes], checkpoint_text: str, keys: Sequence[PublicKey],
+                     trusted: Sequence[PublicKey], policy: WitnessPolicy, now: float,
+                     max_age_s: float | None, report: Report) -> list[str]:
+    """Check ledger/witnessed.json against the policy; return the header lines naming who cosigned."""
+    checkpoint = parse_checkpoint_body(parse_note(checkpoint_text).text)
+    if policy.logs:
+        try:
+            open_note(checkpoint_text, policy.logs)
+        except ValueError as exc:
+            raise fail("witness", f"ledger/checkpoint.txt is not signed by a log key of the policy: {exc}") from None
+    if WITNESSED not in contents:
+        raise fail("witness", f"{WITNESSED} is missing: no witness cosigned a checkpoint covering these entries")
+    witnessed = load_json(contents[WITNESSED], WITNESSED, "witness")
+    if not isinstance(witnessed, dict) or not isinstance(witnessed.get("checkpoint"), str):
+        raise fail("witness", f"{WITNESSED} has no checkpoint")
+    log_keys = list(policy.logs) or list(keys)
+    body, signers = _open_checkpoint(witnessed["checkpoint"], log_keys, [] if policy.logs else trusted,
+                                     "the witnessed checkpoint")
+    if policy.logs and not signers:
+        raise fail("witness", "the witnessed checkpoint is not signed by a log of the policy")
+    if body.origin != checkpoint.origin:
+        raise fail("witness", f"the witnessed checkpoint's origin {body.origin!r} is not {checkpoint.origin!r}")
+    if witnessed.get("first") != checkpoint.tree_size or witnessed.get("second") != body.tree_size:
+        raise fail("witness", "the witnessed consistency proof's sizes do not match the two checkpoints")
+    hashes = witnessed.get("hashes")
+    if not isinstance(hashes, list):
+        raise fail("witness", f"{WITNESSED} has no hash list")
+    try:
+        verify_consistency(checkpoint.tree_size, body.tree_size,
+                           [b64decode_strict(h, "witnessed proof hash") for h in hashes],
+                           checkpoint.root_hash, body.root_hash)
+    except ValueError as exc:
+        raise fail("witness", f"the bundle's checkpoint @{checkpoint.tree_size} is not consistent with the "
+                   f"witnessed @{body.tree_size}: {exc}") from None
+    try:
+        cosigned = verify_cosignatures(witnessed["checkpoint"], policy, now, max_age_s)
+    except ValueError as exc:
+        raise fail("witness", f"the witnessed checkpoint: {exc}") from None
+    if not policy.satisfied(set(cosigned)):
+        age = f" younger than {max_age_s:g} s" if max_age_s is not None else ""
+        raise fail("witness", f"the witness quorum is not met: valid cosignatures{age} by "
+                   f"{', '.join(sorted(cosigned)) or 'no witness of the policy'}")
+    utc = datetime.timezone.utc  # noqa: UP017 (Python 3.9)
+    when = ", ".join(f"{name} at {datetime.datetime.fromtimestamp(t, utc):%Y-%m-%dT%H:%M:%SZ}"
+                     for name, t in sorted(cosigned.items()))
+    report.ok(f"witnessed checkpoint @{body.tree_size}: consistent with @{checkpoint.tree_size}; "
+              f"cosignature/v1 quorum met ({when})")
+    return [f"witnesses:   quorum met at @{body.tree_size}: {when}"]
 # --- RFC 3161 time-stamp tokens (ledger/timestamps/) ----------------------------------------
 # Each token is a DER TimeStampToken: a CMS SignedData (RFC 5652) whose content is a TSTInfo
 # (RFC 3161 §2.4.2). Checked here with a small DER reader and `cryptography`: the message
@@ -1259,220 +1472,6 @@ def check_subject_histories(links: Sequence[tuple[int, Any, Any]], subjects: Any
             + (f"; {len(legacy)} of them also have entries from before seq {cut_over}, unlinked" if legacy else ""))
 
 
-# --- Witness cosignatures (C2SP tlog-cosignature v1, tlog-policy) ---------------------------
-# The bundle's ledger/witnessed.json holds a checkpoint at least as large as the bundle's, with
-# the witnesses' cosignature lines appended, and a consistency proof from the bundle's
-# checkpoint to it. A cosignature is `— <name> base64(key id || u64 time || Ed25519 signature)`
-# over "cosignature/v1\ntime <time>\n" + the checkpoint note text; key id =
-# SHA-256(name || 0x0A || 0x04 || key)[:4]. Stock signed-note verifiers (Go's note.NewVerifier)
-# refuse type 0x04 keys, hence this code.
-
-COSIGNATURE_TYPE_ED25519 = 0x04
-WITNESSED = "ledger/witnessed.json"
-MAX_FUTURE_COSIGNATURE_S = 3600
-
-
-class WitnessKey:
-    def __init__(self, name: str, key_id: bytes, raw: bytes, policy_name: str) -> None:
-        self.name = name
-        self.key_id = key_id
-        self.key = Ed25519PublicKey.from_public_bytes(raw)
-        self.raw = raw
-        self.policy_name = policy_name
-
-    def label(self) -> str:
-        return f"{self.name}+{self.key_id.hex()}"
-
-
-class WitnessPolicy:
-    """Logs (checkpoint vkeys), witnesses (policy name -> key), groups and the quorum of a tlog-policy."""
-
-    def __init__(self) -> None:
-        self.logs: list[PublicKey] = []
-        self.witnesses: dict[str, WitnessKey] = {}
-        self.groups: dict[str, tuple[int, list[str]]] = {}
-        self.quorum: str | None = None
-
-    def satisfied(self, cosigned: set[str], name: str | None = None) -> bool:
-        target = self.quorum if name is None else name
-        if target is None:
-            return True
-        if target in self.witnesses:
-            return target in cosigned
-        threshold, members = self.groups[target]
-        return sum(1 for member in members if self.satisfied(cosigned, member)) >= threshold
-
-
-def parse_witness_vkey(text: str, policy_name: str) -> WitnessKey:
-    parts = text.strip().split("+", 2)
-    if len(parts) != 3 or not _HEX8.match(parts[1]):
-        raise ValueError("a witness vkey is <name>+<8 hex key id>+<base64 key>")
-    name, key_hex, key_b64 = parts
-    _check_key_name(name)
-    material = b64decode_strict(key_b64, "a witness vkey's key")
-    if len(material) != 33 or material[0] != COSIGNATURE_TYPE_ED25519:
-        raise ValueError("a witness vkey must be an Ed25519 cosignature/v1 key (signature type 0x04)")
-    key_id = hashlib.sha256(name.encode("utf-8") + b"\n" + bytes([COSIGNATURE_TYPE_ED25519])
-                            + material[1:]).digest()[:4]
-    if key_id != bytes.fromhex(key_hex):
-        raise ValueError("a witness vkey's key id does not match its name and key")
-    return WitnessKey(name, key_id, material[1:], policy_name)
-
-
-def parse_witness_policy(text: str) -> WitnessPolicy:
-    """A C2SP tlog-policy file: log, witness, group and exactly one quorum line; names defined before use."""
-    policy = WitnessPolicy()
-    quorum_lines = 0
-    for number, raw_line in enumerate(text.split("\n"), start=1):
-        words = [w for w in re.split(r"[ \t]+", raw_line.strip(" \t")) if w]
-        if not words or words[0].startswith("#"):
-            continue
-        keyword, rest = words[0], words[1:]
-        defined = set(policy.witnesses) | set(policy.groups)
-        try:
-            if keyword == "log" and len(rest) in (1, 2):
-                policy.logs.append(parse_vkey(rest[0], source="policy"))
-            elif keyword == "witness" and len(rest) in (2, 3):
-                if rest[0] == "none" or rest[0] in defined:
-                    raise ValueError(f"name {rest[0]!r} is reserved or defined twice")
-                key = parse_witness_vkey(rest[1], rest[0])
-                if any(w.raw == key.raw for w in policy.witnesses.values()):
-                    raise ValueError("duplicate witness key")
-                policy.witnesses[rest[0]] = key
-            elif keyword == "group" and len(rest) >= 3:
-                name, threshold_text, members = rest[0], rest[1], rest[2:]
-                if name == "none" or name in defined:
-                    raise ValueError(f"name {name!r} is reserved or defined twice")
-                if len(set(members)) != len(members) or any(m not in defined for m in members):
-                    raise ValueError("a group member is repeated or not defined above")
-                if threshold_text == "all":
-                    threshold = len(members)
-                elif threshold_text == "any":
-                    threshold = 1
-                elif _DECIMAL.match(threshold_text) and 1 <= int(threshold_text) <= len(members):
-                    threshold = int(threshold_text)
-                else:
-                    raise ValueError(f"group threshold {threshold_text!r} is not all, any or 1..{len(members)}")
-                policy.groups[name] = (threshold, members)
-            elif keyword == "quorum" and len(rest) == 1:
-                quorum_lines += 1
-                if rest[0] != "none" and rest[0] not in defined:
-                    raise ValueError(f"quorum {rest[0]!r} is not defined above")
-                policy.quorum = None if rest[0] == "none" else rest[0]
-            else:
-                raise ValueError(f"unknown or malformed line starting {keyword!r}")
-        except ValueError as exc:
-            raise fail("witness-policy", f"line {number}: {exc}") from None
-    if quorum_lines != 1:
-        raise fail("witness-policy", "a policy needs exactly one quorum line")
-    return policy
-
-
-def witness_policy_from_args(policy_file: str | None, witness_keys: Sequence[str],
-                             quorum: int | None) -> WitnessPolicy | None:
-    """--policy FILE, or --witness-key VKEY (repeatable) with --witness-quorum K (default: all)."""
-    if policy_file and witness_keys:
-        raise fail("witness-policy", "give --policy or --witness-key, not both")
-    if policy_file:
-        try:
-            with open(policy_file, encoding="utf-8") as handle:
-                return parse_witness_policy(handle.read(1024 * 1024))
-        except OSError as exc:
-            raise fail("witness-policy", f"cannot read {policy_file}: {exc}") from None
-    if not witness_keys:
-        return None
-    policy = WitnessPolicy()
-    for index, value in enumerate(witness_keys):
-        try:
-            key = parse_witness_vkey(value, f"w{index}")
-        except ValueError as exc:
-            raise fail("witness-policy", f"--witness-key {value!r}: {exc}") from None
-        policy.witnesses[key.policy_name] = key
-    k = len(witness_keys) if quorum is None else quorum
-    if not 1 <= k <= len(witness_keys):
-        raise fail("witness-policy", f"--witness-quorum must be 1..{len(witness_keys)}")
-    policy.groups["quorum"] = (k, list(policy.witnesses))
-    policy.quorum = "quorum"
-    return policy
-
-
-def verify_cosignatures(note_text: str, policy: WitnessPolicy, now: float,
-                        max_age_s: float | None) -> dict[str, int]:
-    """{policy witness name: cosignature time} of the valid, fresh-enough cosignatures on a checkpoint note."""
-    parsed = parse_note(note_text)
-    message_body = parsed.text.encode("utf-8")
-    by_id = {(w.name, w.key_id): w for w in policy.witnesses.values()}
-    found: dict[str, int] = {}
-    for name, key_id, signature in parsed.signatures:
-        witness = by_id.get((name, key_id))
-        if witness is None:
-            continue  # the log's own signature, or a witness this policy does not know
-        if len(signature) != 8 + 64:
-            raise fail("witness", f"the cosignature by {witness.label()} is not a cosignature/v1")
-        (timestamp,) = struct.unpack(">Q", signature[:8])
-        message = f"cosignature/v1\ntime {timestamp}\n".encode("ascii") + message_body
-        try:
-            witness.key.verify(signature[8:], message)
-        except InvalidSignature:
-            raise fail("witness", f"the cosignature by {witness.label()} does not verify") from None
-        if timestamp > now + MAX_FUTURE_COSIGNATURE_S:
-            raise fail("witness", f"the cosignature by {witness.label()} is dated in the future")
-        if max_age_s is not None and now - timestamp > max_age_s:
-            continue
-        found[witness.policy_name] = max(timestamp, found.get(witness.policy_name, 0))
-    return found
-
-
-def verify_witnessed(contents: dict[str, bytes], checkpoint_text: str, keys: Sequence[PublicKey],
-                     trusted: Sequence[PublicKey], policy: WitnessPolicy, now: float,
-                     max_age_s: float | None, report: Report) -> list[str]:
-    """Check ledger/witnessed.json against the policy; return the header lines naming who cosigned."""
-    checkpoint = parse_checkpoint_body(parse_note(checkpoint_text).text)
-    if policy.logs:
-        try:
-            open_note(checkpoint_text, policy.logs)
-        except ValueError as exc:
-            raise fail("witness", f"ledger/checkpoint.txt is not signed by a log key of the policy: {exc}") from None
-    if WITNESSED not in contents:
-        raise fail("witness", f"{WITNESSED} is missing: no witness cosigned a checkpoint covering these entries")
-    witnessed = load_json(contents[WITNESSED], WITNESSED, "witness")
-    if not isinstance(witnessed, dict) or not isinstance(witnessed.get("checkpoint"), str):
-        raise fail("witness", f"{WITNESSED} has no checkpoint")
-    log_keys = list(policy.logs) or list(keys)
-    body, signers = _open_checkpoint(witnessed["checkpoint"], log_keys, [] if policy.logs else trusted,
-                                     "the witnessed checkpoint")
-    if policy.logs and not signers:
-        raise fail("witness", "the witnessed checkpoint is not signed by a log of the policy")
-    if body.origin != checkpoint.origin:
-        raise fail("witness", f"the witnessed checkpoint's origin {body.origin!r} is not {checkpoint.origin!r}")
-    if witnessed.get("first") != checkpoint.tree_size or witnessed.get("second") != body.tree_size:
-        raise fail("witness", "the witnessed consistency proof's sizes do not match the two checkpoints")
-    hashes = witnessed.get("hashes")
-    if not isinstance(hashes, list):
-        raise fail("witness", f"{WITNESSED} has no hash list")
-    try:
-        verify_consistency(checkpoint.tree_size, body.tree_size,
-                           [b64decode_strict(h, "witnessed proof hash") for h in hashes],
-                           checkpoint.root_hash, body.root_hash)
-    except ValueError as exc:
-        raise fail("witness", f"the bundle's checkpoint @{checkpoint.tree_size} is not consistent with the "
-                   f"witnessed @{body.tree_size}: {exc}") from None
-    try:
-        cosigned = verify_cosignatures(witnessed["checkpoint"], policy, now, max_age_s)
-    except ValueError as exc:
-        raise fail("witness", f"the witnessed checkpoint: {exc}") from None
-    if not policy.satisfied(set(cosigned)):
-        age = f" younger than {max_age_s:g} s" if max_age_s is not None else ""
-        raise fail("witness", f"the witness quorum is not met: valid cosignatures{age} by "
-                   f"{', '.join(sorted(cosigned)) or 'no witness of the policy'}")
-    utc = datetime.timezone.utc  # noqa: UP017 (Python 3.9)
-    when = ", ".join(f"{name} at {datetime.datetime.fromtimestamp(t, utc):%Y-%m-%dT%H:%M:%SZ}"
-                     for name, t in sorted(cosigned.items()))
-    report.ok(f"witnessed checkpoint @{body.tree_size}: consistent with @{checkpoint.tree_size}; "
-              f"cosignature/v1 quorum met ({when})")
-    return [f"witnesses:   quorum met at @{body.tree_size}: {when}"]
-
-
 # --- The bundle ----------------------------------------------------------------------------
 
 def _safe_member_name(name: str) -> None:
@@ -1840,21 +1839,22 @@ def _is_trusted(key: PublicKey, trusted: Sequence[PublicKey]) -> bool:
 
 
 def verify_bundle(path: str, trusted_values: Sequence[str] = (), witness_policy: WitnessPolicy | None = None,
-                  max_cosignature_age_s: float | None = None, now: float | None = None,
+                  max_cosignature_age_s: float | None = None, now: float | None = None, *,
                   tsa_ca_values: Sequence[str] = ()) -> list[str]:
     """Run every check; return the summary lines, or raise VerificationError at the first failure."""
     trusted = load_trusted_keys(trusted_values)
     tsa_cas = load_tsa_cas(tsa_ca_values)
     bundle = Bundle(path)
     try:
-        return _verify_open_bundle(bundle, path, trusted, witness_policy, max_cosignature_age_s, now, tsa_cas)
+        return _verify_open_bundle(bundle, path, trusted, witness_policy, max_cosignature_age_s, now,
+                                   tsa_cas=tsa_cas)
     finally:
         bundle.close()
 
 
 def _verify_open_bundle(bundle: Bundle, path: str, trusted: Sequence[PublicKey],
                         witness_policy: WitnessPolicy | None = None, max_cosignature_age_s: float | None = None,
-                        now: float | None = None, tsa_cas: Sequence[Any] = ()) -> list[str]:
+                        now: float | None = None, *, tsa_cas: Sequence[Any] = ()) -> list[str]:
     report = Report()
 
     # 1. The manifest and its signature.
@@ -1979,6 +1979,9 @@ def _verify_open_bundle(bundle: Bundle, path: str, trusted: Sequence[PublicKey],
     reports = sorted(n for n in declared if n.startswith("report/"))
     if audits or reports:
         report.ok(f"{len(audits)} audit result(s) and {len(reports)} report file(s): digests match the signed manifest")
+    for line in _erased_input_lines(contents, audits, summary["erased_digests"]):
+        report.ok(line)
+    verify_monitoring(contents, report)  # 9. monitoring runs (own section)
 
     header = [
         f"bundle:      {path}",
@@ -2054,6 +2057,7 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
     replayed: list[tuple[int, bytes]] = []
     has_requests = False
     recorded_digests: set[str] = set()
+    erased_digests: set[str] = set()
     previous_seq = -1
     previous_hash: bytes | None = None
     subject_links: list[tuple[int, Any, Any]] = []
@@ -2104,6 +2108,8 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
         subject_links.append((seq, key, document.get("subject_prev", SUBJECT_PREV_ABSENT)))
         if b"envelope_sha256" in canonical:
             recorded_digests.update(_digests_named(document.get("payload"), "envelope_sha256"))
+        if b"digests_erased" in canonical:  # sensitive data erased (see _erased_input_lines)
+            erased_digests.update(_erased_digests(document))
         previous_seq, previous_hash = seq, entry_hash
     expected_count = manifest.get("entry_count")
     if expected_count is not None and expected_count != len(entries):
@@ -2178,6 +2184,7 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
     return {
         "subjects": sorted(subjects),
         "recorded_digests": recorded_digests,
+        "erased_digests": erased_digests,
         "replayed": replayed if has_requests else [],
         "entries": len(entries),
         "first_seq": entries[0][0] if entries else "-",
@@ -2186,6 +2193,44 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
         "checkpoint_size": checkpoint.tree_size,
         "latest_size": latest.tree_size,
     }
+
+
+# --- Sensitive data: audits whose input was erased (issue 18) ------------------------------------
+# An audit result keeps its digests after its input data is crypto-shredded (retention ended, or an
+# erasure request). That is not a failure: the result says "input erased under retention policy",
+# and the bundle's ledger holds the `sealed_file.erased` / `sealed_file.rows_erased` entry naming
+# the digests that are gone. A note that no erasure entry backs is refused.
+
+ERASURE_ACTIONS = ("sealed_file.erased", "sealed_file.rows_erased")
+
+
+def _erased_digests(document: dict[str, Any]) -> set[str]:
+    if document.get("action") not in ERASURE_ACTIONS:
+        return set()
+    digests = _payload(document).get("digests_erased")
+    return {d for d in digests if isinstance(d, str)} if isinstance(digests, list) else set()
+
+
+def _erased_input_lines(contents: dict[str, bytes], audits: list[str], erased: set[str]) -> list[str]:
+    lines = []
+    for name in audits:
+        if not name.endswith(".json"):
+            continue
+        view = load_json(contents[name], name, "audits")
+        note = view.get("input_erasure") if isinstance(view, dict) else None
+        if not isinstance(note, dict):
+            continue
+        digests = note.get("input_sha256")
+        if not isinstance(digests, list) or not digests:
+            raise fail("audits", f"{name}: its input erasure note names no digest")
+        unbacked = [d for d in digests if d not in erased]
+        if unbacked:
+            raise fail("audits", f"{name} says its input was erased, but no erasure entry in the bundle names "
+                       f"{', '.join(map(str, unbacked))}")
+        lines.append(f"{name}: {note.get('note', 'input erased')} on {note.get('erased_at')} "
+                     f"({', '.join(map(str, note.get('reasons') or []))}); the erasure is in the ledger, "
+                     "and the result and its digests remain")
+    return lines
 
 
 def _digests_named(value: Any, key: str) -> set[str]:
@@ -2212,6 +2257,132 @@ def _load_json_fast(data: bytes) -> Any:
         return json.loads(data)
     except (ValueError, RecursionError) as exc:
         raise fail("proofs", f"ledger/proofs.json is not valid JSON: {type(exc).__name__}") from None
+
+
+# --- Monitoring runs, recomputed from their stored counts (issue 16) -------------------------
+# A bundle carries monitoring/run-<id>.json: a drift run's result, the canonical JSON whose SHA-256
+# its `monitor_run.completed` ledger entry records. For every column the verifier recomputes PSI and
+# Jensen-Shannon from the stored bin counts (reference and current), and for categorical columns the
+# chi-square test of homogeneity (Yates' correction where the run recorded it), and compares them
+# with the stored values. The same formulas as governance/monitoring/drift.py, in the stdlib.
+
+MONITORING_SHARE_FLOOR = 1e-4
+MONITORING_TOLERANCE = 1e-9
+
+
+def _mon_shares(counts: Sequence[float]) -> list[float]:
+    total = float(sum(counts))
+    return [max(c / total if total else 0.0, MONITORING_SHARE_FLOOR) for c in counts]
+
+
+def monitoring_psi(reference: Sequence[float], current: Sequence[float]) -> float:
+    ref, cur = _mon_shares(reference), _mon_shares(current)
+    return math.fsum((c - r) * math.log(c / r) for r, c in zip(ref, cur, strict=True))
+
+
+def monitoring_js(reference: Sequence[float], current: Sequence[float]) -> float:
+    """Jensen-Shannon distance, base 2, of the bin shares (no floor)."""
+    ref_total, cur_total = float(sum(reference)), float(sum(current))
+    divergence = 0.0
+    for r, c in zip(reference, current, strict=True):
+        p, q = r / ref_total, c / cur_total
+        middle = (p + q) / 2.0
+        divergence += (p * math.log(p / middle) if p > 0 else 0.0) + (q * math.log(q / middle) if q > 0 else 0.0)
+    return math.sqrt(max(divergence / 2.0 / math.log(2.0), 0.0))
+
+
+def _mon_gammaincc(a: float, x: float) -> float:
+    """Regularised upper incomplete gamma Q(a, x): series below a + 1, Lentz's continued fraction above."""
+    if x <= 0:
+        return 1.0
+    log_prefix = -x + a * math.log(x) - math.lgamma(a)
+    if x < a + 1:
+        term = total = 1.0 / a
+        n = a
+        while abs(term) > abs(total) * 1e-17:
+            n += 1
+            term *= x / n
+            total += term
+        return max(0.0, 1.0 - total * math.exp(log_prefix))
+    tiny = 1e-300
+    b = x + 1 - a
+    c, d = 1 / tiny, 1 / b
+    h = d
+    for i in range(1, 10_000):
+        an = -i * (i - a)
+        b += 2
+        d = an * d + b
+        d = tiny if abs(d) < tiny else d
+        c = b + an / c
+        c = tiny if abs(c) < tiny else c
+        d = 1 / d
+        delta = d * c
+        h *= delta
+        if abs(delta - 1) < 1e-16:
+            break
+    return math.exp(log_prefix) * h
+
+
+def monitoring_chi2(reference: Sequence[float], current: Sequence[float], corrected: bool) -> tuple[float, int, float]:
+    """Chi-square test of homogeneity of the 2 x K table (empty categories dropped): statistic, dof, p."""
+    pairs = [(r, c) for r, c in zip(reference, current, strict=True) if r + c > 0]
+    rows = [float(sum(r for r, _ in pairs)), float(sum(c for _, c in pairs))]
+    total = rows[0] + rows[1]
+    dof = len(pairs) - 1
+    if dof <= 0:
+        return 0.0, 0, 1.0
+    statistic = 0.0
+    for r, c in pairs:
+        for observed, row in ((r, rows[0]), (c, rows[1])):
+            expected = row * (r + c) / total
+            if corrected:
+                difference = expected - observed
+                observed = observed + min(0.5, abs(difference)) * (1 if difference > 0 else -1 if difference < 0 else 0)
+            statistic += (observed - expected) ** 2 / expected
+    return statistic, dof, _mon_gammaincc(dof / 2.0, statistic / 2.0)
+
+
+def _mon_close(got: float, want: Any) -> bool:
+    return isinstance(want, (int, float)) and abs(got - want) <= MONITORING_TOLERANCE * max(1.0, abs(want))
+
+
+def verify_monitoring(contents: dict[str, bytes], report: Report) -> None:
+    """Each monitoring/run-*.json is recorded by its SHA-256, and its statistics follow from its counts."""
+    names = sorted(n for n in contents if n.startswith("monitoring/run-") and n.endswith(".json"))
+    if not names:
+        return
+    recorded: set[str] = set()
+    for line in contents["ledger/entries.jsonl"].splitlines():
+        if line.strip():
+            document = json.loads(base64.b64decode(json.loads(line)["canonical"]))
+            if document.get("action") == "monitor_run.completed":
+                recorded.update(_digests_named(document.get("payload"), "result_sha256"))
+    columns = 0
+    for name in names:
+        if sha256_hex(contents[name]) not in recorded:
+            raise fail("monitoring", f"{name} is not recorded (as result_sha256) in any monitor_run.completed entry")
+        result = load_json(contents[name], name, "monitoring")
+        drift = result.get("drift") if isinstance(result, dict) else None
+        for column in (drift or {}).get("columns") or []:
+            label = f"{name}: column {column.get('column')!r}"
+            bins = column.get("bins") or {}
+            reference, current = bins.get("reference"), bins.get("current")
+            if not isinstance(reference, list) or not isinstance(current, list) or len(reference) != len(current):
+                raise fail("monitoring", f"{label} has no stored counts")
+            if not _mon_close(monitoring_psi(reference, current), column.get("psi")):
+                raise fail("monitoring", f"{label}: PSI {column.get('psi')} does not follow from the counts")
+            if not _mon_close(monitoring_js(reference, current), column.get("js")):
+                raise fail("monitoring", f"{label}: Jensen-Shannon {column.get('js')} does not follow from the counts")
+            if column.get("kind") == "categorical":
+                chi2 = column.get("chi2") or {}
+                statistic, dof, pvalue = monitoring_chi2(reference, current, bool(chi2.get("correction")))
+                if (dof != chi2.get("dof") or not _mon_close(statistic, chi2.get("statistic"))
+                        or not _mon_close(pvalue, chi2.get("pvalue"))):
+                    raise fail("monitoring", f"{label}: chi-square {chi2} does not follow from the counts "
+                                             f"(recomputed {statistic}, dof {dof}, p {pvalue})")
+            columns += 1
+    report.ok(f"{len(names)} monitoring run(s): each result recorded by its SHA-256 in a monitor_run.completed entry; "
+              f"PSI, Jensen-Shannon and chi-square of {columns} column(s) recomputed from the stored counts")
 
 
 EXIT_VERIFIED = 0
@@ -2254,9 +2425,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="a vkey string, or a file of vkeys or a PEM public key; repeatable. "
                              "The manifest, checkpoints and attestations must then be signed by these keys. "
                              "Without any, the best result is exit code 3.")
-    parser.add_argument("--tsa-ca", action="append", default=[], metavar="PEM_FILE",
-                        help="the CA certificate(s) of the RFC 3161 time-stamp authority you trust; repeatable. "
-                             "Then the bundle's checkpoint must carry a token that chains to one of them.")
     parser.add_argument("--policy", metavar="FILE", help="a C2SP tlog-policy file: the witnesses whose "
                         "cosignatures are required (its quorum) and, if it lists any, the log keys")
     parser.add_argument("--witness-key", action="append", default=[], metavar="VKEY",
@@ -2265,6 +2433,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(default: all)")
     parser.add_argument("--max-cosignature-age", metavar="AGE", help="ignore cosignatures older than AGE "
                         "(seconds, or with a unit: 90m, 36h, 7d): catches a ledger rolled back or frozen")
+    parser.add_argument("--tsa-ca", action="append", default=[], metavar="PEM_FILE",
+                        help="the CA certificate(s) of the RFC 3161 time-stamp authority you trust; repeatable. "
+                             "Then the bundle's checkpoint must carry a token that chains to one of them.")
     args = parser.parse_args(argv)
     try:
         policy = witness_policy_from_args(args.policy, args.witness_key, args.witness_quorum)
