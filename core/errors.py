@@ -276,6 +276,15 @@ class ErrorCode(StrEnum):
     FAIRNESS_INPUT_CHANGED = "fairness_input_changed", 400, "The data file changed while it was audited."
     FAIRNESS_TIME_LIMIT = "fairness_time_limit", None, "Recorded on a failed audit run: it exceeded its time limit."
     FAIRNESS_INTERNAL_ERROR = "fairness_internal_error", None, "Recorded on a failed audit run: an unexpected error."
+    # sensitive data at rest (governance/fairness/services/vault.py)
+    DATA_ERASED = "data_erased", 410, "The data was erased (retention ended or an erasure request); its digests remain."
+    SEALED_FILE_CORRUPT = ("sealed_file_corrupt", 409,
+                           "A stored data file fails authentication (altered or truncated) or its key does not unwrap.")
+    DATA_KEK_FROM_ENVIRONMENT = "data_kek_from_environment", 400, "DATA_KEK is set, so the keyring file is not rotated."
+    DATA_BAD_ERASURE = "data_bad_erasure", 400, "The erasure request names an unknown reason or column."
+    DATA_ERASURE_NO_ROWS = "data_erasure_no_rows", 400, "No row of the file holds the value to erase."
+    DATA_BAD_RETENTION = "data_bad_retention", 400, "A retention change needs a reason and a date."
+    DATA_ERASED_ALREADY = "data_erased_already", 409, "The data is erased already."
     # monitoring: reference profiles and drift input (the drift engine's DriftInputError codes)
     MONITORING_PROFILE_FROZEN = "monitoring_profile_frozen", 409, "The version is approved: its reference profile is frozen."
     MONITORING_PROFILE_NOT_FOUND = "monitoring_profile_not_found", 404, "No such reference profile."
@@ -285,6 +294,8 @@ class ErrorCode(StrEnum):
     MONITORING_SECOND_RISK_OFFICER = "monitoring_second_risk_officer", 403, "Weakening thresholds takes a second risk officer."
     MONITORING_CHANGE_PENDING = "monitoring_change_pending", 409, "A threshold weakening already waits, or was already applied."
     MONITORING_ALERT_CLOSED = "monitoring_alert_closed", 409, "The alert was already acknowledged."
+    MONITORING_ALERT_BLOCKS_PROMOTION = ("monitoring_alert_blocks_promotion", 409,
+                                         "An open monitoring alert of the version blocks its promotion to production.")
     MONITORING_MONITOR_NOT_FOUND = "monitoring_monitor_not_found", 404, "No such monitor."
     MONITORING_ALERT_NOT_FOUND = "monitoring_alert_not_found", 404, "No such alert."
     MONITORING_VERSION_NOT_APPROVED = "monitoring_version_not_approved", 409, "The version has not been approved."

@@ -202,6 +202,8 @@ SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 X_FRAME_OPTIONS = "DENY"
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(_env("MAX_REQUEST_BODY_BYTES", str(10 * 1024 * 1024)))
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# Larger uploads are spooled to disk sealed under a key held only in memory, never in clear (core/uploads.py).
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler", "core.uploads.SealingUploadHandler"]
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 2000
 MAX_UPLOAD_BYTES = int(_env("MAX_UPLOAD_BYTES", str(512 * 1024 * 1024)))
 
@@ -365,6 +367,13 @@ METRICS_BEARER_TOKEN = _env("METRICS_BEARER_TOKEN", "")
 METRICS_ALLOWED_NETWORKS = _env_list("METRICS_ALLOWED_NETWORKS", "")
 # How often beat looks for monitors whose current slot (every run_every_hours) has no run yet.
 MONITORING_DUE_INTERVAL_S = int(_env("MONITORING_DUE_INTERVAL_S", "300"))
+# A run that raises alerts: e-mail to the model's contacts plus these, and a webhook signed like the
+# fairness one (HMAC-SHA256 of "<delivery id>.<timestamp>.<body>"); its body is the service's own
+# JSON ("governance") or a Slack-compatible {"text": ..., "blocks": [...]} ("slack").
+MONITORING_NOTIFY_EMAILS = _env_list("MONITORING_NOTIFY_EMAILS", "")
+MONITORING_WEBHOOK_URL = _env("MONITORING_WEBHOOK_URL", "")
+MONITORING_WEBHOOK_SECRET = _env("MONITORING_WEBHOOK_SECRET", "")
+MONITORING_WEBHOOK_FORMAT = _env("MONITORING_WEBHOOK_FORMAT", "governance")  # anything but "slack": governance
 
 # --- Fairness audits (fairness area) ---------------------------------------------------------
 # Largest prediction batch (API upload) and evaluation dataset accepted; bigger uploads get 413.
@@ -389,6 +398,17 @@ FAIRNESS_PUBLIC_BASE_URL = _env("FAIRNESS_PUBLIC_BASE_URL", "http://127.0.0.1:80
 FAIRNESS_RECOVER_INTERVAL_S = int(_env("FAIRNESS_RECOVER_INTERVAL_S", "60"))
 # The queue tasks go to by default; integration tests give each worker a queue of its own.
 CELERY_TASK_DEFAULT_QUEUE = _env("CELERY_TASK_DEFAULT_QUEUE", "celery")
+
+# --- Sensitive data at rest (governance/fairness/services/vault.py) -----------------------------
+# Key-encryption keys: DATA_KEK (base64 of 32 bytes) if set, else the keyring file DATA_KEK_FILE
+# (created 0600 on first use; one "kek_id base64" line per key, the last line is the active one).
+DATA_KEK = os.environ.get("DATA_KEK", "")
+DATA_KEK_FILE = _path("DATA_KEK_FILE", str(VAR_DIR / "keys" / "data.kek"))
+# Retention of data sets and prediction batches, in days, per risk tier of their model (a risk
+# officer may set another date per file); beat erases expired files every DATA_RETENTION_CHECK_INTERVAL_S.
+DATA_RETENTION_DAYS = {tier: int(days) for tier, _, days in
+                       (item.partition("=") for item in _env_list("DATA_RETENTION_DAYS", "minimal=365,limited=365,high=730"))}
+DATA_RETENTION_CHECK_INTERVAL_S = int(_env("DATA_RETENTION_CHECK_INTERVAL_S", "3600"))
 
 # --- MLflow integration (mlflow area) ---------------------------------------------------------
 # A connection names its credentials and webhook secret by environment variable; only variables
@@ -429,6 +449,8 @@ CELERY_BEAT_SCHEDULE = {
                                "schedule": float(FAIRNESS_RECOVER_INTERVAL_S)},
     "monitoring-runs-due": {"task": "governance.monitoring.tasks.monitor_runs_due_task",
                             "schedule": float(MONITORING_DUE_INTERVAL_S)},
+    "sealed-files-expire": {"task": "governance.fairness.tasks.sealed_files_expire_task",
+                            "schedule": float(DATA_RETENTION_CHECK_INTERVAL_S)},
     "mlflow-reconcile-all": {"task": "governance.integrations.mlflow.tasks.mlflow_reconcile_all_task",
                              "schedule": float(MLFLOW_RECONCILE_INTERVAL_S)},
 }

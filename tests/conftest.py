@@ -34,6 +34,8 @@ def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _isolated_keys(settings, key_dir: Path) -> None:  # type: ignore[no-untyped-def]
     settings.LEDGER_SIGNING_KEY_FILE = key_dir / "ledger.key"
     settings.ATTESTATION_SIGNING_KEY_FILE = key_dir / "attestation.key"
+    settings.DATA_KEK_FILE = key_dir / "data.kek"  # created on first use, as in the embedded setup
+    settings.DATA_KEK = ""
 
 
 @pytest.fixture(autouse=True)

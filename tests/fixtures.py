@@ -168,6 +168,23 @@ def _fast_password_hashing(request: pytest.FixtureRequest) -> None:
         settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _no_personal_data_in_the_ledger(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Issue 18: after every database test, no ledger entry may hold a value of a column declared as an
+    identifier (its stored pseudonym) or a sensitive value only one row holds; the suite fails if one does."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None or request.node.get_closest_marker("integration") is not None:
+        yield
+        return
+    transactional = bool(marker.kwargs.get("transaction") or (marker.args and marker.args[0]))
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    yield
+    from governance.fairness.services.vault import ledger_personal_data_findings
+
+    findings = ledger_personal_data_findings()
+    assert not findings, f"personal data in the ledger: {findings}"
+
+
 @pytest.fixture
 def celery_worker_queue(settings, tmp_path: Path) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """A real `celery -A governance worker` on a Redis queue of its own, against the test database.

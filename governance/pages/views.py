@@ -59,6 +59,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "activity_scope": scope,
         "can_read_ledger": audit_selectors.can_read_ledger(user),
         "open_alerts": list(monitoring_selectors.alert_list(user=user, status="open")[:20]),
+        "revalidation_overdue": monitoring_selectors.revalidation_overdue(user=user)[:20],
         "mlflow_violations": mlflow_selectors.violations_visible(visible=visible),  # mlflow: alias violations
         **_audit_overview(user, visible),
     }

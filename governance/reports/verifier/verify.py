@@ -27,6 +27,7 @@ import binascii
 import datetime
 import hashlib
 import json
+import math
 import posixpath
 import re
 import struct
@@ -2269,6 +2270,9 @@ def _verify_open_bundle(bundle: Bundle, path: str, trusted: Sequence[PublicKey],
     reports = sorted(n for n in declared if n.startswith("report/"))
     if audits or reports:
         report.ok(f"{len(audits)} audit result(s) and {len(reports)} report file(s): digests match the signed manifest")
+    for line in _erased_input_lines(contents, audits, summary["erased_digests"]):
+        report.ok(line)
+    verify_monitoring(contents, report)  # 9. monitoring runs (own section)
 
     header = [
         f"bundle:      {path}",
@@ -2344,6 +2348,7 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
     replayed: list[tuple[int, bytes]] = []
     has_requests = False
     recorded_digests: set[str] = set()
+    erased_digests: set[str] = set()
     previous_seq = -1
     previous_hash: bytes | None = None
     subject_links: list[tuple[int, Any, Any]] = []
@@ -2394,6 +2399,8 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
         subject_links.append((seq, key, document.get("subject_prev", SUBJECT_PREV_ABSENT)))
         if b"envelope_sha256" in canonical:
             recorded_digests.update(_digests_named(document.get("payload"), "envelope_sha256"))
+        if b"digests_erased" in canonical:  # sensitive data erased (see _erased_input_lines)
+            erased_digests.update(_erased_digests(document))
         previous_seq, previous_hash = seq, entry_hash
     expected_count = manifest.get("entry_count")
     if expected_count is not None and expected_count != len(entries):
@@ -2468,6 +2475,7 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
     return {
         "subjects": sorted(subjects),
         "recorded_digests": recorded_digests,
+        "erased_digests": erased_digests,
         "replayed": replayed if has_requests else [],
         "entries": len(entries),
         "first_seq": entries[0][0] if entries else "-",
@@ -2476,6 +2484,44 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
         "checkpoint_size": checkpoint.tree_size,
         "latest_size": latest.tree_size,
     }
+
+
+# --- Sensitive data: audits whose input was erased (issue 18) ------------------------------------
+# An audit result keeps its digests after its input data is crypto-shredded (retention ended, or an
+# erasure request). That is not a failure: the result says "input erased under retention policy",
+# and the bundle's ledger holds the `sealed_file.erased` / `sealed_file.rows_erased` entry naming
+# the digests that are gone. A note that no erasure entry backs is refused.
+
+ERASURE_ACTIONS = ("sealed_file.erased", "sealed_file.rows_erased")
+
+
+def _erased_digests(document: dict[str, Any]) -> set[str]:
+    if document.get("action") not in ERASURE_ACTIONS:
+        return set()
+    digests = _payload(document).get("digests_erased")
+    return {d for d in digests if isinstance(d, str)} if isinstance(digests, list) else set()
+
+
+def _erased_input_lines(contents: dict[str, bytes], audits: list[str], erased: set[str]) -> list[str]:
+    lines = []
+    for name in audits:
+        if not name.endswith(".json"):
+            continue
+        view = load_json(contents[name], name, "audits")
+        note = view.get("input_erasure") if isinstance(view, dict) else None
+        if not isinstance(note, dict):
+            continue
+        digests = note.get("input_sha256")
+        if not isinstance(digests, list) or not digests:
+            raise fail("audits", f"{name}: its input erasure note names no digest")
+        unbacked = [d for d in digests if d not in erased]
+        if unbacked:
+            raise fail("audits", f"{name} says its input was erased, but no erasure entry in the bundle names "
+                       f"{', '.join(map(str, unbacked))}")
+        lines.append(f"{name}: {note.get('note', 'input erased')} on {note.get('erased_at')} "
+                     f"({', '.join(map(str, note.get('reasons') or []))}); the erasure is in the ledger, "
+                     "and the result and its digests remain")
+    return lines
 
 
 def _digests_named(value: Any, key: str) -> set[str]:
@@ -2502,6 +2548,132 @@ def _load_json_fast(data: bytes) -> Any:
         return json.loads(data)
     except (ValueError, RecursionError) as exc:
         raise fail("proofs", f"ledger/proofs.json is not valid JSON: {type(exc).__name__}") from None
+
+
+# --- Monitoring runs, recomputed from their stored counts (issue 16) -------------------------
+# A bundle carries monitoring/run-<id>.json: a drift run's result, the canonical JSON whose SHA-256
+# its `monitor_run.completed` ledger entry records. For every column the verifier recomputes PSI and
+# Jensen-Shannon from the stored bin counts (reference and current), and for categorical columns the
+# chi-square test of homogeneity (Yates' correction where the run recorded it), and compares them
+# with the stored values. The same formulas as governance/monitoring/drift.py, in the stdlib.
+
+MONITORING_SHARE_FLOOR = 1e-4
+MONITORING_TOLERANCE = 1e-9
+
+
+def _mon_shares(counts: Sequence[float]) -> list[float]:
+    total = float(sum(counts))
+    return [max(c / total if total else 0.0, MONITORING_SHARE_FLOOR) for c in counts]
+
+
+def monitoring_psi(reference: Sequence[float], current: Sequence[float]) -> float:
+    ref, cur = _mon_shares(reference), _mon_shares(current)
+    return math.fsum((c - r) * math.log(c / r) for r, c in zip(ref, cur, strict=True))
+
+
+def monitoring_js(reference: Sequence[float], current: Sequence[float]) -> float:
+    """Jensen-Shannon distance, base 2, of the bin shares (no floor)."""
+    ref_total, cur_total = float(sum(reference)), float(sum(current))
+    divergence = 0.0
+    for r, c in zip(reference, current, strict=True):
+        p, q = r / ref_total, c / cur_total
+        middle = (p + q) / 2.0
+        divergence += (p * math.log(p / middle) if p > 0 else 0.0) + (q * math.log(q / middle) if q > 0 else 0.0)
+    return math.sqrt(max(divergence / 2.0 / math.log(2.0), 0.0))
+
+
+def _mon_gammaincc(a: float, x: float) -> float:
+    """Regularised upper incomplete gamma Q(a, x): series below a + 1, Lentz's continued fraction above."""
+    if x <= 0:
+        return 1.0
+    log_prefix = -x + a * math.log(x) - math.lgamma(a)
+    if x < a + 1:
+        term = total = 1.0 / a
+        n = a
+        while abs(term) > abs(total) * 1e-17:
+            n += 1
+            term *= x / n
+            total += term
+        return max(0.0, 1.0 - total * math.exp(log_prefix))
+    tiny = 1e-300
+    b = x + 1 - a
+    c, d = 1 / tiny, 1 / b
+    h = d
+    for i in range(1, 10_000):
+        an = -i * (i - a)
+        b += 2
+        d = an * d + b
+        d = tiny if abs(d) < tiny else d
+        c = b + an / c
+        c = tiny if abs(c) < tiny else c
+        d = 1 / d
+        delta = d * c
+        h *= delta
+        if abs(delta - 1) < 1e-16:
+            break
+    return math.exp(log_prefix) * h
+
+
+def monitoring_chi2(reference: Sequence[float], current: Sequence[float], corrected: bool) -> tuple[float, int, float]:
+    """Chi-square test of homogeneity of the 2 x K table (empty categories dropped): statistic, dof, p."""
+    pairs = [(r, c) for r, c in zip(reference, current, strict=True) if r + c > 0]
+    rows = [float(sum(r for r, _ in pairs)), float(sum(c for _, c in pairs))]
+    total = rows[0] + rows[1]
+    dof = len(pairs) - 1
+    if dof <= 0:
+        return 0.0, 0, 1.0
+    statistic = 0.0
+    for r, c in pairs:
+        for observed, row in ((r, rows[0]), (c, rows[1])):
+            expected = row * (r + c) / total
+            if corrected:
+                difference = expected - observed
+                observed = observed + min(0.5, abs(difference)) * (1 if difference > 0 else -1 if difference < 0 else 0)
+            statistic += (observed - expected) ** 2 / expected
+    return statistic, dof, _mon_gammaincc(dof / 2.0, statistic / 2.0)
+
+
+def _mon_close(got: float, want: Any) -> bool:
+    return isinstance(want, (int, float)) and abs(got - want) <= MONITORING_TOLERANCE * max(1.0, abs(want))
+
+
+def verify_monitoring(contents: dict[str, bytes], report: Report) -> None:
+    """Each monitoring/run-*.json is recorded by its SHA-256, and its statistics follow from its counts."""
+    names = sorted(n for n in contents if n.startswith("monitoring/run-") and n.endswith(".json"))
+    if not names:
+        return
+    recorded: set[str] = set()
+    for line in contents["ledger/entries.jsonl"].splitlines():
+        if line.strip():
+            document = json.loads(base64.b64decode(json.loads(line)["canonical"]))
+            if document.get("action") == "monitor_run.completed":
+                recorded.update(_digests_named(document.get("payload"), "result_sha256"))
+    columns = 0
+    for name in names:
+        if sha256_hex(contents[name]) not in recorded:
+            raise fail("monitoring", f"{name} is not recorded (as result_sha256) in any monitor_run.completed entry")
+        result = load_json(contents[name], name, "monitoring")
+        drift = result.get("drift") if isinstance(result, dict) else None
+        for column in (drift or {}).get("columns") or []:
+            label = f"{name}: column {column.get('column')!r}"
+            bins = column.get("bins") or {}
+            reference, current = bins.get("reference"), bins.get("current")
+            if not isinstance(reference, list) or not isinstance(current, list) or len(reference) != len(current):
+                raise fail("monitoring", f"{label} has no stored counts")
+            if not _mon_close(monitoring_psi(reference, current), column.get("psi")):
+                raise fail("monitoring", f"{label}: PSI {column.get('psi')} does not follow from the counts")
+            if not _mon_close(monitoring_js(reference, current), column.get("js")):
+                raise fail("monitoring", f"{label}: Jensen-Shannon {column.get('js')} does not follow from the counts")
+            if column.get("kind") == "categorical":
+                chi2 = column.get("chi2") or {}
+                statistic, dof, pvalue = monitoring_chi2(reference, current, bool(chi2.get("correction")))
+                if (dof != chi2.get("dof") or not _mon_close(statistic, chi2.get("statistic"))
+                        or not _mon_close(pvalue, chi2.get("pvalue"))):
+                    raise fail("monitoring", f"{label}: chi-square {chi2} does not follow from the counts "
+                                             f"(recomputed {statistic}, dof {dof}, p {pvalue})")
+            columns += 1
+    report.ok(f"{len(names)} monitoring run(s): each result recorded by its SHA-256 in a monitor_run.completed entry; "
+              f"PSI, Jensen-Shannon and chi-square of {columns} column(s) recomputed from the stored counts")
 
 
 EXIT_VERIFIED = 0

@@ -17,8 +17,8 @@ import pytest
 from audit import ledger
 from audit.models import Checkpoint, LedgerEntry
 from tests.conftest import REPO_ROOT, uses_postgres
+from tests.integration.test_witness_attacks import push, witness, write_entries  # noqa: F401 (the witness fixture)
 from tests.reports.bundle_helpers import make_bundle, members
-from tests.witness.test_witness_e2e import push, witness, write_entries  # noqa: F401 (the witness fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres,
               pytest.mark.skipif(not uses_postgres(), reason="shares the end-to-end witness setup (PostgreSQL)")]
