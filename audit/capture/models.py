@@ -14,8 +14,9 @@ from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, models, router, transaction
-from django.db.models.signals import class_prepared, m2m_changed, post_delete
+from django.db.models.signals import class_prepared, m2m_changed, post_delete, post_save, pre_save
 
+from audit.capture import guarded
 from audit.capture.m2m import on_m2m_changed
 from audit.capture.record import (
     NAMED_KEY,
@@ -31,11 +32,13 @@ from audit.capture.rows import field_value, instance_state, model_spec, needs_re
 from core.actor import acting_as, current_actor
 from core.errors import InvalidInput
 
-# How an update learns the row's "before": "locked" reads it with the ledger head held (correct
+# How an update learns the row's "before": "guarded" (PostgreSQL; elsewhere "locked") sends the
+# row's write and its entry as one statement guarded by the values the instance was loaded with
+# (audit.capture.guarded); "locked" reads it with the ledger head held (correct
 # under concurrent writers); "snapshot" uses the state recorded when the instance was loaded or
 # last saved (stale if another writer committed in between). Switchable only so that
 # bench/bench_capture.py can measure both; nothing else may set it.
-BEFORE_STATE = "locked"
+BEFORE_STATE = "guarded"
 # Set while bulk_update runs Django's own update(): bulk_update records its rows itself.
 _passthrough: contextvars.ContextVar[bool] = contextvars.ContextVar("ledger_passthrough", default=False)
 
@@ -199,6 +202,22 @@ class GovernedModel(models.Model):
         spec = model_spec(type(self))
         actor = current_actor()
         using = using or router.db_for_write(self.__class__, instance=self)
+        if BEFORE_STATE == "guarded" and guarded.applies(self, using, spec):
+            # PostgreSQL: the row's write and its entry in one statement (audit.capture.guarded).
+            self.__dict__[guarded.SAVE_KEY] = guarded.GuardedSave(
+                actor, named, None if update_fields is None else frozenset(update_fields))
+            try:
+                if pre_save.has_listeners(type(self)) or post_save.has_listeners(type(self)):
+                    # A receiver's writes commit with the row, as on the other path.
+                    with transaction.atomic(using=using, savepoint=False):
+                        super().save_base(raw=raw, force_insert=force_insert, force_update=force_update,
+                                          using=using, update_fields=update_fields)
+                else:
+                    super().save_base(raw=raw, force_insert=force_insert, force_update=force_update,
+                                      using=using, update_fields=update_fields)
+            finally:
+                self.__dict__.pop(guarded.SAVE_KEY, None)
+            return
         meta = self._meta
         pk = self.pk
         with transaction.atomic(using=using, savepoint=False):
@@ -234,9 +253,28 @@ class GovernedModel(models.Model):
             if BEFORE_STATE == "snapshot":
                 self.__dict__["_governed_snapshot"] = after
 
+    def _do_update(self, base_qs: Any, using: Any, pk_val: Any, values: Any, update_fields: Any,
+                   forced_update: Any) -> bool:
+        save = self.__dict__.get(guarded.SAVE_KEY)
+        if save is None or not values:
+            return super()._do_update(base_qs, using, pk_val, values, update_fields, forced_update)
+        return guarded.update(self, save, base_qs, using, pk_val, values)
+
+    def _do_insert(self, manager: Any, using: Any, fields: Any, returning_fields: Any, raw: Any) -> Any:
+        save = self.__dict__.get(guarded.SAVE_KEY)
+        if save is None or raw:
+            return super()._do_insert(manager, using, fields, returning_fields, raw)
+        return guarded.insert(self, save, using, fields, returning_fields)
+
+    def refresh_from_db(self, *args: Any, **kwargs: Any) -> None:
+        self.__dict__.pop(guarded.LOADED_KEY, None)  # the next guarded save reads the row first
+        super().refresh_from_db(*args, **kwargs)
+
     @classmethod
     def from_db(cls, db: str | None, field_names: Any, values: Any) -> Any:
         instance = super().from_db(db, field_names, values)
+        # The raw values as loaded: the guard of the next one-statement save (audit.capture.guarded).
+        instance.__dict__[guarded.LOADED_KEY] = (field_names, values)
         if BEFORE_STATE == "snapshot":
             instance.__dict__["_governed_snapshot"] = instance_state(instance)
         return instance

@@ -1,0 +1,201 @@
+"""PostgreSQL: a governed save or create as ONE statement, with a guard that keeps the "before" true.
+
+The row's write and its ledger entry go to the server as one call of `audit_governed_write`
+(migration audit/0004, through `audit.ledger.ledger_governed_write`), which locks the ledger head
+first, runs the row's statement and appends the entry with `audit_ledger_append`. In autocommit
+that one statement is the whole transaction; inside an outer transaction it is one round trip.
+
+An UPDATE is optimistic: the client records as "before" the values the instance was loaded with
+(or last saved), and the UPDATE carries them as a guard, `WHERE pk = ... AND <every recorded
+column> IS NOT DISTINCT FROM <that value>`. With the head held no governed writer can commit,
+and PostgreSQL re-checks the guard on the newest version of a row another transaction changed,
+so when the UPDATE touches the row the recorded "before" is exactly the row it replaced. When
+the guard fails (the row changed since it was loaded, or is gone), nothing is written or
+appended; the row is read again and the call retried with the new "before". After
+`OPTIMISTIC_TRIES` failed tries the save falls back to the pessimistic path inside a
+transaction: head locked, row read FOR UPDATE, then the same call without a guard.
+
+A create is an `INSERT ... RETURNING pk` in the same call; a key assigned by the database is
+spliced into the entry's subject by the server.
+
+Used only where it is exact: PostgreSQL, the default database (the ledger's), no multi-table
+inheritance, no expressions among the values, `select_on_save` off, and only a returned integer
+key on insert. Everything else (and SQLite) takes the path in `audit.capture.models`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
+from django.db.models import sql
+
+from audit.capture.record import NamedAction, changes, draft_change, lock_head
+from audit.capture.rows import ModelSpec, field_value, instance_state, model_spec, needs_reread, state_from_row
+from audit.ledger import ledger_governed_write
+
+# Where an instance keeps the raw values it was loaded with (or last saved): the guard's values.
+LOADED_KEY = "_governed_loaded"
+# Where save_base leaves what the one-statement write of this save needs.
+SAVE_KEY = "_governed_guarded_save"
+OPTIMISTIC_TRIES = 3
+
+
+@dataclass(frozen=True)
+class GuardedSave:
+    actor: Any
+    named: NamedAction | None
+    update_fields: frozenset[str] | None
+
+
+def applies(instance: models.Model, using: str, spec: ModelSpec) -> bool:
+    """Whether this save can be sent as one guarded statement."""
+    meta = instance._meta
+    if using != DEFAULT_DB_ALIAS or meta.parents or meta.proxy or meta.select_on_save:
+        return False
+    if connections[using].vendor != "postgresql":
+        return False
+    pk = meta.pk
+    if pk is None or getattr(meta, "pk_fields", [pk]) != [pk]:
+        return False
+    returning = meta.db_returning_fields
+    if returning and (returning != [pk] or not isinstance(pk, models.AutoField | models.BigAutoField
+                                                          | models.SmallAutoField)):
+        return False
+    return not needs_reread(instance, spec)
+
+
+def loaded_values(instance: models.Model) -> dict[str, Any] | None:
+    loaded = instance.__dict__.get(LOADED_KEY)
+    if isinstance(loaded, tuple):
+        names, values = loaded
+        loaded = dict(zip(names, values, strict=False))
+        instance.__dict__[LOADED_KEY] = loaded
+    return loaded
+
+
+def _read_raw(model: type[models.Model], using: str, spec: ModelSpec, pk: Any, *,
+              lock: bool) -> dict[str, Any] | None:
+    query = model._base_manager.using(using).filter(pk=pk)
+    if lock:
+        query = query.select_for_update()
+    row = query.values_list(*spec.attnames).first()
+    return None if row is None else dict(zip(spec.attnames, row, strict=True))
+
+
+_guard_columns: dict[type[models.Model], list[tuple[str, models.Field[Any, Any], bool]]] = {}
+
+
+def _guard(model: type[models.Model], connection: Any, spec: ModelSpec,
+           loaded: dict[str, Any]) -> tuple[str, list[Any]]:
+    columns = _guard_columns.get(model)
+    if columns is None:
+        quote = connection.ops.quote_name
+        columns = [(quote(field_spec.field.column), field_spec.field, isinstance(field_spec.field, models.JSONField))
+                   for field_spec in spec.fields]
+        _guard_columns[model] = columns
+    parts = []
+    params: list[Any] = []
+    for (column, model_field, is_json), attname in zip(columns, spec.attnames, strict=True):
+        value = loaded[attname]
+        if value is None:
+            # A JSON null and SQL NULL both load as None, and so are both recorded as null.
+            parts.append(f"({column} IS NULL OR {column} = 'null'::jsonb)" if is_json else f"{column} IS NULL")
+        else:
+            parts.append(f"{column} IS NOT DISTINCT FROM %s")
+            params.append(model_field.get_db_prep_value(value, connection, prepared=False))
+    return " AND ".join(parts), params
+
+
+def _update_statement(base_qs: models.QuerySet[Any], using: str, pk: Any, values: list[Any],
+                      guard: tuple[str, list[Any]] | None) -> str:
+    connection = connections[using]
+    query = base_qs.filter(pk=pk).query.chain(sql.UpdateQuery)
+    query.add_update_fields(values)
+    query.annotations = {}
+    text, params = query.get_compiler(using).as_sql()
+    params = list(params)
+    if guard is not None and guard[0]:
+        text = f"{text} AND {guard[0]}"
+        params.extend(guard[1])
+    return connection.ops.compose_sql(text, params)
+
+
+def update(instance: models.Model, save: GuardedSave, base_qs: models.QuerySet[Any], using: str, pk: Any,
+           values: list[Any]) -> bool:
+    """The UPDATE of a save with its entry, in one statement; False when the row does not exist."""
+    model = type(instance)
+    spec = model_spec(model)
+    connection = connections[using]
+    loaded = loaded_values(instance)
+    if loaded is not None and any(attname not in loaded for attname in spec.attnames):
+        loaded = None
+    written = save.update_fields
+
+    def attempt(loaded: dict[str, Any], guarded: bool) -> bool:
+        before = state_from_row(spec, [loaded[attname] for attname in spec.attnames])
+        if written is None:
+            after = instance_state(instance)
+        else:
+            after = dict(before)
+            for field_spec in spec.fields:
+                if field_spec.name in written or field_spec.attname in written:
+                    after[field_spec.name] = field_value(field_spec, instance.__dict__.get(field_spec.attname))
+        changed_before, changed_after = changes(before, after)
+        entry = (draft_change(save.actor, spec, pk, "updated", changed_before, changed_after, after, save.named)
+                 if changed_after else None)
+        guard = _guard(model, connection, spec, loaded) if guarded else None
+        done = ledger_governed_write(statement=_update_statement(base_qs, using, pk, values, guard),
+                                     returning=False, entry=entry)
+        if done is None:
+            return False
+        fresh = dict(loaded)
+        for field, _, _ in values:
+            fresh[field.attname] = instance.__dict__.get(field.attname)
+        instance.__dict__[LOADED_KEY] = fresh
+        return True
+
+    for _ in range(OPTIMISTIC_TRIES):
+        if loaded is None:
+            loaded = _read_raw(model, using, spec, pk, lock=False)
+            if loaded is None:
+                return False
+        if attempt(loaded, guarded=True):
+            return True
+        loaded = None
+    # The row keeps changing under us (or a value compares unequal to itself): lock, read, write.
+    with transaction.atomic(using=using, savepoint=False):
+        lock_head(using)
+        loaded = _read_raw(model, using, spec, pk, lock=True)
+        if loaded is None:
+            return False
+        if not attempt(loaded, guarded=False):
+            raise RuntimeError("a locked row was not updated")  # pragma: no cover - the row is locked
+        return True
+
+
+def insert(instance: models.Model, save: GuardedSave, using: str, fields: list[Any],
+           returning_fields: list[Any]) -> list[tuple[Any, ...]]:
+    """The INSERT of a save with its entry, in one statement; returns what Django's _do_insert returns."""
+    model = type(instance)
+    meta = model._meta
+    spec = model_spec(model)
+    connection = connections[using]
+    query = sql.InsertQuery(model)
+    query.insert_values(fields, [instance], raw=False)
+    compiler = query.get_compiler(using=using)
+    compiler.returning_fields = returning_fields
+    [(text, params)] = compiler.as_sql()  # pre_save (auto_now_add, ...) runs here
+    statement = connection.ops.compose_sql(text, list(params))
+    state = instance_state(instance)
+    known = meta.pk.attname in {field.attname for field in fields}  # type: ignore[union-attr]
+    entry = draft_change(save.actor, spec, instance.pk if known else "", "created", None, state, state, save.named)
+    done = ledger_governed_write(statement=statement, returning=bool(returning_fields), entry=entry,
+                                 key_subject=not known)
+    if done is None:  # pragma: no cover - an INSERT without ON CONFLICT writes its row or raises
+        raise RuntimeError("the INSERT wrote no row")
+    instance.__dict__[LOADED_KEY] = {attname: instance.__dict__.get(attname) for attname in spec.attnames}
+    if not returning_fields:
+        return []
+    return [(meta.pk.to_python(done[1]),)]  # type: ignore[union-attr]
