@@ -35,7 +35,8 @@ OUT_DIR = BENCH_DIR / "out"
 ANCHOR_VENV = BENCH_DIR / ".venv-anchors"
 ANCHOR_REQUIREMENTS = BENCH_DIR / "requirements-anchors.txt"
 PG_URL = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
-DB_NAME = "governance_bench"
+# BENCH_DB_SUFFIX keeps two checkouts benchmarking on one server from dropping each other's database.
+DB_NAME = "governance_bench" + os.environ.get("BENCH_DB_SUFFIX", "")
 GOAL_RATIO = 1.5
 
 ANCHORS = {
@@ -211,22 +212,25 @@ def worker(mode: str, quick: bool) -> dict[str, Any]:
 
     save_actions = {"plain": plain_save, "audited": audited_save}
     if mode == "ours":
-        # The rejected before-state design, interleaved in the same run: the "before" is the
-        # state the instance had when it was loaded or last saved (no head lock first).
-        snapshot_rows = []
-        for index in range(50):
-            snapshot_rows.append(Item.objects.create(name=f"s{index}"))
+        # The other before-state designs, interleaved in the same run: "locked" (the head locked
+        # and the row re-read in a transaction of five statements, before the one-statement
+        # save) and "snapshot" (rejected: the state the instance was loaded with, unchecked).
+        def other_design(design: str) -> Any:
+            rows = [Item.objects.create(name=f"{design}{index}") for index in range(50)]
 
-        def snapshot_save(step: int) -> None:
-            row = snapshot_rows[step % len(snapshot_rows)]
-            row.size = step
-            governed.BEFORE_STATE = "snapshot"
-            try:
-                row.save()
-            finally:
-                governed.BEFORE_STATE = "locked"
+            def design_save(step: int) -> None:
+                row = rows[step % len(rows)]
+                row.size = step
+                previous, governed.BEFORE_STATE = governed.BEFORE_STATE, design
+                try:
+                    row.save()
+                finally:
+                    governed.BEFORE_STATE = previous
 
-        save_actions["snapshot"] = snapshot_save
+            return design_save
+
+        save_actions["locked"] = other_design("locked")
+        save_actions["snapshot"] = other_design("snapshot")
     for step in range(300):  # warm-up: connections, caches, ledger head
         for action in save_actions.values():
             action(step)
@@ -238,9 +242,10 @@ def worker(mode: str, quick: bool) -> dict[str, Any]:
         "plain_create_ms": creates["plain"], "audited_create_ms": creates["audited"],
         "create_ratio": creates["ratio"],
     }
-    if "snapshot_ratio" in saves:
-        result["snapshot_save_ratio"] = saves["snapshot_ratio"]
-        result["snapshot_save_ms"] = saves["snapshot"]
+    for design in ("locked", "snapshot"):
+        if f"{design}_ratio" in saves:
+            result[f"{design}_save_ratio"] = saves[f"{design}_ratio"]
+            result[f"{design}_save_ms"] = saves[design]
     if mode == "ours":
         from django.db import reset_queries
         from django.test.utils import CaptureQueriesContext

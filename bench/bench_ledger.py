@@ -19,7 +19,7 @@ import time
 
 from bench.common import PG, ROOT, django_setup, recreate_database
 
-BENCH_DB = "governance_bench_ledger"
+BENCH_DB = "governance_bench_ledger" + os.environ.get("BENCH_DB_SUFFIX", "")
 WRITERS = 8
 
 

@@ -1,4 +1,4 @@
-"""PostgreSQL: a governed save or create as ONE statement, with a guard that keeps the "before" true.
+"""PostgreSQL: a governed save, create or delete as ONE statement, with a guard that keeps the "before" true.
 
 The row's write and its ledger entry go to the server as one call of `audit_governed_write`
 (migration audit/0004, through `audit.ledger.ledger_governed_write`), which locks the ledger head
@@ -16,7 +16,8 @@ appended; the row is read again and the call retried with the new "before". Afte
 transaction: head locked, row read FOR UPDATE, then the same call without a guard.
 
 A create is an `INSERT ... RETURNING pk` in the same call; a key assigned by the database is
-spliced into the entry's subject by the server.
+spliced into the entry's subject by the server. A delete that cascades to nothing is a guarded
+`DELETE` in the same call (one with cascades, or other delete receivers, keeps the batch path).
 
 Used only where it is exact: PostgreSQL, the default database (the ledger's), no multi-table
 inheritance, no expressions among the values, `select_on_save` off, and only a returned integer
@@ -25,15 +26,19 @@ key on insert. Everything else (and SQLite) takes the path in `audit.capture.mod
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.models import sql
+from django.db.models.deletion import Collector
+from django.db.models.signals import post_delete, pre_delete
 
 from audit.capture.record import NamedAction, changes, draft_change, lock_head
 from audit.capture.rows import ModelSpec, field_value, instance_state, model_spec, needs_reread, state_from_row
 from audit.ledger import ledger_governed_write
+from core.actor import current_actor
 
 # Where an instance keeps the raw values it was loaded with (or last saved): the guard's values.
 LOADED_KEY = "_governed_loaded"
@@ -122,15 +127,46 @@ def _update_statement(base_qs: models.QuerySet[Any], using: str, pk: Any, values
     return connection.ops.compose_sql(text, params)
 
 
+def _write_guarded(model: type[models.Model], using: str, spec: ModelSpec, pk: Any, loaded: dict[str, Any] | None,
+                   attempt: Callable[[dict[str, Any], bool], bool]) -> bool:
+    """Run `attempt(loaded, guarded)` until it writes; False when the row does not exist.
+
+    Optimistic first (the row read without a lock when its loaded values are unknown or proved
+    stale), then, after OPTIMISTIC_TRIES failed guards, pessimistic: in a transaction, the head
+    locked, the row read FOR UPDATE, the statement sent without a guard.
+    """
+    for _ in range(OPTIMISTIC_TRIES):
+        if loaded is None:
+            loaded = _read_raw(model, using, spec, pk, lock=False)
+            if loaded is None:
+                return False
+        if attempt(loaded, True):
+            return True
+        loaded = None
+    # The row keeps changing under us (or a value compares unequal to itself): lock, read, write.
+    with transaction.atomic(using=using, savepoint=False):
+        lock_head(using)
+        loaded = _read_raw(model, using, spec, pk, lock=True)
+        if loaded is None:
+            return False
+        if not attempt(loaded, False):  # pragma: no cover - the row is locked
+            raise RuntimeError("a locked row was not written")
+        return True
+
+
+def _complete(instance: models.Model, spec: ModelSpec) -> dict[str, Any] | None:
+    loaded = loaded_values(instance)
+    if loaded is not None and any(attname not in loaded for attname in spec.attnames):
+        return None
+    return loaded
+
+
 def update(instance: models.Model, save: GuardedSave, base_qs: models.QuerySet[Any], using: str, pk: Any,
            values: list[Any]) -> bool:
     """The UPDATE of a save with its entry, in one statement; False when the row does not exist."""
     model = type(instance)
     spec = model_spec(model)
     connection = connections[using]
-    loaded = loaded_values(instance)
-    if loaded is not None and any(attname not in loaded for attname in spec.attnames):
-        loaded = None
     written = save.update_fields
 
     def attempt(loaded: dict[str, Any], guarded: bool) -> bool:
@@ -156,23 +192,50 @@ def update(instance: models.Model, save: GuardedSave, base_qs: models.QuerySet[A
         instance.__dict__[LOADED_KEY] = fresh
         return True
 
-    for _ in range(OPTIMISTIC_TRIES):
-        if loaded is None:
-            loaded = _read_raw(model, using, spec, pk, lock=False)
-            if loaded is None:
-                return False
-        if attempt(loaded, guarded=True):
-            return True
-        loaded = None
-    # The row keeps changing under us (or a value compares unequal to itself): lock, read, write.
-    with transaction.atomic(using=using, savepoint=False):
-        lock_head(using)
-        loaded = _read_raw(model, using, spec, pk, lock=True)
-        if loaded is None:
-            return False
-        if not attempt(loaded, guarded=False):
-            raise RuntimeError("a locked row was not updated")  # pragma: no cover - the row is locked
-        return True
+    return _write_guarded(model, using, spec, pk, _complete(instance, spec), attempt)
+
+
+def delete(instance: models.Model, using: str, keep_parents: bool, own_receiver: Any) -> tuple[int, dict[str, int]] | None:
+    """A delete that cascades to nothing, with its entry, in one statement; None where it does not apply.
+
+    Applies when the collector finds nothing else to delete or update and no receiver but the
+    capture's own listens to the delete signals (they would otherwise run, and write, apart).
+    """
+    model = type(instance)
+    meta = model._meta
+    spec = model_spec(model)
+    if not applies(instance, using, spec) or pre_delete.has_listeners(model):
+        return None
+    sync_receivers, async_receivers = post_delete._live_receivers(model)
+    if async_receivers or any(receiver is not own_receiver for receiver in sync_receivers):
+        return None
+    collector = Collector(using=using, origin=instance)
+    collector.collect([instance], keep_parents=keep_parents)
+    if (collector.fast_deletes or collector.field_updates or list(collector.data) != [model]
+            or len(collector.data[model]) != 1):
+        return None
+    connection = connections[using]
+    pk = instance.pk
+    quote = connection.ops.quote_name
+    pk_field = meta.pk
+    base = f"DELETE FROM {quote(meta.db_table)} WHERE {quote(pk_field.column)} = %s"  # type: ignore[union-attr]
+    pk_param = pk_field.get_db_prep_value(pk, connection, prepared=False)  # type: ignore[union-attr]
+
+    def attempt(loaded: dict[str, Any], guarded: bool) -> bool:
+        before = state_from_row(spec, [loaded[attname] for attname in spec.attnames])
+        entry = draft_change(current_actor(), spec, pk, "deleted", before, None, None)
+        text, params = base, [pk_param]
+        if guarded:
+            guard, guard_params = _guard(model, connection, spec, loaded)
+            if guard:
+                text, params = f"{text} AND {guard}", params + guard_params
+        return ledger_governed_write(statement=connection.ops.compose_sql(text, params), returning=False,
+                                     entry=entry) is not None
+
+    deleted = _write_guarded(model, using, spec, pk, _complete(instance, spec), attempt)
+    setattr(instance, pk_field.attname, None)  # type: ignore[union-attr]
+    instance.__dict__.pop(LOADED_KEY, None)
+    return (1, {meta.label: 1}) if deleted else (0, {})
 
 
 def insert(instance: models.Model, save: GuardedSave, using: str, fields: list[Any],

@@ -283,6 +283,10 @@ class GovernedModel(models.Model):
         current_actor()
         using = using or router.db_for_write(self.__class__, instance=self)
         pk = self.pk
+        if BEFORE_STATE == "guarded" and pk is not None:
+            done = guarded.delete(self, using, keep_parents, _on_post_delete)
+            if done is not None:
+                return done
         try:
             with transaction.atomic(using=using, savepoint=False), collecting() as batch:
                 if pk is not None:

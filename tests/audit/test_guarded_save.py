@@ -19,7 +19,7 @@ from audit.models import LedgerEntry
 from audit.verify import verify_ledger
 from core.actor import acting_as
 from tests.conftest import uses_postgres
-from tests.govtestapp.models import Project, Widget
+from tests.govtestapp.models import Part, Project, Widget
 
 pytestmark = [pytest.mark.django_db,
               pytest.mark.skipif(not uses_postgres(), reason="the one-statement save is PostgreSQL's; SQLite keeps "
@@ -133,6 +133,49 @@ def test_a_failed_append_on_the_server_leaves_the_row_unchanged(db: Any) -> None
     with acting_as(ACTOR), pytest.raises(IntegrityError), transaction.atomic():
         widget.save()
     assert Widget.objects.get(pk=widget.pk).size == 1
+    assert last_seq() == start
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delete_that_cascades_to_nothing_is_one_statement_with_the_true_before() -> None:
+    with acting_as(ACTOR):
+        widget = Widget.objects.create(name="w")
+        part = Part.objects.create(widget=widget, label="old")
+        Part.objects.filter(pk=part.pk).update(label="changed elsewhere")  # the instance is stale
+        pk = part.pk
+        start = last_seq()
+        with CaptureQueriesContext(connection) as captured:
+            assert part.delete() == (1, {"govtestapp.Part": 1})
+    assert part.pk is None and not Part.objects.filter(pk=pk).exists()
+    # First try refused by the guard, the row read again, the second try deleted it.
+    assert [query["sql"].split("(")[0] for query in captured.captured_queries][-1] == "SELECT audit_governed_write"
+    assert len(captured.captured_queries) == 3
+    [entry] = LedgerEntry.objects.filter(seq__gt=start)
+    payload = json.loads(bytes(entry.canonical))["payload"]
+    assert (entry.action, entry.subject_id, payload["before"]["label"], payload["after"], payload["state"]) == (
+        "part.deleted", str(pk), "changed elsewhere", None, None)
+    assert verify_ledger(check_state=True).ok
+
+
+def test_a_delete_with_cascades_keeps_one_batch(db: Any) -> None:
+    with acting_as(ACTOR):
+        project = Project.objects.create(name="p")
+        widget = Widget.objects.create(project=project, name="w")
+        Part.objects.create(widget=widget, label="a")
+        start = last_seq()
+        project.delete()
+    assert sorted(e.action for e in LedgerEntry.objects.filter(seq__gt=start)) == [
+        "part.deleted", "project.deleted", "widget.deleted"]
+    assert verify_ledger().ok
+
+
+def test_a_delete_of_a_row_already_gone_records_nothing(db: Any) -> None:
+    with acting_as(ACTOR):
+        widget = Widget.objects.create(name="w")
+        part = Part.objects.create(widget=widget, label="a")
+        Part.objects.filter(pk=part.pk).delete()
+        start = last_seq()
+        assert part.delete() == (0, {})
     assert last_seq() == start
 
 
