@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit import ledger, selectors
+from audit import ledger, selectors, witnesses
 from audit.models import LedgerEntry
 from core.api import ERROR_RESPONSES, CursorlessPagination, int_param, paginated
 from core.errors import InvalidInput, NotFound
@@ -188,7 +188,8 @@ class CheckpointApi(APIView):
         latest = selectors.checkpoint_latest()
         if latest is None:
             raise NotFound("No checkpoint has been made yet.", code="no_checkpoint")
-        return HttpResponse(latest.note, content_type="text/plain; charset=utf-8")
+        # With the witnesses' cosignature lines appended (C2SP tlog-cosignature).
+        return HttpResponse(witnesses.cosigned_note(latest), content_type="text/plain; charset=utf-8")
 
 
 class SigningKeyListApi(APIView):

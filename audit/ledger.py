@@ -35,6 +35,7 @@ from audit import jcs, merkle, note
 from audit.keys import active_key
 from audit.models import Checkpoint, LedgerEntry, LedgerHead, MerkleNode, SigningKey, node_key
 from core.errors import InvalidInput, NotFound, Unavailable
+from core.outbox.services import task_enqueue_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -330,6 +331,9 @@ def _checkpoint_after_commit() -> None:
         logger.warning("checkpoint after batch skipped: %s", exc.code)
 
 
+WITNESS_TASK = "audit.tasks.checkpoint_witness_task"
+
+
 def checkpoint_create() -> Checkpoint:
     """Sign the current tree head as a C2SP checkpoint, or return the one already made for it."""
     key = active_key(SigningKey.Purpose.CHECKPOINT)
@@ -341,8 +345,12 @@ def checkpoint_create() -> Checkpoint:
         root = merkle.frontier_root(_frontier_from_head(head))
         body = note.checkpoint_body(settings.LEDGER_ORIGIN, head.tree_size, root)
         signed = note.sign_note(body, name=key.record.name, private_key=key.private_key)
-        return Checkpoint.objects.create(tree_size=head.tree_size, root_hash=root, note=signed,
-                                         key=key.record, created_at=timezone.now())
+        created = Checkpoint.objects.create(tree_size=head.tree_size, root_hash=root, note=signed,
+                                            key=key.record, created_at=timezone.now())
+        if settings.WITNESS_POLICY_FILE:
+            # Named, not imported: the task module imports the services that import this one.
+            task_enqueue_on_commit(WITNESS_TASK)
+        return created
 
 
 # --- Proofs ----------------------------------------------------------------------------------

@@ -133,3 +133,24 @@ class Checkpoint(models.Model):
 
     def __str__(self) -> str:
         return f"checkpoint @{self.tree_size}"
+
+
+class WitnessCosignature(models.Model):
+    """A witness's cosignature/v1 line on one of our checkpoints, exactly as it came; append-only.
+
+    Storing one writes no ledger entry: an entry would make a new checkpoint that is pushed to
+    the witnesses again, forever. A cosignature needs none: it verifies on its own.
+    """
+
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="cosignatures")
+    witness_name = models.CharField(max_length=200, help_text="the witness key name")
+    witness_vkey = models.CharField(max_length=300, db_index=True)
+    cosigned_at = models.DateTimeField(help_text="the time inside the cosignature")
+    line = models.TextField(unique=True, help_text="the signature line, without its newline")
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["checkpoint__tree_size", "cosigned_at"]
+
+    def __str__(self) -> str:
+        return f"cosignature by {self.witness_name} @{self.checkpoint.tree_size}"

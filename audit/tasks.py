@@ -1,4 +1,4 @@
-"""Thin Celery wrappers: scheduled checkpoints and the nightly verification."""
+"""Thin Celery wrappers: scheduled checkpoints, the nightly verification, pushes to witnesses."""
 
 from __future__ import annotations
 
@@ -18,3 +18,17 @@ def ledger_checkpoint_task() -> int:
              soft_time_limit=3000, time_limit=3300)
 def ledger_verify_task() -> bool:
     return services.ledger_verify_and_record(actor="system:ledger_verify_task").ok
+
+
+@shared_task(bind=True, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=8,
+             soft_time_limit=120, time_limit=180)
+def checkpoint_witness_task(self, force: bool = False) -> list[str]:  # type: ignore[no-untyped-def]
+    """Push the latest checkpoint to the policy's witnesses; back off when one is busy or down."""
+    from audit.witnesses import WitnessUnavailable, checkpoint_witness_latest
+
+    try:
+        outcomes = checkpoint_witness_latest(force=force)
+    except WitnessUnavailable as exc:
+        countdown = exc.retry_after_s if exc.retry_after_s is not None else min(600, 10 * 2 ** self.request.retries)
+        raise self.retry(exc=exc, countdown=countdown) from exc
+    return [f"{o.witness}: {o.result} @{o.tree_size}" for o in outcomes]

@@ -389,16 +389,21 @@ def user_access_set(*, user: Any, by: Any, groups: Iterable[Group] | None = None
             current_perms = set(user.user_permissions.values_list("pk", flat=True))
             removed = [pk for pk in current_perms if pk not in wanted_perms]
             added = [pk for pk in wanted_perms if pk not in current_perms]
-            with service_write(user):
-                if removed:
-                    user.user_permissions.remove(*removed)
-                if added:
-                    user.user_permissions.add(*added)
-            related = Permission.objects.select_related("content_type")
-            if removed:
-                record_model_permissions(user, related.filter(pk__in=removed), granted=False, by=by)
-            if added:
-                record_model_permissions(user, related.filter(pk__in=added), granted=True, by=by)
+            _model_permissions_apply(user, user.user_permissions, removed=removed, added=added, by=by)
+
+
+def _model_permissions_apply(holder: Any, manager: Any, *, removed: list[int], added: list[int], by: Any) -> None:
+    """Remove and add model permissions on a user or group (inside the caller's transaction), each recorded."""
+    with service_write(holder):
+        if removed:
+            manager.remove(*removed)
+        if added:
+            manager.add(*added)
+    related = Permission.objects.select_related("content_type")
+    if removed:
+        record_model_permissions(holder, related.filter(pk__in=removed), granted=False, by=by)
+    if added:
+        record_model_permissions(holder, related.filter(pk__in=added), granted=True, by=by)
 
 
 def group_save(*, group: Group, by: Any) -> Group:
@@ -447,13 +452,5 @@ def group_permissions_set(*, group: Group, permissions: Iterable[Permission], by
                                code="privilege_separation_of_duties",
                                extra={"user": member.get_username(), "pairs": [list(pair) for pair in pairs]})
     with transaction.atomic():
-        with service_write(group):
-            if removed:
-                group.permissions.remove(*removed)
-            if added:
-                group.permissions.add(*added)
-        related = Permission.objects.select_related("content_type")
-        if removed:
-            record_model_permissions(group, related.filter(pk__in=removed), granted=False, by=by)
-        if added:
-            record_model_permissions(group, related.filter(pk__in=added), granted=True, by=by)
+        _model_permissions_apply(group, group.permissions, removed=removed,
+                                 added=[permission.pk for permission in added], by=by)

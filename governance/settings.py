@@ -224,6 +224,12 @@ LEDGER_SIGNING_KEY_FILE = _path("LEDGER_SIGNING_KEY_FILE", str(VAR_DIR / "keys" 
 ATTESTATION_SIGNING_KEY_FILE = _path("ATTESTATION_SIGNING_KEY_FILE", str(VAR_DIR / "keys" / "attestation.key"))
 LEDGER_CHECKPOINT_INTERVAL_S = int(_env("LEDGER_CHECKPOINT_INTERVAL_S", "300"))
 LEDGER_VERIFY_HOUR_UTC = int(_env("LEDGER_VERIFY_HOUR_UTC", "2"))
+# Witnesses (C2SP tlog-witness): a C2SP tlog-policy file naming them (empty: no witnesses), the
+# HTTP timeout, who gets refusal and fork alarms, and the hour (UTC) unchanged checkpoints are re-pushed.
+WITNESS_POLICY_FILE = _env("WITNESS_POLICY_FILE", "")
+WITNESS_TIMEOUT_S = float(_env("WITNESS_TIMEOUT_S", "10"))
+WITNESS_ALERT_EMAILS = _env_list("WITNESS_ALERT_EMAILS", "")
+WITNESS_REPUSH_HOUR_UTC = int(_env("WITNESS_REPUSH_HOUR_UTC", "3"))
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -375,6 +381,8 @@ CELERY_BEAT_SCHEDULE = {
     "ledger-checkpoint": {"task": "audit.tasks.ledger_checkpoint_task", "schedule": float(LEDGER_CHECKPOINT_INTERVAL_S)},
     "ledger-verify-nightly": {"task": "audit.tasks.ledger_verify_task",
                               "schedule": crontab(hour=LEDGER_VERIFY_HOUR_UTC, minute=0)},
+    "witness-repush-daily": {"task": "audit.tasks.checkpoint_witness_task", "kwargs": {"force": True},
+                             "schedule": crontab(hour=WITNESS_REPUSH_HOUR_UTC, minute=30)},
     "approval-expire-due": {"task": "governance.tasks.approval_expire_due_task",
                             "schedule": float(APPROVAL_EXPIRY_CHECK_INTERVAL_S)},
     "idempotency-records-purge": {"task": "governance.tasks.idempotency_records_purge_task",

@@ -62,22 +62,26 @@ def _flush_past_append_only_triggers():
     from django.db import connections
 
     triggers = import_module("audit.migrations.0002_append_only_triggers")
+    witness_triggers = import_module("audit.migrations.0004_witness_cosignatures")
     original = flush.Command.handle
 
     def handle(self, **options):  # type: ignore[no-untyped-def]
         connection = connections[options.get("database", "default")]
         with connection.schema_editor() as editor:
             triggers.drop_triggers(None, editor)
+            witness_triggers.drop_triggers(None, editor)
         try:
             return original(self, **options)
         finally:
             # post_migrate handlers that flush re-runs (role groups) write ledger entries; the
             # next test must start from an empty ledger, as after a fresh migrate.
             with connection.cursor() as cursor:
-                for table in ("audit_ledgerentry", "audit_merklenode", "audit_checkpoint", "audit_ledgerhead"):
+                for table in ("audit_witnesscosignature", "audit_ledgerentry", "audit_merklenode", "audit_checkpoint",
+                              "audit_ledgerhead"):
                     cursor.execute(f"DELETE FROM {table}")
             with connection.schema_editor() as editor:
                 triggers.create_triggers(None, editor)
+                witness_triggers.create_triggers(None, editor)
             from django.apps import apps
 
             triggers.create_head(apps, None)
@@ -97,7 +101,7 @@ def empty_ledger(db):  # type: ignore[no-untyped-def]
     """
     from django.db import connection
 
-    tables = ("audit_ledgerentry", "audit_merklenode", "audit_checkpoint")
+    tables = ("audit_witnesscosignature", "audit_ledgerentry", "audit_merklenode", "audit_checkpoint")
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("SET session_replication_role = replica")

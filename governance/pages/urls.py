@@ -15,6 +15,7 @@ urlpatterns = [
     path("models/<str:name>/requests/<rowid:request_id>/decide/", views.request_decide, name="decide"),
     path("models/<str:name>/export/", views.model_export_bundle, name="export"),
     path("models/<str:name>/audit/", views.model_run_audit, name="audit"),
+    path("models/<str:name>/alerts/<rowid:alert_id>/acknowledge/", views.alert_acknowledge, name="alert-acknowledge"),
     path("keys/", views.keys, name="keys"),
     path("ledger/", views.ledger_list, name="ledger"),
     path("ledger/<seq:seq>/", views.ledger_entry, name="ledger-entry"),

@@ -28,6 +28,7 @@ from core.ids import parse_id
 from governance.models import ApprovalRequest, Decision, ModelVersion, RequestStatus, VersionStatus
 from governance.monitoring import selectors as monitoring_selectors
 from governance.pages import fairness, selectors
+from governance.pages import monitoring as monitoring_section
 from governance.permissions import can_decide, can_write_model
 from governance.registry.services.approvals import approval_decide, model_version_submit, quorum_state
 
@@ -112,6 +113,7 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
     context.update(fairness.model_section(user=user, model=model, versions=page.versions, selected=selected,
                                           audit_id=_int_param(request, "audit"),
                                           result_id=_int_param(request, "audit_result")))
+    context.update(monitoring_section.model_section(user=user, model=model, selected=selected))
     return render(request, "pages/model_detail.html", {"nav": "models", **context})
 
 
@@ -189,6 +191,22 @@ def model_run_audit(request: HttpRequest, name: str) -> HttpResponse:
         return HttpResponseRedirect(_model_url(model.name))
     messages.info(request, f"Fairness audit #{audit_id} queued.")
     return HttpResponseRedirect(_model_url(model.name, version=label, audit=str(audit_id)) + "#jobs")
+
+
+@require_POST
+@login_required
+def alert_acknowledge(request: HttpRequest, name: str, alert_id: int) -> HttpResponse:
+    model = _visible_model_or_404(request, name)
+    try:
+        monitoring_section.acknowledge(user=request.user, model=model, alert_id=alert_id,
+                                       comment=request.POST.get("comment", ""))
+    except NotFound:
+        raise Http404("No such alert.")
+    except ServiceError as exc:
+        messages.error(request, error_text(exc))
+    else:
+        messages.success(request, f"Alert #{alert_id} acknowledged.")
+    return HttpResponseRedirect(_model_url(model.name) + "#monitoring")
 
 
 # --- Ledger -----------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from audit import dsse, ledger, merkle
+from audit import dsse, ledger, merkle, witnesses
 from audit.keys import active_key, public_pem
 from audit.models import Checkpoint, LedgerEntry, MerkleNode, SigningKey, node_key
 
@@ -400,6 +400,9 @@ def build_bundle(
             "latest_checkpoint": latest.note,
         }
         writer.add("ledger/consistency.json", _json_bytes(consistency))
+        witnessed = _witnessed_document(checkpoint)
+        if witnessed is not None:
+            writer.add("ledger/witnessed.json", _json_bytes(witnessed))
 
         report_progress(75, "attestations, audits and report")
         envelope_items = (sorted(attestations.items()) if isinstance(attestations, dict)
@@ -453,6 +456,18 @@ def build_bundle(
         file_count=len(writer.files) + 2,
         files={item["path"]: item["sha256"] for item in writer.files},
     )
+
+
+def _witnessed_document(checkpoint: Checkpoint) -> dict[str, Any] | None:
+    """The largest witness-cosigned checkpoint covering the bundle's, with the proof that it extends it."""
+    witnessed = witnesses.latest_cosigned_checkpoint(checkpoint.tree_size)
+    if witnessed is None:
+        return None
+    hashes: list[bytes] = []
+    if checkpoint.tree_size and witnessed.tree_size != checkpoint.tree_size:
+        hashes = ledger.consistency_proof(first_size=checkpoint.tree_size, second_size=witnessed.tree_size)
+    return {"first": checkpoint.tree_size, "second": witnessed.tree_size,
+            "hashes": [_b64(node) for node in hashes], "checkpoint": witnesses.cosigned_note(witnessed)}
 
 
 def _json_bytes(document: Any) -> bytes:

@@ -7,43 +7,23 @@ confirmed its spec, and a failing counted audit blocks approval until a risk off
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from audit.models import LedgerEntry
 from core.errors import ServiceError
-from governance.fairness.models import AuditRun, AuditSpec, AuditWaiver
-from governance.fairness.services import runs
+from governance.fairness.models import AuditWaiver
 from governance.fairness.services.evidence import audit_spec_confirm, audit_waive
 from governance.registry.services.approvals import approval_decide, approval_policy_set, model_version_submit
 from lineage.services import datasets as lineage_datasets
-from tests.fairness.helpers import credit_csv, make_spec
+from tests.fairness.helpers import FLOORS, credit_csv, make_spec, run_audit, women_never_selected
 from tests.fixtures import CARD, SEED, last_entry
 
 pytestmark = pytest.mark.django_db
 
-FLOORS = {"impact_ratio": {"min": 0.8}, "equalized_odds_difference": {"max": 0.1}}
 
 
-def run_audit(spec: AuditSpec, by: Any, capture: Any) -> AuditRun:
-    with capture(execute=True):
-        run = runs.audit_request(spec=spec, by=by)
-    return AuditRun.objects.get(pk=run.pk)
-
-
-def women_never_selected(path: Path, rows: int = 2000) -> Path:
-    """Loan data where no woman is ever predicted to repay (selected), whatever her outcome."""
-    rng = np.random.default_rng(3)
-    sex = rng.choice(["female", "male"], size=rows)
-    repaid = (rng.random(rows) < 0.6).astype(int)
-    predicted = np.where(sex == "female", 0, repaid)
-    lines = ["repaid,score,predicted,sex,age_group"]
-    lines += [f"{r},0.5,{p},{x},old" for r, p, x in zip(repaid, predicted, sex, strict=True)]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 @pytest.fixture

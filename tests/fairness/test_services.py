@@ -28,17 +28,11 @@ from governance.fairness.tasks import fairness_audit_scheduled_task
 from governance.registry.services.approvals import approval_decide, approval_policy_set, model_version_submit
 from governance.registry.services.common import ApprovalEvidenceMissing
 from governance.registry.services.deployments import deployment_record
-from tests.fairness.helpers import credit_csv, make_spec
+from tests.fairness.helpers import credit_csv, make_spec, run_audit
 from tests.fixtures import CARD, SEED
 
 pytestmark = pytest.mark.django_db
 
-
-def run_audit(spec: AuditSpec, by: Any, capture: Any) -> AuditRun:
-    """Request a run and let the (eager) task run after commit."""
-    with capture(execute=True):
-        run = runs.audit_request(spec=spec, by=by)
-    return AuditRun.objects.get(pk=run.pk)
 
 
 class _Receiver(BaseHTTPRequestHandler):

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from django.contrib.messages import get_messages
 from django.test import Client
@@ -14,16 +13,13 @@ from rest_framework.test import APIClient
 
 from audit.models import LedgerEntry
 from core.actor import acting_as
-from governance.fairness.models import AuditRun, AuditSpec
-from governance.fairness.services import runs
 from governance.models import ApprovalPolicy, ApprovalPolicyChange, RegisteredModel, RiskTierChange
 from governance.registry.services.approvals import approval_policy_set, model_version_submit
-from tests.fairness.helpers import credit_csv, make_spec
+from tests.fairness.helpers import FLOORS, credit_csv, make_spec, run_audit, women_never_selected
 from tests.fixtures import CARD, SEED, last_entry
 
 pytestmark = pytest.mark.django_db
 
-FLOORS = {"impact_ratio": {"min": 0.8}, "equalized_odds_difference": {"max": 0.1}}
 HIGH = {"risk_tier": "high", "quorum": 2, "required_roles": ["risk_officer"], "required_card_fields": list(CARD),
         "expiry_hours": 48, "fairness_audit_max_age_days": 30, "fairness_metric_floors": FLOORS}
 
@@ -48,21 +44,6 @@ def refusals(action: str) -> list[tuple[str, str]]:
     return [(e.actor, e.payload["code"]) for e in LedgerEntry.objects.filter(action=action).order_by("seq")]
 
 
-def run_audit(spec: AuditSpec, by: Any, capture: Any) -> AuditRun:
-    with capture(execute=True):
-        run = runs.audit_request(spec=spec, by=by)
-    return AuditRun.objects.get(pk=run.pk)
-
-
-def women_never_selected(path: Path, rows: int = 1000) -> Path:
-    rng = np.random.default_rng(5)
-    sex = rng.choice(["female", "male"], size=rows)
-    repaid = (rng.random(rows) < 0.6).astype(int)
-    predicted = np.where(sex == "female", 0, repaid)
-    lines = ["repaid,score,predicted,sex,age_group"]
-    lines += [f"{r},0.5,{p},{x},old" for r, p, x in zip(repaid, predicted, sex, strict=True)]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 @pytest.fixture
@@ -91,7 +72,7 @@ def _media(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
 def test_own_lax_spec_is_no_evidence_through_api_and_pages(scientist, model, version, pinned, approver, tmp_path,
                                                           django_capture_on_commit_callbacks):
     request = model_version_submit(version=version, by=scientist)
-    spec = make_spec(scientist, model, version, women_never_selected(tmp_path / "w.csv"), thresholds={})
+    spec = make_spec(scientist, model, version, women_never_selected(rows=1000, seed=5, path=tmp_path / "w.csv"), thresholds={})
     assert run_audit(spec, scientist, django_capture_on_commit_callbacks).passed is True
 
     response = api(approver).post(f"/api/approval-requests/{request.pk}/decisions/",

@@ -6,7 +6,8 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 # Each part seeds its own domain, in dependency order; a missing module is skipped.
-DEMO_MODULES = ["governance.demo", "lineage.demo", "governance.fairness.demo", "governance.reports.demo"]
+DEMO_MODULES = ["governance.demo", "lineage.demo", "governance.fairness.demo", "governance.monitoring.demo",
+                "governance.reports.demo"]
 
 
 class Command(BaseCommand):

@@ -31,6 +31,7 @@ import posixpath
 import re
 import struct
 import sys
+import time
 import unicodedata
 import zlib
 from collections.abc import Iterable, Sequence
@@ -828,6 +829,220 @@ def _evidence_violations(request_id: str, closing: str, seq: int, document: dict
     return found
 
 
+# --- Witness cosignatures (C2SP tlog-cosignature v1, tlog-policy) ---------------------------
+# The bundle's ledger/witnessed.json holds a checkpoint at least as large as the bundle's, with
+# the witnesses' cosignature lines appended, and a consistency proof from the bundle's
+# checkpoint to it. A cosignature is `— <name> base64(key id || u64 time || Ed25519 signature)`
+# over "cosignature/v1\ntime <time>\n" + the checkpoint note text; key id =
+# SHA-256(name || 0x0A || 0x04 || key)[:4]. Stock signed-note verifiers (Go's note.NewVerifier)
+# refuse type 0x04 keys, hence this code.
+
+COSIGNATURE_TYPE_ED25519 = 0x04
+WITNESSED = "ledger/witnessed.json"
+MAX_FUTURE_COSIGNATURE_S = 3600
+
+
+class WitnessKey:
+    def __init__(self, name: str, key_id: bytes, raw: bytes, policy_name: str) -> None:
+        self.name = name
+        self.key_id = key_id
+        self.key = Ed25519PublicKey.from_public_bytes(raw)
+        self.raw = raw
+        self.policy_name = policy_name
+
+    def label(self) -> str:
+        return f"{self.name}+{self.key_id.hex()}"
+
+
+class WitnessPolicy:
+    """Logs (checkpoint vkeys), witnesses (policy name -> key), groups and the quorum of a tlog-policy."""
+
+    def __init__(self) -> None:
+        self.logs: list[PublicKey] = []
+        self.witnesses: dict[str, WitnessKey] = {}
+        self.groups: dict[str, tuple[int, list[str]]] = {}
+        self.quorum: str | None = None
+
+    def satisfied(self, cosigned: set[str], name: str | None = None) -> bool:
+        target = self.quorum if name is None else name
+        if target is None:
+            return True
+        if target in self.witnesses:
+            return target in cosigned
+        threshold, members = self.groups[target]
+        return sum(1 for member in members if self.satisfied(cosigned, member)) >= threshold
+
+
+def parse_witness_vkey(text: str, policy_name: str) -> WitnessKey:
+    parts = text.strip().split("+", 2)
+    if len(parts) != 3 or not _HEX8.match(parts[1]):
+        raise ValueError("a witness vkey is <name>+<8 hex key id>+<base64 key>")
+    name, key_hex, key_b64 = parts
+    _check_key_name(name)
+    material = b64decode_strict(key_b64, "a witness vkey's key")
+    if len(material) != 33 or material[0] != COSIGNATURE_TYPE_ED25519:
+        raise ValueError("a witness vkey must be an Ed25519 cosignature/v1 key (signature type 0x04)")
+    key_id = hashlib.sha256(name.encode("utf-8") + b"\n" + bytes([COSIGNATURE_TYPE_ED25519])
+                            + material[1:]).digest()[:4]
+    if key_id != bytes.fromhex(key_hex):
+        raise ValueError("a witness vkey's key id does not match its name and key")
+    return WitnessKey(name, key_id, material[1:], policy_name)
+
+
+def parse_witness_policy(text: str) -> WitnessPolicy:
+    """A C2SP tlog-policy file: log, witness, group and exactly one quorum line; names defined before use."""
+    policy = WitnessPolicy()
+    quorum_lines = 0
+    for number, raw_line in enumerate(text.split("\n"), start=1):
+        words = [w for w in re.split(r"[ \t]+", raw_line.strip(" \t")) if w]
+        if not words or words[0].startswith("#"):
+            continue
+        keyword, rest = words[0], words[1:]
+        defined = set(policy.witnesses) | set(policy.groups)
+        try:
+            if keyword == "log" and len(rest) in (1, 2):
+                policy.logs.append(parse_vkey(rest[0], source="policy"))
+            elif keyword == "witness" and len(rest) in (2, 3):
+                if rest[0] == "none" or rest[0] in defined:
+                    raise ValueError(f"name {rest[0]!r} is reserved or defined twice")
+                key = parse_witness_vkey(rest[1], rest[0])
+                if any(w.raw == key.raw for w in policy.witnesses.values()):
+                    raise ValueError("duplicate witness key")
+                policy.witnesses[rest[0]] = key
+            elif keyword == "group" and len(rest) >= 3:
+                name, threshold_text, members = rest[0], rest[1], rest[2:]
+                if name == "none" or name in defined:
+                    raise ValueError(f"name {name!r} is reserved or defined twice")
+                if len(set(members)) != len(members) or any(m not in defined for m in members):
+                    raise ValueError("a group member is repeated or not defined above")
+                if threshold_text == "all":
+                    threshold = len(members)
+                elif threshold_text == "any":
+                    threshold = 1
+                elif _DECIMAL.match(threshold_text) and 1 <= int(threshold_text) <= len(members):
+                    threshold = int(threshold_text)
+                else:
+                    raise ValueError(f"group threshold {threshold_text!r} is not all, any or 1..{len(members)}")
+                policy.groups[name] = (threshold, members)
+            elif keyword == "quorum" and len(rest) == 1:
+                quorum_lines += 1
+                if rest[0] != "none" and rest[0] not in defined:
+                    raise ValueError(f"quorum {rest[0]!r} is not defined above")
+                policy.quorum = None if rest[0] == "none" else rest[0]
+            else:
+                raise ValueError(f"unknown or malformed line starting {keyword!r}")
+        except ValueError as exc:
+            raise fail("witness-policy", f"line {number}: {exc}") from None
+    if quorum_lines != 1:
+        raise fail("witness-policy", "a policy needs exactly one quorum line")
+    return policy
+
+
+def witness_policy_from_args(policy_file: str | None, witness_keys: Sequence[str],
+                             quorum: int | None) -> WitnessPolicy | None:
+    """--policy FILE, or --witness-key VKEY (repeatable) with --witness-quorum K (default: all)."""
+    if policy_file and witness_keys:
+        raise fail("witness-policy", "give --policy or --witness-key, not both")
+    if policy_file:
+        try:
+            with open(policy_file, encoding="utf-8") as handle:
+                return parse_witness_policy(handle.read(1024 * 1024))
+        except OSError as exc:
+            raise fail("witness-policy", f"cannot read {policy_file}: {exc}") from None
+    if not witness_keys:
+        return None
+    policy = WitnessPolicy()
+    for index, value in enumerate(witness_keys):
+        try:
+            key = parse_witness_vkey(value, f"w{index}")
+        except ValueError as exc:
+            raise fail("witness-policy", f"--witness-key {value!r}: {exc}") from None
+        policy.witnesses[key.policy_name] = key
+    k = len(witness_keys) if quorum is None else quorum
+    if not 1 <= k <= len(witness_keys):
+        raise fail("witness-policy", f"--witness-quorum must be 1..{len(witness_keys)}")
+    policy.groups["quorum"] = (k, list(policy.witnesses))
+    policy.quorum = "quorum"
+    return policy
+
+
+def verify_cosignatures(note_text: str, policy: WitnessPolicy, now: float,
+                        max_age_s: float | None) -> dict[str, int]:
+    """{policy witness name: cosignature time} of the valid, fresh-enough cosignatures on a checkpoint note."""
+    parsed = parse_note(note_text)
+    message_body = parsed.text.encode("utf-8")
+    by_id = {(w.name, w.key_id): w for w in policy.witnesses.values()}
+    found: dict[str, int] = {}
+    for name, key_id, signature in parsed.signatures:
+        witness = by_id.get((name, key_id))
+        if witness is None:
+            continue  # the log's own signature, or a witness this policy does not know
+        if len(signature) != 8 + 64:
+            raise fail("witness", f"the cosignature by {witness.label()} is not a cosignature/v1")
+        (timestamp,) = struct.unpack(">Q", signature[:8])
+        message = f"cosignature/v1\ntime {timestamp}\n".encode("ascii") + message_body
+        try:
+            witness.key.verify(signature[8:], message)
+        except InvalidSignature:
+            raise fail("witness", f"the cosignature by {witness.label()} does not verify") from None
+        if timestamp > now + MAX_FUTURE_COSIGNATURE_S:
+            raise fail("witness", f"the cosignature by {witness.label()} is dated in the future")
+        if max_age_s is not None and now - timestamp > max_age_s:
+            continue
+        found[witness.policy_name] = max(timestamp, found.get(witness.policy_name, 0))
+    return found
+
+
+def verify_witnessed(contents: dict[str, bytes], checkpoint_text: str, keys: Sequence[PublicKey],
+                     trusted: Sequence[PublicKey], policy: WitnessPolicy, now: float,
+                     max_age_s: float | None, report: Report) -> list[str]:
+    """Check ledger/witnessed.json against the policy; return the header lines naming who cosigned."""
+    checkpoint = parse_checkpoint_body(parse_note(checkpoint_text).text)
+    if policy.logs:
+        try:
+            open_note(checkpoint_text, policy.logs)
+        except ValueError as exc:
+            raise fail("witness", f"ledger/checkpoint.txt is not signed by a log key of the policy: {exc}") from None
+    if WITNESSED not in contents:
+        raise fail("witness", f"{WITNESSED} is missing: no witness cosigned a checkpoint covering these entries")
+    witnessed = load_json(contents[WITNESSED], WITNESSED, "witness")
+    if not isinstance(witnessed, dict) or not isinstance(witnessed.get("checkpoint"), str):
+        raise fail("witness", f"{WITNESSED} has no checkpoint")
+    log_keys = list(policy.logs) or list(keys)
+    body, signers = _open_checkpoint(witnessed["checkpoint"], log_keys, [] if policy.logs else trusted,
+                                     "the witnessed checkpoint")
+    if policy.logs and not signers:
+        raise fail("witness", "the witnessed checkpoint is not signed by a log of the policy")
+    if body.origin != checkpoint.origin:
+        raise fail("witness", f"the witnessed checkpoint's origin {body.origin!r} is not {checkpoint.origin!r}")
+    if witnessed.get("first") != checkpoint.tree_size or witnessed.get("second") != body.tree_size:
+        raise fail("witness", "the witnessed consistency proof's sizes do not match the two checkpoints")
+    hashes = witnessed.get("hashes")
+    if not isinstance(hashes, list):
+        raise fail("witness", f"{WITNESSED} has no hash list")
+    try:
+        verify_consistency(checkpoint.tree_size, body.tree_size,
+                           [b64decode_strict(h, "witnessed proof hash") for h in hashes],
+                           checkpoint.root_hash, body.root_hash)
+    except ValueError as exc:
+        raise fail("witness", f"the bundle's checkpoint @{checkpoint.tree_size} is not consistent with the "
+                   f"witnessed @{body.tree_size}: {exc}") from None
+    try:
+        cosigned = verify_cosignatures(witnessed["checkpoint"], policy, now, max_age_s)
+    except ValueError as exc:
+        raise fail("witness", f"the witnessed checkpoint: {exc}") from None
+    if not policy.satisfied(set(cosigned)):
+        age = f" younger than {max_age_s:g} s" if max_age_s is not None else ""
+        raise fail("witness", f"the witness quorum is not met: valid cosignatures{age} by "
+                   f"{', '.join(sorted(cosigned)) or 'no witness of the policy'}")
+    utc = datetime.timezone.utc  # noqa: UP017 (Python 3.9)
+    when = ", ".join(f"{name} at {datetime.datetime.fromtimestamp(t, utc):%Y-%m-%dT%H:%M:%SZ}"
+                     for name, t in sorted(cosigned.items()))
+    report.ok(f"witnessed checkpoint @{body.tree_size}: consistent with @{checkpoint.tree_size}; "
+              f"cosignature/v1 quorum met ({when})")
+    return [f"witnesses:   quorum met at @{body.tree_size}: {when}"]
+
+
 # --- The bundle ----------------------------------------------------------------------------
 
 def _safe_member_name(name: str) -> None:
@@ -1194,17 +1409,20 @@ def _is_trusted(key: PublicKey, trusted: Sequence[PublicKey]) -> bool:
     return any(t.raw == key.raw and (t.name is None or key.name is None or t.name == key.name) for t in trusted)
 
 
-def verify_bundle(path: str, trusted_values: Sequence[str] = ()) -> list[str]:
+def verify_bundle(path: str, trusted_values: Sequence[str] = (), witness_policy: WitnessPolicy | None = None,
+                  max_cosignature_age_s: float | None = None, now: float | None = None) -> list[str]:
     """Run every check; return the summary lines, or raise VerificationError at the first failure."""
     trusted = load_trusted_keys(trusted_values)
     bundle = Bundle(path)
     try:
-        return _verify_open_bundle(bundle, path, trusted)
+        return _verify_open_bundle(bundle, path, trusted, witness_policy, max_cosignature_age_s, now)
     finally:
         bundle.close()
 
 
-def _verify_open_bundle(bundle: Bundle, path: str, trusted: Sequence[PublicKey]) -> list[str]:
+def _verify_open_bundle(bundle: Bundle, path: str, trusted: Sequence[PublicKey],
+                        witness_policy: WitnessPolicy | None = None, max_cosignature_age_s: float | None = None,
+                        now: float | None = None) -> list[str]:
     report = Report()
 
     # 1. The manifest and its signature.
@@ -1291,6 +1509,14 @@ def _verify_open_bundle(bundle: Bundle, path: str, trusted: Sequence[PublicKey])
     # 6. Ledger entries, checkpoint, proofs, consistency.
     summary = _verify_ledger(contents, manifest, keys, trusted, report)
 
+    # 6b. Witness cosignatures on a checkpoint that extends the bundle's (see that section).
+    witness_lines = ["witnesses:   none checked: history is vouched for by the operator only "
+                     "(give --policy or --witness-key)"]
+    if witness_policy is not None:
+        witness_lines = verify_witnessed(contents, contents["ledger/checkpoint.txt"].decode("utf-8"), keys,
+                                         trusted, witness_policy, time.time() if now is None else now,
+                                         max_cosignature_age_s, report)
+
     # 7. Attestations.
     attestations = sorted(n for n in declared if n.startswith("attestations/"))
     for name in attestations:
@@ -1330,6 +1556,7 @@ def _verify_open_bundle(bundle: Bundle, path: str, trusted: Sequence[PublicKey])
         "trust:       " + ("keys pinned with --trusted-key" if trusted else
                            "keys taken from the bundle itself: consistent with itself only "
                            "(pin the service's keys with --trusted-key)"),
+        *witness_lines,
     ]
     return header + report.lines
 
@@ -1571,6 +1798,14 @@ def own_sha256() -> str:
         return hashlib.sha256(handle.read()).hexdigest()
 
 
+def parse_age(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    if not _DECIMAL.match(number):
+        raise fail("usage", f"--max-cosignature-age {text!r} is not a whole number with an optional s, m, h or d")
+    return float(int(number) * units[unit])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     print(f"verify.py sha256 {own_sha256()}", flush=True)
     parser = argparse.ArgumentParser(
@@ -1583,9 +1818,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="a vkey string, or a file of vkeys or a PEM public key; repeatable. "
                              "The manifest, checkpoints and attestations must then be signed by these keys. "
                              "Without any, the best result is exit code 3.")
+    parser.add_argument("--policy", metavar="FILE", help="a C2SP tlog-policy file: the witnesses whose "
+                        "cosignatures are required (its quorum) and, if it lists any, the log keys")
+    parser.add_argument("--witness-key", action="append", default=[], metavar="VKEY",
+                        help="a witness vkey (cosignature/v1, type 0x04); repeatable; instead of --policy")
+    parser.add_argument("--witness-quorum", type=int, metavar="K", help="how many --witness-key must cosign "
+                        "(default: all)")
+    parser.add_argument("--max-cosignature-age", metavar="AGE", help="ignore cosignatures older than AGE "
+                        "(seconds, or with a unit: 90m, 36h, 7d): catches a ledger rolled back or frozen")
     args = parser.parse_args(argv)
     try:
-        lines = verify_bundle(args.bundle, args.trusted_key)
+        policy = witness_policy_from_args(args.policy, args.witness_key, args.witness_quorum)
+        max_age_s = parse_age(args.max_cosignature_age) if args.max_cosignature_age else None
+        lines = verify_bundle(args.bundle, args.trusted_key, policy, max_age_s)
     except ApprovalViolations as exc:
         for line in exc.lines:
             print(f"FAIL [approval] {line}")
@@ -1597,6 +1842,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"FAIL [malformed] the bundle could not be checked: {type(exc).__name__}: {exc}")
         return EXIT_FAILED
     print("\n".join(lines))
+    if policy is None:
+        print("NOTE: no witness key given: the history is vouched for by the operator only, who holds the "
+              "log key and could have rebuilt it. Give --policy or --witness-key to check witness cosignatures.")
     if not args.trusted_key:
         print("NOT VERIFIED: every check holds, but the bundle is only consistent with itself: no key was "
               "pinned with --trusted-key, so its keys came from the bundle. Exit code 3.")
