@@ -77,6 +77,6 @@ def drop_function(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("audit", "0003_append_function")]
+    dependencies = [("audit", "0004_witness_cosignatures")]
 
     operations = [migrations.RunPython(create_function, drop_function)]
