@@ -314,7 +314,9 @@ def _pinned(package: str) -> str:
 
 def _run_worker(python: Path, mode: str, quick: bool) -> dict[str, Any] | None:
     command = [str(python), str(Path(__file__).resolve()), "--worker", mode] + (["--quick"] if quick else [])
-    done = subprocess.run(command, capture_output=True, text=True, cwd=str(BENCH_DIR), timeout=1800)
+    # The worker imports bench.common: the repository on its path (the anchors' venv has no install of it).
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(command, capture_output=True, text=True, cwd=str(BENCH_DIR), timeout=1800, env=env)
     if done.returncode != 0:
         print(f"{mode} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
         return None
