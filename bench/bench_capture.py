@@ -66,7 +66,7 @@ MODELS = {
     "pghistory": ("import pghistory\n", "@pghistory.track()\nclass Item(models.Model):", ""),
 }
 EXTRA_APPS = {
-    "ours": ["audit"], "simple_history": ["simple_history"],
+    "ours": ["core.outbox", "audit"], "simple_history": ["simple_history"],
     "auditlog": ["auditlog"], "reversion": ["reversion"], "pghistory": ["pgtrigger", "pghistory"],
 }
 
@@ -113,6 +113,9 @@ def _configure(mode: str) -> None:
         DATABASES={"default": {"ENGINE": "django.db.backends.postgresql", "NAME": DB_NAME, "USER": "postgres",
                                "HOST": "127.0.0.1", "PORT": "5432", "CONN_MAX_AGE": None}},
         LEDGER_ORIGIN="bench.example.org/ledger",
+        WITNESS_POLICY_FILE="",  # no witnesses: the checkpoint after a batch is not pushed anywhere
+        WITNESS_TIMEOUT_S=10.0,
+        WITNESS_ALERT_EMAILS=[],
         LEDGER_SIGNING_KEY_FILE=keys / "ledger.key",
         ATTESTATION_SIGNING_KEY_FILE=keys / "attestation.key",
         PGTRIGGER_INSTALL_ON_MIGRATE=False,  # installed below, once the bench app's tables exist
