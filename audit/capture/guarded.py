@@ -262,3 +262,62 @@ def insert(instance: models.Model, save: GuardedSave, using: str, fields: list[A
     if not returning_fields:
         return []
     return [(meta.pk.to_python(done[1]),)]  # type: ignore[union-attr]
+
+
+# --- QuerySet.update(): the rows' before and after in one statement -----------------------------
+
+def update_returning(queryset: models.QuerySet[Any], kwargs: dict[str, Any]) -> list[tuple[Any, dict[str, Any],
+                                                                                        dict[str, Any]]] | None:
+    """PostgreSQL, with the ledger head already held: run `queryset.update(**kwargs)` as one statement
+    that locks the matching rows, updates them and returns each one's (pk, before, after) state.
+
+    `UPDATE t SET ... FROM (SELECT pk, <recorded columns> FROM t WHERE <filter> FOR UPDATE OF t) AS old
+    WHERE t.pk = old.pk RETURNING old.*, t.<recorded columns>`: the sub-select reads each row as
+    it was, the UPDATE writes exactly the rows it locked. None where this does not apply
+    (another database, DISTINCT, a union, a slice, or a field of a parent model among the values).
+    """
+    model = queryset.model
+    using = queryset.db
+    connection = connections[using]
+    query = queryset.query
+    if (connection.vendor != "postgresql" or not connection.features.has_select_for_update_of or query.distinct
+            or query.combinator or query.is_sliced):
+        return None
+    update_query = sql.UpdateQuery(model)
+    update_query.add_update_values(kwargs)
+    if update_query.related_updates:
+        return None
+    spec = model_spec(model)
+    meta = model._meta
+    quote = connection.ops.quote_name
+    update_sql, update_params = update_query.get_compiler(using).as_sql()
+    inner = queryset.order_by().select_for_update(of=("self",)).values_list("pk", *spec.attnames)
+    inner_sql, inner_params = inner.query.get_compiler(using).as_sql()
+    table = quote(meta.db_table)
+    pk_field = meta.pk
+    columns = [quote(field_spec.field.column) for field_spec in spec.fields]
+    aliases = ", ".join(['"k"'] + [f'"c{index}"' for index in range(len(columns))])
+    returning = ", ".join(['"old"."k"'] + [f'"old"."c{index}"' for index in range(len(columns))]
+                          + [f"{table}.{column}" for column in columns])
+    text = (f'{update_sql} FROM ({inner_sql}) AS "old" ({aliases}) '
+            f'WHERE {table}.{quote(pk_field.column)} = "old"."k" RETURNING {returning}')  # type: ignore[union-attr]
+    with connection.cursor() as cursor:
+        cursor.execute(text, [*update_params, *inner_params])
+        rows = cursor.fetchall()
+    pk_column = pk_field.get_col(meta.db_table)  # type: ignore[union-attr]
+    converters = [connection.ops.get_db_converters(pk_column) + pk_column.get_db_converters(connection)]
+    for field_spec in spec.fields:
+        column = field_spec.field.get_col(meta.db_table)
+        converters.append(connection.ops.get_db_converters(column) + column.get_db_converters(connection))
+    columns_objects = [pk_column] + [field_spec.field.get_col(meta.db_table) for field_spec in spec.fields]
+    width = len(spec.fields)
+    result = []
+    for row in rows:
+        values = list(row)
+        for index, value in enumerate(values):
+            slot = index if index <= width else index - width
+            for function in converters[slot]:
+                value = function(value, columns_objects[slot], connection)
+            values[index] = value
+        result.append((values[0], state_from_row(spec, values[1:width + 1]), state_from_row(spec, values[width + 1:])))
+    return result

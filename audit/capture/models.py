@@ -53,6 +53,18 @@ class GovernedQuerySet(models.QuerySet[Any]):
         using = self.db
         with transaction.atomic(using=using, savepoint=False):
             head = lock_head(using)
+            returned = guarded.update_returning(self, kwargs) if BEFORE_STATE == "guarded" else None
+            if returned is not None:
+                # PostgreSQL: rows locked, updated and returned before and after in one statement.
+                if returned:
+                    actor = current_actor()
+                    drafts = []
+                    for pk, old, new in returned:
+                        changed_before, changed_after = changes(old, new)
+                        if changed_after:
+                            drafts.append(draft_change(actor, spec, pk, "updated", changed_before, changed_after, new))
+                    record(drafts, checkpoint=True, head=head)
+                return len(returned)
             locked = self._chain()
             # With the head held no governed writer can interfere; the row locks only keep
             # writers outside the ORM from changing a row between this read and the UPDATE.

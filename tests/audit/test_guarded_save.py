@@ -179,6 +179,30 @@ def test_a_delete_of_a_row_already_gone_records_nothing(db: Any) -> None:
     assert last_seq() == start
 
 
+def test_queryset_update_locks_updates_and_returns_before_and_after_in_one_statement(db: Any) -> None:
+    from django.db.models import F
+
+    with acting_as(ACTOR):
+        widgets = [Widget.objects.create(name=f"w{index}", size=index) for index in range(3)]
+        Widget.objects.filter(pk=widgets[0].pk).update(description="x")
+        start = last_seq()
+        with CaptureQueriesContext(connection) as captured:
+            count = Widget.objects.filter(size__lt=2).update(size=F("size") + 10, description="bumped")
+    assert count == 2
+    statements = [query["sql"] for query in captured.captured_queries]
+    assert [sql for sql in statements if "govtestapp_widget" in sql] == [
+        next(sql for sql in statements if sql.startswith('UPDATE "govtestapp_widget"'))]
+    assert "FOR UPDATE" in statements[-1] and " RETURNING " in statements[-1]
+    changes = {entry.subject_id: json.loads(bytes(entry.canonical))["payload"]
+               for entry in LedgerEntry.objects.filter(seq__gt=start)}
+    assert {pk: (p["before"], {k: v for k, v in p["after"].items() if k != "updated_at"})
+            for pk, p in changes.items()} == {
+        str(widgets[0].pk): ({"size": 0, "description": "x"}, {"size": 10, "description": "bumped"}),
+        str(widgets[1].pk): ({"size": 1, "description": ""}, {"size": 11, "description": "bumped"}),
+    }
+    assert verify_ledger(check_state=True).ok
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_connections_updating_the_same_row_both_chain_with_true_before_states() -> None:
     with acting_as(ACTOR):
