@@ -311,13 +311,17 @@ def update_returning(queryset: models.QuerySet[Any], kwargs: dict[str, Any]) -> 
         converters.append(connection.ops.get_db_converters(column) + column.get_db_converters(connection))
     columns_objects = [pk_column] + [field_spec.field.get_col(meta.db_table) for field_spec in spec.fields]
     width = len(spec.fields)
+    # Only the columns that have converters (the returned after-columns share the before-columns').
+    converting = [(index, converters[index if index <= width else index - width],
+                   columns_objects[index if index <= width else index - width])
+                  for index in range(2 * width + 1) if converters[index if index <= width else index - width]]
     result = []
     for row in rows:
         values = list(row)
-        for index, value in enumerate(values):
-            slot = index if index <= width else index - width
-            for function in converters[slot]:
-                value = function(value, columns_objects[slot], connection)
+        for index, functions, column in converting:
+            value = values[index]
+            for function in functions:
+                value = function(value, column, connection)
             values[index] = value
         result.append((values[0], state_from_row(spec, values[1:width + 1]), state_from_row(spec, values[width + 1:])))
     return result
