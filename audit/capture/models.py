@@ -175,6 +175,13 @@ class GovernedModel(models.Model):
         abstract = True
         base_manager_name = "objects"
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The loaded values may hold memoryviews (binary fields, with some drivers), which cannot
+        # be pickled; a copy or an unpickled instance reads the row before its first guarded save.
+        state = super().__getstate__()
+        state.pop(guarded.LOADED_KEY, None)
+        return state
+
     def save_recorded(self, *, action: str, by: Any, extra: Mapping[str, Any] | None = None,
                       update_fields: Iterable[str] | None = None) -> None:
         """Save, recording the change as `action` by `by`, with `extra` merged into the entry's payload.

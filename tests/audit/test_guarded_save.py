@@ -203,6 +203,23 @@ def test_queryset_update_locks_updates_and_returns_before_and_after_in_one_state
     assert verify_ledger(check_state=True).ok
 
 
+def test_a_pickled_or_copied_instance_saves_with_the_true_before(db: Any) -> None:
+    import copy
+    import pickle
+
+    with acting_as(ACTOR):
+        Widget.objects.create(name="w", size=1, blob=b"\x00\x01")
+        loaded = Widget.objects.get(name="w")
+        restored = pickle.loads(pickle.dumps(loaded))  # noqa: S301 - our own bytes
+        duplicate = copy.deepcopy(loaded)
+        start = last_seq()
+        restored.size = 2
+        restored.save()
+        duplicate.size = 3
+        duplicate.save()
+    assert [p["before"]["size"] for p in payloads(loaded, start)] == [1, 2]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_connections_updating_the_same_row_both_chain_with_true_before_states() -> None:
     with acting_as(ACTOR):
