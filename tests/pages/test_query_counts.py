@@ -24,6 +24,9 @@ pytestmark = pytest.mark.django_db
 FAIRNESS_DASHBOARD = 2  # policies with an audit age limit; failing audits
 MONITORING_DASHBOARD = 1  # open monitoring alerts (model, version and monitor joined in)
 FAIRNESS_MODEL_PAGE = 6  # specs, shown result (x2), trend, recent runs, roles
+# monitors of the shown version (exists + list), open alerts, the acknowledge permission; plus one
+# query of runs per monitor shown (at most 5; this world has none)
+MONITORING_MODEL_PAGE = 4
 EXPECTED = {
     # pending requests walked by expiry, then checked and fetched
     "dashboard_approver": 12 + FAIRNESS_DASHBOARD + MONITORING_DASHBOARD,
@@ -31,7 +34,7 @@ EXPECTED = {
     "models": 6,
     # includes the lineage graph walk (lineage.selectors), one query for which of its nodes the user may see
     # and one for the teams whose lineage the user reads and records for (lineage.visibility.owners_of)
-    "model_page": 17 + FAIRNESS_MODEL_PAGE,
+    "model_page": 17 + FAIRNESS_MODEL_PAGE + MONITORING_MODEL_PAGE,
     "ledger": 5,
     "ledger_entry": 10,
 }
