@@ -39,7 +39,8 @@ run: install
 
 # Tests whose code paths differ on SQLite (ledger append and triggers, graph and page queries,
 # concurrent writers): they run a second time on the embedded default engine.
-SQLITE_TESTS := tests/audit tests/lineage/test_services.py tests/pages tests/integration/test_ledger_concurrency.py
+SQLITE_TESTS := tests/audit tests/lineage/test_services.py tests/pages tests/integration/test_ledger_concurrency.py \
+	tests/witness/test_log_side.py
 FAST := not integration and not browser
 
 # Three passes: the unit tests on both cores, the tests that start real processes one at a time

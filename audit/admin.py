@@ -14,7 +14,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from audit.models import Checkpoint, LedgerEntry, SigningKey
+from audit.models import Checkpoint, LedgerEntry, SigningKey, WitnessCosignature
 from audit.selectors import can_read_ledger
 from core.admin import ReadOnlyModelAdmin
 
@@ -62,3 +62,12 @@ class SigningKeyAdmin(ReadOnlyLedgerAdmin):
     list_display = ("name", "purpose", "key_id", "valid_from", "valid_until")
     fields = ("name", "purpose", "algorithm", "key_id", "dsse_keyid", "vkey", "valid_from", "valid_until")
     readonly_fields = fields
+
+
+@admin.register(WitnessCosignature)
+class WitnessCosignatureAdmin(ReadOnlyLedgerAdmin):
+    list_display = ("checkpoint", "witness_name", "cosigned_at", "received_at")
+    list_filter = ("witness_name",)
+    fields = ("checkpoint", "witness_name", "witness_vkey", "cosigned_at", "received_at", "line")
+    readonly_fields = fields
+    list_select_related = ("checkpoint",)

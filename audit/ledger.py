@@ -94,10 +94,18 @@ def _json_ready(payload: Any) -> Any:
     return json.loads(json.dumps(payload, cls=DjangoJSONEncoder))
 
 
+_ABSENT: Any = object()
+
+
 def entry_document(*, seq: int, recorded_at: str, actor: str, action: str, subject_type: str,
-                   subject_id: str, payload: Any, prev_hash: bytes) -> dict[str, Any]:
-    """The fields that are hashed: everything but `entry_hash`."""
-    return {
+                   subject_id: str, payload: Any, prev_hash: bytes, subject_prev: Any = _ABSENT) -> dict[str, Any]:
+    """The fields that are hashed: everything but `entry_hash`.
+
+    `subject_prev` (the seq of the previous entry about the same subject, null for the first)
+    is in every entry from the ledger's cut-over seq on (`LedgerHead.subject_prev_from`);
+    entries written before it lack the field.
+    """
+    document = {
         "seq": seq,
         "recorded_at": recorded_at,
         "actor": actor,
@@ -106,6 +114,9 @@ def entry_document(*, seq: int, recorded_at: str, actor: str, action: str, subje
         "payload": payload,
         "prev_hash": prev_hash.hex(),
     }
+    if subject_prev is not _ABSENT:
+        document["subject_prev"] = subject_prev
+    return document
 
 
 def _frontier_from_bytes(tree_size: int, raw: bytes) -> list[tuple[int, bytes]]:
@@ -151,11 +162,39 @@ def _encode_parts(item: EntryDraft) -> tuple[bytes, bytes]:
     return prefix, subject
 
 
-def _splice(prefix: bytes, subject: bytes, *, prev_hash: bytes, recorded_at: bytes, seq: int) -> bytes:
+def _splice(prefix: bytes, subject: bytes, *, prev_hash: bytes, recorded_at: bytes, seq: int,
+            subject_prev: int | None) -> bytes:
     """The entry's RFC 8785 bytes. Top-level keys are fixed ASCII, so sorted order is known:
-    action, actor, payload, prev_hash, recorded_at, seq, subject."""
+    action, actor, payload, prev_hash, recorded_at, seq, subject, subject_prev."""
     return b"".join((prefix, prev_hash.hex().encode(), b'","recorded_at":"', recorded_at, b'","seq":',
-                     str(seq).encode(), b',"subject":', subject, b"}"))
+                     str(seq).encode(), b',"subject":', subject, b',"subject_prev":',
+                     b"null" if subject_prev is None else str(subject_prev).encode(), b"}"))
+
+
+def _previous_by_subject(cursor: Any, drafts: Sequence[EntryDraft]) -> dict[tuple[str, str], int]:
+    """The latest seq about each subject of the batch, read with the head held (so it is final)."""
+    wanted = sorted({(item.subject_type, item.subject_id) for item in drafts})
+    found: dict[tuple[str, str], int] = {}
+    if connection.vendor == "postgresql":
+        cursor.execute(
+            "SELECT s.t, s.i, (SELECT max(e.seq) FROM audit_ledgerentry e WHERE e.subject_type = s.t "
+            "AND e.subject_id = s.i) FROM unnest(%s::text[], %s::text[]) AS s(t, i)",
+            [[t for t, _ in wanted], [i for _, i in wanted]])
+        rows = cursor.fetchall()
+    else:
+        rows = []
+        for start in range(0, len(wanted), 400):
+            chunk = wanted[start:start + 400]
+            values = ", ".join(["(%s, %s)"] * len(chunk))
+            cursor.execute(
+                "SELECT subject_type, subject_id, max(seq) FROM audit_ledgerentry WHERE "
+                f"(subject_type, subject_id) IN (VALUES {values}) GROUP BY subject_type, subject_id",
+                [value for pair in chunk for value in pair])
+            rows.extend(cursor.fetchall())
+    for subject_type, subject_id, seq in rows:
+        if seq is not None:
+            found[(subject_type, subject_id)] = int(seq)
+    return found
 
 
 _ENTRY_COLUMNS = ("seq", "recorded_at", "actor", "action", "subject_type", "subject_id",
@@ -302,11 +341,15 @@ def ledger_append_many(drafts: Sequence[EntryDraft], *, checkpoint: bool = True,
         # follows one clock along the chain whichever path wrote an entry.
         now = _server_time(cursor) if connection.vendor == "postgresql" else timezone.now()
         recorded_at = format_time(now).encode()
+        previous = _previous_by_subject(cursor, drafts)
         rows: list[tuple[Any, ...]] = []
         nodes: list[tuple[int, bytes]] = []
         entries = []
         for item, (prefix, subject) in zip(drafts, parts, strict=True):
-            canonical = _splice(prefix, subject, prev_hash=prev_hash, recorded_at=recorded_at, seq=seq)
+            key = (item.subject_type, item.subject_id)
+            canonical = _splice(prefix, subject, prev_hash=prev_hash, recorded_at=recorded_at, seq=seq,
+                                subject_prev=previous.get(key))
+            previous[key] = seq
             entry_hash = hashlib.sha256(canonical).digest()
             leaf = merkle.leaf_hash(canonical)
             frontier, completed = merkle.frontier_append(frontier, leaf, seq)

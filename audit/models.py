@@ -53,6 +53,13 @@ class LedgerEntry(models.Model):
     def payload(self) -> Any:
         return self.document["payload"]
 
+    @property
+    def subject_prev(self) -> int | None:
+        """The seq of the previous entry about this subject (None for the first, and for
+        entries from before the cut-over, which lack the field)."""
+        value = self.document.get("subject_prev")
+        return value if isinstance(value, int) else None
+
 
 class MerkleNode(models.Model):
     """Hash of a complete subtree of level >= 1; leaves (level 0) live on `LedgerEntry.leaf_hash`."""
@@ -84,6 +91,10 @@ class LedgerHead(models.Model):
     # Concatenated 32-byte hashes of the complete subtrees covering the tree, largest first;
     # their levels follow from the binary digits of tree_size.
     frontier = models.BinaryField(default=b"")
+    # The cut-over: every entry from this seq on names the previous entry about its subject
+    # (`subject_prev` in its canonical bytes); entries before it, written by older code, lack it.
+    # A ledger started by this code has 0; migration audit/0005 set it to the size of an older one.
+    subject_prev_from = models.BigIntegerField(default=0, db_default=0)
 
     class Meta:
         verbose_name = "ledger head"
@@ -154,3 +165,25 @@ class WitnessCosignature(models.Model):
 
     def __str__(self) -> str:
         return f"cosignature by {self.witness_name} @{self.checkpoint.tree_size}"
+class CheckpointTimestamp(models.Model):
+    """An RFC 3161 time-stamp token over a checkpoint's signed note (append-only, like the ledger).
+
+    `token` is the DER TimeStampToken exactly as the TSA returned it; its message imprint is
+    SHA-256 of `checkpoint.note`. The other columns are read from the token for queries.
+    """
+
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="timestamps")
+    token = models.BinaryField()
+    token_sha256 = models.CharField(max_length=64, unique=True)
+    gen_time = models.DateTimeField()
+    serial_number = models.CharField(max_length=100)
+    policy = models.CharField(max_length=200)
+    tsa_url = models.CharField(max_length=500)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["checkpoint__tree_size", "gen_time"]
+        verbose_name = "checkpoint timestamp"
+
+    def __str__(self) -> str:
+        return f"timestamp of checkpoint @{self.checkpoint.tree_size} at {self.gen_time:%Y-%m-%dT%H:%M:%SZ}"

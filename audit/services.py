@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from audit import keys
+from audit import keys, tsa
 from audit.ledger import checkpoint_create, ledger_append
-from audit.models import Checkpoint, SigningKey
+from audit.models import Checkpoint, CheckpointTimestamp, SigningKey
 from audit.verify import VerificationResult, verify_ledger
 from core.errors import Conflict
 
@@ -16,6 +19,39 @@ from core.errors import Conflict
 def checkpoint_scheduled() -> Checkpoint:
     """Sign the current head (idempotent when nothing was appended since the last one)."""
     return checkpoint_create()
+
+
+def checkpoint_timestamp(*, checkpoint: Checkpoint, actor: str = "system:tsa") -> CheckpointTimestamp | None:
+    """An RFC 3161 token over the checkpoint's signed note from the configured TSA, kept append-only.
+
+    None when no TSA is configured; the stored token when the checkpoint has one already. The TSA
+    is asked outside any transaction; the token and its ledger entry are written in one.
+    Raises Unavailable (tsa_*) when the TSA does not answer or its token does not verify.
+    """
+    if not tsa.configured():
+        return None
+    existing = checkpoint.timestamps.order_by("gen_time").first()
+    if existing is not None:
+        return existing
+    token = tsa.request_token(checkpoint.note)
+    token_sha256 = hashlib.sha256(token.token).hexdigest()
+    with transaction.atomic():
+        record = CheckpointTimestamp.objects.create(
+            checkpoint=checkpoint, token=token.token, token_sha256=token_sha256, gen_time=token.gen_time,
+            serial_number=token.serial_number, policy=token.policy, tsa_url=settings.TSA_URL,
+            created_at=timezone.now())
+        ledger_append(actor=actor, action="checkpoint.timestamped", subject=("audit.checkpoint", str(checkpoint.tree_size)),
+                      payload={"tree_size": checkpoint.tree_size, "note_sha256": token.imprint_sha256.hex(),
+                               "token_sha256": token_sha256, "gen_time": token.gen_time.isoformat(),
+                               "serial_number": token.serial_number, "policy": token.policy})
+    return record
+
+
+def checkpoint_timestamp_daily(*, actor: str = "system:ledger_timestamp_task") -> CheckpointTimestamp | None:
+    """The beat's daily job: sign the current head (if new) and time-stamp that checkpoint."""
+    if not tsa.configured():
+        return None
+    return checkpoint_timestamp(checkpoint=checkpoint_create(), actor=actor)
 
 
 def ledger_verify_and_record(*, actor: str, check_state: bool = True) -> VerificationResult:

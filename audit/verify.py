@@ -8,6 +8,9 @@ Checks, in one streaming pass from entry 0 (or from a trusted checkpoint):
 - every stored complete-subtree hash equals the recomputed one;
 - every stored checkpoint: its root equals the recomputed root at its size, its body says
   so, and its signature verifies with a key that was valid when it was made;
+- `subject_prev`: from the cut-over seq on (`LedgerHead.subject_prev_from`), each entry names
+  the seq of the previous entry about the same subject (null for the first), and that is the
+  true previous one; entries before the cut-over lack the field;
 - optional trusted checkpoints (published copies kept outside the database): a ledger that
   is shorter than one, or disagrees with it, has been truncated or rolled back.
 Governed apps register state checks (`register_state_check`) that compare live rows with
@@ -18,6 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
+import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -25,12 +31,47 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 
-from audit import merkle, note
-from audit.models import NODE_LEVEL_SHIFT, Checkpoint, LedgerEntry, MerkleNode, SigningKey
+from audit import jcs, merkle, note
+from audit.models import NODE_LEVEL_SHIFT, Checkpoint, LedgerEntry, LedgerHead, MerkleNode, SigningKey
 
 ZERO_HASH = bytes(32)
+_ABSENT = object()
+_MALFORMED = object()
+# Strings whose RFC 8785 form is the string in quotes: printable ASCII but `"` and `\`.
+_PLAIN_STRING = re.compile(r"[ !#-\[\]-~]*")
+_RAW_DECODE = json.JSONDecoder().raw_decode  # canonical bytes hold no whitespace to skip
+
+
+def _format_time(value: Any) -> str:
+    """A time column as the canonical bytes spell it (SQLite hands back datetimes or strings)."""
+    moment = _as_datetime(value)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _columns_by_json(seq: int, canonical: bytes) -> tuple[bool, Any]:
+    """The slow path: parse the canonical bytes and compare each field with the stored columns;
+    (consistent, subject_prev)."""
+    row = LedgerEntry.objects.filter(seq=seq).values_list(
+        "recorded_at", "actor", "action", "subject_type", "subject_id", "prev_hash").first()
+    if row is None:
+        return False, _ABSENT
+    recorded_at, actor, action, subject_type, subject_id, prev_hash = row
+    try:
+        text = canonical.decode()
+        document, end = _RAW_DECODE(text)
+        subject = document["subject"]
+        consistent = (
+            end == len(text) and document["seq"] == seq and type(document["seq"]) is int
+            and document["actor"] == actor and document["action"] == action and len(subject) == 2
+            and subject["type"] == subject_type and subject["id"] == subject_id
+            and document["prev_hash"] == bytes(prev_hash).hex()
+            and _parse_time(document["recorded_at"]) == _as_datetime(recorded_at)
+        )
+        return consistent, document.get("subject_prev", _ABSENT)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False, _ABSENT
 
 
 @dataclass
@@ -177,46 +218,65 @@ def verify_ledger(*, from_tree_size: int | None = None, trusted_checkpoints: Ite
             wanted_roots.add(note.parse_checkpoint(text.split("\n\n", 1)[0] + "\n").tree_size)
         except note.NoteError:
             pass
+    cut_over = LedgerHead.objects.filter(pk=1).values_list("subject_prev_from", flat=True).first() or 0
+    last_about: dict[tuple[str, str], int] = {}  # the latest seq seen about each subject
+    unseen_before_start: dict[tuple[str, str], tuple[int, Any]] = {}  # incremental runs: checked at the end
     computed_levels: list[bytearray] = []  # recomputed complete-subtree hashes, per level >= 1
     stack: list[bytes] = [node for _, node in frontier]
     expected_seq = start
     sha256 = hashlib.sha256
-    raw_decode = json.JSONDecoder().raw_decode  # canonical bytes hold no whitespace to skip
-    for seq, recorded_at, actor, action, subject_type, subject_id, canonical, stored_prev, entry_hash, leaf in \
+    for seq, subject_type, subject_id, head, middle, canonical, stored_prev, entry_hash, leaf in \
             _stream_entries(start, chunk_size):
-        canonical = bytes(canonical)
-        entry_hash = bytes(entry_hash)
         if seq != expected_seq:
             result.fail(expected_seq, "seq_gap", f"seq {expected_seq} is missing (next entry is seq {seq})")
             break
-        if bytes(stored_prev) != prev_hash:
+        if stored_prev != prev_hash:
             result.fail(seq, "chain_broken", f"seq {seq}: prev_hash does not equal the entry_hash of seq {seq - 1}")
             break
         if sha256(canonical).digest() != entry_hash:
             result.fail(seq, "entry_hash_mismatch", f"seq {seq}: entry_hash is not SHA-256 of its canonical bytes")
             break
         node = sha256(b"\x00" + canonical).digest()
-        if node != bytes(leaf):
+        if node != leaf:
             result.fail(seq, "leaf_hash_mismatch", f"seq {seq}: stored leaf hash is wrong")
             break
-        try:
-            text = canonical.decode()
-            document, end = raw_decode(text)
-            subject = document["subject"]
-            consistent = (
-                end == len(text) and document["seq"] == seq and document["actor"] == actor
-                and document["action"] == action and len(subject) == 2
-                and subject["type"] == subject_type and subject["id"] == subject_id
-                and document["prev_hash"] == prev_hash.hex()
-                and (document["recorded_at"] == recorded_at if type(recorded_at) is str and recorded_at[-1] == "Z"
-                     else _parse_time(document["recorded_at"]) == _as_datetime(recorded_at))
-            )
-        except (ValueError, KeyError, TypeError):
-            consistent = False
-        if not consistent:
-            result.fail(seq, "columns_mismatch",
-                        f"seq {seq}: stored columns (actor, action, subject, time or seq) differ from the hashed entry")
+        # The stored columns against the hashed bytes, without parsing JSON: `head` and `middle` are
+        # the bytes the append spliced around the payload (RFC 8785 key order), rendered from the
+        # columns (by the server on PostgreSQL); `middle` holds the stored prev_hash, checked above
+        # against the chain. Anything else (another valid spelling, a tampered column) takes the
+        # JSON path, which decides.
+        at = canonical.rfind(b',"prev_hash":"')  # never inside a string: quotes there are escaped
+        claimed: Any = _MALFORMED
+        if at > len(head) and canonical.startswith(head) and canonical.startswith(middle, at):
+            rest = canonical[at + len(middle):]
+            if rest == b"}":
+                claimed = _ABSENT
+            elif rest[:16] == b',"subject_prev":' and rest[-1:] == b"}":
+                value = rest[16:-1]
+                if value == b"null":
+                    claimed = None
+                elif value.isdigit() and (len(value) == 1 or value[:1] != b"0"):
+                    claimed = int(value)
+        if claimed is _MALFORMED:
+            consistent, claimed = _columns_by_json(seq, canonical)
+            if not consistent:
+                result.fail(seq, "columns_mismatch", f"seq {seq}: stored columns (actor, action, subject, time or "
+                            "seq) differ from the hashed entry")
+                break
+        subject_key = (subject_type, subject_id)
+        if seq >= cut_over:
+            known = last_about.get(subject_key, _ABSENT)
+            if known is _ABSENT and start and subject_key not in unseen_before_start:
+                unseen_before_start[subject_key] = (seq, claimed)
+            elif claimed is _ABSENT or not (claimed is None or type(claimed) is int) \
+                    or claimed != (None if known is _ABSENT else known):
+                _subject_prev_problem(result, seq, subject_key, claimed, None if known is _ABSENT else known)
+                break
+        elif claimed is not _ABSENT:
+            result.fail(seq, "subject_prev_before_cut_over",
+                        f"seq {seq}: has subject_prev, but the ledger's cut-over is seq {cut_over}")
             break
+        last_about[subject_key] = seq
         # Merkle frontier, inlined: each leaf completes one subtree per trailing 1-bit of its index.
         stack.append(node)
         index, level = seq, 0
@@ -241,6 +301,8 @@ def verify_ledger(*, from_tree_size: int | None = None, trusted_checkpoints: Ite
         if not result.ok:
             break
     frontier = _stack_to_frontier(stack, expected_seq)
+    if result.ok and unseen_before_start:
+        _check_subject_prev_before(result, start, unseen_before_start)
 
     result.tree_size = expected_seq
     result.root_hash = merkle.frontier_root(frontier).hex()
@@ -264,8 +326,46 @@ def verify_ledger(*, from_tree_size: int | None = None, trusted_checkpoints: Ite
     return _finish(result, started)
 
 
+def _subject_prev_problem(result: VerificationResult, seq: int, subject: tuple[str, str], claimed: Any,
+                          actual: int | None) -> None:
+    name = f"{subject[0]}:{subject[1]}"
+    if claimed is _ABSENT:
+        result.fail(seq, "subject_prev_missing", f"seq {seq}: lacks subject_prev (the ledger's cut-over is earlier)")
+    elif actual is None:
+        result.fail(seq, "subject_prev_mismatch",
+                    f"seq {seq}: names seq {claimed} as the previous entry about {name}, "
+                    "but the ledger holds no earlier entry about it")
+    else:
+        result.fail(seq, "subject_prev_mismatch",
+                    f"seq {seq}: names {'no entry' if claimed is None else f'seq {claimed}'} as the previous "
+                    f"entry about {name}, but the previous entry about it is seq {actual}")
+
+
+def _check_subject_prev_before(result: VerificationResult, start: int,
+                               pending: dict[tuple[str, str], tuple[int, Any]]) -> None:
+    """An incremental run: the first entry after `start` about each subject names its latest one before."""
+    items = sorted(pending.items(), key=lambda item: item[1][0])
+    for position in range(0, len(items), 500):
+        chunk = items[position:position + 500]
+        latest: dict[tuple[str, str], int] = {}
+        query = models.Q(pk__in=[])
+        for (subject_type, subject_id), _ in chunk:
+            query |= models.Q(subject_type=subject_type, subject_id=subject_id)
+        rows = (LedgerEntry.objects.filter(query, seq__lt=start).values("subject_type", "subject_id")
+                .annotate(latest=models.Max("seq")).values_list("subject_type", "subject_id", "latest"))
+        for subject_type, subject_id, seq in rows:
+            latest[(subject_type, subject_id)] = seq
+        for subject, (seq, claimed) in chunk:
+            actual = latest.get(subject)
+            if claimed is _ABSENT or not (claimed is None or type(claimed) is int) or claimed != actual:
+                _subject_prev_problem(result, seq, subject, claimed, actual)
+                return
+
+
 def _check_nodes(result: VerificationResult, computed_levels: list[bytearray], start: int) -> None:
     """Every stored subtree hash made after `start` must equal the recomputed one, and none may be missing."""
+    if start == 0 and _nodes_equal_in_bulk(computed_levels):
+        return
     # Subtrees finished before `start` were not recomputed in an incremental run; at each level
     # the first recomputed one is the subtree that contains leaf `start`.
     first_index = [start >> level for level in range(1, len(computed_levels) + 1)]
@@ -297,6 +397,27 @@ def _check_nodes(result: VerificationResult, computed_levels: list[bytearray], s
                     f"{expected_count - seen} recomputed Merkle nodes are missing from storage")
 
 
+def _nodes_equal_in_bulk(computed_levels: list[bytearray]) -> bool:
+    """PostgreSQL, a run from entry 0: each level's stored hashes, concatenated in index order by
+    the server, equal the recomputed ones, with indices exactly 0..n-1 and no other level. False
+    when anything differs (or on SQLite): then the node-by-node comparison names the bad node."""
+    if connection.vendor != "postgresql":
+        return False
+    mask = (1 << NODE_LEVEL_SHIFT) - 1
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT node_id >> {NODE_LEVEL_SHIFT}, count(*), min(node_id & {mask}), "
+                       f"max(node_id & {mask}), string_agg(hash, ''::bytea ORDER BY node_id) "
+                       "FROM audit_merklenode GROUP BY 1 ORDER BY 1")
+        stored = cursor.fetchall()
+    expected = [(level, len(hashes) // 32) for level, hashes in enumerate(computed_levels, start=1) if hashes]
+    if [(int(level), int(count)) for level, count, *_ in stored] != expected:
+        return False
+    for level, count, low, high, joined in stored:
+        if low != 0 or high != count - 1 or bytes(joined) != computed_levels[level - 1]:
+            return False
+    return True
+
+
 def _stream_nodes(start: int) -> Iterator[tuple[int, bytes]]:
     nodes = MerkleNode.objects.order_by("node_id").values_list("node_id", "hash")
     yield from nodes.iterator(chunk_size=20_000)
@@ -304,26 +425,86 @@ def _stream_nodes(start: int) -> Iterator[tuple[int, bytes]]:
 
 _ENTRY_SQL = ("SELECT seq, recorded_at, actor, action, subject_type, subject_id, canonical, prev_hash, "
               "entry_hash, leaf_hash FROM audit_ledgerentry WHERE seq >= %s ORDER BY seq")
-# On PostgreSQL the server formats the time exactly as the canonical bytes spell it, and rows
-# come in binary, so nothing is hex-decoded or date-parsed in Python.
-_PG_ENTRY_SQL = _ENTRY_SQL.replace(
-    "recorded_at,", """to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),""", 1)
+# On PostgreSQL the server renders the bytes around the payload from the columns (to_json is a
+# JSON string encoding, RFC 8785's for every string; the time as the canonical bytes spell it),
+# and rows come in binary, so nothing is hex-decoded, date-parsed or re-encoded in Python.
+_PG_ENTRY_SQL = """
+SELECT seq, subject_type, subject_id,
+       convert_to('{"action":' || to_json(action)::text || ',"actor":' || to_json(actor)::text || ',"payload":',
+                  'UTF8'),
+       convert_to(',"prev_hash":"' || encode(prev_hash, 'hex') || '","recorded_at":"'
+                  || to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '","seq":'
+                  || seq::text || ',"subject":{"id":' || to_json(subject_id)::text || ',"type":'
+                  || to_json(subject_type)::text || '}', 'UTF8'),
+       canonical, prev_hash, entry_hash, leaf_hash
+  FROM audit_ledgerentry WHERE seq >= %s ORDER BY seq"""
+
+
+def _prefetched(cursor: Any, chunk_size: int) -> Iterator[tuple[Any, ...]]:
+    """Rows of a server-side cursor, the next chunk fetched by a thread while this one hashes.
+
+    The thread waits on the network with the GIL released, so the server renders and sends
+    chunk n+1 while Python checks chunk n (two cores busy instead of taking turns).
+    """
+    chunks: queue.Queue[list[tuple[Any, ...]] | BaseException | None] = queue.Queue(maxsize=3)
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            while not stop.is_set():
+                rows = cursor.fetchmany(chunk_size)
+                chunks.put(rows if rows else None)
+                if not rows:
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            chunks.put(exc)
+
+    worker = threading.Thread(target=fetch, name="verify_ledger_fetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = chunks.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield from item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                chunks.get_nowait()
+            except queue.Empty:
+                worker.join(0.05)
 
 
 def _stream_entries(start: int, chunk_size: int) -> Iterator[tuple[Any, ...]]:
-    """Entries in seq order, streamed: a server-side cursor on PostgreSQL, fetchmany on SQLite."""
+    """(seq, subject_type, subject_id, head, middle, canonical, prev_hash, entry_hash, leaf_hash) in
+    seq order, streamed: a server-side cursor in binary on PostgreSQL, fetchmany on SQLite."""
     if connection.vendor == "postgresql":
         connection.ensure_connection()
-        raw_connection = connection.connection
-        with transaction.atomic(), raw_connection.cursor(name="verify_ledger_entries") as cursor:
-            cursor.itersize = chunk_size
+        with transaction.atomic(), connection.connection.cursor(name="verify_ledger_entries") as cursor:
             cursor.execute(_PG_ENTRY_SQL, [start], binary=True)
-            yield from cursor
+            yield from _prefetched(cursor, chunk_size)
         return
+    heads: dict[tuple[str, str], bytes] = {}
+    plain = _PLAIN_STRING.fullmatch
     with connection.cursor() as cursor:
         cursor.execute(_ENTRY_SQL, [start])
         while rows := cursor.fetchmany(chunk_size):
-            yield from rows
+            for seq, recorded_at, actor, action, subject_type, subject_id, canonical, prev, entry, leaf in rows:
+                head = heads.get((action, actor))
+                if head is None:
+                    head = heads[(action, actor)] = (b'{"action":' + jcs.canonicalize(action) + b',"actor":'
+                                                      + jcs.canonicalize(actor) + b',"payload":')
+                middle = b"".join((
+                    b',"prev_hash":"', bytes(prev).hex().encode(), b'","recorded_at":"',
+                    (recorded_at if type(recorded_at) is str else _format_time(recorded_at)).encode(),
+                    b'","seq":', str(seq).encode(), b',"subject":{"id":',
+                    b'"' + subject_id.encode() + b'"' if plain(subject_id) else jcs.canonicalize(subject_id),
+                    b',"type":', jcs.canonicalize(subject_type), b"}"))
+                yield (seq, subject_type, subject_id, head, middle, bytes(canonical), bytes(prev), bytes(entry),
+                       bytes(leaf))
 
 
 def _parse_time(text: str) -> datetime:

@@ -19,7 +19,7 @@ import httpx
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Exists, Max, OuterRef, Q
 from django.utils import timezone
 
 from audit import cosign, ledger
@@ -194,20 +194,29 @@ def checkpoint_witness_latest(*, force: bool = False, timeout_s: float | None = 
     return outcomes
 
 
-def cosignature_lines(checkpoint: Checkpoint) -> list[str]:
-    """The stored cosignature lines of a checkpoint, latest per witness, in a stable order."""
+def cosignatures_latest(checkpoint: Checkpoint) -> list[WitnessCosignature]:
+    """The stored cosignatures of a checkpoint, the latest per witness, in a stable order (one query)."""
     latest: dict[str, WitnessCosignature] = {}
     for item in WitnessCosignature.objects.filter(checkpoint=checkpoint).order_by("cosigned_at", "pk"):
         latest[item.witness_vkey] = item
-    return [item.line for item in sorted(latest.values(), key=lambda c: c.witness_vkey)]
+    return sorted(latest.values(), key=lambda c: c.witness_vkey)
 
 
-def cosigned_note(checkpoint: Checkpoint) -> str:
+def cosigned_note(checkpoint: Checkpoint, cosignatures: list[WitnessCosignature] | None = None) -> str:
     """The checkpoint's signed note with its cosignature lines appended."""
-    return checkpoint.note + "".join(line + "\n" for line in cosignature_lines(checkpoint))
+    items = cosignatures_latest(checkpoint) if cosignatures is None else cosignatures
+    return checkpoint.note + "".join(item.line + "\n" for item in items)
 
 
 def latest_cosigned_checkpoint(min_tree_size: int = 0) -> Checkpoint | None:
     """The largest checkpoint of at least `min_tree_size` that some witness cosigned."""
     return (Checkpoint.objects.filter(tree_size__gte=min_tree_size, cosignatures__isnull=False)
             .order_by("-tree_size").first())
+
+
+def checkpoint_to_show(min_tree_size: int) -> Checkpoint | None:
+    """The largest cosigned checkpoint of at least `min_tree_size`, else the latest checkpoint (one query)."""
+    cosigned = Exists(WitnessCosignature.objects.filter(checkpoint=OuterRef("pk")))
+    return (Checkpoint.objects.select_related("key")
+            .annotate(cosigned_covering=cosigned & Q(tree_size__gte=min_tree_size))
+            .order_by("-cosigned_covering", "-tree_size").first())

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = ["bench_ledger", "bench_capture", "bench_lineage", "bench_fairness", "bench_fairness_service", "bench_bundles",
-           "bench_pages", "bench_load"]
+MODULES = ["bench_ledger", "bench_capture", "bench_lineage", "bench_fairness", "bench_fairness_service",
+           "bench_sealed", "bench_bundles", "bench_pages", "bench_load", "bench_mlflow", "bench_drift"]
 
 
 def _format(value: object) -> str:

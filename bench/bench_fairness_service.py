@@ -41,6 +41,7 @@ def _setup(work: Path) -> None:
     os.environ["CELERY_BROKER_URL"] = "memory://"
     os.environ["LEDGER_SIGNING_KEY_FILE"] = str(work / "ledger.key")
     os.environ["ATTESTATION_SIGNING_KEY_FILE"] = str(work / "attestation.key")
+    os.environ["DATA_KEK_FILE"] = str(work / "data.kek")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "governance.settings")
     sys.path.insert(0, str(ROOT))
     from cryptography.hazmat.primitives import serialization

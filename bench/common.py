@@ -24,6 +24,7 @@ def django_setup(database: str, key_dir: str | Path, *, media_root: str | Path |
     os.environ["DATABASE_URL"] = f"{PG}/{database}"
     os.environ["LEDGER_SIGNING_KEY_FILE"] = f"{key_dir}/ledger.key"
     os.environ["ATTESTATION_SIGNING_KEY_FILE"] = f"{key_dir}/attestation.key"
+    os.environ["DATA_KEK_FILE"] = f"{key_dir}/data.kek"
     if media_root is not None:
         os.environ["MEDIA_ROOT"] = str(media_root)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "governance.settings")

@@ -89,6 +89,9 @@ class ErrorCode(StrEnum):
     SIGNING_KEY_MISSING = "signing_key_missing", 503, "There is no signing key file."
     SIGNING_KEY_NOT_FOUND = "signing_key_not_found", 404, "No signing key with this key id."
     SIGNING_KEY_RETIRED = "signing_key_retired", 503, "The key in the signing key file has been retired."
+    TSA_NOT_CONFIGURED = "tsa_not_configured", 503, "TSA_URL is set but TSA_CA_FILE holds no CA certificate."
+    TSA_UNAVAILABLE = "tsa_unavailable", 503, "The RFC 3161 time-stamp authority did not answer, or not with HTTP 200."
+    TSA_RESPONSE_INVALID = "tsa_response_invalid", 503, "The time-stamp authority refused, or its token does not verify."
     TOKEN_MODEL_RESTRICTED = ("token_model_restricted", 403,
                               "The service token is restricted to some models; it acts only on them and their teams.")
     # --- Lineage: datasets, runs, graph, pipeline keys, attestations, OpenLineage ----------------
@@ -190,6 +193,29 @@ class ErrorCode(StrEnum):
     APPROVAL_EVIDENCE_SPEC_WEAKER = "approval_evidence_spec_weaker", 409, "Each audit spec is laxer than the policy."
     APPROVAL_EVIDENCE_SPEC_UNCONFIRMED = "approval_evidence_spec_unconfirmed", 409, "High risk: spec not confirmed by another."
     APPROVAL_EVIDENCE_AUDIT_FAILED = "approval_evidence_audit_failed", 409, "A conforming audit failed, not waived."
+    # --- Governance: approvals signed by the approver (passkeys, DSSE) ---------------------------
+    APPROVAL_SIGNATURE_REQUIRED = ("approval_signature_required", 409,
+                                   "The policy requires a decision signed by the approver (extra: the method it accepts).")
+    APPROVAL_SIGNATURE_METHOD = ("approval_signature_method", 409,
+                                 "The decision is signed, but with a method the policy does not accept.")
+    APPROVAL_SIGNATURE_INVALID = ("approval_signature_invalid", 400,
+                                  "The signature, envelope or WebAuthn assertion does not verify with the credential.")
+    APPROVAL_CREDENTIAL_UNKNOWN = ("approval_credential_unknown", 400,
+                                   "The signing credential is not an active credential registered by the approver.")
+    APPROVAL_CHALLENGE_UNKNOWN = ("approval_challenge_unknown", 400,
+                                  "No challenge was issued to this approver for this statement and request.")
+    APPROVAL_CHALLENGE_USED = "approval_challenge_used", 409, "The challenge (nonce) was used already: a replay."
+    APPROVAL_CHALLENGE_EXPIRED = "approval_challenge_expired", 409, "The challenge expired; ask for a new one."
+    APPROVAL_STATEMENT_MISMATCH = ("approval_statement_mismatch", 400,
+                                   "The signed statement differs from the one issued, or from the decision sent "
+                                   "(decision, comment, policy or version changed); extra names the field.")
+    APPROVER_CREDENTIAL_INVALID = ("approver_credential_invalid", 400,
+                                   "The credential cannot be registered: bad key, or the WebAuthn registration fails.")
+    APPROVER_CREDENTIAL_EXISTS = "approver_credential_exists", 409, "This credential or key is registered already."
+    APPROVER_CREDENTIAL_SELF_ONLY = ("approver_credential_self_only", 403,
+                                     "A signing credential is registered (and revoked) only by the person it signs "
+                                     "for; nobody, admins included, registers one for someone else.")
+    APPROVER_CREDENTIAL_NOT_FOUND = "approver_credential_not_found", 404, "No such signing credential of yours."
     POLICY_BAD_METRIC_FLOORS = "policy_bad_metric_floors", 400, "Metric floors are not {metric: {min|max: 0..1}}."
     POLICY_OWNED_BY_RISK_OFFICERS = "policy_owned_by_risk_officers", 403, "Only risk officers set approval policies."
     POLICY_CHANGE_SAME_OFFICER = "policy_change_same_officer", 403, "A weakening needs a second risk officer."
@@ -250,6 +276,15 @@ class ErrorCode(StrEnum):
     FAIRNESS_INPUT_CHANGED = "fairness_input_changed", 400, "The data file changed while it was audited."
     FAIRNESS_TIME_LIMIT = "fairness_time_limit", None, "Recorded on a failed audit run: it exceeded its time limit."
     FAIRNESS_INTERNAL_ERROR = "fairness_internal_error", None, "Recorded on a failed audit run: an unexpected error."
+    # sensitive data at rest (governance/fairness/services/vault.py)
+    DATA_ERASED = "data_erased", 410, "The data was erased (retention ended or an erasure request); its digests remain."
+    SEALED_FILE_CORRUPT = ("sealed_file_corrupt", 409,
+                           "A stored data file fails authentication (altered or truncated) or its key does not unwrap.")
+    DATA_KEK_FROM_ENVIRONMENT = "data_kek_from_environment", 400, "DATA_KEK is set, so the keyring file is not rotated."
+    DATA_BAD_ERASURE = "data_bad_erasure", 400, "The erasure request names an unknown reason or column."
+    DATA_ERASURE_NO_ROWS = "data_erasure_no_rows", 400, "No row of the file holds the value to erase."
+    DATA_BAD_RETENTION = "data_bad_retention", 400, "A retention change needs a reason and a date."
+    DATA_ERASED_ALREADY = "data_erased_already", 409, "The data is erased already."
     # monitoring: reference profiles and drift input (the drift engine's DriftInputError codes)
     MONITORING_PROFILE_FROZEN = "monitoring_profile_frozen", 409, "The version is approved: its reference profile is frozen."
     MONITORING_PROFILE_NOT_FOUND = "monitoring_profile_not_found", 404, "No such reference profile."
@@ -259,6 +294,8 @@ class ErrorCode(StrEnum):
     MONITORING_SECOND_RISK_OFFICER = "monitoring_second_risk_officer", 403, "Weakening thresholds takes a second risk officer."
     MONITORING_CHANGE_PENDING = "monitoring_change_pending", 409, "A threshold weakening already waits, or was already applied."
     MONITORING_ALERT_CLOSED = "monitoring_alert_closed", 409, "The alert was already acknowledged."
+    MONITORING_ALERT_BLOCKS_PROMOTION = ("monitoring_alert_blocks_promotion", 409,
+                                         "An open monitoring alert of the version blocks its promotion to production.")
     MONITORING_MONITOR_NOT_FOUND = "monitoring_monitor_not_found", 404, "No such monitor."
     MONITORING_ALERT_NOT_FOUND = "monitoring_alert_not_found", 404, "No such alert."
     MONITORING_VERSION_NOT_APPROVED = "monitoring_version_not_approved", 409, "The version has not been approved."
@@ -285,6 +322,18 @@ class ErrorCode(StrEnum):
     BUNDLE_TOO_MANY_SUBJECTS = "bundle_too_many_subjects", 400, "A bundle has more subjects than allowed."
     BUNDLE_BAD_SUBJECT = "bundle_bad_subject", 400, "A bundle subject's type or id is empty or too long."
     REPORT_SCHEDULE_BAD_CADENCE = "report_schedule_bad_cadence", 400, "Unknown report schedule cadence."
+    # --- MLflow integration (governance/integrations/mlflow) ------------------------------------
+    MLFLOW_WEBHOOK_SIGNATURE_INVALID = ("mlflow_webhook_signature_invalid", 401,
+                                        "The MLflow webhook's signature headers are missing or match no connection's secret.")
+    MLFLOW_WEBHOOK_STALE = "mlflow_webhook_stale", 401, "X-MLflow-Timestamp is further from now than MLFLOW_WEBHOOK_MAX_AGE_S."
+    MLFLOW_WEBHOOK_MALFORMED = "mlflow_webhook_malformed", 400, "The signed webhook body is not an MLflow event."
+    MLFLOW_UNAVAILABLE = "mlflow_unavailable", 503, "The MLflow tracking server could not be reached or refused the call."
+    MLFLOW_MODEL_NAME_TAKEN = "mlflow_model_name_taken", 409, "Another team's registered model has the MLflow model's name."
+    MLFLOW_MODEL_NAME_INVALID = "mlflow_model_name_invalid", 400, "The MLflow model's name maps to no valid model name here."
+    MLFLOW_ARTIFACTS_UNHASHABLE = ("mlflow_artifacts_unhashable", 409,
+                                   "The version's artifacts cannot be listed and hashed through MLflow's artifact proxy.")
+    MLFLOW_CONNECTION_INVALID = "mlflow_connection_invalid", 400, "A connection field is not valid; extra names it."
+    MLFLOW_CONNECTION_NOT_FOUND = "mlflow_connection_not_found", 404, "No such MLflow connection."
 
 
 def registered(code: str) -> str:

@@ -33,6 +33,7 @@ from governance.models import (
     RequestStatus,
     RiskTier,
     RiskTierChange,
+    SignedApproval,
     Team,
     VersionStatus,
 )
@@ -172,6 +173,10 @@ class DecisionOut(serializers.Serializer):
     comment = serializers.CharField()
     approver_roles = serializers.ListField(child=serializers.CharField())
     decided_at = serializers.DateTimeField()
+    signed_with = serializers.SerializerMethodField()
+
+    def get_signed_with(self, decision: Any) -> str | None:
+        return (decision.signature or {}).get("method")
 
 
 class ApprovalRequestOut(serializers.Serializer):
@@ -199,6 +204,9 @@ class ApprovalRequestOut(serializers.Serializer):
 class DecisionIn(serializers.Serializer):
     decision = serializers.ChoiceField(choices=Decision.choices)
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
+    signature = serializers.DictField(required=False, default=None, allow_null=True,
+                                      help_text='{"method": "dsse", "envelope": {...}} or {"method": "passkey", '
+                                                '"assertion": {...}}: see /api/approval-requests/{id}/statement/')
 
 
 class DecisionResultOut(serializers.Serializer):
@@ -347,7 +355,7 @@ class DecisionView(GovernanceView):
         approval = _approval_for(request, request_id)
         data = _validated(DecisionIn, request)
         decision = approval_decide(request=approval, by=request.user, decision=data["decision"],
-                                            comment=data["comment"])
+                                   comment=data["comment"], signature=data.get("signature"))
         approval = selectors.approval_request_list(user=request.user).get(pk=approval.pk)
         body = {"decision": DecisionOut(decision).data, "request": ApprovalRequestOut(approval).data}
         return Response(body, status=status.HTTP_201_CREATED)
@@ -433,6 +441,7 @@ class PolicyIn(serializers.Serializer):
     fairness_min_group_size = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0,
                                                        max_value=1_000_000_000)
     fairness_dataset_registered = serializers.BooleanField(default=False)
+    signed_approval = serializers.ChoiceField(choices=SignedApproval.choices, default=SignedApproval.NONE)
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
 
 

@@ -173,6 +173,13 @@ class Deployment(GovernedModel):
         return f"{self.version} @ {self.environment}"
 
 
+class SignedApproval(models.TextChoices):
+    NONE = "none", "Not required"
+    PASSKEY = "passkey", "A WebAuthn passkey"
+    DSSE = "dsse", "A DSSE envelope signed with the approver's Ed25519 key"
+    EITHER = "either", "A passkey or a DSSE envelope"
+
+
 class ApprovalPolicy(GovernedModel):
     """Rules for approving versions of one model, or the default for a risk tier."""
 
@@ -197,6 +204,9 @@ class ApprovalPolicy(GovernedModel):
                   "(its min_group_size may not be larger). Empty: not pinned")
     fairness_dataset_registered = models.BooleanField(
         default=False, help_text="The evaluation data must be a registered lineage dataset version (same SHA-256)")
+    signed_approval = models.CharField(
+        max_length=10, choices=SignedApproval.choices, default=SignedApproval.NONE,
+        help_text="Whether each decision must be signed by the approver: with a passkey, a DSSE envelope, either")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -229,6 +239,7 @@ class ApprovalPolicy(GovernedModel):
             "fairness_metric_floors": {name: dict(bound) for name, bound in self.fairness_metric_floors.items()},
             "fairness_min_group_size": self.fairness_min_group_size,
             "fairness_dataset_registered": self.fairness_dataset_registered,
+            "signed_approval": self.signed_approval,
         }
 
 
@@ -342,6 +353,9 @@ class ApprovalDecision(GovernedModel):
     comment = models.TextField(blank=True)
     approver_roles = models.JSONField(default=list, help_text="The approver's roles when deciding")
     decided_at = models.DateTimeField()
+    # Empty when unsigned; else the statement the approver signed and everything needed to verify it
+    # offline (governance.signatures.services.decision_signature_verify).
+    signature = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["decided_at", "pk"]

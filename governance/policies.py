@@ -89,10 +89,29 @@ def stricter(a: dict[str, Any], b: dict[str, Any] | None) -> dict[str, Any]:
                                             or b.get("fairness_dataset_registered")),
         "expiry_hours": _min_not_none(a.get("expiry_hours"), b.get("expiry_hours")),
         "risk_tier": higher_tier(a.get("risk_tier"), b.get("risk_tier")),
+        "signed_approval": _stricter_signed_approval(a.get("signed_approval"), b.get("signed_approval")),
     })
     if (b.get("policy_id"), b.get("scope")) != (a.get("policy_id"), a.get("scope")):
         combined["combined_with"] = {"policy_id": b.get("policy_id"), "scope": b.get("scope")}
     return combined
+
+
+# What each `signed_approval` setting accepts; a policy is stricter the fewer ways it accepts.
+SIGNED_APPROVAL_ACCEPTS = {"none": frozenset({"unsigned", "passkey", "dsse"}), "either": frozenset({"passkey", "dsse"}),
+                           "passkey": frozenset({"passkey"}), "dsse": frozenset({"dsse"})}
+
+
+def signed_approval_accepts(setting: str | None) -> frozenset[str]:
+    return SIGNED_APPROVAL_ACCEPTS.get(setting or "none", SIGNED_APPROVAL_ACCEPTS["none"])
+
+
+def _stricter_signed_approval(a: str | None, b: str | None) -> str:
+    """What accepts only what both accept; passkey-only and DSSE-only share nothing, so the newer (b) holds."""
+    both = signed_approval_accepts(a) & signed_approval_accepts(b)
+    for setting, accepts in SIGNED_APPROVAL_ACCEPTS.items():
+        if accepts == both:
+            return setting
+    return b or "none"
 
 
 def requires_fairness_audit(policy: dict[str, Any]) -> bool:
@@ -116,6 +135,8 @@ def weakenings(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
             weaker.append(name)
     if old.get("fairness_dataset_registered") and not new.get("fairness_dataset_registered"):
         weaker.append("fairness_dataset_registered")
+    if signed_approval_accepts(new.get("signed_approval")) - signed_approval_accepts(old.get("signed_approval")):
+        weaker.append("signed_approval")
     old_floors, new_floors = old.get("fairness_metric_floors") or {}, new.get("fairness_metric_floors") or {}
     for metric, bound in sorted(old_floors.items()):
         kind = METRIC_BOUND.get(metric, "min")

@@ -23,7 +23,7 @@ ADMIN = "admin"
 ROLE_NAMES = (VIEWER, DATA_SCIENTIST, APPROVER, RISK_OFFICER, AUDITOR, ADMIN)
 
 # Apps whose every `view_*` permission auditors (and admins) hold: they read everything.
-READABLE_APPS = ("governance", "audit", "lineage", "fairness", "monitoring", "reports")
+READABLE_APPS = ("governance", "audit", "lineage", "fairness", "monitoring", "reports", "mlflow_integration")
 # Apps whose add/change/delete permissions admins hold (never the ledger: it is append-only).
 ADMINISTERED_APPS = ("governance", "lineage", "fairness", "reports")
 

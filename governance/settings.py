@@ -104,7 +104,9 @@ INSTALLED_APPS = [
     "governance.monitoring",
     "governance.reports",
     "governance.pages",  # pages: dashboard, models, ledger explorer
+    "governance.signatures",  # approvals signed by the approver: passkeys and DSSE keys
     "core.outbox",  # faults area: transactional outbox for Celery tasks (label "outbox")
+    "governance.integrations.mlflow",  # mlflow: governed MLflow registries (label "mlflow_integration")
 ]
 
 MIDDLEWARE = [
@@ -200,6 +202,8 @@ SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 X_FRAME_OPTIONS = "DENY"
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(_env("MAX_REQUEST_BODY_BYTES", str(10 * 1024 * 1024)))
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# Larger uploads are spooled to disk sealed under a key held only in memory, never in clear (core/uploads.py).
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler", "core.uploads.SealingUploadHandler"]
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 2000
 MAX_UPLOAD_BYTES = int(_env("MAX_UPLOAD_BYTES", str(512 * 1024 * 1024)))
 
@@ -230,6 +234,19 @@ WITNESS_POLICY_FILE = _env("WITNESS_POLICY_FILE", "")
 WITNESS_TIMEOUT_S = float(_env("WITNESS_TIMEOUT_S", "10"))
 WITNESS_ALERT_EMAILS = _env_list("WITNESS_ALERT_EMAILS", "")
 WITNESS_REPUSH_HOUR_UTC = int(_env("WITNESS_REPUSH_HOUR_UTC", "3"))
+# RFC 3161: with a TSA URL and its CA certificate (PEM), every exported checkpoint and at least one
+# checkpoint a day get a time-stamp token (audit.tsa). Empty TSA_URL: no timestamps.
+TSA_URL = _env("TSA_URL", "")
+TSA_CA_FILE = _env("TSA_CA_FILE", "")
+TSA_TIMEOUT_S = float(_env("TSA_TIMEOUT_S", "10"))
+TSA_DAILY_HOUR_UTC = int(_env("TSA_DAILY_HOUR_UTC", "3"))
+
+# --- Approvals signed by the approver (governance.signatures) ---------------------------------
+# The WebAuthn relying party: the host name passkeys are bound to, and the exact origin of the pages.
+WEBAUTHN_RP_ID = _env("WEBAUTHN_RP_ID", "localhost")
+WEBAUTHN_RP_NAME = _env("WEBAUTHN_RP_NAME", "Model governance")
+WEBAUTHN_ORIGIN = _env("WEBAUTHN_ORIGIN", "http://localhost:8000")
+APPROVAL_CHALLENGE_TTL_S = int(_env("APPROVAL_CHALLENGE_TTL_S", "600"))
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -350,6 +367,13 @@ METRICS_BEARER_TOKEN = _env("METRICS_BEARER_TOKEN", "")
 METRICS_ALLOWED_NETWORKS = _env_list("METRICS_ALLOWED_NETWORKS", "")
 # How often beat looks for monitors whose current slot (every run_every_hours) has no run yet.
 MONITORING_DUE_INTERVAL_S = int(_env("MONITORING_DUE_INTERVAL_S", "300"))
+# A run that raises alerts: e-mail to the model's contacts plus these, and a webhook signed like the
+# fairness one (HMAC-SHA256 of "<delivery id>.<timestamp>.<body>"); its body is the service's own
+# JSON ("governance") or a Slack-compatible {"text": ..., "blocks": [...]} ("slack").
+MONITORING_NOTIFY_EMAILS = _env_list("MONITORING_NOTIFY_EMAILS", "")
+MONITORING_WEBHOOK_URL = _env("MONITORING_WEBHOOK_URL", "")
+MONITORING_WEBHOOK_SECRET = _env("MONITORING_WEBHOOK_SECRET", "")
+MONITORING_WEBHOOK_FORMAT = _env("MONITORING_WEBHOOK_FORMAT", "governance")  # anything but "slack": governance
 
 # --- Fairness audits (fairness area) ---------------------------------------------------------
 # Largest prediction batch (API upload) and evaluation dataset accepted; bigger uploads get 413.
@@ -375,6 +399,32 @@ FAIRNESS_RECOVER_INTERVAL_S = int(_env("FAIRNESS_RECOVER_INTERVAL_S", "60"))
 # The queue tasks go to by default; integration tests give each worker a queue of its own.
 CELERY_TASK_DEFAULT_QUEUE = _env("CELERY_TASK_DEFAULT_QUEUE", "celery")
 
+# --- Sensitive data at rest (governance/fairness/services/vault.py) -----------------------------
+# Key-encryption keys: DATA_KEK (base64 of 32 bytes) if set, else the keyring file DATA_KEK_FILE
+# (created 0600 on first use; one "kek_id base64" line per key, the last line is the active one).
+DATA_KEK = os.environ.get("DATA_KEK", "")
+DATA_KEK_FILE = _path("DATA_KEK_FILE", str(VAR_DIR / "keys" / "data.kek"))
+# Retention of data sets and prediction batches, in days, per risk tier of their model (a risk
+# officer may set another date per file); beat erases expired files every DATA_RETENTION_CHECK_INTERVAL_S.
+DATA_RETENTION_DAYS = {tier: int(days) for tier, _, days in
+                       (item.partition("=") for item in _env_list("DATA_RETENTION_DAYS", "minimal=365,limited=365,high=730"))}
+DATA_RETENTION_CHECK_INTERVAL_S = int(_env("DATA_RETENTION_CHECK_INTERVAL_S", "3600"))
+
+# --- MLflow integration (mlflow area) ---------------------------------------------------------
+# A connection names its credentials and webhook secret by environment variable; only variables
+# with this prefix can be named, so an admin cannot point a connection at another secret of the
+# service (SECRET_KEY, DATABASE_URL, ...) and have it sent to a tracking server of their choosing.
+MLFLOW_CREDENTIAL_ENV_PREFIX = _env("MLFLOW_CREDENTIAL_ENV_PREFIX", "MLFLOW_CRED_")
+MLFLOW_CREDENTIALS = {name: value for name, value in os.environ.items()
+                      if MLFLOW_CREDENTIAL_ENV_PREFIX and name.startswith(MLFLOW_CREDENTIAL_ENV_PREFIX)}
+# Webhook freshness: X-MLflow-Timestamp at most this far from now (MLflow's docs suggest 300 s).
+MLFLOW_WEBHOOK_MAX_AGE_S = int(_env("MLFLOW_WEBHOOK_MAX_AGE_S", "300"))
+# The scheduled reconcile of every model of every connection (MLflow drops events; some send none).
+MLFLOW_RECONCILE_INTERVAL_S = int(_env("MLFLOW_RECONCILE_INTERVAL_S", "900"))
+MLFLOW_HTTP_TIMEOUT_S = float(_env("MLFLOW_HTTP_TIMEOUT_S", "30"))
+# Largest artifact file hashed for a manifest (streamed; the limit only bounds the time spent).
+MLFLOW_MAX_ARTIFACT_BYTES = int(_env("MLFLOW_MAX_ARTIFACT_BYTES", str(20 * 1024 * 1024 * 1024)))
+
 # --- Scheduled jobs: the one beat schedule ------------------------------------------------------
 # Defaults that django-celery-beat copies into its database; risk officers edit them in the admin.
 CELERY_BEAT_SCHEDULE = {
@@ -383,6 +433,9 @@ CELERY_BEAT_SCHEDULE = {
                               "schedule": crontab(hour=LEDGER_VERIFY_HOUR_UTC, minute=0)},
     "witness-repush-daily": {"task": "audit.tasks.checkpoint_witness_task", "kwargs": {"force": True},
                              "schedule": crontab(hour=WITNESS_REPUSH_HOUR_UTC, minute=30)},
+    # A no-op while TSA_URL is empty.
+    "ledger-timestamp-daily": {"task": "audit.tasks.ledger_timestamp_task",
+                               "schedule": crontab(hour=TSA_DAILY_HOUR_UTC, minute=7)},
     "approval-expire-due": {"task": "governance.tasks.approval_expire_due_task",
                             "schedule": float(APPROVAL_EXPIRY_CHECK_INTERVAL_S)},
     "idempotency-records-purge": {"task": "governance.tasks.idempotency_records_purge_task",
@@ -396,4 +449,8 @@ CELERY_BEAT_SCHEDULE = {
                                "schedule": float(FAIRNESS_RECOVER_INTERVAL_S)},
     "monitoring-runs-due": {"task": "governance.monitoring.tasks.monitor_runs_due_task",
                             "schedule": float(MONITORING_DUE_INTERVAL_S)},
+    "sealed-files-expire": {"task": "governance.fairness.tasks.sealed_files_expire_task",
+                            "schedule": float(DATA_RETENTION_CHECK_INTERVAL_S)},
+    "mlflow-reconcile-all": {"task": "governance.integrations.mlflow.tasks.mlflow_reconcile_all_task",
+                             "schedule": float(MLFLOW_RECONCILE_INTERVAL_S)},
 }

@@ -23,7 +23,9 @@ urlpatterns = [
     path("verify.py", report_views.verify_py, name="verify-py"),  # reports: the published verifier (public)
     path("api/", include("governance.fairness.urls")),  # fairness: audits, specs, prediction batches, trend
     path("api/", include("governance.monitoring.urls")),  # monitoring: reference profiles
+    path("api/integrations/mlflow/", include("governance.integrations.mlflow.urls")),  # mlflow: registry webhooks
     path("api/", include("governance.api_urls")),  # governance: registry, approvals, deployments
+    path("api/", include("governance.signatures.urls")),  # signatures: approval statements, signing credentials
     path("api/lineage/", include(lineage_urls.api_urlpatterns)),  # lineage: REST API
     path("", include(lineage_urls.openlineage_urlpatterns)),  # lineage: exactly POST /api/v1/lineage (OpenLineage)
     path("lineage/", include(lineage_urls.page_urlpatterns)),  # lineage: graph pages

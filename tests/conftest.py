@@ -34,6 +34,8 @@ def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _isolated_keys(settings, key_dir: Path) -> None:  # type: ignore[no-untyped-def]
     settings.LEDGER_SIGNING_KEY_FILE = key_dir / "ledger.key"
     settings.ATTESTATION_SIGNING_KEY_FILE = key_dir / "attestation.key"
+    settings.DATA_KEK_FILE = key_dir / "data.kek"  # created on first use, as in the embedded setup
+    settings.DATA_KEK = ""
 
 
 @pytest.fixture(autouse=True)
@@ -63,6 +65,7 @@ def _flush_past_append_only_triggers():
 
     triggers = import_module("audit.migrations.0002_append_only_triggers")
     witness_triggers = import_module("audit.migrations.0004_witness_cosignatures")
+    timestamp_triggers = import_module("audit.migrations.0006_checkpoint_timestamps")
     original = flush.Command.handle
 
     def handle(self, **options):  # type: ignore[no-untyped-def]
@@ -70,18 +73,20 @@ def _flush_past_append_only_triggers():
         with connection.schema_editor() as editor:
             triggers.drop_triggers(None, editor)
             witness_triggers.drop_triggers(None, editor)
+            timestamp_triggers.drop_triggers(None, editor)
         try:
             return original(self, **options)
         finally:
             # post_migrate handlers that flush re-runs (role groups) write ledger entries; the
             # next test must start from an empty ledger, as after a fresh migrate.
             with connection.cursor() as cursor:
-                for table in ("audit_witnesscosignature", "audit_ledgerentry", "audit_merklenode", "audit_checkpoint",
-                              "audit_ledgerhead"):
+                for table in ("audit_witnesscosignature", "audit_checkpointtimestamp", "audit_ledgerentry",
+                              "audit_merklenode", "audit_checkpoint", "audit_ledgerhead"):
                     cursor.execute(f"DELETE FROM {table}")
             with connection.schema_editor() as editor:
                 triggers.create_triggers(None, editor)
                 witness_triggers.create_triggers(None, editor)
+                timestamp_triggers.create_triggers(None, editor)
             from django.apps import apps
 
             triggers.create_head(apps, None)
@@ -102,6 +107,7 @@ def empty_ledger(db):  # type: ignore[no-untyped-def]
     from django.db import connection
 
     tables = ("audit_witnesscosignature", "audit_ledgerentry", "audit_merklenode", "audit_checkpoint")
+    tables = ("audit_checkpointtimestamp", "audit_ledgerentry", "audit_merklenode", "audit_checkpoint")
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("SET session_replication_role = replica")
@@ -119,5 +125,6 @@ def empty_ledger(db):  # type: ignore[no-untyped-def]
                 cursor.execute(f"DELETE FROM {table}")
             for _, sql in saved:
                 cursor.execute(sql)
-        cursor.execute("UPDATE audit_ledgerhead SET tree_size = 0, head_hash = %s, frontier = %s WHERE id = 1",
+        cursor.execute("UPDATE audit_ledgerhead SET tree_size = 0, head_hash = %s, frontier = %s, subject_prev_from = 0 "
+                       "WHERE id = 1",
                        [bytes(32), b""])

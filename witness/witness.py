@@ -66,9 +66,10 @@ _HEX8 = re.compile(r"[0-9a-fA-F]{8}\Z")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS config (id INTEGER PRIMARY KEY CHECK (id = 1), name TEXT NOT NULL, vkey TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS logs (origin TEXT PRIMARY KEY, vkey TEXT NOT NULL, added_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS logs (origin TEXT NOT NULL, vkey TEXT NOT NULL, added_at INTEGER NOT NULL,
+    PRIMARY KEY (origin, vkey));
 CREATE TABLE IF NOT EXISTS checkpoints (
-    origin TEXT PRIMARY KEY REFERENCES logs(origin), tree_size INTEGER NOT NULL, root_hash BLOB NOT NULL,
+    origin TEXT PRIMARY KEY, tree_size INTEGER NOT NULL, root_hash BLOB NOT NULL,
     note TEXT NOT NULL, cosigned_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS evidence (
     id INTEGER PRIMARY KEY AUTOINCREMENT, origin TEXT NOT NULL, received_at INTEGER NOT NULL,
@@ -308,14 +309,18 @@ class Witness:
         except ValueError as exc:
             raise Refusal(400, f"the checkpoint is malformed: {exc}") from None
         db = self.connect()
-        row = db.execute("SELECT vkey FROM logs WHERE origin = ?", (origin,)).fetchone()
-        if row is None:
+        rows = db.execute("SELECT vkey FROM logs WHERE origin = ?", (origin,)).fetchall()
+        if not rows:
             raise Refusal(404, f"unknown log origin {origin!r}")
-        name, key_id, public_key = parse_vkey(row[0], NOTE_SIGNATURE_TYPE_ED25519)
-        log_key = Ed25519PublicKey.from_public_bytes(public_key)
+        # Every key the witness operator registered for this origin (more than one after a rotation).
+        log_keys = {}
+        for (vkey,) in rows:
+            name, key_id, public_key = parse_vkey(vkey, NOTE_SIGNATURE_TYPE_ED25519)
+            log_keys[(name, key_id)] = Ed25519PublicKey.from_public_bytes(public_key)
         verified = False
         for sig_name, sig_key_id, signature in signatures:
-            if (sig_name, sig_key_id) != (name, key_id):
+            log_key = log_keys.get((sig_name, sig_key_id))
+            if log_key is None:
                 continue  # signatures by unknown keys are ignored
             try:
                 log_key.verify(signature, text.encode("utf-8"))
@@ -438,12 +443,14 @@ def command_add_log(witness: Witness, args: argparse.Namespace) -> int:
         print(f"the log vkey's name {name!r} is not the origin {args.origin!r}", file=sys.stderr)
         return 1
     db = witness.connect()
-    existing = db.execute("SELECT vkey FROM logs WHERE origin = ?", (args.origin,)).fetchone()
-    if existing is not None:
-        if existing[0] == args.vkey.strip():
-            print(f"log {args.origin!r} is already known with this key")
-            return 0
-        print(f"log {args.origin!r} is known with another key; a witness does not swap log keys", file=sys.stderr)
+    known = [row[0] for row in db.execute("SELECT vkey FROM logs WHERE origin = ?", (args.origin,))]
+    if args.vkey.strip() in known:
+        print(f"log {args.origin!r} is already known with this key")
+        return 0
+    if known and not args.rotated:
+        print(f"log {args.origin!r} is known with another key. Add this one only if the log's operator "
+              "announced a key rotation you checked (--rotated); a new key is how a rebuilt log would look.",
+              file=sys.stderr)
         return 1
     db.execute("INSERT INTO logs (origin, vkey, added_at) VALUES (?, ?, ?)",
                (args.origin, args.vkey.strip(), int(time.time())))
@@ -484,6 +491,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_log = commands.add_parser("add-log", help="trust a log: its origin and its checkpoint vkey")
     add_log.add_argument("--origin", required=True)
     add_log.add_argument("--vkey", required=True)
+    add_log.add_argument("--rotated", action="store_true", help="add a further key for a known origin "
+                         "(after a key rotation you checked out of band)")
     commands.add_parser("vkey", help="print this witness's vkey")
     serve = commands.add_parser("serve", help="answer add-checkpoint over HTTP")
     serve.add_argument("--listen", default="127.0.0.1:7380", help="HOST:PORT (port 0 picks a free one)")

@@ -22,6 +22,7 @@ from governance.models import (
     ApprovalPolicyChange,
     ApprovalRequest,
     Decision,
+    SignedApproval,
 )
 from governance.permissions import can_decide
 from governance.registry.services.approvals import (
@@ -161,12 +162,15 @@ class ApprovalPolicyForm(forms.ModelForm):
                                                widget=forms.CheckboxSelectMultiple)
     required_card_fields = forms.MultipleChoiceField(choices=[(name, name) for name in MODEL_CARD_FIELDS],
                                                      required=False, widget=forms.CheckboxSelectMultiple)
+    # Left out of a post: the policy keeps its setting (a weakening is never made by omission).
+    signed_approval = forms.ChoiceField(choices=SignedApproval.choices, required=False,
+                                        help_text=ApprovalPolicy._meta.get_field("signed_approval").help_text)
 
     class Meta:
         model = ApprovalPolicy
         fields = ("model", "risk_tier", "quorum", "required_roles", "fairness_audit_max_age_days",
                   "required_card_fields", "expiry_hours", "fairness_metric_floors", "fairness_min_group_size",
-                  "fairness_dataset_registered")
+                  "fairness_dataset_registered", "signed_approval")
 
 
 @admin.register(ApprovalPolicy)
@@ -190,7 +194,10 @@ class ApprovalPolicyAdmin(ServiceBackedAdmin):
             required_card_fields=list(data["required_card_fields"]), expiry_hours=data["expiry_hours"],
             fairness_metric_floors=data.get("fairness_metric_floors") or {},
             fairness_min_group_size=data.get("fairness_min_group_size"),
-            fairness_dataset_registered=bool(data.get("fairness_dataset_registered")))
+            fairness_dataset_registered=bool(data.get("fairness_dataset_registered")),
+            signed_approval=data.get("signed_approval") or (
+                ApprovalPolicy.objects.filter(pk=obj.pk).values_list("signed_approval", flat=True).first()
+                if change else None) or SignedApproval.NONE)
         if isinstance(saved, ApprovalPolicyChange):
             request._policy_change_pending = saved  # type: ignore[attr-defined]
             return

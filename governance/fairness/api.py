@@ -60,6 +60,9 @@ class SpecIn(serializers.Serializer):
     schedule_interval_s = serializers.IntegerField(required=False, allow_null=True, min_value=1,
                                                    max_value=366 * 24 * 3600, default=None)
     schedule_crontab = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")
+    identifier_columns = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False, default=list, max_length=50,
+        help_text="Direct identifiers: replaced by the team's keyed hashes (HMAC-SHA256) before storage")
 
 
 class SpecOut(serializers.Serializer):
@@ -280,7 +283,9 @@ class PredictionBatchView(FairnessView):
 
     @extend_schema(operation_id="fairness_prediction_batches_upload",
                    request={"multipart/form-data": {"type": "object", "properties": {
-                       "file": {"type": "string", "format": "binary"}, "version": {"type": "string"}}}},
+                       "file": {"type": "string", "format": "binary"}, "version": {"type": "string"},
+                       "identifier_columns": {"type": "string", "description": "Comma-separated direct identifier "
+                                              "columns, pseudonymised before storage"}}}},
                    responses={201: BatchOut, 200: BatchOut, **ERROR_RESPONSES}, parameters=[IDEMPOTENCY_PARAMETER])
     @idempotent
     def post(self, request: Request, name: str) -> Response:
@@ -295,8 +300,10 @@ class PredictionBatchView(FairnessView):
         label = request.data.get("version") or ""
         version = (governance_selectors.model_version_get(user=request.user, model_name=name, label=label)
                    if label else None)
+        identifiers = [name.strip() for name in str(request.data.get("identifier_columns") or "").split(",")
+                       if name.strip()]
         batch, created = prediction_batch_upload(by=request.user, model=model, uploaded=uploaded,
-                                                 served_version=version)
+                                                 served_version=version, identifier_columns=identifiers)
         return Response(BatchOut(batch).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     @extend_schema(operation_id="fairness_prediction_batches_list",

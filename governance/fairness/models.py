@@ -206,3 +206,60 @@ class PredictionBatch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model.name} predictions {self.sha256[:12]}"
+
+
+class SealedFile(models.Model):
+    """A stored data file holding personal data, sealed (core.sealed) under its own data key.
+
+    The wrapped data key lives here, never in the file; erasing empties it and removes the file
+    (crypto-shredding), and the row stays as the record of what was erased, when and why.
+    """
+
+    class Kind(models.TextChoices):
+        DATASET = "dataset", "Evaluation data set"
+        BATCH = "batch", "Production prediction batch"
+        PROFILE = "profile", "Reference profile body (holds the reference values)"
+
+    file_id = models.CharField(max_length=32, unique=True, help_text="Hex of the 16-byte id in the file header")
+    name = models.CharField(max_length=500, unique=True, help_text="Storage name under MEDIA_ROOT")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    team = models.ForeignKey("governance.Team", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    model = models.ForeignKey(RegisteredModel, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    file_format = models.CharField(max_length=10)
+    kek_id = models.CharField(max_length=32, blank=True)
+    wrapped_key = models.BinaryField(blank=True, default=b"", editable=False)
+    source_sha256 = models.CharField(max_length=64, help_text="SHA-256 of the bytes as uploaded")
+    content_sha256 = models.CharField(max_length=64, help_text="SHA-256 of the stored (pseudonymised) plaintext")
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    identifier_columns = models.JSONField(default=list, blank=True, help_text="Replaced by keyed hashes before storage")
+    sensitive_columns = models.JSONField(default=list, blank=True, help_text="Special-category attributes it holds")
+    purpose = models.CharField(max_length=500, blank=True, help_text="Why the data is processed")
+    retention_until = models.DateTimeField(null=True, blank=True)
+    retention_set_by = models.CharField(max_length=200, blank=True, help_text="'policy' or the risk officer's label")
+    created_at = models.DateTimeField(auto_now_add=True)
+    erased_at = models.DateTimeField(null=True, blank=True)
+    erasure_reason = models.CharField(max_length=40, blank=True)
+    replaced_by = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaces",
+                                       help_text="A row-level erasure's rewrite of this file")
+
+    class Meta:
+        ordering = ["pk"]
+        indexes = [models.Index(fields=["erased_at", "retention_until"], name="fairness_sealed_retention_idx")]
+        constraints = [models.CheckConstraint(condition=Q(erased_at__isnull=True) | Q(wrapped_key=b""),
+                                              name="fairness_sealed_erased_has_no_key")]
+
+    def __str__(self) -> str:
+        return f"sealed {self.kind} {self.content_sha256[:12]}"
+
+
+class TeamPseudonymKey(models.Model):
+    """A team's HMAC key for pseudonyms, wrapped by the KEK like a data key (rotation re-wraps it)."""
+
+    team = models.OneToOneField("governance.Team", on_delete=models.PROTECT, related_name="+")
+    key_id = models.CharField(max_length=32, unique=True)
+    kek_id = models.CharField(max_length=32)
+    wrapped_key = models.BinaryField(editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"pseudonym key of {self.team_id}"

@@ -41,11 +41,23 @@ def verify(secret: str, *, headers: dict[str, str], body: bytes, max_age_s: int 
     """What a receiver does: recompute the signature and refuse stale timestamps."""
     try:
         timestamp = headers[TIMESTAMP_HEADER]
-        expected = sign(secret, delivery_id=headers[DELIVERY_ID_HEADER], timestamp=timestamp, body=body)
-        fresh = abs((now or time.time()) - int(timestamp)) <= max_age_s
+        fresh = is_fresh(timestamp, max_age_s=max_age_s, now=now)
+        delivery_id = headers[DELIVERY_ID_HEADER]
     except (KeyError, ValueError):
         return False
-    return fresh and hmac.compare_digest(expected, headers.get(SIGNATURE_HEADER, ""))
+    return fresh and signature_matches(secret, delivery_id=delivery_id, timestamp=timestamp, body=body,
+                                       signature=headers.get(SIGNATURE_HEADER, ""))
+
+
+def signature_matches(secret: str, *, delivery_id: str, timestamp: str, body: bytes, signature: str) -> bool:
+    """Constant-time check of a `v1,<base64>` signature (MLflow's registry webhooks use the same one)."""
+    expected = sign(secret, delivery_id=delivery_id, timestamp=timestamp, body=body)
+    return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
+
+
+def is_fresh(timestamp: str, *, max_age_s: int, now: float | None = None) -> bool:
+    """Whether a Unix-seconds timestamp is within `max_age_s` of now; ValueError if it is not an integer."""
+    return abs((time.time() if now is None else now) - int(timestamp)) <= max_age_s
 
 
 def payload(run: Any) -> dict[str, Any]:
@@ -68,14 +80,23 @@ def payload(run: Any) -> dict[str, Any]:
 
 def send_webhook(run: Any) -> str | None:
     """POST the signed event; returns the delivery id, or None when no webhook is configured."""
+    delivery_id = post_event(EVENT, payload(run))
+    if delivery_id:
+        logger.info("fairness webhook delivered: audit %s, delivery %s", run.pk, delivery_id)
+    return delivery_id
+
+
+def post_event(event: str, data: dict[str, Any]) -> str | None:
+    """POST one signed event to the alert webhook (also used for MLflow policy violations); the
+    delivery id, or None when no webhook is configured. Raises ConnectionError on a non-2xx."""
     url = settings.FAIRNESS_WEBHOOK_URL
     if not url:
         return None
-    body = json.dumps(payload(run), sort_keys=True, separators=(",", ":")).encode()
+    body = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
     delivery_id = str(uuid.uuid4())
     timestamp = str(int(time.time()))
     headers = {"Content-Type": "application/json", DELIVERY_ID_HEADER: delivery_id, TIMESTAMP_HEADER: timestamp,
-               EVENT_HEADER: EVENT}
+               EVENT_HEADER: event}
     if settings.FAIRNESS_WEBHOOK_SECRET:
         headers[SIGNATURE_HEADER] = sign(settings.FAIRNESS_WEBHOOK_SECRET, delivery_id=delivery_id,
                                          timestamp=timestamp, body=body)
@@ -83,7 +104,6 @@ def send_webhook(run: Any) -> str | None:
     if response.status_code >= 300:
         # OSError subclass: the task retries it with backoff.
         raise ConnectionError(f"webhook answered {response.status_code}")
-    logger.info("fairness webhook delivered: audit %s, delivery %s", run.pk, delivery_id)
     return delivery_id
 
 

@@ -22,6 +22,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.csv as pa_csv  # type: ignore[import-untyped]
 import pyarrow.parquet as pa_parquet  # type: ignore[import-untyped]
 
+from core.sealed import arrow_source, open_plain
 from governance.fairness.engine import (
     ConfusionAccumulator,
     FairnessInputError,
@@ -143,7 +144,7 @@ def _accumulate(
 def file_sha256(path: str | os.PathLike[str], *, stop: threading.Event | None = None) -> str:
     """Hex SHA-256 of the file's bytes, read in 1 MiB blocks; gives up early once ``stop`` is set."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_plain(path) as handle:
         while block := handle.read(_HASH_BLOCK_BYTES):
             if stop is not None and stop.is_set():
                 return ""
@@ -156,8 +157,8 @@ def _fingerprint(path: Path) -> tuple[int, int, int]:
     return status.st_size, status.st_mtime_ns, status.st_ino
 
 
-def _detect_format(path: Path) -> FileFormat:
-    with open(path, "rb") as handle:
+def _detect_format(path: Any) -> FileFormat:
+    with open_plain(path) as handle:
         magic = handle.read(len(_PARQUET_MAGIC))
     return "parquet" if magic == _PARQUET_MAGIC else "csv"
 
@@ -167,9 +168,9 @@ def _slices(batch: Any, chunk_rows: int) -> Iterator[Any]:
         yield batch.slice(start, chunk_rows)
 
 
-def _check_csv_header(path: Path) -> None:
+def _check_csv_header(path: Any) -> None:
     """Refuse binary data before pyarrow reads it as a header of odd column names."""
-    with open(path, "rb") as handle:
+    with open_plain(path) as handle:
         head = handle.read(_SNIFF_BYTES)
     if not head:
         raise FairnessInputError("fairness_empty_input", f"{path.name} is empty")
@@ -189,7 +190,7 @@ def _check_csv_header(path: Path) -> None:
             ) from error
 
 
-def _csv_batches(path: Path, needed: list[str], chunk_rows: int, score_column: str | None) -> Iterator[Any]:
+def _csv_batches(path: Any, needed: list[str], chunk_rows: int, score_column: str | None) -> Iterator[Any]:
     _check_csv_header(path)
     bad_rows: list[Any] = []
 
@@ -213,7 +214,7 @@ def _csv_batches(path: Path, needed: list[str], chunk_rows: int, score_column: s
 
     try:
         reader = pa_csv.open_csv(
-            path,
+            arrow_source(path),
             # Single-threaded parsing keeps row numbers in parse errors and memory low.
             read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
             parse_options=pa_csv.ParseOptions(invalid_row_handler=record_bad_row),
@@ -258,9 +259,9 @@ def _error_kind(error: Exception) -> str:
     return type(error).__name__
 
 
-def _missing_csv_columns(path: Path, needed: Sequence[str]) -> list[str]:
+def _missing_csv_columns(path: Any, needed: Sequence[str]) -> list[str]:
     try:
-        reader = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=_SNIFF_BYTES << 4))
+        reader = pa_csv.open_csv(arrow_source(path), read_options=pa_csv.ReadOptions(block_size=_SNIFF_BYTES << 4))
         names = set(reader.schema.names)
         reader.close()
     except pa.ArrowException:
@@ -268,9 +269,9 @@ def _missing_csv_columns(path: Path, needed: Sequence[str]) -> list[str]:
     return [name for name in needed if name not in names]
 
 
-def _parquet_batches(path: Path, needed: list[str], chunk_rows: int) -> Iterator[Any]:
+def _parquet_batches(path: Any, needed: list[str], chunk_rows: int) -> Iterator[Any]:
     try:
-        parquet_file = pa_parquet.ParquetFile(path)
+        parquet_file = pa_parquet.ParquetFile(arrow_source(path))
     except (pa.ArrowException, OSError) as error:
         raise FairnessInputError(
             "fairness_malformed_file",

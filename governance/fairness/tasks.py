@@ -46,3 +46,11 @@ def fairness_audit_recover_task() -> list[int]:
 def fairness_notify_task(run_id: int) -> bool:
     """E-mail and signed webhook for a failing audit, once (network errors retry with backoff)."""
     return audit_notify(run_id=run_id)
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def sealed_files_expire_task() -> list[str]:
+    """Beat job: crypto-shred every data set and batch whose retention has ended."""
+    from governance.fairness.services.vault import sealed_files_expire
+
+    return sealed_files_expire()

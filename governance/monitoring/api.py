@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from django.http import QueryDict
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import ERROR_RESPONSES, CursorlessPagination, paginated
-from core.errors import InvalidInput, NotFound
+from core.errors import InvalidInput
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from core.ids import object_id
 from governance import selectors as governance_selectors
@@ -109,12 +109,10 @@ class ProfileListView(MonitoringView):
         version = governance_selectors.model_version_get(user=request.user, model_name=data["model"], label=data["version"])
         dataset_version = None
         if data["dataset_version"] is not None:
-            from lineage.models import DatasetVersion
+            from lineage import selectors as lineage_selectors
 
-            dataset_version = DatasetVersion.objects.filter(pk=data["dataset_version"]).first()
-            if dataset_version is None:
-                raise NotFound(f"No dataset version {data['dataset_version']}.", code="dataset_version_not_found",
-                               extra={"id": data["dataset_version"]})
+            # Team-scoped like every lineage read: another team's dataset version does not exist here.
+            dataset_version = lineage_selectors.dataset_version_get(version_id=data["dataset_version"], user=request.user)
         profile = reference_profile_create(by=request.user, version=version, columns=data["columns"] or None,
                                            categorical=data["categorical"] or None, dataset_version=dataset_version,
                                            file=request.FILES.get("file"), bins=data["bins"])
@@ -183,6 +181,12 @@ class RunOut(serializers.Serializer):
     breached = serializers.BooleanField()
     ledger_seq = serializers.IntegerField(allow_null=True)
     result = serializers.DictField()
+    input_erasure = serializers.SerializerMethodField(
+        help_text="Set once a batch or the profile this run read was erased: 'input erased under retention policy'")
+
+    @extend_schema_field(serializers.DictField(allow_null=True))
+    def get_input_erasure(self, run: Any) -> dict[str, Any] | None:
+        return selectors.monitor_run_input_erasure(run)
 
 
 class AlertOut(serializers.Serializer):

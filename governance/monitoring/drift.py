@@ -1,6 +1,6 @@
 """The drift engine: a frozen reference profile per column, and drift of a window against it.
 
-Pure numpy; no ORM, no settings. The contract:
+Pure numpy (pyarrow counts text columns); no ORM, no settings. The contract:
 
 - A **profile** freezes, per column, what every later window is compared with: numeric
   columns keep their sorted non-missing values (the exact summary KS and Wasserstein need),
@@ -108,8 +108,33 @@ def numeric_values(values: Iterable[Any] | np.ndarray) -> tuple[np.ndarray, int]
     return floats[present], int(floats.size - int(present.sum()))
 
 
+def _text_counts(values: Iterable[Any]) -> tuple[dict[str, int], int] | None:
+    """The counts of a column that is all text (and missing values), in Arrow's C loops; None otherwise."""
+    import pyarrow as pa  # type: ignore[import-untyped]
+    import pyarrow.compute as pc  # type: ignore[import-untyped]
+
+    if isinstance(values, pa.ChunkedArray | pa.Array):
+        array = values
+    else:
+        try:
+            array = pa.array(values if isinstance(values, list | np.ndarray) else list(values), from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+            return None
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        return None
+    empty = pc.equal(array, "")
+    missing = array.null_count + int(pc.sum(empty).as_py() or 0)
+    present = pc.filter(array, pc.invert(pc.fill_null(empty, True)))
+    counted = pc.value_counts(present)
+    pairs = zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True)
+    return {str(name): int(count) for name, count in sorted(pairs)}, missing
+
+
 def categorical_counts(values: Iterable[Any]) -> tuple[dict[str, int], int]:
     """Counts per category (as text; 1 and '1' are one category) and the missing count."""
+    fast = _text_counts(values)
+    if fast is not None:
+        return fast
     array = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=object)
     missing = 0
     labels: list[str] = []

@@ -108,6 +108,10 @@ class MonitorRun(models.Model):
     result_sha256 = models.CharField(max_length=64)
     breached = models.BooleanField(default=False)
     ledger_seq = models.BigIntegerField(null=True, blank=True)
+    # A run with alerts notifies once: each channel is marked when it succeeded (a retry skips it).
+    webhook_sent_at = models.DateTimeField(null=True, blank=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+    notified_at = models.DateTimeField(null=True, blank=True, help_text="When every alert notice of the run was sent")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

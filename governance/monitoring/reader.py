@@ -17,20 +17,21 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.csv as pa_csv  # type: ignore[import-untyped]
 import pyarrow.parquet as pa_parquet  # type: ignore[import-untyped]
 
+from core.sealed import SealedPath, SealError, arrow_source, open_plain
 from governance.monitoring.drift import DriftInputError
 
 _PARQUET_MAGIC = b"PAR1"
 
 
-def file_columns(path: str | os.PathLike[str]) -> tuple[str, list[str], set[str]]:
+def file_columns(path: str | os.PathLike[str] | SealedPath) -> tuple[str, list[str], set[str]]:
     """(format, column names, names whose type is text or boolean) of a CSV or Parquet file."""
     file_path = _existing(path)
     if _is_parquet(file_path):
         schema = _parquet(file_path).schema_arrow
         return "parquet", list(schema.names), {f.name for f in schema if _is_text(f.type)}
     try:
-        reader = pa_csv.open_csv(file_path)
-    except (pa.ArrowInvalid, UnicodeDecodeError) as error:
+        reader = pa_csv.open_csv(arrow_source(file_path))
+    except (pa.ArrowInvalid, UnicodeDecodeError, SealError) as error:
         raise DriftInputError("drift_malformed_file", f"{file_path.name} is not a readable CSV file: {error}") from error
     schema = reader.schema
     return "csv", list(schema.names), {f.name for f in schema if _is_text(f.type)}
@@ -45,7 +46,8 @@ def choose_columns(names: Sequence[str], text_columns: set[str], columns: Sequen
     return [name for name in chosen if name not in categorical_names], categorical_names
 
 
-def read_columns(path: str | os.PathLike[str], numeric: Sequence[str], categorical: Sequence[str]) -> Iterator[tuple[str, Any]]:
+def read_columns(path: str | os.PathLike[str] | SealedPath,
+                 numeric: Sequence[str], categorical: Sequence[str]) -> Iterator[tuple[str, Any]]:
     """(name, values) for each named column: float64 arrays for numeric, lists of text for categorical."""
     file_path = _existing(path)
     wanted = [*numeric, *categorical]
@@ -60,7 +62,7 @@ def read_columns(path: str | os.PathLike[str], numeric: Sequence[str], categoric
         include_columns=wanted, strings_can_be_null=True,
         column_types={**{name: pa.float64() for name in numeric}, **{name: pa.string() for name in categorical}})
     try:
-        table = pa_csv.read_csv(file_path, convert_options=options)
+        table = pa_csv.read_csv(arrow_source(file_path), convert_options=options)
     except (pa.ArrowInvalid, UnicodeDecodeError, KeyError) as error:
         text = str(error)
         if "No non-null" in text or "not found" in text.lower() or isinstance(error, KeyError):
@@ -71,7 +73,7 @@ def read_columns(path: str | os.PathLike[str], numeric: Sequence[str], categoric
         yield name, _convert(file_path, name, table.column(name), name in categorical)
 
 
-def _convert(path: Path, name: str, column: Any, categorical: bool) -> Any:
+def _convert(path: Any, name: str, column: Any, categorical: bool) -> Any:
     if categorical:
         return column.cast(pa.string()).to_pylist()
     if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_null(column.type)):
@@ -80,23 +82,23 @@ def _convert(path: Path, name: str, column: Any, categorical: bool) -> Any:
     return column.cast(pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
 
 
-def _existing(path: str | os.PathLike[str]) -> Path:
-    file_path = Path(path)
+def _existing(path: str | os.PathLike[str] | SealedPath) -> Any:
+    file_path = path if isinstance(path, SealedPath) else Path(path)
     if not file_path.is_file():
-        raise DriftInputError("drift_file_not_found", f"{file_path} does not exist or is not a file")
-    if file_path.stat().st_size == 0:
+        raise DriftInputError("drift_file_not_found", f"{file_path.name} does not exist or is not a file")
+    if (file_path.size() if isinstance(file_path, SealedPath) else file_path.stat().st_size) == 0:
         raise DriftInputError("drift_empty_input", f"{file_path.name} is empty")
     return file_path
 
 
-def _is_parquet(path: Path) -> bool:
-    with open(path, "rb") as handle:
+def _is_parquet(path: Any) -> bool:
+    with open_plain(path) as handle:
         return handle.read(len(_PARQUET_MAGIC)) == _PARQUET_MAGIC
 
 
-def _parquet(path: Path) -> Any:
+def _parquet(path: Any) -> Any:
     try:
-        return pa_parquet.ParquetFile(path)
+        return pa_parquet.ParquetFile(arrow_source(path))
     except (pa.ArrowInvalid, OSError) as error:
         raise DriftInputError("drift_malformed_file", f"{path.name} is not a readable Parquet file: {error}") from error
 
@@ -106,7 +108,7 @@ def _is_text(arrow_type: Any) -> bool:
                 or pa.types.is_dictionary(arrow_type))
 
 
-def _check_present(path: Path, names: Sequence[str], wanted: Sequence[str]) -> None:
+def _check_present(path: Any, names: Sequence[str], wanted: Sequence[str]) -> None:
     absent = [name for name in wanted if name not in names]
     if absent:
         raise DriftInputError("drift_missing_column", f"{path.name} has no column {', '.join(map(repr, absent))}")

@@ -78,3 +78,44 @@ def drift_trend(*, user: Any, monitor_id: int, limit: int = 100) -> list[dict[st
                                        "drift": c["drift"]} for c in run.result["drift"]["columns"]},
              "performance": {k: v for k, v in (run.result.get("performance") or {}).items() if k != "calibration"}}
             for run in reversed(runs)]
+
+
+def monitor_run_input_erasure(run: MonitorRun) -> dict[str, Any] | None:
+    """The erasure note of a run whose batches or reference profile were erased since (issue 18)."""
+    from governance.fairness.models import PredictionBatch
+    from governance.fairness.services.vault import erasure_note
+
+    batch_ids = [item.get("id") for item in run.batches or [] if isinstance(item, dict)]
+    names = list(PredictionBatch.objects.filter(pk__in=batch_ids).values_list("file", flat=True))
+    return erasure_note([*names, run.profile.profile_file])
+
+
+def revalidation_overdue(*, user: Any, model_name: str | None = None, now: Any = None) -> list[dict[str, Any]]:
+    """Deployed versions whose monitor's policy wants re-approval every N days (`revalidate_days`)
+    and whose latest approval is older than that: the version, its last approval, the days overdue.
+    One query, whatever the number of monitors."""
+    from datetime import timedelta
+
+    from django.db.models import OuterRef, Subquery
+    from django.utils import timezone
+
+    from governance.models import ApprovalRequest, RequestStatus, VersionStatus
+
+    moment = now or timezone.now()
+    last_approval = (ApprovalRequest.objects.filter(version=OuterRef("version"), status=RequestStatus.APPROVED)
+                     .order_by("-closed_at").values("closed_at")[:1])
+    monitors = (monitor_list(user=user, model_name=model_name)
+                .filter(version__status=VersionStatus.DEPLOYED, thresholds__revalidate_days__isnull=False)
+                .annotate(last_approved=Subquery(last_approval)).order_by("version__model__name", "version__label", "pk"))
+    found: list[dict[str, Any]] = []
+    for monitor in monitors:
+        days = (monitor.thresholds or {}).get("revalidate_days")
+        if not days:
+            continue
+        last = monitor.last_approved
+        due = (last + timedelta(days=days)) if last else None
+        if due is None or due < moment:
+            found.append({"model": monitor.version.model.name, "version": monitor.version.label, "monitor": monitor.pk,
+                          "every_days": days, "last_approved": last, "due": due,
+                          "days_overdue": (moment - due).days if due else None})
+    return found

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import httpx
 from celery import shared_task
 from django.db import OperationalError
 
-from governance.monitoring.services.monitors import monitor_run_scheduled, monitor_runs_due
+from governance.monitoring.services.monitors import monitor_run_notify, monitor_run_scheduled, monitor_runs_due
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(OperationalError,), retry_backoff=True,
@@ -22,3 +23,10 @@ def monitor_run_scheduled_task(monitor_id: int, slot: str) -> int | None:
 def monitor_runs_due_task() -> int:
     """Beat job: queue the runs of monitors whose current slot has none."""
     return len(monitor_runs_due())
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError, OSError, httpx.HTTPError), retry_backoff=True,
+             max_retries=8)
+def monitor_run_notify_task(run_id: int) -> bool:
+    """E-mail and signed webhook of a run's alerts, once (network errors retry with backoff)."""
+    return monitor_run_notify(run_id=run_id)

@@ -65,7 +65,8 @@ def model_section(*, user: Any, model: RegisteredModel, selected: ModelVersion |
         views.append(_monitor_view(monitor, runs))
     alerts = list(monitoring_selectors.alert_list(user=user, status="open", model_name=model.name)
                   .select_related("run").order_by("-pk")[:50])
-    return {"monitoring": views, "monitoring_alerts": alerts, "can_acknowledge": can_manage_specs(user, model)}
+    return {"monitoring": views, "monitoring_alerts": alerts, "can_acknowledge": can_manage_specs(user, model),
+            "revalidation_overdue": monitoring_selectors.revalidation_overdue(user=user, model_name=model.name)}
 
 
 def acknowledge(*, user: Any, model: RegisteredModel, alert_id: int, comment: str) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import Count, Prefetch, Q, QuerySet
 
-from audit import ledger
+from audit import ledger, witnesses
 from audit import selectors as audit_selectors
 from audit.models import Checkpoint, LedgerEntry, SigningKey
 from core.ids import parse_id
@@ -302,7 +302,9 @@ def ledger_entry_evidence(*, seq: int) -> dict[str, Any]:
     """One entry with what a browser needs to check it alone: bytes, hashes, proof, signed checkpoint, vkey."""
     entry = audit_selectors.ledger_entry_get(seq=seq)
     canonical = bytes(entry.canonical)
-    checkpoint = audit_selectors.checkpoint_latest()
+    # The latest checkpoint that witnesses cosigned, if one covers the entry; else the latest.
+    checkpoint = witnesses.checkpoint_to_show(entry.seq + 1)
+    cosignatures = witnesses.cosignatures_latest(checkpoint) if checkpoint else []
     proof: list[str] | None = None
     if checkpoint is not None and entry.seq < checkpoint.tree_size:
         proof = [_b64(node) for node in ledger.inclusion_proof(leaf_index=entry.seq, tree_size=checkpoint.tree_size)]
@@ -313,9 +315,14 @@ def ledger_entry_evidence(*, seq: int) -> dict[str, Any]:
         "leaf_index": entry.seq,
         "tree_size": checkpoint.tree_size if checkpoint else None,
         "proof_b64": proof,
-        "checkpoint_note": checkpoint.note if checkpoint else None,
+        "checkpoint_note": witnesses.cosigned_note(checkpoint, cosignatures) if checkpoint else None,
         "vkey": checkpoint.key.vkey if checkpoint else None,
+        # The witnesses of the service's policy; the browser checks their cosignatures itself.
+        "witnesses": [{key: item[key] for key in ("name", "vkey", "not_independent")} for item in policy_witnesses()],
     }
+    from governance.pages.signing import approver_signature_evidence
+
+    verify_data.update(approver_signature_evidence(entry=entry, checkpoint=checkpoint))
     return {
         "entry": entry,
         "pretty": json.dumps(json.loads(canonical), indent=2),  # non-ASCII as \u escapes: no look-alikes
@@ -326,7 +333,22 @@ def ledger_entry_evidence(*, seq: int) -> dict[str, Any]:
         "checkpoint": checkpoint,
         "proof": proof,
         "verify_data": verify_data,
+        "cosigned_note": verify_data["checkpoint_note"],
+        "cosignatures": cosignatures,
     }
+
+
+def policy_witnesses() -> list[dict[str, object]]:
+    """The witnesses of the service's policy file (name, vkey, URL, whether it is the demo's), or none."""
+    try:
+        policy = witnesses.witness_policy()
+    except (OSError, ValueError):
+        return []
+    if policy is None:
+        return []
+    return [{"name": name, "vkey": item.key.vkey, "url": item.url or "",
+             "not_independent": item.key.name.endswith("/not-independent")}
+            for name, item in policy.witnesses.items()]
 
 
 def subject_page_url(subject_type: str, subject_id: str) -> str | None:

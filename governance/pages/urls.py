@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from governance.pages import views
+from governance.pages import signing, views
 
 app_name = "pages"
 
@@ -17,6 +17,7 @@ urlpatterns = [
     path("models/<str:name>/audit/", views.model_run_audit, name="audit"),
     path("models/<str:name>/alerts/<rowid:alert_id>/acknowledge/", views.alert_acknowledge, name="alert-acknowledge"),
     path("keys/", views.keys, name="keys"),
+    path("me/signing/", signing.signing, name="signing"),
     path("ledger/", views.ledger_list, name="ledger"),
     path("ledger/<seq:seq>/", views.ledger_entry, name="ledger-entry"),
 ]

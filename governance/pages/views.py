@@ -25,9 +25,10 @@ from audit import selectors as audit_selectors
 from core.actor import from_visible
 from core.errors import NotFound, ServiceError, error_text
 from core.ids import parse_id
+from governance.integrations.mlflow import selectors as mlflow_selectors
 from governance.models import ApprovalRequest, Decision, ModelVersion, RequestStatus, VersionStatus
 from governance.monitoring import selectors as monitoring_selectors
-from governance.pages import fairness, selectors
+from governance.pages import fairness, selectors, signing
 from governance.pages import monitoring as monitoring_section
 from governance.permissions import can_decide, can_write_model
 from governance.registry.services.approvals import approval_decide, model_version_submit, quorum_state
@@ -58,6 +59,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "activity_scope": scope,
         "can_read_ledger": audit_selectors.can_read_ledger(user),
         "open_alerts": list(monitoring_selectors.alert_list(user=user, status="open")[:20]),
+        "revalidation_overdue": monitoring_selectors.revalidation_overdue(user=user)[:20],
+        "mlflow_violations": mlflow_selectors.violations_visible(visible=visible),  # mlflow: alias violations
         **_audit_overview(user, visible),
     }
     return render(request, "pages/dashboard.html", {"nav": "dashboard", **context})
@@ -109,7 +112,11 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         "bundle_id": _int_param(request, "bundle"),
         "decisions": Decision.choices,
         "draft": VersionStatus.DRAFT,
+        "mlflow_violations": mlflow_selectors.violations_visible(visible=selectors.visible_models(user=user),
+                                                                 model=model),  # mlflow: alias violations
     }
+    context.update(signing.decide_context(user=user, model=model, pending=context["pending"],
+                                          can_decide=context["can_decide"]))
     context.update(fairness.model_section(user=user, model=model, versions=page.versions, selected=selected,
                                           audit_id=_int_param(request, "audit"),
                                           result_id=_int_param(request, "audit_result")))
@@ -155,8 +162,9 @@ def request_decide(request: HttpRequest, name: str, request_id: int) -> HttpResp
         raise Http404("No such approval request.")
     decision = request.POST.get("decision", "")
     try:
-        approval_decide(request=approval, by=request.user, decision=decision,
-                                 comment=request.POST.get("comment", ""))
+        approval_decide(request=approval, by=request.user, decision=decision, comment=request.POST.get("comment", ""),
+                        signature=signing.posted_signature(request.POST.get("signature", ""),
+                                                           request.POST.get("dsse_envelope", "")))
     except ServiceError as exc:
         messages.error(request, error_text(exc))
     else:
@@ -307,4 +315,5 @@ def keys(request: HttpRequest) -> HttpResponse:
     return render(request, "pages/keys.html", {
         "nav": "keys", "signing_keys": signing_keys, "verify_url": request.build_absolute_uri(VERIFY_URL),
         "verify_sha256": verify_py_sha256(), "command_keys": [key.vkey for key in signing_keys],
+        "witnesses": selectors.policy_witnesses(),
     })

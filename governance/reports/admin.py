@@ -13,6 +13,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.urls import path, reverse
+from django.utils.cache import patch_cache_control
 from django.utils.html import format_html
 
 from core.admin import ReadOnlyModelAdmin
@@ -75,6 +76,7 @@ class GeneratedReportAdmin(ReadOnlyModelAdmin):
         response = FileResponse(getattr(report, field).open("rb"), content_type=content_type,
                                 as_attachment=fmt != "pdf", filename=name)
         response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+        patch_cache_control(response, no_store=True, private=True)  # group results of special categories
         return response
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import FileResponse
+from django.utils.cache import patch_cache_control
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -94,4 +95,5 @@ class BundleDownloadView(APIView):
         response = FileResponse(export.file.open("rb"), as_attachment=True, filename=name,
                                 content_type="application/zip")
         response["X-Manifest-SHA256"] = export.manifest_sha256
+        patch_cache_control(response, no_store=True, private=True)  # group results of special categories
         return response

@@ -9,6 +9,8 @@ is a DSSE envelope over the exact bytes of `manifest.json`, signed with the atte
     ledger/checkpoint.txt     a signed C2SP checkpoint whose tree covers every entry
     ledger/proofs.json        {"tree_size", "proofs": [{"seq", "leaf_index", "tree_size", "hashes": [base64]}]}
     ledger/consistency.json   {"first", "second", "hashes": [base64], "latest_checkpoint": signed note}
+    ledger/timestamps/checkpoint-<tree_size>-<n>.tst   RFC 3161 tokens (DER) over the signed note of
+                              the bundle's checkpoint and of the latest one (with TSA_URL set)
     keys/<purpose>-<id>.vkey|.pem   every public key that signed something in the bundle
     attestations/, audits/, report/  given by the caller, stored byte for byte
     VERIFY.md                 the guide to checking the bundle (it says where to get verify.py)
@@ -39,7 +41,7 @@ from django.utils import timezone
 
 from audit import dsse, ledger, merkle, witnesses
 from audit.keys import active_key, public_pem
-from audit.models import Checkpoint, LedgerEntry, MerkleNode, SigningKey, node_key
+from audit.models import Checkpoint, LedgerEntry, LedgerHead, MerkleNode, SigningKey, node_key
 
 BUNDLE_FORMAT = "governance-bundle/v1"
 MANIFEST_PAYLOAD_TYPE = "application/vnd.governance.bundle-manifest+json"
@@ -296,6 +298,20 @@ def _fetch_subtrees(needed: set[tuple[int, int]]) -> dict[tuple[int, int], bytes
     return found
 
 
+# --- RFC 3161 timestamps --------------------------------------------------------------------
+
+def _timestamp_tokens(checkpoints: list[Checkpoint]) -> list[tuple[str, bytes]]:
+    """Every stored token of these checkpoints; with a TSA configured, each gets one first if it has none."""
+    from audit.services import checkpoint_timestamp
+
+    files: list[tuple[str, bytes]] = []
+    for checkpoint in {item.tree_size: item for item in checkpoints}.values():
+        checkpoint_timestamp(checkpoint=checkpoint, actor="system:bundle_export")
+        for index, token in enumerate(checkpoint.timestamps.order_by("gen_time", "pk").values_list("token", flat=True)):
+            files.append((f"ledger/timestamps/checkpoint-{checkpoint.tree_size}-{index}.tst", bytes(token)))
+    return files
+
+
 # --- Keys ----------------------------------------------------------------------------------
 
 def _key_files(records: Iterable[SigningKey], extra_public_keys: dict[str, bytes]) -> dict[str, bytes]:
@@ -403,6 +419,8 @@ def build_bundle(
         witnessed = _witnessed_document(checkpoint)
         if witnessed is not None:
             writer.add("ledger/witnessed.json", _json_bytes(witnessed))
+        for path, token in _timestamp_tokens([checkpoint, latest]):
+            writer.add(path, token)
 
         report_progress(75, "attestations, audits and report")
         envelope_items = (sorted(attestations.items()) if isinstance(attestations, dict)
@@ -436,6 +454,10 @@ def build_bundle(
             "bounded_subjects": [item.manifest() for item in bounded],
             "selection_rule": SELECTION_RULE,
             "entry_count": len(rows),
+            # Entries from this seq on name the previous entry about their subject (subject_prev),
+            # so verify.py proves each subject's history in the bundle has no gap.
+            "subject_prev_from": LedgerHead.objects.filter(pk=1).values_list(
+                "subject_prev_from", flat=True).first() or 0,
             "checkpoint_tree_size": checkpoint.tree_size,
             "latest_tree_size": latest.tree_size,
             "files": sorted(writer.files, key=lambda item: item["path"]),

@@ -24,7 +24,7 @@ from django.db.models import Q, QuerySet
 from audit.models import LedgerEntry
 from core.errors import NotFound
 from governance import selectors as governance_selectors
-from governance.fairness.models import AuditRun, AuditSpec, PredictionBatch
+from governance.fairness.models import AuditRun, AuditSpec, PredictionBatch, SealedFile
 from governance.models import (
     ApprovalDecision,
     ApprovalPolicy,
@@ -36,6 +36,7 @@ from governance.models import (
 from governance.permissions import is_active_user
 from governance.reports.bundle import PEOPLE_ACTION_PREFIXES, BoundedSubject
 from governance.reports.models import BundleExport
+from governance.signatures.models import ApproverCredential
 from lineage import graph
 from lineage.models import Attestation, DatasetVersion, LineageNode, PipelineKey
 
@@ -106,6 +107,11 @@ def bundle_plan_for_model(*, model_name: str, version_label: str = "", user: Any
     subjects.update(("governance.approvalrequest", str(pk)) for pk in requests)
     subjects.update(("governance.approvaldecision", str(pk))
                     for pk in ApprovalDecision.objects.filter(request__in=requests).values_list("pk", flat=True))
+    # The signing credentials of everyone who decided: their registration (and revocation) entries
+    # show when each key became valid, so verify.py can refuse a signature by a back-dated key.
+    approver_ids = ApprovalDecision.objects.filter(request__in=requests).values_list("approver_id", flat=True)
+    subjects.update(("signatures.approvercredential", str(pk))
+                    for pk in ApproverCredential.objects.filter(user_id__in=approver_ids).values_list("pk", flat=True))
     policy_ids = set(ApprovalPolicy.objects.filter(model=model).values_list("pk", flat=True))
     request_rows = list(ApprovalRequest.objects.filter(pk__in=requests).values_list("policy_id", "policy_snapshot"))
     for policy_id, snapshot in request_rows:
@@ -126,6 +132,13 @@ def bundle_plan_for_model(*, model_name: str, version_label: str = "", user: Any
     subjects.update(("fairness.auditspec", str(pk)) for pk in specs)
     subjects.update(("fairness.predictionbatch", str(pk))
                     for pk in PredictionBatch.objects.filter(model=model).values_list("pk", flat=True))
+    # Sealed data files: their reads, retention changes and erasures (issue 18).
+    subjects.update(("fairness.sealedfile", str(pk))
+                    for pk in SealedFile.objects.filter(model=model).values_list("pk", flat=True))
+
+    from governance.monitoring import evidence as monitoring_evidence
+
+    subjects.update(monitoring_evidence.bundle_subjects(versions))
 
     refs = Q(ref_type=VERSION_TYPE, ref_id__in=[str(version.pk) for version in versions])
     refs |= Q(ref_type="governance.deployment", ref_id__in=[str(pk) for pk in deployments])
@@ -246,3 +259,53 @@ def verify_command(bundle_path: str) -> str:
     keys = " ".join(f"--trusted-key '{vkey}'" for vkey in SigningKey.objects.order_by("pk").values_list("vkey", flat=True))
     return (f"get verify.py from the service's {VERIFY_URL} (sha256 {verify_py_sha256()}, also on /keys/ and in the "
             f"README), then: python3 verify.py {bundle_path} {keys}")
+
+
+# --- Sensitive data: erasure notes and records of processing (issue 18) -------------------------
+
+def input_erasure(audit: AuditRun) -> dict[str, Any] | None:
+    """When an audit's input data has been erased since: when, why, and the digests that are gone.
+    The result and its digests stay; the note says the input no longer exists, so a reader does not
+    take a missing input for a failure."""
+    from governance.fairness.services.vault import erasure_note
+
+    return erasure_note(item.get("path") or "" for item in audit.input_files or [])
+
+
+def processing_records(model: RegisteredModel) -> dict[str, Any]:
+    """What the records of processing section shows: purposes (the audit specs), the stored files with
+    their retention and erasures, the safeguards in force and how many reads were recorded."""
+    from django.conf import settings
+
+    from governance.fairness.services.vault import keyring_summary
+
+    attributes = [{"spec": spec.name, "target": str(spec.target), "sensitive": list(spec.sensitive),
+                   "purpose": f"bias detection and correction (EU AI Act Art. 10(5)) for '{model.name}'"
+                              + (f" version {spec.version.label}" if spec.version_id else " in production"),
+                   "created_by": spec.created_by.get_username() if spec.created_by_id else None}
+                  for spec in AuditSpec.objects.filter(model=model).select_related("version", "created_by")
+                  .order_by("pk")]
+    records = list(SealedFile.objects.filter(model=model).order_by("pk"))
+    files = [{"file_id": r.file_id, "kind": r.kind, "content_sha256": r.content_sha256,
+              "source_sha256": r.source_sha256, "identifier_columns": list(r.identifier_columns),
+              "sensitive_columns": list(r.sensitive_columns), "purpose": r.purpose,
+              "stored_at": r.created_at.isoformat(),
+              "retention_until": r.retention_until.isoformat() if r.retention_until else None,
+              "retention_set_by": r.retention_set_by,
+              "erased_at": r.erased_at.isoformat() if r.erased_at else None, "erasure_reason": r.erasure_reason}
+             for r in records]
+    reads = LedgerEntry.objects.filter(action="sealed_file.read", subject_type="fairness.sealedfile",
+                                       subject_id__in=[str(r.pk) for r in records]).count() if records else 0
+    return {"attributes": attributes, "files": files, "reads": reads,
+            "retention_policy_days": dict(settings.DATA_RETENTION_DAYS),
+            "safeguards": [
+                "Encryption at rest: AES-256-GCM in authenticated 1 MiB chunks, one random data key per file, "
+                "wrapped by a key-encryption key held outside the database" + keyring_summary(),
+                "Pseudonymisation at upload: declared direct identifiers replaced by HMAC-SHA256 with a per-team key",
+                "Documented access: every read is a ledger entry (who, why, which digest), in the transaction "
+                "of the run or download that caused it; reads only through purpose-checked services",
+                "Strict access control: team-scoped object permissions, deny by default",
+                "No transmission to other parties: bundles and reports carry digests and aggregates, never rows",
+                "Deletion by crypto-shredding when retention ends or on an erasure request; the ledger keeps "
+                "only digests",
+            ]}

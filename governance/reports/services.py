@@ -92,6 +92,9 @@ def bundle_contents_for(export: BundleExport, *, progress: Any = None) -> tuple[
     from governance.reports import render
 
     contents["audits"] = render.audit_files(plan.audits)
+    from governance.monitoring import evidence as monitoring_evidence
+
+    contents["extra_files"] = monitoring_evidence.bundle_files(plan.versions)
     contents["report"] = render.report_files(plan, progress=progress)
     return sorted(subjects), contents
 

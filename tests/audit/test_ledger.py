@@ -49,7 +49,8 @@ def test_genesis_links_to_zero_hash_and_entries_chain():
 def test_canonical_bytes_are_jcs_of_every_field_but_entry_hash():
     entry = ledger_append(actor="system:test", action="x.y", subject=("t", "1"), payload={"b": 2, "a": "é"})
     document = json.loads(bytes(entry.canonical))
-    assert set(document) == {"seq", "recorded_at", "actor", "action", "subject", "payload", "prev_hash"}
+    assert set(document) == {"seq", "recorded_at", "actor", "action", "subject", "payload", "prev_hash",
+                             "subject_prev"}
     assert document["subject"] == {"type": "t", "id": "1"}
     assert document["prev_hash"] == "00" * 32
     assert bytes(entry.canonical) == json.dumps(document, sort_keys=True, separators=(",", ":"),
@@ -167,7 +168,7 @@ def test_spliced_canonical_bytes_equal_the_reference_rfc8785_encoding():
     reference = rfc8785.dumps(entry_document(
         seq=document["seq"], recorded_at=document["recorded_at"], actor=document["actor"],
         action=document["action"], subject_type="t", subject_id="ü/1", payload=document["payload"],
-        prev_hash=bytes(entry.prev_hash)))
+        prev_hash=bytes(entry.prev_hash), subject_prev=document["subject_prev"]))
     assert bytes(entry.canonical) == reference
 
 
@@ -226,7 +227,7 @@ def test_server_and_client_append_paths_interleave_into_one_verifiable_tree():
         assert bytes(entry.canonical) == rfc8785.dumps(entry_document(
             seq=entry.seq, recorded_at=document["recorded_at"], actor=entry.actor, action=entry.action,
             subject_type=entry.subject_type, subject_id=entry.subject_id, payload=document["payload"],
-            prev_hash=previous))
+            prev_hash=previous, subject_prev=document["subject_prev"]))
         assert document["recorded_at"] == entry.recorded_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         assert bytes(entry.prev_hash) == previous
         assert bytes(entry.entry_hash) == hashlib.sha256(bytes(entry.canonical)).digest()
@@ -259,8 +260,9 @@ def test_postgresql_small_appends_run_in_the_server_function(django_assert_num_q
     with django_assert_num_queries(0):
         entries = ledger_append_many(_batch(ledger.SERVER_APPEND_MAX, "server"), checkpoint=False)
     assert [entry.seq for entry in entries] == list(range(ledger.SERVER_APPEND_MAX))
-    # One more than that goes the client way: the head lock and the server clock through Django.
-    with django_assert_num_queries(2):
+    # One more than that goes the client way: the head lock, the server clock and the latest
+    # entry about each subject of the batch (subject_prev), through Django.
+    with django_assert_num_queries(3):
         ledger_append_many(_batch(ledger.SERVER_APPEND_MAX + 1, "client"), checkpoint=False)
     assert verify_ledger().ok
 

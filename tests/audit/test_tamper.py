@@ -216,3 +216,23 @@ def test_command_line_exit_code_in_a_real_process(ledger, tmp_path):
     # The command's exit status is what operators script against; check it in a subprocess too.
     completed = subprocess.run([sys.executable, "manage.py", "verify_ledger", "--help"], capture_output=True, text=True)
     assert completed.returncode == 0 and "--from-checkpoint" in completed.stdout
+
+
+TRICKY = ['a"b', "back\\slash", "tab\tnew\nline", "\u2028é✓", "\x7f\x01", ',"prev_hash":"x', "plain"]
+
+
+@pytest.mark.parametrize("edited", TRICKY)
+def test_columns_with_escaped_strings_verify_and_an_edit_to_one_is_caught(edited):
+    # verify_ledger compares the columns with the hashed bytes without parsing JSON (the bytes
+    # around the payload are rendered from the columns); strings that need escaping, and a payload
+    # that spells a top-level key, must neither fail an intact ledger nor hide an edit.
+    for index, text in enumerate(TRICKY):
+        ledger_append(actor=f"user:{text}", action=f"x.{index}", subject=(f"t{text}", text),
+                      payload={"nested": {"prev_hash": text, "seq": 1, "subject": {"id": text}}, "s": ',"prev_hash":"'})
+    checkpoint_create()
+    result = verify_ledger()
+    assert result.ok, result.problems
+    position = TRICKY.index(edited)
+    replacement = edited + "!"
+    _as_superuser("UPDATE audit_ledgerentry SET subject_id = %s WHERE seq = %s", params=[replacement, position])
+    _fails_at(position, "columns_mismatch")

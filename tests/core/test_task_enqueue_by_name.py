@@ -23,6 +23,8 @@ SERVICE_TASK_NAMES = [
     "governance.fairness.tasks.fairness_audit_scheduled_task",
     "governance.reports.tasks.scheduled_report_task",
     "governance.reports.tasks.bundle_export_task",
+    "governance.monitoring.tasks.monitor_run_scheduled_task",
+    "governance.monitoring.tasks.monitor_run_notify_task",
 ]
 
 

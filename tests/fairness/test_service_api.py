@@ -126,7 +126,12 @@ def test_prediction_batch_upload_stores_once_and_records_it(scientist, model, tm
     assert first.status_code == 201, first.content
     batch = PredictionBatch.objects.get()
     assert first.json()["rows"] == 300 and first.json()["sha256"] == batch.sha256
-    assert Path(batch.file.path).read_bytes() == content
+    from governance.fairness.services import vault
+
+    stored = vault.sealed_file_open(record=vault.sealed_file_for(batch.file.name), purpose="download")
+    assert Path(batch.file.path).read_bytes()[:8] == b"GVSEAL\x00\x01"  # sealed on disk
+    with stored.open() as handle:
+        assert handle.read() == content
     assert LedgerEntry.objects.get(action="prediction_batch.uploaded").payload["sha256"] == batch.sha256
     again = _upload(client, model.name, content)
     assert again.status_code == 200 and again.json()["id"] == batch.pk
@@ -222,7 +227,10 @@ def test_parquet_batch_with_unknown_outcomes_is_stored_and_audited(scientist, mo
                                           format="multipart")
     assert response.status_code == 201 and response.json()["file_format"] == "parquet" and response.json()["rows"] == 200
     batch = PredictionBatch.objects.get()
-    report = runs.audit_inputs([Path(batch.file.path)], skip_unknown_outcomes=True, config={
+    from governance.fairness.services import vault
+
+    stored = vault.sealed_file_open(record=vault.sealed_file_for(batch.file.name), purpose="fairness_audit")
+    report = runs.audit_inputs([stored], skip_unknown_outcomes=True, config={
         "y_true": "repaid", "y_pred": "predicted", "score": None, "threshold": None, "sensitive": ["sex"],
         "pos_label": None, "min_group_size": 0, "include_small_groups": False, "bootstrap": 0, "seed": None})
     assert report["rows"] == 150 and report["rows_without_outcome"] == 50

@@ -165,9 +165,11 @@ def test_spec_with_a_malformed_file_is_refused_with_the_engine_code(scientist, m
 def test_a_file_changed_in_storage_fails_the_run(scientist, model, version, tmp_path,
                                                  django_capture_on_commit_callbacks):
     spec = make_spec(scientist, model, version, credit_csv(tmp_path / "eval.csv"))
+    # The stored file is sealed: plaintext written over it is not a sealed file, and fails before any read.
     Path(spec.dataset_file.path).write_text("repaid,predicted,sex\n1,1,f\n")
     run = run_audit(spec, scientist, django_capture_on_commit_callbacks)
-    assert run.status == AuditRun.Status.FAILED and run.error_code == "fairness_input_changed"
+    assert run.status == AuditRun.Status.FAILED and run.error_code == "sealed_file_corrupt"
+    assert run.result is None
 
 
 # --- Idempotency, redelivery, takeover ----------------------------------------------------------

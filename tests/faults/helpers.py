@@ -51,6 +51,9 @@ def service_env(**extra: str) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "governance.settings",
         "LEDGER_SIGNING_KEY_FILE": str(settings.LEDGER_SIGNING_KEY_FILE),
         "ATTESTATION_SIGNING_KEY_FILE": str(settings.ATTESTATION_SIGNING_KEY_FILE),
+        # The same key-encryption keys, so a worker unwraps the data keys this process wrapped.
+        "DATA_KEK_FILE": str(settings.DATA_KEK_FILE),
+        "DATA_KEK": settings.DATA_KEK,
         "CELERY_TASK_ALWAYS_EAGER": "false",
         "SECURE_COOKIES": "false",
         "LOG_LEVEL": "WARNING",

@@ -177,6 +177,8 @@ def test_ledger_admin_read_only_for_superuser(model):
     assert client.post(f"/admin/audit/ledgerentry/{entry.seq}/delete/", {"post": "yes"}).status_code == 403
     assert client.get("/admin/audit/checkpoint/add/").status_code == 403
     assert client.get("/admin/audit/signingkey/add/").status_code == 403
+    assert client.get("/admin/audit/witnesscosignature/").status_code == 200
+    assert client.get("/admin/audit/witnesscosignature/add/").status_code == 403
 
 
 def test_ledger_admin_visible_to_auditor_not_scientist(auditor, scientist):

@@ -27,7 +27,7 @@ USERNAMES = {"admin": "ada", "risk_officer": "rita", "approver": "alice", "data_
              "auditor": "audrey", "superuser": "root"}
 PAGES = ("changelist", "add", "change")
 PROJECT_APPS = ("audit", "lineage", "governance", "auth", "django_celery_beat", "fairness", "monitoring", "reports",
-                "outbox")
+                "outbox", "mlflow_integration")
 
 # model label -> (changelist, add, change): the roles that get 200; every other role gets 403,
 # except the statuses listed in OTHER.
@@ -48,6 +48,7 @@ OK: dict[str, tuple[frozenset[str], frozenset[str], frozenset[str]]] = {
     "audit.Checkpoint": _READ_ONLY,
     "audit.LedgerEntry": _READ_ONLY,
     "audit.SigningKey": _READ_ONLY,
+    "audit.WitnessCosignature": _READ_ONLY,
     "auth.Group": (_ADMINS, frozenset({"superuser"}), _ADMINS),
     "auth.User": (_ADMINS, _ADMINS, _ADMINS),
     "django_celery_beat.ClockedSchedule": _BEAT,
@@ -79,6 +80,9 @@ OK: dict[str, tuple[frozenset[str], frozenset[str], frozenset[str]]] = {
     "lineage.LineageNode": (_LINEAGE, _NONE, _LINEAGE),
     "lineage.PipelineKey": (_LINEAGE, _NONE, _LINEAGE),
     "lineage.TrainingRun": (_LINEAGE, _NONE, _LINEAGE),
+    "mlflow_integration.MlflowConnection": (_ADMINS, _ADMINS, _ADMINS),
+    "mlflow_integration.MlflowDelivery": _READ_ONLY,
+    "mlflow_integration.MlflowViolation": _READ_ONLY,
     "monitoring.Alert": _READ_ONLY,  # alerts are acknowledged through the API and pages, with a comment
     "monitoring.Monitor": _READ_ONLY,
     "monitoring.MonitorRun": _READ_ONLY,
@@ -121,6 +125,30 @@ def _extra_objects() -> None:
     ClockedSchedule.objects.create(clocked_time=timezone.now() + timedelta(days=1))
     OutboxMessage.objects.create(task_name="audit.tasks.ledger_checkpoint_task")
     _monitoring_and_tier_objects(users)
+    _ledger_and_mlflow_objects(users)
+
+
+def _ledger_and_mlflow_objects(users: dict[str, Any]) -> None:
+    """A witness cosignature row, and an MLflow connection with a delivery and a violation."""
+    from audit import ledger
+    from audit.models import Checkpoint, WitnessCosignature
+    from governance.integrations.mlflow.models import MlflowDelivery, MlflowViolation
+    from governance.integrations.mlflow.services.connections import mlflow_connection_create
+    from governance.models import ModelVersion, Team
+
+    checkpoint = Checkpoint.objects.order_by("pk").first() or ledger.checkpoint_create()
+    now = timezone.now()
+    WitnessCosignature.objects.create(checkpoint=checkpoint, witness_name="smoke.example/w", witness_vkey="smoke",
+                                      cosigned_at=now, line="— smoke.example/w AAAA", received_at=now)
+    connection = mlflow_connection_create(by=users["ada"], name="smoke", team=Team.objects.order_by("pk").first(),
+                                          tracking_uri="https://mlflow.example.org")
+    MlflowDelivery.objects.create(delivery_id="smoke", connection=connection, event="model_version.created",
+                                  body_sha256="0" * 64, received_at=now, ledger_seq=1)
+    version = ModelVersion.objects.order_by("pk").first()
+    MlflowViolation(connection=connection, model=version.model, version=version, mlflow_name="smoke",
+                    mlflow_version="1", alias="champion", environment="production", version_status="draft",
+                    code="mlflow_policy_violation", detected_at=now).save_recorded(action="mlflow.policy_violation",
+                                                                                   by="system:test_setup")
 
 
 def _monitoring_and_tier_objects(users: dict[str, Any]) -> None:

@@ -6,8 +6,14 @@ import sys
 import django
 
 
+def _subject(writer: str, index: int, shared: bool) -> tuple[str, str]:
+    return ("test.shared", f"s{index % 3}") if shared else ("test.item", f"{writer}-{index}")
+
+
 def main() -> None:
     writer, count, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    # "shared": every writer appends about the same few subjects (subject_prev under contention).
+    shared = len(sys.argv) > 4 and sys.argv[4] == "shared"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "governance.settings")
     django.setup()
     from django.db import transaction
@@ -17,13 +23,13 @@ def main() -> None:
     if batch > 1:
         for start in range(0, count, batch):
             ledger_append_many([draft(actor=f"system:writer{writer}", action="test.concurrent",
-                                      subject=("test.item", f"{writer}-{index}"), payload={"index": index})
+                                      subject=_subject(writer, index, shared), payload={"index": index})
                                 for index in range(start, min(start + batch, count))], checkpoint=False)
         return
     for index in range(count):
         with transaction.atomic():
             ledger_append(actor=f"system:writer{writer}", action="test.concurrent",
-                          subject=("test.item", f"{writer}-{index}"), payload={"index": index})
+                          subject=_subject(writer, index, shared), payload={"index": index})
 
 
 if __name__ == "__main__":

@@ -26,10 +26,10 @@ def _database_url() -> str:
     return f"sqlite:///{Path(settings['NAME']).resolve()}"
 
 
-def _run_writers(count: int, batch: int) -> None:
+def _run_writers(count: int, batch: int, mode: str = "own") -> None:
     env = {**os.environ, "DATABASE_URL": _database_url(), "PYTHONPATH": str(REPO_ROOT)}
     processes = [subprocess.Popen([sys.executable, str(REPO_ROOT / "tests/integration/ledger_writer.py"),
-                                   str(writer), str(count), str(batch)], env=env, cwd=REPO_ROOT,
+                                   str(writer), str(count), str(batch), mode], env=env, cwd=REPO_ROOT,
                                   stderr=subprocess.PIPE) for writer in range(WRITERS)]
     for process in processes:
         _, stderr = process.communicate(timeout=300)
@@ -62,3 +62,30 @@ def test_eight_processes_batch_appending_on_postgresql():
 def test_eight_processes_appending_on_sqlite_never_fork_or_lose_entries():
     _run_writers(count=40, batch=1)
     _assert_intact(WRITERS * 40, 40)
+
+
+def _assert_subject_histories_complete(expected: int) -> None:
+    """Every entry about a shared subject names the one before it: one unbroken list per subject."""
+    previous: dict[str, int] = {}
+    entries = list(LedgerEntry.objects.order_by("seq"))
+    assert len(entries) == expected
+    for entry in entries:
+        assert entry.subject_prev == previous.get(entry.subject_id), entry
+        previous[entry.subject_id] = entry.seq
+    assert sorted(previous) == ["s0", "s1", "s2"]
+    result = verify_ledger()
+    assert result.ok, result.problems
+
+
+@pytest.mark.skipif(not uses_postgres(), reason="targets the real PostgreSQL")
+def test_eight_processes_appending_about_the_same_subjects_keep_subject_prev_exact():
+    # Single appends go through the server function, batches of 100 through the client path: mixed.
+    _run_writers(count=100, batch=1, mode="shared")
+    _run_writers(count=200, batch=100, mode="shared")
+    _assert_subject_histories_complete(WRITERS * 300)
+
+
+@pytest.mark.skipif(uses_postgres(), reason="the SQLite variant runs when the suite runs on SQLite")
+def test_eight_processes_appending_about_the_same_subjects_on_sqlite():
+    _run_writers(count=30, batch=1, mode="shared")
+    _assert_subject_histories_complete(WRITERS * 30)

@@ -192,3 +192,16 @@ def test_false_alarm_rate_per_column_under_no_drift_is_at_most_6_percent() -> No
     assert rejections / tests <= 0.06
     assert alerts / tests <= 0.06
     assert rejections > 0  # the tests are not dead: some windows reject by chance
+
+
+@pytest.mark.parametrize("values", [
+    ["b", "a", "", None, "c", float("nan"), "a"], ["x", "y", "x"], ["é", "e", "z", "Z", "a", "ä"],
+    [1.0, 2.0, None, 1.0], [1, "1", 2.5], [None, None], [],
+    list(np.random.default_rng(2).choice([f"k{i}" for i in range(40)], 5_000)),
+])
+def test_text_columns_are_counted_in_arrow_as_the_python_loop_counts_them(values, monkeypatch):
+    for given in (values, np.asarray(values, dtype=object)):
+        fast = drift.categorical_counts(given)
+        monkeypatch.setattr(drift, "_text_counts", lambda _values: None)
+        assert drift.categorical_counts(given) == fast
+        monkeypatch.undo()

@@ -210,3 +210,68 @@ def test_acknowledge_by_a_viewer_is_refused(monitored, scientist, version, make_
         alert_acknowledge(alert=Alert.objects.get(), by=viewer, comment="seen")
     assert getattr(refused.value, "code", None) == "permission_denied"
     assert Alert.objects.get().status == "open"
+
+
+def test_a_run_records_each_sealed_read_in_its_own_transaction(monitored, scientist, version, monkeypatch):
+    """Issue 18: the profile body and each batch a run reads are `sealed_file.read` entries, committed
+    with the run; a run that fails after reading leaves neither."""
+    from governance.fairness.models import SealedFile
+    from governance.fairness.services import vault
+
+    _batch(scientist, version, _csv(500, seed=4), "w1.csv")
+    _batch(scientist, version, _csv(500, seed=5), "w2.csv")
+    original = vault.sealed_file_reads_record
+
+    def then_fail(**kwargs: Any) -> None:
+        original(**kwargs)
+        raise RuntimeError("the run's transaction fails after recording its reads")
+
+    monkeypatch.setattr(vault, "sealed_file_reads_record", then_fail)
+    with pytest.raises(RuntimeError):
+        monitor_run(monitor=monitored, by=scientist)
+    assert not LedgerEntry.objects.filter(action__in=["sealed_file.read", "monitor_run.completed"]).exists()
+    monkeypatch.setattr(vault, "sealed_file_reads_record", original)
+    run = monitor_run(monitor=monitored, by=scientist)
+    reads = list(LedgerEntry.objects.filter(action="sealed_file.read").order_by("seq"))
+    kinds = sorted(SealedFile.objects.get(pk=int(entry.subject_id)).kind for entry in reads)
+    assert kinds == ["batch", "batch", "profile"]
+    assert {entry.payload["cause_id"] for entry in reads} == {run.pk}
+    assert all(entry.payload["purpose"] == "monitoring_run" and entry.actor == f"user:{scientist.username}"
+               for entry in reads)
+
+
+def test_a_run_whose_batch_was_erased_keeps_its_result_and_says_so(monitored, scientist, version, risk_officer,
+                                                                  django_capture_on_commit_callbacks):
+    from governance.fairness.models import PredictionBatch, SealedFile
+    from governance.fairness.services import vault
+
+    _batch(scientist, version, _csv(500, seed=6), "w1.csv")
+    run = monitor_run(monitor=monitored, by=scientist)
+    listed = client_for(scientist).get(f"/api/monitoring/monitors/{monitored.pk}/runs/").json()["results"]
+    assert listed[0]["input_erasure"] is None
+    record = SealedFile.objects.get(name=PredictionBatch.objects.get().file.name)
+    with django_capture_on_commit_callbacks(execute=True):
+        vault.sealed_file_erase(by=risk_officer, record=record, reason="retention")
+    listed = client_for(scientist).get(f"/api/monitoring/monitors/{monitored.pk}/runs/").json()["results"]
+    assert listed[0]["result_sha256"] == run.result_sha256 and listed[0]["result"]
+    assert listed[0]["input_erasure"]["note"] == "input erased under retention policy"
+    assert listed[0]["input_erasure"]["input_sha256"] == [record.source_sha256]
+
+
+def test_a_tampered_batch_fails_the_run_with_a_clear_error_and_records_nothing(monitored, scientist, version):
+    from pathlib import Path
+
+    from core.errors import ServiceError
+    from governance.fairness.models import PredictionBatch
+
+    _batch(scientist, version, _csv(500, seed=7), "w1.csv")
+    stored = Path(PredictionBatch.objects.get().file.path)
+    data = bytearray(stored.read_bytes())
+    data[40] ^= 0x01  # a ciphertext byte of the first chunk
+    stored.write_bytes(bytes(data))
+    with pytest.raises(ServiceError) as failed:
+        monitor_run(monitor=monitored, by=scientist)
+    assert failed.value.code == "sealed_file_corrupt" and failed.value.status_code == 409
+    assert "authentication" in str(failed.value)
+    assert not MonitorRun.objects.exists()
+    assert not LedgerEntry.objects.filter(action__in=["monitor_run.completed", "sealed_file.read"]).exists()

@@ -59,8 +59,13 @@ def test_profile_from_an_upload_is_stored_by_digest_and_recorded(scientist, mode
                                {"name": "region", "kind": "categorical"}]
     assert body["source_sha256"] == hashlib.sha256(content).hexdigest()
     assert body["row_count"] == 500 and body["frozen_at"] is None
+    from governance.fairness.services import vault
+
     with default_storage.open(profile.profile_file, "rb") as handle:
-        assert hashlib.sha256(handle.read()).hexdigest() == profile.profile_sha256 == body["profile_sha256"]
+        assert handle.read(8) == b"GVSEAL\x00\x01"  # the body holds the reference values: sealed on disk
+    stored = vault.read_or_corrupt(vault.sealed_file_open(record=vault.sealed_file_for(profile.profile_file),
+                                                          purpose="monitoring_run"))
+    assert hashlib.sha256(stored).hexdigest() == profile.profile_sha256 == body["profile_sha256"]
     entry = LedgerEntry.objects.get(action="reference_profile.created")
     assert entry.payload["profile_sha256"] == profile.profile_sha256
     assert entry.payload["source_sha256"] == body["source_sha256"]
@@ -165,3 +170,24 @@ def test_the_approval_that_completes_the_quorum_freezes_the_profile(scientist, p
     assert profile.frozen_at is not None
     [entry] = LedgerEntry.objects.filter(action="reference_profile.frozen")
     assert entry.actor == f"user:{risk_officer.username}"
+
+
+def test_the_api_does_not_profile_another_teams_dataset_version(scientist, version, settings, tmp_path, other_team):
+    """A lineage dataset version is read team-scoped (404 as if it did not exist), not by bare id."""
+    from rest_framework.test import APIClient
+
+    from lineage.services import datasets as lineage_services
+    from tests.fixtures import SEED
+
+    settings.FAIRNESS_LOCAL_DATASET_ROOT = str(tmp_path)
+    data = tmp_path / "theirs.csv"
+    data.write_bytes(_csv())
+    dataset, _ = lineage_services.dataset_create(namespace="s3://hiring", name="cvs", actor=SEED, owner_team=other_team.name)
+    theirs, _ = lineage_services.dataset_version_register(
+        dataset=dataset, actor=SEED, spec=lineage_services.VersionSpec(location_uri=f"file://{data}", content=data.read_bytes()))
+    client = APIClient()
+    client.force_authenticate(scientist)
+    response = client.post("/api/monitoring/profiles/", {"model": version.model.name, "version": version.label,
+                                                         "dataset_version": theirs.pk}, format="json")
+    assert response.status_code == 404 and response.json()["code"] == "dataset_version_not_found"
+    assert ReferenceProfile.objects.count() == 0

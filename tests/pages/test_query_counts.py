@@ -22,21 +22,23 @@ pytestmark = pytest.mark.django_db
 # warm-up request (content types and the like are cached per process). The fairness parts add
 # their own fixed number.
 FAIRNESS_DASHBOARD = 2  # policies with an audit age limit; failing audits
-MONITORING_DASHBOARD = 1  # open monitoring alerts (model, version and monitor joined in)
+MONITORING_DASHBOARD = 2  # open monitoring alerts (model, version and monitor joined in); revalidation overdue
 FAIRNESS_MODEL_PAGE = 6  # specs, shown result (x2), trend, recent runs, roles
-# monitors of the shown version (exists + list), open alerts, the acknowledge permission; plus one
-# query of runs per monitor shown (at most 5; this world has none)
-MONITORING_MODEL_PAGE = 4
+# monitors of the shown version (exists + list), open alerts, the acknowledge permission, revalidation
+# overdue (one query); plus one query of runs per monitor shown (at most 5; this world has none)
+MONITORING_MODEL_PAGE = 5
+MLFLOW = 1  # alias violations of the visible models (mlflow), on the dashboard and the model page
 EXPECTED = {
     # pending requests walked by expiry, then checked and fetched
-    "dashboard_approver": 12 + FAIRNESS_DASHBOARD + MONITORING_DASHBOARD,
-    "dashboard_auditor": 10 + FAIRNESS_DASHBOARD + MONITORING_DASHBOARD,
+    "dashboard_approver": 12 + FAIRNESS_DASHBOARD + MONITORING_DASHBOARD + MLFLOW,
+    "dashboard_auditor": 10 + FAIRNESS_DASHBOARD + MONITORING_DASHBOARD + MLFLOW,
     "models": 6,
     # includes the lineage graph walk (lineage.selectors), one query for which of its nodes the user may see
     # and one for the teams whose lineage the user reads and records for (lineage.visibility.owners_of)
-    "model_page": 17 + FAIRNESS_MODEL_PAGE + MONITORING_MODEL_PAGE,
+    "model_page": 17 + FAIRNESS_MODEL_PAGE + MONITORING_MODEL_PAGE + MLFLOW,
     "ledger": 5,
-    "ledger_entry": 10,
+    # includes the witnesses' cosignatures of the checkpoint shown
+    "ledger_entry": 11,
 }
 
 

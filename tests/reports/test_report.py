@@ -1,4 +1,4 @@
-"""The model-version report: 15 sections from recorded data, missing data said out loud, three formats."""
+"""The model-version report: 16 sections from recorded data, missing data said out loud, three formats."""
 
 from __future__ import annotations
 
@@ -25,15 +25,16 @@ def _section(document, key):
     return next(section for section in document["sections"] if section["id"] == key)
 
 
-def test_report_has_the_fifteen_sections_in_order_each_naming_its_provisions(version, audits):
+def test_report_has_the_sixteen_sections_in_order_each_naming_its_provisions(version, audits):
     document = sections.report_document(version, audits=audits)
-    assert [section["number"] for section in document["sections"]] == list(range(1, 16))
+    assert [section["number"] for section in document["sections"]] == list(range(1, 17))
+    assert document["sections"][-1]["id"] == "processing"  # records of processing (issue 18)
     assert [section["id"] for section in document["sections"]] == [key for key, _, _ in sections.SECTIONS]
     for section in document["sections"]:
         assert section["provisions"], section["id"]
     provisions = " ".join(p for section in document["sections"] for p in section["provisions"])
     for needle in ("Art. 9", "Art. 10", "Art. 11", "Art. 12", "Art. 13", "Art. 14", "Art. 15", "Art. 19",
-                   "Art. 72", "Annex IV", "SR 11-7", "LL144", "NIST AI RMF"):
+                   "Art. 72", "Annex IV", "SR 11-7", "LL144", "NIST AI RMF", "Art. 30(1)"):
         assert needle in provisions, needle
 
 
@@ -74,7 +75,8 @@ def test_missing_data_is_said_explicitly(version):
     assert any("fairness monitoring" in item for item in _section(document, "monitoring")["missing"])
     html = render.report_html(document)
     incomplete = [section for section in document["sections"] if section["missing"]]
-    assert html.count("Not recorded:") == len(incomplete) == 11  # one line per section that lacks something
+    assert any("purpose of processing" in item for item in _section(document, "processing")["missing"])
+    assert html.count("Not recorded:") == len(incomplete) == 12  # one line per section that lacks something
 
 
 def test_html_has_inline_svg_charts_and_json_has_the_same_sections(version, audits):

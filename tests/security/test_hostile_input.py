@@ -49,11 +49,14 @@ def _error(response) -> dict:  # type: ignore[no-untyped-def]
 def test_the_schema_has_the_post_endpoints_we_expect():
     # A guard: the parametrized tests below cover exactly these; a new POST endpoint shows up here.
     assert POST_PATHS == [
-        "/api/approval-requests/1/decisions/", "/api/approval-requests/1/withdraw/", "/api/bundles/",
+        "/api/approval-requests/1/decisions/", "/api/approval-requests/1/statement/",
+        "/api/approval-requests/1/withdraw/", "/api/bundles/",
         "/api/deployments/", "/api/deployments/1/rollback/", "/api/fairness/audits/", "/api/fairness/audits/1/waive/",
         "/api/fairness/specs/", "/api/fairness/specs/1/confirm/",
         "/api/lineage/attestations/", "/api/lineage/datasets/", "/api/lineage/datasets/1/versions/",
-        "/api/lineage/keys/", "/api/lineage/keys/1/revoke/", "/api/lineage/runs/", "/api/models/",
+        "/api/lineage/keys/", "/api/lineage/keys/1/revoke/", "/api/lineage/runs/",
+        "/api/me/passkeys/", "/api/me/passkeys/options/", "/api/me/signing-credentials/",
+        "/api/me/signing-credentials/1/revoke/", "/api/models/",
         "/api/models/1/prediction-batches/", "/api/models/1/risk-tier-changes/", "/api/models/1/versions/",
         "/api/models/1/versions/1/approval-requests/",
         "/api/monitoring/alerts/1/acknowledge/", "/api/monitoring/monitors/", "/api/monitoring/monitors/1/runs/",

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
 from audit.ledger import actor_label, ledger_append
@@ -14,14 +12,15 @@ from core.errors import InvalidInput
 from governance.fairness import reader
 from governance.fairness.engine import FairnessInputError
 from governance.fairness.models import AuditSpec, PredictionBatch
+from governance.fairness.services import vault
 from governance.fairness.services.access import require_allowed, require_visible
 from governance.fairness.services.runs import production_version
-from governance.fairness.services.uploads import file_columns, input_error, save_to_storage, store_upload
+from governance.fairness.services.uploads import file_columns, input_error, store_upload
 from governance.models import ModelVersion, RegisteredModel
 from governance.permissions import can_write_model
 
 
-def _validate_batch(path: Path) -> tuple[str, int, list[str]]:
+def _validate_batch(path: Any) -> tuple[str, int, list[str]]:
     """Read the whole file (chunked) so a malformed row is refused now, not at audit time."""
     fmt = reader._detect_format(path)
     columns = file_columns(path)
@@ -35,6 +34,13 @@ def _validate_batch(path: Path) -> tuple[str, int, list[str]]:
     return fmt, rows, columns
 
 
+def _sensitive_columns(model: RegisteredModel) -> list[str]:
+    names: list[str] = []
+    for spec in AuditSpec.objects.filter(model=model, target=AuditSpec.Target.PRODUCTION):
+        names += list(spec.sensitive)
+    return list(dict.fromkeys(names))
+
+
 def _monitoring_columns(model: RegisteredModel) -> list[str]:
     needed: list[str] = []
     for spec in AuditSpec.objects.filter(model=model, target=AuditSpec.Target.PRODUCTION):
@@ -43,12 +49,17 @@ def _monitoring_columns(model: RegisteredModel) -> list[str]:
 
 
 def prediction_batch_upload(*, by: Any, model: RegisteredModel, uploaded: Any,
-                            served_version: ModelVersion | None = None) -> tuple[PredictionBatch, bool]:
+                            served_version: ModelVersion | None = None,
+                            identifier_columns: list[str] | None = None) -> tuple[PredictionBatch, bool]:
     """Store a batch of production predictions; (batch, created). The same bytes again return the first batch.
 
     Oversized: 413 `fairness_upload_too_large`; unreadable, empty, or lacking a column a monitoring
-    spec needs: 400 with the engine's code. Nothing is stored for a refused upload.
+    spec needs: 400 with the engine's code. Nothing is stored for a refused upload. The file is
+    stored sealed, its `identifier_columns` replaced by the team's keyed hashes.
     """
+    identifiers = list(dict.fromkeys(identifier_columns or []))
+    if not all(isinstance(name, str) and name for name in identifiers):
+        raise InvalidInput("'identifier_columns' must be a list of column names.", code="fairness_bad_arguments")
     require_visible(by, model)
     require_allowed(can_write_model(by, model, "governance.add_modelversion"),
                     f"You may not upload predictions of '{model.name}'.")
@@ -62,7 +73,12 @@ def prediction_batch_upload(*, by: Any, model: RegisteredModel, uploaded: Any,
             return existing, False
         try:
             fmt, rows, columns = _validate_batch(temp)
-            missing = [name for name in _monitoring_columns(model) if name not in columns]
+            monitored = _monitoring_columns(model)
+            clash = [name for name in identifiers if name in monitored]
+            if clash:
+                raise InvalidInput(f"Column(s) {clash} are read by monitoring, so they cannot be direct identifiers.",
+                                   code="fairness_bad_arguments", extra={"columns": clash})
+            missing = [name for name in [*monitored, *identifiers] if name not in columns]
             if missing:
                 raise FairnessInputError("fairness_missing_column",
                                          f"the batch lacks column(s) {missing} that this model's monitoring audits read",
@@ -72,16 +88,22 @@ def prediction_batch_upload(*, by: Any, model: RegisteredModel, uploaded: Any,
         version = served_version or production_version(model)
         batch = PredictionBatch(model=model, served_version=version, file_format=fmt, sha256=digest,
                                 size_bytes=size, rows=rows, columns=columns, uploaded_by_label=actor_label(by))
-        stored_name = save_to_storage(temp, f"fairness/predictions/{model.name}/{digest}.{fmt}")
+        sealed_record = vault.sealed_file_prepare(
+            temp=temp, name=f"fairness/predictions/{model.name}/{digest}.{fmt}", kind="batch", fmt=fmt,
+            source_sha256=digest, model=model, identifier_columns=identifiers, sensitive_columns=_sensitive_columns(model),
+            purpose=f"production monitoring of '{model.name}' (fairness and drift)")
+        stored_name = sealed_record.name
         batch.file.name = stored_name
         try:
             with transaction.atomic():
                 batch.save()
+                sealed_record.save()
                 ledger_append(actor=by, action="prediction_batch.uploaded", subject=batch, payload={
                     "model": model.name, "sha256": digest, "size_bytes": size, "rows": rows, "format": fmt,
-                    "served_version": version.label if version else None})
+                    "served_version": version.label if version else None,
+                    "file": vault.sealed_file_summary(sealed_record)})
         except IntegrityError:
-            default_storage.delete(stored_name)
+            vault.sealed_file_discard(stored_name)
             stored_name = ""
             existing = PredictionBatch.objects.filter(model=model, sha256=digest).first()
             if existing is None:
@@ -91,5 +113,4 @@ def prediction_batch_upload(*, by: Any, model: RegisteredModel, uploaded: Any,
         return batch, True
     finally:
         temp.unlink(missing_ok=True)
-        if stored_name:
-            default_storage.delete(stored_name)
+        vault.sealed_file_discard(stored_name)

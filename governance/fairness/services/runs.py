@@ -24,7 +24,6 @@ from typing import Any
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
@@ -32,10 +31,12 @@ from audit import jcs
 from audit.ledger import actor_label, draft, ledger_append, ledger_append_many, lock_for_update
 from core.errors import Conflict, InvalidInput, NotFound, ServiceError
 from core.outbox.services import task_enqueue_on_commit
+from core.sealed import SealedPath, SealError, arrow_source, open_plain
 from governance.evidence import FAIRNESS_AUDIT_PASSED
 from governance.fairness import reader
 from governance.fairness.engine import ConfusionAccumulator, FairnessInputError, compute_report
 from governance.fairness.models import MIN_THRESHOLDS, AuditRun, AuditSpec, PredictionBatch
+from governance.fairness.services import vault
 from governance.fairness.services.access import can_run_audits, require_allowed, require_visible
 from governance.models import Deployment, ModelVersion, RegisteredModel
 
@@ -114,8 +115,12 @@ def audit_request(*, spec: AuditSpec, by: Any, trigger: str = AuditRun.Trigger.M
     return run
 
 
-def _claim(run_id: int, *, task_id: str | None) -> tuple[AuditRun, int] | None:
-    """Lock the run and take it for this attempt; None if it is already finished."""
+def _claim(run_id: int, *, task_id: str | None) -> tuple[AuditRun, int, list[Any] | FairnessInputError] | None:
+    """Lock the run and take it for this attempt; None if it is already finished.
+
+    The claim records the reads of the run's sealed inputs (`sealed_file.read`) in its own
+    transaction: the reads it causes and the run taking them commit together.
+    """
     lease = timedelta(seconds=settings.FAIRNESS_RUN_LEASE_S)
     with transaction.atomic():
         run = lock_for_update(AuditRun.objects).filter(pk=run_id).first()
@@ -137,7 +142,15 @@ def _claim(run_id: int, *, task_id: str | None) -> tuple[AuditRun, int] | None:
         run.stage = "reading"
         run.task_id = (task_id or "")[:200]
         run.save(update_fields=["status", "attempt", "started_at", "heartbeat_at", "progress", "stage", "task_id"])
-        return run, run.attempt
+        try:
+            records: list[Any] | FairnessInputError = _sealed_inputs(run)
+        except FairnessInputError as error:
+            records = error
+        else:
+            live = [record for record in records if record.erased_at is None]
+            vault.sealed_file_reads_record(by=run.requested_by_label, records=live, purpose="fairness_audit",
+                                           cause=run, cause_label=f"fairness audit run {run.pk} (attempt {run.attempt})")
+        return run, run.attempt, records
 
 
 def _report_progress(run_id: int, attempt: int, progress: int, stage: str) -> None:
@@ -162,9 +175,9 @@ def _estimated_rows(path: Path, fmt: str) -> int:
     if fmt == "parquet":
         import pyarrow.parquet as pa_parquet
 
-        return max(1, int(pa_parquet.ParquetFile(path).metadata.num_rows))
-    size = path.stat().st_size
-    with path.open("rb") as handle:
+        return max(1, int(pa_parquet.ParquetFile(arrow_source(path)).metadata.num_rows))
+    size = path.size() if isinstance(path, SealedPath) else path.stat().st_size
+    with open_plain(path) as handle:
         sample = handle.read(64 << 10)
     lines = max(1, sample.count(b"\n"))
     return max(1, int(size / (len(sample) / lines)))
@@ -262,18 +275,32 @@ def _input_sha256(inputs: list[dict[str, Any]]) -> str:
     return hashlib.sha256(jcs.canonicalize([item["sha256"] for item in inputs])).hexdigest()
 
 
-def _verified_paths(run: AuditRun) -> list[Path]:
-    paths = []
+def _sealed_inputs(run: AuditRun) -> list[Any]:
+    """The sealed records of the run's inputs, each still the file the run was requested on."""
+    records = []
     for item in run.input_files:
-        path = Path(default_storage.path(item["path"]))
-        if not path.is_file():
-            raise FairnessInputError("fairness_file_not_found", f"{item['path']} is missing from storage")
-        actual = reader.file_sha256(path)
-        if actual != item["sha256"]:
+        record = vault.sealed_file_for(item["path"])
+        if record is None:
+            raise FairnessInputError("fairness_file_not_found", f"{item['path']} is not a sealed data file "
+                                     "(stored before encryption at rest: run manage.py data_files_encrypt)")
+        if record.source_sha256 != item["sha256"]:
             raise FairnessInputError("fairness_input_changed",
                                      f"{item['path']} no longer has the digest it was stored with",
-                                     expected=item["sha256"], actual=actual)
-        paths.append(path)
+                                     expected=item["sha256"], actual=record.source_sha256)
+        records.append(record)
+    return records
+
+
+def _verified_paths(records: list[Any]) -> list[SealedPath]:
+    """Readable views of the inputs; an erased input fails the run with `data_erased`."""
+    paths = []
+    for record in records:
+        try:
+            paths.append(vault.sealed_file_open(record=record, purpose="fairness_audit"))
+        except vault.DataErased as error:
+            raise FairnessInputError("data_erased", str(error)) from None
+        except vault.SealedFileCorrupt as error:
+            raise FairnessInputError("sealed_file_corrupt", str(error)) from None
     return paths
 
 
@@ -282,14 +309,16 @@ def audit_execute(*, run_id: int, task_id: str | None = None) -> AuditRun:
     claimed = _claim(run_id, task_id=task_id)
     if claimed is None:
         return AuditRun.objects.get(pk=run_id)
-    run, attempt = claimed
+    run, attempt, records = claimed
     config = run.parameters
 
     def progress(fraction: float, stage: str) -> None:
         _report_progress(run_id, attempt, 5 + int(85 * fraction), stage)
 
     try:
-        paths = _verified_paths(run)
+        if isinstance(records, FairnessInputError):
+            raise records
+        paths = _verified_paths(records)
         report = audit_inputs(paths, config=config, on_progress=progress,
                               skip_unknown_outcomes=config["target"] == AuditSpec.Target.PRODUCTION)
     except _Superseded:
@@ -297,6 +326,9 @@ def audit_execute(*, run_id: int, task_id: str | None = None) -> AuditRun:
         return AuditRun.objects.get(pk=run_id)
     except FairnessInputError as error:
         return _finish_failed(run_id, attempt, error.code, str(error))
+    except SealError as error:
+        # No partial result: the engine reports only after the last chunk authenticated.
+        return _finish_failed(run_id, attempt, "sealed_file_corrupt", f"A stored input fails authentication: {error}.")
     except (DatabaseError, OSError):
         raise  # transient (database, storage): the task retries with backoff and takes the run over
     except Exception as error:

@@ -9,7 +9,6 @@ from typing import Any
 
 from django.conf import settings
 from django.core.files import File
-from django.core.files.storage import default_storage
 from django.db import transaction
 
 from audit.ledger import ledger_append, lock_for_update
@@ -17,13 +16,14 @@ from core.errors import InvalidInput
 from governance.fairness import reader
 from governance.fairness.engine import FairnessInputError
 from governance.fairness.models import DEFAULT_THRESHOLDS, MAX_THRESHOLDS, MIN_THRESHOLDS, AuditSpec
+from governance.fairness.services import vault
 from governance.fairness.services.access import (
     can_manage_specs,
     require_allowed,
     require_dataset_owner,
     require_visible,
 )
-from governance.fairness.services.uploads import input_error, require_columns, save_to_storage, store_upload
+from governance.fairness.services.uploads import input_error, require_columns, store_upload
 from governance.models import ModelVersion, RegisteredModel
 from governance.permissions import is_active_user
 from lineage import manifests
@@ -127,11 +127,13 @@ def audit_spec_create(
     window_days: int = 30,
     schedule_interval_s: int | None = None,
     schedule_crontab: str | None = None,
+    identifier_columns: list[str] | None = None,
 ) -> AuditSpec:
     """Create an audit spec (and its beat schedule, if one is given); records `fairness_spec.created`.
 
     The evaluation data is an uploaded file (`dataset_file`) or a local file copied in
-    (`dataset_path`); a spec on production monitoring reads prediction batches instead.
+    (`dataset_path`), stored sealed, its `identifier_columns` replaced by the team's keyed hashes;
+    a spec on production monitoring reads prediction batches instead.
     """
     require_visible(by, model)
     require_allowed(can_manage_specs(by, model), f"You may not define fairness audits for '{model.name}'.")
@@ -147,7 +149,7 @@ def audit_spec_create(
         require_dataset_owner(by, dataset_version)
         _require_checkable(dataset_version)
     if dataset_version is not None and dataset_file is None and dataset_path is None:
-        dataset_path = _local_dataset_path(dataset_version)
+        dataset_path = vault.lineage_dataset_local_path(dataset_version)
     if target == AuditSpec.Target.VERSION:
         if version is None or version.model_id != model.pk:
             raise InvalidInput("A spec on a model version needs a version of this model.",
@@ -165,9 +167,11 @@ def audit_spec_create(
     if min_group_size < 0 or window_days < 1:
         raise InvalidInput("'min_group_size' must be >= 0 and 'window_days' >= 1.", code="fairness_bad_arguments")
     needed = list(dict.fromkeys([y_true, y_pred or score, *sensitive]))
+    identifiers = _validate_identifiers(identifier_columns, needed)
 
-    temp: Path | None = None
+    temp: Any = None
     stored_name = ""
+    sealed_record = None
     digest = ""
     try:
         if dataset_file is not None or dataset_path is not None:
@@ -182,12 +186,17 @@ def audit_spec_create(
             if dataset_version is not None:
                 _require_digest(dataset_version, digest)
             try:
-                require_columns(temp, needed)
+                require_columns(temp, list(dict.fromkeys([*needed, *identifiers])))
             except FairnessInputError as error:
                 shown = Path(str(dataset_path)).name if dataset_path is not None else getattr(dataset_file, "name", "")
                 raise input_error(error, temp=temp, shown=shown) from None
             suffix = "parquet" if reader._detect_format(temp) == "parquet" else "csv"
-            stored_name = save_to_storage(temp, f"fairness/datasets/{digest}.{suffix}")
+            sealed_record = vault.sealed_file_prepare(
+                temp=temp, name=f"fairness/datasets/{digest}.{suffix}", kind="dataset", fmt=suffix, source_sha256=digest,
+                model=model, identifier_columns=identifiers, sensitive_columns=sensitive,
+                purpose=f"bias detection (EU AI Act Art. 10(5)): fairness audit spec '{name.strip()[:200]}' of "
+                        f"'{model.name}' over {', '.join(sensitive)}")
+            stored_name = sealed_record.name
         with transaction.atomic():
             spec = AuditSpec.objects.create(
                 name=name.strip()[:200] or f"{model.name} fairness", model=model, target=target,
@@ -197,6 +206,8 @@ def audit_spec_create(
                 thresholds=normalised, min_group_size=min_group_size, include_small_groups=include_small_groups,
                 reference_group=reference_group or None, bootstrap=bootstrap, seed=seed, window_days=window_days,
                 created_by=by if is_active_user(by) else None)
+            if sealed_record is not None:
+                sealed_record.save()
             periodic = _schedule_task(spec, interval_s=schedule_interval_s, crontab=schedule_crontab)
             if periodic is not None:
                 spec.periodic_task = periodic
@@ -204,16 +215,29 @@ def audit_spec_create(
             ledger_append(actor=by, action="fairness_spec.created", subject=spec, payload={
                 "model": model.name, "version": version.label if version else None, "target": target,
                 "dataset_sha256": digest or None,
+                "dataset_file": vault.sealed_file_summary(sealed_record) if sealed_record is not None else None,
                 "dataset_version": getattr(dataset_version, "pk", None), "config": spec.config(),
                 "schedule": _schedule_text(periodic)})
     except BaseException:
-        if stored_name:
-            default_storage.delete(stored_name)
+        vault.sealed_file_discard(stored_name)
         raise
     finally:
         if temp is not None:
             temp.unlink(missing_ok=True)
     return spec
+
+
+def _validate_identifiers(identifier_columns: Any, needed: list[str]) -> list[str]:
+    """Direct identifiers are pseudonymised before storage; the columns an audit reads cannot be among them."""
+    if identifier_columns is None:
+        return []
+    if not isinstance(identifier_columns, list) or not all(isinstance(c, str) and c for c in identifier_columns):
+        raise InvalidInput("'identifier_columns' must be a list of column names.", code="fairness_bad_arguments")
+    clash = [name for name in identifier_columns if name in needed]
+    if clash:
+        raise InvalidInput(f"Column(s) {clash} are read by the audit, so they cannot be direct identifiers.",
+                           code="fairness_bad_arguments", extra={"columns": clash})
+    return list(dict.fromkeys(identifier_columns))
 
 
 def _require_checkable(dataset_version: Any) -> None:
@@ -241,22 +265,6 @@ def _require_digest(dataset_version: Any, digest: str) -> None:
                            "of its bytes differs.", code="fairness_dataset_mismatch",
                            extra={"dataset_version": dataset_version.pk, "digest_kind": dataset_version.digest_kind,
                                   "expected": dataset_version.digest, "actual": digest})
-
-
-def _local_dataset_path(dataset_version: Any) -> Path | None:
-    """The dataset version's file when its location is a local path under FAIRNESS_LOCAL_DATASET_ROOT.
-
-    Only under that folder (empty: never), so that a dataset version cannot make the server read
-    an arbitrary local file.
-    """
-    root = settings.FAIRNESS_LOCAL_DATASET_ROOT
-    uri = str(dataset_version.location_uri or "")
-    if not root or not uri.startswith(("file:///", "/")):
-        return None
-    path = Path(uri.removeprefix("file://")).resolve()
-    if not path.is_relative_to(Path(root).resolve()) or not path.is_file():
-        return None
-    return path
 
 
 def _schedule_text(periodic: Any) -> str | None:

@@ -11,7 +11,6 @@ import hashlib
 import json
 import math
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,19 +22,30 @@ from audit.ledger import ledger_append, lock_for_update
 from audit.refusals import refusal_recorded
 from core.errors import Conflict, Forbidden, InvalidInput
 from core.outbox.services import task_enqueue_on_commit
-from governance.fairness.models import PredictionBatch
+from core.sealed import SealError
+from governance.fairness.models import PredictionBatch, SealedFile
+from governance.fairness.services import vault
 from governance.fairness.services.access import can_manage_specs, require_allowed, require_visible
 from governance.models import ModelVersion
 from governance.monitoring.drift import CORRECTIONS, DriftInputError, NumericProfile, drift_report
 from governance.monitoring.models import Alert, Monitor, MonitorRun, ThresholdChange
 from governance.monitoring.performance import HIGHER_IS_BETTER, classification_metrics, regression_metrics
 from governance.monitoring.reader import read_columns
-from governance.monitoring.services.profiles import drift_input_error, reference_profile_latest, reference_profile_load
+from governance.monitoring.services.profiles import (
+    drift_input_error,
+    reference_profile_latest,
+    reference_profile_load,
+    reference_profile_sealed,
+)
 from governance.permissions import is_active_user
 from governance.roles import RISK_OFFICER
 
 DEFAULT_THRESHOLDS: dict[str, Any] = {"alpha": 0.05, "correction": "benjamini-hochberg", "numeric_effect": 0.1,
-                                      "categorical_effect": 0.1, "performance": {}}
+                                      "categorical_effect": 0.1, "performance": {}, "on_alert": "none",
+                                      "revalidate_days": None}
+# What an open alert of the monitor does to its version: nothing more, or block its promotion to
+# production until the alert is acknowledged.
+ON_ALERT = ("none", "block_promotion")
 KNOWN_PERFORMANCE = frozenset({"accuracy", "precision", "recall", "f1", "roc_auc", "brier", "mae", "rmse", "r2"})
 
 
@@ -68,6 +78,12 @@ def normalise_thresholds(raw: Any) -> dict[str, Any]:
         raise InvalidInput("'performance' maps known metric names to numbers.", code="monitoring_bad_thresholds",
                            extra={"known": sorted(KNOWN_PERFORMANCE)})
     thresholds["performance"] = {name: float(value) for name, value in sorted(performance.items())}
+    if thresholds["on_alert"] not in ON_ALERT:
+        raise InvalidInput(f"'on_alert' must be one of {list(ON_ALERT)}.", code="monitoring_bad_thresholds")
+    days = thresholds["revalidate_days"]
+    if days is not None and (isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650):
+        raise InvalidInput("'revalidate_days' is null or a whole number of days from 1 to 3650.",
+                           code="monitoring_bad_thresholds")
     return thresholds
 
 
@@ -80,6 +96,11 @@ def weakens(old: dict[str, Any], new: dict[str, Any]) -> bool:
     if new["categorical_effect"] > old["categorical_effect"]:
         return True
     if old["correction"] == "benjamini-hochberg" and new["correction"] == "bonferroni":
+        return True
+    if old.get("on_alert", "none") == "block_promotion" and new.get("on_alert", "none") != "block_promotion":
+        return True
+    old_days, new_days = old.get("revalidate_days"), new.get("revalidate_days")
+    if old_days is not None and (new_days is None or new_days > old_days):
         return True
     for metric, bound in old["performance"].items():
         if metric not in new["performance"]:
@@ -190,17 +211,28 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _window_data(monitor: Monitor, batches: list[PredictionBatch], numeric: list[str], categorical: list[str]
+def _window_files(batches: list[PredictionBatch]) -> tuple[list[PredictionBatch], list[Any]]:
+    """The batches whose sealed file still exists, with their records (erased ones drop out of the window)."""
+    records = {record.name: record for record in SealedFile.objects.filter(name__in=[b.file.name for b in batches])}
+    kept = [batch for batch in batches if batch.file.name in records and records[batch.file.name].erased_at is None]
+    return kept, [records[batch.file.name] for batch in kept]
+
+
+def _window_data(monitor: Monitor, records: list[Any], numeric: list[str], categorical: list[str]
                  ) -> dict[str, Any]:
     performance_columns = [c for c in (monitor.y_true, monitor.y_pred, monitor.score) if c]
     wanted_numeric = list(dict.fromkeys([*numeric, *[c for c in performance_columns if c not in categorical]]))
     parts: dict[str, list[Any]] = {name: [] for name in [*wanted_numeric, *categorical]}
-    for batch in batches:
+    for record in records:
         try:
-            for name, values in read_columns(Path(batch.file.path), wanted_numeric, categorical):
+            for name, values in read_columns(vault.sealed_file_open(record=record, purpose="monitoring_run"),
+                                             wanted_numeric, categorical):
                 parts[name].append(values)
         except DriftInputError as error:
             raise drift_input_error(error) from error
+        except SealError as error:
+            raise vault.SealedFileCorrupt(f"A stored prediction batch fails authentication: {error}.",
+                                          extra={"file_id": record.file_id}) from None
     joined: dict[str, Any] = {}
     for name, chunks in parts.items():
         joined[name] = np.concatenate(chunks) if name in wanted_numeric else [v for chunk in chunks for v in chunk]
@@ -278,12 +310,13 @@ def _run(*, monitor: Monitor, by: Any, end: datetime, scheduled: bool) -> Monito
     # Batches served by this version, or that do not say which version served them.
     batches = list(PredictionBatch.objects.filter(model=monitor.version.model, uploaded_at__gt=start, uploaded_at__lte=end)
                    .filter(Q(served_version=monitor.version) | Q(served_version__isnull=True)).order_by("pk"))
+    batches, records = _window_files(batches)
     if not batches:
         raise InvalidInput(f"No prediction batches of {monitor.version} in the last {monitor.window_days} days.",
                            code="fairness_no_batches")
     numeric = [c.column for c in columns if isinstance(c, NumericProfile)]
     categorical = [c.column for c in columns if not isinstance(c, NumericProfile)]
-    data = _window_data(monitor, batches, numeric, categorical)
+    data = _window_data(monitor, records, numeric, categorical)
     thresholds = monitor.thresholds
     try:
         drift = drift_report(columns, data, correction=thresholds["correction"], alpha=thresholds["alpha"],
@@ -320,12 +353,59 @@ def _run(*, monitor: Monitor, by: Any, end: datetime, scheduled: bool) -> Monito
             "window": [start.isoformat(), end.isoformat()], "drifted": drift["drifted"], "breaches": len(breaches)})
         run.ledger_seq = entry.seq
         run.save(update_fields=["ledger_seq"])
+        vault.sealed_file_reads_record(by=by, records=[reference_profile_sealed(profile), *records],
+                                       purpose="monitoring_run", cause=run,
+                                       cause_label=f"monitor run {run.pk} of monitor {monitor.pk}")
         for kind, subject, detail in breaches:
             alert = Alert.objects.create(run=run, monitor=monitor, kind=kind, subject=subject, detail=_finite(detail))
             ledger_append(actor=by, action="alert.raised", subject=alert, payload={
                 "monitor": monitor.pk, "run": run.pk, "kind": kind, "subject": subject, "detail": alert.detail,
                 "result_sha256": result_sha256})
+        if breaches:
+            task_enqueue_on_commit(NOTIFY_TASK, run.pk)
     return run
+
+
+NOTIFY_TASK = "governance.monitoring.tasks.monitor_run_notify_task"
+
+
+def monitor_run_notify(*, run_id: int) -> bool:
+    """Send the signed webhook and the e-mail of a run's alerts, each once; True once both are sent.
+
+    Each channel is marked in its own transaction right after it succeeded, so a retry after the
+    e-mail failed does not post the webhook again (as the fairness notifications do).
+    """
+    from governance.monitoring import notifications
+
+    steps = (("webhook_sent_at", notifications.send_webhook), ("emailed_at", notifications.send_email))
+    for field, send in steps:
+        with transaction.atomic():
+            run = (lock_for_update(MonitorRun.objects, of=("self",))
+                   .select_related("monitor__version__model", "profile").get(pk=run_id))
+            if run.notified_at is not None or not run.breached:
+                return False
+            if getattr(run, field) is None:
+                send(run)  # raises on failure: the task retries; nothing is marked
+                setattr(run, field, timezone.now())
+                run.save(update_fields=[field])
+    with transaction.atomic():
+        return bool(MonitorRun.objects.filter(pk=run_id, notified_at__isnull=True).update(notified_at=timezone.now()))
+
+
+def promotion_blocking_alerts(version: ModelVersion) -> list[Alert]:
+    """The open alerts of the version's monitors whose policy blocks promotion (oldest first)."""
+    return [alert for alert in Alert.objects.filter(monitor__version=version, status=Alert.Status.OPEN)
+            .select_related("monitor").order_by("pk")
+            if (alert.monitor.thresholds or {}).get("on_alert") == "block_promotion"]
+
+
+def require_promotion_allowed(version: ModelVersion) -> None:
+    """409 `monitoring_alert_blocks_promotion` while such an alert is open (acknowledge it first)."""
+    blocking = promotion_blocking_alerts(version)
+    if blocking:
+        raise Conflict(f"{len(blocking)} open monitoring alert(s) of {version.label} block its promotion to production; "
+                       "acknowledge them first.", code="monitoring_alert_blocks_promotion",
+                       extra={"alerts": [alert.pk for alert in blocking][:20]})
 
 
 def alert_acknowledge(*, alert: Alert, by: Any, comment: str) -> Alert:

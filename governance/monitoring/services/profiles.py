@@ -11,16 +11,15 @@ from typing import Any
 
 from django.conf import settings
 from django.core.files import File
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
 from audit.ledger import lock_for_update
 from core.errors import Conflict, InvalidInput, NotFound
+from governance.fairness.services import vault
 from governance.fairness.services.access import can_manage_specs, require_allowed, require_visible
-from governance.fairness.services.specs import _local_dataset_path
 from governance.fairness.services.uploads import store_upload
+from governance.fairness.services.vault import lineage_dataset_local_path
 from governance.models import ModelVersion, VersionStatus
 from governance.monitoring.drift import (
     DEFAULT_BINS,
@@ -71,7 +70,7 @@ def reference_profile_create(*, by: Any, version: ModelVersion, columns: list[st
         raise Conflict(f"Version {version.label} is approved: its reference profile is frozen.",
                        code="monitoring_profile_frozen", extra={"version": version.pk})
     if file is None and path is None and dataset_version is not None:
-        path = _local_dataset_path(dataset_version)
+        path = lineage_dataset_local_path(dataset_version)
     if file is None and path is None:
         raise InvalidInput("Give the reference data: a file, or a lineage dataset version whose file this server can read.",
                            code="monitoring_no_data")
@@ -103,10 +102,16 @@ def reference_profile_create(*, by: Any, version: ModelVersion, columns: list[st
             temp.unlink(missing_ok=True)
     body = profile_body_bytes(profiles, source_sha256=source_sha256, bins=bins)
     profile_sha256 = hashlib.sha256(body).hexdigest()
-    name = f"monitoring/profiles/{profile_sha256}.json"
-    stored = name if default_storage.exists(name) else default_storage.save(name, ContentFile(body))
+    # The body holds every reference value of the numeric columns: it is stored sealed, like the data.
+    sealed_body = vault.sealed_bytes_prepare(
+        data=body, name=f"monitoring/profiles/{profile_sha256}.json", kind="profile", model=model,
+        sensitive_columns=[p.column for p in profiles],
+        purpose=f"drift monitoring of '{model.name}' {version.label}: reference profile")
+    stored = sealed_body.name
     summary = [profile_to_json(profile, sample=False) for profile in profiles]
     with transaction.atomic():
+        if sealed_body.pk is None:
+            sealed_body.save()
         profile = ReferenceProfile(
             version=version, dataset_version=dataset_version, source_sha256=source_sha256, profile_file=stored,
             profile_sha256=profile_sha256, columns=[{"name": p.column, "kind": p.kind} for p in profiles], summary=summary,
@@ -143,10 +148,19 @@ def reference_profile_latest(version: ModelVersion) -> ReferenceProfile:
     return profile
 
 
+def reference_profile_sealed(profile: ReferenceProfile) -> Any:
+    """The sealed record of the profile's body (its reads are recorded with the run that loads it)."""
+    record = vault.sealed_file_for(profile.profile_file)
+    if record is None:
+        raise Conflict("The stored profile body is not sealed (run manage.py data_files encrypt-existing).",
+                       code="monitoring_profile_corrupt", extra={"profile": profile.pk})
+    return record
+
+
 def reference_profile_load(profile: ReferenceProfile) -> list[ColumnProfile]:
     """The profile body from storage, checked against its recorded digest."""
-    with default_storage.open(profile.profile_file, "rb") as handle:
-        body = handle.read()
+    body = vault.read_or_corrupt(vault.sealed_file_open(record=reference_profile_sealed(profile),
+                                                        purpose="monitoring_run"))
     if hashlib.sha256(body).hexdigest() != profile.profile_sha256:
         raise Conflict("The stored profile body does not match its recorded digest.", code="monitoring_profile_corrupt",
                        extra={"profile": profile.pk})

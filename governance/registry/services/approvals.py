@@ -3,7 +3,7 @@ and the evidence gate live here and only here; the API, the admin and the pages 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,6 +26,7 @@ from governance.models import (
     RegisteredModel,
     RequestStatus,
     RiskTier,
+    SignedApproval,
     VersionStatus,
 )
 from governance.monitoring.services.profiles import reference_profile_freeze
@@ -52,9 +53,19 @@ from governance.registry.services.common import (
 )
 from governance.roles import ROLE_NAMES
 from governance.selectors import approval_policy_for, user_roles
+from governance.signatures.models import SigningChallenge
+from governance.signatures.services import approval_statement_issue, decision_signature_verify
+
+
+class ApprovalSignatureRequired(Conflict):
+    code = "approval_signature_required"
+
+
+class ApprovalSignatureMethod(Conflict):
+    code = "approval_signature_method"
 
 POLICY_FIELDS = ("quorum", "required_roles", "fairness_audit_max_age_days", "required_card_fields", "expiry_hours",
-                 "fairness_metric_floors", "fairness_min_group_size", "fairness_dataset_registered")
+                 "fairness_metric_floors", "fairness_min_group_size", "fairness_dataset_registered", "signed_approval")
 
 
 def _require_risk_officer(by: Any, message: str) -> None:
@@ -76,7 +87,7 @@ def _optional_count(value: Any, field: str) -> int | None:
 
 def _policy_fields(*, quorum: Any, required_roles: Any, fairness_audit_max_age_days: Any, required_card_fields: Any,
                    expiry_hours: Any, fairness_metric_floors: Any, fairness_min_group_size: Any,
-                   fairness_dataset_registered: Any) -> dict[str, Any]:
+                   fairness_dataset_registered: Any, signed_approval: Any = "none") -> dict[str, Any]:
     """The checked policy fields, in the form `ApprovalPolicy.snapshot()` gives them."""
     roles = string_list(required_roles, "required_roles")
     unknown_roles = sorted(set(roles) - set(ROLE_NAMES))
@@ -96,7 +107,10 @@ def _policy_fields(*, quorum: Any, required_roles: Any, fairness_audit_max_age_d
     if not isinstance(fairness_dataset_registered, bool):
         raise InvalidInput("'fairness_dataset_registered' must be true or false.", code="invalid_input",
                            extra={"field": "fairness_dataset_registered"})
-    return {"quorum": quorum, "required_roles": sorted(set(roles)),
+    if signed_approval not in SignedApproval.values:
+        raise InvalidInput(f"'signed_approval' must be one of {', '.join(SignedApproval.values)}.",
+                           code="invalid_input", extra={"field": "signed_approval", "allowed": list(SignedApproval.values)})
+    return {"quorum": quorum, "required_roles": sorted(set(roles)), "signed_approval": signed_approval,
             "fairness_audit_max_age_days": _optional_count(fairness_audit_max_age_days, "fairness_audit_max_age_days"),
             "required_card_fields": sorted(set(card_fields)), "expiry_hours": expiry_hours,
             "fairness_metric_floors": policies.metric_floors_clean(fairness_metric_floors),
@@ -133,7 +147,7 @@ def approval_policy_set(*, by: Any, model: RegisteredModel | None = None, risk_t
                         required_card_fields: list[str] | None = None, expiry_hours: int = 72,
                         fairness_metric_floors: dict[str, Any] | None = None,
                         fairness_min_group_size: int | None = None, fairness_dataset_registered: bool = False,
-                        comment: str = "") -> ApprovalPolicy | ApprovalPolicyChange:
+                        signed_approval: str = "none", comment: str = "") -> ApprovalPolicy | ApprovalPolicyChange:
     """Create or replace the policy of one model, or the default of one risk tier.
 
     Only risk officers set policies. A change that keeps or strengthens every requirement applies at
@@ -148,7 +162,8 @@ def approval_policy_set(*, by: Any, model: RegisteredModel | None = None, risk_t
                             required_card_fields=required_card_fields, expiry_hours=expiry_hours,
                             fairness_metric_floors=fairness_metric_floors,
                             fairness_min_group_size=fairness_min_group_size,
-                            fairness_dataset_registered=fairness_dataset_registered)
+                            fairness_dataset_registered=fairness_dataset_registered,
+                            signed_approval=signed_approval)
     comment = clean_text(comment, "comment")
     subject = (model if model is not None
                else ApprovalPolicy.objects.filter(model__isnull=True, risk_tier=risk_tier).first()
@@ -325,31 +340,86 @@ def quorum_state(decisions: Iterable[ApprovalDecision], snapshot: dict[str, Any]
             "satisfied": len(approvers) >= quorum and not missing_roles}
 
 
-def approval_decide(*, request: ApprovalRequest, by: Any, decision: str, comment: str = "") -> ApprovalDecision:
-    """Record one approver's decision; a rejection closes the request, the approval that completes
-    the quorum and the required roles approves the request and the version."""
+# Called inside the transaction that approves a version (integrations queue their work on commit:
+# e.g. governance.integrations.mlflow sets an MLflow alias). Registered by the apps' ready().
+APPROVED_HOOKS: list[Callable[[ModelVersion], None]] = []
+
+
+def _may_decide(request: ApprovalRequest, by: Any) -> None:
+    """Who may decide a pending request: not its submitter or the version's author, a decider of
+    the model, once."""
+    version = request.version
+    require_visible(by, version.model)
+    if by.pk == request.submitted_by_id:
+        raise SeparationOfDuties("You submitted this request; someone else must decide it.",
+                                 extra={"rule": "submitter_cannot_decide"})
+    if by.pk == version.created_by_id:
+        raise SeparationOfDuties("You registered this version; someone else must decide it.",
+                                 extra={"rule": "author_cannot_decide"})
+    if not can_decide(by, version.model):
+        raise ApprovalPermissionDenied(f"You may not decide approvals for '{version.model.name}'.")
+    if request.decisions.filter(approver=by).exists():
+        raise ApprovalAlreadyDecided("You already decided this request; one person counts once.",
+                                     extra={"rule": "one_person_counts_once"})
+
+
+def _decision_checked(decision: str, comment: str) -> str:
     if decision not in Decision.values:
         raise InvalidInput("The decision must be 'approve' or 'reject'.", code="invalid_decision",
                            extra={"allowed": list(Decision.values)})
-    comment = reason_required(comment, action=f"approval_request.{decision}")
+    return reason_required(comment, action=f"approval_request.{decision}")
+
+
+def approval_challenge_issue(*, request: ApprovalRequest, by: Any, decision: str, comment: str = "") -> SigningChallenge:
+    """The statement `by` signs to decide `request` (with passkey or DSSE), with a single-use, expiring nonce.
+    Not a ledger entry: a challenge changes nothing until a decision uses it, and that decision records it."""
+    comment = _decision_checked(decision, comment)
+    with transaction.atomic():
+        request = _locked_pending(request)
+        _may_decide(request, by)
+        return approval_statement_issue(by=by, request=request, decision=decision, comment=comment,
+                                        policy=effective_policy(request))
+
+
+def _signature_checked(*, request: ApprovalRequest, by: Any, decision: str, comment: str, policy: dict[str, Any],
+                       signature: dict[str, Any] | None) -> dict[str, Any]:
+    """The signature material the decision keeps; refused when the policy wants a signature it lacks."""
+    required = policy.get("signed_approval") or SignedApproval.NONE
+    accepted = policies.signed_approval_accepts(required)
+    if signature is None:
+        if "unsigned" not in accepted:
+            raise ApprovalSignatureRequired(
+                "The policy requires a decision signed by you: ask for the approval statement, sign it with your "
+                "passkey or your registered Ed25519 key, and send the signature with the decision.",
+                extra={"signed_approval": required})
+        return {}
+    method = signature.get("method") if isinstance(signature, dict) else None
+    if method in ("passkey", "dsse") and method not in accepted:
+        raise ApprovalSignatureMethod(f"The policy accepts a decision signed with: {required}, not {method}.",
+                                      extra={"signed_approval": required, "method": method})
+    return decision_signature_verify(by=by, request=request, decision=decision, comment=comment, policy=policy,
+                                     signature=signature)
+
+
+def approval_decide(*, request: ApprovalRequest, by: Any, decision: str, comment: str = "",
+                    signature: dict[str, Any] | None = None) -> ApprovalDecision:
+    """Record one approver's decision; a rejection closes the request, the approval that completes
+    the quorum and the required roles approves the request and the version.
+
+    `signature` (see `decision_signature_verify`) signs the statement of `approval_challenge_issue`;
+    the policy's `signed_approval` says whether one is required, and with which method."""
+    comment = _decision_checked(decision, comment)
     with transaction.atomic():
         request = _locked_pending(request)
         version = request.version
-        require_visible(by, version.model)
-        if by.pk == request.submitted_by_id:
-            raise SeparationOfDuties("You submitted this request; someone else must decide it.",
-                                     extra={"rule": "submitter_cannot_decide"})
-        if by.pk == version.created_by_id:
-            raise SeparationOfDuties("You registered this version; someone else must decide it.",
-                                     extra={"rule": "author_cannot_decide"})
-        if not can_decide(by, version.model):
-            raise ApprovalPermissionDenied(f"You may not decide approvals for '{version.model.name}'.")
-        if request.decisions.filter(approver=by).exists():
-            raise ApprovalAlreadyDecided("You already decided this request; one person counts once.",
-                                         extra={"rule": "one_person_counts_once"})
+        _may_decide(request, by)
         # The stricter of the request's snapshot and the policy that applies now: lowering a tier or
         # weakening a policy after submitting does not lower the bar of a pending request.
         snapshot = effective_policy(request)
+        with refusal_recorded(actor=by, action=f"approval_request.{decision}", subject=request,
+                              attempt={"signed": signature is not None}):
+            signed = _signature_checked(request=request, by=by, decision=decision, comment=comment,
+                                        policy=snapshot, signature=signature)
         found: list[dict[str, Any]] = []
         if decision == Decision.APPROVE:
             # Evidence is checked for every approval, so no one approves without it, and again
@@ -358,7 +428,7 @@ def approval_decide(*, request: ApprovalRequest, by: Any, decision: str, comment
             if missing:
                 _refuse_missing(missing)
         row = ApprovalDecision(request=request, approver=by, decision=decision, comment=comment,
-                               approver_roles=user_roles(by), decided_at=timezone.now())
+                               approver_roles=user_roles(by), decided_at=timezone.now(), signature=signed)
         try:
             with transaction.atomic():
                 row.save_recorded(action=f"approval_request.{decision}_recorded", by=by,
@@ -379,6 +449,8 @@ def approval_decide(*, request: ApprovalRequest, by: Any, decision: str, comment
                    evidence=found, policy=snapshot)
             # Every later monitoring window of the version is compared on the bins frozen now.
             reference_profile_freeze(version=request.version, by=by)
+            for hook in APPROVED_HOOKS:
+                hook(request.version)
     return row
 
 

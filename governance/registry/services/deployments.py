@@ -108,6 +108,13 @@ def deployment_record(*, version: ModelVersion, environment: Environment, by: An
     require(can_write_model(by, version.model, "governance.add_deployment"),
              f"You may not deploy '{version.model.name}'.")
     comment = clean_text(comment, "comment")
+    if environment.is_production:
+        # A monitor's policy may block promotion while its alerts are open (kept as a refusal).
+        from governance.monitoring.services.monitors import require_promotion_allowed
+
+        with refusal_recorded(actor=by, action="deployment.record", subject=version,
+                              attempt={"environment": environment.name}):
+            require_promotion_allowed(version)
     with transaction.atomic():
         version = lock_for_update(ModelVersion.objects).select_related("model").get(pk=version.pk)
         return _deploy(version=version, environment=environment, by=by, comment=comment, is_rollback=False,

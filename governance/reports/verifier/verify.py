@@ -27,6 +27,7 @@ import binascii
 import datetime
 import hashlib
 import json
+import math
 import posixpath
 import re
 import struct
@@ -39,7 +40,8 @@ from typing import Any
 
 try:
     from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 except ImportError:  # pragma: no cover - the one dependency
     sys.stderr.write("verify.py needs the `cryptography` package: pip install cryptography\n")
@@ -540,6 +542,7 @@ def verify_dsse(envelope_bytes: bytes, keys: Sequence[PublicKey], what: str) -> 
 REPLAYED_TYPES = frozenset({
     "governance.approvalrequest", "governance.approvaldecision", "governance.modelversion",
     "governance.registeredmodel", "governance.approvalpolicy", "auth.user", "fairness.auditrun",
+    "signatures.approvercredential",
 })
 DECISION_ROLES = ("approver", "risk_officer")
 _KNOWN_POLICY_KEYS = frozenset({"policy_id", "scope", "quorum", "required_roles", "fairness_audit_max_age_days",
@@ -829,6 +832,286 @@ def _evidence_violations(request_id: str, closing: str, seq: int, document: dict
     return found
 
 
+# --- Approvals signed by the approver (passkeys, DSSE) ----------------------------------------
+# Each decision entry may hold `state.signature`: the approval statement the approver signed and
+# the signature material. A statement is the RFC 8785 (JCS) bytes of {type, log, request,
+# version_manifest_digest, policy_digest, decision, comment, approver, nonce, time}. It is signed
+#   - with a passkey: a WebAuthn assertion (https://www.w3.org/TR/webauthn-3/ §7.2) whose
+#     challenge is SHA-256(statement): ES256 or Ed25519 over authenticatorData || SHA-256(clientDataJSON);
+#   - from a terminal: a DSSE envelope of STATEMENT_PAYLOAD_TYPE whose payload is the statement,
+#     signed with the approver's own Ed25519 key (keyid = hex SHA-256 of the raw key).
+# The key is the one of the credential's registration entry (`approver_credential.registered`),
+# which must come before the decision in the ledger and belong to the approver.
+
+STATEMENT_TYPE = "governance.approval-statement/v1"
+STATEMENT_PAYLOAD_TYPE = "application/vnd.governance.approval-statement+json"
+CREDENTIAL_TYPE = "signatures.approvercredential"
+COSE_ALG_ES256 = -7
+COSE_ALG_EDDSA = -8
+WEBAUTHN_FLAG_UP = 0x01
+
+
+def b64url_decode(text: Any, what: str) -> bytes:
+    if not isinstance(text, str) or not _URLSAFE_BASE64.match(text):
+        raise ValueError(f"{what} is not base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _cbor_item(data: bytes, offset: int, depth: int = 0) -> tuple[Any, int]:
+    """One CBOR data item (RFC 8949) of the kinds a COSE key uses: integers, byte and text strings, maps."""
+    if depth > 4 or offset >= len(data):
+        raise ValueError("COSE key: truncated or too deep")
+    major, info = data[offset] >> 5, data[offset] & 0x1F
+    offset += 1
+    if info < 24:
+        argument = info
+    elif info in (24, 25, 26, 27):
+        size = 1 << (info - 24)
+        if offset + size > len(data):
+            raise ValueError("COSE key: truncated")
+        argument = int.from_bytes(data[offset:offset + size], "big")
+        offset += size
+    else:
+        raise ValueError("COSE key: indefinite lengths are not allowed")
+    if major == 0:
+        return argument, offset
+    if major == 1:
+        return -1 - argument, offset
+    if major in (2, 3):
+        if offset + argument > len(data):
+            raise ValueError("COSE key: truncated string")
+        raw = data[offset:offset + argument]
+        return (raw if major == 2 else raw.decode("utf-8")), offset + argument
+    if major == 5:
+        result: dict[Any, Any] = {}
+        for _ in range(argument):
+            key, offset = _cbor_item(data, offset, depth + 1)
+            value, offset = _cbor_item(data, offset, depth + 1)
+            if key in result:
+                raise ValueError("COSE key: duplicate label")
+            result[key] = value
+        return result, offset
+    raise ValueError(f"COSE key: CBOR major type {major} is not expected")
+
+
+def cose_public_key(cose: bytes) -> tuple[int, Any]:
+    """(algorithm, public key) of a COSE_Key (RFC 9053): EC2 P-256 for ES256, OKP Ed25519 for EdDSA."""
+    key, end = _cbor_item(cose, 0)
+    if not isinstance(key, dict) or end != len(cose):
+        raise ValueError("COSE key: not one CBOR map")
+    kty, alg, crv = key.get(1), key.get(3), key.get(-1)
+    if kty == 2 and alg == COSE_ALG_ES256 and crv == 1:
+        x, y = key.get(-2), key.get(-3)
+        if not (isinstance(x, bytes) and isinstance(y, bytes) and len(x) == len(y) == 32):
+            raise ValueError("COSE key: bad P-256 coordinates")
+        return alg, ec.EllipticCurvePublicNumbers(int.from_bytes(x, "big"), int.from_bytes(y, "big"),
+                                                  ec.SECP256R1()).public_key()
+    if kty == 1 and alg == COSE_ALG_EDDSA and crv == 6:
+        x = key.get(-2)
+        if not isinstance(x, bytes) or len(x) != 32:
+            raise ValueError("COSE key: bad Ed25519 key")
+        return alg, Ed25519PublicKey.from_public_bytes(x)
+    raise ValueError(f"COSE key: unsupported key (kty {kty}, alg {alg}, crv {crv})")
+
+
+def verify_webauthn_assertion(cose: bytes, *, rp_id: str, origin: str, challenge: bytes,
+                              authenticator_data: bytes, client_data_json: bytes, signature: bytes) -> None:
+    """Raise ValueError unless the assertion answers `challenge` for `rp_id` at `origin`, signed by the key."""
+    if len(authenticator_data) < 37:
+        raise ValueError("authenticatorData is shorter than 37 bytes")
+    if authenticator_data[:32] != hashlib.sha256(rp_id.encode("utf-8")).digest():
+        raise ValueError(f"authenticatorData's rpIdHash is not SHA-256({rp_id!r})")
+    if not authenticator_data[32] & WEBAUTHN_FLAG_UP:
+        raise ValueError("authenticatorData: the user-present flag is not set")
+    client_data = json.loads(client_data_json.decode("utf-8"))
+    if not isinstance(client_data, dict) or client_data.get("type") != "webauthn.get":
+        raise ValueError("clientDataJSON's type is not webauthn.get")
+    if client_data.get("challenge") != base64.urlsafe_b64encode(challenge).rstrip(b"=").decode("ascii"):
+        raise ValueError("clientDataJSON's challenge is not SHA-256 of the statement")
+    if client_data.get("origin") != origin:
+        raise ValueError(f"clientDataJSON's origin {client_data.get('origin')!r} is not {origin!r}")
+    signed = authenticator_data + hashlib.sha256(client_data_json).digest()
+    algorithm, public_key = cose_public_key(cose)
+    try:
+        if algorithm == COSE_ALG_ES256:
+            public_key.verify(signature, signed, ec.ECDSA(hashes.SHA256()))
+        else:
+            public_key.verify(signature, signed)
+    except InvalidSignature:
+        raise ValueError("the WebAuthn signature does not verify with the registered key") from None
+
+
+def _signed_statement(signature: dict[str, Any], credential: dict[str, Any]) -> bytes:
+    """The statement bytes, once their signature verifies with the credential's key (ValueError otherwise)."""
+    method = signature.get("method")
+    if method == "dsse":
+        if credential.get("kind") != "ed25519":
+            raise ValueError("a DSSE signature by a credential that is not an Ed25519 key")
+        envelope = signature.get("envelope")
+        if not isinstance(envelope, dict) or envelope.get("payloadType") != STATEMENT_PAYLOAD_TYPE:
+            raise ValueError(f"the envelope's payloadType is not {STATEMENT_PAYLOAD_TYPE}")
+        signatures = envelope.get("signatures")
+        if not isinstance(signatures, list) or len(signatures) != 1 or not isinstance(signatures[0], dict):
+            raise ValueError("the envelope must hold exactly one signature")
+        if signatures[0].get("keyid") != credential.get("credential_id"):
+            raise ValueError("the envelope's keyid is not the credential's")
+        payload = b64decode_dsse(envelope.get("payload"), "envelope payload")
+        raw = b64decode_dsse(signatures[0].get("sig"), "envelope signature")
+        key = Ed25519PublicKey.from_public_bytes(b64url_decode(credential.get("public_key"), "public key"))
+        try:
+            key.verify(raw, pae(STATEMENT_PAYLOAD_TYPE, payload))
+        except InvalidSignature:
+            raise ValueError("the DSSE signature does not verify with the registered key") from None
+        return payload
+    if method == "passkey":
+        if credential.get("kind") != "passkey":
+            raise ValueError("a passkey signature by a credential that is not a passkey")
+        statement = b64decode_strict(signature.get("statement"), "statement")
+        rp_id, origin = credential.get("rp_id"), signature.get("origin")
+        if not isinstance(rp_id, str) or not isinstance(origin, str):
+            raise ValueError("the relying party id or the origin is missing")
+        verify_webauthn_assertion(
+            b64url_decode(credential.get("public_key"), "COSE key"), rp_id=rp_id, origin=origin,
+            challenge=hashlib.sha256(statement).digest(),
+            authenticator_data=b64url_decode(signature.get("authenticator_data"), "authenticatorData"),
+            client_data_json=b64url_decode(signature.get("client_data_json"), "clientDataJSON"),
+            signature=b64url_decode(signature.get("signature"), "signature"))
+        return statement
+    raise ValueError(f"unknown signing method {method!r}")
+
+
+# What each `signed_approval` setting accepts; a decision is judged by what both its request's
+# snapshot and the policy in force when it was decided accept (passkey-only and DSSE-only share
+# nothing: then the policy in force holds), as the service judges it.
+SIGNED_APPROVAL_ACCEPTS = {"none": frozenset({"unsigned", "passkey", "dsse"}), "either": frozenset({"passkey", "dsse"}),
+                           "passkey": frozenset({"passkey"}), "dsse": frozenset({"dsse"})}
+
+
+def _accepted(snapshot_setting: Any, in_force_setting: Any) -> frozenset[str]:
+    everything = SIGNED_APPROVAL_ACCEPTS["none"]
+    frozen = SIGNED_APPROVAL_ACCEPTS.get(str(snapshot_setting), everything)
+    now = SIGNED_APPROVAL_ACCEPTS.get(str(in_force_setting), everything)
+    return (frozen & now) or now
+
+
+def _setting_in_force(version_states: list[tuple[int, dict[str, Any]]],
+                      model_states: dict[str, list[tuple[int, dict[str, Any]]]],
+                      policy_states: dict[str, list[tuple[int, dict[str, Any]]]], seq: int) -> Any:
+    """`signed_approval` of the policy that applied to the version's model just before `seq` (its own,
+    else its tier's default, the tier being the last one its entries recorded); None if not shown."""
+    model_id = next((str(state["model"]) for at, state in reversed(version_states)
+                     if at < seq and state.get("model") is not None), None)
+    tier = next((state["risk_tier"] for at, state in reversed(model_states.get(model_id or "", []))
+                 if at < seq and state.get("risk_tier")), None)
+    own = default = None
+    for states in policy_states.values():
+        state = _latest(states, seq)
+        if state is None:
+            continue
+        if model_id is not None and str(state.get("model")) == model_id:
+            own = state
+        elif state.get("model") is None and tier is not None and state.get("risk_tier") == tier:
+            default = state
+    chosen = own or default
+    return chosen.get("signed_approval") if chosen else None
+
+
+def check_signed_approvals(documents: list[tuple[int, dict[str, Any]]], *, log_origin: str,
+                           require_signed: bool) -> tuple[list[str], int]:
+    """(violations, signed decisions verified): every signed decision's signature, statement and
+    credential; an unsigned decision where its policy (or `require_signed`) wants one."""
+    credentials: dict[str, tuple[int, dict[str, Any]]] = {}
+    revoked: dict[str, int] = {}
+    submissions: dict[str, dict[str, Any]] = {}
+    versions: dict[str, dict[str, Any]] = {}
+    version_states: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    model_states: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    policy_states: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    decisions: list[tuple[int, str, dict[str, Any], dict[str, Any]]] = []
+    for seq, document in documents:
+        subject = document.get("subject") or {}
+        kind, ident = subject.get("type"), str(subject.get("id"))
+        payload, state = _payload(document), _state(document)
+        if kind == CREDENTIAL_TYPE and isinstance(state.get("credential_id"), str):
+            if payload.get("before") is None and state.get("credential_id") not in credentials:
+                credentials[state["credential_id"]] = (seq, {**state, "registered_by": document.get("actor")})
+            if state.get("revoked_at") and state["credential_id"] not in revoked:
+                revoked[state["credential_id"]] = seq
+        elif kind == "governance.approvalrequest" and ident not in submissions and state:
+            submissions[ident] = state
+        elif kind == "governance.modelversion":
+            version_states.setdefault(ident, []).append((seq, state))
+            if state:
+                versions[ident] = state
+        elif kind == "governance.registeredmodel":
+            model_states.setdefault(ident, []).append((seq, state))
+        elif kind == "governance.approvalpolicy":
+            policy_states.setdefault(ident, []).append((seq, state))
+        elif kind == "governance.approvaldecision" and payload.get("before") is None and state:
+            decisions.append((seq, ident, state, document))
+    violations: list[str] = []
+    verified = 0
+    for seq, ident, state, document in decisions:
+        where = f"decision {ident} (seq {seq}) on request {state.get('request')}"
+        signature = state.get("signature") or {}
+        request_state = submissions.get(str(state.get("request"))) or {}
+        snapshot = request_state.get("policy_snapshot")
+        in_force = _setting_in_force(version_states.get(str(request_state.get("version")), []), model_states,
+                                     policy_states, seq)
+        accepted = _accepted(snapshot.get("signed_approval") if isinstance(snapshot, dict) else None, in_force)
+        wanted = " or ".join(sorted(accepted))
+        if not signature:
+            if require_signed or "unsigned" not in accepted:
+                reason = f"its policy requires {wanted}" if "unsigned" not in accepted else \
+                    "--require-signed-approvals"
+                violations.append(f"{where}: not signed by the approver ({reason})")
+            continue
+        if not isinstance(signature, dict):
+            violations.append(f"{where}: the signature is not an object")
+            continue
+        if signature.get("method") not in accepted:
+            violations.append(f"{where}: signed with {signature.get('method')}, its policy requires {wanted}")
+        credential_id = signature.get("credential_id")
+        registered = credentials.get(credential_id) if isinstance(credential_id, str) else None
+        if registered is None or not isinstance(credential_id, str):
+            violations.append(f"{where}: the bundle holds no registration entry of its credential")
+            continue
+        registered_seq, credential = registered
+        if registered_seq >= seq:
+            violations.append(f"{where}: its credential was registered at seq {registered_seq}, after the decision")
+            continue
+        if revoked.get(credential_id, seq) < seq:
+            violations.append(f"{where}: its credential was revoked at seq {revoked[credential_id]}, before")
+            continue
+        if credential.get("user") != state.get("approver") or credential.get("registered_by") != document.get("actor"):
+            violations.append(f"{where}: its credential was registered by {credential.get('registered_by')} for "
+                              f"user {credential.get('user')}, not by the approver {document.get('actor')} for themself")
+            continue
+        try:
+            statement = _signed_statement(signature, credential)
+            fields = json.loads(statement.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError, VerificationError) as exc:
+            text = exc.message if isinstance(exc, VerificationError) else str(exc)
+            violations.append(f"{where}: {text}")
+            continue
+        if hashlib.sha256(statement).hexdigest() != signature.get("statement_sha256"):
+            violations.append(f"{where}: statement_sha256 is not the SHA-256 of the signed statement")
+            continue
+        version_state = versions.get(str(request_state.get("version"))) or {}
+        expected = {"type": STATEMENT_TYPE, "log": log_origin, "request": state.get("request"),
+                    "decision": state.get("decision"), "comment": state.get("comment"),
+                    "approver": document.get("actor")}
+        if version_state.get("manifest_digest"):
+            expected["version_manifest_digest"] = version_state["manifest_digest"]
+        wrong = sorted(name for name, value in expected.items()
+                       if not isinstance(fields, dict) or fields.get(name) != value)
+        if wrong:
+            violations.append(f"{where}: the signed statement's {', '.join(wrong)} differ(s) from the decision")
+            continue
+        verified += 1
+    return violations, verified
+
+
 # --- Witness cosignatures (C2SP tlog-cosignature v1, tlog-policy) ---------------------------
 # The bundle's ledger/witnessed.json holds a checkpoint at least as large as the bundle's, with
 # the witnesses' cosignature lines appended, and a consistency proof from the bundle's
@@ -1041,6 +1324,434 @@ def verify_witnessed(contents: dict[str, bytes], checkpoint_text: str, keys: Seq
     report.ok(f"witnessed checkpoint @{body.tree_size}: consistent with @{checkpoint.tree_size}; "
               f"cosignature/v1 quorum met ({when})")
     return [f"witnesses:   quorum met at @{body.tree_size}: {when}"]
+# --- RFC 3161 time-stamp tokens (ledger/timestamps/) ----------------------------------------
+# Each token is a DER TimeStampToken: a CMS SignedData (RFC 5652) whose content is a TSTInfo
+# (RFC 3161 §2.4.2). Checked here with a small DER reader and `cryptography`: the message
+# imprint is SHA-256 of the named checkpoint's signed note, the signed attributes hold the
+# TSTInfo's content type and digest and name the signer's certificate (ESS signingCertificate
+# v1 or v2), the signature over them verifies with that certificate, which is marked for time
+# stamping and chains to a CA pinned with --tsa-ca, valid at the token's time.
+
+OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
+OID_TST_INFO = "1.2.840.113549.1.9.16.1.4"
+OID_CONTENT_TYPE = "1.2.840.113549.1.9.3"
+OID_MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
+OID_SIGNING_CERTIFICATE = "1.2.840.113549.1.9.16.2.12"
+OID_SIGNING_CERTIFICATE_V2 = "1.2.840.113549.1.9.16.2.47"
+OID_KP_TIME_STAMPING = "1.3.6.1.5.5.7.3.8"
+_TS_HASHES = {"1.3.14.3.2.26": "sha1", "2.16.840.1.101.3.4.2.1": "sha256", "2.16.840.1.101.3.4.2.2": "sha384",
+              "2.16.840.1.101.3.4.2.3": "sha512"}
+_TS_RSA = {"1.2.840.113549.1.1.1": None, "1.2.840.113549.1.1.11": "sha256", "1.2.840.113549.1.1.12": "sha384",
+           "1.2.840.113549.1.1.13": "sha512"}
+_TS_ECDSA = {"1.2.840.10045.2.1": None, "1.2.840.10045.4.3.2": "sha256", "1.2.840.10045.4.3.3": "sha384",
+             "1.2.840.10045.4.3.4": "sha512"}
+_TOKEN_NAME = re.compile(r"ledger/timestamps/checkpoint-(0|[1-9][0-9]*)-(0|[1-9][0-9]*)\.tst\Z")
+
+
+class _Der:
+    """One DER element: its tag, its content bytes and its whole encoding."""
+
+    __slots__ = ("tag", "content", "raw")
+
+    def __init__(self, tag: int, content: bytes, raw: bytes) -> None:
+        self.tag, self.content, self.raw = tag, content, raw
+
+    def children(self) -> list[_Der]:
+        return der_elements(self.content)
+
+
+def der_elements(data: bytes) -> list[_Der]:
+    """The consecutive DER elements of `data` (definite lengths only, single-byte tags)."""
+    items: list[_Der] = []
+    pos = 0
+    while pos < len(data):
+        start = pos
+        if len(data) - pos < 2:
+            raise ValueError("truncated DER element")
+        tag = data[pos]
+        if tag & 0x1F == 0x1F:
+            raise ValueError("multi-byte DER tags are not expected here")
+        length = data[pos + 1]
+        pos += 2
+        if length & 0x80:
+            count = length & 0x7F
+            if count == 0 or count > 4 or pos + count > len(data):
+                raise ValueError("bad DER length")
+            length = int.from_bytes(data[pos:pos + count], "big")
+            pos += count
+        if pos + length > len(data):
+            raise ValueError("DER element runs past its container")
+        items.append(_Der(tag, data[pos:pos + length], data[start:pos + length]))
+        pos += length
+    return items
+
+
+def _der_one(data: bytes, tag: int, what: str) -> _Der:
+    items = der_elements(data)
+    if len(items) != 1 or items[0].tag != tag:
+        raise ValueError(f"{what} is not one DER element of tag 0x{tag:02x}")
+    return items[0]
+
+
+def der_oid(element: _Der) -> str:
+    if element.tag != 0x06 or not element.content:
+        raise ValueError("expected an OBJECT IDENTIFIER")
+    first = element.content[0]
+    head = min(first // 40, 2)
+    parts = [str(head), str(first - 40 * head)]
+    value = 0
+    for byte in element.content[1:]:
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            parts.append(str(value))
+            value = 0
+    return ".".join(parts)
+
+
+def _der_int(element: _Der) -> int:
+    if element.tag != 0x02 or not element.content:
+        raise ValueError("expected an INTEGER")
+    return int.from_bytes(element.content, "big", signed=True)
+
+
+def _ts_hash(name: str) -> Any:
+    from cryptography.hazmat.primitives import hashes
+
+    if name == "sha1":
+        return hashes.SHA1()  # noqa: S303 - ESS signingCertificate v1 names certificates by SHA-1
+    if name == "sha256":
+        return hashes.SHA256()
+    if name == "sha384":
+        return hashes.SHA384()
+    return hashes.SHA512()
+
+
+class TimestampToken:
+    """The parts of an RFC 3161 token that the checks need."""
+
+    def __init__(self, der: bytes) -> None:
+        from cryptography import x509
+
+        content_info = _der_one(der, 0x30, "the token").children()
+        if len(content_info) != 2 or der_oid(content_info[0]) != OID_SIGNED_DATA or content_info[1].tag != 0xA0:
+            raise ValueError("not a CMS SignedData")
+        fields = _der_one(content_info[1].content, 0x30, "SignedData").children()
+        if len(fields) < 4 or fields[1].tag != 0x31 or fields[2].tag != 0x30:
+            raise ValueError("malformed SignedData")
+        encapsulated = fields[2].children()
+        if len(encapsulated) != 2 or der_oid(encapsulated[0]) != OID_TST_INFO or encapsulated[1].tag != 0xA0:
+            raise ValueError("the signed content is not a TSTInfo")
+        self.tst_info_der = _der_one(encapsulated[1].content, 0x04, "eContent").content
+        self.certificates: list[Any] = []
+        rest = fields[3:]
+        if rest and rest[0].tag == 0xA0:
+            self.certificates = [x509.load_der_x509_certificate(item.raw) for item in rest[0].children()
+                                 if item.tag == 0x30]
+            rest = rest[1:]
+        if rest and rest[0].tag == 0xA1:
+            rest = rest[1:]
+        if len(rest) != 1 or rest[0].tag != 0x31:
+            raise ValueError("malformed SignedData signerInfos")
+        signers = rest[0].children()
+        if len(signers) != 1:
+            raise ValueError(f"{len(signers)} signers; a time-stamp token has exactly one")
+        signer = signers[0].children()
+        if len(signer) < 6 or signer[3].tag != 0xA0 or signer[5].tag != 0x04:
+            raise ValueError("malformed SignerInfo (signed attributes are required)")
+        self.sid = signer[1]
+        self.digest_name = _TS_HASHES.get(der_oid(signer[2].children()[0]))
+        # The signature covers the DER of the attributes as a SET (tag 0x31), not as [0].
+        self.signed_attributes = b"\x31" + signer[3].raw[1:]
+        self.attributes: dict[str, list[_Der]] = {}
+        for attribute in signer[3].children():
+            parts = attribute.children()
+            name = der_oid(parts[0])
+            if name in self.attributes:
+                raise ValueError(f"signed attribute {name} appears twice")
+            self.attributes[name] = parts[1].children()
+        self.signature_algorithm = der_oid(signer[4].children()[0])
+        self.signature = signer[5].content
+        info = _der_one(self.tst_info_der, 0x30, "TSTInfo").children()
+        imprint = info[2].children()
+        self.policy = der_oid(info[1])
+        self.imprint_algorithm = der_oid(imprint[0].children()[0])
+        self.imprint = imprint[1].content
+        self.serial_number = _der_int(info[3])
+        if info[4].tag != 0x18:
+            raise ValueError("TSTInfo genTime is not a GeneralizedTime")
+        text = info[4].content.decode("ascii")
+        match = re.match(r"(\d{14})(?:\.(\d{1,6}))?Z\Z", text)
+        if not match:
+            raise ValueError(f"genTime {text!r} is not YYYYMMDDHHMMSS[.f]Z")
+        moment = datetime.datetime.strptime(match.group(1), "%Y%m%d%H%M%S")
+        micros = int((match.group(2) or "0").ljust(6, "0"))
+        self.gen_time = moment.replace(microsecond=micros, tzinfo=datetime.timezone.utc)  # noqa: UP017 (Python 3.9)
+
+    def signer_certificate(self) -> Any:
+        from cryptography import x509
+
+        for certificate in self.certificates:
+            if self.sid.tag == 0x30:
+                issuer, serial = self.sid.children()[:2]
+                if certificate.serial_number == _der_int(serial) and \
+                        certificate.issuer.public_bytes() == issuer.raw:
+                    return certificate
+            elif self.sid.tag == 0x80:
+                try:
+                    identifier = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+                except x509.ExtensionNotFound:
+                    continue
+                if identifier.digest == self.sid.content:
+                    return certificate
+        raise ValueError("the token does not hold the certificate that signed it")
+
+
+def _ts_verify_signature(public_key: Any, signature: bytes, data: bytes, algorithm: str, digest_name: str | None) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    if algorithm in _TS_RSA and isinstance(public_key, rsa.RSAPublicKey):
+        name = _TS_RSA[algorithm] or digest_name
+        if name is None:
+            raise ValueError("unknown digest algorithm")
+        public_key.verify(signature, data, padding.PKCS1v15(), _ts_hash(name))
+    elif algorithm in _TS_ECDSA and isinstance(public_key, ec.EllipticCurvePublicKey):
+        name = _TS_ECDSA[algorithm] or digest_name
+        if name is None:
+            raise ValueError("unknown digest algorithm")
+        public_key.verify(signature, data, ec.ECDSA(_ts_hash(name)))
+    else:
+        raise ValueError(f"signature algorithm {algorithm} with a {type(public_key).__name__} is not supported")
+
+
+def _cert_signed_by(certificate: Any, issuer: Any) -> bool:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+
+    key = issuer.public_key()
+    try:
+        if certificate.issuer != issuer.subject:
+            return False
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(certificate.signature, certificate.tbs_certificate_bytes, padding.PKCS1v15(),
+                       certificate.signature_hash_algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(certificate.signature, certificate.tbs_certificate_bytes,
+                       ec.ECDSA(certificate.signature_hash_algorithm))
+        elif isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(certificate.signature, certificate.tbs_certificate_bytes)
+        else:
+            return False
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
+
+
+def _valid_at(certificate: Any, moment: datetime.datetime) -> bool:
+    before = getattr(certificate, "not_valid_before_utc", None) or \
+        certificate.not_valid_before.replace(tzinfo=datetime.timezone.utc)  # noqa: UP017 (Python 3.9)
+    after = getattr(certificate, "not_valid_after_utc", None) or \
+        certificate.not_valid_after.replace(tzinfo=datetime.timezone.utc)  # noqa: UP017 (Python 3.9)
+    return bool(before <= moment <= after)
+
+
+def _is_ca(certificate: Any) -> bool:
+    from cryptography import x509
+
+    try:
+        return bool(certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def check_timestamp_token(der: bytes, note: str, tsa_cas: Sequence[Any], what: str) -> str:
+    """Check one token over a checkpoint's signed note; return its report text or raise VerificationError."""
+    from cryptography import x509
+
+    try:
+        token = TimestampToken(der)
+    except (ValueError, IndexError, UnicodeDecodeError) as exc:
+        raise fail("timestamp", f"{what}: not an RFC 3161 time-stamp token: {exc}") from None
+    # 1. The message imprint is SHA-256 of the checkpoint's signed note.
+    if token.imprint_algorithm != "2.16.840.1.101.3.4.2.1":
+        raise fail("timestamp", f"{what}: the message imprint is not SHA-256 ({token.imprint_algorithm})")
+    if token.imprint != hashlib.sha256(note.encode("utf-8")).digest():
+        raise fail("timestamp", f"{what}: the message imprint is not SHA-256 of the checkpoint's signed note")
+    # 2. The signed attributes: content type, message digest of the TSTInfo, the signer's certificate.
+    if token.digest_name is None:
+        raise fail("timestamp", f"{what}: unsupported digest algorithm")
+    content_type = token.attributes.get(OID_CONTENT_TYPE)
+    if not content_type or der_oid(content_type[0]) != OID_TST_INFO:
+        raise fail("timestamp", f"{what}: the signed content-type attribute is not TSTInfo")
+    digest = token.attributes.get(OID_MESSAGE_DIGEST)
+    if not digest or digest[0].tag != 0x04 or \
+            digest[0].content != hashlib.new(token.digest_name, token.tst_info_der).digest():
+        raise fail("timestamp", f"{what}: the signed messageDigest does not match the TSTInfo")
+    try:
+        signer = token.signer_certificate()
+    except ValueError as exc:
+        raise fail("timestamp", f"{what}: {exc}") from None
+    signer_der = signer.public_bytes(serialization.Encoding.DER)
+    ess = token.attributes.get(OID_SIGNING_CERTIFICATE_V2)
+    try:
+        if ess:
+            cert_id = ess[0].children()[0].children()[0].children()
+            algorithm = "sha256"
+            if cert_id[0].tag == 0x30:
+                algorithm = _TS_HASHES.get(der_oid(cert_id[0].children()[0]), "")
+                cert_id = cert_id[1:]
+            bound = bool(algorithm) and cert_id[0].content == hashlib.new(algorithm, signer_der).digest()
+        elif token.attributes.get(OID_SIGNING_CERTIFICATE):
+            cert_id = token.attributes[OID_SIGNING_CERTIFICATE][0].children()[0].children()[0].children()
+            bound = cert_id[0].content == hashlib.sha1(signer_der).digest()  # noqa: S324 - ESS v1 is SHA-1 by definition
+        else:
+            raise fail("timestamp", f"{what}: no signingCertificate attribute names the signer's certificate")
+    except (IndexError, ValueError):
+        raise fail("timestamp", f"{what}: malformed signingCertificate attribute") from None
+    if not bound:
+        raise fail("timestamp", f"{what}: the signingCertificate attribute names another certificate")
+    # 3. The signature over the signed attributes.
+    try:
+        _ts_verify_signature(signer.public_key(), token.signature, token.signed_attributes,
+                             token.signature_algorithm, token.digest_name)
+    except InvalidSignature:
+        raise fail("timestamp", f"{what}: the TSA's signature does not verify") from None
+    except ValueError as exc:
+        raise fail("timestamp", f"{what}: {exc}") from None
+    # 4. The signer is a time-stamping certificate, valid at genTime, chained to a pinned CA.
+    try:
+        usages = signer.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        stamping = any(usage.dotted_string == OID_KP_TIME_STAMPING for usage in usages)
+    except x509.ExtensionNotFound:
+        stamping = False
+    if not stamping:
+        raise fail("timestamp", f"{what}: the signing certificate is not for time stamping (extendedKeyUsage)")
+    if not _valid_at(signer, token.gen_time):
+        raise fail("timestamp", f"{what}: the signing certificate was not valid at {token.gen_time:%Y-%m-%dT%H:%M:%SZ}")
+    when = token.gen_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    signer_name = signer.subject.rfc4514_string()
+    if not tsa_cas:
+        return (f"{what}: RFC 3161 token by {signer_name} at {when}; imprint, signed attributes and signature "
+                "hold; the TSA's certificate chain was NOT checked (no --tsa-ca)")
+    current, chain_ok = signer, False
+    pool = [c for c in token.certificates if c is not signer]
+    for _ in range(8):
+        anchor = next((ca for ca in tsa_cas if ca == current or _cert_signed_by(current, ca)), None)
+        if anchor is not None:
+            chain_ok = _valid_at(anchor, token.gen_time)
+            break
+        parent = next((c for c in pool if _is_ca(c) and _cert_signed_by(current, c)
+                       and _valid_at(c, token.gen_time)), None)
+        if parent is None:
+            break
+        current = parent
+    if not chain_ok:
+        raise fail("timestamp", f"{what}: the TSA's certificate does not chain to a CA pinned with --tsa-ca")
+    return (f"{what}: RFC 3161 token by {signer_name} at {when}; imprint = SHA-256 of the signed checkpoint, "
+            "signed attributes and signature hold, chain to the pinned TSA CA")
+
+
+def load_tsa_cas(values: Sequence[str]) -> list[Any]:
+    from cryptography import x509
+
+    cas: list[Any] = []
+    for value in values:
+        try:
+            with open(value, "rb") as handle:
+                data = handle.read(1024 * 1024)
+        except OSError as exc:
+            raise fail("tsa-ca", f"cannot read {value}: {exc}") from None
+        found = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", data, re.S)
+        if not found:
+            raise fail("tsa-ca", f"{value} holds no PEM certificate")
+        for pem in found:
+            try:
+                cas.append(x509.load_pem_x509_certificate(pem))
+            except ValueError as exc:
+                raise fail("tsa-ca", f"{value}: {exc}") from None
+    return cas
+
+
+def check_timestamps(contents: dict[str, bytes], summary: dict[str, Any], tsa_cas: Sequence[Any],
+                     report: Report) -> None:
+    """Every token in ledger/timestamps/ is over the bundle's checkpoint or its latest one, and holds."""
+    notes = {summary["checkpoint_size"]: contents["ledger/checkpoint.txt"].decode("utf-8")}
+    consistency = load_json(contents["ledger/consistency.json"], "ledger/consistency.json", "consistency")
+    notes.setdefault(summary["latest_size"], consistency["latest_checkpoint"])
+    names = sorted(name for name in contents if name.startswith("ledger/timestamps/"))
+    if not names:
+        if tsa_cas:
+            raise fail("timestamp", "--tsa-ca was given, but the bundle holds no timestamp token (ledger/timestamps/)")
+        report.ok("timestamps: none in the bundle; the checkpoints' times are the operator's word only")
+        return
+    stamped = set()
+    for name in names:
+        match = _TOKEN_NAME.match(name)
+        if not match or int(match.group(1)) not in notes:
+            raise fail("timestamp", f"{name} does not name the bundle's checkpoint or its latest one")
+        size = int(match.group(1))
+        report.ok(check_timestamp_token(contents[name], notes[size], tsa_cas, name))
+        stamped.add(size)
+    if tsa_cas and summary["checkpoint_size"] not in stamped:
+        raise fail("timestamp", f"the bundle's checkpoint @{summary['checkpoint_size']} has no timestamp token")
+
+
+# --- Completeness of each subject's history (subject_prev) ----------------------------------
+# From the ledger's cut-over seq (the manifest's `subject_prev_from`) on, every entry's canonical
+# bytes name the seq of the previous entry about the same subject (`subject_prev`, null for the
+# first). For each subject the bundle includes whole (`subjects`, not the bounded ones, which
+# hold only some actions), the included entries must then form one unbroken list: each names
+# the one before it in the bundle, and the first names none, so no entry between the subject's
+# first entry and its latest one in the bundle can be left out unseen.
+
+SUBJECT_PREV_ABSENT = object()
+
+
+def check_subject_histories(links: Sequence[tuple[int, Any, Any]], subjects: Any, cut_over: Any) -> str:
+    """`links` is (seq, (type, id) or None, subject_prev or SUBJECT_PREV_ABSENT) in seq order.
+
+    Returns the report line; raises VerificationError naming the first gap.
+    """
+    if cut_over is None:
+        return ("subject histories: NOT checked (the bundle predates subject_prev; the manifest names no "
+                "subject_prev_from)")
+    if isinstance(cut_over, bool) or not isinstance(cut_over, int) or cut_over < 0:
+        raise fail("manifest", "subject_prev_from is not a non-negative integer")
+    latest: dict[Any, int] = {}
+    legacy: set[Any] = set()
+    for seq, key, claimed in links:
+        if seq < cut_over:
+            if claimed is not SUBJECT_PREV_ABSENT:
+                raise fail("subject-history", f"entry seq {seq} has subject_prev, but the ledger's cut-over is "
+                           f"seq {cut_over}")
+            if key in subjects:
+                latest[key] = seq
+                legacy.add(key)
+            continue
+        if claimed is SUBJECT_PREV_ABSENT:
+            raise fail("subject-history", f"entry seq {seq} lacks subject_prev, though it follows the ledger's "
+                       f"cut-over (seq {cut_over})")
+        if claimed is not None and (isinstance(claimed, bool) or not isinstance(claimed, int)
+                                    or not 0 <= claimed < seq):
+            raise fail("subject-history", f"entry seq {seq}: subject_prev is not an earlier seq")
+        if key not in subjects:
+            continue
+        before = latest.get(key)
+        if claimed != before:
+            name = f"{key[0]}:{key[1]}"
+            if claimed is None:
+                raise fail("subject-history", f"subject {name}: entry seq {seq} says it is the first entry about "
+                           f"it, but the bundle holds seq {before} about it before")
+            if before is None:
+                raise fail("subject-history", f"subject {name}: gap: seq {claimed}, the entry before seq {seq}, "
+                           "is missing from the bundle (its first entry about the subject is not the first one)")
+            if claimed > before:
+                raise fail("subject-history", f"subject {name}: gap: seq {claimed} is missing between seq {before} "
+                           f"and seq {seq}")
+            raise fail("subject-history", f"subject {name}: entry seq {seq} names seq {claimed} as the previous "
+                       f"entry about it, but the bundle holds seq {before} about it in between")
+        latest[key] = seq
+    return (f"subject histories: each of the {len(latest)} subject(s) with entries has every entry between its "
+            f"first and its latest one in the bundle (subject_prev links, from seq {cut_over})"
+            + (f"; {len(legacy)} of them also have entries from before seq {cut_over}, unlinked" if legacy else ""))
 
 
 # --- The bundle ----------------------------------------------------------------------------
@@ -1410,19 +2121,23 @@ def _is_trusted(key: PublicKey, trusted: Sequence[PublicKey]) -> bool:
 
 
 def verify_bundle(path: str, trusted_values: Sequence[str] = (), witness_policy: WitnessPolicy | None = None,
-                  max_cosignature_age_s: float | None = None, now: float | None = None) -> list[str]:
+                  max_cosignature_age_s: float | None = None, now: float | None = None, *,
+                  tsa_ca_values: Sequence[str] = (), require_signed_approvals: bool = False) -> list[str]:
     """Run every check; return the summary lines, or raise VerificationError at the first failure."""
     trusted = load_trusted_keys(trusted_values)
+    tsa_cas = load_tsa_cas(tsa_ca_values)
     bundle = Bundle(path)
     try:
-        return _verify_open_bundle(bundle, path, trusted, witness_policy, max_cosignature_age_s, now)
+        return _verify_open_bundle(bundle, path, trusted, witness_policy, max_cosignature_age_s, now,
+                                   tsa_cas=tsa_cas, require_signed_approvals=require_signed_approvals)
     finally:
         bundle.close()
 
 
 def _verify_open_bundle(bundle: Bundle, path: str, trusted: Sequence[PublicKey],
                         witness_policy: WitnessPolicy | None = None, max_cosignature_age_s: float | None = None,
-                        now: float | None = None) -> list[str]:
+                        now: float | None = None, *, tsa_cas: Sequence[Any] = (),
+                        require_signed_approvals: bool = False) -> list[str]:
     report = Report()
 
     # 1. The manifest and its signature.
@@ -1508,6 +2223,7 @@ def _verify_open_bundle(bundle: Bundle, path: str, trusted: Sequence[PublicKey],
 
     # 6. Ledger entries, checkpoint, proofs, consistency.
     summary = _verify_ledger(contents, manifest, keys, trusted, report)
+    check_timestamps(contents, summary, tsa_cas, report)  # RFC 3161 tokens, if any
 
     # 6b. Witness cosignatures on a checkpoint that extends the bundle's (see that section).
     witness_lines = ["witnesses:   none checked: history is vouched for by the operator only "
@@ -1532,12 +2248,20 @@ def _verify_open_bundle(bundle: Bundle, path: str, trusted: Sequence[PublicKey],
                   "by its SHA-256 in an included ledger entry")
 
     # 8. Every approval decision, replayed from the entries against the policy it was decided under.
-    violations, replayed_count = replay_approvals([(seq, json.loads(canonical.decode("utf-8")))
-                                                   for seq, canonical in summary["replayed"]])
+    replayed_documents = [(seq, json.loads(canonical.decode("utf-8"))) for seq, canonical in summary["replayed"]]
+    violations, replayed_count = replay_approvals(replayed_documents)
     if violations:
         raise ApprovalViolations(violations)
     report.ok(f"{replayed_count} approval(s) replayed from the entries: quorum, required roles held at the "
               "time, separation of duties and the evidence the policy asked for all hold")
+    # 8b. Approvals signed by the approver (see its section).
+    violations, signed_count = check_signed_approvals(replayed_documents, log_origin=summary["origin"],
+                                                      require_signed=require_signed_approvals)
+    if violations:
+        raise ApprovalViolations(violations)
+    report.ok(f"{signed_count} decision(s) signed by the approver: passkey or DSSE signature over the statement, "
+              "credential registered earlier by the approver" + ("; every decision signed" if require_signed_approvals
+                                                                 else ""))
 
     audits = sorted(n for n in declared if n.startswith("audits/"))
     for name in audits:
@@ -1546,6 +2270,9 @@ def _verify_open_bundle(bundle: Bundle, path: str, trusted: Sequence[PublicKey],
     reports = sorted(n for n in declared if n.startswith("report/"))
     if audits or reports:
         report.ok(f"{len(audits)} audit result(s) and {len(reports)} report file(s): digests match the signed manifest")
+    for line in _erased_input_lines(contents, audits, summary["erased_digests"]):
+        report.ok(line)
+    verify_monitoring(contents, report)  # 9. monitoring runs (own section)
 
     header = [
         f"bundle:      {path}",
@@ -1621,8 +2348,10 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
     replayed: list[tuple[int, bytes]] = []
     has_requests = False
     recorded_digests: set[str] = set()
+    erased_digests: set[str] = set()
     previous_seq = -1
     previous_hash: bytes | None = None
+    subject_links: list[tuple[int, Any, Any]] = []
     data = contents["ledger/entries.jsonl"]
     if data and not data.endswith(b"\n"):
         raise fail("entries", "ledger/entries.jsonl does not end with a newline")
@@ -1667,8 +2396,11 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
         if seq >= checkpoint.tree_size:
             raise fail("entries", f"entry seq {seq} is not covered by the checkpoint of size {checkpoint.tree_size}")
         entries.append((seq, canonical))
+        subject_links.append((seq, key, document.get("subject_prev", SUBJECT_PREV_ABSENT)))
         if b"envelope_sha256" in canonical:
             recorded_digests.update(_digests_named(document.get("payload"), "envelope_sha256"))
+        if b"digests_erased" in canonical:  # sensitive data erased (see _erased_input_lines)
+            erased_digests.update(_erased_digests(document))
         previous_seq, previous_hash = seq, entry_hash
     expected_count = manifest.get("entry_count")
     if expected_count is not None and expected_count != len(entries):
@@ -1713,6 +2445,7 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
         except ValueError as exc:
             raise fail("inclusion", f"entry seq {seq}: {exc}") from None
     report.ok(f"{len(entries)} RFC 9162 inclusion proof(s) lead to the checkpoint root")
+    report.ok(check_subject_histories(subject_links, subjects, manifest.get("subject_prev_from")))
 
     # Consistency with the latest checkpoint.
     consistency = load_json(contents["ledger/consistency.json"], "ledger/consistency.json", "consistency")
@@ -1742,6 +2475,7 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
     return {
         "subjects": sorted(subjects),
         "recorded_digests": recorded_digests,
+        "erased_digests": erased_digests,
         "replayed": replayed if has_requests else [],
         "entries": len(entries),
         "first_seq": entries[0][0] if entries else "-",
@@ -1750,6 +2484,44 @@ def _verify_ledger(contents: dict[str, bytes], manifest: dict[str, Any], keys: S
         "checkpoint_size": checkpoint.tree_size,
         "latest_size": latest.tree_size,
     }
+
+
+# --- Sensitive data: audits whose input was erased (issue 18) ------------------------------------
+# An audit result keeps its digests after its input data is crypto-shredded (retention ended, or an
+# erasure request). That is not a failure: the result says "input erased under retention policy",
+# and the bundle's ledger holds the `sealed_file.erased` / `sealed_file.rows_erased` entry naming
+# the digests that are gone. A note that no erasure entry backs is refused.
+
+ERASURE_ACTIONS = ("sealed_file.erased", "sealed_file.rows_erased")
+
+
+def _erased_digests(document: dict[str, Any]) -> set[str]:
+    if document.get("action") not in ERASURE_ACTIONS:
+        return set()
+    digests = _payload(document).get("digests_erased")
+    return {d for d in digests if isinstance(d, str)} if isinstance(digests, list) else set()
+
+
+def _erased_input_lines(contents: dict[str, bytes], audits: list[str], erased: set[str]) -> list[str]:
+    lines = []
+    for name in audits:
+        if not name.endswith(".json"):
+            continue
+        view = load_json(contents[name], name, "audits")
+        note = view.get("input_erasure") if isinstance(view, dict) else None
+        if not isinstance(note, dict):
+            continue
+        digests = note.get("input_sha256")
+        if not isinstance(digests, list) or not digests:
+            raise fail("audits", f"{name}: its input erasure note names no digest")
+        unbacked = [d for d in digests if d not in erased]
+        if unbacked:
+            raise fail("audits", f"{name} says its input was erased, but no erasure entry in the bundle names "
+                       f"{', '.join(map(str, unbacked))}")
+        lines.append(f"{name}: {note.get('note', 'input erased')} on {note.get('erased_at')} "
+                     f"({', '.join(map(str, note.get('reasons') or []))}); the erasure is in the ledger, "
+                     "and the result and its digests remain")
+    return lines
 
 
 def _digests_named(value: Any, key: str) -> set[str]:
@@ -1776,6 +2548,132 @@ def _load_json_fast(data: bytes) -> Any:
         return json.loads(data)
     except (ValueError, RecursionError) as exc:
         raise fail("proofs", f"ledger/proofs.json is not valid JSON: {type(exc).__name__}") from None
+
+
+# --- Monitoring runs, recomputed from their stored counts (issue 16) -------------------------
+# A bundle carries monitoring/run-<id>.json: a drift run's result, the canonical JSON whose SHA-256
+# its `monitor_run.completed` ledger entry records. For every column the verifier recomputes PSI and
+# Jensen-Shannon from the stored bin counts (reference and current), and for categorical columns the
+# chi-square test of homogeneity (Yates' correction where the run recorded it), and compares them
+# with the stored values. The same formulas as governance/monitoring/drift.py, in the stdlib.
+
+MONITORING_SHARE_FLOOR = 1e-4
+MONITORING_TOLERANCE = 1e-9
+
+
+def _mon_shares(counts: Sequence[float]) -> list[float]:
+    total = float(sum(counts))
+    return [max(c / total if total else 0.0, MONITORING_SHARE_FLOOR) for c in counts]
+
+
+def monitoring_psi(reference: Sequence[float], current: Sequence[float]) -> float:
+    ref, cur = _mon_shares(reference), _mon_shares(current)
+    return math.fsum((c - r) * math.log(c / r) for r, c in zip(ref, cur, strict=True))
+
+
+def monitoring_js(reference: Sequence[float], current: Sequence[float]) -> float:
+    """Jensen-Shannon distance, base 2, of the bin shares (no floor)."""
+    ref_total, cur_total = float(sum(reference)), float(sum(current))
+    divergence = 0.0
+    for r, c in zip(reference, current, strict=True):
+        p, q = r / ref_total, c / cur_total
+        middle = (p + q) / 2.0
+        divergence += (p * math.log(p / middle) if p > 0 else 0.0) + (q * math.log(q / middle) if q > 0 else 0.0)
+    return math.sqrt(max(divergence / 2.0 / math.log(2.0), 0.0))
+
+
+def _mon_gammaincc(a: float, x: float) -> float:
+    """Regularised upper incomplete gamma Q(a, x): series below a + 1, Lentz's continued fraction above."""
+    if x <= 0:
+        return 1.0
+    log_prefix = -x + a * math.log(x) - math.lgamma(a)
+    if x < a + 1:
+        term = total = 1.0 / a
+        n = a
+        while abs(term) > abs(total) * 1e-17:
+            n += 1
+            term *= x / n
+            total += term
+        return max(0.0, 1.0 - total * math.exp(log_prefix))
+    tiny = 1e-300
+    b = x + 1 - a
+    c, d = 1 / tiny, 1 / b
+    h = d
+    for i in range(1, 10_000):
+        an = -i * (i - a)
+        b += 2
+        d = an * d + b
+        d = tiny if abs(d) < tiny else d
+        c = b + an / c
+        c = tiny if abs(c) < tiny else c
+        d = 1 / d
+        delta = d * c
+        h *= delta
+        if abs(delta - 1) < 1e-16:
+            break
+    return math.exp(log_prefix) * h
+
+
+def monitoring_chi2(reference: Sequence[float], current: Sequence[float], corrected: bool) -> tuple[float, int, float]:
+    """Chi-square test of homogeneity of the 2 x K table (empty categories dropped): statistic, dof, p."""
+    pairs = [(r, c) for r, c in zip(reference, current, strict=True) if r + c > 0]
+    rows = [float(sum(r for r, _ in pairs)), float(sum(c for _, c in pairs))]
+    total = rows[0] + rows[1]
+    dof = len(pairs) - 1
+    if dof <= 0:
+        return 0.0, 0, 1.0
+    statistic = 0.0
+    for r, c in pairs:
+        for observed, row in ((r, rows[0]), (c, rows[1])):
+            expected = row * (r + c) / total
+            if corrected:
+                difference = expected - observed
+                observed = observed + min(0.5, abs(difference)) * (1 if difference > 0 else -1 if difference < 0 else 0)
+            statistic += (observed - expected) ** 2 / expected
+    return statistic, dof, _mon_gammaincc(dof / 2.0, statistic / 2.0)
+
+
+def _mon_close(got: float, want: Any) -> bool:
+    return isinstance(want, (int, float)) and abs(got - want) <= MONITORING_TOLERANCE * max(1.0, abs(want))
+
+
+def verify_monitoring(contents: dict[str, bytes], report: Report) -> None:
+    """Each monitoring/run-*.json is recorded by its SHA-256, and its statistics follow from its counts."""
+    names = sorted(n for n in contents if n.startswith("monitoring/run-") and n.endswith(".json"))
+    if not names:
+        return
+    recorded: set[str] = set()
+    for line in contents["ledger/entries.jsonl"].splitlines():
+        if line.strip():
+            document = json.loads(base64.b64decode(json.loads(line)["canonical"]))
+            if document.get("action") == "monitor_run.completed":
+                recorded.update(_digests_named(document.get("payload"), "result_sha256"))
+    columns = 0
+    for name in names:
+        if sha256_hex(contents[name]) not in recorded:
+            raise fail("monitoring", f"{name} is not recorded (as result_sha256) in any monitor_run.completed entry")
+        result = load_json(contents[name], name, "monitoring")
+        drift = result.get("drift") if isinstance(result, dict) else None
+        for column in (drift or {}).get("columns") or []:
+            label = f"{name}: column {column.get('column')!r}"
+            bins = column.get("bins") or {}
+            reference, current = bins.get("reference"), bins.get("current")
+            if not isinstance(reference, list) or not isinstance(current, list) or len(reference) != len(current):
+                raise fail("monitoring", f"{label} has no stored counts")
+            if not _mon_close(monitoring_psi(reference, current), column.get("psi")):
+                raise fail("monitoring", f"{label}: PSI {column.get('psi')} does not follow from the counts")
+            if not _mon_close(monitoring_js(reference, current), column.get("js")):
+                raise fail("monitoring", f"{label}: Jensen-Shannon {column.get('js')} does not follow from the counts")
+            if column.get("kind") == "categorical":
+                chi2 = column.get("chi2") or {}
+                statistic, dof, pvalue = monitoring_chi2(reference, current, bool(chi2.get("correction")))
+                if (dof != chi2.get("dof") or not _mon_close(statistic, chi2.get("statistic"))
+                        or not _mon_close(pvalue, chi2.get("pvalue"))):
+                    raise fail("monitoring", f"{label}: chi-square {chi2} does not follow from the counts "
+                                             f"(recomputed {statistic}, dof {dof}, p {pvalue})")
+            columns += 1
+    report.ok(f"{len(names)} monitoring run(s): each result recorded by its SHA-256 in a monitor_run.completed entry; "
+              f"PSI, Jensen-Shannon and chi-square of {columns} column(s) recomputed from the stored counts")
 
 
 EXIT_VERIFIED = 0
@@ -1826,11 +2724,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(default: all)")
     parser.add_argument("--max-cosignature-age", metavar="AGE", help="ignore cosignatures older than AGE "
                         "(seconds, or with a unit: 90m, 36h, 7d): catches a ledger rolled back or frozen")
+    parser.add_argument("--require-signed-approvals", action="store_true",
+                        help="fail unless every approval decision is signed by its approver (passkey or DSSE)")
+    parser.add_argument("--tsa-ca", action="append", default=[], metavar="PEM_FILE",
+                        help="the CA certificate(s) of the RFC 3161 time-stamp authority you trust; repeatable. "
+                             "Then the bundle's checkpoint must carry a token that chains to one of them.")
     args = parser.parse_args(argv)
     try:
         policy = witness_policy_from_args(args.policy, args.witness_key, args.witness_quorum)
         max_age_s = parse_age(args.max_cosignature_age) if args.max_cosignature_age else None
-        lines = verify_bundle(args.bundle, args.trusted_key, policy, max_age_s)
+        lines = verify_bundle(args.bundle, args.trusted_key, policy, max_age_s, tsa_ca_values=args.tsa_ca,
+                              require_signed_approvals=args.require_signed_approvals)
     except ApprovalViolations as exc:
         for line in exc.lines:
             print(f"FAIL [approval] {line}")

@@ -270,3 +270,20 @@ def test_after_a_rollback_new_checkpoints_are_refused_too(tmp_path, settings, wi
     [refusal] = refusal_entries()
     assert (refusal["status"], refusal["fork"], refusal["witness_size"]) == (409, True, 3)
     assert_caught(tmp_path, make_bundle(), settings)
+
+
+def test_witness_keys_and_quorum_on_the_command_line(tmp_path, settings, witness):
+    bundle = honest_history(tmp_path)
+    other = witness_create(tmp_path / "other", name="auditor.test/witness")  # never asked to cosign
+    alone = run_verify(tmp_path, bundle, "--witness-key", witness.vkey)
+    assert alone.returncode == 0, alone.stdout
+    one_of_two = run_verify(tmp_path, bundle, "--witness-key", witness.vkey, "--witness-key", other.vkey,
+                            "--witness-quorum", "1")
+    assert one_of_two.returncode == 0, one_of_two.stdout
+    both = run_verify(tmp_path, bundle, "--witness-key", witness.vkey, "--witness-key", other.vkey)
+    assert both.returncode == 1
+    assert "FAIL [witness] the witness quorum is not met: valid cosignatures by w0" in verdict(both)
+    log_key_as_witness = run_verify(tmp_path, bundle, "--witness-key", active_key(SigningKey.Purpose.CHECKPOINT)
+                                    .record.vkey)
+    assert log_key_as_witness.returncode == 1
+    assert "FAIL [witness-policy]" in verdict(log_key_as_witness) and "type 0x04" in verdict(log_key_as_witness)

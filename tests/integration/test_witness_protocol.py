@@ -14,6 +14,8 @@ import pytest
 from audit import cosign
 from tests.witness.helpers import MemoryLog, WitnessProcess, witness_create
 
+pytestmark = pytest.mark.integration  # starts the witness as its own process
+
 ORIGIN = "governance.test/ledger"
 
 
@@ -53,7 +55,7 @@ def test_first_checkpoint_is_cosigned_with_a_valid_cosignature_v1(witness: Witne
     assert raw[:4] == cosign.witness_key_id(key.name, key.public_key)
     assert struct.unpack(">Q", raw[4:12])[0] == cosignature.timestamp
     # The key id is over type 0x04, not the signed-note 0x01: a plain note verifier would not match it.
-    assert base64.b64decode(witness.vkey.split("+")[2])[0] == 0x04
+    assert base64.b64decode(witness.vkey.split("+", 2)[2])[0] == 0x04
 
 
 def test_consistent_growth_is_cosigned(witness: WitnessProcess, log: MemoryLog) -> None:
@@ -116,10 +118,17 @@ def test_state_survives_a_restart(witness: WitnessProcess, log: MemoryLog) -> No
     assert (response.status_code, response.text) == (409, "5\n")
 
 
-def test_add_log_refuses_to_swap_a_log_key(witness: WitnessProcess) -> None:
-    other = MemoryLog(origin=ORIGIN)
-    result = witness.run("add-log", "--origin", ORIGIN, "--vkey", other.vkey)
+def test_a_second_log_key_needs_rotated_and_then_both_verify(witness: WitnessProcess, log: MemoryLog) -> None:
+    rotated = MemoryLog(origin=ORIGIN, leaves=list(log.leaves))  # same tree, a new key
+    result = witness.run("add-log", "--origin", ORIGIN, "--vkey", rotated.vkey)
     assert result.returncode == 1 and "another key" in result.stderr
+    assert post(witness, old=0, proof=[], checkpoint=rotated.checkpoint()).status_code == 403
+    assert witness.run("add-log", "--origin", ORIGIN, "--vkey", rotated.vkey, "--rotated").returncode == 0
+    assert post(witness, old=0, proof=[], checkpoint=rotated.checkpoint()).status_code == 200
+    rotated.append(b"six")
+    assert post(witness, old=5, proof=rotated.consistency(5), checkpoint=rotated.checkpoint()).status_code == 200
+    log.append(b"six", b"seven")
+    assert post(witness, old=6, proof=log.consistency(6), checkpoint=log.checkpoint()).status_code == 200
 
 
 def test_refused_signed_requests_are_kept_as_evidence(witness: WitnessProcess, log: MemoryLog) -> None:

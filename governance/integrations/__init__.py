@@ -1,0 +1,1 @@
+"""Integrations with other systems the teams already use (MLflow)."""

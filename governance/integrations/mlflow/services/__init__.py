@@ -1,0 +1,1 @@
+"""The MLflow integration's writes: connections, webhook deliveries, reconcile, violations."""
