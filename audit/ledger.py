@@ -490,7 +490,7 @@ def lock_for_update(queryset: models.QuerySet[_M], **options: Any) -> models.Que
     return queryset.select_for_update(**options)
 
 
-# --- One statement: a governed row write and its entry (migration audit/0005_governed_write_perf) ---
+# --- One statement: a governed row write and its entry (migration audit/0007_governed_write_perf) ---
 # audit.capture sends a governed save, create or delete on PostgreSQL as one call of
 # `audit_governed_write`: the head locked first, the row's (guarded) statement, and the append
 # through `audit_ledger_append`, with no client round trip in between.

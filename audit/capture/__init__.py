@@ -24,7 +24,7 @@ committed in between), and governed writers never deadlock on rows they touch in
 orders.
 
 On PostgreSQL a save, a create, and a delete that cascades to nothing are ONE statement
-(`guarded`, migration audit/0005_governed_write_perf): a server-side function locks the head,
+(`guarded`, migration audit/0007_governed_write_perf): a server-side function locks the head,
 runs the row's write and appends the entry through the same append function as every other
 append. An UPDATE (and such a DELETE) is guarded by the values the instance was loaded with
 (`WHERE pk = ... AND <every recorded column> IS NOT DISTINCT FROM <loaded value>`); when another

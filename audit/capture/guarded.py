@@ -1,7 +1,7 @@
 """PostgreSQL: a governed save, create or delete as ONE statement, with a guard that keeps the "before" true.
 
 The row's write and its ledger entry go to the server as one call of `audit_governed_write`
-(migration audit/0005_governed_write_perf, through `audit.ledger.ledger_governed_write`), which locks the ledger head
+(migration audit/0007_governed_write_perf, through `audit.ledger.ledger_governed_write`), which locks the ledger head
 first, runs the row's statement and appends the entry with `audit_ledger_append`. In autocommit
 that one statement is the whole transaction; inside an outer transaction it is one round trip.
 

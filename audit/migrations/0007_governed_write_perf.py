@@ -77,6 +77,6 @@ def drop_function(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("audit", "0004_witness_cosignatures")]
+    dependencies = [("audit", "0006_checkpoint_timestamps")]
 
     operations = [migrations.RunPython(create_function, drop_function)]
