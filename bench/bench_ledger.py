@@ -20,7 +20,7 @@ import time
 
 from bench.common import PG, ROOT, django_setup, recreate_database
 
-BENCH_DB = os.environ.get("BENCH_LEDGER_DB", "governance_bench_ledger")  # a name of its own per concurrent run
+BENCH_DB = os.environ.get("BENCH_LEDGER_DB", "governance_bench_ledger" + os.environ.get("BENCH_DB_SUFFIX", ""))
 WRITERS = 8
 
 
