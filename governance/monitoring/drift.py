@@ -89,11 +89,21 @@ ColumnProfile = NumericProfile | CategoricalProfile
 
 def numeric_values(values: Iterable[Any] | np.ndarray) -> tuple[np.ndarray, int]:
     """The non-missing values as float64, and how many were missing (NaN/None/'')."""
+    present, missing, _ = _present_values(values)
+    return present, missing
+
+
+def _present_values(values: Iterable[Any] | np.ndarray) -> tuple[np.ndarray, int, bool]:
+    """``numeric_values`` and whether the array returned is a fresh one the caller may sort in place
+    (when nothing is missing, a float64 input comes back as itself, not copied)."""
     array = np.asarray(values)
+    owned = isinstance(values, list | tuple)  # anything else may share its memory with the caller's
     if array.dtype.kind in "fiub":
         floats = array.astype(np.float64, copy=False)
+        owned = owned or floats is not array
     else:
         floats = np.empty(array.size, dtype=np.float64)
+        owned = True
         for index, value in enumerate(array.ravel()):
             if value is None or (isinstance(value, str) and value.strip() == ""):
                 floats[index] = np.nan
@@ -102,10 +112,15 @@ def numeric_values(values: Iterable[Any] | np.ndarray) -> tuple[np.ndarray, int]
                 floats[index] = float(value)
             except (TypeError, ValueError):
                 raise DriftInputError("drift_not_numeric", f"{value!r} is not a number") from None
+    if floats.ndim != 1:
+        floats = floats.ravel()
     if np.isinf(floats).any():
         raise DriftInputError("drift_not_numeric", "infinite values cannot be compared")
-    present = ~np.isnan(floats)
-    return floats[present], int(floats.size - int(present.sum()))
+    absent = np.isnan(floats)
+    missing = int(np.count_nonzero(absent))
+    if missing == 0:
+        return floats, 0, owned
+    return floats[~absent], missing, True
 
 
 def _text_counts(values: Iterable[Any]) -> tuple[dict[str, int], int] | None:
@@ -154,10 +169,11 @@ def categorical_counts(values: Iterable[Any]) -> tuple[dict[str, int], int]:
 def profile_numeric(column: str, values: Iterable[Any] | np.ndarray, *, bins: int = DEFAULT_BINS) -> NumericProfile:
     if bins < 2:
         raise DriftInputError("drift_bad_arguments", "bins must be at least 2")
-    present, missing = numeric_values(values)
+    present, missing, owned = _present_values(values)
     if present.size == 0:
         raise DriftInputError("drift_empty_column", f"column {column!r} has no values in the reference")
-    ordered = np.sort(present)
+    ordered = present if owned else present.copy()
+    ordered.sort()
     edges = np.unique(np.quantile(ordered, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
     return NumericProfile(
         column=column, values=ordered, missing=missing, edges=edges, counts=_bin_counts(ordered, edges),
@@ -188,23 +204,57 @@ class KsResult:
 
 def ks_2samp_sorted(reference: np.ndarray, current: np.ndarray, *, method: KsMethod = "auto") -> KsResult:
     """scipy.stats.ks_2samp(two-sided) for two sorted float64 arrays."""
-    return _ks_from_cdfs(*_merged_cdfs(reference, current)[:2], reference.size, current.size, method)
+    lowest, highest, _ = _merged_pass(reference, current, wasserstein=False)
+    return _ks_from_extremes(lowest, highest, reference.size, current.size, method)
 
 
-def _merged_cdfs(reference: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    # Both empirical CDFs at every pooled value, as scipy evaluates them: counts at or
-    # below each value, divided by n. The pooled values come back sorted (two sorted runs).
-    pooled = np.concatenate([reference, current])
-    pooled.sort(kind="mergesort")
-    cdf_reference = np.searchsorted(reference, pooled, side="right") / reference.size
-    cdf_current = np.searchsorted(current, pooled, side="right") / current.size
-    return cdf_reference, cdf_current, pooled
+MERGE_STEP = 1 << 18  # values taken from each sorted side per step of the merged pass
 
 
-def _ks_from_cdfs(cdf_reference: np.ndarray, cdf_current: np.ndarray, n1: int, n2: int, method: KsMethod) -> KsResult:
-    differences = cdf_reference - cdf_current
-    below = float(np.clip(-differences.min(), 0, 1))
-    above = float(differences.max())
+def _merged_pass(reference: np.ndarray, current: np.ndarray, *, wasserstein: bool = True
+                 ) -> tuple[float, float, float]:
+    """(min, max of F_ref - F_cur over the pooled values, Wasserstein-1) of two sorted arrays.
+
+    The same numbers scipy computes on the whole pooled array (``concatenate``, ``sort``, both
+    CDFs by ``searchsorted(side="right") / n``), taken over consecutive value ranges of at most
+    about ``2 * MERGE_STEP`` pooled values, so no array of the pooled size is ever held. A range
+    ends after every copy of its last value on both sides, so counts within a range plus the
+    counts before it are the whole arrays' counts: each CDF value is bit for bit scipy's, and so
+    is the KS statistic. The Wasserstein sum is scipy's when the pooled values fit one range,
+    otherwise the ranges' numpy sums added exactly (``math.fsum``): equal within ~1e-15 relative.
+    """
+    n1, n2 = reference.size, current.size
+    lowest, highest = math.inf, -math.inf
+    sums: list[float] = []
+    start_ref = start_cur = 0
+    last_value = last_gap = None
+    while start_ref < n1 or start_cur < n2:
+        candidates = [side[min(start + MERGE_STEP, side.size) - 1]
+                      for side, start in ((reference, start_ref), (current, start_cur)) if start < side.size]
+        bound = min(candidates)
+        end_ref = int(np.searchsorted(reference, bound, side="right"))
+        end_cur = int(np.searchsorted(current, bound, side="right"))
+        part_ref, part_cur = reference[start_ref:end_ref], current[start_cur:end_cur]
+        pooled = np.concatenate([part_ref, part_cur])
+        pooled.sort(kind="mergesort")
+        cdf_reference = (np.searchsorted(part_ref, pooled, side="right") + start_ref) / n1
+        cdf_current = (np.searchsorted(part_cur, pooled, side="right") + start_cur) / n2
+        differences = cdf_reference - cdf_current
+        del cdf_reference, cdf_current
+        lowest, highest = min(lowest, float(differences.min())), max(highest, float(differences.max()))
+        if wasserstein:
+            if last_value is not None:
+                sums.append(float(last_gap * (pooled[0] - last_value)))
+            sums.append(float(np.sum(np.multiply(np.abs(differences[:-1]), np.diff(pooled)))))
+            last_value, last_gap = pooled[-1], np.abs(differences[-1])
+        start_ref, start_cur = end_ref, end_cur
+        del pooled, differences
+    return lowest, highest, (sums[0] if len(sums) == 1 else math.fsum(sums))
+
+
+def _ks_from_extremes(lowest: float, highest: float, n1: int, n2: int, method: KsMethod) -> KsResult:
+    below = float(np.clip(-lowest, 0, 1))
+    above = highest
     statistic = below if below > above else above
     chosen = ("exact" if max(n1, n2) <= KS_EXACT_MAX_N else "asymp") if method == "auto" else method
     if chosen == "exact" and (n1 // math.gcd(n1, n2)) >= np.iinfo(np.int32).max / (n2 // math.gcd(n1, n2)):
@@ -324,13 +374,16 @@ def _missing(reference_missing: int, reference_total: int, current_missing: int,
 
 def numeric_drift(profile: NumericProfile, values: Iterable[Any] | np.ndarray, *, alpha: float = DEFAULT_ALPHA,
                   method: KsMethod = "auto") -> dict[str, Any]:
-    present, missing = numeric_values(values)
+    present, missing, owned = _present_values(values)
     if present.size == 0:
         raise DriftInputError("drift_empty_column", f"column {profile.column!r} has no values in the current window")
-    current = np.sort(present)
-    cdf_reference, cdf_current, pooled = _merged_cdfs(profile.values, current)
-    ks = _ks_from_cdfs(cdf_reference, cdf_current, profile.n, current.size, method)
-    distance = wasserstein_sorted(pooled, cdf_reference, cdf_current)
+    # Sorted in place when the array is ours (a copy only when it is the caller's): with the
+    # profile's sorted values, the only column-sized arrays held; the merged pass works in ranges.
+    current = present if owned else present.copy()
+    del present
+    current.sort()
+    lowest, highest, distance = _merged_pass(profile.values, current)
+    ks = _ks_from_extremes(lowest, highest, profile.n, current.size, method)
     normed = distance / profile.std if profile.std > 0 else (0.0 if distance == 0 else math.inf)
     counts = _bin_counts(current, profile.edges)
     # The KS statistic a window of this size must reach at alpha, expressed as the shift of a

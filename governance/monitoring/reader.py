@@ -1,8 +1,12 @@
 """Columns of a CSV or Parquet file for the drift engine, one column at a time.
 
-Parquet columns are read one by one (``read_table(columns=[name])``), so a wide file never
-sits in memory whole. CSV is parsed once for the named columns only, numeric columns as
-float64 and categorical ones as text. Problems raise ``DriftInputError`` with a stable code.
+Parquet columns are read one by one, a numeric one batch by batch straight into one float64
+array, so a wide or long file never sits in memory whole. A CSV file up to ``CSV_WHOLE_MAX_BYTES``
+is parsed once for the named columns only; a larger one is parsed again for each column, in
+streamed blocks, so only one column is held at a time (and no plaintext copy of a sealed file is
+written anywhere). Numeric columns come as float64, categorical ones as text (a list, or with
+``arrow_text`` the Arrow array the drift engine counts without Python objects). Problems raise
+``DriftInputError`` with a stable code.
 """
 
 from __future__ import annotations
@@ -46,39 +50,96 @@ def choose_columns(names: Sequence[str], text_columns: set[str], columns: Sequen
     return [name for name in chosen if name not in categorical_names], categorical_names
 
 
-def read_columns(path: str | os.PathLike[str] | SealedPath,
-                 numeric: Sequence[str], categorical: Sequence[str]) -> Iterator[tuple[str, Any]]:
-    """(name, values) for each named column: float64 arrays for numeric, lists of text for categorical."""
+CSV_WHOLE_MAX_BYTES = 64 * 1024 * 1024  # larger CSV files are read one column per pass
+_BATCH_ROWS = 1 << 16
+
+
+def read_columns(path: str | os.PathLike[str] | SealedPath, numeric: Sequence[str], categorical: Sequence[str],
+                 *, arrow_text: bool = False) -> Iterator[tuple[str, Any]]:
+    """(name, values) for each named column: float64 arrays for numeric, lists of text for categorical
+    (pyarrow arrays with ``arrow_text``). Each column is read when the caller asks for it; drop one
+    before taking the next to hold only one at a time."""
     file_path = _existing(path)
     wanted = [*numeric, *categorical]
     if _is_parquet(file_path):
         table_file = _parquet(file_path)
         _check_present(file_path, table_file.schema_arrow.names, wanted)
         for name in wanted:
-            column = table_file.read(columns=[name]).column(0)
-            yield name, _convert(file_path, name, column, name in categorical)
+            yield name, _parquet_column(file_path, table_file, name, name in categorical, arrow_text)
         return
-    options = pa_csv.ConvertOptions(
-        include_columns=wanted, strings_can_be_null=True,
-        column_types={**{name: pa.float64() for name in numeric}, **{name: pa.string() for name in categorical}})
-    try:
-        table = pa_csv.read_csv(arrow_source(file_path), convert_options=options)
-    except (pa.ArrowInvalid, UnicodeDecodeError, KeyError) as error:
-        text = str(error)
-        if "No non-null" in text or "not found" in text.lower() or isinstance(error, KeyError):
-            raise DriftInputError("drift_missing_column", f"{file_path.name}: {text}") from error
-        code = "drift_not_numeric" if "conversion" in text.lower() or "float" in text.lower() else "drift_malformed_file"
-        raise DriftInputError(code, f"{file_path.name}: {text}") from error
+    size = file_path.size() if isinstance(file_path, SealedPath) else file_path.stat().st_size
+    if size > CSV_WHOLE_MAX_BYTES:
+        for name in wanted:
+            yield name, _csv_column(file_path, name, name in categorical, arrow_text)
+        return
+    table = _read_csv(file_path, numeric, categorical)
     for name in wanted:
-        yield name, _convert(file_path, name, table.column(name), name in categorical)
+        yield name, _convert(file_path, name, table.column(name), name in categorical, arrow_text)
 
 
-def _convert(path: Any, name: str, column: Any, categorical: bool) -> Any:
+def _csv_options(numeric: Sequence[str], categorical: Sequence[str]) -> Any:
+    return pa_csv.ConvertOptions(
+        include_columns=[*numeric, *categorical], strings_can_be_null=True,
+        column_types={**{name: pa.float64() for name in numeric}, **{name: pa.string() for name in categorical}})
+
+
+def _csv_error(file_path: Any, error: Exception) -> DriftInputError:
+    text = str(error)
+    if "No non-null" in text or "not found" in text.lower() or isinstance(error, KeyError):
+        return DriftInputError("drift_missing_column", f"{file_path.name}: {text}")
+    code = "drift_not_numeric" if "conversion" in text.lower() or "float" in text.lower() else "drift_malformed_file"
+    return DriftInputError(code, f"{file_path.name}: {text}")
+
+
+def _read_csv(file_path: Any, numeric: Sequence[str], categorical: Sequence[str]) -> Any:
+    try:
+        return pa_csv.read_csv(arrow_source(file_path), convert_options=_csv_options(numeric, categorical))
+    except (pa.ArrowInvalid, UnicodeDecodeError, KeyError) as error:
+        raise _csv_error(file_path, error) from error
+
+
+def _csv_column(file_path: Any, name: str, categorical: bool, arrow_text: bool) -> Any:
+    """One column of a large CSV file, parsed in streamed blocks (only this column converted)."""
+    options = _csv_options([], [name]) if categorical else _csv_options([name], [])
+    chunks: list[Any] = []
+    try:
+        for batch in pa_csv.open_csv(arrow_source(file_path), convert_options=options):
+            column = batch.column(0)
+            chunks.append(column if categorical else column.to_numpy(zero_copy_only=False))
+    except (pa.ArrowInvalid, UnicodeDecodeError, KeyError) as error:
+        raise _csv_error(file_path, error) from error
     if categorical:
-        return column.cast(pa.string()).to_pylist()
-    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_null(column.type)):
-        raise DriftInputError("drift_not_numeric", f"{path.name}: column {name!r} is {column.type}, not numeric "
+        return _convert(file_path, name, pa.chunked_array(chunks, type=pa.string()), True, arrow_text)
+    values = np.concatenate(chunks) if chunks else np.empty(0)
+    del chunks
+    return values.astype(np.float64, copy=False)
+
+
+def _parquet_column(file_path: Any, table_file: Any, name: str, categorical: bool, arrow_text: bool) -> Any:
+    """One column of a Parquet file; a numeric one batch by batch into a single float64 array."""
+    if categorical:
+        return _convert(file_path, name, table_file.read(columns=[name]).column(0), True, arrow_text)
+    _check_numeric(file_path, name, table_file.schema_arrow.field(name).type)
+    values = np.empty(table_file.metadata.num_rows, dtype=np.float64)
+    position = 0
+    for batch in table_file.iter_batches(batch_size=_BATCH_ROWS, columns=[name]):
+        chunk = batch.column(0).cast(pa.float64()).to_numpy(zero_copy_only=False)
+        values[position:position + chunk.size] = chunk
+        position += chunk.size
+    return values[:position]
+
+
+def _check_numeric(path: Any, name: str, arrow_type: Any) -> None:
+    if not (pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) or pa.types.is_null(arrow_type)):
+        raise DriftInputError("drift_not_numeric", f"{path.name}: column {name!r} is {arrow_type}, not numeric "
                               "(name it with --categorical)")
+
+
+def _convert(path: Any, name: str, column: Any, categorical: bool, arrow_text: bool = False) -> Any:
+    if categorical:
+        text = column.cast(pa.string())
+        return text if arrow_text else text.to_pylist()
+    _check_numeric(path, name, column.type)
     return column.cast(pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
 
 
