@@ -7,7 +7,8 @@ Run: ``.venv/bin/python bench/bench_drift.py [--quick] [--full]``. The issue's t
   ``chi2_contingency`` (fewer statistics), Evidently 0.7 ``DataDriftPreset`` and NannyML 0.13
   ``UnivariateDriftCalculator`` with their defaults;
 - the same at 10M x 10M rows (``--full`` only) against scipy;
-- peak memory of one window read from disk (Parquet), column by column, against loading the
+- peak memory of one window read from disk (Parquet, and CSV one column per pass), column by
+  column with each numeric column's cached profile, against loading the
   whole frame and running scipy on it; each in its own process (``VmHWM`` of /proc/self/status: the
   peak of that process's own memory; ``ru_maxrss`` would carry the forking parent's peak over exec);
 - false alarms per column on undrifted data at alpha = 0.05, against Evidently's chi-square
@@ -18,7 +19,9 @@ Run: ``.venv/bin/python bench/bench_drift.py [--quick] [--full]``. The issue's t
   performance metrics against scikit-learn.
 
 Default sizes are reduced (100,000 x 100,000 rows) so the run fits a shared machine; ``--full``
-runs the issue's sizes (1M x 1M and 10M x 10M), ``--quick`` smaller still. Evidently and NannyML
+runs the issue's sizes (1M x 1M and 10M x 10M), ``--quick`` smaller still. ``--memory-only
+--memory-rows 10000000`` runs the memory row alone (``--memory-compare <checkout>`` measures an
+older engine on the same files); ``--window-only --rows 10000000 --no-anchors`` the 10M timing alone. Evidently and NannyML
 live only in ``bench/.venv-anchors`` (``bench/requirements-anchors.txt``), run in a subprocess
 on the same Parquet files with ``NML_DISABLE_USAGE_LOGGING=1``; when that environment is
 missing, their rows say so. No timing is a pass/fail test.
@@ -429,8 +432,8 @@ def bench_exactness(say: Any) -> list[dict[str, Any]]:
 # --- runner -------------------------------------------------------------------------------------
 
 def run(quick: bool = False, full: bool = False, anchors: bool = True, rows: int | None = None,
-        memory_rows: int | None = None, memory_only: bool = False, memory_compare: Path | None = None
-        ) -> list[dict[str, Any]]:
+        memory_rows: int | None = None, memory_only: bool = False, memory_compare: Path | None = None,
+        window_only: bool = False) -> list[dict[str, Any]]:
     def say(message: str) -> None:
         print(f"[drift] {message}", file=sys.stderr, flush=True)
 
@@ -439,6 +442,9 @@ def run(quick: bool = False, full: bool = False, anchors: bool = True, rows: int
             return bench_memory(memory_rows or 10_000_000, say, Path(folder), compare=memory_compare)
 
     rows = rows or (20_000 if quick else (1_000_000 if full else 100_000))
+    if window_only:
+        with tempfile.TemporaryDirectory(prefix="bench-drift-") as folder:
+            return bench_window(rows, say, anchors=anchors, folder=Path(folder))
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-drift-") as folder:
         results += bench_window(rows, say, anchors=anchors, folder=Path(folder))
@@ -461,13 +467,15 @@ def main() -> int:
     parser.add_argument("--memory-rows", type=int, default=0, help="rows of the window in the peak-memory bench")
     parser.add_argument("--memory-only", action="store_true",
                         help="only the peak-memory bench (Parquet and CSV), 10M rows unless --memory-rows")
+    parser.add_argument("--window-only", action="store_true",
+                        help="only the window timing at --rows (e.g. --rows 10000000 --no-anchors: the 10M x 10M row)")
     parser.add_argument("--memory-compare", type=Path, default=None,
                         help="another checkout of the repository whose engine the memory bench also measures")
     args = parser.parse_args()
     load = os.getloadavg()
     results = run(quick=args.quick, full=args.full, anchors=not args.no_anchors, rows=args.rows or None,
                   memory_rows=args.memory_rows or None, memory_only=args.memory_only,
-                  memory_compare=args.memory_compare)
+                  memory_compare=args.memory_compare, window_only=args.window_only)
     print(f"load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
           f"after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'what':84} {'ours':>10} {'anchor':>10} {'unit':8} {'anchor is':44} goal")
