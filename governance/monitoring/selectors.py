@@ -70,6 +70,17 @@ def alert_get(*, user: Any, alert_id: int) -> Alert:
     return alert
 
 
+def prediction_batch_get(*, user: Any, batch_id: int) -> Any:
+    """A prediction batch of a model the user may see (another team's: 404)."""
+    from governance.fairness.models import PredictionBatch
+
+    batch = (PredictionBatch.objects.select_related("model")
+             .filter(pk=batch_id, model__in=governance_selectors.registered_model_list(user=user)).first())
+    if batch is None:
+        raise NotFound(f"No prediction batch {batch_id}.", code="monitoring_batch_not_found", extra={"id": batch_id})
+    return batch
+
+
 def drift_trend(*, user: Any, monitor_id: int, limit: int = 100) -> list[dict[str, Any]]:
     """Per run, oldest first: per column its adjusted p-value, effect size and drift flag; the performance."""
     runs = list(monitor_run_list(user=user, monitor_id=monitor_id).order_by("-pk")[:limit])
