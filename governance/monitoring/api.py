@@ -22,6 +22,7 @@ from core.ids import object_id
 from governance import selectors as governance_selectors
 from governance.monitoring import selectors
 from governance.monitoring.models import ThresholdChange
+from governance.monitoring.services.comparisons import comparison_run
 from governance.monitoring.services.monitors import (
     alert_acknowledge,
     monitor_create,
@@ -368,3 +369,64 @@ class OutcomesView(MonitoringView):
                                               outcomes=[dict(item) for item in data["outcomes"]])
         return Response({"batch": batch.pk, "recorded": len(rows), "ledger_seq": rows[0].ledger_seq if rows else None,
                          "restatements": RunOut(restated, many=True).data}, status=status.HTTP_201_CREATED)
+
+
+# --- champion and challenger ------------------------------------------------------------------
+
+class ComparisonIn(serializers.Serializer):
+    model = serializers.CharField(max_length=100)
+    champion = serializers.CharField(max_length=64, help_text="Version label of the champion")
+    challenger = serializers.CharField(max_length=64, help_text="Version label of the challenger")
+    window_days = serializers.IntegerField(min_value=1, max_value=3650, default=7)
+    y_true = serializers.CharField(max_length=200)
+    y_pred = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    score = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    task = serializers.ChoiceField(choices=["classification", "regression"], default="classification")
+    id_column = serializers.CharField(max_length=200, default="prediction_id",
+                                      help_text="The column pairing the rows both versions scored")
+    replicates = serializers.IntegerField(min_value=1, max_value=10_000, default=1000)
+    seed = serializers.IntegerField(min_value=0, max_value=2**32 - 1, default=0)
+
+
+class ComparisonOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    model = serializers.CharField(source="champion.model.name")
+    champion = serializers.CharField(source="champion.label")
+    challenger = serializers.CharField(source="challenger.label")
+    window_start = serializers.DateTimeField()
+    window_end = serializers.DateTimeField()
+    batches = serializers.ListField(child=serializers.DictField())
+    result = serializers.DictField(help_text="Per metric: champion, challenger, difference (challenger - champion) "
+                                             "and its paired bootstrap CI")
+    result_sha256 = serializers.CharField()
+    ledger_seq = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class ComparisonListView(MonitoringView):
+    @extend_schema(operation_id="monitoring_comparisons_list",
+                   responses={200: paginated("ComparisonPage", ComparisonOut(many=True)), **ERROR_RESPONSES},
+                   parameters=[OpenApiParameter("model", str)])
+    def get(self, request: Request) -> Response:
+        comparisons = selectors.comparison_list(user=request.user, model_name=request.query_params.get("model") or None)
+        paginator = CursorlessPagination()
+        page = paginator.paginate_queryset(comparisons, request, view=self)
+        return paginator.get_paginated_response(ComparisonOut(page, many=True).data)
+
+    @extend_schema(operation_id="monitoring_comparisons_create", request=ComparisonIn,
+                   responses={201: ComparisonOut, **ERROR_RESPONSES}, parameters=[IDEMPOTENCY_PARAMETER],
+                   description="Champion and challenger on the same window: the batches each version served, paired "
+                               "by prediction id; per metric the difference with a seeded paired bootstrap CI. Stored "
+                               "and recorded (comparison.completed) with the digests of batches and result.")
+    @idempotent
+    def post(self, request: Request) -> Response:
+        serializer = ComparisonIn(data=_json(request))
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        model_name = data.pop("model")
+        champion = governance_selectors.model_version_get(user=request.user, model_name=model_name,
+                                                          label=data.pop("champion"))
+        challenger = governance_selectors.model_version_get(user=request.user, model_name=model_name,
+                                                            label=data.pop("challenger"))
+        comparison = comparison_run(by=request.user, champion=champion, challenger=challenger, **data)
+        return Response(ComparisonOut(comparison).data, status=status.HTTP_201_CREATED)

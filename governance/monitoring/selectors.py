@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 
 from core.errors import NotFound
 from governance import selectors as governance_selectors
-from governance.monitoring.models import Alert, Monitor, MonitorRun, ReferenceProfile, ThresholdChange
+from governance.monitoring.models import Alert, Comparison, Monitor, MonitorRun, ReferenceProfile, ThresholdChange
 
 
 def reference_profile_list(*, user: Any, model_name: str | None = None, version_label: str | None = None
@@ -79,6 +79,12 @@ def prediction_batch_get(*, user: Any, batch_id: int) -> Any:
     if batch is None:
         raise NotFound(f"No prediction batch {batch_id}.", code="monitoring_batch_not_found", extra={"id": batch_id})
     return batch
+
+
+def comparison_list(*, user: Any, model_name: str | None = None) -> QuerySet[Comparison]:
+    comparisons = Comparison.objects.select_related("champion__model", "challenger").filter(
+        champion__model__in=governance_selectors.registered_model_list(user=user))
+    return comparisons.filter(champion__model__name=model_name) if model_name else comparisons
 
 
 def drift_trend(*, user: Any, monitor_id: int, limit: int = 100) -> list[dict[str, Any]]:
