@@ -106,3 +106,11 @@ def test_the_api_is_team_scoped(shadow, scientist, make_user, other_team):
     assert created.json()["challenger"] == "2.0.0" and created.json()["ledger_seq"] is not None
     assert client.get("/api/monitoring/comparisons/").json()["results"][0]["id"] == created.json()["id"]
     assert outsider.get("/api/monitoring/comparisons/").json()["results"] == []
+
+
+def test_the_comparison_and_outcome_endpoints_are_in_the_openapi_schema(scientist):
+    client = APIClient()
+    client.force_authenticate(scientist)
+    paths = client.get("/api/schema/", {"format": "json"}).json()["paths"]
+    assert set(paths["/api/monitoring/comparisons/"]) >= {"get", "post"}
+    assert "post" in paths["/api/monitoring/outcomes/"]
