@@ -144,6 +144,9 @@ class Alert(models.Model):
                                         related_name="+")
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     comment = models.TextField(blank=True)
+    # An alert without a run (an overdue revalidation) notifies on its own, each channel once.
+    webhook_sent_at = models.DateTimeField(null=True, blank=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -111,6 +111,11 @@ def revalidation_overdue(*, user: Any, model_name: str | None = None, now: Any =
     """Deployed versions whose monitor's policy wants re-approval every N days (`revalidate_days`)
     and whose latest approval is older than that: the version, its last approval, the days overdue.
     One query, whatever the number of monitors."""
+    return overdue_among(monitor_list(user=user, model_name=model_name), now=now)
+
+
+def overdue_among(monitors: QuerySet[Monitor], *, now: Any = None) -> list[dict[str, Any]]:
+    """`revalidation_overdue` over the given monitors (the beat job passes every monitor)."""
     from datetime import timedelta
 
     from django.db.models import OuterRef, Subquery
@@ -121,7 +126,7 @@ def revalidation_overdue(*, user: Any, model_name: str | None = None, now: Any =
     moment = now or timezone.now()
     last_approval = (ApprovalRequest.objects.filter(version=OuterRef("version"), status=RequestStatus.APPROVED)
                      .order_by("-closed_at").values("closed_at")[:1])
-    monitors = (monitor_list(user=user, model_name=model_name)
+    monitors = (monitors.select_related("version__model")
                 .filter(version__status=VersionStatus.DEPLOYED, thresholds__revalidate_days__isnull=False)
                 .annotate(last_approved=Subquery(last_approval)).order_by("version__model__name", "version__label", "pk"))
     found: list[dict[str, Any]] = []
@@ -133,6 +138,7 @@ def revalidation_overdue(*, user: Any, model_name: str | None = None, now: Any =
         due = (last + timedelta(days=days)) if last else None
         if due is None or due < moment:
             found.append({"model": monitor.version.model.name, "version": monitor.version.label, "monitor": monitor.pk,
+                          "version_id": monitor.version_id,
                           "every_days": days, "last_approved": last, "due": due,
                           "days_overdue": (moment - due).days if due else None})
     return found
