@@ -114,3 +114,17 @@ def test_the_comparison_and_outcome_endpoints_are_in_the_openapi_schema(scientis
     paths = client.get("/api/schema/", {"format": "json"}).json()["paths"]
     assert set(paths["/api/monitoring/comparisons/"]) >= {"get", "post"}
     assert "post" in paths["/api/monitoring/outcomes/"]
+
+
+def test_the_comparison_entry_is_in_the_bundle(shadow, scientist, tmp_path):
+    from audit.ledger import checkpoint_create
+    from tests.monitoring.test_evidence import _actions, _export
+    from tests.reports.bundle_helpers import members, run_verify
+
+    champion, challenger, _ = shadow
+    comparison_run(by=scientist, champion=champion, challenger=challenger, y_true="label", score="score",
+                   replicates=10)
+    checkpoint_create()
+    bundle = _export(tmp_path, champion.model.name)
+    assert _actions(members(bundle)).count("comparison.completed") == 1
+    assert run_verify(tmp_path, bundle).returncode == 0

@@ -142,3 +142,23 @@ def test_the_api_is_team_scoped_and_coded(monitored, scientist, version, make_us
     assert done.json()["recorded"] == 1 and done.json()["restatements"][0]["restates"] is not None
     again = client.post("/api/monitoring/outcomes/", body, format="json")
     assert again.status_code == 409 and again.json()["code"] == "monitoring_outcome_exists"
+
+
+def test_a_bundle_with_a_restatement_verifies(monitored, scientist, version, tmp_path):
+    from audit.ledger import checkpoint_create
+    from tests.monitoring.test_evidence import _actions, _export
+    from tests.reports.bundle_helpers import members, run_verify
+
+    content, labels = _csv(60, seed=8, known=False)
+    batch = _upload(scientist, version, content)
+    monitor_run(monitor=monitored, by=scientist)
+    _, [restated] = late_outcomes_record(by=scientist, batch=batch,
+                                         outcomes=[{"prediction_id": "p0", "outcome": labels[0]}])
+    checkpoint_create()
+    bundle = _export(tmp_path, version.model.name)
+    files = members(bundle)
+    assert f"monitoring/run-{restated.pk:06d}.json" in files
+    assert _actions(files).count("monitor_run.restated") == 1
+    result = run_verify(tmp_path, bundle)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok  2 monitoring run(s)" in result.stdout
