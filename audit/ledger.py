@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -487,3 +488,52 @@ def lock_for_update(queryset: models.QuerySet[_M], **options: Any) -> models.Que
     """`queryset.select_for_update(**options)` for a transaction that appends: the head is locked first."""
     ledger_head_lock()
     return queryset.select_for_update(**options)
+
+
+# --- One statement: a governed row write and its entry (migration audit/0007_governed_write_perf) ---
+# audit.capture sends a governed save, create or delete on PostgreSQL as one call of
+# `audit_governed_write`: the head locked first, the row's (guarded) statement, and the append
+# through `audit_ledger_append`, with no client round trip in between.
+
+_GOVERNED_WRITE_SQL = "SELECT out_rows, out_key FROM audit_governed_write(%s, %s, %s, %s, %s, %s, %s, %s)"
+
+
+def ledger_governed_write(*, statement: str, returning: bool, entry: EntryDraft | None,
+                          key_subject: bool = False) -> tuple[int, str | None] | None:
+    """Run a row's write `statement` (SQL with its values inlined) with the ledger head locked
+    first, appending `entry` in the same statement when the write touched a row.
+
+    Returns None when it touched no row (a guard that found the row changed): then nothing was
+    written and nothing appended. Else (rows touched, the key it returned when `returning`).
+    With `key_subject`, the entry's subject id is the key the statement returned (an INSERT
+    whose integer key the database assigns). Runs in the caller's transaction, or as its own
+    one-statement transaction in autocommit.
+    """
+    import psycopg
+
+    if entry is not None and not entry.actor:
+        raise InvalidInput("A ledger entry needs an actor.", code="ledger_actor_missing")
+    if entry is None:
+        arguments: list[Any] = [statement, returning, None, None, None, None, None, None]
+    else:
+        prefix, subject = _encode_parts(entry)
+        if key_subject:
+            subject = jcs.canonicalize(entry.subject_type)
+        arguments = [statement, returning, prefix, subject, entry.actor, entry.action, entry.subject_type,
+                     None if key_subject else entry.subject_id]
+    connection.ensure_connection()
+    connection.validate_no_broken_transaction()
+    started = time.monotonic()
+    # A raw cursor binds on the server (bytea as binary) and is prepared after a few calls; the
+    # error wrapper keeps a deadlock or a lost connection a django.db.OperationalError.
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as raw:
+        raw.execute(_GOVERNED_WRITE_SQL, arguments)
+        row = raw.fetchone()
+    if connection.queries_logged:
+        connection.queries_log.append({"sql": f"SELECT audit_governed_write({statement!r}, ...)",
+                                       "time": f"{time.monotonic() - started:.3f}"})
+    if row is None:
+        return None
+    if entry is not None:
+        connection._ledger_append_generation = append_generation() + 1  # type: ignore[attr-defined]
+    return int(row[0]), row[1]

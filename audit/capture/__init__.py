@@ -21,13 +21,21 @@ Locking and the before-state: every governed write locks the ledger head FIRST, 
 While we hold it no other governed write can commit, so the row we read next is the true
 "before" (a snapshot taken when the instance was loaded would be stale whenever another writer
 committed in between), and governed writers never deadlock on rows they touch in different
-orders. A save does it in one statement: it locks the head and reads the row, and re-reads the
-row only if an append committed while it waited for the lock. The head it read is handed to
-the append (`LockedHead`; the server-side append on PostgreSQL re-reads it under the lock it
-already holds, at no extra round trip), so an audited save costs BEGIN, that statement, the
-row's UPDATE, the append, COMMIT: the same five round trips as the stale-snapshot design,
-measured in bench/bench_capture.py. Other write paths lock the head with one statement of their
-own.
+orders.
+
+On PostgreSQL a save, a create, and a delete that cascades to nothing are ONE statement
+(`guarded`, migration audit/0007_governed_write_perf): a server-side function locks the head,
+runs the row's write and appends the entry through the same append function as every other
+append. An UPDATE (and such a DELETE) is guarded by the values the instance was loaded with
+(`WHERE pk = ... AND <every recorded column> IS NOT DISTINCT FROM <loaded value>`); when another
+writer changed the row, the guard touches nothing, the row is read again and the call retried,
+then after a few tries the save locks the head and the row and writes unguarded. So the recorded
+"before" is always the row as it was, at one round trip per save when nobody else wrote the row.
+`QuerySet.update()` locks, updates and returns each row's before and after in one statement.
+Elsewhere (SQLite, other databases, multi-table inheritance, expressions among the values) a
+save locks the head and reads the row in one statement (`record.locked_before`) inside a
+transaction, then updates and appends: five round trips. Other write paths lock the head with
+one statement of their own.
 
 Excluded from capture: `governed_exclude` fields are never recorded (a change to them alone
 records nothing); `governed_redact` fields are recorded as "<redacted>" (a change shows up, the
@@ -40,6 +48,7 @@ row that differs from the state its last ledger entry recorded, and every many-t
 differs from the set its last m2m entry recorded.
 
 Modules: `rows` (which models are governed, what is recorded of a row), `record` (head lock,
-before-state, drafting and appending entries), `models` (GovernedModel, its queryset and
-manager), `m2m` (many-to-many sets), `state` (the out-of-band state check).
+before-state, drafting and appending entries), `guarded` (PostgreSQL's one-statement writes),
+`models` (GovernedModel, its queryset and manager), `m2m` (many-to-many sets), `state` (the
+out-of-band state check).
 """

@@ -14,8 +14,9 @@ from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, models, router, transaction
-from django.db.models.signals import class_prepared, m2m_changed, post_delete
+from django.db.models.signals import class_prepared, m2m_changed, post_delete, post_save, pre_save
 
+from audit.capture import guarded
 from audit.capture.m2m import on_m2m_changed
 from audit.capture.record import (
     NAMED_KEY,
@@ -31,11 +32,13 @@ from audit.capture.rows import field_value, instance_state, model_spec, needs_re
 from core.actor import acting_as, current_actor
 from core.errors import InvalidInput
 
-# How an update learns the row's "before": "locked" reads it with the ledger head held (correct
+# How an update learns the row's "before": "guarded" (PostgreSQL; elsewhere "locked") sends the
+# row's write and its entry as one statement guarded by the values the instance was loaded with
+# (audit.capture.guarded); "locked" reads it with the ledger head held (correct
 # under concurrent writers); "snapshot" uses the state recorded when the instance was loaded or
 # last saved (stale if another writer committed in between). Switchable only so that
 # bench/bench_capture.py can measure both; nothing else may set it.
-BEFORE_STATE = "locked"
+BEFORE_STATE = "guarded"
 # Set while bulk_update runs Django's own update(): bulk_update records its rows itself.
 _passthrough: contextvars.ContextVar[bool] = contextvars.ContextVar("ledger_passthrough", default=False)
 
@@ -50,6 +53,18 @@ class GovernedQuerySet(models.QuerySet[Any]):
         using = self.db
         with transaction.atomic(using=using, savepoint=False):
             head = lock_head(using)
+            returned = guarded.update_returning(self, kwargs) if BEFORE_STATE == "guarded" else None
+            if returned is not None:
+                # PostgreSQL: rows locked, updated and returned before and after in one statement.
+                if returned:
+                    actor = current_actor()
+                    drafts = []
+                    for pk, old, new in returned:
+                        changed_before, changed_after = changes(old, new)
+                        if changed_after:
+                            drafts.append(draft_change(actor, spec, pk, "updated", changed_before, changed_after, new))
+                    record(drafts, checkpoint=True, head=head)
+                return len(returned)
             locked = self._chain()
             # With the head held no governed writer can interfere; the row locks only keep
             # writers outside the ORM from changing a row between this read and the UPDATE.
@@ -160,6 +175,13 @@ class GovernedModel(models.Model):
         abstract = True
         base_manager_name = "objects"
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The loaded values may hold memoryviews (binary fields, with some drivers), which cannot
+        # be pickled; a copy or an unpickled instance reads the row before its first guarded save.
+        state = super().__getstate__()
+        state.pop(guarded.LOADED_KEY, None)
+        return state
+
     def save_recorded(self, *, action: str, by: Any, extra: Mapping[str, Any] | None = None,
                       update_fields: Iterable[str] | None = None) -> None:
         """Save, recording the change as `action` by `by`, with `extra` merged into the entry's payload.
@@ -199,6 +221,22 @@ class GovernedModel(models.Model):
         spec = model_spec(type(self))
         actor = current_actor()
         using = using or router.db_for_write(self.__class__, instance=self)
+        if BEFORE_STATE == "guarded" and guarded.applies(self, using, spec):
+            # PostgreSQL: the row's write and its entry in one statement (audit.capture.guarded).
+            self.__dict__[guarded.SAVE_KEY] = guarded.GuardedSave(
+                actor, named, None if update_fields is None else frozenset(update_fields))
+            try:
+                if pre_save.has_listeners(type(self)) or post_save.has_listeners(type(self)):
+                    # A receiver's writes commit with the row, as on the other path.
+                    with transaction.atomic(using=using, savepoint=False):
+                        super().save_base(raw=raw, force_insert=force_insert, force_update=force_update,
+                                          using=using, update_fields=update_fields)
+                else:
+                    super().save_base(raw=raw, force_insert=force_insert, force_update=force_update,
+                                      using=using, update_fields=update_fields)
+            finally:
+                self.__dict__.pop(guarded.SAVE_KEY, None)
+            return
         meta = self._meta
         pk = self.pk
         with transaction.atomic(using=using, savepoint=False):
@@ -234,9 +272,28 @@ class GovernedModel(models.Model):
             if BEFORE_STATE == "snapshot":
                 self.__dict__["_governed_snapshot"] = after
 
+    def _do_update(self, base_qs: Any, using: Any, pk_val: Any, values: Any, update_fields: Any,
+                   forced_update: Any) -> bool:
+        save = self.__dict__.get(guarded.SAVE_KEY)
+        if save is None or not values:
+            return super()._do_update(base_qs, using, pk_val, values, update_fields, forced_update)
+        return guarded.update(self, save, base_qs, using, pk_val, values)
+
+    def _do_insert(self, manager: Any, using: Any, fields: Any, returning_fields: Any, raw: Any) -> Any:
+        save = self.__dict__.get(guarded.SAVE_KEY)
+        if save is None or raw:
+            return super()._do_insert(manager, using, fields, returning_fields, raw)
+        return guarded.insert(self, save, using, fields, returning_fields)
+
+    def refresh_from_db(self, *args: Any, **kwargs: Any) -> None:
+        self.__dict__.pop(guarded.LOADED_KEY, None)  # the next guarded save reads the row first
+        super().refresh_from_db(*args, **kwargs)
+
     @classmethod
     def from_db(cls, db: str | None, field_names: Any, values: Any) -> Any:
         instance = super().from_db(db, field_names, values)
+        # The raw values as loaded: the guard of the next one-statement save (audit.capture.guarded).
+        instance.__dict__[guarded.LOADED_KEY] = (field_names, values)
         if BEFORE_STATE == "snapshot":
             instance.__dict__["_governed_snapshot"] = instance_state(instance)
         return instance
@@ -245,6 +302,10 @@ class GovernedModel(models.Model):
         current_actor()
         using = using or router.db_for_write(self.__class__, instance=self)
         pk = self.pk
+        if BEFORE_STATE == "guarded" and pk is not None:
+            done = guarded.delete(self, using, keep_parents, _on_post_delete)
+            if done is not None:
+                return done
         try:
             with transaction.atomic(using=using, savepoint=False), collecting() as batch:
                 if pk is not None:

@@ -150,9 +150,15 @@ def field_value(spec: _FieldSpec, value: Any) -> Any:
     return json_value(value)
 
 
+# Value types that are never expressions (skips the slower checks below for the usual values).
+_VALUE_TYPES = frozenset((str, int, bool, float, type(None), Decimal, date, datetime, time, timedelta, uuid.UUID, bytes))
+
+
 def needs_reread(instance: models.Model, spec: ModelSpec) -> bool:
     for field_spec in spec.fields:
         value = instance.__dict__.get(field_spec.attname)
+        if type(value) in _VALUE_TYPES:
+            continue
         if isinstance(value, (BaseExpression, DatabaseDefault)) or hasattr(value, "resolve_expression"):
             return True
     return False

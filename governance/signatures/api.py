@@ -9,11 +9,12 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.api import ERROR_RESPONSES
 from core.errors import InvalidInput
 from core.idempotency import idempotent
 from core.ids import object_id
 from governance import selectors
-from governance.api import ERROR_RESPONSES, GovernanceView
+from governance.api.common import GovernanceView
 from governance.models import Decision
 from governance.registry.services.approvals import approval_challenge_issue
 from governance.signatures import statement as st

@@ -142,3 +142,15 @@ def test_a_token_added_by_an_outsider_fails_the_manifest(tmp_path, stamped, loca
     result = _run(tmp_path, rezip(files), local_tsa.ca_file)
     assert result.returncode == 1, result.stdout
     assert verdict(result).startswith("FAIL [manifest] file not in the manifest")
+
+
+def test_an_export_while_the_tsa_is_down_fails_rather_than_leave_the_token_out(settings, local_tsa):
+    from core.errors import Unavailable
+
+    settings.TSA_URL = "http://127.0.0.1:9/"  # discard port: connection refused
+    settings.TSA_CA_FILE = str(local_tsa.ca_file)
+    seed_ledger()
+    with pytest.raises(Unavailable) as raised:
+        make_bundle()
+    assert raised.value.code == "tsa_unavailable"
+    assert not CheckpointTimestamp.objects.exists()

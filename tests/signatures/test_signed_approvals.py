@@ -360,3 +360,21 @@ def test_a_passkey_registration_answering_no_issued_challenge_is_refused(approve
         approver_passkey_register(by=approver, user=approver, response=response)
     assert caught.value.code == "approval_challenge_unknown"
     assert not ApproverCredential.objects.exists()
+
+
+def test_the_api_registers_a_passkey_for_the_caller(approver):
+    client = client_for(approver)
+    options = client.post("/api/me/passkeys/options/")
+    assert options.status_code == 200
+    body = options.json()
+    assert (body["rp"]["id"], body["user"]["name"]) == ("localhost", "alice")
+    assert [item["alg"] for item in body["pubKeyCredParams"]] == [-7, -8]
+    authenticator = SoftAuthenticator()
+    created = client.post("/api/me/passkeys/", {"response": authenticator.create(body), "label": "laptop"},
+                          format="json")
+    assert created.status_code == 201, created.content
+    assert (created.json()["kind"], created.json()["label"], created.json()["algorithm"]) == ("passkey", "laptop", -7)
+    # The same answer again: its challenge was used.
+    again = client.post("/api/me/passkeys/", {"response": authenticator.create(body)}, format="json")
+    assert (again.status_code, again.json()["code"]) == (409, "approval_challenge_used")
+    assert ApproverCredential.objects.filter(user=approver).count() == 1

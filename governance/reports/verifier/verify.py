@@ -2561,6 +2561,13 @@ MONITORING_SHARE_FLOOR = 1e-4
 MONITORING_TOLERANCE = 1e-9
 
 
+def _mon_pairs(reference: Sequence[float], current: Sequence[float]) -> list[tuple[float, float]]:
+    """The bins side by side; unequal lengths are a malformed result (zip(strict=True) needs Python 3.10)."""
+    if len(reference) != len(current):
+        raise ValueError("reference and current bin counts differ in length")
+    return list(zip(reference, current))  # noqa: B905 (lengths checked above; Python 3.9)
+
+
 def _mon_shares(counts: Sequence[float]) -> list[float]:
     total = float(sum(counts))
     return [max(c / total if total else 0.0, MONITORING_SHARE_FLOOR) for c in counts]
@@ -2568,14 +2575,14 @@ def _mon_shares(counts: Sequence[float]) -> list[float]:
 
 def monitoring_psi(reference: Sequence[float], current: Sequence[float]) -> float:
     ref, cur = _mon_shares(reference), _mon_shares(current)
-    return math.fsum((c - r) * math.log(c / r) for r, c in zip(ref, cur, strict=True))
+    return math.fsum((c - r) * math.log(c / r) for r, c in _mon_pairs(ref, cur))
 
 
 def monitoring_js(reference: Sequence[float], current: Sequence[float]) -> float:
     """Jensen-Shannon distance, base 2, of the bin shares (no floor)."""
     ref_total, cur_total = float(sum(reference)), float(sum(current))
     divergence = 0.0
-    for r, c in zip(reference, current, strict=True):
+    for r, c in _mon_pairs(reference, current):
         p, q = r / ref_total, c / cur_total
         middle = (p + q) / 2.0
         divergence += (p * math.log(p / middle) if p > 0 else 0.0) + (q * math.log(q / middle) if q > 0 else 0.0)
@@ -2616,7 +2623,7 @@ def _mon_gammaincc(a: float, x: float) -> float:
 
 def monitoring_chi2(reference: Sequence[float], current: Sequence[float], corrected: bool) -> tuple[float, int, float]:
     """Chi-square test of homogeneity of the 2 x K table (empty categories dropped): statistic, dof, p."""
-    pairs = [(r, c) for r, c in zip(reference, current, strict=True) if r + c > 0]
+    pairs = [(r, c) for r, c in _mon_pairs(reference, current) if r + c > 0]
     rows = [float(sum(r for r, _ in pairs)), float(sum(c for _, c in pairs))]
     total = rows[0] + rows[1]
     dof = len(pairs) - 1

@@ -1,0 +1,266 @@
+"""PostgreSQL: a governed save or create is one statement (audit.capture.guarded), and its "before" stays true.
+
+The row's write and its ledger entry are one call of `audit_governed_write`; an UPDATE is guarded
+by the values the instance was loaded with, and retried with a fresh read when the row changed.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from audit.capture import guarded
+from audit.models import LedgerEntry
+from audit.verify import verify_ledger
+from core.actor import acting_as
+from tests.conftest import uses_postgres
+from tests.govtestapp.models import Part, Project, Widget
+
+pytestmark = [pytest.mark.django_db,
+              pytest.mark.skipif(not uses_postgres(), reason="the one-statement save is PostgreSQL's; SQLite keeps "
+                                 "the locked path")]
+
+ACTOR = "system:test"
+
+
+def payloads(subject: Widget, after_seq: int = -1) -> list[dict[str, Any]]:
+    rows = (LedgerEntry.objects.filter(subject_type="govtestapp.widget", subject_id=str(subject.pk), seq__gt=after_seq)
+            .order_by("seq").values_list("canonical", flat=True))
+    return [json.loads(bytes(canonical))["payload"] for canonical in rows]
+
+
+def last_seq() -> int:
+    seq = LedgerEntry.objects.order_by("-seq").values_list("seq", flat=True).first()
+    return -1 if seq is None else seq
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_audited_save_and_create_in_autocommit_are_one_statement() -> None:
+    with acting_as(ACTOR):
+        project = Project.objects.create(name="p")
+        with CaptureQueriesContext(connection) as created:
+            widget = Widget.objects.create(project=project, name="w", size=1)
+        widget.size = 2
+        with CaptureQueriesContext(connection) as saved:
+            widget.save()
+    for captured in (created, saved):
+        assert [query["sql"].split("(")[0] for query in captured.captured_queries] == ["SELECT audit_governed_write"]
+    assert connection.get_autocommit()
+    assert [p["after"] for p in payloads(widget)][-1] == {"size": 2, "updated_at": widget.updated_at.isoformat()}
+    assert LedgerEntry.objects.filter(subject_id=str(widget.pk), action="widget.created").count() == 1
+    assert verify_ledger().ok
+
+
+def test_inside_an_outer_transaction_the_save_is_one_statement_too(db: Any) -> None:
+    with acting_as(ACTOR):
+        widget = Widget.objects.create(name="w", size=1)
+        widget.size = 5
+        with transaction.atomic(), CaptureQueriesContext(connection) as saved:
+            widget.save()
+    assert len(saved.captured_queries) == 1
+    assert payloads(widget)[-1]["before"]["size"] == 1
+
+
+def test_a_stale_instance_records_the_true_before_and_overwrites_what_it_holds(db: Any) -> None:
+    with acting_as(ACTOR):
+        widget = Widget.objects.create(name="w", size=1, description="one")
+        stale = Widget.objects.get(pk=widget.pk)
+        other = Widget.objects.get(pk=widget.pk)
+        other.size = 7
+        other.description = "changed elsewhere"
+        other.save()
+        start = last_seq()
+        stale.name = "renamed"
+        with CaptureQueriesContext(connection) as captured:
+            stale.save()  # writes every field: puts size and description back, a change to record
+    # The guard failed once (the row had changed), the row was read again, the retry wrote it.
+    assert len(captured.captured_queries) == 3
+    [payload] = payloads(widget, start)
+    assert payload["before"] == {"name": "w", "size": 7, "description": "changed elsewhere",
+                                 "updated_at": payload["before"]["updated_at"]}
+    assert {k: payload["after"][k] for k in ("name", "size", "description")} == {
+        "name": "renamed", "size": 1, "description": "one"}
+    assert verify_ledger(check_state=True).state_problems == []
+
+
+def test_a_row_changed_by_raw_sql_is_detected_by_the_guard(db: Any) -> None:
+    with acting_as(ACTOR):
+        widget = Widget.objects.create(name="w", size=1)
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE govtestapp_widget SET size = 40 WHERE id = %s", [widget.pk])
+        start = last_seq()
+        widget.name = "x"
+        widget.save()
+    [payload] = payloads(widget, start)
+    assert payload["before"]["size"] == 40 and payload["after"]["size"] == 1
+
+
+def test_a_save_of_a_deleted_row_creates_it_again_with_a_created_entry(db: Any) -> None:
+    with acting_as(ACTOR):
+        widget = Widget.objects.create(name="w", size=1)
+        pk = widget.pk
+        Widget.objects.filter(pk=pk).delete()
+        start = last_seq()
+        widget.save()
+    assert Widget.objects.filter(pk=pk).exists()
+    assert [e.action for e in LedgerEntry.objects.filter(seq__gt=start)] == ["widget.created"]
+
+
+def test_the_pessimistic_fallback_records_the_true_before(db: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(guarded, "OPTIMISTIC_TRIES", 0)
+    with acting_as(ACTOR):
+        widget = Widget.objects.create(name="w", size=1)
+        Widget.objects.filter(pk=widget.pk).update(size=3)
+        start = last_seq()
+        widget.name = "y"
+        widget.save()
+    [payload] = payloads(widget, start)
+    assert payload["before"]["size"] == 3 and payload["after"]["size"] == 1 and payload["after"]["name"] == "y"
+
+
+def test_a_failed_append_on_the_server_leaves_the_row_unchanged(db: Any) -> None:
+    with acting_as(ACTOR):
+        widget = Widget.objects.create(name="w", size=1)
+    start = last_seq()
+    with connection.cursor() as cursor:  # rolled back with the test's transaction
+        cursor.execute("ALTER TABLE audit_ledgerentry ADD CONSTRAINT test_refuse CHECK (action <> 'widget.updated')")
+    widget.size = 2
+    with acting_as(ACTOR), pytest.raises(IntegrityError), transaction.atomic():
+        widget.save()
+    assert Widget.objects.get(pk=widget.pk).size == 1
+    assert last_seq() == start
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delete_that_cascades_to_nothing_is_one_statement_with_the_true_before() -> None:
+    with acting_as(ACTOR):
+        widget = Widget.objects.create(name="w")
+        part = Part.objects.create(widget=widget, label="old")
+        Part.objects.filter(pk=part.pk).update(label="changed elsewhere")  # the instance is stale
+        pk = part.pk
+        start = last_seq()
+        with CaptureQueriesContext(connection) as captured:
+            assert part.delete() == (1, {"govtestapp.Part": 1})
+    assert part.pk is None and not Part.objects.filter(pk=pk).exists()
+    # First try refused by the guard, the row read again, the second try deleted it.
+    assert [query["sql"].split("(")[0] for query in captured.captured_queries][-1] == "SELECT audit_governed_write"
+    assert len(captured.captured_queries) == 3
+    [entry] = LedgerEntry.objects.filter(seq__gt=start)
+    payload = json.loads(bytes(entry.canonical))["payload"]
+    assert (entry.action, entry.subject_id, payload["before"]["label"], payload["after"], payload["state"]) == (
+        "part.deleted", str(pk), "changed elsewhere", None, None)
+    assert verify_ledger(check_state=True).ok
+
+
+def test_a_delete_with_cascades_keeps_one_batch(db: Any) -> None:
+    with acting_as(ACTOR):
+        project = Project.objects.create(name="p")
+        widget = Widget.objects.create(project=project, name="w")
+        Part.objects.create(widget=widget, label="a")
+        start = last_seq()
+        project.delete()
+    assert sorted(e.action for e in LedgerEntry.objects.filter(seq__gt=start)) == [
+        "part.deleted", "project.deleted", "widget.deleted"]
+    assert verify_ledger().ok
+
+
+def test_a_delete_of_a_row_already_gone_records_nothing(db: Any) -> None:
+    with acting_as(ACTOR):
+        widget = Widget.objects.create(name="w")
+        part = Part.objects.create(widget=widget, label="a")
+        Part.objects.filter(pk=part.pk).delete()
+        start = last_seq()
+        assert part.delete() == (0, {})
+    assert last_seq() == start
+
+
+def test_queryset_update_locks_updates_and_returns_before_and_after_in_one_statement(db: Any) -> None:
+    from django.db.models import F
+
+    with acting_as(ACTOR):
+        widgets = [Widget.objects.create(name=f"w{index}", size=index) for index in range(3)]
+        Widget.objects.filter(pk=widgets[0].pk).update(description="x")
+        start = last_seq()
+        with CaptureQueriesContext(connection) as captured:
+            count = Widget.objects.filter(size__lt=2).update(size=F("size") + 10, description="bumped")
+    assert count == 2
+    statements = [query["sql"] for query in captured.captured_queries]
+    assert [sql for sql in statements if "govtestapp_widget" in sql] == [
+        next(sql for sql in statements if sql.startswith('UPDATE "govtestapp_widget"'))]
+    assert "FOR UPDATE" in statements[-1] and " RETURNING " in statements[-1]
+    changes = {entry.subject_id: json.loads(bytes(entry.canonical))["payload"]
+               for entry in LedgerEntry.objects.filter(seq__gt=start)}
+    assert {pk: (p["before"], {k: v for k, v in p["after"].items() if k != "updated_at"})
+            for pk, p in changes.items()} == {
+        str(widgets[0].pk): ({"size": 0, "description": "x"}, {"size": 10, "description": "bumped"}),
+        str(widgets[1].pk): ({"size": 1, "description": ""}, {"size": 11, "description": "bumped"}),
+    }
+    assert verify_ledger(check_state=True).ok
+
+
+def test_a_pickled_or_copied_instance_saves_with_the_true_before(db: Any) -> None:
+    import copy
+    import pickle
+
+    with acting_as(ACTOR):
+        Widget.objects.create(name="w", size=1, blob=b"\x00\x01")
+        loaded = Widget.objects.get(name="w")
+        restored = pickle.loads(pickle.dumps(loaded))  # noqa: S301 - our own bytes
+        duplicate = copy.deepcopy(loaded)
+        start = last_seq()
+        restored.size = 2
+        restored.save()
+        duplicate.size = 3
+        duplicate.save()
+    assert [p["before"]["size"] for p in payloads(loaded, start)] == [1, 2]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_connections_updating_the_same_row_both_chain_with_true_before_states() -> None:
+    with acting_as(ACTOR):
+        widget = Widget.objects.create(name="w", size=0, description="")
+    start = last_seq()
+    rounds = 25
+    failures: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def writer(name: str, field: str) -> None:
+        try:
+            with acting_as(f"system:{name}"):
+                mine = Widget.objects.get(pk=widget.pk)  # loaded once: stale after the other's saves
+                for index in range(rounds):
+                    barrier.wait(timeout=30)
+                    setattr(mine, field, index + 1 if field == "size" else f"{name}-{index}")
+                    mine.save()
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            failures.append(exc)
+            barrier.abort()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=writer, args=("a", "size")), threading.Thread(target=writer, args=("b", "description"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not failures, failures
+    entries = list(LedgerEntry.objects.filter(seq__gt=start).order_by("seq"))
+    assert {entry.actor for entry in entries} == {"system:a", "system:b"}
+    assert sum(entry.actor == "system:a" for entry in entries) == rounds
+    assert sum(entry.actor == "system:b" for entry in entries) == rounds
+    # Each entry's "before" is the state the previous entry left: no change lost, none invented.
+    state = json.loads(bytes(LedgerEntry.objects.filter(seq__lte=start, subject_id=str(widget.pk))
+                             .order_by("-seq").values_list("canonical", flat=True)[0]))["payload"]["state"]
+    for entry in entries:
+        payload = json.loads(bytes(entry.canonical))["payload"]
+        assert payload["before"] == {name: state[name] for name in payload["before"]}, entry.seq
+        state = {**state, **payload["after"]}
+        assert state == payload["state"], entry.seq
+    fresh = Widget.objects.get(pk=widget.pk)
+    assert (state["size"], state["description"]) == (fresh.size, fresh.description)
+    assert verify_ledger(check_state=True).ok
