@@ -373,8 +373,11 @@ def _missing(reference_missing: int, reference_total: int, current_missing: int,
 
 
 def numeric_drift(profile: NumericProfile, values: Iterable[Any] | np.ndarray, *, alpha: float = DEFAULT_ALPHA,
-                  method: KsMethod = "auto") -> dict[str, Any]:
+                  method: KsMethod = "auto", sort_in_place: bool = False) -> dict[str, Any]:
+    """Drift of one numeric column. ``sort_in_place=True`` lets the engine sort a float64 array it is
+    given instead of a copy (the caller gives the column up: a reader's fresh array, one column at a time)."""
     present, missing, owned = _present_values(values)
+    owned = owned or sort_in_place
     if present.size == 0:
         raise DriftInputError("drift_empty_column", f"column {profile.column!r} has no values in the current window")
     # Sorted in place when the array is ours (a copy only when it is the caller's): with the

@@ -69,8 +69,13 @@ def read_columns(path: str | os.PathLike[str] | SealedPath, numeric: Sequence[st
         return
     size = file_path.size() if isinstance(file_path, SealedPath) else file_path.stat().st_size
     if size > CSV_WHOLE_MAX_BYTES:
+        rows: list[int] = []  # known after the first numeric column: later ones fill one array
         for name in wanted:
-            yield name, _csv_column(file_path, name, name in categorical, arrow_text)
+            values = _csv_column(file_path, name, name in categorical, arrow_text, rows[0] if rows else None)
+            if name not in categorical and not rows:
+                rows.append(values.size)
+            yield name, values
+            del values
         return
     table = _read_csv(file_path, numeric, categorical)
     for name in wanted:
@@ -98,21 +103,38 @@ def _read_csv(file_path: Any, numeric: Sequence[str], categorical: Sequence[str]
         raise _csv_error(file_path, error) from error
 
 
-def _csv_column(file_path: Any, name: str, categorical: bool, arrow_text: bool) -> Any:
-    """One column of a large CSV file, parsed in streamed blocks (only this column converted)."""
+def _csv_column(file_path: Any, name: str, categorical: bool, arrow_text: bool, rows: int | None = None) -> Any:
+    """One column of a large CSV file, parsed in streamed blocks (only this column converted); a
+    numeric one straight into one array when the row count is known."""
     options = _csv_options([], [name]) if categorical else _csv_options([name], [])
     chunks: list[Any] = []
+    values = np.empty(rows, dtype=np.float64) if rows is not None and not categorical else None
+    position = 0
     try:
         for batch in pa_csv.open_csv(arrow_source(file_path), convert_options=options):
             column = batch.column(0)
-            chunks.append(column if categorical else column.to_numpy(zero_copy_only=False))
+            if categorical:
+                chunks.append(column)
+                continue
+            chunk = column.to_numpy(zero_copy_only=False)
+            if values is not None and position + chunk.size <= values.size:
+                values[position:position + chunk.size] = chunk
+            else:
+                if values is not None:  # more rows than the first column had: collect instead
+                    chunks.append(values[:position].copy())
+                    values = None
+                chunks.append(np.array(chunk, dtype=np.float64))  # a copy, so Arrow's block is freed now
+            position += chunk.size
+            del batch, column, chunk
     except (pa.ArrowInvalid, UnicodeDecodeError, KeyError) as error:
         raise _csv_error(file_path, error) from error
     if categorical:
         return _convert(file_path, name, pa.chunked_array(chunks, type=pa.string()), True, arrow_text)
-    values = np.concatenate(chunks) if chunks else np.empty(0)
+    if values is not None:
+        return values[:position]
+    joined = np.concatenate(chunks) if chunks else np.empty(0)
     del chunks
-    return values.astype(np.float64, copy=False)
+    return joined
 
 
 def _parquet_column(file_path: Any, table_file: Any, name: str, categorical: bool, arrow_text: bool) -> Any:

@@ -120,3 +120,14 @@ def test_csv_errors_keep_their_codes_on_both_paths(monkeypatch: Any, tmp_path: P
     with pytest.raises(DriftInputError) as absent:
         dict(reader.read_columns(path, ["nope"], []))
     assert absent.value.code == "drift_missing_column"
+
+
+def test_sort_in_place_sorts_the_given_array_and_gives_the_same_result() -> None:
+    rng = np.random.default_rng(9)
+    profile = profile_numeric("x", rng.normal(0, 1, 2_000))
+    current = rng.normal(0.2, 1, 1_500)
+    copied = drift.numeric_drift(profile, current.copy())
+    given = current.copy()
+    in_place = drift.numeric_drift(profile, given, sort_in_place=True)
+    assert in_place == copied
+    np.testing.assert_array_equal(given, np.sort(current))
