@@ -408,6 +408,18 @@ def erasure_note(names: Iterable[str]) -> dict[str, Any] | None:
             "files_erased": len(erased), "files_total": len(set(names))}
 
 
+def sealed_file_name_at(name: str, moment: Any) -> str:
+    """The stored file a reader of ``name`` read at ``moment``: a row-level erasure repoints batches
+    and specs to the rewrite, so a run older than the rewrite read its predecessor (erased since)."""
+    record = SealedFile.objects.filter(name=name).first()
+    while record is not None and record.created_at > moment:
+        previous = SealedFile.objects.filter(replaced_by=record).first()
+        if previous is None:
+            break
+        record = previous
+    return record.name if record is not None else name
+
+
 def sealed_file_for(name: str) -> SealedFile | None:
     return SealedFile.objects.filter(name=name).first()
 
