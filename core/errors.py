@@ -307,6 +307,16 @@ class ErrorCode(StrEnum):
     MONITORING_PROFILE_CORRUPT = "monitoring_profile_corrupt", 409, "The stored profile body does not match its recorded digest."
     MONITORING_NO_DATA = "monitoring_no_data", 400, "Give the reference data: a file or a lineage dataset version."
     MONITORING_BAD_ARGUMENTS = "monitoring_bad_arguments", 400, "A monitoring argument is out of range or of the wrong type."
+    MONITORING_DUPLICATE_PREDICTION_ID = ("monitoring_duplicate_prediction_id", 400,
+                                          "A prediction id appears twice (in the outcomes or in the batch).")
+    MONITORING_UNKNOWN_PREDICTION_ID = ("monitoring_unknown_prediction_id", 400,
+                                        "An outcome names a prediction id the batch lacks.")
+    MONITORING_NO_PREDICTION_ID = "monitoring_no_prediction_id", 400, "The batch has no (complete) prediction id column."
+    MONITORING_OUTCOME_EXISTS = "monitoring_outcome_exists", 409, "A prediction already has its late outcome."
+    MONITORING_RUN_RESTATED = "monitoring_run_restated", 409, "The run was already restated (or its batches erased)."
+    MONITORING_BATCH_NOT_FOUND = "monitoring_batch_not_found", 404, "No such prediction batch."
+    MONITORING_NOT_COMPARABLE = ("monitoring_not_comparable", 400,
+                                 "Champion and challenger must be two versions of one model scored on the same rows.")
     DRIFT_BAD_ARGUMENTS = "drift_bad_arguments", 400, "A drift argument (bins, alpha, correction) is out of range."
     DRIFT_NOT_NUMERIC = "drift_not_numeric", 400, "A numeric column holds a value that is not a finite number."
     DRIFT_EMPTY_COLUMN = "drift_empty_column", 400, "A column has no values to compare."

@@ -449,6 +449,8 @@ CELERY_BEAT_SCHEDULE = {
                                "schedule": float(FAIRNESS_RECOVER_INTERVAL_S)},
     "monitoring-runs-due": {"task": "governance.monitoring.tasks.monitor_runs_due_task",
                             "schedule": float(MONITORING_DUE_INTERVAL_S)},
+    "monitoring-revalidation-alerts": {"task": "governance.monitoring.tasks.revalidation_alerts_raise_task",
+                                       "schedule": crontab(minute=23)},
     "sealed-files-expire": {"task": "governance.fairness.tasks.sealed_files_expire_task",
                             "schedule": float(DATA_RETENTION_CHECK_INTERVAL_S)},
     "mlflow-reconcile-all": {"task": "governance.integrations.mlflow.tasks.mlflow_reconcile_all_task",

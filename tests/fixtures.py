@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -230,3 +232,29 @@ def request_under(version, scientist) -> Callable[[str], Any]:  # type: ignore[n
         signed_policy(setting)
         return model_version_submit(version=version, by=scientist, comment="please review")
     return make
+
+
+class _RecordingHandler(BaseHTTPRequestHandler):
+    """Answers every POST with 204 and keeps (headers, body) in the server's `received` list."""
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server API)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received.append(({k: v for k, v in self.headers.items()}, body))  # type: ignore[attr-defined]
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def http_receiver() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
+    """A real HTTP server on 127.0.0.1 that records the POSTs it receives: (its URL, the list)."""
+    server = HTTPServer(("127.0.0.1", 0), _RecordingHandler)
+    server.received = []  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", server.received  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -22,6 +22,7 @@ from core.ids import object_id
 from governance import selectors as governance_selectors
 from governance.monitoring import selectors
 from governance.monitoring.models import ThresholdChange
+from governance.monitoring.services.comparisons import comparison_run
 from governance.monitoring.services.monitors import (
     alert_acknowledge,
     monitor_create,
@@ -29,6 +30,7 @@ from governance.monitoring.services.monitors import (
     monitor_thresholds_set,
     threshold_change_confirm,
 )
+from governance.monitoring.services.outcomes import late_outcomes_record
 from governance.monitoring.services.profiles import reference_profile_create
 from governance.permissions import TokenScopePermission
 
@@ -180,6 +182,8 @@ class RunOut(serializers.Serializer):
     result_sha256 = serializers.CharField()
     breached = serializers.BooleanField()
     ledger_seq = serializers.IntegerField(allow_null=True)
+    restates = serializers.IntegerField(source="restates_id", allow_null=True,
+                                        help_text="The run this one restates (late outcomes arrived)")
     result = serializers.DictField()
     input_erasure = serializers.SerializerMethodField(
         help_text="Set once a batch or the profile this run read was erased: 'input erased under retention policy'")
@@ -321,3 +325,108 @@ class TrendView(MonitoringView):
         raw = request.query_params.get("monitor") or ""
         monitor = selectors.monitor_get(user=request.user, monitor_id=object_id(raw, code="monitoring_monitor_not_found"))
         return Response({"monitor": monitor.pk, "points": selectors.drift_trend(user=request.user, monitor_id=monitor.pk)})
+
+
+# --- late outcomes ----------------------------------------------------------------------------
+
+class OutcomeItem(serializers.Serializer):
+    prediction_id = serializers.CharField(max_length=200)
+    outcome = serializers.FloatField()
+
+
+class OutcomesIn(serializers.Serializer):
+    batch = serializers.IntegerField(min_value=1, help_text="The prediction batch the outcomes belong to")
+    id_column = serializers.CharField(max_length=200, default="prediction_id",
+                                      help_text="The batch column holding the prediction id")
+    outcomes = serializers.ListField(child=OutcomeItem(), min_length=1, max_length=100_000)
+
+
+class OutcomesOut(serializers.Serializer):
+    batch = serializers.IntegerField()
+    recorded = serializers.IntegerField()
+    ledger_seq = serializers.IntegerField(allow_null=True)
+    restatements = RunOut(many=True)
+
+
+class OutcomesView(MonitoringView):
+    @extend_schema(operation_id="monitoring_outcomes_create", request=OutcomesIn,
+                   responses={201: OutcomesOut, **ERROR_RESPONSES}, parameters=[IDEMPOTENCY_PARAMETER],
+                   description="Outcomes that arrived after their predictions, joined to the batch by prediction id. "
+                               "Each latest run over the batch whose monitor measures performance is restated: a new "
+                               "run linked to the one it replaces. Unknown id: 400 monitoring_unknown_prediction_id; "
+                               "an id twice: 400 monitoring_duplicate_prediction_id; an outcome already recorded: 409 "
+                               "monitoring_outcome_exists.")
+    @idempotent
+    def post(self, request: Request) -> Response:
+        raw = _json(request)
+        batch = selectors.prediction_batch_get(user=request.user,
+                                               batch_id=object_id(str(raw.get("batch", "")), code="monitoring_batch_not_found"))
+        serializer = OutcomesIn(data=raw)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        # Duplicates are the service's rule (a coded 400), so the raw items go through unchanged.
+        rows, restated = late_outcomes_record(by=request.user, batch=batch, id_column=data["id_column"],
+                                              outcomes=[dict(item) for item in data["outcomes"]])
+        return Response({"batch": batch.pk, "recorded": len(rows), "ledger_seq": rows[0].ledger_seq if rows else None,
+                         "restatements": RunOut(restated, many=True).data}, status=status.HTTP_201_CREATED)
+
+
+# --- champion and challenger ------------------------------------------------------------------
+
+class ComparisonIn(serializers.Serializer):
+    model = serializers.CharField(max_length=100)
+    champion = serializers.CharField(max_length=64, help_text="Version label of the champion")
+    challenger = serializers.CharField(max_length=64, help_text="Version label of the challenger")
+    window_days = serializers.IntegerField(min_value=1, max_value=3650, default=7)
+    y_true = serializers.CharField(max_length=200)
+    y_pred = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    score = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    task = serializers.ChoiceField(choices=["classification", "regression"], default="classification")
+    id_column = serializers.CharField(max_length=200, default="prediction_id",
+                                      help_text="The column pairing the rows both versions scored")
+    replicates = serializers.IntegerField(min_value=1, max_value=10_000, default=1000)
+    seed = serializers.IntegerField(min_value=0, max_value=2**32 - 1, default=0)
+
+
+class ComparisonOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    model = serializers.CharField(source="champion.model.name")
+    champion = serializers.CharField(source="champion.label")
+    challenger = serializers.CharField(source="challenger.label")
+    window_start = serializers.DateTimeField()
+    window_end = serializers.DateTimeField()
+    batches = serializers.ListField(child=serializers.DictField())
+    result = serializers.DictField(help_text="Per metric: champion, challenger, difference (challenger - champion) "
+                                             "and its paired bootstrap CI")
+    result_sha256 = serializers.CharField()
+    ledger_seq = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class ComparisonListView(MonitoringView):
+    @extend_schema(operation_id="monitoring_comparisons_list",
+                   responses={200: paginated("ComparisonPage", ComparisonOut(many=True)), **ERROR_RESPONSES},
+                   parameters=[OpenApiParameter("model", str)])
+    def get(self, request: Request) -> Response:
+        comparisons = selectors.comparison_list(user=request.user, model_name=request.query_params.get("model") or None)
+        paginator = CursorlessPagination()
+        page = paginator.paginate_queryset(comparisons, request, view=self)
+        return paginator.get_paginated_response(ComparisonOut(page, many=True).data)
+
+    @extend_schema(operation_id="monitoring_comparisons_create", request=ComparisonIn,
+                   responses={201: ComparisonOut, **ERROR_RESPONSES}, parameters=[IDEMPOTENCY_PARAMETER],
+                   description="Champion and challenger on the same window: the batches each version served, paired "
+                               "by prediction id; per metric the difference with a seeded paired bootstrap CI. Stored "
+                               "and recorded (comparison.completed) with the digests of batches and result.")
+    @idempotent
+    def post(self, request: Request) -> Response:
+        serializer = ComparisonIn(data=_json(request))
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        model_name = data.pop("model")
+        champion = governance_selectors.model_version_get(user=request.user, model_name=model_name,
+                                                          label=data.pop("champion"))
+        challenger = governance_selectors.model_version_get(user=request.user, model_name=model_name,
+                                                            label=data.pop("challenger"))
+        comparison = comparison_run(by=request.user, champion=champion, challenger=challenger, **data)
+        return Response(ComparisonOut(comparison).data, status=status.HTTP_201_CREATED)

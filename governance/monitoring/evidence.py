@@ -10,7 +10,9 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from governance.monitoring.models import Alert, Monitor, MonitorRun, ReferenceProfile, ThresholdChange
+from django.db.models import Q
+
+from governance.monitoring.models import Alert, Comparison, Monitor, MonitorRun, ReferenceProfile, ThresholdChange
 
 
 def run_result_bytes(run: MonitorRun) -> bytes:
@@ -30,6 +32,8 @@ def bundle_subjects(versions: Iterable[Any]) -> set[tuple[str, str]]:
                     for pk in MonitorRun.objects.filter(monitor__in=monitors).values_list("pk", flat=True))
     subjects.update(("monitoring.alert", str(pk))
                     for pk in Alert.objects.filter(monitor__in=monitors).values_list("pk", flat=True))
+    subjects.update(("monitoring.comparison", str(pk)) for pk in Comparison.objects.filter(
+        Q(champion__in=versions) | Q(challenger__in=versions)).values_list("pk", flat=True))
     return subjects
 
 

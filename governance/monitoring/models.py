@@ -112,6 +112,8 @@ class MonitorRun(models.Model):
     webhook_sent_at = models.DateTimeField(null=True, blank=True)
     emailed_at = models.DateTimeField(null=True, blank=True)
     notified_at = models.DateTimeField(null=True, blank=True, help_text="When every alert notice of the run was sent")
+    # A restatement (late outcomes arrived) is a new run over the same batches; the run it replaces is kept.
+    restates = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="restatements")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -131,7 +133,8 @@ class Alert(models.Model):
         OPEN = "open", "Open"
         ACKNOWLEDGED = "acknowledged", "Acknowledged"
 
-    run = models.ForeignKey(MonitorRun, on_delete=models.PROTECT, related_name="alerts")
+    run = models.ForeignKey(MonitorRun, null=True, blank=True, on_delete=models.PROTECT, related_name="alerts",
+                            help_text="The run that found the breach; none for an overdue revalidation")
     monitor = models.ForeignKey(Monitor, on_delete=models.PROTECT, related_name="alerts")
     kind = models.CharField(max_length=20, help_text="drift or performance")
     subject = models.CharField(max_length=200, help_text="The column or metric")
@@ -141,11 +144,56 @@ class Alert(models.Model):
                                         related_name="+")
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     comment = models.TextField(blank=True)
+    # An alert without a run (an overdue revalidation) notifies on its own, each channel once.
+    webhook_sent_at = models.DateTimeField(null=True, blank=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-pk"]
         indexes = [models.Index(fields=["status", "monitor"], name="monitoring_alert_open")]
+        constraints = [models.UniqueConstraint(fields=["monitor", "kind"], name="monitoring_one_open_revalidation",
+                                               condition=models.Q(kind="revalidation", status="open"))]
 
     def __str__(self) -> str:
         return f"{self.kind} alert on {self.subject} ({self.status})"
+
+
+class LateOutcome(models.Model):
+    """An outcome that arrived after its prediction, joined to the batch row by its prediction id."""
+
+    batch = models.ForeignKey("fairness.PredictionBatch", on_delete=models.PROTECT, related_name="late_outcomes")
+    id_column = models.CharField(max_length=200, help_text="The batch column holding the prediction id")
+    prediction_id = models.CharField(max_length=200)
+    outcome = models.FloatField()
+    ledger_seq = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [models.UniqueConstraint(fields=["batch", "prediction_id"], name="monitoring_outcome_once")]
+
+    def __str__(self) -> str:
+        return f"outcome of {self.prediction_id} in batch {self.batch_id}"
+
+
+class Comparison(models.Model):
+    """Champion and challenger scored on the same window: per metric the difference and its bootstrap CI."""
+
+    champion = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    challenger = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    batches = models.JSONField(help_text='[{"id": ..., "sha256": ..., "version": ...}, ...]')
+    result = models.JSONField()
+    result_sha256 = models.CharField(max_length=64)
+    ledger_seq = models.BigIntegerField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-pk"]
+
+    def __str__(self) -> str:
+        return f"comparison {self.pk}: {self.challenger} vs {self.champion}"

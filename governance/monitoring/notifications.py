@@ -47,8 +47,22 @@ def payload(run: Any) -> dict[str, Any]:
     }
 
 
+def revalidation_payload(alert: Any) -> dict[str, Any]:
+    """The same event for an alert without a run (an overdue revalidation): no window, no digests."""
+    monitor = alert.monitor
+    base = settings.FAIRNESS_PUBLIC_BASE_URL.rstrip("/")
+    return {"event": EVENT, "monitor": monitor.pk, "monitor_name": monitor.name, "run": None,
+            "model": monitor.version.model.name, "version": monitor.version.label, "window": None,
+            "alerts": [{"id": alert.pk, "kind": alert.kind, "subject": alert.subject, "detail": alert.detail}],
+            "profile_sha256": None, "result_sha256": None, "ledger_seq": (alert.detail or {}).get("ledger_seq"),
+            "url": f"{base}/models/{monitor.version.model.name}/#monitoring"}
+
+
 def _line(alert: dict[str, Any]) -> str:
     detail = alert["detail"] or {}
+    if alert["kind"] == "revalidation":
+        return (f"revalidation overdue: re-approval every {detail.get('every_days')} days, due {detail.get('due')}, "
+                f"last approved {detail.get('last_approved') or 'never'}")
     if alert["kind"] == "drift":
         effect = detail.get("effect_size") or {}
         return (f"drift in {alert['subject']}: {effect.get('name', 'effect')} {effect.get('value')} "
@@ -58,8 +72,9 @@ def _line(alert: dict[str, Any]) -> str:
 
 
 def summary(data: dict[str, Any]) -> str:
+    window = f", window to {data['window'][1][:10]}" if data.get("window") else ""
     return (f"{len(data['alerts'])} monitoring alert(s) on {data['model']} {data['version']} "
-            f"(monitor '{data['monitor_name']}', window to {data['window'][1][:10]})")
+            f"(monitor '{data['monitor_name']}'{window})")
 
 
 def slack_body(data: dict[str, Any]) -> dict[str, Any]:
@@ -68,16 +83,29 @@ def slack_body(data: dict[str, Any]) -> dict[str, Any]:
     return {"text": summary(data), "blocks": [
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*{summary(data)}*"}},
         {"type": "section", "text": {"type": "mrkdwn", "text": lines or "—"}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"result sha256 `{data['result_sha256']}` · "
-                                                                      f"<{data['url']}|model page>"}]}]}
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": (
+            f"result sha256 `{data['result_sha256']}` · " if data.get("result_sha256") else "")
+            + f"<{data['url']}|model page>"}]}]}
 
 
 def send_webhook(run: Any) -> str | None:
     """POST the signed event; returns the delivery id, or None when no webhook is configured."""
+    return _post(payload(run), f"run {run.pk}")
+
+
+def send_alert_webhook(alert: Any) -> str | None:
+    """The signed event of an alert without a run (an overdue revalidation)."""
+    return _post(revalidation_payload(alert), f"alert {alert.pk}")
+
+
+def send_alert_email(alert: Any) -> int:
+    return _mail(revalidation_payload(alert), recipients(alert))
+
+
+def _post(data: dict[str, Any], label: str) -> str | None:
     url = settings.MONITORING_WEBHOOK_URL
     if not url:
         return None
-    data = payload(run)
     message = slack_body(data) if settings.MONITORING_WEBHOOK_FORMAT == "slack" else data
     body = json.dumps(message, sort_keys=True, separators=(",", ":")).encode()
     delivery_id = str(uuid.uuid4())
@@ -90,22 +118,26 @@ def send_webhook(run: Any) -> str | None:
     response = httpx.post(url, content=body, headers=headers, timeout=settings.FAIRNESS_WEBHOOK_TIMEOUT_S)
     if response.status_code >= 300:
         raise ConnectionError(f"webhook answered {response.status_code}")  # OSError: the task retries
-    logger.info("monitoring webhook delivered: run %s, delivery %s", run.pk, delivery_id)
+    logger.info("monitoring webhook delivered: %s, delivery %s", label, delivery_id)
     return delivery_id
 
 
-def recipients(run: Any) -> list[str]:
-    contacts = [c for c in (run.monitor.version.model.contacts or []) if isinstance(c, str) and "@" in c]
+def recipients(source: Any) -> list[str]:
+    """The model's contacts and MONITORING_NOTIFY_EMAILS, for a run or an alert (both have a monitor)."""
+    contacts = [c for c in (source.monitor.version.model.contacts or []) if isinstance(c, str) and "@" in c]
     return list(dict.fromkeys(contacts + list(settings.MONITORING_NOTIFY_EMAILS)))
 
 
 def send_email(run: Any) -> int:
-    to = recipients(run)
+    return _mail(payload(run), recipients(run))
+
+
+def _mail(data: dict[str, Any], to: list[str]) -> int:
     if not to:
         return 0
-    data = payload(run)
     lines = "\n".join(f"- {_line(alert)}" for alert in data["alerts"])
+    digests = (f"Reference profile SHA-256: {data['profile_sha256']}\nResult SHA-256: {data['result_sha256']}\n"
+               if data.get("result_sha256") else "")
     body = (f"{summary(data)}.\n\n{lines}\n\nAcknowledge each alert with a comment on the model page:\n{data['url']}\n\n"
-            f"Reference profile SHA-256: {data['profile_sha256']}\nResult SHA-256: {data['result_sha256']}\n"
-            f"Ledger entry: {data['ledger_seq']}\n")
+            f"{digests}Ledger entry: {data['ledger_seq']}\n")
     return send_mail(f"[monitoring] {summary(data)}", body, settings.DEFAULT_FROM_EMAIL, to)

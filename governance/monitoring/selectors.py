@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 
 from core.errors import NotFound
 from governance import selectors as governance_selectors
-from governance.monitoring.models import Alert, Monitor, MonitorRun, ReferenceProfile, ThresholdChange
+from governance.monitoring.models import Alert, Comparison, Monitor, MonitorRun, ReferenceProfile, ThresholdChange
 
 
 def reference_profile_list(*, user: Any, model_name: str | None = None, version_label: str | None = None
@@ -70,6 +70,23 @@ def alert_get(*, user: Any, alert_id: int) -> Alert:
     return alert
 
 
+def prediction_batch_get(*, user: Any, batch_id: int) -> Any:
+    """A prediction batch of a model the user may see (another team's: 404)."""
+    from governance.fairness.models import PredictionBatch
+
+    batch = (PredictionBatch.objects.select_related("model")
+             .filter(pk=batch_id, model__in=governance_selectors.registered_model_list(user=user)).first())
+    if batch is None:
+        raise NotFound(f"No prediction batch {batch_id}.", code="monitoring_batch_not_found", extra={"id": batch_id})
+    return batch
+
+
+def comparison_list(*, user: Any, model_name: str | None = None) -> QuerySet[Comparison]:
+    comparisons = Comparison.objects.select_related("champion__model", "challenger").filter(
+        champion__model__in=governance_selectors.registered_model_list(user=user))
+    return comparisons.filter(champion__model__name=model_name) if model_name else comparisons
+
+
 def drift_trend(*, user: Any, monitor_id: int, limit: int = 100) -> list[dict[str, Any]]:
     """Per run, oldest first: per column its adjusted p-value, effect size and drift flag; the performance."""
     runs = list(monitor_run_list(user=user, monitor_id=monitor_id).order_by("-pk")[:limit])
@@ -96,6 +113,11 @@ def revalidation_overdue(*, user: Any, model_name: str | None = None, now: Any =
     """Deployed versions whose monitor's policy wants re-approval every N days (`revalidate_days`)
     and whose latest approval is older than that: the version, its last approval, the days overdue.
     One query, whatever the number of monitors."""
+    return overdue_among(monitor_list(user=user, model_name=model_name), now=now)
+
+
+def overdue_among(monitors: QuerySet[Monitor], *, now: Any = None) -> list[dict[str, Any]]:
+    """`revalidation_overdue` over the given monitors (the beat job passes every monitor)."""
     from datetime import timedelta
 
     from django.db.models import OuterRef, Subquery
@@ -106,7 +128,7 @@ def revalidation_overdue(*, user: Any, model_name: str | None = None, now: Any =
     moment = now or timezone.now()
     last_approval = (ApprovalRequest.objects.filter(version=OuterRef("version"), status=RequestStatus.APPROVED)
                      .order_by("-closed_at").values("closed_at")[:1])
-    monitors = (monitor_list(user=user, model_name=model_name)
+    monitors = (monitors.select_related("version__model")
                 .filter(version__status=VersionStatus.DEPLOYED, thresholds__revalidate_days__isnull=False)
                 .annotate(last_approved=Subquery(last_approval)).order_by("version__model__name", "version__label", "pk"))
     found: list[dict[str, Any]] = []
@@ -118,6 +140,7 @@ def revalidation_overdue(*, user: Any, model_name: str | None = None, now: Any =
         due = (last + timedelta(days=days)) if last else None
         if due is None or due < moment:
             found.append({"model": monitor.version.model.name, "version": monitor.version.label, "monitor": monitor.pk,
+                          "version_id": monitor.version_id,
                           "every_days": days, "last_approved": last, "due": due,
                           "days_overdue": (moment - due).days if due else None})
     return found

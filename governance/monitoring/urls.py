@@ -14,5 +14,7 @@ urlpatterns = [
          name="monitoring-threshold-confirm"),
     path("monitoring/alerts/", api.AlertListView.as_view(), name="monitoring-alerts"),
     path("monitoring/alerts/<str:alert_id>/acknowledge/", api.AlertAcknowledgeView.as_view(), name="monitoring-acknowledge"),
+    path("monitoring/outcomes/", api.OutcomesView.as_view(), name="monitoring-outcomes"),
+    path("monitoring/comparisons/", api.ComparisonListView.as_view(), name="monitoring-comparisons"),
     path("monitoring/trend/", api.TrendView.as_view(), name="monitoring-trend"),
 ]

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -34,34 +31,13 @@ from tests.fixtures import CARD, SEED
 pytestmark = pytest.mark.django_db
 
 
-
-class _Receiver(BaseHTTPRequestHandler):
-    received: list[tuple[dict[str, str], bytes]] = []
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server API)
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append(({k: v for k, v in self.headers.items()}, body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def webhook_receiver(settings) -> Iterator[list[tuple[dict[str, str], bytes]]]:  # type: ignore[no-untyped-def]
-    """A real HTTP server on 127.0.0.1 that records what it receives."""
-    _Receiver.received = []
-    server = HTTPServer(("127.0.0.1", 0), _Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    settings.FAIRNESS_WEBHOOK_URL = f"http://127.0.0.1:{server.server_address[1]}/hook"
+def webhook_receiver(settings, http_receiver):  # type: ignore[no-untyped-def]
+    """The webhook URL points at a real local HTTP server; returns the list of what it receives."""
+    url, received = http_receiver
+    settings.FAIRNESS_WEBHOOK_URL = url
     settings.FAIRNESS_WEBHOOK_SECRET = "test-webhook-secret"
-    try:
-        yield _Receiver.received
-    finally:
-        server.shutdown()
-        server.server_close()
+    return received
 
 
 # --- Runs, results and the ledger ---------------------------------------------------------------

@@ -5,9 +5,6 @@ run without alerts sends nothing; the secret never leaves the server."""
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
@@ -25,33 +22,14 @@ pytestmark = pytest.mark.django_db
 SECRET = "monitoring-webhook-secret-for-tests"
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    received: list[tuple[dict[str, str], bytes]] = []
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server API)
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append(({k: v for k, v in self.headers.items()}, body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def receiver(settings) -> Iterator[list[tuple[dict[str, str], bytes]]]:  # type: ignore[no-untyped-def]
-    """A real HTTP server on 127.0.0.1 that records what it receives."""
-    _Receiver.received = []
-    server = HTTPServer(("127.0.0.1", 0), _Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    settings.MONITORING_WEBHOOK_URL = f"http://127.0.0.1:{server.server_address[1]}/hook"
+def receiver(settings, http_receiver):  # type: ignore[no-untyped-def]
+    """The webhook URL points at a real local HTTP server; returns the list of what it receives."""
+    url, received = http_receiver
+    settings.MONITORING_WEBHOOK_URL = url
     settings.MONITORING_WEBHOOK_SECRET = SECRET
     settings.MONITORING_NOTIFY_EMAILS = ["oncall@example.org"]
-    try:
-        yield _Receiver.received
-    finally:
-        server.shutdown()
-        server.server_close()
+    return received
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from governance.fairness.services import vault
 from governance.fairness.services.access import can_manage_specs, require_allowed, require_visible
 from governance.models import ModelVersion
 from governance.monitoring.drift import CORRECTIONS, DriftInputError, NumericProfile, drift_report
-from governance.monitoring.models import Alert, Monitor, MonitorRun, ThresholdChange
+from governance.monitoring.models import Alert, LateOutcome, Monitor, MonitorRun, ThresholdChange
 from governance.monitoring.performance import HIGHER_IS_BETTER, classification_metrics, regression_metrics
 from governance.monitoring.reader import read_columns
 from governance.monitoring.services.profiles import (
@@ -218,24 +218,61 @@ def _window_files(batches: list[PredictionBatch]) -> tuple[list[PredictionBatch]
     return kept, [records[batch.file.name] for batch in kept]
 
 
-def _window_data(monitor: Monitor, records: list[Any], numeric: list[str], categorical: list[str]
-                 ) -> dict[str, Any]:
+def _window_data(monitor: Monitor, records: list[Any], numeric: list[str], categorical: list[str],
+                 batches: list[PredictionBatch] | None = None) -> dict[str, Any]:
     performance_columns = [c for c in (monitor.y_true, monitor.y_pred, monitor.score) if c]
     wanted_numeric = list(dict.fromkeys([*numeric, *[c for c in performance_columns if c not in categorical]]))
     parts: dict[str, list[Any]] = {name: [] for name in [*wanted_numeric, *categorical]}
-    for record in records:
+    late = _late_outcomes(monitor, batches or [])
+    for index, record in enumerate(records):
+        batch = batches[index] if batches else None
+        outcomes = late.get(batch.pk) if batch is not None else None
+        # A batch whose outcomes all arrive late may lack the outcome column: it reads as unknown.
+        absent = monitor.y_true if (batch is not None and monitor.y_true and monitor.y_true not in batch.columns) else ""
+        numeric_here = [name for name in wanted_numeric if name != absent]
+        id_column = outcomes[0] if outcomes else None
+        categorical_here = [*categorical, *([id_column] if id_column and id_column not in categorical else [])]
+        read: dict[str, Any] = {}
         try:
             for name, values in read_columns(vault.sealed_file_open(record=record, purpose="monitoring_run"),
-                                             wanted_numeric, categorical):
-                parts[name].append(values)
+                                             numeric_here, categorical_here):
+                read[name] = values
         except DriftInputError as error:
             raise drift_input_error(error) from error
         except SealError as error:
             raise vault.SealedFileCorrupt(f"A stored prediction batch fails authentication: {error}.",
                                           extra={"file_id": record.file_id}) from None
+        if absent:
+            rows = len(next(iter(read.values()))) if read else int(batch.rows)  # type: ignore[union-attr]
+            read[absent] = np.full(rows, np.nan)
+        if outcomes:
+            read[monitor.y_true] = _joined_truth(read[monitor.y_true], read[outcomes[0]], outcomes[1])
+        for name in parts:
+            parts[name].append(read[name])
     joined: dict[str, Any] = {}
     for name, chunks in parts.items():
         joined[name] = np.concatenate(chunks) if name in wanted_numeric else [v for chunk in chunks for v in chunk]
+    return joined
+
+
+def _late_outcomes(monitor: Monitor, batches: list[PredictionBatch]) -> dict[int, tuple[str, dict[str, float]]]:
+    """Per batch with late outcomes: its id column and {prediction id: outcome}."""
+    if not monitor.y_true or not batches:
+        return {}
+    found: dict[int, tuple[str, dict[str, float]]] = {}
+    for outcome in LateOutcome.objects.filter(batch__in=[b.pk for b in batches]).order_by("pk"):
+        _column, values = found.setdefault(outcome.batch_id, (outcome.id_column, {}))
+        values[outcome.prediction_id] = outcome.outcome
+    return found
+
+
+def _joined_truth(truth: Any, ids: list[Any], outcomes: dict[str, float]) -> Any:
+    """The batch's outcomes, with each late outcome filled in by prediction id (a late outcome wins)."""
+    joined = np.array(truth, dtype=np.float64, copy=True)
+    for row, prediction_id in enumerate(ids):
+        value = outcomes.get(prediction_id) if prediction_id is not None else None
+        if value is not None:
+            joined[row] = value
     return joined
 
 
@@ -303,20 +340,12 @@ def monitor_run(*, monitor: Monitor, by: Any, now: datetime | None = None) -> Mo
     return _run(monitor=monitor, by=by, end=now or timezone.now(), scheduled=False)
 
 
-def _run(*, monitor: Monitor, by: Any, end: datetime, scheduled: bool) -> MonitorRun:
-    start = end - timedelta(days=monitor.window_days)
-    profile = reference_profile_latest(monitor.version)
-    columns = reference_profile_load(profile)
-    # Batches served by this version, or that do not say which version served them.
-    batches = list(PredictionBatch.objects.filter(model=monitor.version.model, uploaded_at__gt=start, uploaded_at__lte=end)
-                   .filter(Q(served_version=monitor.version) | Q(served_version__isnull=True)).order_by("pk"))
-    batches, records = _window_files(batches)
-    if not batches:
-        raise InvalidInput(f"No prediction batches of {monitor.version} in the last {monitor.window_days} days.",
-                           code="fairness_no_batches")
+def _evaluate(monitor: Monitor, columns: list[Any], records: list[Any], batches: list[PredictionBatch]
+              ) -> tuple[dict[str, Any], str, list[tuple[str, str, dict[str, Any]]]]:
+    """The result of a window (drift and performance), its digest, and the breaches of the thresholds."""
     numeric = [c.column for c in columns if isinstance(c, NumericProfile)]
     categorical = [c.column for c in columns if not isinstance(c, NumericProfile)]
-    data = _window_data(monitor, records, numeric, categorical)
+    data = _window_data(monitor, records, numeric, categorical, batches)
     thresholds = monitor.thresholds
     try:
         drift = drift_report(columns, data, correction=thresholds["correction"], alpha=thresholds["alpha"],
@@ -335,7 +364,22 @@ def _run(*, monitor: Monitor, by: Any, end: datetime, scheduled: bool) -> Monito
             breaches.append(("performance", metric, {"value": value, "bound": bound,
                                                      "direction": "min" if metric in HIGHER_IS_BETTER else "max"}))
     result = _finite({"drift": drift, "performance": performance, "thresholds": thresholds})
-    result_sha256 = _canonical_sha256(result)
+    return result, _canonical_sha256(result), breaches
+
+
+def _run(*, monitor: Monitor, by: Any, end: datetime, scheduled: bool) -> MonitorRun:
+    start = end - timedelta(days=monitor.window_days)
+    profile = reference_profile_latest(monitor.version)
+    columns = reference_profile_load(profile)
+    # Batches served by this version, or that do not say which version served them.
+    batches = list(PredictionBatch.objects.filter(model=monitor.version.model, uploaded_at__gt=start, uploaded_at__lte=end)
+                   .filter(Q(served_version=monitor.version) | Q(served_version__isnull=True)).order_by("pk"))
+    batches, records = _window_files(batches)
+    if not batches:
+        raise InvalidInput(f"No prediction batches of {monitor.version} in the last {monitor.window_days} days.",
+                           code="fairness_no_batches")
+    result, result_sha256, breaches = _evaluate(monitor, columns, records, batches)
+    drift = result["drift"]
     batch_digests = [{"id": b.pk, "sha256": b.sha256} for b in batches]
     with transaction.atomic():
         if scheduled:
@@ -356,14 +400,18 @@ def _run(*, monitor: Monitor, by: Any, end: datetime, scheduled: bool) -> Monito
         vault.sealed_file_reads_record(by=by, records=[reference_profile_sealed(profile), *records],
                                        purpose="monitoring_run", cause=run,
                                        cause_label=f"monitor run {run.pk} of monitor {monitor.pk}")
-        for kind, subject, detail in breaches:
-            alert = Alert.objects.create(run=run, monitor=monitor, kind=kind, subject=subject, detail=_finite(detail))
-            ledger_append(actor=by, action="alert.raised", subject=alert, payload={
-                "monitor": monitor.pk, "run": run.pk, "kind": kind, "subject": subject, "detail": alert.detail,
-                "result_sha256": result_sha256})
-        if breaches:
-            task_enqueue_on_commit(NOTIFY_TASK, run.pk)
+        _alerts_raise(run, by, breaches, result_sha256)
     return run
+
+
+def _alerts_raise(run: MonitorRun, by: Any, breaches: list[tuple[str, str, dict[str, Any]]], result_sha256: str) -> None:
+    for kind, subject, detail in breaches:
+        alert = Alert.objects.create(run=run, monitor=run.monitor, kind=kind, subject=subject, detail=_finite(detail))
+        ledger_append(actor=by, action="alert.raised", subject=alert, payload={
+            "monitor": run.monitor_id, "run": run.pk, "kind": kind, "subject": subject, "detail": alert.detail,
+            "result_sha256": result_sha256})
+    if breaches:
+        task_enqueue_on_commit(NOTIFY_TASK, run.pk)
 
 
 NOTIFY_TASK = "governance.monitoring.tasks.monitor_run_notify_task"

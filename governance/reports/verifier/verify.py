@@ -2653,7 +2653,8 @@ def verify_monitoring(contents: dict[str, bytes], report: Report) -> None:
     for line in contents["ledger/entries.jsonl"].splitlines():
         if line.strip():
             document = json.loads(base64.b64decode(json.loads(line)["canonical"]))
-            if document.get("action") == "monitor_run.completed":
+            # A restatement (late outcomes) records its result the same way, as `monitor_run.restated`.
+            if document.get("action") in ("monitor_run.completed", "monitor_run.restated"):
                 recorded.update(_digests_named(document.get("payload"), "result_sha256"))
     columns = 0
     for name in names:
