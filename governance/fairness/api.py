@@ -466,7 +466,8 @@ class DataFileDownloadView(FairnessView):
     """The decrypted file, streamed in chunks and never cached; the read is recorded in the ledger."""
 
     @extend_schema(operation_id="fairness_data_files_download",
-                   responses={(200, "application/octet-stream"): bytes, **ERROR_RESPONSES})
+                   responses={(200, "text/csv"): bytes, (200, "application/octet-stream"): bytes,
+                              410: ERROR_RESPONSES[404], **ERROR_RESPONSES})
     def get(self, request: Request, file_id: str) -> StreamingHttpResponse:
         record = selectors.sealed_file_get(user=request.user, file_id=file_id)
         path = sealed_file_download(by=request.user, record=record)
