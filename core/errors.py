@@ -285,6 +285,11 @@ class ErrorCode(StrEnum):
     DATA_ERASURE_NO_ROWS = "data_erasure_no_rows", 400, "No row of the file holds the value to erase."
     DATA_BAD_RETENTION = "data_bad_retention", 400, "A retention change needs a reason and a date."
     DATA_ERASED_ALREADY = "data_erased_already", 409, "The data is erased already."
+    DATA_OFFICER_REQUIRED = ("data_officer_required", 403,
+                             "Only a risk officer who can see the model (or a system job) sets retention or erases data.")
+    DATA_DOWNLOAD_NOT_ALLOWED = ("data_download_not_allowed", 403,
+                                 "Downloading a data file needs a purpose: an auditor, a risk officer or the spec's owner.")
+    SEALED_FILE_NOT_FOUND = "sealed_file_not_found", 404, "No such data file (or not visible to the caller)."
     # monitoring: reference profiles and drift input (the drift engine's DriftInputError codes)
     MONITORING_PROFILE_FROZEN = "monitoring_profile_frozen", 409, "The version is approved: its reference profile is frozen."
     MONITORING_PROFILE_NOT_FOUND = "monitoring_profile_not_found", 404, "No such reference profile."

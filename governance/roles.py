@@ -90,6 +90,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "fairness.view_auditspec",
         "fairness.view_auditrun",
         "fairness.view_auditwaiver",
+        # Retention overrides and erasure requests of sealed data files (issue 18) in the admin.
+        "fairness.view_sealedfile",
     ] + _SCHEDULES,
     AUDITOR: ["governance.view_all_registeredmodels", "audit.view_ledgerentry"],
     ADMIN: ["governance.view_all_registeredmodels", "audit.view_ledgerentry", "auth.view_user", "auth.add_user",

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from django.conf import settings
-from django.http import QueryDict
+from django.http import QueryDict, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -29,6 +29,12 @@ from governance.fairness.services.evidence import audit_spec_confirm, audit_waiv
 from governance.fairness.services.runs import audit_request
 from governance.fairness.services.specs import audit_spec_create
 from governance.fairness.services.uploads import UploadTooLarge
+from governance.fairness.services.vault import (
+    sealed_file_download,
+    sealed_file_erase,
+    sealed_file_erase_rows,
+    sealed_file_retention_set,
+)
 from governance.permissions import TokenScopePermission
 
 # --- Serializers -------------------------------------------------------------------------------
@@ -373,3 +379,106 @@ class AuditWaiveView(FairnessView):
         data = _validated(WaiverIn, request)
         waiver = audit_waive(by=request.user, run=run, reason=data["reason"])
         return Response(WaiverOut(waiver).data, status=status.HTTP_201_CREATED)
+
+
+# --- Sealed data files: retention, erasure, download (issue 18) --------------------------------
+# Retention and erasure are a risk officer's decisions (the service refuses anyone else with
+# 403 `data_officer_required` and a `.refused` ledger entry); a download needs a purpose (403
+# `data_download_not_allowed`). A file of a model the caller cannot see answers 404.
+
+DOWNLOAD_CHUNK_BYTES = 1 << 20
+
+
+class SealedFileOut(serializers.Serializer):
+    file_id = serializers.CharField()
+    kind = serializers.CharField()
+    model = serializers.CharField(source="model.name", allow_null=True)
+    file_format = serializers.CharField()
+    source_sha256 = serializers.CharField()
+    content_sha256 = serializers.CharField()
+    size_bytes = serializers.IntegerField()
+    identifier_columns = serializers.ListField(child=serializers.CharField())
+    sensitive_columns = serializers.ListField(child=serializers.CharField())
+    retention_until = serializers.DateTimeField(allow_null=True)
+    retention_set_by = serializers.CharField()
+    erased_at = serializers.DateTimeField(allow_null=True)
+    erasure_reason = serializers.CharField()
+    replaced_by = serializers.CharField(source="replaced_by.file_id", allow_null=True, default=None)
+
+
+class RetentionIn(serializers.Serializer):
+    retention_until = serializers.DateTimeField()
+    reason = serializers.CharField(max_length=1000)
+
+
+class ErasureIn(serializers.Serializer):
+    request = serializers.CharField(max_length=200, help_text="The erasure request's reference (no personal data)")
+    column = serializers.CharField(required=False, max_length=200,
+                                   help_text="With 'value': erase only the rows whose column holds the value")
+    value = serializers.CharField(required=False, max_length=1000,
+                                  help_text="A person's identifier (compared after pseudonymisation when the column "
+                                            "is an identifier column); never recorded")
+
+
+class DataFileDetailView(FairnessView):
+    @extend_schema(operation_id="fairness_data_files_get", responses={200: SealedFileOut, **ERROR_RESPONSES})
+    def get(self, request: Request, file_id: str) -> Response:
+        return Response(SealedFileOut(selectors.sealed_file_get(user=request.user, file_id=file_id)).data)
+
+
+class DataFileRetentionView(FairnessView):
+    """A risk officer of the model overrides one file's retention date, with a reason."""
+
+    @extend_schema(operation_id="fairness_data_files_retention", request=RetentionIn,
+                   parameters=[IDEMPOTENCY_PARAMETER], responses={200: SealedFileOut, **ERROR_RESPONSES})
+    @idempotent
+    def post(self, request: Request, file_id: str) -> Response:
+        record = selectors.sealed_file_get(user=request.user, file_id=file_id)
+        data = _validated(RetentionIn, request)
+        record = sealed_file_retention_set(by=request.user, record=record, retention_until=data["retention_until"],
+                                           reason=data["reason"])
+        return Response(SealedFileOut(record).data)
+
+
+class DataFileErasureView(FairnessView):
+    """An erasure request: the whole file (crypto-shredded), or with `column` and `value` a person's
+    rows (the file is rewritten without them under a new key; the answer is the rewrite)."""
+
+    @extend_schema(operation_id="fairness_data_files_erase", request=ErasureIn,
+                   parameters=[IDEMPOTENCY_PARAMETER], responses={200: SealedFileOut, **ERROR_RESPONSES})
+    @idempotent
+    def post(self, request: Request, file_id: str) -> Response:
+        record = selectors.sealed_file_get(user=request.user, file_id=file_id)
+        data = _validated(ErasureIn, request)
+        if ("column" in data) != ("value" in data):
+            raise InvalidInput("Give both 'column' and 'value' (a person's rows) or neither (the whole file).",
+                               code="data_bad_erasure")
+        if "column" in data:
+            record = sealed_file_erase_rows(by=request.user, record=record, column=data["column"],
+                                            value=data["value"], request_ref=data["request"])
+        else:
+            record = sealed_file_erase(by=request.user, record=record, reason="erasure_request",
+                                       request_ref=data["request"])
+        return Response(SealedFileOut(record).data)
+
+
+class DataFileDownloadView(FairnessView):
+    """The decrypted file, streamed in chunks and never cached; the read is recorded in the ledger."""
+
+    @extend_schema(operation_id="fairness_data_files_download",
+                   responses={(200, "text/csv"): bytes, (200, "application/octet-stream"): bytes,
+                              410: ERROR_RESPONSES[404], **ERROR_RESPONSES})
+    def get(self, request: Request, file_id: str) -> StreamingHttpResponse:
+        record = selectors.sealed_file_get(user=request.user, file_id=file_id)
+        path = sealed_file_download(by=request.user, record=record)
+
+        def chunks() -> Any:
+            with path.open() as handle:
+                while chunk := handle.read(DOWNLOAD_CHUNK_BYTES):
+                    yield chunk
+
+        content_type = "text/csv" if record.file_format == "csv" else "application/octet-stream"
+        response = StreamingHttpResponse(chunks(), content_type=content_type)
+        response["Cache-Control"] = "no-store"
+        response["Content-Disposition"] = f'attachment; filename="{record.file_id}.{record.file_format}"'
+        return response

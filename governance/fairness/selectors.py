@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from core.errors import NotFound
 from governance import selectors as governance_selectors
-from governance.fairness.models import AuditRun, AuditSpec, PredictionBatch
+from governance.fairness.models import AuditRun, AuditSpec, PredictionBatch, SealedFile
 from governance.models import ApprovalPolicy, RegisteredModel, VersionStatus
 
 # What a trend point reports for each attribute set.
@@ -49,6 +49,19 @@ def audit_spec_get(*, user: Any, spec_id: int) -> AuditSpec:
     if spec is None:
         raise NotFound(f"No fairness audit spec {spec_id}.", code="fairness_spec_not_found", extra={"id": spec_id})
     return spec
+
+
+def sealed_file_list(*, user: Any) -> QuerySet[SealedFile]:
+    """Sealed data files of the models the user can see (a file with no model is nobody's to see)."""
+    return (SealedFile.objects.select_related("model", "team")
+            .filter(model__in=governance_selectors.registered_model_list(user=user)).order_by("-pk"))
+
+
+def sealed_file_get(*, user: Any, file_id: str) -> SealedFile:
+    record = sealed_file_list(user=user).filter(file_id=file_id.lower()).first() if len(file_id) == 32 else None
+    if record is None:
+        raise NotFound("No such data file.", code="sealed_file_not_found", extra={"file_id": file_id[:64]})
+    return record
 
 
 def prediction_batch_list(*, user: Any, model: RegisteredModel) -> QuerySet[PredictionBatch]:

@@ -12,5 +12,12 @@ urlpatterns = [
     path("fairness/specs/<str:spec_id>/confirm/", api.SpecConfirmView.as_view(), name="fairness-spec-confirm"),
     path("fairness/audits/<str:audit_id>/waive/", api.AuditWaiveView.as_view(), name="fairness-audit-waive"),
     path("fairness/trend/", api.TrendView.as_view(), name="fairness-trend"),
+    path("fairness/data-files/<str:file_id>/", api.DataFileDetailView.as_view(), name="fairness-data-file"),
+    path("fairness/data-files/<str:file_id>/retention/", api.DataFileRetentionView.as_view(),
+         name="fairness-data-file-retention"),
+    path("fairness/data-files/<str:file_id>/erasure/", api.DataFileErasureView.as_view(),
+         name="fairness-data-file-erasure"),
+    path("fairness/data-files/<str:file_id>/download/", api.DataFileDownloadView.as_view(),
+         name="fairness-data-file-download"),
     path("models/<str:name>/prediction-batches/", api.PredictionBatchView.as_view(), name="fairness-batches"),
 ]

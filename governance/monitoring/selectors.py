@@ -100,10 +100,12 @@ def drift_trend(*, user: Any, monitor_id: int, limit: int = 100) -> list[dict[st
 def monitor_run_input_erasure(run: MonitorRun) -> dict[str, Any] | None:
     """The erasure note of a run whose batches or reference profile were erased since (issue 18)."""
     from governance.fairness.models import PredictionBatch
-    from governance.fairness.services.vault import erasure_note
+    from governance.fairness.services.vault import erasure_note, sealed_file_name_at
 
     batch_ids = [item.get("id") for item in run.batches or [] if isinstance(item, dict)]
     names = list(PredictionBatch.objects.filter(pk__in=batch_ids).values_list("file", flat=True))
+    # A batch rewritten by a row-level erasure after this run: the run read the original, erased since.
+    names = [sealed_file_name_at(name, run.created_at) for name in names]
     return erasure_note([*names, run.profile.profile_file])
 
 

@@ -285,9 +285,11 @@ def test_only_a_risk_officer_erases_data(who, request, risk_officer, scientist, 
                   lambda: vault.sealed_file_erase_rows(by=user, record=record, column="person_id", value="P00001")):
         with pytest.raises(ServiceError) as refused:
             erase()
-        assert refused.value.status_code == 403 and refused.value.code == "permission_denied"
+        assert refused.value.status_code == 403 and refused.value.code == "data_officer_required"
     record.refresh_from_db()
-    assert record.erased_at is None and not LedgerEntry.objects.filter(action__startswith="sealed_file.").exists()
+    assert record.erased_at is None
+    refusals = list(LedgerEntry.objects.filter(action__startswith="sealed_file.").values_list("action", flat=True))
+    assert refusals == ["sealed_file.erase.refused", "sealed_file.rows_erase.refused"]
     with django_capture_on_commit_callbacks(execute=True):
         vault.sealed_file_erase(by=risk_officer, record=record, reason="erasure_request", request_ref="DSR-2")
     assert LedgerEntry.objects.get(action="sealed_file.erased").actor == f"user:{risk_officer.username}"

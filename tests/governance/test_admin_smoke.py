@@ -59,6 +59,8 @@ OK: dict[str, tuple[frozenset[str], frozenset[str], frozenset[str]]] = {
     "fairness.AuditRun": (_FAIRNESS_READERS, _NONE, _FAIRNESS_READERS),
     "fairness.AuditSpec": (_FAIRNESS_READERS, _NONE, _FAIRNESS_READERS),
     "fairness.PredictionBatch": _READ_ONLY,
+    # Sealed data files: risk officers override retention and erase here (issue 18).
+    "fairness.SealedFile": (_READERS | {"risk_officer"}, _NONE, _READERS | {"risk_officer"}),
     "governance.ApprovalDecision": (_ALL, _NONE, _ALL),
     "governance.ApprovalPolicy": (_ALL, _RISK, _ALL),  # policies belong to risk officers
     "governance.ApprovalPolicyChange": (_READERS | {"risk_officer"}, _NONE, _READERS | {"risk_officer"}),

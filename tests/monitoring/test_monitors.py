@@ -258,6 +258,26 @@ def test_a_run_whose_batch_was_erased_keeps_its_result_and_says_so(monitored, sc
     assert listed[0]["input_erasure"]["input_sha256"] == [record.source_sha256]
 
 
+def test_runs_older_than_a_row_level_erasure_carry_its_note(monitored, scientist, version, risk_officer,
+                                                            django_capture_on_commit_callbacks):
+    from governance.fairness.models import PredictionBatch, SealedFile
+    from governance.fairness.services import vault
+
+    _batch(scientist, version, _csv(500, seed=6), "w1.csv")
+    older = monitor_run(monitor=monitored, by=scientist)
+    record = SealedFile.objects.get(name=PredictionBatch.objects.get().file.name)
+    with django_capture_on_commit_callbacks(execute=True):
+        replacement = vault.sealed_file_erase_rows(by=risk_officer, record=record, column="region", value="north")
+    assert PredictionBatch.objects.get().file.name == replacement.name
+    newer = monitor_run(monitor=monitored, by=scientist)
+    listed = {item["id"]: item for item in
+              client_for(scientist).get(f"/api/monitoring/monitors/{monitored.pk}/runs/").json()["results"]}
+    note = listed[older.pk]["input_erasure"]
+    assert note["note"] == "input erased under retention policy" and note["reasons"] == ["row_erasure"]
+    assert note["input_sha256"] == [record.source_sha256] and listed[older.pk]["result_sha256"] == older.result_sha256
+    assert listed[newer.pk]["input_erasure"] is None  # it read the rewrite, which still exists
+
+
 def test_a_tampered_batch_fails_the_run_with_a_clear_error_and_records_nothing(monitored, scientist, version):
     from pathlib import Path
 

@@ -33,11 +33,13 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.http import HttpResponse
 from django.test import Client
 from django.utils import timezone
 
 from audit.models import LedgerEntry
 from core.actor import acting_as
+from governance.fairness.models import SealedFile
 from governance.fairness.services.runs import audit_request
 from governance.fairness.services.specs import audit_spec_create
 from governance.models import RegisteredModel, ServiceToken, TokenScope
@@ -128,12 +130,13 @@ def build_world() -> dict[str, Any]:
                                  "audit": audit.pk, "spec": spec.pk, "bundle": bundle.pk, "node": node.pk,
                                  "dataset": dataset.pk, "version": versions["1.0.0"].pk,
                                  "deployment_node": deployment_node.pk, "attestation": attestation.pk,
-                                 "run": team_run.pk, "run_node": team_run.node_id, "uid": uuid.uuid4().hex}
+                                 "run": team_run.pk, "run_node": team_run.node_id, "uid": uuid.uuid4().hex,
+                                 "datafile": SealedFile.objects.get(model=model, kind="dataset").file_id}
     world["objects"][MISSING] = {"model": "no-such-model", "decide": 999_999, "withdraw": 999_998, "deployment": 999_997,
                                  "audit": 999_996, "spec": 999_995, "bundle": 999_994, "node": 999_993,
                                  "dataset": 999_992, "version": 999_991, "deployment_node": 999_990,
                                  "attestation": 999_989, "run": 999_988, "run_node": 999_987,
-                                 "uid": uuid.uuid4().hex}
+                                 "uid": uuid.uuid4().hex, "datafile": "f" * 32}
     approver_scope_grant(by=SEED, to=users["approver"], model=RegisteredModel.objects.get(name="alpha-scorer"))
     alpha = RegisteredModel.objects.get(name="alpha-scorer")
     _, read_token = service_account_create(by=SEED, name="pipe-read", role="data_scientist", models=[alpha],
@@ -227,6 +230,25 @@ def expect_audit_run(role: str, obj: str) -> str:
 def expect_spec_define(role: str, obj: str) -> str:
     """Data scientists, risk officers and admins who see the model define audits; auditors only run them."""
     return _fairness_write(role, obj, DEFINES_SPECS)
+
+
+# Sealed data files (issue 18, governance/fairness/services/vault.py): retention and erasure are a
+# risk officer's decisions (everyone else who sees the file: 403 data_officer_required); a download
+# needs a purpose: an auditor or risk officer, or the owner of the spec that stored it (the data
+# scientist of the own team); never a token, an admin, an approver or a viewer.
+DOWNLOADS_DATA = {"auditor", "risk_officer"}
+
+
+def expect_data_officer(role: str, obj: str) -> str:
+    return _fairness_write(role, obj, {"risk_officer"})
+
+
+def expect_data_download(role: str, obj: str) -> str:
+    if role == "anonymous":
+        return "U"
+    if not sees(role, obj):
+        return "N"
+    return "OK" if role in DOWNLOADS_DATA or (role == "data_scientist" and obj == OWN) else "F"
 
 
 # Bundles (governance/reports/selectors.py): an export is visible to whoever requested it, and to
@@ -332,6 +354,12 @@ ENDPOINTS: list[tuple[str, str, Any, Any, int]] = [
     ("GET", "/api/models/{model}/prediction-batches/", None, expect_read, 200),
     ("UPLOAD", "/api/models/{model}/prediction-batches/", {"file": PREDICTIONS}, expect_write, 201),
     ("GET", "/api/fairness/trend/?model={model}", None, expect_read, 200),
+    # Sealed data files: read, download (a purpose), retention, then erasure (last: it shreds the file).
+    ("GET", "/api/fairness/data-files/{datafile}/", None, expect_read, 200),
+    ("GET", "/api/fairness/data-files/{datafile}/download/", None, expect_data_download, 200),
+    ("POST", "/api/fairness/data-files/{datafile}/retention/", {"retention_until": "2040-01-01T00:00:00Z",
+                                                                "reason": "matrix"}, expect_data_officer, 200),
+    ("POST", "/api/fairness/data-files/{datafile}/erasure/", {"request": "matrix"}, expect_data_officer, 200),
     # Bundles: the exports' visibility.
     ("GET", "/api/bundles/{bundle}/", None, expect_bundle_read, 200),
     # A visible export that is still queued is refused as not ready.
@@ -418,6 +446,9 @@ def test_access_matrix(role):
             before = LedgerEntry.objects.count()
             if method == "GET":
                 response = client.get(path)
+                if response.streaming:  # a data-file download: read it whole here
+                    streamed = HttpResponse(b"".join(response.streaming_content), status=response.status_code)
+                    response = streamed
             elif method == "UPLOAD":  # multipart, as the prediction-batch endpoint takes it
                 response = client.post(path, {"file": SimpleUploadedFile("batch.csv", body["file"], "text/csv")})
             else:

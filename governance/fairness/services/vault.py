@@ -28,8 +28,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.ledger import ledger_append, lock_for_update
+from audit.refusals import refusal_recorded
 from core import sealed
-from core.errors import Conflict, InvalidInput, ServiceError
+from core.errors import Conflict, Forbidden, InvalidInput, ServiceError
 from governance.fairness.models import SealedFile, TeamPseudonymKey
 
 # Why a sealed file may be read: each read names one of these and what caused it.
@@ -354,6 +355,44 @@ def sealed_file_reads_record(*, by: Any, records: Iterable[SealedFile], purpose:
             "cause": cause_label, "cause_id": getattr(cause, "pk", None)})
 
 
+def can_download(by: Any, record: SealedFile) -> bool:
+    """A download needs a purpose: an auditor or a risk officer who can see the model, or the owner
+    of a spec that stored this file. Deny by default (admins, superusers, service accounts, the
+    model's other data scientists)."""
+    from governance.fairness.models import AuditSpec
+    from governance.permissions import can_view_model, is_active_user, is_service_account
+    from governance.roles import AUDITOR, RISK_OFFICER
+
+    if not is_active_user(by) or is_service_account(by) or record.model is None or not can_view_model(by, record.model):
+        return False
+    if by.groups.filter(name__in=[AUDITOR, RISK_OFFICER]).exists():
+        return True
+    return AuditSpec.objects.filter(dataset_file=record.name, created_by=by).exists()
+
+
+def sealed_file_download(*, by: Any, record: SealedFile) -> sealed.SealedPath:
+    """Open a sealed file for a download: checks the purpose and writes the `sealed_file.read` entry
+    (purpose "download") in one transaction; the caller streams the returned path decrypted in chunks.
+
+    The header and the key are checked before anything is recorded, so a file whose key does not
+    unwrap or whose header is damaged is a 409 with nothing written.
+    """
+    with _refusals(by, "sealed_file.download", record):
+        if not can_download(by, record):
+            raise Forbidden("Downloading this data file needs a purpose: an auditor or risk officer of the model, "
+                            "or the spec's owner.", code="data_download_not_allowed", extra={"file_id": record.file_id})
+    with transaction.atomic():
+        record = SealedFile.objects.get(pk=record.pk)
+        try:
+            path = sealed_file_open(record=record, purpose="download")
+            with path.open() as handle:
+                handle.read(1)
+        except sealed.SealError as error:
+            raise SealedFileCorrupt(f"The stored file fails authentication: {error}.") from None
+        sealed_file_reads_record(by=by, records=[record], purpose="download", cause=record, cause_label="download")
+    return path
+
+
 def erasure_note(names: Iterable[str]) -> dict[str, Any] | None:
     """For a result computed from these stored files: when, why and which input digests were erased
     since (the result and its digests stay); None while every input still exists."""
@@ -367,6 +406,18 @@ def erasure_note(names: Iterable[str]) -> dict[str, Any] | None:
             "reasons": sorted({record.erasure_reason for record in erased}),
             "input_sha256": sorted({record.source_sha256 for record in erased}),
             "files_erased": len(erased), "files_total": len(set(names))}
+
+
+def sealed_file_name_at(name: str, moment: Any) -> str:
+    """The stored file a reader of ``name`` read at ``moment``: a row-level erasure repoints batches
+    and specs to the rewrite, so a run older than the rewrite read its predecessor (erased since)."""
+    record = SealedFile.objects.filter(name=name).first()
+    while record is not None and record.created_at > moment:
+        previous = SealedFile.objects.filter(replaced_by=record).first()
+        if previous is None:
+            break
+        record = previous
+    return record.name if record is not None else name
 
 
 def sealed_file_for(name: str) -> SealedFile | None:
@@ -392,22 +443,31 @@ def _shred(record: SealedFile, *, reason: str, now: Any) -> None:
 
 
 def require_data_officer(by: Any, record: SealedFile, what: str) -> None:
-    """Retention and erasure decisions: a risk officer who can see the file's model, or a system job
-    (`system:<task>`: the beat job, the operator's management command). Deny by default."""
-    from governance.permissions import can_view_model
-    from governance.roles import RISK_OFFICER
+    """Retention and erasure decisions: a risk officer (a person, not a service account) who can see
+    the file's model, or a system job (`system:<task>`: the beat job, the operator's management
+    command). Deny by default: admins, superusers, auditors, approvers and data scientists are refused."""
+    from governance.permissions import can_view_model, is_risk_officer
 
     if isinstance(by, str) and by.startswith("system:"):
         return
-    allowed = (getattr(by, "is_active", False) and by.groups.filter(name=RISK_OFFICER).exists()
-               and record.model is not None and can_view_model(by, record.model))
+    allowed = is_risk_officer(by) and record.model is not None and can_view_model(by, record.model)
     if not allowed:
-        raise ServiceError(f"Only a risk officer of the model {what}.", code="permission_denied", status_code=403)
+        raise Forbidden(f"Only a risk officer of the model {what}.", code="data_officer_required",
+                        extra={"file_id": record.file_id})
+
+
+def _refusals(by: Any, action: str, record: SealedFile) -> Any:
+    """Record `<action>.refused` when a rule refuses a person (system jobs are not refused)."""
+    if isinstance(by, str):
+        from contextlib import nullcontext
+        return nullcontext()
+    return refusal_recorded(actor=by, action=action, subject=record, attempt={"file_id": record.file_id})
 
 
 def sealed_file_erase(*, by: Any, record: SealedFile, reason: str, request_ref: str = "") -> SealedFile:
     """Crypto-shred one file: its wrapped key is destroyed and the file removed; records `sealed_file.erased`."""
-    require_data_officer(by, record, "erases its data")
+    with _refusals(by, "sealed_file.erase", record):
+        require_data_officer(by, record, "erases its data")
     if reason not in ERASURE_REASONS:
         raise InvalidInput(f"'reason' must be one of {sorted(ERASURE_REASONS)}.", code="data_bad_erasure")
     with transaction.atomic():
@@ -434,12 +494,13 @@ def sealed_files_expire(*, by: str = "system:sealed_files_expire_task", now: Any
 
 def sealed_file_retention_set(*, by: Any, record: SealedFile, retention_until: Any, reason: str) -> SealedFile:
     """A risk officer overrides one file's retention date; records `sealed_file.retention_set`."""
-    require_data_officer(by, record, "sets a data set's retention")
     if isinstance(by, str):
-        raise ServiceError("A retention override is a person's decision.", code="permission_denied", status_code=403)
+        raise Forbidden("A retention override is a person's decision.", code="data_officer_required")
+    with _refusals(by, "sealed_file.retention_set", record):
+        require_data_officer(by, record, "sets a data set's retention")
     if not reason.strip():
         raise InvalidInput("Say why the retention changes.", code="data_bad_retention")
-    with transaction.atomic():
+    with _refusals(by, "sealed_file.retention_set", record), transaction.atomic():
         record = lock_for_update(SealedFile.objects).get(pk=record.pk)
         if record.erased_at is not None:
             raise Conflict("The data is erased already.", code="data_erased_already")
@@ -460,7 +521,8 @@ def sealed_file_erase_rows(*, by: Any, record: SealedFile, column: str, value: s
     import pyarrow.csv as pa_csv
     import pyarrow.parquet as pa_parquet
 
-    require_data_officer(by, record, "erases a person's rows")
+    with _refusals(by, "sealed_file.rows_erase", record):
+        require_data_officer(by, record, "erases a person's rows")
     if record.erased_at is not None:
         raise DataErased("The data was erased already.", extra={"file_id": record.file_id})
     match = sealed.pseudonym(value, key=team_pseudonym_key(record.team)) if column in record.identifier_columns else value
