@@ -1,5 +1,7 @@
-"""A real MLflow tracking server for the integration test, from a separate virtualenv cached under
-var/ (gitignored): `mlflow` is not a dependency of the service, which talks to its REST API only.
+"""A real MLflow tracking server for the integration test, from a separate virtualenv cached in the
+user's cache folder (`$XDG_CACHE_HOME` or ~/.cache, `governance-tests/`; `MLFLOW_TEST_VENV` overrides),
+so a fresh clone does not reinstall MLflow: `mlflow` is not a dependency of the service, which
+talks to its REST API only.
 
 The first run installs the pinned `mlflow` and scikit-learn (about 80 s and 860 MB); later runs reuse
 the environment. The server: SQLite backend, a temporary artifact root, one worker, no job
@@ -8,6 +10,7 @@ execution, loopback only, webhooks allowed to a private http address (the live t
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
@@ -22,8 +25,8 @@ import httpx
 
 MLFLOW_VERSION = "3.17.2"
 SKLEARN_VERSION = "1.9.1"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-VENV = REPO_ROOT / "var" / f"mlflow-{MLFLOW_VERSION}"
+_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "governance-tests"
+VENV = Path(os.environ.get("MLFLOW_TEST_VENV") or _CACHE / f"mlflow-{MLFLOW_VERSION}-sklearn-{SKLEARN_VERSION}")
 INSTALLED_MARK = VENV / ".installed"
 
 # Run by the MLflow venv's python: two versions of a small scikit-learn model, and for each the
@@ -59,10 +62,14 @@ def ensure_venv() -> Path:
     if INSTALLED_MARK.exists() and python.exists():
         return python
     VENV.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", f"mlflow=={MLFLOW_VERSION}",
-                    f"scikit-learn=={SKLEARN_VERSION}"], check=True, timeout=900)
-    INSTALLED_MARK.write_text(f"mlflow=={MLFLOW_VERSION} scikit-learn=={SKLEARN_VERSION}\n")
+    # Two test runs on one machine (a CI run beside a developer's) must not build it at once.
+    with open(VENV.parent / f"{VENV.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (INSTALLED_MARK.exists() and python.exists()):
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
+            subprocess.run([str(python), "-m", "pip", "install", "-q", f"mlflow=={MLFLOW_VERSION}",
+                            f"scikit-learn=={SKLEARN_VERSION}"], check=True, timeout=900)
+            INSTALLED_MARK.write_text(f"mlflow=={MLFLOW_VERSION} scikit-learn=={SKLEARN_VERSION}\n")
     return python
 
 
