@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit import cosign, merkle, note, witnesses
 from audit.ledger import checkpoint_create, ledger_append
-from audit.models import LedgerEntry, WitnessCosignature
+from audit.models import Checkpoint, LedgerEntry, WitnessCosignature
 from tests.witness.helpers import WITNESS_PY
 
 spec = importlib.util.spec_from_file_location("standalone_witness", WITNESS_PY)
@@ -221,3 +221,26 @@ def test_the_keys_page_lists_the_policy_witnesses_and_labels_the_demo(db, client
     text = html.unescape(client.get("/keys/").content.decode())
     assert f"demo <strong>(demo witness: not independent)</strong></td><td class=\"mono hash\">{demo_vkey}<" in text
     assert f"<td>fake</td><td class=\"mono hash\">{WITNESS_VKEY}<" in text
+
+
+def test_ledger_checkpoint_with_witness_pushes_at_once_and_prints_each_answer(empty_ledger, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from audit.management.commands import ledger_checkpoint as command
+
+    ledger_append(actor="system:test", action="test.changed", subject=("test.model", "m"), payload={})
+    pushed: list[int] = []
+
+    def push(**_: object) -> list[witnesses.Outcome]:
+        size = Checkpoint.objects.order_by("-tree_size").first().tree_size  # type: ignore[union-attr]
+        pushed.append(size)
+        return [witnesses.Outcome(witness="demo", result="cosigned", tree_size=size)]
+
+    monkeypatch.setattr(command, "checkpoint_witness_latest", push)
+    out, err = StringIO(), StringIO()
+    call_command("ledger_checkpoint", stdout=out, stderr=err)
+    assert pushed == []  # without --witness the worker's task pushes later
+    call_command("ledger_checkpoint", "--witness", stdout=out, stderr=err)
+    assert pushed == [1] and "witness demo: cosigned @1" in err.getvalue()
