@@ -13,13 +13,13 @@ from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from core.api import ERROR_RESPONSES, CursorlessPagination, paginated
+from core.api import ERROR_RESPONSES, paginated
 from core.errors import InvalidInput
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from core.ids import object_id
 from governance import selectors as governance_selectors
+from governance.api.common import GovernanceView
 from governance.monitoring import selectors
 from governance.monitoring.models import ThresholdChange
 from governance.monitoring.services.comparisons import comparison_run
@@ -32,7 +32,6 @@ from governance.monitoring.services.monitors import (
 )
 from governance.monitoring.services.outcomes import late_outcomes_record
 from governance.monitoring.services.profiles import reference_profile_create
-from governance.permissions import TokenScopePermission
 
 
 class ProfileIn(serializers.Serializer):
@@ -81,11 +80,7 @@ def _data(request: Request) -> dict[str, Any]:
     return dict(request.data)
 
 
-class MonitoringView(APIView):
-    permission_classes = [TokenScopePermission]
-
-
-class ProfileListView(MonitoringView):
+class ProfileListView(GovernanceView):
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
     @extend_schema(operation_id="monitoring_profiles_list",
@@ -94,9 +89,7 @@ class ProfileListView(MonitoringView):
     def get(self, request: Request) -> Response:
         profiles = selectors.reference_profile_list(user=request.user, model_name=request.query_params.get("model") or None,
                                                     version_label=request.query_params.get("version") or None)
-        paginator = CursorlessPagination()
-        page = paginator.paginate_queryset(profiles, request, view=self)
-        return paginator.get_paginated_response(ProfileOut(page, many=True).data)
+        return self.page(request, profiles, ProfileOut)
 
     @extend_schema(operation_id="monitoring_profiles_create", request=ProfileIn,
                    responses={201: ProfileOut, **ERROR_RESPONSES}, parameters=[IDEMPOTENCY_PARAMETER],
@@ -121,7 +114,7 @@ class ProfileListView(MonitoringView):
         return Response(ProfileOut(profile).data, status=status.HTTP_201_CREATED)
 
 
-class ProfileDetailView(MonitoringView):
+class ProfileDetailView(GovernanceView):
     @extend_schema(operation_id="monitoring_profiles_get", responses={200: ProfileDetailOut, **ERROR_RESPONSES})
     def get(self, request: Request, profile_id: str) -> Response:
         profile = selectors.reference_profile_get(user=request.user,
@@ -223,15 +216,13 @@ def _json(request: Request) -> dict[str, Any]:
     return dict(request.data)
 
 
-class MonitorListView(MonitoringView):
+class MonitorListView(GovernanceView):
     @extend_schema(operation_id="monitoring_monitors_list",
                    responses={200: paginated("MonitorPage", MonitorOut(many=True)), **ERROR_RESPONSES},
                    parameters=[OpenApiParameter("model", str)])
     def get(self, request: Request) -> Response:
         monitors = selectors.monitor_list(user=request.user, model_name=request.query_params.get("model") or None)
-        paginator = CursorlessPagination()
-        page = paginator.paginate_queryset(monitors, request, view=self)
-        return paginator.get_paginated_response(MonitorOut(page, many=True).data)
+        return self.page(request, monitors, MonitorOut)
 
     @extend_schema(operation_id="monitoring_monitors_create", request=MonitorIn,
                    responses={201: MonitorOut, **ERROR_RESPONSES}, parameters=[IDEMPOTENCY_PARAMETER])
@@ -246,7 +237,7 @@ class MonitorListView(MonitoringView):
         return Response(MonitorOut(monitor).data, status=status.HTTP_201_CREATED)
 
 
-class MonitorThresholdsView(MonitoringView):
+class MonitorThresholdsView(GovernanceView):
     @extend_schema(operation_id="monitoring_monitors_thresholds_set", request=ThresholdsIn,
                    responses={200: MonitorOut, 202: ThresholdChangeOut, **ERROR_RESPONSES},
                    parameters=[IDEMPOTENCY_PARAMETER],
@@ -263,7 +254,7 @@ class MonitorThresholdsView(MonitoringView):
         return Response(MonitorOut(outcome).data)
 
 
-class ThresholdChangeConfirmView(MonitoringView):
+class ThresholdChangeConfirmView(GovernanceView):
     @extend_schema(operation_id="monitoring_threshold_changes_confirm", request=None,
                    responses={200: MonitorOut, **ERROR_RESPONSES}, parameters=[IDEMPOTENCY_PARAMETER])
     @idempotent
@@ -273,15 +264,12 @@ class ThresholdChangeConfirmView(MonitoringView):
         return Response(MonitorOut(threshold_change_confirm(change=change, by=request.user)).data)
 
 
-class MonitorRunView(MonitoringView):
+class MonitorRunView(GovernanceView):
     @extend_schema(operation_id="monitoring_runs_list", responses={200: paginated("MonitorRunPage", RunOut(many=True)),
                                                                    **ERROR_RESPONSES})
     def get(self, request: Request, monitor_id: str) -> Response:
         monitor = selectors.monitor_get(user=request.user, monitor_id=object_id(monitor_id, code="monitoring_monitor_not_found"))
-        paginator = CursorlessPagination()
-        page = paginator.paginate_queryset(selectors.monitor_run_list(user=request.user, monitor_id=monitor.pk), request,
-                                           view=self)
-        return paginator.get_paginated_response(RunOut(page, many=True).data)
+        return self.page(request, selectors.monitor_run_list(user=request.user, monitor_id=monitor.pk), RunOut)
 
     @extend_schema(operation_id="monitoring_runs_create", request=None, responses={201: RunOut, **ERROR_RESPONSES},
                    parameters=[IDEMPOTENCY_PARAMETER], description="Run the monitor now over its window.")
@@ -291,7 +279,7 @@ class MonitorRunView(MonitoringView):
         return Response(RunOut(monitor_run(monitor=monitor, by=request.user)).data, status=status.HTTP_201_CREATED)
 
 
-class AlertListView(MonitoringView):
+class AlertListView(GovernanceView):
     @extend_schema(operation_id="monitoring_alerts_list", responses={200: paginated("AlertPage", AlertOut(many=True)),
                                                                      **ERROR_RESPONSES},
                    parameters=[OpenApiParameter("status", str, enum=["open", "acknowledged"]), OpenApiParameter("model", str)])
@@ -301,12 +289,10 @@ class AlertListView(MonitoringView):
             raise InvalidInput("Query parameter 'status' must be open or acknowledged.", code="invalid_parameter",
                                extra={"parameter": "status"})
         alerts = selectors.alert_list(user=request.user, status=wanted, model_name=request.query_params.get("model") or None)
-        paginator = CursorlessPagination()
-        page = paginator.paginate_queryset(alerts, request, view=self)
-        return paginator.get_paginated_response(AlertOut(page, many=True).data)
+        return self.page(request, alerts, AlertOut)
 
 
-class AlertAcknowledgeView(MonitoringView):
+class AlertAcknowledgeView(GovernanceView):
     @extend_schema(operation_id="monitoring_alerts_acknowledge", request=AcknowledgeIn,
                    responses={200: AlertOut, **ERROR_RESPONSES}, parameters=[IDEMPOTENCY_PARAMETER])
     @idempotent
@@ -318,7 +304,7 @@ class AlertAcknowledgeView(MonitoringView):
                                                    comment=serializer.validated_data["comment"])).data)
 
 
-class TrendView(MonitoringView):
+class TrendView(GovernanceView):
     @extend_schema(operation_id="monitoring_trend", responses={200: MonitoringTrendOut, **ERROR_RESPONSES},
                    parameters=[OpenApiParameter("monitor", int, required=True)])
     def get(self, request: Request) -> Response:
@@ -348,7 +334,7 @@ class OutcomesOut(serializers.Serializer):
     restatements = RunOut(many=True)
 
 
-class OutcomesView(MonitoringView):
+class OutcomesView(GovernanceView):
     @extend_schema(operation_id="monitoring_outcomes_create", request=OutcomesIn,
                    responses={201: OutcomesOut, **ERROR_RESPONSES}, parameters=[IDEMPOTENCY_PARAMETER],
                    description="Outcomes that arrived after their predictions, joined to the batch by prediction id. "
@@ -403,15 +389,13 @@ class ComparisonOut(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class ComparisonListView(MonitoringView):
+class ComparisonListView(GovernanceView):
     @extend_schema(operation_id="monitoring_comparisons_list",
                    responses={200: paginated("ComparisonPage", ComparisonOut(many=True)), **ERROR_RESPONSES},
                    parameters=[OpenApiParameter("model", str)])
     def get(self, request: Request) -> Response:
         comparisons = selectors.comparison_list(user=request.user, model_name=request.query_params.get("model") or None)
-        paginator = CursorlessPagination()
-        page = paginator.paginate_queryset(comparisons, request, view=self)
-        return paginator.get_paginated_response(ComparisonOut(page, many=True).data)
+        return self.page(request, comparisons, ComparisonOut)
 
     @extend_schema(operation_id="monitoring_comparisons_create", request=ComparisonIn,
                    responses={201: ComparisonOut, **ERROR_RESPONSES}, parameters=[IDEMPOTENCY_PARAMETER],
