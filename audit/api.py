@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from audit import ledger, selectors, witnesses
 from audit.models import LedgerEntry
-from core.api import ERROR_RESPONSES, CursorlessPagination, int_param, paginated
+from core.api import ERROR_RESPONSES, PaginatedView, int_param, paginated
 from core.errors import InvalidInput, NotFound
 
 
@@ -116,7 +116,7 @@ _ENTRY_FILTERS = [
 ]
 
 
-class LedgerEntryListApi(APIView):
+class LedgerEntryListApi(PaginatedView):
     permission_classes = [CanReadLedger]
 
     @extend_schema(parameters=_ENTRY_FILTERS,
@@ -130,9 +130,7 @@ class LedgerEntryListApi(APIView):
             actor=params.get("actor"), since=_time_param(request, "since"), until=_time_param(request, "until"),
             user=request.user,
         )
-        paginator = CursorlessPagination()
-        page = paginator.paginate_queryset(entries, request, view=self)
-        return paginator.get_paginated_response(LedgerEntrySerializer(page, many=True).data)
+        return self.page(request, entries, LedgerEntrySerializer)
 
 
 class LedgerEntryDetailApi(APIView):

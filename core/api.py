@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.db.models import QuerySet
 from rest_framework import serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from core.errors import InvalidInput
 
@@ -22,6 +27,16 @@ class CursorlessPagination(PageNumberPagination):
     def get_page_size(self, request: Request) -> int:
         return int_param(request, self.page_size_query_param, default=self.page_size or 50,
                          minimum=1, maximum=self.max_page_size)
+
+
+# An APIView whose list endpoints answer one CursorlessPagination page (document it with `paginated`).
+# No docstring: drf-spectacular would copy it into every subclass's operation description.
+class PaginatedView(APIView):
+    def page(self, request: Request, queryset: QuerySet[Any], serializer_class: type[serializers.Serializer],
+             *, context: dict[str, Any] | None = None) -> Response:
+        paginator = CursorlessPagination()
+        items = paginator.paginate_queryset(queryset, request, view=self)
+        return paginator.get_paginated_response(serializer_class(items, many=True, context=context or {}).data)
 
 
 def int_param(request: Request, name: str, *, default: int | None = None, minimum: int | None = None,
@@ -55,7 +70,7 @@ class ErrorSerializer(serializers.Serializer):
 
 
 def paginated(name: str, item: serializers.Serializer) -> serializers.Serializer:
-    """The schema of a CursorlessPagination page of `item`s (views that paginate by hand need it)."""
+    """The schema of a PaginatedView.page of `item`s, for the view's `extend_schema`."""
     from drf_spectacular.utils import inline_serializer
 
     return inline_serializer(name=name, fields={

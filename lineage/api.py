@@ -24,7 +24,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api import ERROR_RESPONSES, CursorlessPagination, int_param, paginated
+from core.api import ERROR_RESPONSES, PaginatedView, int_param, paginated
 from core.errors import InvalidInput
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from lineage import attestations as statements
@@ -50,7 +50,7 @@ class LineageModelPermission(BasePermission):
         return bool(user.has_perms(required))
 
 
-class LineageApi(APIView):
+class LineageApi(PaginatedView):
     permission_classes = [LineageModelPermission]
     required_perms: dict[str, list[str]] = {}
 
@@ -230,9 +230,7 @@ class DatasetListApi(LineageApi):
     @extend_schema(responses={200: paginated("PaginatedDatasetList", DatasetSerializer(many=True)), **ERROR_RESPONSES},
                    operation_id="lineage_datasets_list")
     def get(self, request: Request) -> Response:
-        paginator = CursorlessPagination()
-        page = paginator.paginate_queryset(selectors.dataset_list(user=request.user), request, view=self)
-        return paginator.get_paginated_response(DatasetSerializer(page, many=True).data)
+        return self.page(request, selectors.dataset_list(user=request.user), DatasetSerializer)
 
     @extend_schema(request=DatasetInput, responses={201: DatasetSerializer, 200: DatasetSerializer, **ERROR_RESPONSES},
                    operation_id="lineage_datasets_create", parameters=[IDEMPOTENCY_PARAMETER])
@@ -259,9 +257,8 @@ class DatasetVersionListApi(LineageApi):
                    operation_id="lineage_dataset_versions_list")
     def get(self, request: Request, dataset_id: int) -> Response:
         dataset = selectors.dataset_get(dataset_id=dataset_id, user=request.user)
-        paginator = CursorlessPagination()
-        page = paginator.paginate_queryset(selectors.dataset_version_list(dataset=dataset), request, view=self)
-        return paginator.get_paginated_response(DatasetVersionSerializer(page, many=True, context={"user": request.user}).data)
+        return self.page(request, selectors.dataset_version_list(dataset=dataset), DatasetVersionSerializer,
+                         context={"user": request.user})
 
     @extend_schema(request=DatasetVersionInput,
                    responses={201: DatasetVersionSerializer, 200: DatasetVersionSerializer, **ERROR_RESPONSES},
@@ -305,9 +302,8 @@ class TrainingRunListApi(LineageApi):
     @extend_schema(responses={200: paginated("PaginatedTrainingRunList", TrainingRunSerializer(many=True)), **ERROR_RESPONSES},
                    operation_id="lineage_runs_list")
     def get(self, request: Request) -> Response:
-        paginator = CursorlessPagination()
-        page = paginator.paginate_queryset(selectors.training_run_list(user=request.user), request, view=self)
-        return paginator.get_paginated_response(TrainingRunSerializer(page, many=True, context={"user": request.user}).data)
+        return self.page(request, selectors.training_run_list(user=request.user), TrainingRunSerializer,
+                         context={"user": request.user})
 
     @extend_schema(request=TrainingRunInput, responses={201: TrainingRunSerializer, **ERROR_RESPONSES},
                    operation_id="lineage_runs_create", parameters=[IDEMPOTENCY_PARAMETER])
@@ -425,9 +421,7 @@ class AttestationListApi(LineageApi):
             found = (selectors.attestations_upstream(subject, user=request.user) if upstream
                      else selectors.attestations_for_subject(subject, user=request.user))
             return Response(AttestationSummarySerializer(found, many=True).data)
-        paginator = CursorlessPagination()
-        page = paginator.paginate_queryset(selectors.attestation_list(user=request.user), request, view=self)
-        return paginator.get_paginated_response(AttestationSummarySerializer(page, many=True).data)
+        return self.page(request, selectors.attestation_list(user=request.user), AttestationSummarySerializer)
 
     @extend_schema(request={"application/json": OpenApiTypes.OBJECT},
                    responses={201: AttestationSummarySerializer, 200: AttestationSummarySerializer,

@@ -1,18 +1,14 @@
-"""Shared pieces of the registry, approval and deployment API: the base view (token scopes,
-pagination), input validation, and lookups that answer 404 for what the caller cannot see."""
+"""Shared pieces of the registry, approval and deployment API: the base view (token scopes; its
+pagination is core.api's), input validation, and lookups that answer 404 for what the caller cannot see."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
-from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
-from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from core.api import CursorlessPagination
+from core.api import PaginatedView
 from core.errors import InvalidInput
 from core.ids import object_id
 from governance import selectors
@@ -21,12 +17,6 @@ from governance.models import (
     Deployment,
 )
 from governance.permissions import TokenScopePermission
-
-
-def paginated(name: str, item: serializers.Serializer) -> serializers.Serializer:
-    return inline_serializer(name=name, fields={
-        "count": serializers.IntegerField(), "next": serializers.URLField(allow_null=True),
-        "previous": serializers.URLField(allow_null=True), "results": item})
 
 
 def choice_param(request: Request, name: str, allowed: list[str]) -> str | None:
@@ -60,11 +50,5 @@ class CommentIn(serializers.Serializer):
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
 
 
-class GovernanceView(APIView):
+class GovernanceView(PaginatedView):
     permission_classes = [TokenScopePermission]
-
-    def page(self, request: Request, queryset: QuerySet[Any], serializer_class: type[serializers.Serializer],
-             ) -> Response:
-        paginator = CursorlessPagination()
-        items = paginator.paginate_queryset(queryset, request, view=self)
-        return paginator.get_paginated_response(serializer_class(items, many=True).data)

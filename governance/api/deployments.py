@@ -7,10 +7,10 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import ERROR_RESPONSES
+from core.api import ERROR_RESPONSES, paginated
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from governance import selectors
-from governance.api.common import CommentIn, GovernanceView, choice_param, deployment_for, paginated, validated
+from governance.api.common import CommentIn, GovernanceView, choice_param, deployment_for, validated
 from governance.registry.services.deployments import deployment_record, deployment_rollback
 
 

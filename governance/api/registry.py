@@ -7,11 +7,11 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import ERROR_RESPONSES
+from core.api import ERROR_RESPONSES, paginated
 from core.errors import InvalidInput
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from governance import selectors
-from governance.api.common import GovernanceView, choice_param, paginated, validated
+from governance.api.common import GovernanceView, choice_param, validated
 from governance.models import (
     RiskTier,
     Team,

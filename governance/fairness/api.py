@@ -15,9 +15,8 @@ from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from core.api import ERROR_RESPONSES, CursorlessPagination, paginated
+from core.api import ERROR_RESPONSES, PaginatedView, paginated
 from core.errors import InvalidInput, NotFound
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from core.ids import object_id
@@ -190,7 +189,7 @@ def _data(request: Request) -> dict[str, Any]:
     return dict(request.data)
 
 
-class FairnessView(APIView):
+class FairnessView(PaginatedView):
     permission_classes = [TokenScopePermission]
 
 
@@ -211,9 +210,7 @@ class AuditListView(FairnessView):
         runs = selectors.audit_run_list(user=request.user, model_name=request.query_params.get("model") or None,
                                         version_label=request.query_params.get("version") or None,
                                         status=status_filter)
-        paginator = CursorlessPagination()
-        page = paginator.paginate_queryset(runs, request, view=self)
-        return paginator.get_paginated_response(AuditOut(page, many=True).data)
+        return self.page(request, runs, AuditOut)
 
     @extend_schema(operation_id="fairness_audits_request", request=AuditRequestIn,
                    responses={202: AuditOut, **ERROR_RESPONSES}, parameters=[IDEMPOTENCY_PARAMETER])
@@ -268,9 +265,7 @@ class SpecListView(FairnessView):
         specs = selectors.audit_spec_list(user=request.user)
         if request.query_params.get("model"):
             specs = specs.filter(model__name=request.query_params["model"])
-        paginator = CursorlessPagination()
-        page = paginator.paginate_queryset(specs, request, view=self)
-        return paginator.get_paginated_response(SpecOut(page, many=True).data)
+        return self.page(request, specs, SpecOut)
 
     @extend_schema(operation_id="fairness_specs_create", request=SpecIn, responses={201: SpecOut, **ERROR_RESPONSES},
                    parameters=[IDEMPOTENCY_PARAMETER],
@@ -316,10 +311,7 @@ class PredictionBatchView(FairnessView):
                    responses={200: paginated("BatchPage", BatchOut(many=True)), **ERROR_RESPONSES})
     def get(self, request: Request, name: str) -> Response:
         model = governance_selectors.registered_model_get(user=request.user, name=name)
-        paginator = CursorlessPagination()
-        page = paginator.paginate_queryset(selectors.prediction_batch_list(user=request.user, model=model),
-                                           request, view=self)
-        return paginator.get_paginated_response(BatchOut(page, many=True).data)
+        return self.page(request, selectors.prediction_batch_list(user=request.user, model=model), BatchOut)
 
 
 class TrendView(FairnessView):

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
-from core.api import ERROR_RESPONSES, CursorlessPagination, paginated
+from core.api import ERROR_RESPONSES, PaginatedView, paginated
 from core.errors import Conflict, InvalidInput
 from core.idempotency import HEADER as IDEMPOTENCY_HEADER
 from core.idempotency import idempotent
@@ -54,13 +54,12 @@ def _out(export: BundleExport, request: Request) -> dict[str, Any]:
     return dict(BundleExportOut(export, context={"request": request}).data)
 
 
-class BundleListView(APIView):
+class BundleListView(PaginatedView):
     @extend_schema(operation_id="bundles_list", parameters=[OpenApiParameter("page", int)],
                    responses={200: paginated("PaginatedBundleExportList", BundleExportOut(many=True)), **ERROR_RESPONSES})
     def get(self, request: Request) -> Response:
-        paginator = CursorlessPagination()
-        items = paginator.paginate_queryset(selectors.bundle_export_list(user=request.user), request, view=self)
-        return paginator.get_paginated_response([_out(item, request) for item in items])
+        return self.page(request, selectors.bundle_export_list(user=request.user), BundleExportOut,
+                         context={"request": request})
 
     @extend_schema(operation_id="bundles_request", request=BundleRequestIn, parameters=[OpenApiParameter(
         IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER, required=False,
