@@ -48,6 +48,15 @@ def _load_dotenv(path: Path) -> None:
 
 _load_dotenv(BASE_DIR / ".env")
 
+def served_base_url(host: str, port: str) -> str:
+    """The http:// address a server bound to `host`:`port` answers on; a wildcard bind answers on loopback."""
+    host = host.strip() or "127.0.0.1"
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "::1"}.get(host, host)  # noqa: S104 (a bind, not a link)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 literal in a URL
+    return f"http://{host}:{port.strip() or '8000'}"
+
+
 def _path(name: str, default: str) -> Path:
     """A path setting; relative paths are relative to the project folder, not the cwd."""
     return BASE_DIR / _env(name, default)
@@ -394,7 +403,10 @@ FAIRNESS_NOTIFY_EMAILS = [a.strip() for a in _env("FAIRNESS_NOTIFY_EMAILS", "").
 FAIRNESS_WEBHOOK_URL = _env("FAIRNESS_WEBHOOK_URL", "")
 FAIRNESS_WEBHOOK_SECRET = _env("FAIRNESS_WEBHOOK_SECRET", "")
 FAIRNESS_WEBHOOK_TIMEOUT_S = float(_env("FAIRNESS_WEBHOOK_TIMEOUT_S", "10"))
-FAIRNESS_PUBLIC_BASE_URL = _env("FAIRNESS_PUBLIC_BASE_URL", "http://127.0.0.1:8000")
+# The site's address in absolute links (alert and audit e-mails, webhooks, MLflow tags). Unset or empty: the
+# address `make run` (bin/run-all) serves on, from its HOST and PORT, so a run on another port links to itself.
+FAIRNESS_PUBLIC_BASE_URL = (_env("FAIRNESS_PUBLIC_BASE_URL", "")
+                            or served_base_url(_env("HOST", "127.0.0.1"), _env("PORT", "8000")))
 FAIRNESS_RECOVER_INTERVAL_S = int(_env("FAIRNESS_RECOVER_INTERVAL_S", "60"))
 # The queue tasks go to by default; integration tests give each worker a queue of its own.
 CELERY_TASK_DEFAULT_QUEUE = _env("CELERY_TASK_DEFAULT_QUEUE", "celery")
