@@ -452,6 +452,8 @@ CELERY_BEAT_SCHEDULE = {
                             "schedule": float(APPROVAL_EXPIRY_CHECK_INTERVAL_S)},
     "idempotency-records-purge": {"task": "governance.tasks.idempotency_records_purge_task",
                                   "schedule": crontab(minute=17)},
+    "signing-challenges-purge": {"task": "governance.signatures.tasks.signing_challenges_purge_task",
+                                 "schedule": crontab(minute=41)},
     # core.outbox.tasks.outbox_dispatch_task, registered under the name it had before the move to core
     "outbox-dispatch": {"task": "governance.outbox.tasks.outbox_dispatch_task",
                         "schedule": float(OUTBOX_DISPATCH_INTERVAL_S)},

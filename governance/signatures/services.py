@@ -121,6 +121,19 @@ def _consume(*, user: Any, purpose: str, challenge: bytes, request: ApprovalRequ
     return found
 
 
+def signing_challenges_purge(*, now: Any = None) -> int:
+    """Delete unused challenges that expired more than one APPROVAL_CHALLENGE_TTL_S ago (beat job); how many.
+
+    Challenges are working state, not evidence: a signed decision (governed, in the ledger) keeps the
+    statement and all that verifies it, and no row or ledger entry refers to a challenge. Used ones are kept
+    (a replay is answered `approval_challenge_used`); an expired one is kept one more TTL, so a
+    signer who answers late is told it expired rather than that it never existed.
+    """
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.APPROVAL_CHALLENGE_TTL_S)
+    deleted, _ = SigningChallenge.objects.filter(used_at__isnull=True, expires_at__lt=cutoff).delete()
+    return deleted
+
+
 # --- Passkeys (WebAuthn) ----------------------------------------------------------------------
 
 def approver_passkey_options(*, by: Any) -> dict[str, Any]:
