@@ -21,8 +21,9 @@ from core.errors import InvalidInput, NotFound
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from core.ids import object_id
 from governance import selectors as governance_selectors
+from governance.api.common import choice_param
 from governance.fairness import selectors
-from governance.fairness.models import AuditRun, AuditSpec
+from governance.fairness.models import AuditRun, AuditSpec, SealedFile
 from governance.fairness.services.batches import prediction_batch_upload
 from governance.fairness.services.evidence import audit_spec_confirm, audit_waive
 from governance.fairness.services.runs import audit_request
@@ -410,6 +411,26 @@ class ErasureIn(serializers.Serializer):
     value = serializers.CharField(required=False, max_length=1000,
                                   help_text="A person's identifier (compared after pseudonymisation when the column "
                                             "is an identifier column); never recorded")
+
+
+class DataFileListView(FairnessView):
+    """The sealed data files of the models the caller can see: metadata only, never a key or the data."""
+
+    @extend_schema(operation_id="fairness_data_files_list",
+                   parameters=[OpenApiParameter("model", str, description="Only this model's files (404 if not visible)"),
+                               OpenApiParameter("kind", str, enum=SealedFile.Kind.values),
+                               OpenApiParameter("erased", str, enum=["true", "false"],
+                                                description="Only erased (crypto-shredded) files, or only live ones"),
+                               OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
+                   responses={200: paginated("SealedFilePage", SealedFileOut(many=True)), **ERROR_RESPONSES})
+    def get(self, request: Request) -> Response:
+        name = request.query_params.get("model") or ""
+        model = governance_selectors.registered_model_get(user=request.user, name=name) if name else None
+        erased = choice_param(request, "erased", ["true", "false"])
+        files = selectors.sealed_file_list(user=request.user, model=model,
+                                           kind=choice_param(request, "kind", SealedFile.Kind.values),
+                                           erased=None if erased is None else erased == "true")
+        return self.page(request, files, SealedFileOut)
 
 
 class DataFileDetailView(FairnessView):

@@ -51,10 +51,22 @@ def audit_spec_get(*, user: Any, spec_id: int) -> AuditSpec:
     return spec
 
 
-def sealed_file_list(*, user: Any) -> QuerySet[SealedFile]:
-    """Sealed data files of the models the user can see (a file with no model is nobody's to see)."""
-    return (SealedFile.objects.select_related("model", "team")
-            .filter(model__in=governance_selectors.registered_model_list(user=user)).order_by("-pk"))
+def sealed_file_list(*, user: Any, model: RegisteredModel | None = None, kind: str | None = None,
+                     erased: bool | None = None) -> QuerySet[SealedFile]:
+    """Sealed data files of the models the user can see, newest first (a file with no model is nobody's to see).
+
+    A file belongs to its model's team, so this is the team scope: another team's files are shown
+    only to those who see every model (risk officers, auditors, admins).
+    """
+    files = (SealedFile.objects.select_related("model", "team", "replaced_by")
+             .filter(model__in=governance_selectors.registered_model_list(user=user)).order_by("-pk"))
+    if model is not None:
+        files = files.filter(model=model)
+    if kind is not None:
+        files = files.filter(kind=kind)
+    if erased is not None:
+        files = files.filter(erased_at__isnull=not erased)
+    return files
 
 
 def sealed_file_get(*, user: Any, file_id: str) -> SealedFile:

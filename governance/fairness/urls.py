@@ -12,6 +12,7 @@ urlpatterns = [
     path("fairness/specs/<str:spec_id>/confirm/", api.SpecConfirmView.as_view(), name="fairness-spec-confirm"),
     path("fairness/audits/<str:audit_id>/waive/", api.AuditWaiveView.as_view(), name="fairness-audit-waive"),
     path("fairness/trend/", api.TrendView.as_view(), name="fairness-trend"),
+    path("fairness/data-files/", api.DataFileListView.as_view(), name="fairness-data-files"),
     path("fairness/data-files/<str:file_id>/", api.DataFileDetailView.as_view(), name="fairness-data-file"),
     path("fairness/data-files/<str:file_id>/retention/", api.DataFileRetentionView.as_view(),
          name="fairness-data-file-retention"),

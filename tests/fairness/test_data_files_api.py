@@ -1,17 +1,20 @@
 """Sealed data files over the API and the admin (issue 18): a risk officer overrides retention and
 erases a file or a person's rows; everyone else is refused with `data_officer_required` and a
 `.refused` ledger entry; a download needs a purpose, streams decrypted, is never cached and is
-recorded; another team's file is a 404."""
+recorded; another team's file is a 404; the list shows a team its own files' metadata, no key."""
 
 from __future__ import annotations
 
+import base64
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -19,7 +22,9 @@ from audit.models import LedgerEntry
 from core import sealed
 from governance.fairness.models import AuditSpec, SealedFile
 from governance.fairness.services import vault
+from governance.registry.services.registry import model_register, model_version_register
 from tests.fairness.helpers import make_spec
+from tests.fixtures import CARD, MANIFEST
 
 pytestmark = pytest.mark.django_db
 
@@ -248,3 +253,113 @@ def test_the_admin_refuses_anyone_but_a_risk_officer(who, request, make_user, re
         "sealed_file.erase.refused", "sealed_file.retention_set.refused"]
     record.refresh_from_db()
     assert record.erased_at is None and record.retention_until.year != 2035
+
+
+# --- the list: the caller's team's files, metadata only ----------------------------------------
+
+LIST = "/api/fairness/data-files/"
+LISTED_FIELDS = {"file_id", "kind", "model", "file_format", "source_sha256", "content_sha256", "size_bytes",
+                 "identifier_columns", "sensitive_columns", "retention_until", "retention_set_by", "erased_at",
+                 "erasure_reason", "replaced_by"}
+
+
+@pytest.fixture
+def other_record(make_user, other_team, tmp_path) -> SealedFile:  # type: ignore[no-untyped-def]
+    """A file of the other team's model (hiring), uploaded after `record`'s."""
+    hugo = make_user("hugo", "data_scientist", teams=(other_team,))
+    model = model_register(by=hugo, name="hiring-screener", team=other_team, risk_tier="limited")
+    version = model_version_register(model=model, by=hugo, label="1.0.0", artifact_uri="s3://hiring/1.0.0/",
+                                     manifest=dict(MANIFEST), **CARD)
+    make_spec(hugo, model, version, _people_csv(tmp_path / "hiring.csv", rows=120), identifier_columns=["person_id"])
+    return SealedFile.objects.get(model=model)
+
+
+def listed(user: Any, query: str = "") -> list[str]:
+    response = client_for(user).get(LIST + query)
+    assert response.status_code == 200, response.content
+    return [item["file_id"] for item in response.json()["results"]]
+
+
+def test_the_list_shows_a_team_only_its_own_files(scientist, make_user, risk_officer, auditor, record, other_record):
+    hugo = get_user_model().objects.get(username="hugo")
+    nobody = make_user("nina")
+    before = LedgerEntry.objects.count()
+    assert listed(scientist) == [record.file_id]
+    assert listed(hugo) == [other_record.file_id]
+    for sees_every_model in (risk_officer, auditor):
+        assert listed(sees_every_model) == [other_record.file_id, record.file_id]  # newest first
+    assert listed(nobody) == []  # signed in, no role and no team: deny by default
+    assert LedgerEntry.objects.count() == before  # metadata, not a read of the data: nothing to record
+
+
+def test_the_list_shows_no_key_material(auditor, record, other_record):
+    response = client_for(auditor).get(LIST)
+    body = response.content.decode()
+    assert response.status_code == 200 and response.json()["count"] == 2
+    assert [set(item) for item in response.json()["results"]] == [LISTED_FIELDS, LISTED_FIELDS]
+    for file in (record, other_record):
+        wrapped = bytes(file.wrapped_key)
+        assert len(wrapped) > 0  # the leak check is not vacuous
+        assert wrapped.hex() not in body and base64.b64encode(wrapped).decode() not in body
+        assert file.kek_id not in body and file.name not in body  # neither the key's id nor the storage path
+    pseudonym_key = vault.team_pseudonym_key(record.team)
+    assert pseudonym_key.hex() not in body and base64.b64encode(pseudonym_key).decode() not in body
+    assert "wrapped_key" not in body and "kek_id" not in body
+
+
+def test_the_list_pages_and_filters(auditor, scientist, record, other_record, django_capture_on_commit_callbacks):
+    first = client_for(auditor).get(LIST + "?page_size=1").json()
+    assert (first["count"], first["next"], first["previous"]) == (2, "http://testserver" + LIST + "?page=2&page_size=1",
+                                                                    None)
+    assert [item["file_id"] for item in first["results"]] == [other_record.file_id]
+    assert listed(auditor, "?page=2&page_size=1") == [record.file_id]
+    assert listed(auditor, f"?model={record.model.name}") == [record.file_id]
+    assert listed(auditor, "?kind=dataset") == [other_record.file_id, record.file_id]
+    assert listed(auditor, "?kind=batch") == []
+    assert listed(auditor, "?erased=true") == []
+    with django_capture_on_commit_callbacks(execute=True):
+        vault.sealed_file_erase(by="system:test", record=record, reason="retention")
+    assert listed(auditor, "?erased=true") == [record.file_id]
+    assert listed(auditor, "?erased=false") == [other_record.file_id]
+    assert listed(scientist, "?erased=true") == [record.file_id]
+
+
+@pytest.mark.parametrize(("query", "parameter"), [("?kind=secret", "kind"), ("?erased=maybe", "erased"),
+                                                   ("?page=0", "page"), ("?page_size=501", "page_size")])
+def test_a_bad_list_parameter_is_a_400_naming_it(auditor, record, query, parameter):
+    response = client_for(auditor).get(LIST + query)
+    assert response.status_code == 400
+    assert (response.json()["code"], response.json()["extra"]["parameter"]) == ("invalid_parameter", parameter)
+
+
+def test_another_teams_model_as_a_filter_is_a_404_like_a_missing_one(scientist, record, other_record):
+    client = client_for(scientist)
+    hidden = client.get(LIST + f"?model={other_record.model.name}")
+    missing = client.get(LIST + "?model=no-such-model")
+    assert hidden.status_code == missing.status_code == 404
+    assert hidden.json()["code"] == missing.json()["code"] == "model_not_found"
+    assert other_record.model.name not in missing.content.decode()
+
+
+def test_listed_is_not_downloadable_and_anonymous_is_refused(scientist2, record, other_record):
+    hugo = get_user_model().objects.get(username="hugo")
+    assert listed(scientist2) == [record.file_id]  # same team: sees the file's metadata ...
+    download = client_for(scientist2).get(f"/api/fairness/data-files/{record.file_id}/download/")
+    assert download.status_code == 403 and download.json()["code"] == "data_download_not_allowed"  # ... not its data
+    stranger = client_for(hugo).get(f"/api/fairness/data-files/{record.file_id}/")
+    assert stranger.status_code == 404 and stranger.json()["code"] == "sealed_file_not_found"
+    anonymous = APIClient().get(LIST)
+    assert anonymous.status_code == 401 and anonymous.json()["code"] == "not_authenticated"
+
+
+def test_the_list_costs_the_same_queries_for_one_file_or_many(auditor, scientist, model, version, record, tmp_path):
+    client = client_for(auditor)
+    client.get(LIST)  # warm the session and permission caches
+    with CaptureQueriesContext(connection) as one:
+        assert client.get(LIST).json()["count"] == 1
+    for index in range(2):
+        make_spec(scientist, model, version, _people_csv(tmp_path / f"more-{index}.csv", rows=50 + index),
+                  name=f"holdout-{index}")
+    with CaptureQueriesContext(connection) as three:
+        assert client.get(LIST).json()["count"] == 3
+    assert len(three) == len(one)

@@ -354,7 +354,8 @@ ENDPOINTS: list[tuple[str, str, Any, Any, int]] = [
     ("GET", "/api/models/{model}/prediction-batches/", None, expect_read, 200),
     ("UPLOAD", "/api/models/{model}/prediction-batches/", {"file": PREDICTIONS}, expect_write, 201),
     ("GET", "/api/fairness/trend/?model={model}", None, expect_read, 200),
-    # Sealed data files: read, download (a purpose), retention, then erasure (last: it shreds the file).
+    # Sealed data files: list one model's, read, download (a purpose), retention, then erasure (last: it shreds the file).
+    ("GET", "/api/fairness/data-files/?model={model}", None, expect_read, 200),
     ("GET", "/api/fairness/data-files/{datafile}/", None, expect_read, 200),
     ("GET", "/api/fairness/data-files/{datafile}/download/", None, expect_data_download, 200),
     ("POST", "/api/fairness/data-files/{datafile}/retention/", {"retention_until": "2040-01-01T00:00:00Z",
@@ -482,7 +483,7 @@ def test_access_matrix(role):
 LIST_PATHS = ["/api/models/", "/api/approval-requests/", "/api/deployments/", "/api/bundles/",
               "/api/models/?team=hiring", "/api/approval-requests/?model=" + SECRET, "/models/", "/",
               "/api/fairness/audits/", "/api/fairness/audits/?model=" + SECRET, "/api/fairness/specs/",
-              "/api/fairness/specs/?model=" + SECRET, "/api/lineage/datasets/", "/api/lineage/runs/",
+              "/api/fairness/specs/?model=" + SECRET, "/api/fairness/data-files/", "/api/lineage/datasets/", "/api/lineage/runs/",
               "/api/lineage/attestations/", "/api/lineage/keys/"]
 # The shared run both teams' 1.0.0 versions came from: its graph reaches both model versions and deployments.
 SHARED_LINEAGE_PATHS = ["/api/lineage/graph/?node=run:{run}&direction=both&depth=5",
