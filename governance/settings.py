@@ -90,6 +90,9 @@ def _secret_key_from_file() -> str:
 SECRET_KEY = os.environ.get("SECRET_KEY") or lazy(_secret_key_from_file, str)()
 ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS", "")
+# Where `make run` (bin/run-all) binds the web server; the defaults of the site's own addresses follow it.
+SERVE_HOST = _env("HOST", "127.0.0.1")
+SERVE_PORT = _env("PORT", "8000")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -254,7 +257,8 @@ TSA_DAILY_HOUR_UTC = int(_env("TSA_DAILY_HOUR_UTC", "3"))
 # The WebAuthn relying party: the host name passkeys are bound to, and the exact origin of the pages.
 WEBAUTHN_RP_ID = _env("WEBAUTHN_RP_ID", "localhost")
 WEBAUTHN_RP_NAME = _env("WEBAUTHN_RP_NAME", "Model governance")
-WEBAUTHN_ORIGIN = _env("WEBAUTHN_ORIGIN", "http://localhost:8000")
+# Unset or empty: http://<WEBAUTHN_RP_ID>:<PORT>, the pages as `make run` serves them.
+WEBAUTHN_ORIGIN = _env("WEBAUTHN_ORIGIN", "") or served_base_url(WEBAUTHN_RP_ID, SERVE_PORT)
 APPROVAL_CHALLENGE_TTL_S = int(_env("APPROVAL_CHALLENGE_TTL_S", "600"))
 
 # --- REST API -------------------------------------------------------------------------------
@@ -405,8 +409,7 @@ FAIRNESS_WEBHOOK_SECRET = _env("FAIRNESS_WEBHOOK_SECRET", "")
 FAIRNESS_WEBHOOK_TIMEOUT_S = float(_env("FAIRNESS_WEBHOOK_TIMEOUT_S", "10"))
 # The site's address in absolute links (alert and audit e-mails, webhooks, MLflow tags). Unset or empty: the
 # address `make run` (bin/run-all) serves on, from its HOST and PORT, so a run on another port links to itself.
-FAIRNESS_PUBLIC_BASE_URL = (_env("FAIRNESS_PUBLIC_BASE_URL", "")
-                            or served_base_url(_env("HOST", "127.0.0.1"), _env("PORT", "8000")))
+FAIRNESS_PUBLIC_BASE_URL = _env("FAIRNESS_PUBLIC_BASE_URL", "") or served_base_url(SERVE_HOST, SERVE_PORT)
 FAIRNESS_RECOVER_INTERVAL_S = int(_env("FAIRNESS_RECOVER_INTERVAL_S", "60"))
 # The queue tasks go to by default; integration tests give each worker a queue of its own.
 CELERY_TASK_DEFAULT_QUEUE = _env("CELERY_TASK_DEFAULT_QUEUE", "celery")

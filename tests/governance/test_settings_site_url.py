@@ -15,15 +15,21 @@ REPO = Path(__file__).resolve().parents[2]
 WILDCARD = ".".join(["0"] * 4)  # the all-interfaces bind, spelled so the bind linter (S104) lets it be
 
 
-def base_url_with(tmp_path: Path, **variables: str) -> str:
-    """FAIRNESS_PUBLIC_BASE_URL as a fresh process with exactly these of the three variables reads it."""
-    env = {key: value for key, value in os.environ.items()
-           if key not in {"FAIRNESS_PUBLIC_BASE_URL", "HOST", "PORT", "SECRET_KEY"}}
+OWN_ADDRESS_VARIABLES = {"FAIRNESS_PUBLIC_BASE_URL", "WEBAUTHN_ORIGIN", "WEBAUTHN_RP_ID", "HOST", "PORT"}
+
+
+def setting_with(tmp_path: Path, name: str, **variables: str) -> str:
+    """A setting as a fresh process reads it, with exactly these of OWN_ADDRESS_VARIABLES in its environment."""
+    env = {key: value for key, value in os.environ.items() if key not in OWN_ADDRESS_VARIABLES | {"SECRET_KEY"}}
     env.update({"VAR_DIR": str(tmp_path / "var"), "PYTHONPATH": str(REPO), **variables})
-    completed = subprocess.run([sys.executable, "-c", "import governance.settings as s; print(s.FAIRNESS_PUBLIC_BASE_URL)"],
+    completed = subprocess.run([sys.executable, "-c", f"import governance.settings as s; print(s.{name})"],
                                cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert completed.returncode == 0, completed.stderr
     return completed.stdout.strip()
+
+
+def base_url_with(tmp_path: Path, **variables: str) -> str:
+    return setting_with(tmp_path, "FAIRNESS_PUBLIC_BASE_URL", **variables)
 
 
 @pytest.mark.parametrize(("host", "port", "expected"), [
@@ -53,6 +59,15 @@ def test_nothing_set_keeps_the_old_default(tmp_path):
 def test_an_explicit_base_url_wins_over_host_and_port(tmp_path):
     assert base_url_with(tmp_path, FAIRNESS_PUBLIC_BASE_URL="https://governance.example.org",
                          HOST=WILDCARD, PORT="9123") == "https://governance.example.org"
+
+
+def test_the_passkey_origin_follows_the_port_unless_set(tmp_path):
+    assert setting_with(tmp_path, "WEBAUTHN_ORIGIN") == "http://localhost:8000"
+    assert setting_with(tmp_path, "WEBAUTHN_ORIGIN", PORT="9123") == "http://localhost:9123"
+    assert setting_with(tmp_path, "WEBAUTHN_ORIGIN", WEBAUTHN_RP_ID="gov.example.org", PORT="9123") == (
+        "http://gov.example.org:9123")
+    assert setting_with(tmp_path, "WEBAUTHN_ORIGIN", WEBAUTHN_ORIGIN="https://gov.example.org", PORT="9123") == (
+        "https://gov.example.org")
 
 
 def test_run_all_exports_host_and_port_to_the_worker_and_beat():
