@@ -185,6 +185,8 @@ class ErrorCode(StrEnum):
     # --- Governance: approvals and deployments --------------------------------------------------
     APPROVAL_REQUEST_NOT_FOUND = "approval_request_not_found", 404, "No such approval request."
     APPROVAL_NOT_PENDING = "approval_not_pending", 409, "The approval request is no longer pending."
+    APPROVAL_REAPPROVAL_NOT_WITHDRAWABLE = ("approval_reapproval_not_withdrawable", 409,
+                                            "A re-approval opened by a monitoring alert is decided, never withdrawn.")
     APPROVAL_ALREADY_DECIDED = "approval_already_decided", 409, "The caller decided this request already; one person counts once."
     APPROVAL_EVIDENCE_MISSING = "approval_evidence_missing", 409, "The model card or the evidence the policy requires is missing."
     APPROVAL_POLICY_MISSING = "approval_policy_missing", 409, "No approval policy applies to the model."
