@@ -237,3 +237,22 @@ def test_a_reapproval_is_not_withdrawn(watched, scientist):
     assert refused.value.code == "approval_reapproval_not_withdrawable"
     request.refresh_from_db()
     assert request.status == "pending"
+
+
+def test_the_api_links_alert_and_reapproval_both_ways(watched, scientist, approver):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(scientist)
+    assert client.post(f"/api/monitoring/monitors/{watched.pk}/runs/").status_code == 201
+    alert = Alert.objects.get()
+    request = ApprovalRequest.objects.get(kind="reapproval")
+    alerts = client.get("/api/monitoring/alerts/").json()["results"]
+    assert [(item["id"], item["reapproval"]) for item in alerts] == [(alert.pk, request.pk)]
+    client.force_authenticate(approver)
+    body = client.get(f"/api/approval-requests/{request.pk}/").json()
+    assert (body["kind"], body["submitted_by"], body["monitoring_alerts"], body["excluded_deciders"]) == (
+        "reapproval", "dana", [alert.pk], ["user:dana"])
+    assert body["status"] == "pending" and body["progress"]["quorum"] == 2
+    listed = client.get("/api/approval-requests/?status=pending").json()["results"]
+    assert [item["id"] for item in listed] == [request.pk]
