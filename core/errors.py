@@ -305,6 +305,7 @@ class ErrorCode(StrEnum):
                                          "An open monitoring alert of the version blocks its promotion to production.")
     MONITORING_MONITOR_NOT_FOUND = "monitoring_monitor_not_found", 404, "No such monitor."
     MONITORING_ALERT_NOT_FOUND = "monitoring_alert_not_found", 404, "No such alert."
+    MONITORING_COMPARISON_NOT_FOUND = "monitoring_comparison_not_found", 404, "No such champion/challenger comparison."
     MONITORING_VERSION_NOT_APPROVED = "monitoring_version_not_approved", 409, "The version has not been approved."
     MONITORING_PROFILE_CORRUPT = "monitoring_profile_corrupt", 409, "The stored profile body does not match its recorded digest."
     MONITORING_NO_DATA = "monitoring_no_data", 400, "Give the reference data: a file or a lineage dataset version."
