@@ -256,3 +256,17 @@ def test_the_api_links_alert_and_reapproval_both_ways(watched, scientist, approv
     assert body["status"] == "pending" and body["progress"]["quorum"] == 2
     listed = client.get("/api/approval-requests/?status=pending").json()["results"]
     assert [item["id"] for item in listed] == [request.pk]
+
+
+def test_the_model_page_shows_the_reapproval_and_links_it_from_the_alert(watched, deployed, scientist, approver):
+    from django.test import Client
+
+    monitor_run(monitor=watched, by=scientist)
+    request = ApprovalRequest.objects.get(kind="reapproval")
+    client = Client()
+    client.force_login(approver)
+    page = client.get(f"/models/{deployed.model.name}/").content.decode()
+    card = page[page.index(f'id="request-{request.pk}"'):]
+    assert "re-approval</span> Opened by a monitoring alert (monitor run by dana) while the version is in production" in card
+    assert f'<a href="#request-{request.pk}" class="reapproval-link">re-approval #{request.pk}</a>' in page
+    assert "An alert on this version in production opens its re-approval." in page
