@@ -150,8 +150,8 @@ def test_an_approver_whose_predictions_raised_the_alert_cannot_approve_its_reapp
         production, version, make_user, team, approver2):
     from django.contrib.auth import get_user_model
 
-    from governance.registry.services.access import approver_scope_grant
     from governance.models import ApprovalDecision, ApprovalRequest
+    from governance.registry.services.access import approver_scope_grant
     from tests.fixtures import SEED
 
     insider = make_user("ivan", "data_scientist", "approver", teams=(team,))

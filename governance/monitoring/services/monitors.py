@@ -31,13 +31,13 @@ from governance.monitoring.drift import CORRECTIONS, DriftInputError, NumericPro
 from governance.monitoring.models import Alert, LateOutcome, Monitor, MonitorRun, ThresholdChange
 from governance.monitoring.performance import HIGHER_IS_BETTER, classification_metrics, regression_metrics
 from governance.monitoring.reader import read_columns
-from governance.monitoring.services.reapproval import reapproval_for_alert
 from governance.monitoring.services.profiles import (
     drift_input_error,
     reference_profile_latest,
     reference_profile_load,
     reference_profile_sealed,
 )
+from governance.monitoring.services.reapproval import reapproval_for_alert
 from governance.permissions import is_active_user
 from governance.roles import RISK_OFFICER
 
