@@ -270,3 +270,24 @@ def test_the_model_page_shows_the_reapproval_and_links_it_from_the_alert(watched
     assert "re-approval</span> Opened by a monitoring alert (monitor run by dana) while the version is in production" in card
     assert f'<a href="#request-{request.pk}" class="reapproval-link">re-approval #{request.pk}</a>' in page
     assert "An alert on this version in production opens its re-approval." in page
+
+
+def test_the_models_bundle_carries_the_reapproval_and_verify_replays_it(watched, deployed, scientist, approver,
+                                                                        risk_officer, tmp_path):
+    from audit.ledger import checkpoint_create
+    from governance.reports import selectors
+    from tests.reports.bundle_helpers import make_bundle, run_verify
+
+    monitor_run(monitor=watched, by=scientist)
+    request = ApprovalRequest.objects.get(kind="reapproval")
+    approval_decide(request=request, by=approver, decision="approve", comment="drift explained")
+    approval_decide(request=request, by=risk_officer, decision="approve", comment="agreed")
+    plan = selectors.bundle_plan_for_model(model_name=deployed.model.name)
+    assert ("governance.approvalrequest", str(request.pk)) in plan.subjects
+    checkpoint_create()
+    result = run_verify(tmp_path, make_bundle(plan.subjects, bounded_subjects=plan.bounded))
+    assert result.returncode == 0, result.stdout
+    assert "2 approval(s) replayed from the entries" in result.stdout  # the first approval and the re-approval
+    from audit.capture.state import governed_state_problems
+
+    assert [p for p in governed_state_problems() if p["subject_type"].startswith("governance.")] == []
