@@ -185,6 +185,8 @@ class ErrorCode(StrEnum):
     # --- Governance: approvals and deployments --------------------------------------------------
     APPROVAL_REQUEST_NOT_FOUND = "approval_request_not_found", 404, "No such approval request."
     APPROVAL_NOT_PENDING = "approval_not_pending", 409, "The approval request is no longer pending."
+    APPROVAL_REAPPROVAL_NOT_WITHDRAWABLE = ("approval_reapproval_not_withdrawable", 409,
+                                            "A re-approval opened by a monitoring alert is decided, never withdrawn.")
     APPROVAL_ALREADY_DECIDED = "approval_already_decided", 409, "The caller decided this request already; one person counts once."
     APPROVAL_EVIDENCE_MISSING = "approval_evidence_missing", 409, "The model card or the evidence the policy requires is missing."
     APPROVAL_POLICY_MISSING = "approval_policy_missing", 409, "No approval policy applies to the model."
@@ -303,6 +305,7 @@ class ErrorCode(StrEnum):
                                          "An open monitoring alert of the version blocks its promotion to production.")
     MONITORING_MONITOR_NOT_FOUND = "monitoring_monitor_not_found", 404, "No such monitor."
     MONITORING_ALERT_NOT_FOUND = "monitoring_alert_not_found", 404, "No such alert."
+    MONITORING_COMPARISON_NOT_FOUND = "monitoring_comparison_not_found", 404, "No such champion/challenger comparison."
     MONITORING_VERSION_NOT_APPROVED = "monitoring_version_not_approved", 409, "The version has not been approved."
     MONITORING_PROFILE_CORRUPT = "monitoring_profile_corrupt", 409, "The stored profile body does not match its recorded digest."
     MONITORING_NO_DATA = "monitoring_no_data", 400, "Give the reference data: a file or a lineage dataset version."

@@ -316,9 +316,23 @@ class RequestStatus(models.TextChoices):
     EXPIRED = "expired", "Expired"
 
 
+class RequestKind(models.TextChoices):
+    APPROVAL = "approval", "Approval"
+    REAPPROVAL = "reapproval", "Re-approval of a production version"
+
+
 class ApprovalRequest(GovernedModel):
+    """A request to approve a version. A re-approval (opened by a monitoring alert, per the monitor's
+    policy) asks the same deciders, under the same rules, whether a production version may stay; it
+    leaves the version's status as it is, whatever its outcome."""
+
     version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="approval_requests")
-    submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=10, choices=RequestKind.choices, default=RequestKind.APPROVAL)
+    # Empty only for a re-approval that a scheduled job opened: no person asked for it.
+    submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="+")
+    excluded_deciders = models.JSONField(default=list, blank=True, help_text="Actor labels who may not decide it "
+                                         "(for a re-approval: whose run or prediction batches raised the alert)")
     submitted_at = models.DateTimeField()
     comment = models.TextField(blank=True)
     status = models.CharField(max_length=10, choices=RequestStatus.choices, default=RequestStatus.PENDING)

@@ -86,7 +86,7 @@ def model_version_get(*, user: Any, model_name: str, label: str) -> ModelVersion
 def approval_request_list(*, user: Any, status: str | None = None,
                           model_name: str | None = None) -> QuerySet[ApprovalRequest]:
     requests = ApprovalRequest.objects.select_related("version__model", "submitted_by").prefetch_related(
-        "decisions__approver").filter(
+        "decisions__approver", "monitoring_alerts").filter(
         version__model__in=registered_model_list(user=user)).order_by("-submitted_at", "-pk")
     if status:
         requests = requests.filter(status=status)

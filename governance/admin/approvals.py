@@ -59,13 +59,13 @@ class DecideForm(forms.Form):
 
 @admin.register(ApprovalRequest)
 class ApprovalRequestAdmin(ServiceBackedAdmin):
-    list_display = ("id", "version", "status", "submitted_by", "submitted_at", "expires_at")
-    list_filter = ("status",)
+    list_display = ("id", "version", "kind", "status", "submitted_by", "submitted_at", "expires_at")
+    list_filter = ("status", "kind")
     search_fields = ("version__label", "version__model__name")
     inlines = [DecisionInline]
     actions = ["approve_selected", "reject_selected", "withdraw_selected"]
-    readonly_fields = ("version", "submitted_by", "submitted_at", "comment", "status", "policy_snapshot",
-                       "expires_at", "closed_at", "closing_comment")
+    readonly_fields = ("version", "kind", "submitted_by", "submitted_at", "comment", "status", "policy_snapshot",
+                       "excluded_deciders", "expires_at", "closed_at", "closing_comment")
     fields = readonly_fields
     change_list_template = "admin/governance/approvalrequest_changelist.html"
 

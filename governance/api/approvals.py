@@ -45,7 +45,12 @@ class ApprovalRequestOut(serializers.Serializer):
     model = serializers.CharField(source="version.model.name")
     version = serializers.CharField(source="version.label")
     status = serializers.CharField()
-    submitted_by = serializers.CharField(source="submitted_by.username")
+    kind = serializers.CharField(help_text="approval, or reapproval (of a production version, opened by a monitoring "
+                                           "alert)")
+    submitted_by = serializers.CharField(source="submitted_by.username", allow_null=True,
+                                         help_text="Null for a re-approval a scheduled job opened")
+    excluded_deciders = serializers.ListField(child=serializers.CharField())
+    monitoring_alerts = serializers.SerializerMethodField()
     submitted_at = serializers.DateTimeField()
     comment = serializers.CharField()
     expires_at = serializers.DateTimeField()
@@ -57,6 +62,10 @@ class ApprovalRequestOut(serializers.Serializer):
 
     def get_decisions(self, request: ApprovalRequest) -> list[dict[str, Any]]:
         return DecisionOut(request.decisions.all(), many=True).data  # type: ignore[return-value]
+
+    def get_monitoring_alerts(self, request: ApprovalRequest) -> list[int]:
+        """The monitoring alerts that opened or joined this re-approval."""
+        return sorted(alert.pk for alert in request.monitoring_alerts.all())
 
     def get_progress(self, request: ApprovalRequest) -> dict[str, Any]:
         return quorum_state(request.decisions.all(), effective_policy(request))

@@ -198,6 +198,9 @@ class AlertOut(serializers.Serializer):
     status = serializers.CharField()
     comment = serializers.CharField()
     acknowledged_at = serializers.DateTimeField(allow_null=True)
+    reapproval = serializers.IntegerField(source="reapproval_id", allow_null=True,
+                                          help_text="The approval request (a re-approval of the version) the alert "
+                                                    "opened or joined, per the monitor's `reapprove_on_alert`")
     created_at = serializers.DateTimeField()
 
 

@@ -2,8 +2,10 @@
 
 Drift per column over time is a heatmap (one row per column, one cell per run, the shade the
 effect size relative to its threshold, a drifted cell outlined in red); performance over time is
-one line per metric with its threshold as a dashed line of the same colour. Labels are escaped;
-an undefined value is a grey cell or a gap in the line.
+one line per metric with its threshold as a dashed line of the same colour; a champion/challenger
+comparison is a forest plot (per metric the difference with its confidence interval, and a zero
+line). Labels are escaped; an undefined value is a grey cell, a gap in the line or a row marked
+undefined.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 
-from governance.reports.charts import BAD, GRID, INK, MUTED, _empty, _shorten, _text
+from governance.reports.charts import BAD, GOOD, GRID, INK, MUTED, _empty, _shorten, _text
 
 PALETTE = ("#3e7cb1", "#e07b00", "#2e8540", "#8e44ad", "#b8860b", "#16a085", "#7f8c8d")
 
@@ -160,5 +162,89 @@ def metric_lines(labels: Sequence[str], series: Mapping[str, Sequence[float | No
         if index % label_every == 0 or index == len(labels) - 1:
             parts.append(f'<g transform="translate({x_of(index):.1f},{height - bottom + 12}) rotate(-25)">'
                          f'{_text(0, 0, _shorten(label, 18), size=8, anchor="end", fill=MUTED)}</g>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One metric of a comparison: challenger - champion, its CI, and which direction is better."""
+
+    metric: str
+    difference: float | None
+    ci: tuple[float, float] | None
+    lower_is_better: bool
+
+
+def difference_verdict(row: Difference) -> str:
+    """`challenger` or `champion` when the whole CI favours one of them, else `unclear`."""
+    if row.difference is None or row.ci is None:
+        return "unclear"
+    if row.ci[0] > 0:
+        return "champion" if row.lower_is_better else "challenger"
+    if row.ci[1] < 0:
+        return "challenger" if row.lower_is_better else "champion"
+    return "unclear"
+
+
+def difference_forest(rows: Sequence[Difference], *, title: str, confidence: float, width: int = 760) -> str:
+    """A forest plot: per metric (one row each) the difference as a dot with its CI as whiskers, on one
+    axis with a zero line; green where the CI favours the challenger, red where it favours the champion."""
+    values = [v for row in rows for v in ([row.difference] if row.difference is not None else []) + list(row.ci or ())]
+    if not rows or not values:
+        return _empty(width, title, "no metric was defined on this window")
+    low, high = min([*values, 0.0]), max([*values, 0.0])
+    pad = max(high - low, 1e-9) * 0.08
+    low, high = low - pad, high + pad
+    step = _nice_step((high - low) / 4)
+    label_w, value_w, top, row_h, bottom = 90, 200, 34, 26, 58
+    plot_w = width - label_w - value_w
+    height = top + row_h * len(rows) + bottom
+
+    def x_of(value: float) -> float:
+        return label_w + plot_w * (value - low) / (high - low)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+             f'role="img" aria-label="{escape(title)}" class="difference-forest">',
+             _text(8, 16, title, size=11, weight="bold")]
+    plot_bottom = top + row_h * len(rows)
+    decimals = max(0, -math.floor(math.log10(step)))
+    for tick in range(math.ceil(low / step), math.floor(high / step) + 1):
+        x = x_of(tick * step)
+        parts.append(f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{plot_bottom}" stroke="{GRID}"/>')
+        parts.append(_text(x, plot_bottom + 12, f"{tick * step:+.{decimals}f}" if tick else "0", size=8,
+                           anchor="middle", fill=MUTED))
+    zero = x_of(0.0)
+    parts.append(f'<line x1="{zero:.1f}" y1="{top - 6}" x2="{zero:.1f}" y2="{plot_bottom}" stroke="{INK}" '
+                 f'stroke-width="1.5" class="zero-line"/>')
+    colours = {"challenger": GOOD, "champion": BAD, "unclear": MUTED}
+    for index, row in enumerate(rows):
+        y = top + row_h * index + row_h / 2
+        parts.append(_text(label_w - 8, y + 3, _shorten(row.metric, 14), size=9, anchor="end"))
+        if row.difference is None:
+            parts.append(_text(label_w + 6, y + 3, "undefined on this window", size=8, fill=MUTED))
+            continue
+        colour = colours[difference_verdict(row)]
+        ci_text = f" [{row.ci[0]:+.4f}, {row.ci[1]:+.4f}]" if row.ci else " [no CI]"
+        tip = f"{row.metric}: {row.difference:+.4f}{ci_text}"
+        parts.append(f'<g class="forest-row"><title>{escape(tip)}</title>')
+        if row.ci is not None:
+            left, right = x_of(row.ci[0]), x_of(row.ci[1])
+            parts.append(f'<line x1="{left:.1f}" y1="{y:.1f}" x2="{right:.1f}" y2="{y:.1f}" stroke="{colour}" '
+                         f'stroke-width="2"/>')
+            for x in (left, right):
+                parts.append(f'<line x1="{x:.1f}" y1="{y - 5:.1f}" x2="{x:.1f}" y2="{y + 5:.1f}" stroke="{colour}" '
+                             f'stroke-width="2"/>')
+        parts.append(f'<circle cx="{x_of(row.difference):.1f}" cy="{y:.1f}" r="4.5" fill="{colour}"/></g>')
+        parts.append(_text(label_w + plot_w + 10, y + 3, f"{row.difference:+.4f}{ci_text}", size=8, fill=colour))
+    parts.append(_text(label_w + plot_w / 2, plot_bottom + 26,
+                       f"challenger − champion, {confidence * 100:g}% paired bootstrap CI", size=8, anchor="middle",
+                       fill=MUTED))
+    legend_y = height - 10
+    for i, (verdict, text) in enumerate((("challenger", "CI favours the challenger"),
+                                         ("champion", "CI favours the champion"), ("unclear", "CI includes 0"))):
+        x = 8 + i * 190
+        parts.append(f'<circle cx="{x + 5}" cy="{legend_y - 3}" r="4" fill="{colours[verdict]}"/>')
+        parts.append(_text(x + 14, legend_y, text, size=8, fill=MUTED))
     parts.append("</svg>")
     return "".join(parts)

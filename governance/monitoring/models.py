@@ -144,6 +144,10 @@ class Alert(models.Model):
                                         related_name="+")
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     comment = models.TextField(blank=True)
+    reapproval = models.ForeignKey("governance.ApprovalRequest", null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="monitoring_alerts",
+                                   help_text="The re-approval of the version this alert opened or joined (policy "
+                                             "`reapprove_on_alert`)")
     # An alert without a run (an overdue revalidation) notifies on its own, each channel once.
     webhook_sent_at = models.DateTimeField(null=True, blank=True)
     emailed_at = models.DateTimeField(null=True, blank=True)

@@ -1,5 +1,6 @@
 """The monitoring section of the model page: drift per column over time (a heatmap), performance
-over time with its threshold lines, and the open alerts with an Acknowledge form.
+over time with its threshold lines, and the open alerts with an Acknowledge form; and the model's
+champion/challenger comparisons page (a forest plot of the differences with their CIs).
 
 Reads go through governance.monitoring.selectors (team-scoped); the acknowledgement goes through
 the monitoring service, which checks the permission and records the ledger entry.
@@ -15,6 +16,7 @@ from governance.fairness.services.access import can_manage_specs
 from governance.models import ModelVersion, RegisteredModel
 from governance.monitoring import charts
 from governance.monitoring import selectors as monitoring_selectors
+from governance.monitoring.performance import HIGHER_IS_BETTER
 from governance.monitoring.services.monitors import alert_acknowledge
 
 RUNS_SHOWN = 30
@@ -77,3 +79,47 @@ def acknowledge(*, user: Any, model: RegisteredModel, alert_id: int, comment: st
 
         raise NotFound(f"No alert {alert_id}.", code="monitoring_alert_not_found", extra={"id": alert_id})
     return alert_acknowledge(alert=alert, by=user, comment=comment)
+
+
+COMPARISONS_SHOWN = 50
+
+
+def _comparison_view(comparison: Any) -> dict[str, Any]:
+    result = comparison.result or {}
+    bootstrap = result.get("bootstrap") or {}
+    rows = []
+    for name, metric in (result.get("metrics") or {}).items():
+        ci = metric.get("ci")
+        row = charts.Difference(metric=name, difference=metric.get("difference"),
+                                ci=(float(ci[0]), float(ci[1])) if ci else None,
+                                lower_is_better=name not in HIGHER_IS_BETTER)
+        rows.append({**metric, "name": name, "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None,
+                     "verdict": charts.difference_verdict(row), "better": "lower" if row.lower_is_better else "higher",
+                     "chart_row": row})
+    batches = {side: [b for b in comparison.batches or [] if b.get("version") == label]
+               for side, label in (("champion", comparison.champion.label), ("challenger", comparison.challenger.label))}
+    return {
+        "comparison": comparison, "metrics": rows, "bootstrap": bootstrap, "rows": result.get("rows") or {},
+        "columns": result.get("columns") or {}, "n": result.get("n"), "task": result.get("task"), "batches": batches,
+        "forest": mark_safe(charts.difference_forest(  # noqa: S308 (generated SVG, labels escaped)
+            [row["chart_row"] for row in rows], confidence=float(bootstrap.get("confidence") or 0.95),
+            title=f"{comparison.challenger.label} (challenger) − {comparison.champion.label} (champion), per metric")),
+    }
+
+
+def comparisons_page(*, user: Any, model: RegisteredModel, comparison_id: int | None) -> dict[str, Any]:
+    """The model's comparisons (newest first) and one shown in full: the one asked for, else the newest.
+    Read team-scoped; a comparison of another model or team is a 404 (`NotFound`)."""
+    from core.errors import NotFound
+
+    visible = (monitoring_selectors.comparison_list(user=user, model_name=model.name)
+               .select_related("created_by").order_by("-pk"))
+    comparisons = list(visible[:COMPARISONS_SHOWN])
+    shown = comparisons[0] if comparisons and comparison_id is None else next(
+        (c for c in comparisons if c.pk == comparison_id), None)
+    if comparison_id is not None and shown is None:
+        shown = visible.filter(pk=comparison_id).first()  # older than the list shows
+        if shown is None:
+            raise NotFound(f"No comparison {comparison_id}.", code="monitoring_comparison_not_found",
+                           extra={"id": comparison_id})
+    return {"comparisons": comparisons, "shown": _comparison_view(shown) if shown is not None else None}

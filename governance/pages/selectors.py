@@ -180,9 +180,11 @@ def approval_timeline(requests: list[ApprovalRequest]) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     for request in requests:
         version = request.version
-        events.append({"when": request.submitted_at, "kind": "submitted", "who": request.submitted_by.get_username(),
+        reapproval = request.kind == "reapproval"
+        events.append({"when": request.submitted_at, "kind": "submitted",
+                       "who": request.submitted_by.get_username() if request.submitted_by else "monitoring",
                        "version": version.label, "request": request.pk, "comment": request.comment,
-                       "text": f"requested approval of {version.label}"})
+                       "text": f"{'opened a re-approval' if reapproval else 'requested approval'} of {version.label}"})
         for decision in getattr(request, "decision_list", []):
             events.append({"when": decision.decided_at, "kind": decision.decision,
                            "who": decision.approver.get_username(), "version": version.label, "request": request.pk,

@@ -217,6 +217,18 @@ def alert_acknowledge(request: HttpRequest, name: str, alert_id: int) -> HttpRes
     return HttpResponseRedirect(_model_url(model.name) + "#monitoring")
 
 
+@require_GET
+@login_required
+def model_comparisons(request: HttpRequest, name: str, comparison_id: int | None = None) -> HttpResponse:
+    """Champion/challenger comparisons of a model, one shown in full (team-scoped: another team's is a 404)."""
+    model = _visible_model_or_404(request, name)
+    try:
+        context = monitoring_section.comparisons_page(user=request.user, model=model, comparison_id=comparison_id)
+    except NotFound:
+        raise Http404("No such comparison.")
+    return render(request, "pages/comparisons.html", {"nav": "models", "model": model, **context})
+
+
 # --- Ledger -----------------------------------------------------------------------------------
 
 def _require_ledger_reader(request: HttpRequest) -> None:

@@ -461,7 +461,7 @@ def _findings_section(primary: dict[str, Any] | None) -> dict[str, Any]:
 
 def _signoff(requests: list[ApprovalRequest], decisions: list[ApprovalDecision]) -> dict[str, Any]:
     content = {
-        "requests": [{"id": r.pk, "status": r.status, "submitted_by": _user(r.submitted_by),
+        "requests": [{"id": r.pk, "kind": r.kind, "status": r.status, "submitted_by": _user(r.submitted_by),
                       "submitted_at": _time(r.submitted_at), "comment": r.comment, "closed_at": _time(r.closed_at),
                       "closing_comment": r.closing_comment, "policy": r.policy_snapshot} for r in requests],
         "decisions": [{"request": d.request_id, "decision": d.decision, "approver": _user(d.approver),

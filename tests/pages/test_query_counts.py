@@ -39,7 +39,37 @@ EXPECTED = {
     "ledger": 5,
     # includes the witnesses' cosignatures of the checkpoint shown
     "ledger_entry": 11,
+    # session, user, the model (team-scoped), the comparisons listed (versions and author joined in)
+    "comparisons": 6,
+    "comparison": 6,
 }
+
+
+def _compare(model, count: int) -> None:
+    """`count` comparisons between the model's two oldest versions (rows only: the page reads them)."""
+    from django.utils import timezone
+
+    from governance.monitoring.models import Comparison
+
+    champion, challenger = model.versions.order_by("pk")[:2]
+    now = timezone.now()
+    metric = {"champion": 0.8, "challenger": 0.85, "difference": 0.05, "ci": [0.01, 0.09], "replicates_defined": 100}
+    for _ in range(count):
+        Comparison.objects.create(
+            champion=champion, challenger=challenger, window_start=now, window_end=now,
+            batches=[{"id": 1, "sha256": "ab" * 32, "version": champion.label},
+                     {"id": 2, "sha256": "cd" * 32, "version": challenger.label}],
+            result={"n": 100, "task": "classification", "metrics": {"accuracy": metric, "brier": {**metric, "ci": None}},
+                    "bootstrap": {"method": "paired percentile", "replicates": 100, "seed": 0, "confidence": 0.95},
+                    "rows": {"champion": 100, "challenger": 100, "paired": 100, "with_outcome": 100},
+                    "columns": {"y_true": "label", "y_pred": "", "score": "score", "id": "prediction_id"}},
+            result_sha256="ef" * 32, ledger_seq=1)
+
+
+def first_comparison(model) -> int:
+    from governance.monitoring.models import Comparison
+
+    return Comparison.objects.filter(champion__model=model).order_by("pk").values_list("pk", flat=True)[0]
 
 
 def _grow(model, make_version, scientist, approver, approver2, risk_officer, environments, start: int, count: int):
@@ -72,6 +102,7 @@ def world(model, make_version, scientist, approver, approver2, risk_officer, aud
 def test_every_page_runs_a_fixed_number_of_queries(world, approver, auditor, django_assert_num_queries):
     model = world["model"]
     world["grow"](1, 2)
+    _compare(model, 2)
     approver_client, auditor_client = Client(), Client()
     approver_client.force_login(approver)
     auditor_client.force_login(auditor)
@@ -83,10 +114,13 @@ def test_every_page_runs_a_fixed_number_of_queries(world, approver, auditor, dja
         "model_page": (auditor_client, f"/models/{model.name}/"),
         "ledger": (auditor_client, "/ledger/?action=approval_request."),
         "ledger_entry": (auditor_client, f"/ledger/{seq}/"),
+        "comparisons": (auditor_client, f"/models/{model.name}/comparisons/"),
+        "comparison": (auditor_client, f"/models/{model.name}/comparisons/{first_comparison(model)}/"),
     }
     small = {name: _count(client, url) for name, (client, url) in pages.items()}
     assert small == EXPECTED
     world["grow"](3, 6)
+    _compare(model, 8)
     for name, (client, url) in pages.items():
         client.get(url)
         with django_assert_num_queries(EXPECTED[name]):

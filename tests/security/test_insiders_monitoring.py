@@ -120,3 +120,82 @@ def test_the_admin_cannot_edit_monitors_or_close_alerts(what, monitor, scientist
     assert response.status_code == 403
     assert Monitor.objects.get().thresholds["numeric_effect"] == 0.1
     assert Alert.objects.get().status == Alert.Status.OPEN
+
+
+# --- re-approval on alert (policy `reapprove_on_alert`) ---------------------------------------
+
+@pytest.fixture
+def production(version, scientist, approver, risk_officer, policy, environments):  # type: ignore[no-untyped-def]
+    """The version approved by two deciders and deployed, watched by a monitor whose policy re-approves on alert."""
+    from governance.registry.services.approvals import approval_decide, model_version_submit
+    from governance.registry.services.deployments import deployment_record
+
+    request = model_version_submit(version=version, by=scientist)
+    approval_decide(request=request, by=approver, decision="approve", comment="ok")
+    approval_decide(request=request, by=risk_officer, decision="approve", comment="ok")
+    deployment_record(version=version, environment=environments["production"], by=scientist)
+    reference_profile_create(by=scientist, version=version, file=SimpleUploadedFile("ref.csv", _csv(2_000)),
+                             columns=["age"])
+    monitor = monitor_create(by=scientist, version=version)
+    return monitor_thresholds_set(monitor=monitor, by=risk_officer,
+                                  thresholds={**monitor.thresholds, "reapprove_on_alert": True})
+
+
+def _drift(by: Any, version: Any) -> None:
+    prediction_batch_upload(by=by, model=version.model, served_version=version,
+                            uploaded=SimpleUploadedFile("drift.csv", _csv(800, shift=9.0)))
+
+
+def test_an_approver_whose_predictions_raised_the_alert_cannot_approve_its_reapproval(
+        production, version, make_user, team, approver2):
+    from django.contrib.auth import get_user_model
+
+    from governance.models import ApprovalDecision, ApprovalRequest
+    from governance.registry.services.access import approver_scope_grant
+    from tests.fixtures import SEED
+
+    insider = make_user("ivan", "data_scientist", "approver", teams=(team,))
+    approver_scope_grant(by=SEED, to=insider, risk_tier="high")
+    insider = get_user_model().objects.get(pk=insider.pk)
+    _drift(insider, version)
+    ran = api(approver2).post(f"/api/monitoring/monitors/{production.pk}/runs/")
+    assert ran.status_code == 201
+    request = ApprovalRequest.objects.get(kind="reapproval")
+    assert request.excluded_deciders == ["user:bob", "user:ivan"]
+    for person in (insider, approver2):  # the uploader, and the approver who ran the monitor
+        response = api(person).post(f"/api/approval-requests/{request.pk}/decisions/",
+                                    {"decision": "approve", "comment": "fine by me"}, format="json")
+        assert response.status_code == 403, response.json()
+        assert response.json()["code"] == "approval_separation_of_duties"
+    assert not ApprovalDecision.objects.filter(request=request).exists()
+
+
+def test_the_data_scientist_cannot_make_the_reapproval_go_away(production, version, scientist):
+    from governance.models import ApprovalRequest
+
+    _drift(scientist, version)
+    assert api(scientist).post(f"/api/monitoring/monitors/{production.pk}/runs/").status_code == 201
+    request = ApprovalRequest.objects.get(kind="reapproval")
+    client = api(scientist)
+    withdrawn = client.post(f"/api/approval-requests/{request.pk}/withdraw/", {"comment": "false alarm"}, format="json")
+    assert withdrawn.status_code == 409 and withdrawn.json()["code"] == "approval_reapproval_not_withdrawable"
+    alert = Alert.objects.get()
+    acknowledged = client.post(f"/api/monitoring/alerts/{alert.pk}/acknowledge/", {"comment": "known"}, format="json")
+    assert acknowledged.status_code == 200
+    turned_off = client.post(f"/api/monitoring/monitors/{production.pk}/thresholds/",
+                             {"thresholds": {**production.thresholds, "reapprove_on_alert": False}}, format="json")
+    assert turned_off.status_code == 403 and turned_off.json()["code"] == "monitoring_thresholds_risk_officer_only"
+    request.refresh_from_db()
+    production.refresh_from_db()
+    assert request.status == "pending" and production.thresholds["reapprove_on_alert"] is True
+
+
+def test_one_risk_officer_alone_cannot_turn_reapproval_off(production, risk_officer):
+    client = api(risk_officer)
+    proposed = client.post(f"/api/monitoring/monitors/{production.pk}/thresholds/",
+                           {"thresholds": {**production.thresholds, "reapprove_on_alert": False}}, format="json")
+    assert proposed.status_code == 202
+    own = client.post(f"/api/monitoring/threshold-changes/{proposed.json()['id']}/confirm/")
+    assert own.status_code == 403 and own.json()["code"] == "monitoring_second_risk_officer"
+    production.refresh_from_db()
+    assert production.thresholds["reapprove_on_alert"] is True

@@ -37,14 +37,16 @@ from governance.monitoring.services.profiles import (
     reference_profile_load,
     reference_profile_sealed,
 )
+from governance.monitoring.services.reapproval import reapproval_for_alert
 from governance.permissions import is_active_user
 from governance.roles import RISK_OFFICER
 
 DEFAULT_THRESHOLDS: dict[str, Any] = {"alpha": 0.05, "correction": "benjamini-hochberg", "numeric_effect": 0.1,
                                       "categorical_effect": 0.1, "performance": {}, "on_alert": "none",
-                                      "revalidate_days": None}
+                                      "revalidate_days": None, "reapprove_on_alert": False}
 # What an open alert of the monitor does to its version: nothing more, or block its promotion to
-# production until the alert is acknowledged.
+# production until the alert is acknowledged. Independently, `reapprove_on_alert` opens a
+# re-approval of a production version (services.reapproval).
 ON_ALERT = ("none", "block_promotion")
 KNOWN_PERFORMANCE = frozenset({"accuracy", "precision", "recall", "f1", "roc_auc", "brier", "mae", "rmse", "r2"})
 
@@ -80,6 +82,8 @@ def normalise_thresholds(raw: Any) -> dict[str, Any]:
     thresholds["performance"] = {name: float(value) for name, value in sorted(performance.items())}
     if thresholds["on_alert"] not in ON_ALERT:
         raise InvalidInput(f"'on_alert' must be one of {list(ON_ALERT)}.", code="monitoring_bad_thresholds")
+    if not isinstance(thresholds["reapprove_on_alert"], bool):
+        raise InvalidInput("'reapprove_on_alert' must be true or false.", code="monitoring_bad_thresholds")
     days = thresholds["revalidate_days"]
     if days is not None and (isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650):
         raise InvalidInput("'revalidate_days' is null or a whole number of days from 1 to 3650.",
@@ -90,7 +94,8 @@ def normalise_thresholds(raw: Any) -> dict[str, Any]:
 def weakens(old: dict[str, Any], new: dict[str, Any]) -> bool:
     """True when ``new`` would let through something ``old`` alerts on: a smaller alpha, larger
     effect thresholds, Bonferroni instead of Benjamini-Hochberg, a lower minimum or higher maximum
-    on a performance metric, or a performance bound removed. The one home of this rule."""
+    on a performance metric, a performance bound removed, or an escalation turned off (blocking
+    promotion, re-approval on alert, periodic revalidation). The one home of this rule."""
     if new["alpha"] < old["alpha"] or new["numeric_effect"] > old["numeric_effect"]:
         return True
     if new["categorical_effect"] > old["categorical_effect"]:
@@ -98,6 +103,8 @@ def weakens(old: dict[str, Any], new: dict[str, Any]) -> bool:
     if old["correction"] == "benjamini-hochberg" and new["correction"] == "bonferroni":
         return True
     if old.get("on_alert", "none") == "block_promotion" and new.get("on_alert", "none") != "block_promotion":
+        return True
+    if old.get("reapprove_on_alert") is True and new.get("reapprove_on_alert") is not True:
         return True
     old_days, new_days = old.get("revalidate_days"), new.get("revalidate_days")
     if old_days is not None and (new_days is None or new_days > old_days):
@@ -407,9 +414,10 @@ def _run(*, monitor: Monitor, by: Any, end: datetime, scheduled: bool) -> Monito
 def _alerts_raise(run: MonitorRun, by: Any, breaches: list[tuple[str, str, dict[str, Any]]], result_sha256: str) -> None:
     for kind, subject, detail in breaches:
         alert = Alert.objects.create(run=run, monitor=run.monitor, kind=kind, subject=subject, detail=_finite(detail))
+        reapproval = reapproval_for_alert(alert=alert, by=by)
         ledger_append(actor=by, action="alert.raised", subject=alert, payload={
             "monitor": run.monitor_id, "run": run.pk, "kind": kind, "subject": subject, "detail": alert.detail,
-            "result_sha256": result_sha256})
+            "result_sha256": result_sha256, **({"reapproval": reapproval.pk} if reapproval else {})})
     if breaches:
         task_enqueue_on_commit(NOTIFY_TASK, run.pk)
 

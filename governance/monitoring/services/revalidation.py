@@ -20,6 +20,7 @@ from core.outbox.services import task_enqueue_on_commit
 from governance.models import ModelVersion
 from governance.monitoring import selectors
 from governance.monitoring.models import Alert, Monitor
+from governance.monitoring.services.reapproval import reapproval_for_alert
 
 SYSTEM_ACTOR = "system:revalidation_alerts_raise_task"
 NOTIFY_TASK = "governance.monitoring.tasks.alert_notify_task"
@@ -46,9 +47,10 @@ def revalidation_alerts_raise(*, now: datetime | None = None) -> list[Alert]:
                 "last_approved": item["last_approved"].isoformat() if item["last_approved"] else None}
             alert = Alert.objects.create(run=None, monitor_id=item["monitor"], kind=KIND, subject=item["version"],
                                          detail=detail)
+            reapproval = reapproval_for_alert(alert=alert, by=SYSTEM_ACTOR)
             entry = ledger_append(actor=SYSTEM_ACTOR, action="alert.raised", subject=alert, payload={
                 "monitor": item["monitor"], "run": None, "kind": KIND, "subject": item["version"],
-                "model": item["model"], "detail": detail})
+                "model": item["model"], "detail": detail, **({"reapproval": reapproval.pk} if reapproval else {})})
             alert.detail = {**detail, "ledger_seq": entry.seq}
             alert.save(update_fields=["detail"])
             task_enqueue_on_commit(NOTIFY_TASK, alert.pk)

@@ -10,7 +10,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from audit.ledger import lock_for_update
+from audit.ledger import actor_label, ledger_append, lock_for_update
 from audit.refusals import refusal_recorded
 from core.errors import Conflict, InvalidInput
 from governance import evidence, policies
@@ -24,6 +24,7 @@ from governance.models import (
     Decision,
     ModelVersion,
     RegisteredModel,
+    RequestKind,
     RequestStatus,
     RiskTier,
     SignedApproval,
@@ -63,6 +64,10 @@ class ApprovalSignatureRequired(Conflict):
 
 class ApprovalSignatureMethod(Conflict):
     code = "approval_signature_method"
+
+
+class ReapprovalNotWithdrawable(Conflict):
+    code = "approval_reapproval_not_withdrawable"
 
 POLICY_FIELDS = ("quorum", "required_roles", "fairness_audit_max_age_days", "required_card_fields", "expiry_hours",
                  "fairness_metric_floors", "fairness_min_group_size", "fairness_dataset_registered", "signed_approval")
@@ -304,9 +309,47 @@ def model_version_submit(*, version: ModelVersion, by: Any, comment: str = "") -
     return request
 
 
+REAPPROVAL_ACTION = "approval_request.reapproval_opened"
+
+
+def model_version_reapproval_open(*, version: ModelVersion, by: Any, reason: dict[str, Any],
+                                  excluded: Iterable[Any] = ()) -> tuple[ApprovalRequest | None, bool]:
+    """Open a re-approval of a production version under the policy that applies now, or find the one
+    already pending: (the request, whether it was opened now). One pending request per version,
+    however many alerts ask (the version row lock and `approvalrequest_one_pending_per_version`).
+
+    Runs in the caller's transaction (a monitoring alert and its re-approval commit together). No
+    request (None) for a version not in production or a model without a policy. `by` is whoever
+    raised the alert (a person running the monitor, or the scheduled job: then nobody submitted it);
+    `excluded` adds the actors whose data raised it. Neither may decide it; the deciders, quorum,
+    roles and evidence are those of any approval."""
+    with transaction.atomic():
+        version = lock_for_update(ModelVersion.objects).select_related("model").get(pk=version.pk)
+        pending = ApprovalRequest.objects.filter(version=version, status=RequestStatus.PENDING).first()
+        if pending is not None:
+            return pending, False
+        if version.status != VersionStatus.DEPLOYED:
+            return None, False
+        policy = approval_policy_for(version.model)
+        if policy is None:
+            return None, False
+        person = None if isinstance(by, str) else by
+        excluded_labels = sorted({actor_label(by), *(actor_label(actor) for actor in excluded)})
+        comment = clean_text(str(reason.get("comment") or ""), "comment")
+        now = timezone.now()
+        request = ApprovalRequest(version=version, kind=RequestKind.REAPPROVAL, submitted_by=person, submitted_at=now,
+                                  comment=comment, status=RequestStatus.PENDING, policy=policy,
+                                  policy_snapshot=policy.snapshot() | {"risk_tier": version.model.risk_tier},
+                                  excluded_deciders=excluded_labels,
+                                  expires_at=now + timedelta(hours=policy.expiry_hours))
+        request.save_recorded(action=REAPPROVAL_ACTION, by=by, extra={"reason": reason})
+    return request, True
+
+
 def _locked_pending(request: ApprovalRequest) -> ApprovalRequest:
-    locked = (lock_for_update(ApprovalRequest.objects).select_related("version__model", "submitted_by")
-              .get(pk=request.pk))
+    # Not `of` the submitter: it is the nullable side of an outer join (a re-approval a job opened).
+    locked = (lock_for_update(ApprovalRequest.objects, of=("self", "version", "version__model"))
+              .select_related("version__model", "submitted_by").get(pk=request.pk))
     if locked.status != RequestStatus.PENDING:
         raise ApprovalNotPending(f"Request #{locked.pk} is {locked.status}, not pending.",
                                  extra={"id": locked.pk, "status": locked.status})
@@ -323,9 +366,15 @@ def _close(request: ApprovalRequest, *, status: str, by: Any, action: str, comme
     request.closing_comment = comment
     request.save_recorded(action=action, by=by, extra={"comment": comment, **extra})
     version = lock_for_update(ModelVersion.objects).get(pk=request.version_id)
-    transition(version, version_status)
-    version.save_recorded(action=version_action, by=by,
-                          extra={"comment": comment, "approval_request": request.pk, **extra})
+    if request.kind == RequestKind.REAPPROVAL:
+        # The version stays where it is (in production, or wherever it went meanwhile); what follows a
+        # rejected re-approval (a rollback) is a deployment decision of its own. The outcome is recorded.
+        ledger_append(actor=by, action=f"model_version.reapproval_{status}", subject=version,
+                      payload={"comment": comment, "approval_request": request.pk, "status": version.status, **extra})
+    else:
+        transition(version, version_status)
+        version.save_recorded(action=version_action, by=by,
+                              extra={"comment": comment, "approval_request": request.pk, **extra})
     request.version = version
 
 
@@ -356,6 +405,9 @@ def _may_decide(request: ApprovalRequest, by: Any) -> None:
     if by.pk == version.created_by_id:
         raise SeparationOfDuties("You registered this version; someone else must decide it.",
                                  extra={"rule": "author_cannot_decide"})
+    if actor_label(by) in (request.excluded_deciders or []):
+        raise SeparationOfDuties("Your monitor run or prediction data raised the alert that opened this re-approval; "
+                                 "someone else must decide it.", extra={"rule": "alert_raiser_cannot_decide"})
     if not can_decide(by, version.model):
         raise ApprovalPermissionDenied(f"You may not decide approvals for '{version.model.name}'.")
     if request.decisions.filter(approver=by).exists():
@@ -447,10 +499,11 @@ def approval_decide(*, request: ApprovalRequest, by: Any, decision: str, comment
                    approvers=sorted(request.decisions.filter(decision=Decision.APPROVE)
                                     .values_list("approver__username", flat=True)),
                    evidence=found, policy=snapshot)
-            # Every later monitoring window of the version is compared on the bins frozen now.
-            reference_profile_freeze(version=request.version, by=by)
-            for hook in APPROVED_HOOKS:
-                hook(request.version)
+            if request.kind == RequestKind.APPROVAL:
+                # Every later monitoring window of the version is compared on the bins frozen now.
+                reference_profile_freeze(version=request.version, by=by)
+                for hook in APPROVED_HOOKS:
+                    hook(request.version)
     return row
 
 
@@ -466,6 +519,9 @@ def approval_withdraw(*, request: ApprovalRequest, by: Any, comment: str = "") -
         require_visible(by, model)
         require(by.pk == request.submitted_by_id or can_write_model(by, model, "governance.change_approvalrequest"),
                  "You may not withdraw this request.")
+        if request.kind == RequestKind.REAPPROVAL:
+            raise ReapprovalNotWithdrawable("A re-approval opened by a monitoring alert is decided by the approvers; "
+                                            "it cannot be withdrawn.", extra={"id": request.pk})
         _close(request, status=RequestStatus.WITHDRAWN, by=by, action="approval_request.withdrawn", comment=comment,
                version_status=VersionStatus.DRAFT, version_action="model_version.withdrawn")
     return request
