@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from django.db import models
@@ -12,7 +12,15 @@ from django.db.models import Max
 
 from audit import jcs
 from audit.capture.m2m import m2m_by_through, resolve_m2m
-from audit.capture.rows import ModelSpec, governed_models, json_value, model_spec, state_from_row
+from audit.capture.rows import (
+    ModelSpec,
+    _FieldSpec,
+    field_value,
+    governed_models,
+    json_value,
+    model_spec,
+    state_from_row,
+)
 
 
 def _captured(payload: Any) -> bool:
@@ -50,6 +58,25 @@ def _last_entries(subject_type: str) -> dict[str, dict[str, Any]]:
     return found
 
 
+def differing_fields(compared: Sequence[_FieldSpec], recorded: dict[str, Any], live: dict[str, Any]) -> list[str]:
+    """Names of the fields whose live value differs from the recorded state.
+
+    A field missing from the recorded state was added by a migration after that entry was written:
+    it counts as unchanged while the row still holds the field's default (what the migration
+    filled in), and as a difference once the row holds anything else.
+    """
+    differing = []
+    for field_spec in compared:
+        name = field_spec.name
+        if name in recorded:
+            expected = recorded[name]
+        else:
+            expected = field_value(field_spec, field_spec.field.get_default())
+        if expected != live[name]:
+            differing.append(name)
+    return sorted(differing)
+
+
 def governed_state_problems() -> Iterator[dict[str, Any]]:
     """Rows whose live state differs from the state their last ledger entry recorded."""
     for model in governed_models():
@@ -71,9 +98,7 @@ def governed_state_problems() -> Iterator[dict[str, Any]]:
                 yield {"subject_type": spec.subject_type, "subject_id": subject_id,
                        "message": "row exists but its last ledger entry records its deletion", "fields": []}
                 continue
-            live = state_from_row(spec, row[1:])
-            differing = sorted(field_spec.name for field_spec in compared
-                               if state.get(field_spec.name) != live[field_spec.name])
+            differing = differing_fields(compared, state, state_from_row(spec, row[1:]))
             if differing:
                 yield {"subject_type": spec.subject_type, "subject_id": subject_id,
                        "message": f"row differs from its last ledger entry in: {', '.join(differing)}",
