@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import operator
 import queue
 import re
 import threading
@@ -258,12 +257,10 @@ def verify_ledger(*, from_tree_size: int | None = None, trusted_checkpoints: Ite
     return _finish(result, started)
 
 
-_dig = operator.methodcaller("digest")
-
-
 def _hashes(data: bytes, starts: Iterable[int], ends: Iterable[int]) -> bytes:
     """SHA-256 of each `data[start:end]`, concatenated."""
-    return b"".join(map(_dig, map(hashlib.sha256, map(data.__getitem__, map(slice, starts, ends)))))
+    sha256 = hashlib.sha256
+    return b"".join([sha256(data[start:end]).digest() for start, end in zip(starts, ends, strict=True)])
 
 
 def _parents(nodes: bytes) -> bytes:
@@ -274,6 +271,71 @@ def _parents(nodes: bytes) -> bytes:
     framed[:, 1:] = np.frombuffer(nodes, dtype=np.uint8, count=pairs * 64).reshape(pairs, 64)
     data = framed.tobytes()
     return _hashes(data, range(0, 65 * pairs, 65), range(65, 65 * pairs + 1, 65))
+
+
+# Between the payload and the rest: `,"prev_hash":"`, 64 hex digits, `","recorded_at":"`, the time
+# (`YYYY-MM-DDTHH:MM:SS.ffffffZ`), `"`.
+_FIXED_WIDTH = 14 + 64 + 17 + 27 + 1
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+# A chunk's fixed-width record per entry, as `_PG_CHUNK_SQL` sends it.
+_RECORD = np.dtype([("seq", ">i8"), ("length", ">i4"), ("rest", ">i4"), ("tail", ">i4"), ("time", ">i8"),
+                    ("hashes", np.uint8, (3, 32))])
+
+
+@dataclass
+class _Received:
+    """One chunk as received: the canonical bytes (each after a NUL) with where each entry starts
+    and ends, where its rest starts and how long its tail is, its time, and the seqs and hashes."""
+    canonical: bytes
+    view: np.ndarray
+    starts: list[int]
+    ends: np.ndarray
+    rests: np.ndarray
+    tails: np.ndarray
+    times: np.ndarray
+    seqs: bytes
+    prevs: bytes
+    entry_hashes: bytes
+    leaves: bytes
+    keys: list[bytes]
+
+
+def _fixed_fields_spell(view: np.ndarray, rests: np.ndarray, prevs: bytes, times: np.ndarray) -> bool:
+    """Whether the bytes before each entry's rest spell its prev_hash and time (UTC, microseconds,
+    `Z`) as the append wrote them; compared as one matrix."""
+    count = len(rests)
+    received = np.lib.stride_tricks.sliding_window_view(view, _FIXED_WIDTH)[rests - _FIXED_WIDTH]
+    spelled = np.empty((count, _FIXED_WIDTH), dtype=np.uint8)
+    spelled[:, :14] = np.frombuffer(b',"prev_hash":"', dtype=np.uint8)
+    prev = np.frombuffer(prevs, dtype=np.uint8).reshape(count, 32)
+    spelled[:, 14:78:2] = _HEX_DIGITS[prev >> 4]
+    spelled[:, 15:78:2] = _HEX_DIGITS[prev & 15]
+    spelled[:, 78:95] = np.frombuffer(b'","recorded_at":"', dtype=np.uint8)
+    # The time's fields from microseconds since 1970 (H. Hinnant's civil_from_days), as digits.
+    micros = times.astype(np.int64)
+    days, micros = np.divmod(micros, 86_400_000_000)
+    era, day_of_era = np.divmod(days + 719_468, 146_097)
+    year_of_era = (day_of_era - day_of_era // 1460 + day_of_era // 36_524 - day_of_era // 146_096) // 365
+    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    shifted_month = (5 * day_of_year + 2) // 153
+    month = np.where(shifted_month < 10, shifted_month + 3, shifted_month - 9)
+    year = year_of_era + era * 400 + (month <= 2)
+    if ((year < 0) | (year > 9999)).any():
+        return False  # to_char and the append spell such years otherwise; entry by entry decides
+    day = day_of_year - (153 * shifted_month + 2) // 5 + 1
+    seconds, fraction = np.divmod(micros, 1_000_000)
+    for column, width, value in ((95, 4, year), (100, 2, month), (103, 2, day), (106, 2, seconds // 3600),
+                                 (109, 2, seconds // 60 % 60), (112, 2, seconds % 60), (115, 6, fraction)):
+        for place in range(width):
+            spelled[:, column + width - 1 - place] = value // 10 ** place % 10 + ord("0")
+    spelled[:, [99, 102]] = ord("-")
+    spelled[:, 105] = ord("T")
+    spelled[:, [108, 111]] = ord(":")
+    spelled[:, 114] = ord(".")
+    spelled[:, 121] = ord("Z")
+    spelled[:, 122] = ord('"')
+    return bool(np.array_equal(received, spelled))
 
 
 # The subject_prev an entry spells after its middle, as `_tails_spell` takes it: a seq, or these.
@@ -309,7 +371,7 @@ def _tails_spell(bytes_view: np.ndarray, ends: np.ndarray, tails: np.ndarray, ex
         return False
     width = _TAIL_WIDTH
     columns = np.arange(width)
-    received = bytes_view[np.maximum(ends[:, None] - width + columns, 0)]
+    received = np.lib.stride_tricks.sliding_window_view(bytes_view, width)[np.maximum(ends - width, 0)]
     spelled = np.zeros((len(expected), width), dtype=np.uint8)
     spelled[:, -1] = ord("}")
     key = np.frombuffer(_TAIL_KEY, dtype=np.uint8)
@@ -483,26 +545,28 @@ class _Walk:
         """Check one chunk (the entries with seq in [low, high)), in parts that end where a root
         is wanted and at the cut-over. False, with the walk at the start of the part that failed,
         when anything differs."""
-        count, seqs, lengths, canonical, prevs, entry_hashes, leaves, keys, tail_lengths, framed = chunk
-        if count == 0 or framed is not True or self.expected_seq != low or len(seqs) != 8 * count \
-                or len(lengths) != 4 * count or len(tail_lengths) != 4 * count:
+        count, records, canonical, keys, framed = chunk
+        if count == 0 or framed is not True or self.expected_seq != low or len(records) != _RECORD.itemsize * count:
             return False
-        sizes = np.frombuffer(lengths, dtype=">i4").astype(np.int64)
+        fields = np.frombuffer(records, dtype=_RECORD)
+        sizes = fields["length"].astype(np.int64)
         ends = np.cumsum(sizes + 1)
         if int(ends[-1]) != len(canonical):
             return False
-        starts = (ends - sizes).tolist()  # entry i's bytes are canonical[starts[i]:ends[i]], after a NUL
+        starts = ends - sizes  # entry i's bytes are canonical[starts[i]:ends[i]], after a NUL
         subject_keys = keys.split(b"\xff")
         if len(subject_keys) != count:
             return False
-        bytes_view = np.frombuffer(canonical, dtype=np.uint8)
-        tails = np.frombuffer(tail_lengths, dtype=">i4").astype(np.int64)
+        hashes = np.ascontiguousarray(fields["hashes"])
+        received = _Received(canonical, np.frombuffer(canonical, dtype=np.uint8), starts.tolist(), ends,
+                             starts + fields["rest"], fields["tail"].astype(np.int64), fields["time"],
+                             fields["seq"].tobytes(), hashes[:, 0].tobytes(), hashes[:, 1].tobytes(),
+                             hashes[:, 2].tobytes(), subject_keys)
         cuts = sorted({size - low for size in self.wanted_roots if low < size < low + count}
                       | ({self.cut_over - low} if low < self.cut_over < low + count else set()) | {count})
         first = 0
         for last in cuts:
-            if not self._part(first, last, seqs, starts, ends, canonical, bytes_view, tails, prevs, entry_hashes,
-                              leaves, subject_keys):
+            if not self._part(received, first, last):
                 return False
             self.reached(self.expected_seq)
             if not self.result.ok:
@@ -510,30 +574,33 @@ class _Walk:
             first = last
         return True
 
-    def _part(self, first: int, last: int, seqs: bytes, starts: list[int], ends: np.ndarray, canonical: bytes,
-              bytes_view: np.ndarray, tails: np.ndarray, prevs: bytes, entry_hashes: bytes, leaves: bytes,
-              subject_keys: list[bytes]) -> bool:
+    def _part(self, chunk: _Received, first: int, last: int) -> bool:
         """Entries first..last-1 of a chunk, every check in bulk; the walk moves only if all pass."""
         seq = self.expected_seq
         count = last - first
-        if seqs[8 * first:8 * last] != np.arange(seq, seq + count, dtype=">i8").tobytes():
+        if chunk.seqs[8 * first:8 * last] != np.arange(seq, seq + count, dtype=">i8").tobytes():
             return False
         # The chain: each prev_hash is the entry_hash before it (the walk's head for the first).
-        if prevs[32 * first:32 * last] != self.prev_hash + entry_hashes[32 * first:32 * last - 32]:
+        entry_hashes = chunk.entry_hashes[32 * first:32 * last]
+        prevs = chunk.prevs[32 * first:32 * last]
+        if prevs != self.prev_hash + entry_hashes[:-32]:
             return False
         # The hashes, of the bytes received: entry_hash of the canonical bytes, leaf of NUL + them.
-        part_ends = ends[first:last]
-        end_list = part_ends.tolist()
-        if _hashes(canonical, starts[first:last], end_list) != entry_hashes[32 * first:32 * last]:
+        starts = chunk.starts[first:last]
+        ends = chunk.ends[first:last].tolist()
+        if _hashes(chunk.canonical, starts, ends) != entry_hashes:
             return False
-        node_bytes = leaves[32 * first:32 * last]
-        if _hashes(canonical, [position - 1 for position in starts[first:last]], end_list) != node_bytes:
+        node_bytes = chunk.leaves[32 * first:32 * last]
+        if _hashes(chunk.canonical, [position - 1 for position in starts], ends) != node_bytes:
             return False
-        if not self._subject_prev(seq, subject_keys[first:last], bytes_view, part_ends, tails[first:last],
-                                  canonical):
+        # The prev_hash and time the bytes spell before the rest (the server matched head and rest).
+        if not _fixed_fields_spell(chunk.view, chunk.rests[first:last], prevs, chunk.times[first:last]):
+            return False
+        if not self._subject_prev(seq, chunk.keys[first:last], chunk.view, chunk.ends[first:last],
+                                  chunk.tails[first:last], chunk.canonical):
             return False
         self._merkle(seq, node_bytes)
-        self.prev_hash = entry_hashes[32 * last - 32:32 * last]
+        self.prev_hash = entry_hashes[-32:]
         self.expected_seq = seq + count
         self.result.entries_checked += count
         return True
@@ -713,30 +780,38 @@ _PG_ENTRY_SQL = f"""
 SELECT seq, subject_type, subject_id, {_PG_HEAD}, convert_to({_PG_MIDDLE}, 'UTF8'),
        canonical, prev_hash, entry_hash, leaf_hash
   FROM audit_ledgerentry WHERE seq >= %s AND seq < %s ORDER BY seq"""
-# One chunk as one row of long byte strings, in seq order: the seqs and the canonical lengths
-# (big-endian), the canonical bytes each after a NUL, the prev, entry and leaf hashes, the
-# subjects (`type NUL id`, split by 0xFF, which UTF-8 never holds), and where each entry's
-# canonical bytes hold the bytes the server renders from its columns: whether every entry starts
-# with its rendered head and holds its rendered middle after a non-empty payload, and the length
-# of what follows the middle (its subject_prev, which Python checks). The middle is looked for in
-# the last bytes only: what follows it is at most 36 bytes (`,"subject_prev":` 18 digits `}`).
+# One chunk as one row of long byte strings, in seq order:
+# - a 124-byte record per entry: seq, the length of its canonical bytes, where its `rest`
+#   (below) starts in them, the length of what follows the rest, and the time in microseconds
+#   since 1970 (all big-endian), then its prev, entry and leaf hashes;
+# - the canonical bytes, each after a NUL;
+# - the subjects (`type NUL id`, split by 0xFF, which UTF-8 never holds);
+# - whether every entry starts with its head and holds its rest, both rendered from its columns,
+#   with room between them for the payload and for the prev_hash and time (checked by Python,
+#   with what follows the rest: the subject_prev). The rest is looked for in the last bytes only:
+#   what follows it is at most 36 bytes (`,"subject_prev":`, 18 digits, `}`).
+_PG_REST = """',"seq":' || seq::text || ',"subject":{"id":' || to_json(subject_id)::text || ',"type":'
+                  || to_json(subject_type)::text || '}'"""
 _PG_CHUNK_SQL = rf"""
-SELECT count(*), string_agg(int8send(seq), ''::bytea), string_agg(int4send(length(canonical)), ''::bytea),
+SELECT count(*),
+       string_agg(int8send(seq) || int4send(length(canonical))
+                  || int4send(window_start + found - 2)
+                  || int4send(length(canonical) - (window_start + found - 2 + length(rest)))
+                  || int8send((extract(epoch FROM recorded_at) * 1000000)::int8)
+                  || prev_hash || entry_hash || leaf_hash, ''::bytea),
        string_agg('\x00'::bytea || canonical, ''::bytea),
-       string_agg(prev_hash, ''::bytea), string_agg(entry_hash, ''::bytea), string_agg(leaf_hash, ''::bytea),
        string_agg(convert_to(subject_type, 'UTF8') || '\x00'::bytea || convert_to(subject_id, 'UTF8'),
                   '\xff'::bytea),
-       string_agg(int4send(length(canonical) - (window_start + found - 2 + length(middle))), ''::bytea),
-       bool_and(coalesce(found > 0 AND window_start + found - 2 > length(head)
+       bool_and(coalesce(found > 0 AND window_start + found - 2 > length(head) + {_FIXED_WIDTH}
                          AND substring(canonical FOR length(head)) = head, false))
-  FROM (SELECT *, greatest(length(canonical) - length(middle) - 35, 1) AS window_start,
-               position(middle IN substring(canonical FROM greatest(length(canonical) - length(middle) - 35, 1)))
+  FROM (SELECT *, greatest(length(canonical) - length(rest) - 35, 1) AS window_start,
+               position(rest IN substring(canonical FROM greatest(length(canonical) - length(rest) - 35, 1)))
                    AS found
-          FROM (SELECT seq, canonical, prev_hash, entry_hash, leaf_hash, subject_type, subject_id,
-                       {_PG_HEAD} AS head, convert_to({_PG_MIDDLE}, 'UTF8') AS middle
+          FROM (SELECT seq, recorded_at, canonical, prev_hash, entry_hash, leaf_hash, subject_type, subject_id,
+                       {_PG_HEAD} AS head, convert_to({_PG_REST}, 'UTF8') AS rest
                   FROM audit_ledgerentry WHERE seq >= %s AND seq < %s ORDER BY seq OFFSET 0) AS rendered
          OFFSET 0) AS found"""
-_NO_END = 1 << 63
+_NO_END = (1 << 63) - 1  # past every seq (a bigint)
 
 _T = TypeVar("_T")
 _DONE = object()
