@@ -276,6 +276,8 @@ def _parents(nodes: bytes) -> bytes:
 # Between the payload and the rest: `,"prev_hash":"`, 64 hex digits, `","recorded_at":"`, the time
 # (`YYYY-MM-DDTHH:MM:SS.ffffffZ`), `"`.
 _FIXED_WIDTH = 14 + 64 + 17 + 27 + 1
+_MICROS_1970_TO_2000 = 946_684_800_000_000
+_REST_KEY = len(b',"seq":') + len(b',"subject":')  # the rest, less the seq's digits and the subject
 _HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 # A chunk's fixed-width record per entry, as `_PG_CHUNK_SQL` sends it.
@@ -313,7 +315,7 @@ def _fixed_fields_spell(view: np.ndarray, rests: np.ndarray, prevs: bytes, times
     spelled[:, 15:78:2] = _HEX_DIGITS[prev & 15]
     spelled[:, 78:95] = np.frombuffer(b'","recorded_at":"', dtype=np.uint8)
     # The time's fields from microseconds since 1970 (H. Hinnant's civil_from_days), as digits.
-    micros = times.astype(np.int64)
+    micros = times.astype(np.int64) + _MICROS_1970_TO_2000
     days, micros = np.divmod(micros, 86_400_000_000)
     era, day_of_era = np.divmod(days + 719_468, 146_097)
     year_of_era = (day_of_era - day_of_era // 1460 + day_of_era // 36_524 - day_of_era // 146_096) // 365
@@ -408,19 +410,20 @@ class _Walk:
         self.stack = stack  # the Merkle frontier: one complete subtree per 1-bit of the size, largest first
         self.roots_seen: dict[int, bytes] = {start: merkle.frontier_root(_stack_to_frontier(stack, start))}
         self.computed_levels: list[bytearray] = []  # recomputed complete-subtree hashes, per level >= 1
-        # The latest seq about each subject. Keys are `type NUL id` in UTF-8 on PostgreSQL (its text
-        # holds no NUL, and the bulk path reads them so), the pair elsewhere.
+        # The latest seq about each subject. Keys are the subject's RFC 8785 bytes as the server
+        # renders them from the columns on PostgreSQL (what the bulk path reads), the pair elsewhere.
         self.last_about: dict[Any, int] = {}
         self.unseen_before_start: dict[Any, tuple[int, Any]] = {}  # incremental runs: checked at the end
         self.pg = connection.vendor == "postgresql"
 
-    def key_of(self, subject_type: str, subject_id: str) -> Any:
-        return subject_type.encode() + b"\x00" + subject_id.encode() if self.pg else (subject_type, subject_id)
+    def key_of(self, subject_type: str, subject_id: str, middle: bytes) -> Any:
+        # `,"subject":` is in the middle once: strings in it have their quotes escaped.
+        return middle[middle.rindex(b',"subject":') + len(b',"subject":'):] if self.pg else (subject_type, subject_id)
 
     def subject_of(self, key: Any) -> tuple[str, str]:
         if self.pg:
-            subject_type, subject_id = key.split(b"\x00", 1)
-            return subject_type.decode(), subject_id.decode()
+            subject = json.loads(key)
+            return subject["type"], subject["id"]
         return key
 
     def reached(self, size: int) -> None:
@@ -478,7 +481,7 @@ class _Walk:
                     result.fail(seq, "columns_mismatch", f"seq {seq}: stored columns (actor, action, subject, time "
                                 "or seq) differ from the hashed entry")
                     return
-            subject_key = self.key_of(subject_type, subject_id)
+            subject_key = self.key_of(subject_type, subject_id, middle)
             if seq >= self.cut_over:
                 known = last_about.get(subject_key, _ABSENT)
                 if known is _ABSENT and self.start and subject_key not in self.unseen_before_start:
@@ -545,7 +548,7 @@ class _Walk:
         """Check one chunk (the entries with seq in [low, high)), in parts that end where a root
         is wanted and at the cut-over. False, with the walk at the start of the part that failed,
         when anything differs."""
-        count, records, canonical, keys, framed = chunk
+        count, records, canonical, framed = chunk
         if count == 0 or framed is not True or self.expected_seq != low or len(records) != _RECORD.itemsize * count:
             return False
         fields = np.frombuffer(records, dtype=_RECORD)
@@ -554,14 +557,19 @@ class _Walk:
         if int(ends[-1]) != len(canonical):
             return False
         starts = ends - sizes  # entry i's bytes are canonical[starts[i]:ends[i]], after a NUL
-        subject_keys = keys.split(b"\xff")
-        if len(subject_keys) != count:
-            return False
+        rests = starts + fields["rest"]
+        tails = fields["tail"].astype(np.int64)
+        # Each entry's subject as its bytes spell it after `,"seq":N,"subject":` (where the server
+        # found the rest it rendered from the columns), up to the tail: the key `last_about` uses.
+        digits = np.ones(count, dtype=np.int64)
+        for power in range(1, 19):
+            digits += fields["seq"] >= 10 ** power
+        subject_keys = [canonical[first:last] for first, last in
+                        zip((rests + _REST_KEY + digits).tolist(), (ends - tails).tolist(), strict=True)]
         hashes = np.ascontiguousarray(fields["hashes"])
-        received = _Received(canonical, np.frombuffer(canonical, dtype=np.uint8), starts.tolist(), ends,
-                             starts + fields["rest"], fields["tail"].astype(np.int64), fields["time"],
-                             fields["seq"].tobytes(), hashes[:, 0].tobytes(), hashes[:, 1].tobytes(),
-                             hashes[:, 2].tobytes(), subject_keys)
+        received = _Received(canonical, np.frombuffer(canonical, dtype=np.uint8), starts.tolist(), ends, rests,
+                             tails, fields["time"], fields["seq"].tobytes(), hashes[:, 0].tobytes(),
+                             hashes[:, 1].tobytes(), hashes[:, 2].tobytes(), subject_keys)
         cuts = sorted({size - low for size in self.wanted_roots if low < size < low + count}
                       | ({self.cut_over - low} if low < self.cut_over < low + count else set()) | {count})
         first = 0
@@ -783,9 +791,8 @@ SELECT seq, subject_type, subject_id, {_PG_HEAD}, convert_to({_PG_MIDDLE}, 'UTF8
 # One chunk as one row of long byte strings, in seq order:
 # - a 124-byte record per entry: seq, the length of its canonical bytes, where its `rest`
 #   (below) starts in them, the length of what follows the rest, and the time in microseconds
-#   since 1970 (all big-endian), then its prev, entry and leaf hashes;
+#   since 2000 (its binary form; all big-endian), then its prev, entry and leaf hashes;
 # - the canonical bytes, each after a NUL;
-# - the subjects (`type NUL id`, split by 0xFF, which UTF-8 never holds);
 # - whether every entry starts with its head and holds its rest, both rendered from its columns,
 #   with room between them for the payload and for the prev_hash and time (checked by Python,
 #   with what follows the rest: the subject_prev). The rest is looked for in the last bytes only:
@@ -797,11 +804,9 @@ SELECT count(*),
        string_agg(int8send(seq) || int4send(length(canonical))
                   || int4send(window_start + found - 2)
                   || int4send(length(canonical) - (window_start + found - 2 + length(rest)))
-                  || int8send((extract(epoch FROM recorded_at) * 1000000)::int8)
+                  || timestamptz_send(recorded_at)
                   || prev_hash || entry_hash || leaf_hash, ''::bytea),
        string_agg('\x00'::bytea || canonical, ''::bytea),
-       string_agg(convert_to(subject_type, 'UTF8') || '\x00'::bytea || convert_to(subject_id, 'UTF8'),
-                  '\xff'::bytea),
        bool_and(coalesce(found > 0 AND window_start + found - 2 > length(head) + {_FIXED_WIDTH}
                          AND substring(canonical FOR length(head)) = head, false))
   FROM (SELECT *, greatest(length(canonical) - length(rest) - 35, 1) AS window_start,
