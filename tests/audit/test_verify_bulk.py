@@ -113,7 +113,9 @@ def test_a_ledger_with_legacy_entries_before_the_cut_over_passes_in_bulk(handed_
     assert _both().ok
     assert handed_over == []
     LedgerHead.objects.filter(pk=1).update(subject_prev_from=cut_over - 1)
-    assert (_both().first_bad_seq, handed_over[-1] <= cut_over - 1) == (cut_over - 1, True)
+    assert _both().first_bad_seq == cut_over - 1
+    if connection.vendor == "postgresql":
+        assert handed_over and handed_over[0] <= cut_over - 1
 
 
 @pytest.mark.parametrize(("seq", "assignment", "params"), [
