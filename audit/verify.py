@@ -13,6 +13,13 @@ Checks, in one streaming pass from entry 0 (or from a trusted checkpoint):
   true previous one; entries before the cut-over lack the field;
 - optional trusted checkpoints (published copies kept outside the database): a ledger that
   is shorter than one, or disagrees with it, has been truncated or rolled back.
+On PostgreSQL the entries come a chunk at a time as a few long byte strings. Python hashes every
+entry's canonical bytes itself, compares whole concatenations (hashes, chain, seqs), builds the
+Merkle levels a level at a time, and checks each entry's prev_hash, time and subject_prev bytes
+as matrices; the server renders each entry's head and `seq`/subject part from its columns and
+reports whether the canonical bytes hold them where they belong (a comparison of two things it
+stores, as the rendering of the columns was already the server's). Any difference sends the
+chunk through the entry-by-entry path, which names the first bad seq.
 Governed apps register state checks (`register_state_check`) that compare live rows with
 the state their last ledger entry recorded; `--state` runs them.
 """
