@@ -30,7 +30,7 @@ from governance.integrations.mlflow.services.connections import client_for
 from governance.models import NAME_PATTERN, Deployment, Environment, ModelVersion, RegisteredModel
 from governance.registry.services.common import DeploymentNotApproved
 from governance.registry.services.deployments import deployment_record
-from governance.registry.services.registry import model_register, model_version_register
+from governance.registry.services.registry import NewVersion, model_register, model_versions_register
 from lineage.models import TrainingRun
 from lineage.services.runs import run_create
 
@@ -166,24 +166,31 @@ def _link_model(connection: MlflowConnection, remote: RemoteModel, result: Recon
     return link
 
 
-def _record_version(connection: MlflowConnection, link: MlflowModelLink, remote: RemoteVersion,
-                    result: ReconcileResult) -> None:
+def _record_versions(connection: MlflowConnection, link: MlflowModelLink, remotes: list[RemoteVersion],
+                     result: ReconcileResult) -> None:
+    """Register the new MLflow versions of one model as drafts, in one batch (`model_versions_register`)."""
     svc = connection.service_account
-    if remote.manifest is None or not remote.manifest:
-        # Not registered: retried by the next pass. Logged, not recorded, so the pass stays idempotent.
-        result.errors.append(f"version {remote.version}: artifacts not hashed: {remote.manifest_error or 'none'}")
+    ready = []
+    for remote in remotes:
+        if remote.manifest is None or not remote.manifest:
+            # Not registered: retried by the next pass. Logged, not recorded, so the pass stays idempotent.
+            result.errors.append(f"version {remote.version}: artifacts not hashed: {remote.manifest_error or 'none'}")
+            continue
+        ready.append((remote, _training_run(connection, remote)))
+    if not ready:
         return
-    run_pk = _training_run(connection, remote)
-    version = model_version_register(model=link.model, by=svc, label=remote.version,
-                                     artifact_uri=remote.artifact_uri or remote.source, manifest=remote.manifest,
-                                     training_run=run_pk)
-    MlflowVersionLink.objects.create(link=link, mlflow_version=remote.version, version=version,
-                                     snapshot=remote.snapshot())
-    ledger_append(actor=svc, action="mlflow.version_imported", subject=version, payload={
-        "connection": connection.name, "mlflow_name": link.mlflow_name, "mlflow_version": remote.version,
-        **remote.snapshot(), "artifact_uri": remote.artifact_uri, "manifest_digest": version.manifest_digest,
-        "training_run": run_pk})
-    result.changes.append(f"version {remote.version}: imported ({len(remote.manifest)} files)")
+    versions = model_versions_register(model=link.model, by=svc, versions=[
+        NewVersion(label=remote.version, artifact_uri=remote.artifact_uri or remote.source, manifest=remote.manifest,
+                   training_run=run_pk) for remote, run_pk in ready])
+    MlflowVersionLink.objects.bulk_create([
+        MlflowVersionLink(link=link, mlflow_version=remote.version, version=version, snapshot=remote.snapshot())
+        for (remote, _), version in zip(ready, versions, strict=True)])
+    for (remote, run_pk), version in zip(ready, versions, strict=True):
+        ledger_append(actor=svc, action="mlflow.version_imported", subject=version, payload={
+            "connection": connection.name, "mlflow_name": link.mlflow_name, "mlflow_version": remote.version,
+            **remote.snapshot(), "artifact_uri": remote.artifact_uri, "manifest_digest": version.manifest_digest,
+            "training_run": run_pk})
+        result.changes.append(f"version {remote.version}: imported ({len(remote.manifest or {})} files)")
 
 
 def _alias_changed(connection: MlflowConnection, link: MlflowModelLink, alias: str, before: str | None,
@@ -266,11 +273,12 @@ def _apply(connection: MlflowConnection, remote: RemoteModel | None, mlflow_name
         result.changes.append(f"model {mlflow_name}: {', '.join(sorted(model_changes))} changed")
     links = {item.mlflow_version: item for item in link.versions.select_related("version")
              .filter(deleted_at__isnull=True)}
+    new_versions: list[RemoteVersion] = []
     for number in sorted(remote.versions, key=_version_key):
         current = remote.versions[number]
         known = links.get(number)
         if known is None:
-            _record_version(connection, link, current, result)
+            new_versions.append(current)
             continue
         after = current.snapshot()
         # The run id is absent from search results of `log_model` versions: never a change by itself.
@@ -284,6 +292,7 @@ def _apply(connection: MlflowConnection, remote: RemoteModel | None, mlflow_name
             known.snapshot = after
             known.save(update_fields=["snapshot"])
             result.changes.append(f"version {number}: {', '.join(sorted(diff))} changed")
+    _record_versions(connection, link, new_versions, result)
     for number, known in sorted(links.items()):
         if number not in remote.versions:
             known.deleted_at = timezone.now()
