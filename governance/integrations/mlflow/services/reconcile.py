@@ -29,7 +29,7 @@ from governance.integrations.mlflow.models import MlflowConnection, MlflowModelL
 from governance.integrations.mlflow.services.connections import client_for
 from governance.models import NAME_PATTERN, Deployment, Environment, ModelVersion, RegisteredModel
 from governance.registry.services.common import DeploymentNotApproved
-from governance.registry.services.deployments import deployment_record
+from governance.registry.services.deployments import deployment_end, deployment_record
 from governance.registry.services.registry import NewVersion, model_register, model_versions_register
 from lineage.models import TrainingRun
 from lineage.services.runs import run_create
@@ -206,10 +206,13 @@ def _alias_changed(connection: MlflowConnection, link: MlflowModelLink, alias: s
     action = "mlflow.alias_set" if after is not None else "mlflow.alias_deleted"
     ledger_append(actor=svc, action=action, subject=target.version if target else link.model, payload=payload)
     result.changes.append(f"alias @{alias}: {before} -> {after}")
-    if environment_name is None or after is None:
+    if environment_name is None:
         return
     environment = Environment.objects.get(name=environment_name)
     active = Deployment.objects.filter(model=link.model, environment=environment, is_active=True).first()
+    if after is None:
+        _alias_deleted(connection, link, alias, before, environment, active, result)
+        return
     if target is None:
         # A version never registered here (its artifacts could not be hashed) is approved for nothing.
         refusal = DeploymentNotApproved(f"MLflow version {after} is not registered here, so not approved.",
@@ -226,6 +229,22 @@ def _alias_changed(connection: MlflowConnection, link: MlflowModelLink, alias: s
         result.changes.append(f"alias @{alias}: deployment of {version.label} to {environment.name} recorded")
     except DeploymentNotApproved as refusal:
         _violation(connection, link, alias, before, after, version, environment, active, refusal, result)
+
+
+def _alias_deleted(connection: MlflowConnection, link: MlflowModelLink, alias: str, before: str | None,
+                   environment: Environment, active: Deployment | None, result: ReconcileResult) -> None:
+    """The alias is gone (deleted, or with its version): the deployment it stood for ends, unless
+    another version was deployed there since (that one is not the alias's to end)."""
+    if active is None or before is None:
+        return
+    # Deleted versions too: MLflow drops a version's aliases when it deletes the version.
+    named = (MlflowVersionLink.objects.filter(link=link, mlflow_version=before).order_by("-pk")
+             .values_list("version_id", flat=True).first())
+    if named != active.version_id:
+        return
+    deployment_end(deployment=active, by=connection.service_account,
+                   comment=f"MLflow alias @{alias} deleted ({connection.name})")
+    result.changes.append(f"alias @{alias}: deployment of {before} to {environment.name} ended")
 
 
 def _violation(connection: MlflowConnection, link: MlflowModelLink, alias: str, before: str | None, after: str,
