@@ -126,3 +126,19 @@ def test_end_over_api_refusals(deployed, make_user, other_team, team, who, statu
     assert (response.status_code, response.json()["code"]) == (status, code)
     deployed.refresh_from_db()
     assert deployed.is_active and _head() == before
+
+
+# --- Admin ------------------------------------------------------------------------------------
+
+def test_end_as_an_admin_action_of_the_team_writer(deployed, scientist):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(scientist)
+    response = client.post("/admin/governance/deployment/", {"action": "end", "_selected_action": [deployed.pk],
+                                                               "apply": "1", "comment": "service retired"})
+    assert response.status_code == 302
+    deployed.refresh_from_db()
+    assert not deployed.is_active
+    ended = last_entry("deployment.ended")
+    assert (ended.actor, ended.payload["comment"]) == ("user:dana", "service retired")
