@@ -21,7 +21,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from audit.ledger import ledger_append, lock_for_update
+from audit.ledger import draft, ledger_append, ledger_append_many, lock_for_update
 from core.errors import Conflict, InvalidInput, ServiceError, Unavailable
 from core.outbox.services import task_enqueue_on_commit
 from governance.integrations.mlflow.client import MlflowClient, MlflowError, aliases_dict, tags_dict
@@ -118,14 +118,18 @@ def fetch_model(client: MlflowClient, name: str, *, known: set[str], hash_new: b
                        aliases=aliases_dict(raw.get("aliases")), versions=versions)
 
 
-def _training_run(connection: MlflowConnection, remote: RemoteVersion) -> int | None:
-    """The lineage run for the MLflow run (created once, keyed by the connection and run id)."""
+def _run_external_id(connection: MlflowConnection, remote: RemoteVersion) -> str:
+    return f"mlflow:{connection.pk}:{remote.run_id}"[:100]
+
+
+def _training_run(connection: MlflowConnection, remote: RemoteVersion, known: dict[str, int]) -> int | None:
+    """The lineage run for the MLflow run (created once, keyed by the connection and run id); `known`
+    maps the external ids of the runs that exist to their ids, and gets the new one."""
     if not remote.run_id or remote.run is None:
         return None
-    external_id = f"mlflow:{connection.pk}:{remote.run_id}"[:100]
-    existing = TrainingRun.objects.filter(external_run_id=external_id).values_list("pk", flat=True).first()
-    if existing is not None:
-        return existing
+    external_id = _run_external_id(connection, remote)
+    if external_id in known:
+        return known[external_id]
     info = remote.run.get("info") or {}
     data = remote.run.get("data") or {}
     params = {str(p.get("key")): str(p.get("value")) for p in data.get("params") or [] if isinstance(p, dict)}
@@ -143,6 +147,7 @@ def _training_run(connection: MlflowConnection, remote: RemoteVersion) -> int | 
     ledger_append(actor=connection.service_account, action="mlflow.run_linked", subject=run,
                   payload={"connection": connection.name, "mlflow_run_id": remote.run_id, "status": status,
                            "params": params})
+    known[external_id] = run.pk
     return run.pk
 
 
@@ -171,12 +176,15 @@ def _record_versions(connection: MlflowConnection, link: MlflowModelLink, remote
     """Register the new MLflow versions of one model as drafts, in one batch (`model_versions_register`)."""
     svc = connection.service_account
     ready = []
+    known_runs = dict(TrainingRun.objects.filter(external_run_id__in=[
+        _run_external_id(connection, remote) for remote in remotes if remote.run_id]).values_list(
+        "external_run_id", "pk"))
     for remote in remotes:
         if remote.manifest is None or not remote.manifest:
             # Not registered: retried by the next pass. Logged, not recorded, so the pass stays idempotent.
             result.errors.append(f"version {remote.version}: artifacts not hashed: {remote.manifest_error or 'none'}")
             continue
-        ready.append((remote, _training_run(connection, remote)))
+        ready.append((remote, _training_run(connection, remote, known_runs)))
     if not ready:
         return
     versions = model_versions_register(model=link.model, by=svc, versions=[
@@ -185,12 +193,13 @@ def _record_versions(connection: MlflowConnection, link: MlflowModelLink, remote
     MlflowVersionLink.objects.bulk_create([
         MlflowVersionLink(link=link, mlflow_version=remote.version, version=version, snapshot=remote.snapshot())
         for (remote, _), version in zip(ready, versions, strict=True)])
-    for (remote, run_pk), version in zip(ready, versions, strict=True):
-        ledger_append(actor=svc, action="mlflow.version_imported", subject=version, payload={
-            "connection": connection.name, "mlflow_name": link.mlflow_name, "mlflow_version": remote.version,
-            **remote.snapshot(), "artifact_uri": remote.artifact_uri, "manifest_digest": version.manifest_digest,
-            "training_run": run_pk})
-        result.changes.append(f"version {remote.version}: imported ({len(remote.manifest or {})} files)")
+    # One append for the batch: the same entries, in the same order, as one append each.
+    ledger_append_many([draft(actor=svc, action="mlflow.version_imported", subject=version, payload={
+        "connection": connection.name, "mlflow_name": link.mlflow_name, "mlflow_version": remote.version,
+        **remote.snapshot(), "artifact_uri": remote.artifact_uri, "manifest_digest": version.manifest_digest,
+        "training_run": run_pk}) for (remote, run_pk), version in zip(ready, versions, strict=True)], checkpoint=False)
+    result.changes.extend(f"version {remote.version}: imported ({len(remote.manifest or {})} files)"
+                          for remote, _ in ready)
 
 
 def _alias_changed(connection: MlflowConnection, link: MlflowModelLink, alias: str, before: str | None,
