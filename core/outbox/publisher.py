@@ -8,6 +8,7 @@ twice by two publishers: every publisher goes through `outbox_dispatch`, which l
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import queue
@@ -16,12 +17,15 @@ from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
+EXIT_WAIT_S = 5.0
+
 
 class BackgroundPublisher:
     """One daemon thread per process, started on first use (and again in a forked child)."""
 
-    def __init__(self, publish: Callable[[list[int]], None]) -> None:
+    def __init__(self, publish: Callable[[list[int]], None], *, on_idle: Callable[[], None] = lambda: None) -> None:
         self._publish = publish
+        self._on_idle = on_idle
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -38,6 +42,9 @@ class BackgroundPublisher:
                 self._thread = threading.Thread(target=self._run, args=(self._queue,), name="outbox-publisher",
                                                 daemon=True)
                 self._thread.start()
+                # A process that exits (a management command, a worker restarting) first lets the thread
+                # finish what it was given, for a bounded time; what remains is the beat job's.
+                atexit.register(self.wait_idle, EXIT_WAIT_S)
             self._idle.clear()
             self._queue.put(message_id)
 
@@ -46,8 +53,6 @@ class BackgroundPublisher:
         return self._idle.wait(timeout_s)
 
     def _run(self, messages: queue.SimpleQueue[int]) -> None:
-        from django.db import close_old_connections
-
         while True:
             # One message at a time, as inline: each is tried (attempts, last_error) even while the broker is down.
             message_id = messages.get()
@@ -59,7 +64,10 @@ class BackgroundPublisher:
                 with self._lock:
                     idle = messages.empty()
                 if idle:
-                    close_old_connections()  # not between messages of a burst: no reconnect each time
+                    try:
+                        self._on_idle()  # e.g. close the thread's database connection; not within a burst
+                    except Exception:
+                        logger.exception("outbox: the publisher's idle hook failed")
                     with self._lock:
                         if messages.empty():
                             self._idle.set()

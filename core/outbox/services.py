@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from core.outbox.models import OutboxMessage
@@ -82,7 +82,7 @@ def outbox_dispatch(*, only: list[int] | None = None, limit: int = 500) -> int:
     return sent
 
 
-PUBLISHER = BackgroundPublisher(_dispatch_after_commit)
+PUBLISHER = BackgroundPublisher(_dispatch_after_commit, on_idle=close_old_connections)
 
 
 def outbox_pending_count() -> int:

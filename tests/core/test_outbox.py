@@ -96,6 +96,23 @@ def test_the_background_publisher_returns_before_the_publish_and_sends_everythin
     assert published == [1, 2]
 
 
+def test_a_process_that_exits_first_lets_the_publisher_finish(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    done = tmp_path / "published"
+    script = (
+        "import time\n"
+        "from core.outbox.publisher import BackgroundPublisher\n"
+        f"def publish(ids):\n    time.sleep(0.5)\n    open({str(done)!r}, 'w').write(repr(ids))\n"
+        "BackgroundPublisher(publish).submit(7)\n"  # and the interpreter exits at once
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, check=True, timeout=60)
+    assert done.read_text() == "[7]"
+
+
 def test_background_mode_publishes_a_committed_message_once(broker, settings):
     from core.outbox.services import PUBLISHER
 
