@@ -27,7 +27,7 @@ import uuid
 
 from bench.common import django_setup, recreate_database
 
-BENCH_DB = "governance_bench_mlflow"
+BENCH_DB = "governance_bench_mlflow" + os.environ.get("BENCH_DB_SUFFIX", "")
 SECRET = "bench-secret"  # noqa: S105
 QUEUE = "bench-mlflow"
 

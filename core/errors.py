@@ -235,7 +235,7 @@ class ErrorCode(StrEnum):
     DEPLOYMENT_NOT_APPROVED = "deployment_not_approved", 409, "Only an approved version deploys to production."
     DEPLOYMENT_VERSION_UNUSABLE = "deployment_version_unusable", 409, "The version's status does not allow deploying it."
     DEPLOYMENT_CONCURRENT = "deployment_concurrent", 409, "Another deployment to the environment happened at the same time."
-    DEPLOYMENT_NOT_ACTIVE = "deployment_not_active", 409, "Only the active deployment can be rolled back."
+    DEPLOYMENT_NOT_ACTIVE = "deployment_not_active", 409, "Only the active deployment can be rolled back or ended."
     DEPLOYMENT_NO_PREVIOUS = "deployment_no_previous", 409, "There is no earlier deployable version to roll back to."
     DEPLOYMENT_ROLLBACK_TARGET_PULLED = ("deployment_rollback_target_pulled", 409,
                                          "Every earlier version was pulled for cause or rejected; a rollback never "

@@ -18,6 +18,7 @@ urlpatterns = [
     path("deployments/", deployments.DeploymentListView.as_view(), name="gov-deployments"),
     path("deployments/<str:deployment_id>/", deployments.DeploymentDetailView.as_view(), name="gov-deployment"),
     path("deployments/<str:deployment_id>/rollback/", deployments.RollbackView.as_view(), name="gov-rollback"),
+    path("deployments/<str:deployment_id>/end/", deployments.DeploymentEndView.as_view(), name="gov-deployment-end"),
     path("environments/", deployments.EnvironmentListView.as_view(), name="gov-environments"),
     path("policies/", policies.PolicyListView.as_view(), name="gov-policies"),
     path("policy-changes/<str:change_id>/approve/",

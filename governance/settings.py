@@ -373,6 +373,9 @@ SPECTACULAR_SETTINGS["PATH_CONVERTER_OVERRIDES"] = {"rowid": {"type": "integer",
                                                              "maximum": 999_999_999_999_999_999}}
 # Outbox: tasks requested while the broker was down are published by this beat job (and at worker start).
 OUTBOX_DISPATCH_INTERVAL_S = int(_env("OUTBOX_DISPATCH_INTERVAL_S", "30"))
+# After a commit, `background` hands the new message to a publisher thread of the process, so the
+# request does not wait on the broker; `inline` publishes before the response (the tests' choice).
+OUTBOX_PUBLISH = _env("OUTBOX_PUBLISH", "background")
 
 # --- Monitoring: GET /metrics (Prometheus) ----------------------------------------------------
 # Denied unless one of these is set: a bearer token the scraper sends, or networks (CIDR) it scrapes from.

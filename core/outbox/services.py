@@ -2,7 +2,8 @@
 
 Delivery is at least once: a message published just before its row is marked can be published
 again after a crash, so tasks must be idempotent (they are: they take ids and re-check state).
-Publishing never raises into a request: a broker that is down leaves the row pending, and the
+Publishing never raises into a request, and by default the request does not wait for it (a
+background thread publishes, `core.outbox.publisher`): a broker that is down leaves the row pending, and the
 next dispatch (after the next commit that publishes, the beat job, a worker start, or
 `manage.py outbox_dispatch`) sends it.
 """
@@ -13,23 +14,32 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from core.outbox.models import OutboxMessage
+from core.outbox.publisher import BackgroundPublisher
 
 logger = logging.getLogger(__name__)
 
 def outbox_enqueue(*, task_name: str, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None) -> OutboxMessage:
-    """Store a task request in the current transaction and publish it after commit."""
+    """Store a task request in the current transaction and publish it after commit: by the process's
+    background publisher (`OUTBOX_PUBLISH=background`, the request does not wait), or inline."""
     message = OutboxMessage.objects.create(task_name=task_name, args=list(args or []), kwargs=dict(kwargs or {}))
-    transaction.on_commit(lambda: _dispatch_after_commit(message.pk))
+    if _publish_mode() == "background":
+        transaction.on_commit(lambda: PUBLISHER.submit(message.pk))
+    else:
+        transaction.on_commit(lambda: _dispatch_after_commit([message.pk]))
     return message
 
 
-def _dispatch_after_commit(message_id: int) -> None:
+def _publish_mode() -> str:
+    return "inline" if getattr(settings, "OUTBOX_PUBLISH", "background") == "inline" else "background"
+
+
+def _dispatch_after_commit(message_ids: list[int]) -> None:
     try:
-        sent = outbox_dispatch(only=[message_id])
+        sent = outbox_dispatch(only=message_ids)
         if sent:
             # The broker answers again: send whatever an earlier outage left behind.
             outbox_dispatch(limit=int(getattr(settings, "OUTBOX_DRAIN_BATCH", 200)))
@@ -70,6 +80,9 @@ def outbox_dispatch(*, only: list[int] | None = None, limit: int = 500) -> int:
                                                                    attempts=message.attempts + 1, last_error="")
                 sent += 1
     return sent
+
+
+PUBLISHER = BackgroundPublisher(_dispatch_after_commit, on_idle=close_old_connections)
 
 
 def outbox_pending_count() -> int:

@@ -15,7 +15,12 @@ from governance.models import (
     Deployment,
     Environment,
 )
-from governance.registry.services.deployments import deployment_record, deployment_rollback, environment_create
+from governance.registry.services.deployments import (
+    deployment_end,
+    deployment_record,
+    deployment_rollback,
+    environment_create,
+)
 
 
 @admin.register(Environment)
@@ -52,7 +57,7 @@ class DeploymentAdmin(RequestFormAdmin):
     form = DeploymentForm
     list_display = ("id", "model", "version", "environment", "is_active", "is_rollback", "deployed_by", "deployed_at")
     list_filter = ("environment", "is_active", "is_rollback")
-    actions = ["roll_back"]
+    actions = ["roll_back", "end"]
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         if obj is None:
@@ -78,4 +83,10 @@ class DeploymentAdmin(RequestFormAdmin):
     def roll_back(self, request: HttpRequest, queryset: QuerySet[Deployment]) -> HttpResponse | None:
         return comment_action(request, self, queryset, title="Roll back", action="roll_back",
                                run=lambda deployment, comment: deployment_rollback(
+                                   deployment=deployment, by=request.user, comment=comment))
+
+    @admin.action(description="End selected deployments (undeploy)…")
+    def end(self, request: HttpRequest, queryset: QuerySet[Deployment]) -> HttpResponse | None:
+        return comment_action(request, self, queryset, title="End", action="end",
+                               run=lambda deployment, comment: deployment_end(
                                    deployment=deployment, by=request.user, comment=comment))

@@ -1,4 +1,4 @@
-"""Deployment API: deployments, rollbacks and environments (thin views over the deployment services)."""
+"""Deployment API: deployments, rollbacks, undeploys and environments (thin views over the deployment services)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from core.api import ERROR_RESPONSES, paginated
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from governance import selectors
 from governance.api.common import CommentIn, GovernanceView, choice_param, deployment_for, validated
-from governance.registry.services.deployments import deployment_record, deployment_rollback
+from governance.registry.services.deployments import deployment_end, deployment_record, deployment_rollback
 
 
 class DeploymentIn(serializers.Serializer):
@@ -81,6 +81,17 @@ class RollbackView(GovernanceView):
         data = validated(CommentIn, request)
         rolled = deployment_rollback(deployment=deployment, by=request.user, comment=data["comment"])
         return Response(DeploymentOut(rolled).data, status=status.HTTP_201_CREATED)
+
+
+class DeploymentEndView(GovernanceView):
+    @extend_schema(operation_id="deployments_end", request=CommentIn, parameters=[IDEMPOTENCY_PARAMETER],
+                   responses={200: DeploymentOut, **ERROR_RESPONSES})
+    @idempotent
+    def post(self, request: Request, deployment_id: str) -> Response:
+        deployment = deployment_for(request, deployment_id)
+        data = validated(CommentIn, request)
+        ended = deployment_end(deployment=deployment, by=request.user, comment=data["comment"])
+        return Response(DeploymentOut(ended).data)
 
 
 class EnvironmentListView(GovernanceView):

@@ -72,3 +72,89 @@ def test_unreachable_port_is_refused_fast():
         message = outbox_enqueue(task_name="governance.tasks.approval_expire_due_task")
     message.refresh_from_db()
     assert message.dispatched_at is None and message.attempts == 1 and "OperationalError" in message.last_error
+
+
+# --- OUTBOX_PUBLISH=background: a publisher thread sends the message; the request does not wait ------------
+
+def test_the_background_publisher_returns_before_the_publish_and_sends_everything_in_order():
+    import threading
+
+    from core.outbox.publisher import BackgroundPublisher
+
+    gate, published = threading.Event(), []
+
+    def publish(ids: list[int]) -> None:
+        gate.wait(30)
+        published.extend(ids)
+
+    publisher = BackgroundPublisher(publish)
+    publisher.submit(1)
+    publisher.submit(2)
+    assert published == [] and not publisher.wait_idle(0), "submit returned while the publish was held"
+    gate.set()
+    assert publisher.wait_idle(30)
+    assert published == [1, 2]
+
+
+def test_a_process_that_exits_first_lets_the_publisher_finish(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    done = tmp_path / "published"
+    script = (
+        "import time\n"
+        "from core.outbox.publisher import BackgroundPublisher\n"
+        f"def publish(ids):\n    time.sleep(0.5)\n    open({str(done)!r}, 'w').write(repr(ids))\n"
+        "BackgroundPublisher(publish).submit(7)\n"  # and the interpreter exits at once
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, check=True, timeout=60)
+    assert done.read_text() == "[7]"
+
+
+def test_background_mode_publishes_a_committed_message_once(broker, settings):
+    from core.outbox.services import PUBLISHER
+
+    settings.OUTBOX_PUBLISH = "background"
+    port, _ = broker
+    with transaction.atomic():
+        message = outbox_enqueue(task_name="governance.tasks.approval_expire_due_task", kwargs={"x": 1})
+    assert PUBLISHER.wait_idle(30)
+    message.refresh_from_db()
+    assert message.dispatched_at is not None and message.attempts == 1 and _queued(port) == 1
+    assert outbox_dispatch() == 0 and _queued(port) == 1
+
+
+def test_background_mode_with_the_broker_down_leaves_the_rows_for_the_beat_job(broker, settings):
+    from core.outbox.services import PUBLISHER
+    from core.outbox.tasks import outbox_dispatch_task
+
+    settings.OUTBOX_PUBLISH = "background"
+    port, redis = broker
+    redis.stop()
+    for _ in range(3):
+        with transaction.atomic():
+            outbox_enqueue(task_name="governance.tasks.approval_expire_due_task")
+    assert PUBLISHER.wait_idle(30)
+    pending = OutboxMessage.objects.filter(dispatched_at__isnull=True)
+    assert pending.count() == 3 and all(message.attempts >= 1 and message.last_error for message in pending)
+    redis.start()
+    assert outbox_dispatch_task() == 3
+    assert outbox_dispatch_task() == 0 and _queued(port) == 3
+
+
+def test_a_message_whose_process_died_before_publishing_is_sent_by_the_beat_job(broker, settings, monkeypatch):
+    from core.outbox.services import PUBLISHER
+    from core.outbox.tasks import outbox_dispatch_task
+
+    settings.OUTBOX_PUBLISH = "background"
+    port, _ = broker
+    monkeypatch.setattr(PUBLISHER, "submit", lambda message_id: None)  # the process dies after its commit
+    with transaction.atomic():
+        message = outbox_enqueue(task_name="governance.tasks.approval_expire_due_task")
+    message.refresh_from_db()
+    assert message.dispatched_at is None and message.attempts == 0 and _queued(port) == 0
+    assert outbox_dispatch_task() == 1
+    message.refresh_from_db()
+    assert message.dispatched_at is not None and _queued(port) == 1

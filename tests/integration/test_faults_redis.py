@@ -85,6 +85,8 @@ def test_redis_outage_keeps_writes_and_queues_tasks_in_the_outbox_until_it_retur
                     during.append(request_bundle())
                 outage_requests_s = time.monotonic() - started
                 pending = OutboxMessage.objects.filter(dispatched_at__isnull=True)
+                # The web process publishes in a background thread (OUTBOX_PUBLISH=background): let it try.
+                wait_for(lambda: not pending.filter(attempts=0).exists(), 30, "a publish attempt of each message")
                 assert pending.count() == len(during), "each export requested in the outage waits in the outbox"
                 assert all(message.attempts >= 1 and message.last_error for message in pending)
                 assert BundleExport.objects.filter(pk__in=during, status="done").count() == 0

@@ -209,6 +209,62 @@ def test_the_alias_sequence_moved_and_deleted(connection, two_versions, approval
 
 
 @pytest.mark.django_db
+def test_deleting_an_environment_alias_ends_its_deployment(connection, two_versions, approval_ready, approver,
+                                                           django_capture_on_commit_callbacks):
+    run(connection)
+    approve(ModelVersion.objects.get(label="1"), approval_ready, approver)
+    aliases = two_versions.models["credit-scorer"].aliases
+    aliases.update({"champion": "1", "challenger": "1"})
+    run(connection)
+    del aliases["champion"]
+    result = run(connection)
+    assert result.changes == ["alias @champion: 1 -> None", "alias @champion: deployment of 1 to production ended"]
+    production = Deployment.objects.get(environment__name="production")
+    assert not production.is_active
+    ended = last_entry("deployment.ended")
+    assert (ended.subject_id, ended.actor) == (str(production.pk), "user:svc-mlflow-lab")
+    assert ended.payload["comment"] == "MLflow alias @champion deleted (lab)"
+    assert ModelVersion.objects.get(label="1").status == VersionStatus.APPROVED
+    assert Deployment.objects.get(environment__name="staging").is_active  # @challenger is still set
+    assert run(connection).changes == []  # recorded once
+
+
+@pytest.mark.django_db
+def test_deleting_an_alias_leaves_a_deployment_made_here_since(connection, two_versions, approval_ready, approver,
+                                                               django_capture_on_commit_callbacks):
+    from governance.registry.services.deployments import deployment_record
+
+    run(connection)
+    for label in ("1", "2"):
+        approve(ModelVersion.objects.get(label=label), approval_ready, approver)
+    aliases = two_versions.models["credit-scorer"].aliases
+    aliases["champion"] = "1"
+    run(connection)
+    by_hand = deployment_record(version=ModelVersion.objects.get(label="2"),
+                                environment=Deployment.objects.get(is_active=True).environment, by=approval_ready)
+    aliases.clear()
+    assert run(connection).changes == ["alias @champion: 1 -> None"]
+    by_hand.refresh_from_db()
+    assert by_hand.is_active and not entries("deployment.ended")
+
+
+@pytest.mark.django_db
+def test_deleting_the_aliased_version_ends_its_deployment(connection, two_versions, approval_ready, approver,
+                                                          django_capture_on_commit_callbacks):
+    run(connection)
+    approve(ModelVersion.objects.get(label="1"), approval_ready, approver)
+    model = two_versions.models["credit-scorer"]
+    model.aliases["champion"] = "1"
+    run(connection)
+    del model.versions["1"]
+    model.aliases.clear()  # MLflow drops the aliases of a version it deletes
+    result = run(connection)
+    assert result.changes == ["version 1: deleted in MLflow", "alias @champion: 1 -> None",
+                              "alias @champion: deployment of 1 to production ended"]
+    assert not Deployment.objects.filter(is_active=True).exists()
+
+
+@pytest.mark.django_db
 def test_revert_moves_the_alias_back_and_records_it(connection, two_versions, approval_ready, approver,
                                                     django_capture_on_commit_callbacks):
     connection = mlflow_connection_update(connection=connection, by=SEED, revert_violations=True)

@@ -136,6 +136,28 @@ def test_a_retried_delivery_answers_200_and_writes_nothing(client, connection, q
 
 
 @pytest.mark.django_db
+def test_a_retry_racing_the_first_attempt_answers_200_and_its_entry_rolls_back(client, connection, queued,
+                                                                                 monkeypatch):
+    first, retry = delivery("02-model_version.created-retried.json", 0), delivery("02-model_version.created-retried.json", 1)
+    assert post(client, first, monkeypatch=monkeypatch).status_code == 202
+    count, seqs = LedgerEntry.objects.count(), list(LedgerEntry.objects.values_list("seq", flat=True))
+    # The retry's check ran before the first attempt committed: only the unique delivery id stops it.
+    real_filter = MlflowDelivery.objects.filter
+
+    class Unseen:
+        def exists(self) -> bool:
+            return False
+
+    monkeypatch.setattr(MlflowDelivery.objects, "filter",
+                        lambda *args, **kwargs: Unseen() if "delivery_id" in kwargs else real_filter(*args, **kwargs))
+    response = post(client, retry, monkeypatch=monkeypatch)
+    assert response.status_code == 200 and response.json()["duplicate"] is True
+    assert LedgerEntry.objects.count() == count
+    assert list(LedgerEntry.objects.values_list("seq", flat=True)) == seqs
+    assert MlflowDelivery.objects.count() == 1 and len(queued) == 1
+
+
+@pytest.mark.django_db
 def test_the_test_webhook_payload_is_recorded_as_a_test(client, connection, queued, monkeypatch):
     captured = next(d for d in all_deliveries() if '"example_model"' in d["request"]["body"])
     response = post(client, captured, monkeypatch=monkeypatch)

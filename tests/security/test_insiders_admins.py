@@ -26,7 +26,7 @@ from audit.models import LedgerEntry
 from core.errors import ServiceError
 from governance.models import ApprovalRequest, Deployment, ModelVersion, RegisteredModel, RequestStatus
 from governance.registry.services.approvals import approval_withdraw, model_version_submit
-from governance.registry.services.deployments import deployment_record, deployment_rollback
+from governance.registry.services.deployments import deployment_end, deployment_record, deployment_rollback
 from governance.registry.services.registry import model_register, model_version_register
 from tests.fixtures import CARD, MANIFEST
 
@@ -73,7 +73,8 @@ def fx(make_user, team, other_team, model, policy, make_version, scientist, envi
 
 def written() -> tuple[int, ...]:
     return (RegisteredModel.objects.count(), ModelVersion.objects.count(), ApprovalRequest.objects.count(),
-            Deployment.objects.count(), ApprovalRequest.objects.filter(status=RequestStatus.PENDING).count())
+            Deployment.objects.count(), ApprovalRequest.objects.filter(status=RequestStatus.PENDING).count(),
+            Deployment.objects.filter(is_active=True).count())
 
 
 # --- Actions: (ledger action refused, service call, API call, admin call, page call) ----------------
@@ -141,6 +142,11 @@ ACTIONS: dict[str, dict[str, Callable[..., Any]]] = {
                                        {"comment": "pulled for cause"}),
         "admin": lambda fx, client: _admin_action(client, "/admin/governance/deployment/", "roll_back",
                                                   fx["active"].pk),
+    },
+    "deployment.end": {
+        "service": lambda fx, by: deployment_end(deployment=fx["active"], by=by, comment="undeploy"),
+        "api": lambda fx, client: _api(client, f"/api/deployments/{fx['active'].pk}/end/", {"comment": "undeploy"}),
+        "admin": lambda fx, client: _admin_action(client, "/admin/governance/deployment/", "end", fx["active"].pk),
     },
     "approval_request.withdraw": {
         "service": lambda fx, by: approval_withdraw(request=fx["pending"], by=by, comment="not needed"),

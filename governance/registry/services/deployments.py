@@ -1,4 +1,4 @@
-"""Environments and deployments: record, replace and roll back; production takes approved
+"""Environments and deployments: record, replace, roll back and end; production takes approved
 versions only."""
 
 from __future__ import annotations
@@ -88,16 +88,22 @@ def _deploy(*, version: ModelVersion, environment: Environment, by: Any, comment
             version.save_recorded(action="model_version.deployed", by=by,
                                   extra={"deployment": deployment.pk, "environment": environment.name})
         if current is not None and current.version_id != version.pk:
-            previous = lock_for_update(ModelVersion.objects).get(pk=current.version_id)
-            still_live = previous.deployments.filter(is_active=True, environment__is_production=True).exists()
-            if previous.status == VersionStatus.DEPLOYED and not still_live:
-                transition(previous, VersionStatus.APPROVED)
-                previous.save_recorded(action="model_version.undeployed", by=by,
-                                       extra={"deployment": deployment.pk, "environment": environment.name})
+            _release_version(version_id=current.version_id, by=by, deployment=deployment, environment=environment)
     lineage_record_deployment(model_version_subject=("governance.modelversion", str(version.pk)),
                               deployment_subject=("governance.deployment", str(deployment.pk)),
                               label=f"{version.model.name}:{version.label}@{environment.name}", actor=by)
     return deployment
+
+
+def _release_version(*, version_id: int, by: Any, deployment: Deployment, environment: Environment) -> None:
+    """Inside a transaction: a deployed version that runs in no production environment any more is
+    approved again (`model_version.undeployed`, naming the deployment that took it out)."""
+    version = lock_for_update(ModelVersion.objects).get(pk=version_id)
+    still_live = version.deployments.filter(is_active=True, environment__is_production=True).exists()
+    if version.status == VersionStatus.DEPLOYED and not still_live:
+        transition(version, VersionStatus.APPROVED)
+        version.save_recorded(action="model_version.undeployed", by=by,
+                              extra={"deployment": deployment.pk, "environment": environment.name})
 
 
 def deployment_record(*, version: ModelVersion, environment: Environment, by: Any, comment: str = "") -> Deployment:
@@ -159,3 +165,27 @@ def deployment_rollback(*, deployment: Deployment, by: Any, comment: str = "") -
                            extra={"id": deployment.pk})
         return _deploy(version=target, environment=deployment.environment, by=by, comment=comment,
                        is_rollback=True, action="deployment.rolled_back")
+
+
+def deployment_end(*, deployment: Deployment, by: Any, comment: str = "") -> Deployment:
+    """Undeploy: the active deployment ends and nothing replaces it (`deployment.ended`). A production
+    version that then runs in no production environment goes back to approved. The checks are
+    deployment_record's: whoever may deploy the model may take it out of an environment."""
+    require_visible(by, deployment.model)
+    refuse_admin(by, capability="governance.add_deployment", action="deployment.end", subject=deployment,
+                 attempt={"environment": deployment.environment.name})
+    require(can_write_model(by, deployment.model, "governance.add_deployment"),
+             f"You may not deploy '{deployment.model.name}'.")
+    comment = clean_text(comment, "comment")
+    with transaction.atomic():
+        deployment = lock_for_update(Deployment.objects).select_related("environment", "model", "version").get(
+            pk=deployment.pk)
+        if not deployment.is_active:
+            raise Conflict("Only an active deployment can end.", code="deployment_not_active",
+                           extra={"id": deployment.pk})
+        deployment.is_active = False
+        deployment.save_recorded(action="deployment.ended", by=by, extra={"comment": comment})
+        if deployment.environment.is_production:
+            _release_version(version_id=deployment.version_id, by=by, deployment=deployment,
+                             environment=deployment.environment)
+    return deployment

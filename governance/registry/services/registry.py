@@ -3,6 +3,8 @@ where it is written."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import Group
@@ -204,54 +206,101 @@ def risk_tier_lower_confirm(*, change: RiskTierChange, by: Any, comment: str = "
     return change
 
 
+@dataclass(frozen=True)
+class NewVersion:
+    """One version to register: the fields of `model_version_register` after `model` and `by`."""
+
+    label: str
+    artifact_uri: str
+    manifest: Any
+    manifest_digest: str | None = None
+    framework: str = ""
+    training_metrics: Any = None
+    training_run: int | None = None
+    intended_use: str = ""
+    limitations: str = ""
+    evaluation_data: str = ""
+    ethical_considerations: str = ""
+
+
 def model_version_register(*, model: RegisteredModel, by: Any, label: str, artifact_uri: str,
                            manifest: Any, manifest_digest: str | None = None, framework: str = "",
                            training_metrics: Any = None, training_run: int | None = None, intended_use: str = "",
                            limitations: str = "", evaluation_data: str = "",
                            ethical_considerations: str = "") -> ModelVersion:
     """Register a draft version. The manifest digest is computed here; a supplied one must match."""
+    return model_versions_register(model=model, by=by, versions=[NewVersion(
+        label=label, artifact_uri=artifact_uri, manifest=manifest, manifest_digest=manifest_digest,
+        framework=framework, training_metrics=training_metrics, training_run=training_run,
+        intended_use=intended_use, limitations=limitations, evaluation_data=evaluation_data,
+        ethical_considerations=ethical_considerations)])[0]
+
+
+def model_versions_register(*, model: RegisteredModel, by: Any, versions: Sequence[NewVersion]) -> list[ModelVersion]:
+    """Register draft versions of one model in one transaction, all or none (an import's batch).
+
+    The rules and the ledger entries are those of `model_version_register`, which is this with one
+    version: the permission checks are made once for the model, each version gets its
+    `model_version.registered` entry and its lineage node, attestation and entry, in order.
+    """
+    labels = [item.label for item in versions]
     require_visible(by, model)
     refuse_admin(by, capability="governance.add_modelversion", action="model_version.register", subject=model,
-                 attempt={"label": label})
+                 attempt={"label": labels[0]} if len(labels) == 1 else {"labels": labels})
     require(can_write_model(by, model, "governance.add_modelversion"),
              f"You may not register versions of '{model.name}'.")
+    built = [_version_build(model=model, by=by, item=item) for item in versions]
+    with transaction.atomic():
+        taken = set(ModelVersion.objects.filter(model=model, label__in=labels).values_list("label", flat=True))
+        seen: set[str] = set()
+        for version in built:
+            conflict = Conflict(f"Model '{model.name}' already has a version '{version.label}'.",
+                                code="model_version_label_taken", extra={"model": model.name, "version": version.label})
+            if version.label in taken or version.label in seen:
+                raise conflict
+            seen.add(version.label)
+            insert_unique(version, by=by, action="model_version.registered", conflict=conflict)
+            # Every version gets a lineage node (linked to its training run when known), so that
+            # deployments can be linked to it as well.
+            lineage_record_model_version(run_id=version.training_run,
+                                         subject=("governance.modelversion", str(version.pk)),
+                                         digest=version.manifest_digest, label=f"{model.name}:{version.label}",
+                                         actor=by)
+    return built
+
+
+def _version_build(*, model: RegisteredModel, by: Any, item: NewVersion) -> ModelVersion:
+    """The unsaved draft for `item`, validated (manifest digest, training run, metrics, fields)."""
     try:
-        computed = manifests.manifest_digest(manifest)
+        computed = manifests.manifest_digest(item.manifest)
     except manifests.ManifestError as exc:
         raise InvalidInput(str(exc), code="manifest_invalid")
-    if manifest_digest not in (None, "") and manifest_digest != computed:
+    if item.manifest_digest not in (None, "") and item.manifest_digest != computed:
         raise InvalidInput("The supplied manifest digest differs from the SHA-256 of the JCS manifest.",
-                           code="manifest_digest_mismatch", extra={"supplied": manifest_digest, "computed": computed})
+                           code="manifest_digest_mismatch",
+                           extra={"supplied": item.manifest_digest, "computed": computed})
+    training_run = item.training_run
     if training_run is not None and (isinstance(training_run, bool) or not isinstance(training_run, int)
                                      or training_run < 1):
         raise InvalidInput("'training_run' must be a lineage training-run id.", code="invalid_input",
                            extra={"field": "training_run"})
-    if training_metrics is None:
-        training_metrics = {}
+    training_metrics = {} if item.training_metrics is None else item.training_metrics
     if not isinstance(training_metrics, dict):
         raise InvalidInput("'training_metrics' must be an object.", code="invalid_input",
                            extra={"field": "training_metrics"})
     version = ModelVersion(
-        model=model, label=label, artifact_uri=clean_text(artifact_uri, "artifact_uri", max_chars=1000),
-        manifest=manifest, manifest_digest=computed, framework=clean_text(framework, "framework", max_chars=100),
+        model=model, label=item.label, artifact_uri=clean_text(item.artifact_uri, "artifact_uri", max_chars=1000),
+        manifest=item.manifest, manifest_digest=computed,
+        framework=clean_text(item.framework, "framework", max_chars=100),
         training_metrics=training_metrics, training_run=training_run,
-        intended_use=clean_text(intended_use, "intended_use"), limitations=clean_text(limitations, "limitations"),
-        evaluation_data=clean_text(evaluation_data, "evaluation_data"),
-        ethical_considerations=clean_text(ethical_considerations, "ethical_considerations"),
+        intended_use=clean_text(item.intended_use, "intended_use"),
+        limitations=clean_text(item.limitations, "limitations"),
+        evaluation_data=clean_text(item.evaluation_data, "evaluation_data"),
+        ethical_considerations=clean_text(item.ethical_considerations, "ethical_considerations"),
         status=VersionStatus.DRAFT, created_by=by,
     )
-    full_clean(version)
-    with transaction.atomic():
-        if ModelVersion.objects.filter(model=model, label=label).exists():
-            raise Conflict(f"Model '{model.name}' already has a version '{label}'.", code="model_version_label_taken",
-                           extra={"model": model.name, "version": label})
-        insert_unique(version, by=by, action="model_version.registered",
-                conflict=Conflict(f"Model '{model.name}' already has a version '{label}'.",
-                                  code="model_version_label_taken", extra={"model": model.name, "version": label}))
-        # Every version gets a lineage node (linked to its training run when known), so that
-        # deployments can be linked to it as well.
-        lineage_record_model_version(run_id=version.training_run, subject=("governance.modelversion", str(version.pk)),
-                                     digest=version.manifest_digest, label=f"{model.name}:{version.label}", actor=by)
+    # The model and the author are the objects the checks were made on: no query to see that they exist.
+    full_clean(version, exclude=["model", "created_by"])
     return version
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from audit.ledger import ledger_append, lock_for_update
+from audit.ledger import draft, ledger_append, ledger_append_many, lock_for_update
 from core.errors import Conflict, InvalidInput, ServiceError, Unavailable
 from core.outbox.services import task_enqueue_on_commit
 from governance.integrations.mlflow.client import MlflowClient, MlflowError, aliases_dict, tags_dict
@@ -29,8 +29,8 @@ from governance.integrations.mlflow.models import MlflowConnection, MlflowModelL
 from governance.integrations.mlflow.services.connections import client_for
 from governance.models import NAME_PATTERN, Deployment, Environment, ModelVersion, RegisteredModel
 from governance.registry.services.common import DeploymentNotApproved
-from governance.registry.services.deployments import deployment_record
-from governance.registry.services.registry import model_register, model_version_register
+from governance.registry.services.deployments import deployment_end, deployment_record
+from governance.registry.services.registry import NewVersion, model_register, model_versions_register
 from lineage.models import TrainingRun
 from lineage.services.runs import run_create
 
@@ -118,14 +118,18 @@ def fetch_model(client: MlflowClient, name: str, *, known: set[str], hash_new: b
                        aliases=aliases_dict(raw.get("aliases")), versions=versions)
 
 
-def _training_run(connection: MlflowConnection, remote: RemoteVersion) -> int | None:
-    """The lineage run for the MLflow run (created once, keyed by the connection and run id)."""
+def _run_external_id(connection: MlflowConnection, remote: RemoteVersion) -> str:
+    return f"mlflow:{connection.pk}:{remote.run_id}"[:100]
+
+
+def _training_run(connection: MlflowConnection, remote: RemoteVersion, known: dict[str, int]) -> int | None:
+    """The lineage run for the MLflow run (created once, keyed by the connection and run id); `known`
+    maps the external ids of the runs that exist to their ids, and gets the new one."""
     if not remote.run_id or remote.run is None:
         return None
-    external_id = f"mlflow:{connection.pk}:{remote.run_id}"[:100]
-    existing = TrainingRun.objects.filter(external_run_id=external_id).values_list("pk", flat=True).first()
-    if existing is not None:
-        return existing
+    external_id = _run_external_id(connection, remote)
+    if external_id in known:
+        return known[external_id]
     info = remote.run.get("info") or {}
     data = remote.run.get("data") or {}
     params = {str(p.get("key")): str(p.get("value")) for p in data.get("params") or [] if isinstance(p, dict)}
@@ -143,6 +147,7 @@ def _training_run(connection: MlflowConnection, remote: RemoteVersion) -> int | 
     ledger_append(actor=connection.service_account, action="mlflow.run_linked", subject=run,
                   payload={"connection": connection.name, "mlflow_run_id": remote.run_id, "status": status,
                            "params": params})
+    known[external_id] = run.pk
     return run.pk
 
 
@@ -166,24 +171,35 @@ def _link_model(connection: MlflowConnection, remote: RemoteModel, result: Recon
     return link
 
 
-def _record_version(connection: MlflowConnection, link: MlflowModelLink, remote: RemoteVersion,
-                    result: ReconcileResult) -> None:
+def _record_versions(connection: MlflowConnection, link: MlflowModelLink, remotes: list[RemoteVersion],
+                     result: ReconcileResult) -> None:
+    """Register the new MLflow versions of one model as drafts, in one batch (`model_versions_register`)."""
     svc = connection.service_account
-    if remote.manifest is None or not remote.manifest:
-        # Not registered: retried by the next pass. Logged, not recorded, so the pass stays idempotent.
-        result.errors.append(f"version {remote.version}: artifacts not hashed: {remote.manifest_error or 'none'}")
+    ready = []
+    known_runs = dict(TrainingRun.objects.filter(external_run_id__in=[
+        _run_external_id(connection, remote) for remote in remotes if remote.run_id]).values_list(
+        "external_run_id", "pk"))
+    for remote in remotes:
+        if remote.manifest is None or not remote.manifest:
+            # Not registered: retried by the next pass. Logged, not recorded, so the pass stays idempotent.
+            result.errors.append(f"version {remote.version}: artifacts not hashed: {remote.manifest_error or 'none'}")
+            continue
+        ready.append((remote, _training_run(connection, remote, known_runs)))
+    if not ready:
         return
-    run_pk = _training_run(connection, remote)
-    version = model_version_register(model=link.model, by=svc, label=remote.version,
-                                     artifact_uri=remote.artifact_uri or remote.source, manifest=remote.manifest,
-                                     training_run=run_pk)
-    MlflowVersionLink.objects.create(link=link, mlflow_version=remote.version, version=version,
-                                     snapshot=remote.snapshot())
-    ledger_append(actor=svc, action="mlflow.version_imported", subject=version, payload={
+    versions = model_versions_register(model=link.model, by=svc, versions=[
+        NewVersion(label=remote.version, artifact_uri=remote.artifact_uri or remote.source, manifest=remote.manifest,
+                   training_run=run_pk) for remote, run_pk in ready])
+    MlflowVersionLink.objects.bulk_create([
+        MlflowVersionLink(link=link, mlflow_version=remote.version, version=version, snapshot=remote.snapshot())
+        for (remote, _), version in zip(ready, versions, strict=True)])
+    # One append for the batch: the same entries, in the same order, as one append each.
+    ledger_append_many([draft(actor=svc, action="mlflow.version_imported", subject=version, payload={
         "connection": connection.name, "mlflow_name": link.mlflow_name, "mlflow_version": remote.version,
         **remote.snapshot(), "artifact_uri": remote.artifact_uri, "manifest_digest": version.manifest_digest,
-        "training_run": run_pk})
-    result.changes.append(f"version {remote.version}: imported ({len(remote.manifest)} files)")
+        "training_run": run_pk}) for (remote, run_pk), version in zip(ready, versions, strict=True)], checkpoint=False)
+    result.changes.extend(f"version {remote.version}: imported ({len(remote.manifest or {})} files)"
+                          for remote, _ in ready)
 
 
 def _alias_changed(connection: MlflowConnection, link: MlflowModelLink, alias: str, before: str | None,
@@ -199,10 +215,13 @@ def _alias_changed(connection: MlflowConnection, link: MlflowModelLink, alias: s
     action = "mlflow.alias_set" if after is not None else "mlflow.alias_deleted"
     ledger_append(actor=svc, action=action, subject=target.version if target else link.model, payload=payload)
     result.changes.append(f"alias @{alias}: {before} -> {after}")
-    if environment_name is None or after is None:
+    if environment_name is None:
         return
     environment = Environment.objects.get(name=environment_name)
     active = Deployment.objects.filter(model=link.model, environment=environment, is_active=True).first()
+    if after is None:
+        _alias_deleted(connection, link, alias, before, environment, active, result)
+        return
     if target is None:
         # A version never registered here (its artifacts could not be hashed) is approved for nothing.
         refusal = DeploymentNotApproved(f"MLflow version {after} is not registered here, so not approved.",
@@ -219,6 +238,22 @@ def _alias_changed(connection: MlflowConnection, link: MlflowModelLink, alias: s
         result.changes.append(f"alias @{alias}: deployment of {version.label} to {environment.name} recorded")
     except DeploymentNotApproved as refusal:
         _violation(connection, link, alias, before, after, version, environment, active, refusal, result)
+
+
+def _alias_deleted(connection: MlflowConnection, link: MlflowModelLink, alias: str, before: str | None,
+                   environment: Environment, active: Deployment | None, result: ReconcileResult) -> None:
+    """The alias is gone (deleted, or with its version): the deployment it stood for ends, unless
+    another version was deployed there since (that one is not the alias's to end)."""
+    if active is None or before is None:
+        return
+    # Deleted versions too: MLflow drops a version's aliases when it deletes the version.
+    named = (MlflowVersionLink.objects.filter(link=link, mlflow_version=before).order_by("-pk")
+             .values_list("version_id", flat=True).first())
+    if named != active.version_id:
+        return
+    deployment_end(deployment=active, by=connection.service_account,
+                   comment=f"MLflow alias @{alias} deleted ({connection.name})")
+    result.changes.append(f"alias @{alias}: deployment of {before} to {environment.name} ended")
 
 
 def _violation(connection: MlflowConnection, link: MlflowModelLink, alias: str, before: str | None, after: str,
@@ -266,11 +301,12 @@ def _apply(connection: MlflowConnection, remote: RemoteModel | None, mlflow_name
         result.changes.append(f"model {mlflow_name}: {', '.join(sorted(model_changes))} changed")
     links = {item.mlflow_version: item for item in link.versions.select_related("version")
              .filter(deleted_at__isnull=True)}
+    new_versions: list[RemoteVersion] = []
     for number in sorted(remote.versions, key=_version_key):
         current = remote.versions[number]
         known = links.get(number)
         if known is None:
-            _record_version(connection, link, current, result)
+            new_versions.append(current)
             continue
         after = current.snapshot()
         # The run id is absent from search results of `log_model` versions: never a change by itself.
@@ -284,6 +320,7 @@ def _apply(connection: MlflowConnection, remote: RemoteModel | None, mlflow_name
             known.snapshot = after
             known.save(update_fields=["snapshot"])
             result.changes.append(f"version {number}: {', '.join(sorted(diff))} changed")
+    _record_versions(connection, link, new_versions, result)
     for number, known in sorted(links.items()):
         if number not in remote.versions:
             known.deleted_at = timezone.now()

@@ -108,21 +108,26 @@ def mlflow_delivery_receive(*, headers: Any, body: bytes, connection_name: str |
     body_sha256 = hashlib.sha256(body).hexdigest()
     if MlflowDelivery.objects.filter(delivery_id=delivery_id).exists():
         return Receipt(status=200, duplicate=True, delivery_id=delivery_id, is_test=is_test)
-    with transaction.atomic():
-        try:
-            with transaction.atomic():
-                delivery = MlflowDelivery.objects.create(
-                    delivery_id=delivery_id, connection=connection, event=kind, model_name=name, version=version,
-                    body_sha256=body_sha256, is_test=is_test, received_at=received_at, ledger_seq=-1)
-        except IntegrityError:
-            # A retry racing the first attempt: the first one records it.
-            return Receipt(status=200, duplicate=True, delivery_id=delivery_id, is_test=is_test)
-        payload = {"connection": connection.name, "delivery_id": delivery_id, "event": kind, "model": name,
-                   "version": version or None, "alias": data.get("alias"), "body_sha256": body_sha256,
-                   "mlflow_timestamp": str(event.get("timestamp") or "")[:64], "signed_at": timestamp}
-        action = "mlflow.test_delivery_received" if is_test else "mlflow.delivery_received"
-        entry = ledger_append(actor=connection.service_account, action=action, subject=connection, payload=payload)
-        MlflowDelivery.objects.filter(pk=delivery.pk).update(ledger_seq=entry.seq)
-        if not is_test and name:
-            task_enqueue_on_commit(RECONCILE_TASK, connection.pk, name)
+    payload = {"connection": connection.name, "delivery_id": delivery_id, "event": kind, "model": name,
+               "version": version or None, "alias": data.get("alias"), "body_sha256": body_sha256,
+               "mlflow_timestamp": str(event.get("timestamp") or "")[:64], "signed_at": timestamp}
+    action = "mlflow.test_delivery_received" if is_test else "mlflow.delivery_received"
+    appended = recorded = False
+    try:
+        with transaction.atomic():
+            # The entry first, so the delivery row is written once, with its seq (no savepoint, no update).
+            entry = ledger_append(actor=connection.service_account, action=action, subject=connection,
+                                  payload=payload)
+            appended = True
+            MlflowDelivery.objects.create(
+                delivery_id=delivery_id, connection=connection, event=kind, model_name=name, version=version,
+                body_sha256=body_sha256, is_test=is_test, received_at=received_at, ledger_seq=entry.seq)
+            recorded = True
+            if not is_test and name:
+                task_enqueue_on_commit(RECONCILE_TASK, connection.pk, name)
+    except IntegrityError:
+        if not appended or recorded:
+            raise
+        # A retry racing the first attempt took the delivery id: the first one records it (this entry rolls back).
+        return Receipt(status=200, duplicate=True, delivery_id=delivery_id, is_test=is_test)
     return Receipt(status=202, duplicate=False, delivery_id=delivery_id, is_test=is_test, ledger_seq=entry.seq)
