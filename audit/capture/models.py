@@ -59,8 +59,7 @@ class GovernedQuerySet(models.QuerySet[Any]):
                 if returned:
                     actor = current_actor()
                     drafts = []
-                    for pk, old, new in returned:
-                        changed_before, changed_after = changes(old, new)
+                    for pk, changed_before, changed_after, new in returned:
                         if changed_after:
                             drafts.append(draft_change(actor, spec, pk, "updated", changed_before, changed_after, new))
                     record(drafts, checkpoint=True, head=head)

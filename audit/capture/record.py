@@ -142,7 +142,7 @@ def record(drafts: list[EntryDraft], *, checkpoint: bool = False, head: LockedHe
     if pending is not None:
         pending.drafts.extend(drafts)
     else:
-        ledger_append_many(drafts, checkpoint=checkpoint, head=head)
+        ledger_append_many(drafts, checkpoint=checkpoint, head=head, returning=False)
 
 
 @dataclass
@@ -165,6 +165,6 @@ def collecting() -> Iterator[_Batch]:
     finally:
         _pending.reset(token)
     # Reached only when the block succeeded; on an error the transaction rolls back anyway.
-    ledger_append_many(batch.drafts, checkpoint=len(batch.drafts) > 1, head=batch.head)
+    ledger_append_many(batch.drafts, checkpoint=len(batch.drafts) > 1, head=batch.head, returning=False)
 
 
