@@ -127,3 +127,24 @@ def canonicalize(value: Any) -> bytes:
         return rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         raise CanonicalizationError(str(exc)) from exc
+
+
+def canonicalize_members(members: dict[str, Any]) -> bytes:
+    """`canonicalize(members)` for an object with ASCII keys, each value object encoded once.
+
+    An object's RFC 8785 form is its members sorted by key, each `"key":value` in its own RFC
+    8785 form, joined by commas; with ASCII keys Python's order is RFC 8785's. A value that
+    appears under several keys (the same object, e.g. a created row's state as both "after" and
+    "state") is encoded once.
+    """
+    if not all(type(key) is str and key.isascii() for key in members):
+        return canonicalize(members)
+    encoded: dict[int, bytes] = {}
+    parts = []
+    for key in sorted(members):
+        value = members[key]
+        text = encoded.get(id(value))
+        if text is None:
+            text = encoded[id(value)] = canonicalize(value)
+        parts.append(canonicalize(key) + b":" + text)
+    return b"{" + b",".join(parts) + b"}"

@@ -155,8 +155,12 @@ def _encode_parts(item: EntryDraft, memo: dict[tuple[str, ...], bytes] | None = 
 
     `memo` (one per batch) keeps the JCS of the strings a batch repeats: actor, action, subject type.
     """
+    value = item.payload
     try:
-        payload = jcs.canonicalize(item.payload)
+        if type(value) is dict and len(value) > 1 and len(set(map(id, value.values()))) < len(value):
+            payload = jcs.canonicalize_members(value)  # a shared value (a created row's state) encoded once
+        else:
+            payload = jcs.canonicalize(value)
     except jcs.CanonicalizationError:
         payload = jcs.canonicalize(_json_ready(item.payload))
     if memo is None:

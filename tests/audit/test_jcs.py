@@ -124,3 +124,15 @@ def test_strings_take_the_fast_path_and_lone_surrogates_are_refused() -> None:
             jcs.canonicalize(lone)
     assert jcs._scan({"k": 2**53}) == jcs._NO
     assert jcs._scan({"k": [1.0, {"x": 2.5}]}) == jcs._YES_AFTER_INTEGRAL_FLOATS
+
+
+@settings(max_examples=1_000, deadline=None, derandomize=True)
+@given(st.dictionaries(_keys, _values, max_size=4), _values)
+def test_an_object_encoded_member_by_member_is_the_same_bytes(members: dict[str, object], shared: object) -> None:
+    members = {**members, "after": shared, "state": shared}
+    expected = _reference(members)
+    if expected is None:
+        with pytest.raises(jcs.CanonicalizationError):
+            jcs.canonicalize_members(members)
+    else:
+        assert jcs.canonicalize_members(members) == expected
