@@ -13,8 +13,13 @@ way ECMAScript's Number.prototype.toString writes it (RFC 8785 section 3.2.2.3):
   `100` for 100.0, and `0` for -0.0), so it is written as the equal int. Beyond 2**53 the
   shortest digits are padded with zeros (2**60 is written 1152921504606847000), unlike the int.
 
+Strings are written by json.dumps exactly as RFC 8785 writes them (only `"`, `\\` and control
+characters escaped, with the same short forms and lowercase `\\u00xx`), so they are not
+inspected: a lone surrogate, which is not I-JSON, fails the final UTF-8 encoding instead.
+
 Anything else (non-integral floats below 1e-4, integral floats or integers beyond ±2**53,
-non-ASCII keys, other types) goes through the reference `rfc8785` implementation.
+non-ASCII keys, lone surrogates, other types) goes through the reference `rfc8785` implementation.
+tests/audit/test_jcs.py compares the two on generated values of every kind.
 """
 
 from __future__ import annotations
@@ -41,42 +46,60 @@ _NO, _YES, _YES_AFTER_INTEGRAL_FLOATS = 0, 1, 2
 
 
 def _scan(value: Any) -> int:
-    """Whether json.dumps gives the RFC 8785 bytes, possibly once integral floats become ints."""
-    integral_floats = False
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        kind = type(item)
-        if kind is str:
-            # Lone surrogates are not valid I-JSON; let the reference encoder refuse them.
-            if not item.isascii():
-                try:
-                    item.encode("utf-8")
-                except UnicodeEncodeError:
-                    return _NO
-        elif kind is dict:
-            for key, child in item.items():
-                if type(key) is not str or not key.isascii():
-                    return _NO
-                stack.append(child)
-        elif kind is list or kind is tuple:
-            stack.extend(item)
-        elif kind is bool or item is None:
-            continue
-        elif kind is int:
-            if not -_MAX_SAFE_INT <= item <= _MAX_SAFE_INT:
+    """Whether json.dumps gives the RFC 8785 bytes, possibly once integral floats become ints.
+
+    Strings are not looked at: json.dumps escapes exactly what RFC 8785 escapes, and a lone
+    surrogate (not valid I-JSON) makes the final UTF-8 encoding fail, which sends the value to
+    the reference encoder (it refuses it).
+    """
+    kind = type(value)
+    try:
+        if kind is dict:
+            return _scan_container(value, True)
+        if kind is list or kind is tuple:
+            return _scan_container(value, False)
+    except RecursionError:  # nested deeper than the interpreter recurses: the reference encoder decides
+        return _NO
+    return _scan_container((value,), False)
+
+
+def _scan_container(container: Any, is_dict: bool) -> int:
+    verdict = _YES
+    if is_dict:
+        for key in container:
+            if type(key) is not str or not key.isascii():
                 return _NO
-        elif kind is float:
-            magnitude = abs(item)
-            if item.is_integer():  # False for inf and nan, which the reference refuses
+        children = container.values()
+    else:
+        children = container
+    for child in children:
+        kind = type(child)
+        if kind is str or kind is bool or child is None:
+            continue
+        if kind is int:
+            if -_MAX_SAFE_INT <= child <= _MAX_SAFE_INT:
+                continue
+            return _NO
+        if kind is float:
+            magnitude = abs(child)
+            if child.is_integer():  # False for inf and nan, which the reference refuses
                 if magnitude > _INTEGRAL_MAX:
                     return _NO
-                integral_floats = True
+                verdict = _YES_AFTER_INTEGRAL_FLOATS
             elif not _REPR_MIN <= magnitude <= _INTEGRAL_MAX:  # also refuses nan and inf
                 return _NO
+            continue
+        if kind is dict:
+            inner = _scan_container(child, True)
+        elif kind is list or kind is tuple:
+            inner = _scan_container(child, False)
         else:
             return _NO
-    return _YES_AFTER_INTEGRAL_FLOATS if integral_floats else _YES
+        if inner == _NO:
+            return _NO
+        if inner == _YES_AFTER_INTEGRAL_FLOATS:
+            verdict = inner
+    return verdict
 
 
 def _integral_floats_to_ints(value: Any) -> Any:
@@ -92,12 +115,36 @@ def _integral_floats_to_ints(value: Any) -> Any:
 
 def canonicalize(value: Any) -> bytes:
     """Return the RFC 8785 bytes of a JSON value."""
+    if type(value) is str and value.isascii():
+        return _fast_encoder.encode(value).encode("ascii")
     verdict = _scan(value)
-    if verdict == _YES:
-        return _fast_encoder.encode(value).encode("utf-8")
-    if verdict == _YES_AFTER_INTEGRAL_FLOATS:
-        return _fast_encoder.encode(_integral_floats_to_ints(value)).encode("utf-8")
+    if verdict != _NO:
+        try:
+            return _fast_encoder.encode(value if verdict == _YES else _integral_floats_to_ints(value)).encode("utf-8")
+        except (UnicodeEncodeError, RecursionError):
+            pass  # a lone surrogate (the reference encoder refuses it), or nested too deep for the fast path
     try:
         return rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         raise CanonicalizationError(str(exc)) from exc
+
+
+def canonicalize_members(members: dict[str, Any]) -> bytes:
+    """`canonicalize(members)` for an object with ASCII keys, each value object encoded once.
+
+    An object's RFC 8785 form is its members sorted by key, each `"key":value` in its own RFC
+    8785 form, joined by commas; with ASCII keys Python's order is RFC 8785's. A value that
+    appears under several keys (the same object, e.g. a created row's state as both "after" and
+    "state") is encoded once.
+    """
+    if not all(type(key) is str and key.isascii() for key in members):
+        return canonicalize(members)
+    encoded: dict[int, bytes] = {}
+    parts = []
+    for key in sorted(members):
+        value = members[key]
+        text = encoded.get(id(value))
+        if text is None:
+            text = encoded[id(value)] = canonicalize(value)
+        parts.append(canonicalize(key) + b":" + text)
+    return b"{" + b",".join(parts) + b"}"

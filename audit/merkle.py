@@ -297,6 +297,33 @@ def frontier_append(
     return new_frontier, new_nodes
 
 
+def frontier_extend(
+    frontier: Sequence[tuple[int, bytes]], leaf_hashes: Sequence[bytes], first_index: int
+) -> tuple[Frontier, list[NewNode]]:
+    """`frontier_append` of each leaf in turn, from leaf first_index on: the frontier after the
+    last one, and every node they completed (per leaf lowest level first, in leaf order).
+
+    The frontier is checked once, not per leaf, so a large batch costs little more than its hashes.
+    """
+    _require_size(first_index, "leaf index")
+    levels = _frontier_levels(frontier)
+    expected_levels = [level for level in range(first_index.bit_length() - 1, -1, -1) if first_index >> level & 1]
+    if levels != expected_levels:
+        raise ProofError(f"frontier levels {levels} do not describe a tree of {first_index} leaves")
+    stack = list(frontier)
+    new_nodes: list[NewNode] = []
+    sha256 = hashlib.sha256
+    for leaf_index, leaf in enumerate(leaf_hashes, first_index):
+        _require_hash(leaf, "leaf hash")
+        level, carried = 0, leaf
+        while stack and stack[-1][0] == level:
+            carried = sha256(_NODE_PREFIX + stack.pop()[1] + carried).digest()
+            level += 1
+            new_nodes.append((level, leaf_index >> level, carried))
+        stack.append((level, carried))
+    return stack, new_nodes
+
+
 def frontier_root(frontier: Sequence[tuple[int, bytes]]) -> bytes:
     """Return the RFC 9162 root of the tree a frontier covers; SHA-256 of nothing if empty."""
     _frontier_levels(frontier)

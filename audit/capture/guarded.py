@@ -266,10 +266,16 @@ def insert(instance: models.Model, save: GuardedSave, using: str, fields: list[A
 
 # --- QuerySet.update(): the rows' before and after in one statement -----------------------------
 
+# Raw values that may hold values of other types (JSON): compared as recorded values, always.
+_CONTAINERS = (dict, list, tuple)
+
+
 def update_returning(queryset: models.QuerySet[Any], kwargs: dict[str, Any]) -> list[tuple[Any, dict[str, Any],
+                                                                                        dict[str, Any],
                                                                                         dict[str, Any]]] | None:
     """PostgreSQL, with the ledger head already held: run `queryset.update(**kwargs)` as one statement
-    that locks the matching rows, updates them and returns each one's (pk, before, after) state.
+    that locks the matching rows, updates them and returns, for each one, (pk, the changed fields
+    before, the changed fields after, the whole state after) as `record.changes` gives them.
 
     `UPDATE t SET ... FROM (SELECT pk, <recorded columns> FROM t WHERE <filter> FOR UPDATE OF t) AS old
     WHERE t.pk = old.pk RETURNING old.*, t.<recorded columns>`: the sub-select reads each row as
@@ -315,6 +321,7 @@ def update_returning(queryset: models.QuerySet[Any], kwargs: dict[str, Any]) -> 
     converting = [(index, converters[index if index <= width else index - width],
                    columns_objects[index if index <= width else index - width])
                   for index in range(2 * width + 1) if converters[index if index <= width else index - width]]
+    names, convert = spec.names, spec.converters
     result = []
     for row in rows:
         values = list(row)
@@ -323,5 +330,19 @@ def update_returning(queryset: models.QuerySet[Any], kwargs: dict[str, Any]) -> 
             for function in functions:
                 value = function(value, column, connection)
             values[index] = value
-        result.append((values[0], state_from_row(spec, values[1:width + 1]), state_from_row(spec, values[width + 1:])))
+        after = {name: function(value)
+                 for name, function, value in zip(names, convert, values[width + 1:], strict=True)}
+        changed_before: dict[str, Any] = {}
+        changed_after: dict[str, Any] = {}
+        for position in range(width):
+            old, new = values[position + 1], values[width + 1 + position]
+            if type(old) is type(new) and old == new and type(new) not in _CONTAINERS:
+                # Equal raw values of one scalar type record equal values: unchanged.
+                continue
+            name = names[position]
+            before_value = convert[position](old)
+            if before_value != after[name]:
+                changed_before[name] = before_value
+                changed_after[name] = after[name]
+        result.append((values[0], changed_before, changed_after, after))
     return result

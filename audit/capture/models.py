@@ -29,6 +29,7 @@ from audit.capture.record import (
     record,
 )
 from audit.capture.rows import field_value, instance_state, model_spec, needs_reread, read_states, register, state_from_row
+from audit.ledger import gc_paused
 from core.actor import acting_as, current_actor
 from core.errors import InvalidInput
 
@@ -51,7 +52,9 @@ class GovernedQuerySet(models.QuerySet[Any]):
             return super().update(**kwargs)
         spec = model_spec(self.model)
         using = self.db
-        with transaction.atomic(using=using, savepoint=False):
+        # The rows' states, drafts and entries are our own work, done per row: without pauses for
+        # the cyclic collector (ledger.gc_paused).
+        with transaction.atomic(using=using, savepoint=False), gc_paused():
             head = lock_head(using)
             returned = guarded.update_returning(self, kwargs) if BEFORE_STATE == "guarded" else None
             if returned is not None:
@@ -59,8 +62,7 @@ class GovernedQuerySet(models.QuerySet[Any]):
                 if returned:
                     actor = current_actor()
                     drafts = []
-                    for pk, old, new in returned:
-                        changed_before, changed_after = changes(old, new)
+                    for pk, changed_before, changed_after, new in returned:
                         if changed_after:
                             drafts.append(draft_change(actor, spec, pk, "updated", changed_before, changed_after, new))
                     record(drafts, checkpoint=True, head=head)
@@ -120,13 +122,14 @@ class GovernedQuerySet(models.QuerySet[Any]):
             if any(obj.pk is None for obj in created):
                 raise InvalidInput("The database did not return the keys of the new rows.",
                                    code="governed_bulk_create_no_pk")
-            reread = any(needs_reread(obj, spec) for obj in created)
-            states = read_states(self.model, using, [obj.pk for obj in created], lock=False) if reread else {}
-            drafts = []
-            for obj in created:
-                state = states[obj.pk] if reread else instance_state(obj)
-                drafts.append(draft_change(actor, spec, obj.pk, "created", None, state, state))
-            record(drafts, checkpoint=True, head=head)
+            with gc_paused():  # the capture's own per-row work (not Django's insert)
+                reread = any(needs_reread(obj, spec) for obj in created)
+                states = read_states(self.model, using, [obj.pk for obj in created], lock=False) if reread else {}
+                drafts = []
+                for obj in created:
+                    state = states[obj.pk] if reread else instance_state(obj)
+                    drafts.append(draft_change(actor, spec, obj.pk, "created", None, state, state))
+                record(drafts, checkpoint=True, head=head)
         return created
 
     bulk_create.alters_data = True  # type: ignore[attr-defined]
@@ -145,13 +148,15 @@ class GovernedQuerySet(models.QuerySet[Any]):
                 count = super().bulk_update(objs, fields, batch_size=batch_size)
             finally:
                 _passthrough.reset(token)
-            after = read_states(self.model, using, list(before), lock=False)
-            drafts = []
-            for pk, old in before.items():
-                changed_before, changed_after = changes(old, after[pk])
-                if changed_after:
-                    drafts.append(draft_change(actor, spec, pk, "updated", changed_before, changed_after, after[pk]))
-            record(drafts, checkpoint=True, head=head)
+            with gc_paused():  # the capture's own per-row work (not Django's update)
+                after = read_states(self.model, using, list(before), lock=False)
+                drafts = []
+                for pk, old in before.items():
+                    changed_before, changed_after = changes(old, after[pk])
+                    if changed_after:
+                        drafts.append(draft_change(actor, spec, pk, "updated", changed_before, changed_after,
+                                                   after[pk]))
+                record(drafts, checkpoint=True, head=head)
         return count
 
     bulk_update.alters_data = True  # type: ignore[attr-defined]

@@ -17,7 +17,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connections, models
 
 from audit.capture.rows import ModelSpec, json_value, model_spec, public, read_states, state_from_row
-from audit.ledger import EntryDraft, LockedHead, append_generation, draft, ledger_append_many
+from audit.ledger import EntryDraft, LockedHead, actor_label, append_generation, ledger_append_many
 
 # Where an instance carries the action named for its next write (set and cleared by the
 # `*_recorded` methods of GovernedModel around exactly that one write).
@@ -132,7 +132,8 @@ def draft_change(actor: Any, spec: ModelSpec, pk: Any, verb: str, before: Any, a
     if spec.has_redacted:
         before, after, state = public(before), public(after), public(state)
     payload.update(before=before, after=after, state=state)
-    return draft(actor=actor, action=action, subject=(spec.subject_type, str(json_value(pk))), payload=payload)
+    return EntryDraft(actor=actor_label(actor), action=action, subject_type=spec.subject_type,
+                      subject_id=str(json_value(pk)), payload=payload)
 
 
 def record(drafts: list[EntryDraft], *, checkpoint: bool = False, head: LockedHead | None = None) -> None:
@@ -142,7 +143,7 @@ def record(drafts: list[EntryDraft], *, checkpoint: bool = False, head: LockedHe
     if pending is not None:
         pending.drafts.extend(drafts)
     else:
-        ledger_append_many(drafts, checkpoint=checkpoint, head=head)
+        ledger_append_many(drafts, checkpoint=checkpoint, head=head, returning=False)
 
 
 @dataclass
@@ -165,6 +166,6 @@ def collecting() -> Iterator[_Batch]:
     finally:
         _pending.reset(token)
     # Reached only when the block succeeded; on an error the transaction rolls back anyway.
-    ledger_append_many(batch.drafts, checkpoint=len(batch.drafts) > 1, head=batch.head)
+    ledger_append_many(batch.drafts, checkpoint=len(batch.drafts) > 1, head=batch.head, returning=False)
 
 

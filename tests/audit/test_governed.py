@@ -263,6 +263,31 @@ def test_queryset_update_records_each_row_with_expressions_resolved(project: Pro
     assert got[1].payload["after"] == {"size": 6, "description": "bumped"}
 
 
+def test_queryset_update_records_exactly_the_fields_whose_recorded_value_changed(project: Project) -> None:
+    """Equal values in another spelling (1.5 for 1.50, -0.0 for 0.0) are no change; a new date,
+    new bytes and a new secret are; an excluded field never is."""
+    with acting_as(ACTOR):
+        widget = Widget.objects.create(project=project, name="w", price=Decimal("1.50"), ratio=0.0, blob=b"ab",
+                                       secret_hash="s1", released_on=date(2026, 1, 1))
+        start = last_seq()
+        count = Widget.objects.filter(pk=widget.pk).update(
+            price=Decimal("1.5"), ratio=-0.0, blob=b"cd", secret_hash="s2", released_on=date(2026, 1, 2),
+            view_count=5, name="w")
+        widget.refresh_from_db()
+    assert count == 1
+    [entry] = entries(start)
+    assert entry.payload == {
+        "before": {"blob": "6162", "released_on": "2026-01-01", "secret_hash": "<redacted>"},
+        "after": {"blob": "6364", "released_on": "2026-01-02", "secret_hash": "<redacted>"},
+        "state": widget_state(widget),
+    }
+    assert widget_state(widget)["price"] == "1.50" and widget_state(widget)["ratio"] == 0.0
+    with acting_as(ACTOR):
+        Widget.objects.filter(pk=widget.pk).update(price=Decimal("1.500"), view_count=6)  # nothing recorded changes
+    assert entries(entry.seq) == []
+    assert verify_ledger(check_state=True).ok
+
+
 def test_related_manager_update_and_remove_are_captured(project: Project) -> None:
     with acting_as(ACTOR):
         widget = Widget.objects.create(project=project, name="a")

@@ -8,6 +8,8 @@ import struct
 
 import pytest
 import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from audit import jcs
 
@@ -72,3 +74,65 @@ def test_typical_metric_payloads_take_the_fast_path() -> None:
 def test_non_finite_numbers_are_refused(value: object) -> None:
     with pytest.raises(jcs.CanonicalizationError):
         jcs.canonicalize(value)
+
+
+# --- The fast path against the reference on generated values of every kind ----------------
+
+_SPECIAL_CHARACTERS = ['"', "\\", "/", "\b", "\f", "\n", "\r", "\t", "\x00", "\x1f", "\x7f", "\x80", "\u2028",
+                       "\u2029", "\ud800", "\udfff", "\ue000", "\uffff", "\U00010000", "\U0001f600", "\U0010ffff",
+                       "é", "€"]
+_text = st.text(st.one_of(st.characters(codec=None, exclude_categories=()), st.sampled_from(_SPECIAL_CHARACTERS)),
+                max_size=12)
+_keys = st.one_of(st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=6), _text)
+_integers = st.one_of(st.integers(-(2**53) - 3, 2**53 + 3), st.integers(), st.sampled_from(
+    [2**53 - 1, 2**53, 2**53 + 1, -(2**53) + 1, -(2**53), 0, -1, 2**63, -(2**64)]))
+_floats = st.one_of(st.floats(), st.floats(-1e-3, 1e-3), st.sampled_from(
+    [1e-7, 1e-6, 1e-4, 1e-4 - 1e-20, 5e-324, 2.0**52 + 0.5, 2.0**53, 2.0**53 + 2, 1e16, 1e21, 9.999999999999999e20,
+     -0.0, 0.0, 100.0, 0.1 + 0.2, 1.7976931348623157e308]))
+_scalars = st.one_of(st.none(), st.booleans(), _integers, _floats, _text)
+_values = st.recursive(_scalars, lambda children: st.one_of(
+    st.lists(children, max_size=5), st.tuples(children, children), st.dictionaries(_keys, children, max_size=5)),
+    max_leaves=30)
+
+
+def _reference(value: object) -> bytes | None:
+    try:
+        return rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError):
+        return None
+
+
+@settings(max_examples=4_000, deadline=None, derandomize=True)
+@given(_values)
+def test_generated_values_match_the_reference_encoder(value: object) -> None:
+    expected = _reference(value)
+    if expected is None:
+        with pytest.raises(jcs.CanonicalizationError):
+            jcs.canonicalize(value)
+    else:
+        assert jcs.canonicalize(value) == expected
+
+
+def test_strings_take_the_fast_path_and_lone_surrogates_are_refused() -> None:
+    text = "".join(character for character in _SPECIAL_CHARACTERS if character not in ("\ud800", "\udfff"))
+    document = {"name": text, "list": [text, {"nested": text}], "n": 2**53 - 1}
+    assert jcs._scan(document) == jcs._YES
+    assert jcs.canonicalize(document) == rfc8785.dumps(document)
+    assert jcs.canonicalize(text) == rfc8785.dumps(text)
+    for lone in ("\ud800", "a\udfffb", {"k": ["\ud834"]}):
+        with pytest.raises(jcs.CanonicalizationError):
+            jcs.canonicalize(lone)
+    assert jcs._scan({"k": 2**53}) == jcs._NO
+    assert jcs._scan({"k": [1.0, {"x": 2.5}]}) == jcs._YES_AFTER_INTEGRAL_FLOATS
+
+
+@settings(max_examples=1_000, deadline=None, derandomize=True)
+@given(st.dictionaries(_keys, _values, max_size=4), _values)
+def test_an_object_encoded_member_by_member_is_the_same_bytes(members: dict[str, object], shared: object) -> None:
+    members = {**members, "after": shared, "state": shared}
+    expected = _reference(members)
+    if expected is None:
+        with pytest.raises(jcs.CanonicalizationError):
+            jcs.canonicalize_members(members)
+    else:
+        assert jcs.canonicalize_members(members) == expected

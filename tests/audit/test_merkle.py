@@ -319,6 +319,26 @@ def test_frontier_appends_give_the_rfc_root_and_every_complete_subtree_once() ->
     assert stored == brute_force
 
 
+def test_frontier_extend_is_frontier_append_leaf_by_leaf_from_any_start() -> None:
+    for first in range(len(LEAF_HASHES) + 1):
+        start: list[tuple[int, bytes]] = []
+        for leaf_index in range(first):
+            start, _ = merkle.frontier_append(start, LEAF_HASHES[leaf_index], leaf_index)
+        expected_frontier, expected_nodes = list(start), []
+        for leaf_index in range(first, len(LEAF_HASHES)):
+            expected_frontier, new_nodes = merkle.frontier_append(expected_frontier, LEAF_HASHES[leaf_index], leaf_index)
+            expected_nodes.extend(new_nodes)
+        given = list(start)
+        frontier, nodes = merkle.frontier_extend(given, LEAF_HASHES[first:], first)
+        assert (frontier, nodes) == (expected_frontier, expected_nodes)
+        assert merkle.frontier_root(frontier) == REFERENCE_ROOTS[len(LEAF_HASHES)]
+        assert given == start  # the input is not modified
+    with pytest.raises(ProofError):
+        merkle.frontier_extend([], LEAF_HASHES[:1], 1)  # a frontier of 0 leaves does not start at leaf 1
+    with pytest.raises(ProofError):
+        merkle.frontier_extend([], [b"short"], 0)
+
+
 def test_frontier_append_does_not_modify_its_input() -> None:
     frontier, _ = merkle.frontier_append([], LEAF_HASHES[0], 0)
     snapshot = list(frontier)
