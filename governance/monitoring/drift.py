@@ -27,7 +27,7 @@ Pure numpy (pyarrow counts text columns); no ORM, no settings. The contract:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -166,10 +166,14 @@ def categorical_counts(values: Iterable[Any]) -> tuple[dict[str, int], int]:
     return {str(name): int(count) for name, count in zip(names.tolist(), counts.tolist(), strict=True)}, missing
 
 
-def profile_numeric(column: str, values: Iterable[Any] | np.ndarray, *, bins: int = DEFAULT_BINS) -> NumericProfile:
+def profile_numeric(column: str, values: Iterable[Any] | np.ndarray, *, bins: int = DEFAULT_BINS,
+                    sort_in_place: bool = False) -> NumericProfile:
+    """The profile of one numeric column; ``sort_in_place=True`` as in ``numeric_drift`` (the caller gives
+    a fresh float64 array up, and it becomes the profile's sorted values)."""
     if bins < 2:
         raise DriftInputError("drift_bad_arguments", "bins must be at least 2")
     present, missing, owned = _present_values(values)
+    owned = owned or (sort_in_place and bool(present.flags.writeable))  # a zero-copy Arrow view is read-only
     if present.size == 0:
         raise DriftInputError("drift_empty_column", f"column {column!r} has no values in the reference")
     ordered = present if owned else present.copy()
@@ -377,7 +381,7 @@ def numeric_drift(profile: NumericProfile, values: Iterable[Any] | np.ndarray, *
     """Drift of one numeric column. ``sort_in_place=True`` lets the engine sort a float64 array it is
     given instead of a copy (the caller gives the column up: a reader's fresh array, one column at a time)."""
     present, missing, owned = _present_values(values)
-    owned = owned or sort_in_place
+    owned = owned or (sort_in_place and bool(present.flags.writeable))  # a zero-copy Arrow view is read-only
     if present.size == 0:
         raise DriftInputError("drift_empty_column", f"column {profile.column!r} has no values in the current window")
     # Sorted in place when the array is ours (a copy only when it is the caller's): with the
@@ -439,18 +443,35 @@ def drift_report(profiles: Sequence[ColumnProfile], current: Mapping[str, Iterab
                  numeric_effect: float = DEFAULT_NUMERIC_EFFECT, categorical_effect: float = DEFAULT_CATEGORICAL_EFFECT,
                  ks_method: KsMethod = "auto") -> dict[str, Any]:
     """Drift of every profiled column in ``current``, adjusted across columns."""
+    def pairs() -> Iterator[tuple[ColumnProfile, Any]]:
+        for profile in profiles:
+            if profile.column not in current:
+                raise DriftInputError("drift_missing_column", f"column {profile.column!r} is not in the current window")
+            yield profile, current[profile.column]
+
+    return drift_report_columns(pairs(), correction=correction, alpha=alpha, numeric_effect=numeric_effect,
+                                categorical_effect=categorical_effect, ks_method=ks_method)
+
+
+def drift_report_columns(pairs: Iterable[tuple[ColumnProfile, Any]], *, correction: Correction = "benjamini-hochberg",
+                         alpha: float = DEFAULT_ALPHA, numeric_effect: float = DEFAULT_NUMERIC_EFFECT,
+                         categorical_effect: float = DEFAULT_CATEGORICAL_EFFECT, ks_method: KsMethod = "auto",
+                         given_up: bool = False) -> dict[str, Any]:
+    """``drift_report`` over (profile, current values) pairs taken one at a time: each column is
+    compared and dropped before the next pair is asked for, so a caller that reads the pairs from
+    disk as they are asked for holds one column at a time. ``given_up=True``: each numeric array is
+    the caller's no longer (fresh from a reader) and is sorted in place instead of copied."""
     if not 0 < alpha < 1:
         raise DriftInputError("drift_bad_arguments", "alpha must be between 0 and 1")
     if correction not in CORRECTIONS:
         raise DriftInputError("drift_bad_arguments", f"correction must be one of {', '.join(CORRECTIONS)}")
     results: list[dict[str, Any]] = []
-    for profile in profiles:
-        if profile.column not in current:
-            raise DriftInputError("drift_missing_column", f"column {profile.column!r} is not in the current window")
+    for profile, values in pairs:
         if isinstance(profile, NumericProfile):
-            results.append(numeric_drift(profile, current[profile.column], alpha=alpha, method=ks_method))
+            results.append(numeric_drift(profile, values, alpha=alpha, method=ks_method, sort_in_place=given_up))
         else:
-            results.append(categorical_drift(profile, current[profile.column], alpha=alpha))
+            results.append(categorical_drift(profile, values, alpha=alpha))
+        del values  # not held while the next pair is read
     adjusted = adjust_pvalues([result["pvalue"] for result in results], correction)
     for result, pvalue in zip(results, adjusted, strict=True):
         threshold = numeric_effect if result["kind"] == "numeric" else categorical_effect
