@@ -86,7 +86,8 @@ class Trace:
 @pytest.mark.django_db
 def test_a_run_reads_compares_and_drops_one_column_at_a_time_with_the_whole_window_results(
         monkeypatch: Any, scientist: Any, version: Any) -> None:
-    reference_profile_create(by=scientist, version=version, file=SimpleUploadedFile("ref.csv", _bytes(_table(3_000, seed=1), "csv")),
+    reference_csv = SimpleUploadedFile("ref.csv", _bytes(_table(3_000, seed=1), "csv"))
+    reference_profile_create(by=scientist, version=version, file=reference_csv,
                              columns=["age", "income"], categorical=["region", "plan"])
     monitor = monitor_create(by=scientist, version=version, y_true="label", y_pred="predicted", window_days=7)
     batches = []
@@ -145,7 +146,8 @@ def test_a_run_reads_compares_and_drops_one_column_at_a_time_with_the_whole_wind
 def test_a_missing_drift_column_in_one_batch_keeps_its_code(scientist: Any, version: Any) -> None:
     from core.errors import InvalidInput
 
-    reference_profile_create(by=scientist, version=version, file=SimpleUploadedFile("ref.csv", _bytes(_table(500, seed=1), "csv")),
+    reference_csv = SimpleUploadedFile("ref.csv", _bytes(_table(500, seed=1), "csv"))
+    reference_profile_create(by=scientist, version=version, file=reference_csv,
                              columns=["age"], categorical=["region"])
     monitor = monitor_create(by=scientist, version=version, window_days=7)
     prediction_batch_upload(by=scientist, model=version.model, served_version=version,
