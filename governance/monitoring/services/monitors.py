@@ -379,14 +379,20 @@ def monitor_run(*, monitor: Monitor, by: Any, now: datetime | None = None) -> Mo
     return _run(monitor=monitor, by=by, end=now or timezone.now(), scheduled=False)
 
 
-def _evaluate(monitor: Monitor, columns: list[Any], records: list[Any], batches: list[PredictionBatch]
-              ) -> tuple[dict[str, Any], str, list[tuple[str, str, dict[str, Any]]]]:
-    """The result of a window (drift and performance), its digest, and the breaches of the thresholds."""
+DRIFT_THRESHOLDS = ("alpha", "correction", "numeric_effect", "categorical_effect")
+
+
+def _evaluate(monitor: Monitor, columns: list[Any], records: list[Any], batches: list[PredictionBatch],
+              known_drift: dict[str, Any] | None = None) -> tuple[dict[str, Any], str, list[tuple[str, str, dict[str, Any]]]]:
+    """The result of a window (drift and performance), its digest, and the breaches of the thresholds.
+    ``known_drift``: the drift of this very window, profile and drift thresholds, computed before
+    (a restatement whose outcomes cannot change it); only the performance is computed again."""
     thresholds = monitor.thresholds
     try:  # drift one column at a time; then the performance columns, which are needed together
-        drift = drift_report_columns(_window_columns(records, columns), correction=thresholds["correction"],
-                                     alpha=thresholds["alpha"], numeric_effect=thresholds["numeric_effect"],
-                                     categorical_effect=thresholds["categorical_effect"], given_up=True)
+        drift = known_drift if known_drift is not None else drift_report_columns(
+            _window_columns(records, columns), correction=thresholds["correction"], alpha=thresholds["alpha"],
+            numeric_effect=thresholds["numeric_effect"], categorical_effect=thresholds["categorical_effect"],
+            given_up=True)
     except DriftInputError as error:
         raise drift_input_error(error) from error
     measured = {monitor.y_true, monitor.y_pred, monitor.score}
