@@ -212,7 +212,7 @@ def ks_2samp_sorted(reference: np.ndarray, current: np.ndarray, *, method: KsMet
     return _ks_from_extremes(lowest, highest, reference.size, current.size, method)
 
 
-MERGE_STEP = 1 << 18  # values taken from each sorted side per step of the merged pass
+MERGE_STEP = 1 << 16  # values taken from each sorted side per step: a range's arrays (~1 MB each) stay in cache
 
 
 def _merged_pass(reference: np.ndarray, current: np.ndarray, *, wasserstein: bool = True
@@ -238,11 +238,10 @@ def _merged_pass(reference: np.ndarray, current: np.ndarray, *, wasserstein: boo
         bound = min(candidates)
         end_ref = int(np.searchsorted(reference, bound, side="right"))
         end_cur = int(np.searchsorted(current, bound, side="right"))
-        part_ref, part_cur = reference[start_ref:end_ref], current[start_cur:end_cur]
-        pooled = np.concatenate([part_ref, part_cur])
-        pooled.sort(kind="mergesort")
-        cdf_reference = (np.searchsorted(part_ref, pooled, side="right") + start_ref) / n1
-        cdf_current = (np.searchsorted(part_cur, pooled, side="right") + start_cur) / n2
+        pooled, below_ref, below_cur = _merge_counts(reference[start_ref:end_ref], current[start_cur:end_cur])
+        cdf_reference = (below_ref + start_ref) / n1
+        cdf_current = (below_cur + start_cur) / n2
+        del below_ref, below_cur
         differences = cdf_reference - cdf_current
         del cdf_reference, cdf_current
         lowest, highest = min(lowest, float(differences.min())), max(highest, float(differences.max()))
@@ -254,6 +253,30 @@ def _merged_pass(reference: np.ndarray, current: np.ndarray, *, wasserstein: boo
         start_ref, start_cur = end_ref, end_cur
         del pooled, differences
     return lowest, highest, (sums[0] if len(sums) == 1 else math.fsum(sums))
+
+
+def _merge_counts(part_ref: np.ndarray, part_cur: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pooled sorted values of two sorted ranges, and at each of them how many values of each range
+    are at or below it: ``searchsorted(part, pooled, side="right")`` for both, the same integers, but
+    from one stable merge (a two-run timsort, linear) that says which side each value came from,
+    instead of a binary search per value. Within a run of ties every value gets the counts at the
+    run's end, as ``side="right"`` gives."""
+    joined = np.concatenate([part_ref, part_cur])
+    order = np.argsort(joined, kind="stable")
+    pooled = joined[order]
+    del joined
+    below_ref = np.cumsum(order < part_ref.size)
+    del order
+    last = np.empty(pooled.size, dtype=bool)  # the last value of its run of ties
+    np.not_equal(pooled[1:], pooled[:-1], out=last[:-1])
+    last[-1] = True
+    if last.all():
+        return pooled, below_ref, np.arange(1, pooled.size + 1) - below_ref
+    ends = np.flatnonzero(last)
+    del last
+    lengths = np.diff(ends, prepend=-1)
+    ref_at_end = below_ref[ends]
+    return pooled, np.repeat(ref_at_end, lengths), np.repeat(ends + 1 - ref_at_end, lengths)
 
 
 def _ks_from_extremes(lowest: float, highest: float, n1: int, n2: int, method: KsMethod) -> KsResult:

