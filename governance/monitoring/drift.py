@@ -137,12 +137,17 @@ def _text_counts(values: Iterable[Any]) -> tuple[dict[str, int], int] | None:
             return None
     if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
         return None
-    empty = pc.equal(array, "")
-    missing = array.null_count + int(pc.sum(empty).as_py() or 0)
-    present = pc.filter(array, pc.invert(pc.fill_null(empty, True)))
-    counted = pc.value_counts(present)
+    # One counting pass over the column; missing values (null, empty text) are taken out of the counts.
+    counted = pc.value_counts(array)
     pairs = zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True)
-    return {str(name): int(count) for name, count in sorted(pairs)}, missing
+    counts: dict[str, int] = {}
+    missing = 0
+    for name, count in pairs:
+        if name is None or name == "":
+            missing += int(count)
+        else:
+            counts[str(name)] = int(count)
+    return dict(sorted(counts.items())), missing
 
 
 def categorical_counts(values: Iterable[Any]) -> tuple[dict[str, int], int]:
