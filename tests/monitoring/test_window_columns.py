@@ -84,8 +84,11 @@ class Trace:
 # --- the service ---------------------------------------------------------------------------
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("csv_budget", [None, 0], ids=["csv-parsed-once", "csv-one-pass-per-column"])
 def test_a_run_reads_compares_and_drops_one_column_at_a_time_with_the_whole_window_results(
-        monkeypatch: Any, scientist: Any, version: Any) -> None:
+        monkeypatch: Any, scientist: Any, version: Any, csv_budget: int | None) -> None:
+    if csv_budget is not None:  # the window's share of the whole-parse budget is 0: every CSV batch streamed
+        monkeypatch.setattr(monitors, "CSV_WHOLE_MAX_BYTES", csv_budget)
     reference_csv = SimpleUploadedFile("ref.csv", _bytes(_table(3_000, seed=1), "csv"))
     reference_profile_create(by=scientist, version=version, file=reference_csv,
                              columns=["age", "income"], categorical=["region", "plan"])
