@@ -150,6 +150,24 @@ def _text_counts(values: Iterable[Any]) -> tuple[dict[str, int], int] | None:
     return dict(sorted(counts.items())), missing
 
 
+def _sorted_present(values: Iterable[Any] | np.ndarray, *, sort_in_place: bool) -> tuple[np.ndarray, int]:
+    """The non-missing values sorted, and how many were missing. A writable float64 array the caller
+    gives up (``sort_in_place``) is sorted where it is, its missing values (NaN sort last) cut off as
+    a view, so no second column-sized array is made; otherwise the present values are sorted in a
+    fresh array (a copy only when the array is the caller's)."""
+    if (sort_in_place and isinstance(values, np.ndarray) and values.dtype == np.float64 and values.ndim == 1
+            and values.flags.writeable):  # a zero-copy Arrow view is read-only: copied below
+        if np.isinf(values).any():
+            raise DriftInputError("drift_not_numeric", "infinite values cannot be compared")
+        missing = int(np.count_nonzero(np.isnan(values)))
+        values.sort()
+        return values[:values.size - missing], missing
+    present, missing, owned = _present_values(values)
+    ordered = present if owned else present.copy()
+    ordered.sort()
+    return ordered, missing
+
+
 def categorical_counts(values: Iterable[Any]) -> tuple[dict[str, int], int]:
     """Counts per category (as text; 1 and '1' are one category) and the missing count."""
     fast = _text_counts(values)
@@ -177,12 +195,9 @@ def profile_numeric(column: str, values: Iterable[Any] | np.ndarray, *, bins: in
     a fresh float64 array up, and it becomes the profile's sorted values)."""
     if bins < 2:
         raise DriftInputError("drift_bad_arguments", "bins must be at least 2")
-    present, missing, owned = _present_values(values)
-    owned = owned or (sort_in_place and bool(present.flags.writeable))  # a zero-copy Arrow view is read-only
-    if present.size == 0:
+    ordered, missing = _sorted_present(values, sort_in_place=sort_in_place)
+    if ordered.size == 0:
         raise DriftInputError("drift_empty_column", f"column {column!r} has no values in the reference")
-    ordered = present if owned else present.copy()
-    ordered.sort()
     edges = np.unique(np.quantile(ordered, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
     return NumericProfile(
         column=column, values=ordered, missing=missing, edges=edges, counts=_bin_counts(ordered, edges),
@@ -408,15 +423,11 @@ def numeric_drift(profile: NumericProfile, values: Iterable[Any] | np.ndarray, *
                   method: KsMethod = "auto", sort_in_place: bool = False) -> dict[str, Any]:
     """Drift of one numeric column. ``sort_in_place=True`` lets the engine sort a float64 array it is
     given instead of a copy (the caller gives the column up: a reader's fresh array, one column at a time)."""
-    present, missing, owned = _present_values(values)
-    owned = owned or (sort_in_place and bool(present.flags.writeable))  # a zero-copy Arrow view is read-only
-    if present.size == 0:
-        raise DriftInputError("drift_empty_column", f"column {profile.column!r} has no values in the current window")
     # Sorted in place when the array is ours (a copy only when it is the caller's): with the
     # profile's sorted values, the only column-sized arrays held; the merged pass works in ranges.
-    current = present if owned else present.copy()
-    del present
-    current.sort()
+    current, missing = _sorted_present(values, sort_in_place=sort_in_place)
+    if current.size == 0:
+        raise DriftInputError("drift_empty_column", f"column {profile.column!r} has no values in the current window")
     lowest, highest, distance = _merged_pass(profile.values, current)
     ks = _ks_from_extremes(lowest, highest, profile.n, current.size, method)
     normed = distance / profile.std if profile.std > 0 else (0.0 if distance == 0 else math.inf)
@@ -499,7 +510,7 @@ def drift_report_columns(pairs: Iterable[tuple[ColumnProfile, Any]], *, correcti
             results.append(numeric_drift(profile, values, alpha=alpha, method=ks_method, sort_in_place=given_up))
         else:
             results.append(categorical_drift(profile, values, alpha=alpha))
-        del values  # not held while the next pair is read
+        del profile, values  # not held while the next pair is read
     adjusted = adjust_pvalues([result["pvalue"] for result in results], correction)
     for result, pvalue in zip(results, adjusted, strict=True):
         threshold = numeric_effect if result["kind"] == "numeric" else categorical_effect

@@ -71,20 +71,17 @@ def read_columns(path: str | os.PathLike[str] | SealedPath, numeric: Sequence[st
         wanted = list(order)
     if _is_parquet(file_path):
         _check_present(file_path, _parquet(file_path).schema_arrow.names, wanted)
-        for name in wanted:
-            values = _parquet_column(file_path, _parquet(file_path), name, name in categorical, arrow_text)
-            yield name, values
-            del values
+        for name in wanted:  # the column is handed over, not kept here while the caller works on it
+            yield name, _parquet_column(file_path, _parquet(file_path), name, name in categorical, arrow_text)
         return
     size = file_path.size() if isinstance(file_path, SealedPath) else file_path.stat().st_size
     if size > (CSV_WHOLE_MAX_BYTES if whole_max_bytes is None else whole_max_bytes):
         rows: list[int] = []  # known after the first numeric column: later ones fill one array
         for name in wanted:
-            values = _csv_column(file_path, name, name in categorical, arrow_text, rows[0] if rows else None)
+            box = [_csv_column(file_path, name, name in categorical, arrow_text, rows[0] if rows else None)]
             if name not in categorical and not rows:
-                rows.append(values.size)
-            yield name, values
-            del values
+                rows.append(box[0].size)
+            yield name, box.pop()  # handed over, not kept here while the caller works on it
         return
     table = _read_csv(file_path, numeric, categorical)
     for name in wanted:
