@@ -27,7 +27,7 @@ Pure numpy (pyarrow counts text columns); no ORM, no settings. The contract:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -137,12 +137,35 @@ def _text_counts(values: Iterable[Any]) -> tuple[dict[str, int], int] | None:
             return None
     if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
         return None
-    empty = pc.equal(array, "")
-    missing = array.null_count + int(pc.sum(empty).as_py() or 0)
-    present = pc.filter(array, pc.invert(pc.fill_null(empty, True)))
-    counted = pc.value_counts(present)
+    # One counting pass over the column; missing values (null, empty text) are taken out of the counts.
+    counted = pc.value_counts(array)
     pairs = zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True)
-    return {str(name): int(count) for name, count in sorted(pairs)}, missing
+    counts: dict[str, int] = {}
+    missing = 0
+    for name, count in pairs:
+        if name is None or name == "":
+            missing += int(count)
+        else:
+            counts[str(name)] = int(count)
+    return dict(sorted(counts.items())), missing
+
+
+def _sorted_present(values: Iterable[Any] | np.ndarray, *, sort_in_place: bool) -> tuple[np.ndarray, int]:
+    """The non-missing values sorted, and how many were missing. A writable float64 array the caller
+    gives up (``sort_in_place``) is sorted where it is, its missing values (NaN sort last) cut off as
+    a view, so no second column-sized array is made; otherwise the present values are sorted in a
+    fresh array (a copy only when the array is the caller's)."""
+    if (sort_in_place and isinstance(values, np.ndarray) and values.dtype == np.float64 and values.ndim == 1
+            and values.flags.writeable):  # a zero-copy Arrow view is read-only: copied below
+        if np.isinf(values).any():
+            raise DriftInputError("drift_not_numeric", "infinite values cannot be compared")
+        missing = int(np.count_nonzero(np.isnan(values)))
+        values.sort()
+        return values[:values.size - missing], missing
+    present, missing, owned = _present_values(values)
+    ordered = present if owned else present.copy()
+    ordered.sort()
+    return ordered, missing
 
 
 def categorical_counts(values: Iterable[Any]) -> tuple[dict[str, int], int]:
@@ -166,14 +189,15 @@ def categorical_counts(values: Iterable[Any]) -> tuple[dict[str, int], int]:
     return {str(name): int(count) for name, count in zip(names.tolist(), counts.tolist(), strict=True)}, missing
 
 
-def profile_numeric(column: str, values: Iterable[Any] | np.ndarray, *, bins: int = DEFAULT_BINS) -> NumericProfile:
+def profile_numeric(column: str, values: Iterable[Any] | np.ndarray, *, bins: int = DEFAULT_BINS,
+                    sort_in_place: bool = False) -> NumericProfile:
+    """The profile of one numeric column; ``sort_in_place=True`` as in ``numeric_drift`` (the caller gives
+    a fresh float64 array up, and it becomes the profile's sorted values)."""
     if bins < 2:
         raise DriftInputError("drift_bad_arguments", "bins must be at least 2")
-    present, missing, owned = _present_values(values)
-    if present.size == 0:
+    ordered, missing = _sorted_present(values, sort_in_place=sort_in_place)
+    if ordered.size == 0:
         raise DriftInputError("drift_empty_column", f"column {column!r} has no values in the reference")
-    ordered = present if owned else present.copy()
-    ordered.sort()
     edges = np.unique(np.quantile(ordered, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
     return NumericProfile(
         column=column, values=ordered, missing=missing, edges=edges, counts=_bin_counts(ordered, edges),
@@ -208,7 +232,7 @@ def ks_2samp_sorted(reference: np.ndarray, current: np.ndarray, *, method: KsMet
     return _ks_from_extremes(lowest, highest, reference.size, current.size, method)
 
 
-MERGE_STEP = 1 << 18  # values taken from each sorted side per step of the merged pass
+MERGE_STEP = 1 << 16  # values taken from each sorted side per step: a range's arrays (~1 MB each) stay in cache
 
 
 def _merged_pass(reference: np.ndarray, current: np.ndarray, *, wasserstein: bool = True
@@ -234,11 +258,10 @@ def _merged_pass(reference: np.ndarray, current: np.ndarray, *, wasserstein: boo
         bound = min(candidates)
         end_ref = int(np.searchsorted(reference, bound, side="right"))
         end_cur = int(np.searchsorted(current, bound, side="right"))
-        part_ref, part_cur = reference[start_ref:end_ref], current[start_cur:end_cur]
-        pooled = np.concatenate([part_ref, part_cur])
-        pooled.sort(kind="mergesort")
-        cdf_reference = (np.searchsorted(part_ref, pooled, side="right") + start_ref) / n1
-        cdf_current = (np.searchsorted(part_cur, pooled, side="right") + start_cur) / n2
+        pooled, below_ref, below_cur = _merge_counts(reference[start_ref:end_ref], current[start_cur:end_cur])
+        cdf_reference = (below_ref + start_ref) / n1
+        cdf_current = (below_cur + start_cur) / n2
+        del below_ref, below_cur
         differences = cdf_reference - cdf_current
         del cdf_reference, cdf_current
         lowest, highest = min(lowest, float(differences.min())), max(highest, float(differences.max()))
@@ -250,6 +273,30 @@ def _merged_pass(reference: np.ndarray, current: np.ndarray, *, wasserstein: boo
         start_ref, start_cur = end_ref, end_cur
         del pooled, differences
     return lowest, highest, (sums[0] if len(sums) == 1 else math.fsum(sums))
+
+
+def _merge_counts(part_ref: np.ndarray, part_cur: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pooled sorted values of two sorted ranges, and at each of them how many values of each range
+    are at or below it: ``searchsorted(part, pooled, side="right")`` for both, the same integers, but
+    from one stable merge (a two-run timsort, linear) that says which side each value came from,
+    instead of a binary search per value. Within a run of ties every value gets the counts at the
+    run's end, as ``side="right"`` gives."""
+    joined = np.concatenate([part_ref, part_cur])
+    order = np.argsort(joined, kind="stable")
+    pooled = joined[order]
+    del joined
+    below_ref = np.cumsum(order < part_ref.size)
+    del order
+    last = np.empty(pooled.size, dtype=bool)  # the last value of its run of ties
+    np.not_equal(pooled[1:], pooled[:-1], out=last[:-1])
+    last[-1] = True
+    if last.all():
+        return pooled, below_ref, np.arange(1, pooled.size + 1) - below_ref
+    ends = np.flatnonzero(last)
+    del last
+    lengths = np.diff(ends, prepend=-1)
+    ref_at_end = below_ref[ends]
+    return pooled, np.repeat(ref_at_end, lengths), np.repeat(ends + 1 - ref_at_end, lengths)
 
 
 def _ks_from_extremes(lowest: float, highest: float, n1: int, n2: int, method: KsMethod) -> KsResult:
@@ -376,15 +423,11 @@ def numeric_drift(profile: NumericProfile, values: Iterable[Any] | np.ndarray, *
                   method: KsMethod = "auto", sort_in_place: bool = False) -> dict[str, Any]:
     """Drift of one numeric column. ``sort_in_place=True`` lets the engine sort a float64 array it is
     given instead of a copy (the caller gives the column up: a reader's fresh array, one column at a time)."""
-    present, missing, owned = _present_values(values)
-    owned = owned or sort_in_place
-    if present.size == 0:
-        raise DriftInputError("drift_empty_column", f"column {profile.column!r} has no values in the current window")
     # Sorted in place when the array is ours (a copy only when it is the caller's): with the
     # profile's sorted values, the only column-sized arrays held; the merged pass works in ranges.
-    current = present if owned else present.copy()
-    del present
-    current.sort()
+    current, missing = _sorted_present(values, sort_in_place=sort_in_place)
+    if current.size == 0:
+        raise DriftInputError("drift_empty_column", f"column {profile.column!r} has no values in the current window")
     lowest, highest, distance = _merged_pass(profile.values, current)
     ks = _ks_from_extremes(lowest, highest, profile.n, current.size, method)
     normed = distance / profile.std if profile.std > 0 else (0.0 if distance == 0 else math.inf)
@@ -439,18 +482,35 @@ def drift_report(profiles: Sequence[ColumnProfile], current: Mapping[str, Iterab
                  numeric_effect: float = DEFAULT_NUMERIC_EFFECT, categorical_effect: float = DEFAULT_CATEGORICAL_EFFECT,
                  ks_method: KsMethod = "auto") -> dict[str, Any]:
     """Drift of every profiled column in ``current``, adjusted across columns."""
+    def pairs() -> Iterator[tuple[ColumnProfile, Any]]:
+        for profile in profiles:
+            if profile.column not in current:
+                raise DriftInputError("drift_missing_column", f"column {profile.column!r} is not in the current window")
+            yield profile, current[profile.column]
+
+    return drift_report_columns(pairs(), correction=correction, alpha=alpha, numeric_effect=numeric_effect,
+                                categorical_effect=categorical_effect, ks_method=ks_method)
+
+
+def drift_report_columns(pairs: Iterable[tuple[ColumnProfile, Any]], *, correction: Correction = "benjamini-hochberg",
+                         alpha: float = DEFAULT_ALPHA, numeric_effect: float = DEFAULT_NUMERIC_EFFECT,
+                         categorical_effect: float = DEFAULT_CATEGORICAL_EFFECT, ks_method: KsMethod = "auto",
+                         given_up: bool = False) -> dict[str, Any]:
+    """``drift_report`` over (profile, current values) pairs taken one at a time: each column is
+    compared and dropped before the next pair is asked for, so a caller that reads the pairs from
+    disk as they are asked for holds one column at a time. ``given_up=True``: each numeric array is
+    the caller's no longer (fresh from a reader) and is sorted in place instead of copied."""
     if not 0 < alpha < 1:
         raise DriftInputError("drift_bad_arguments", "alpha must be between 0 and 1")
     if correction not in CORRECTIONS:
         raise DriftInputError("drift_bad_arguments", f"correction must be one of {', '.join(CORRECTIONS)}")
     results: list[dict[str, Any]] = []
-    for profile in profiles:
-        if profile.column not in current:
-            raise DriftInputError("drift_missing_column", f"column {profile.column!r} is not in the current window")
+    for profile, values in pairs:
         if isinstance(profile, NumericProfile):
-            results.append(numeric_drift(profile, current[profile.column], alpha=alpha, method=ks_method))
+            results.append(numeric_drift(profile, values, alpha=alpha, method=ks_method, sort_in_place=given_up))
         else:
-            results.append(categorical_drift(profile, current[profile.column], alpha=alpha))
+            results.append(categorical_drift(profile, values, alpha=alpha))
+        del profile, values  # not held while the next pair is read
     adjusted = adjust_pvalues([result["pvalue"] for result in results], correction)
     for result, pvalue in zip(results, adjusted, strict=True):
         threshold = numeric_effect if result["kind"] == "numeric" else categorical_effect

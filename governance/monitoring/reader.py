@@ -55,27 +55,33 @@ _BATCH_ROWS = 1 << 16
 
 
 def read_columns(path: str | os.PathLike[str] | SealedPath, numeric: Sequence[str], categorical: Sequence[str],
-                 *, arrow_text: bool = False) -> Iterator[tuple[str, Any]]:
+                 *, arrow_text: bool = False, order: Sequence[str] | None = None,
+                 whole_max_bytes: int | None = None) -> Iterator[tuple[str, Any]]:
     """(name, values) for each named column: float64 arrays for numeric, lists of text for categorical
-    (pyarrow arrays with ``arrow_text``). Each column is read when the caller asks for it; drop one
-    before taking the next to hold only one at a time."""
+    (pyarrow arrays with ``arrow_text``), numeric ones first unless ``order`` names them all in another
+    order. Each column is read when the caller asks for it; drop one before taking the next to hold
+    only one at a time. A paused reader holds no open file and, for a CSV file larger than
+    ``whole_max_bytes`` (default ``CSV_WHOLE_MAX_BYTES``), no data: a caller that reads many files side
+    by side gives each a share of that budget."""
     file_path = _existing(path)
     wanted = [*numeric, *categorical]
+    if order is not None:
+        if sorted(order) != sorted(wanted):
+            raise ValueError("order must name the numeric and categorical columns, each once")
+        wanted = list(order)
     if _is_parquet(file_path):
-        table_file = _parquet(file_path)
-        _check_present(file_path, table_file.schema_arrow.names, wanted)
-        for name in wanted:
-            yield name, _parquet_column(file_path, table_file, name, name in categorical, arrow_text)
+        _check_present(file_path, _parquet(file_path).schema_arrow.names, wanted)
+        for name in wanted:  # the column is handed over, not kept here while the caller works on it
+            yield name, _parquet_column(file_path, _parquet(file_path), name, name in categorical, arrow_text)
         return
     size = file_path.size() if isinstance(file_path, SealedPath) else file_path.stat().st_size
-    if size > CSV_WHOLE_MAX_BYTES:
+    if size > (CSV_WHOLE_MAX_BYTES if whole_max_bytes is None else whole_max_bytes):
         rows: list[int] = []  # known after the first numeric column: later ones fill one array
         for name in wanted:
-            values = _csv_column(file_path, name, name in categorical, arrow_text, rows[0] if rows else None)
+            box = [_csv_column(file_path, name, name in categorical, arrow_text, rows[0] if rows else None)]
             if name not in categorical and not rows:
-                rows.append(values.size)
-            yield name, values
-            del values
+                rows.append(box[0].size)
+            yield name, box.pop()  # handed over, not kept here while the caller works on it
         return
     table = _read_csv(file_path, numeric, categorical)
     for name in wanted:

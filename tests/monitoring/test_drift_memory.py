@@ -131,3 +131,23 @@ def test_sort_in_place_sorts_the_given_array_and_gives_the_same_result() -> None
     in_place = drift.numeric_drift(profile, given, sort_in_place=True)
     assert in_place == copied
     np.testing.assert_array_equal(given, np.sort(current))
+
+
+def test_a_given_up_array_with_missing_values_is_sorted_where_it_is_with_the_same_results() -> None:
+    rng = np.random.default_rng(9)
+    given = rng.normal(0, 1, 5_000)
+    given[::7] = np.nan
+    kept = given.copy()
+    profile = profile_numeric("x", given, sort_in_place=True)
+    assert np.shares_memory(profile.values, given)  # no second column-sized array
+    want = profile_numeric("x", kept)
+    np.testing.assert_array_equal(profile.values, want.values)
+    assert (profile.missing, profile.mean, profile.std) == (want.missing, want.mean, want.std) == (715, want.mean, want.std)
+    np.testing.assert_array_equal(profile.edges, want.edges)
+    current = rng.normal(0.1, 1, 3_000)
+    current[::5] = np.nan
+    same = current.copy()
+    assert drift.numeric_drift(want, current, sort_in_place=True) == drift.numeric_drift(want, same)
+    with pytest.raises(DriftInputError) as infinite:
+        drift.numeric_drift(want, np.array([1.0, np.inf]), sort_in_place=True)
+    assert infinite.value.code == "drift_not_numeric"

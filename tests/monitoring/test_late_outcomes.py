@@ -162,3 +162,71 @@ def test_a_bundle_with_a_restatement_verifies(monitored, scientist, version, tmp
     result = run_verify(tmp_path, bundle)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok  2 monitoring run(s)" in result.stdout
+
+
+def _full_evaluation(run: MonitorRun) -> tuple[dict[str, Any], str]:
+    """What a restatement computes when it recomputes everything (drift included)."""
+    from governance.monitoring.services.monitors import _evaluate, _window_files
+    from governance.monitoring.services.profiles import reference_profile_load
+
+    batches, records = _window_files(list(PredictionBatch.objects.filter(pk__in=[b["id"] for b in run.batches])
+                                          .order_by("pk")))
+    result, sha256, _ = _evaluate(run.monitor, reference_profile_load(run.profile), records, batches)
+    return result, sha256
+
+
+def test_a_restatement_recomputes_performance_only_and_gets_the_full_result(monitored, scientist, version,
+                                                                            monkeypatch):
+    from governance.monitoring.services import monitors
+
+    content, labels = _csv(300, seed=9, known=False)
+    batch = _upload(scientist, version, content)
+    first = monitor_run(monitor=monitored, by=scientist)
+    calls: list[int] = []
+    real = monitors.drift_report_columns
+    monkeypatch.setattr(monitors, "drift_report_columns", lambda *a, **k: calls.append(1) or real(*a, **k))
+    _, [restated] = late_outcomes_record(by=scientist, batch=batch, outcomes=[
+        {"prediction_id": f"p{i}", "outcome": 1 - labels[i]} for i in range(0, 300, 2)])
+    assert calls == []  # the outcomes cannot change the drift: the replaced run's stands
+    assert restated.result["drift"] == first.result["drift"]
+    assert restated.result["performance"]["accuracy"] == 0.0
+    result, sha256 = _full_evaluation(restated)
+    assert calls == [1]
+    assert restated.result == result and restated.result_sha256 == sha256
+
+
+def test_a_restatement_after_the_drift_thresholds_changed_recomputes_the_drift(monitored, scientist, version,
+                                                                               risk_officer, monkeypatch):
+    from governance.monitoring.services import monitors
+
+    content, labels = _csv(300, seed=10, known=False)
+    batch = _upload(scientist, version, content)
+    first = monitor_run(monitor=monitored, by=scientist)
+    monitor_thresholds_set(monitor=monitored, by=risk_officer, thresholds={**monitored.thresholds, "alpha": 0.1})
+    calls: list[int] = []
+    real = monitors.drift_report_columns
+    monkeypatch.setattr(monitors, "drift_report_columns", lambda *a, **k: calls.append(1) or real(*a, **k))
+    _, [restated] = late_outcomes_record(by=scientist, batch=batch,
+                                         outcomes=[{"prediction_id": "p0", "outcome": labels[0]}])
+    assert calls == [1]
+    assert first.result["drift"]["alpha"] == 0.05 and restated.result["drift"]["alpha"] == 0.1
+    result, sha256 = _full_evaluation(restated)
+    assert restated.result == result and restated.result_sha256 == sha256
+
+
+def test_rows_without_a_prediction_id_are_refused(monitored, scientist, version):
+    batch = _upload(scientist, version, _csv(3, seed=11, known=False, ids=["a", "", "b"])[0], "n.csv")
+    with pytest.raises(InvalidInput) as error:
+        late_outcomes_record(by=scientist, batch=batch, outcomes=[{"prediction_id": "a", "outcome": 1}])
+    assert error.value.code == "monitoring_no_prediction_id"
+    doubled = _upload(scientist, version, _csv(5, seed=12, known=False, ids=["b", "a", "b", "a", "c"])[0], "m.csv")
+    with pytest.raises(InvalidInput) as error:
+        late_outcomes_record(by=scientist, batch=doubled, outcomes=[{"prediction_id": "c", "outcome": 1}])
+    assert error.value.code == "monitoring_duplicate_prediction_id"
+    assert error.value.extra["prediction_ids"] == ["a", "b"]
+    with pytest.raises(InvalidInput) as error:
+        late_outcomes_record(by=scientist, batch=batch, outcomes=[{"prediction_id": "z", "outcome": 1},
+                                                                  {"prediction_id": "b", "outcome": 0},
+                                                                  {"prediction_id": "y", "outcome": 0}])
+    assert error.value.code == "monitoring_no_prediction_id"  # the missing id is found first, as before
+    assert not LateOutcome.objects.exists()

@@ -10,10 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -27,10 +30,10 @@ from governance.fairness.models import PredictionBatch, SealedFile
 from governance.fairness.services import vault
 from governance.fairness.services.access import can_manage_specs, require_allowed, require_visible
 from governance.models import ModelVersion
-from governance.monitoring.drift import CORRECTIONS, DriftInputError, NumericProfile, drift_report
+from governance.monitoring.drift import CORRECTIONS, DriftInputError, NumericProfile, drift_report_columns
 from governance.monitoring.models import Alert, LateOutcome, Monitor, MonitorRun, ThresholdChange
 from governance.monitoring.performance import HIGHER_IS_BETTER, classification_metrics, regression_metrics
-from governance.monitoring.reader import read_columns
+from governance.monitoring.reader import CSV_WHOLE_MAX_BYTES, read_columns
 from governance.monitoring.services.profiles import (
     drift_input_error,
     reference_profile_latest,
@@ -225,6 +228,43 @@ def _window_files(batches: list[PredictionBatch]) -> tuple[list[PredictionBatch]
     return kept, [records[batch.file.name] for batch in kept]
 
 
+def _read_error(error: Exception, record: Any) -> Exception:
+    """The coded 4xx of a window file that cannot be read (bad content, or failing authentication)."""
+    if isinstance(error, DriftInputError):
+        return drift_input_error(error)
+    return vault.SealedFileCorrupt(f"A stored prediction batch fails authentication: {error}.",
+                                   extra={"file_id": record.file_id})
+
+
+def _window_columns(records: list[Any], profiles: list[Any]) -> Iterator[tuple[Any, Any]]:
+    """(profile, the window's values of its column) for each profile in turn, one column at a time:
+    every batch's reader is advanced by one column, the parts joined (numeric into one fresh float64
+    array, text into one chunked Arrow array) and handed over before the next column is read. Small
+    CSV batches are parsed once each within one shared budget (``CSV_WHOLE_MAX_BYTES``); larger ones
+    are read one column per pass, Parquet ones column by column."""
+    numeric = [c.column for c in profiles if isinstance(c, NumericProfile)]
+    categorical = [c.column for c in profiles if not isinstance(c, NumericProfile)]
+    order = [c.column for c in profiles]
+    budget = CSV_WHOLE_MAX_BYTES // max(len(records), 1)
+    readers = [read_columns(vault.sealed_file_open(record=record, purpose="monitoring_run"), numeric, categorical,
+                            arrow_text=True, order=order, whole_max_bytes=budget) for record in records]
+    for profile in profiles:
+        parts: list[Any] = []
+        for record, columns in zip(records, readers, strict=True):
+            try:
+                parts.append(next(columns)[1])
+            except (DriftInputError, SealError) as error:
+                raise _read_error(error, record) from None
+        if isinstance(profile, NumericProfile):
+            values = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        else:
+            values = parts[0] if len(parts) == 1 else pa.chunked_array(
+                [chunk for part in parts for chunk in getattr(part, "chunks", [part])], type=pa.string())
+        del parts
+        yield profile, values
+        del values
+
+
 def _window_data(monitor: Monitor, records: list[Any], numeric: list[str], categorical: list[str],
                  batches: list[PredictionBatch] | None = None) -> dict[str, Any]:
     performance_columns = [c for c in (monitor.y_true, monitor.y_pred, monitor.score) if c]
@@ -242,13 +282,10 @@ def _window_data(monitor: Monitor, records: list[Any], numeric: list[str], categ
         read: dict[str, Any] = {}
         try:
             for name, values in read_columns(vault.sealed_file_open(record=record, purpose="monitoring_run"),
-                                             numeric_here, categorical_here):
+                                             numeric_here, categorical_here, arrow_text=True):
                 read[name] = values
-        except DriftInputError as error:
-            raise drift_input_error(error) from error
-        except SealError as error:
-            raise vault.SealedFileCorrupt(f"A stored prediction batch fails authentication: {error}.",
-                                          extra={"file_id": record.file_id}) from None
+        except (DriftInputError, SealError) as error:
+            raise _read_error(error, record) from None
         if absent:
             rows = len(next(iter(read.values()))) if read else int(batch.rows)  # type: ignore[union-attr]
             read[absent] = np.full(rows, np.nan)
@@ -258,7 +295,7 @@ def _window_data(monitor: Monitor, records: list[Any], numeric: list[str], categ
             parts[name].append(read[name])
     joined: dict[str, Any] = {}
     for name, chunks in parts.items():
-        joined[name] = np.concatenate(chunks) if name in wanted_numeric else [v for chunk in chunks for v in chunk]
+        joined[name] = np.concatenate(chunks) if name in wanted_numeric else [v for chunk in chunks for v in chunk.to_pylist()]
     return joined
 
 
@@ -273,13 +310,15 @@ def _late_outcomes(monitor: Monitor, batches: list[PredictionBatch]) -> dict[int
     return found
 
 
-def _joined_truth(truth: Any, ids: list[Any], outcomes: dict[str, float]) -> Any:
-    """The batch's outcomes, with each late outcome filled in by prediction id (a late outcome wins)."""
+def _joined_truth(truth: Any, ids: Any, outcomes: dict[str, float]) -> Any:
+    """The batch's outcomes, with each late outcome filled in by prediction id (a late outcome wins):
+    the ids (an Arrow text array) are looked up among the outcomes' ids in Arrow, not row by row."""
     joined = np.array(truth, dtype=np.float64, copy=True)
-    for row, prediction_id in enumerate(ids):
-        value = outcomes.get(prediction_id) if prediction_id is not None else None
-        if value is not None:
-            joined[row] = value
+    values = np.fromiter(outcomes.values(), dtype=np.float64, count=len(outcomes))
+    found = pc.index_in(ids, value_set=pa.array(list(outcomes), type=pa.string()))
+    positions = pc.fill_null(found, -1).to_numpy(zero_copy_only=False) if len(ids) else np.empty(0, dtype=np.int64)
+    rows = np.flatnonzero(positions >= 0)
+    joined[rows] = values[positions[rows]]
     return joined
 
 
@@ -347,19 +386,25 @@ def monitor_run(*, monitor: Monitor, by: Any, now: datetime | None = None) -> Mo
     return _run(monitor=monitor, by=by, end=now or timezone.now(), scheduled=False)
 
 
-def _evaluate(monitor: Monitor, columns: list[Any], records: list[Any], batches: list[PredictionBatch]
-              ) -> tuple[dict[str, Any], str, list[tuple[str, str, dict[str, Any]]]]:
-    """The result of a window (drift and performance), its digest, and the breaches of the thresholds."""
-    numeric = [c.column for c in columns if isinstance(c, NumericProfile)]
-    categorical = [c.column for c in columns if not isinstance(c, NumericProfile)]
-    data = _window_data(monitor, records, numeric, categorical, batches)
+DRIFT_THRESHOLDS = ("alpha", "correction", "numeric_effect", "categorical_effect")
+
+
+def _evaluate(monitor: Monitor, columns: list[Any], records: list[Any], batches: list[PredictionBatch],
+              known_drift: dict[str, Any] | None = None) -> tuple[dict[str, Any], str, list[tuple[str, str, dict[str, Any]]]]:
+    """The result of a window (drift and performance), its digest, and the breaches of the thresholds.
+    ``known_drift``: the drift of this very window, profile and drift thresholds, computed before
+    (a restatement whose outcomes cannot change it); only the performance is computed again."""
     thresholds = monitor.thresholds
-    try:
-        drift = drift_report(columns, data, correction=thresholds["correction"], alpha=thresholds["alpha"],
-                             numeric_effect=thresholds["numeric_effect"], categorical_effect=thresholds["categorical_effect"])
+    try:  # drift one column at a time; then the performance columns, which are needed together
+        drift = known_drift if known_drift is not None else drift_report_columns(
+            _window_columns(records, columns), correction=thresholds["correction"], alpha=thresholds["alpha"],
+            numeric_effect=thresholds["numeric_effect"], categorical_effect=thresholds["categorical_effect"],
+            given_up=True)
     except DriftInputError as error:
         raise drift_input_error(error) from error
-    performance = _performance(monitor, data)
+    measured = {monitor.y_true, monitor.y_pred, monitor.score}
+    categorical = [c.column for c in columns if not isinstance(c, NumericProfile) and c.column in measured]
+    performance = _performance(monitor, _window_data(monitor, records, [], categorical, batches)) if monitor.y_true else None
     breaches: list[tuple[str, str, dict[str, Any]]] = [
         ("drift", column["column"], {"pvalue_adjusted": column["pvalue_adjusted"], "effect_size": column["effect_size"]})
         for column in drift["columns"] if column["drift"]]

@@ -5,6 +5,10 @@ A restatement never updates a run: it is a new run over the same batches and ref
 linked to the run it replaces (`restates`), with its own `monitor_run.restated` entry naming the
 replaced run and its result digest. Recording the outcomes and restating the runs they touch is
 one transaction (`late_outcomes.recorded` and the restatements commit together, or nothing does).
+Outcomes change a window's performance only: a restatement computes the performance again and keeps
+the replaced run's drift while nothing it was computed from has changed (`_drift_unchanged`), so the
+transaction does not read and compare every column of the window again. The join and its checks
+(ids present, none repeated, every outcome's id in the batch) run in Arrow, not row by row.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 from django.db import transaction
 
 from audit.ledger import ledger_append, lock_for_update
@@ -19,10 +25,11 @@ from core.errors import Conflict, InvalidInput
 from governance.fairness.models import PredictionBatch, SealedFile
 from governance.fairness.services import vault
 from governance.fairness.services.access import require_allowed, require_visible
-from governance.monitoring.drift import DriftInputError
+from governance.monitoring.drift import ENGINE_VERSION, DriftInputError
 from governance.monitoring.models import Alert, LateOutcome, MonitorRun
 from governance.monitoring.reader import read_columns
 from governance.monitoring.services.monitors import (
+    DRIFT_THRESHOLDS,
     _alerts_raise,
     _canonical_sha256,
     _evaluate,
@@ -61,27 +68,35 @@ def _checked(outcomes: Any) -> dict[str, float]:
     return checked
 
 
-def _batch_ids(batch: PredictionBatch, id_column: str) -> tuple[list[Any], list[Any]]:
-    """The batch's prediction ids (in row order) and its sealed record."""
+def _batch_ids(batch: PredictionBatch, id_column: str) -> tuple[Any, list[Any]]:
+    """The batch's prediction ids (an Arrow text array, in row order) and its sealed record; checked in
+    Arrow (every id present, none repeated), not row by row."""
     if id_column not in (batch.columns or []):
         raise InvalidInput(f"The batch has no prediction id column {id_column!r}.", code="monitoring_no_prediction_id",
                            extra={"columns": list(batch.columns or [])[:100]})
     records = list(SealedFile.objects.filter(name=batch.file.name))  # an erased one: 410 data_erased on open
     try:
         ids = next(values for _name, values in read_columns(
-            vault.sealed_file_open(record=records[0], purpose="monitoring_run"), [], [id_column]))
+            vault.sealed_file_open(record=records[0], purpose="monitoring_run"), [], [id_column], arrow_text=True))
     except DriftInputError as error:
         raise drift_input_error(error) from error
-    present = [value for value in ids if value is not None]
-    if len(set(present)) != len(present):
-        seen: set[Any] = set()
-        repeated = sorted({value for value in present if value in seen or seen.add(value)})
+    counted = pc.value_counts(ids)
+    values, counts = counted.field("values"), counted.field("counts")
+    repeated = pc.filter(values, pc.and_(pc.greater(counts, 1), pc.is_valid(values)))
+    if len(repeated):
         raise InvalidInput(f"The batch repeats prediction ids in {id_column!r}; outcomes cannot be joined.",
-                           code="monitoring_duplicate_prediction_id", extra={"prediction_ids": repeated[:20]})
-    if len(present) != len(ids):
+                           code="monitoring_duplicate_prediction_id",
+                           extra={"prediction_ids": sorted(repeated.to_pylist())[:20]})
+    if ids.null_count:
         raise InvalidInput(f"Some rows of the batch have no prediction id in {id_column!r}.",
                            code="monitoring_no_prediction_id")
     return ids, records
+
+
+def _unknown_ids(checked: dict[str, float], ids: Any) -> list[str]:
+    """The outcomes' prediction ids that are not in the batch, sorted."""
+    keys = pa.array(list(checked), type=pa.string())
+    return sorted(pc.filter(keys, pc.invert(pc.is_in(keys, value_set=ids))).to_pylist())
 
 
 def late_outcomes_record(*, by: Any, batch: PredictionBatch, outcomes: Any, id_column: str = "prediction_id"
@@ -99,7 +114,7 @@ def late_outcomes_record(*, by: Any, batch: PredictionBatch, outcomes: Any, id_c
         raise InvalidInput("'id_column' must be a column name.", code="monitoring_bad_arguments")
     checked = _checked(outcomes)
     ids, batch_records = _batch_ids(batch, id_column)
-    unknown = sorted(set(checked) - set(ids))
+    unknown = _unknown_ids(checked, ids)
     if unknown:
         raise InvalidInput("Some prediction ids are not in the batch.", code="monitoring_unknown_prediction_id",
                            extra={"prediction_ids": unknown[:20]})
@@ -130,6 +145,26 @@ def late_outcomes_record(*, by: Any, batch: PredictionBatch, outcomes: Any, id_c
     return rows, restated
 
 
+def _drift_unchanged(run: MonitorRun, columns: list[Any], records: list[Any], digests: list[dict[str, Any]]
+                     ) -> dict[str, Any] | None:
+    """The replaced run's drift when a restatement would compute the same again, else None: outcomes
+    change performance only, so the drift stands while its inputs do (the same batch files, none
+    rewritten since the run, the same engine and drift thresholds) and the outcome column is not one
+    of the profiled columns. The stored drift is the computed one, JSON floats round-tripping exactly."""
+    monitor = run.monitor
+    drift = (run.result or {}).get("drift")
+    if not drift or drift.get("engine") != ENGINE_VERSION or digests != run.batches:
+        return None
+    stored = (run.result or {}).get("thresholds") or {}
+    if any(stored.get(key) != monitor.thresholds.get(key) for key in DRIFT_THRESHOLDS):
+        return None
+    if monitor.y_true in {column.column for column in columns}:
+        return None
+    if any(record.created_at > run.created_at for record in records):  # a row-level erasure rewrote a batch
+        return None
+    return dict(drift)
+
+
 def monitor_run_restate(*, run: MonitorRun, by: Any, cause_seq: int | None = None) -> MonitorRun:
     """A new run over the replaced run's batches and profile with the outcomes known now; records
     `monitor_run.restated` (naming the replaced run and its result digest). Alerts only for breaches
@@ -146,8 +181,9 @@ def monitor_run_restate(*, run: MonitorRun, by: Any, cause_seq: int | None = Non
         batches, records = _window_files(batches)
         if not batches:
             raise Conflict("Every batch of the run was erased; it cannot be restated.", code="monitoring_run_restated")
-        result, result_sha256, breaches = _evaluate(monitor, columns, records, batches)
         digests = [{"id": b.pk, "sha256": b.sha256} for b in batches]
+        result, result_sha256, breaches = _evaluate(monitor, columns, records, batches,
+                                                    known_drift=_drift_unchanged(locked, columns, records, digests))
         new = MonitorRun.objects.create(monitor=monitor, profile=profile, window_start=locked.window_start,
                                         window_end=locked.window_end, batches=digests, result=result,
                                         result_sha256=result_sha256, breached=bool(breaches), restates=locked)

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from governance.monitoring.drift import CORRECTIONS, DriftInputError, build_profiles, drift_report
+from governance.monitoring.drift import (
+    CORRECTIONS,
+    ColumnProfile,
+    DriftInputError,
+    drift_report_columns,
+    profile_categorical,
+    profile_numeric,
+)
 from governance.monitoring.reader import choose_columns, file_columns, read_columns
 
 EXIT_BAD_INPUT = 2
@@ -17,22 +25,33 @@ JSON_COLUMN_KEYS = ("column", "kind", "n_ref", "n_cur", "missing", "ks", "wasser
 
 def file_drift_report(reference: str, current: str, *, columns: list[str], categorical: list[str],
                       correction: str = "benjamini-hochberg", alpha: float = 0.05) -> dict[str, Any]:
-    """Profile the reference file, compare the current file with it; raises DriftInputError."""
+    """Profile the reference file and compare the current file with it, one column at a time (the
+    reference column, its profile and the current column are all that is held); raises DriftInputError."""
     _, names, text_columns = file_columns(reference)
     file_columns(current)
     numeric_names, categorical_names = choose_columns(names, text_columns, columns, categorical)
-    reference_columns = dict(read_columns(reference, numeric_names, categorical_names))
-    rows_reference = len(next(iter(reference_columns.values()))) if reference_columns else 0
-    if rows_reference == 0:
-        raise DriftInputError("drift_empty_input", f"{reference} has no data rows")
-    profiles = build_profiles(reference_columns, categorical=categorical_names)
-    del reference_columns
-    current_columns = dict(read_columns(current, numeric_names, categorical_names))
-    rows_current = len(next(iter(current_columns.values()))) if current_columns else 0
-    if rows_current == 0:
-        raise DriftInputError("drift_empty_input", f"{current} has no data rows")
-    report = drift_report(profiles, current_columns, correction=correction, alpha=alpha)  # type: ignore[arg-type]
-    report["rows"] = {"reference": rows_reference, "current": rows_current}
+    rows: dict[str, int] = {}
+
+    def pairs() -> Iterator[tuple[ColumnProfile, Any]]:
+        sides = (read_columns(reference, numeric_names, categorical_names, arrow_text=True),
+                 read_columns(current, numeric_names, categorical_names, arrow_text=True))
+        for _ in range(len(numeric_names) + len(categorical_names)):
+            for side, path, columns_of in zip(("reference", "current"), (reference, current), sides, strict=True):
+                name, values = next(columns_of)
+                rows.setdefault(side, len(values))
+                if rows[side] == 0:
+                    raise DriftInputError("drift_empty_input", f"{path} has no data rows")
+                if side == "reference":
+                    profile = (profile_categorical(name, values) if name in categorical_names
+                               else profile_numeric(name, values, sort_in_place=True))
+                    del values
+            yield profile, values
+            del profile, values
+
+    report = drift_report_columns(pairs(), correction=correction, alpha=alpha, given_up=True)  # type: ignore[arg-type]
+    if not rows:
+        raise DriftInputError("drift_empty_input", f"{reference} has no columns to compare")
+    report["rows"] = rows
     return report
 
 
