@@ -51,7 +51,8 @@ def test_the_schema_has_the_post_endpoints_we_expect():
     assert POST_PATHS == [
         "/api/approval-requests/1/decisions/", "/api/approval-requests/1/statement/",
         "/api/approval-requests/1/withdraw/", "/api/bundles/",
-        "/api/deployments/", "/api/deployments/1/rollback/", "/api/fairness/audits/", "/api/fairness/audits/1/waive/",
+        "/api/deployments/", "/api/deployments/1/end/", "/api/deployments/1/rollback/",
+        "/api/fairness/audits/", "/api/fairness/audits/1/waive/",
         "/api/fairness/data-files/1/erasure/", "/api/fairness/data-files/1/retention/",
         "/api/fairness/specs/", "/api/fairness/specs/1/confirm/",
         "/api/lineage/attestations/", "/api/lineage/datasets/", "/api/lineage/datasets/1/versions/",
