@@ -196,8 +196,10 @@ def _previous_by_subject(cursor: Any, drafts: Sequence[EntryDraft]) -> dict[tupl
     found: dict[tuple[str, str], int] = {}
     if connection.vendor == "postgresql":
         cursor.execute(
-            "SELECT s.t, s.i, (SELECT max(e.seq) FROM audit_ledgerentry e WHERE e.subject_type = s.t "
-            "AND e.subject_id = s.i) FROM unnest(%s::text[], %s::text[]) AS s(t, i)",
+            # ORDER BY ... LIMIT 1, not max(seq): one index entry per subject whatever the
+            # statistics say (see migration audit/0008).
+            "SELECT s.t, s.i, (SELECT e.seq FROM audit_ledgerentry e WHERE e.subject_type = s.t "
+            "AND e.subject_id = s.i ORDER BY e.seq DESC LIMIT 1) FROM unnest(%s::text[], %s::text[]) AS s(t, i)",
             [[t for t, _ in wanted], [i for _, i in wanted]])
         rows = cursor.fetchall()
     else:
