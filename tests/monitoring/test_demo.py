@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from audit.models import LedgerEntry
-from governance.monitoring.models import Alert, MonitorRun, ReferenceProfile
+from governance.monitoring.models import Alert, Comparison, MonitorRun, ReferenceProfile
 
 pytestmark = pytest.mark.django_db
 
@@ -41,5 +41,15 @@ def test_seed_demo_monitoring(settings, tmp_path):
     assert 'class="threshold"' in page
     dashboard = client.get("/").content.decode()
     assert dashboard.count("— debt_ratio (") == 2  # the acknowledged one is gone
+    # 1.1.0 scored the last week's requests in shadow: one comparison, every row paired, and the
+    # challenger separates repayers from defaulters better than the degraded champion.
+    comparison = Comparison.objects.get()
+    assert (comparison.champion.label, comparison.challenger.label) == ("1.0.0", "1.1.0")
+    assert comparison.result["rows"] == {"champion": 1200, "challenger": 1200, "paired": 1200, "with_outcome": 1200}
+    roc_auc = comparison.result["metrics"]["roc_auc"]
+    assert roc_auc["challenger"] > roc_auc["champion"] and roc_auc["difference"] > 0
+    assert LedgerEntry.objects.filter(action="comparison.completed").count() == 1
+    page = client.get(f"/models/credit-default-scorer/comparisons/{comparison.pk}/")
+    assert page.status_code == 200 and "1.1.0" in page.content.decode()
     call_command("seed_demo", stdout=io.StringIO())
-    assert MonitorRun.objects.count() == 6
+    assert MonitorRun.objects.count() == 6 and Comparison.objects.count() == 1
