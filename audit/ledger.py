@@ -192,27 +192,46 @@ def _splice(prefix: bytes, subject: bytes, *, prev_hash: bytes, recorded_at: byt
 
 def _previous_by_subject(cursor: Any, drafts: Sequence[EntryDraft]) -> dict[tuple[str, str], int]:
     """The latest seq about each subject of the batch, read with the head held (so it is final)."""
+    if connection.vendor == "postgresql":
+        return _previous_by_subject_postgresql(drafts)
     wanted = sorted({(item.subject_type, item.subject_id) for item in drafts})
     found: dict[tuple[str, str], int] = {}
-    if connection.vendor == "postgresql":
+    for start in range(0, len(wanted), 400):
+        chunk = wanted[start:start + 400]
+        values = ", ".join(["(%s, %s)"] * len(chunk))
         cursor.execute(
-            "SELECT s.t, s.i, (SELECT max(e.seq) FROM audit_ledgerentry e WHERE e.subject_type = s.t "
-            "AND e.subject_id = s.i) FROM unnest(%s::text[], %s::text[]) AS s(t, i)",
-            [[t for t, _ in wanted], [i for _, i in wanted]])
-        rows = cursor.fetchall()
-    else:
-        rows = []
-        for start in range(0, len(wanted), 400):
-            chunk = wanted[start:start + 400]
-            values = ", ".join(["(%s, %s)"] * len(chunk))
-            cursor.execute(
-                "SELECT subject_type, subject_id, max(seq) FROM audit_ledgerentry WHERE "
-                f"(subject_type, subject_id) IN (VALUES {values}) GROUP BY subject_type, subject_id",
-                [value for pair in chunk for value in pair])
-            rows.extend(cursor.fetchall())
-    for subject_type, subject_id, seq in rows:
-        if seq is not None:
-            found[(subject_type, subject_id)] = int(seq)
+            "SELECT subject_type, subject_id, max(seq) FROM audit_ledgerentry WHERE "
+            f"(subject_type, subject_id) IN (VALUES {values}) GROUP BY subject_type, subject_id",
+            [value for pair in chunk for value in pair])
+        for subject_type, subject_id, seq in cursor.fetchall():
+            if seq is not None:
+                found[(subject_type, subject_id)] = int(seq)
+    return found
+
+
+_PREVIOUS_SQL = ("SELECT s.i, (SELECT max(e.seq) FROM audit_ledgerentry e WHERE e.subject_type = %s "
+                 "AND e.subject_id = s.i) FROM unnest(%s::text[]) AS s(i)")
+
+
+def _previous_by_subject_postgresql(drafts: Sequence[EntryDraft]) -> dict[tuple[str, str], int]:
+    # One statement per subject type (a batch usually has one), bound on the server: the ids
+    # travel as one binary text[], not as two arrays quoted in Python for the client-side cursor.
+    import psycopg
+
+    ids_by_type: dict[str, dict[str, None]] = {}
+    for item in drafts:
+        ids_by_type.setdefault(item.subject_type, {})[item.subject_id] = None
+    found: dict[tuple[str, str], int] = {}
+    started = time.monotonic()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as raw:
+        for subject_type, ids in ids_by_type.items():
+            raw.execute(_PREVIOUS_SQL, [subject_type, list(ids)], binary=True)
+            for subject_id, seq in raw.fetchall():
+                if seq is not None:
+                    found[(subject_type, subject_id)] = seq
+    if connection.queries_logged:
+        connection.queries_log.append({"sql": _PREVIOUS_SQL % ("...", f"<{len(drafts)} ids>"),
+                                       "time": f"{time.monotonic() - started:.3f}"})
     return found
 
 
