@@ -49,7 +49,7 @@ def _made_encoder() -> Callable[[Any], str]:
         return _fast_encoder.encode
     try:
         made = make(None, _fast_encoder.default, json_encoder.encode_basestring, None, ":", ",", True, False, False)
-        probe = {"b": [1, -0.5, None, True, False, "\u00e9\n\u2028\"", {}], "a": {"z": [], "y": 12.25}}
+        probe: dict[str, Any] = {"b": [1, -0.5, None, True, False, "\u00e9\n\u2028\"", {}], "a": {"z": [], "y": 12.25}}
         if "".join(made(probe, 0)) != _fast_encoder.encode(probe):
             return _fast_encoder.encode
     except (TypeError, ValueError):
