@@ -22,7 +22,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -192,29 +192,48 @@ def _splice(prefix: bytes, subject: bytes, *, prev_hash: bytes, recorded_at: byt
 
 def _previous_by_subject(cursor: Any, drafts: Sequence[EntryDraft]) -> dict[tuple[str, str], int]:
     """The latest seq about each subject of the batch, read with the head held (so it is final)."""
+    if connection.vendor == "postgresql":
+        return _previous_by_subject_postgresql(drafts)
     wanted = sorted({(item.subject_type, item.subject_id) for item in drafts})
     found: dict[tuple[str, str], int] = {}
-    if connection.vendor == "postgresql":
+    for start in range(0, len(wanted), 400):
+        chunk = wanted[start:start + 400]
+        values = ", ".join(["(%s, %s)"] * len(chunk))
         cursor.execute(
-            # ORDER BY ... LIMIT 1, not max(seq): one index entry per subject whatever the
-            # statistics say (see migration audit/0008).
-            "SELECT s.t, s.i, (SELECT e.seq FROM audit_ledgerentry e WHERE e.subject_type = s.t "
-            "AND e.subject_id = s.i ORDER BY e.seq DESC LIMIT 1) FROM unnest(%s::text[], %s::text[]) AS s(t, i)",
-            [[t for t, _ in wanted], [i for _, i in wanted]])
-        rows = cursor.fetchall()
-    else:
-        rows = []
-        for start in range(0, len(wanted), 400):
-            chunk = wanted[start:start + 400]
-            values = ", ".join(["(%s, %s)"] * len(chunk))
-            cursor.execute(
-                "SELECT subject_type, subject_id, max(seq) FROM audit_ledgerentry WHERE "
-                f"(subject_type, subject_id) IN (VALUES {values}) GROUP BY subject_type, subject_id",
-                [value for pair in chunk for value in pair])
-            rows.extend(cursor.fetchall())
-    for subject_type, subject_id, seq in rows:
-        if seq is not None:
-            found[(subject_type, subject_id)] = int(seq)
+            "SELECT subject_type, subject_id, max(seq) FROM audit_ledgerentry WHERE "
+            f"(subject_type, subject_id) IN (VALUES {values}) GROUP BY subject_type, subject_id",
+            [value for pair in chunk for value in pair])
+        for subject_type, subject_id, seq in cursor.fetchall():
+            if seq is not None:
+                found[(subject_type, subject_id)] = int(seq)
+    return found
+
+
+# ORDER BY ... LIMIT 1, not max(seq): one index entry per subject whatever the statistics say
+# (max(seq) was planned as a read of every entry about the subject; see migration audit/0008).
+_PREVIOUS_SQL = ("SELECT s.i, (SELECT e.seq FROM audit_ledgerentry e WHERE e.subject_type = %s "
+                 "AND e.subject_id = s.i ORDER BY e.seq DESC LIMIT 1) FROM unnest(%s::text[]) AS s(i)")
+
+
+def _previous_by_subject_postgresql(drafts: Sequence[EntryDraft]) -> dict[tuple[str, str], int]:
+    # One statement per subject type (a batch usually has one), bound on the server: the ids
+    # travel as one binary text[], not as two arrays quoted in Python for the client-side cursor.
+    import psycopg
+
+    ids_by_type: dict[str, dict[str, None]] = {}
+    for item in drafts:
+        ids_by_type.setdefault(item.subject_type, {})[item.subject_id] = None
+    found: dict[tuple[str, str], int] = {}
+    started = time.monotonic()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as raw:
+        for subject_type, ids in ids_by_type.items():
+            raw.execute(_PREVIOUS_SQL, [subject_type, list(ids)], binary=True)
+            for subject_id, seq in raw.fetchall():
+                if seq is not None:
+                    found[(subject_type, subject_id)] = seq
+    if connection.queries_logged:
+        connection.queries_log.append({"sql": _PREVIOUS_SQL % ("...", f"<{len(drafts)} ids>"),
+                                       "time": f"{time.monotonic() - started:.3f}"})
     return found
 
 
@@ -228,34 +247,39 @@ _ENTRY_COPY_TYPES = ("int8", "timestamptz", "varchar", "varchar", "varchar", "va
                      "bytea")
 
 
-def _write_rows(cursor: Any, rows: list[tuple[Any, ...]], nodes: list[tuple[int, bytes]],
-                head: tuple[int, bytes, bytes]) -> None:
-    """Insert entries and nodes and move the head."""
+def _write_rows(cursor: Any, rows: Iterable[tuple[Any, ...]],
+                nodes_and_head: Callable[[], tuple[list[tuple[int, bytes]], tuple[int, bytes, bytes]]]) -> None:
+    """Insert the entries, then the nodes and head that `nodes_and_head` gives once they are all in."""
     if connection.vendor == "postgresql":
-        _write_rows_postgresql(rows, nodes, head)
+        _write_rows_postgresql(rows, nodes_and_head)
         return
     # Store the time as the ORM does on this backend, so equality filters on it match.
     adapt = connection.ops.adapt_datetimefield_value
     cursor.executemany(_INSERT_ENTRY, [(row[0], adapt(row[1]), *row[2:]) for row in rows])
+    nodes, head = nodes_and_head()
     if nodes:
         cursor.executemany("INSERT INTO audit_merklenode (node_id, hash) VALUES (%s, %s)", nodes)
     cursor.execute("UPDATE audit_ledgerhead SET tree_size = %s, head_hash = %s, frontier = %s WHERE id = 1",
                    list(head))
 
 
-def _write_rows_postgresql(rows: list[tuple[Any, ...]], nodes: list[tuple[int, bytes]],
-                           head: tuple[int, bytes, bytes]) -> None:
+def _write_rows_postgresql(rows: Iterable[tuple[Any, ...]],
+                           nodes_and_head: Callable[[], tuple[list[tuple[int, bytes]], tuple[int, bytes, bytes]]],
+                           ) -> None:
     # Django's psycopg cursors bind parameters client-side (quoting in Python). A plain psycopg
     # cursor binds server-side, and COPY is formatted by psycopg in C.
     import psycopg
 
     # Binary COPY: the bytea columns (most of each row) travel as raw bytes, not hex text that
-    # the client formats and the server parses.
+    # the client formats and the server parses. Each row is written as soon as it is made, and the
+    # Merkle nodes are computed before the COPY ends: the server stores and indexes the rows
+    # already sent meanwhile.
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as raw:
         with raw.copy("COPY audit_ledgerentry (" + ", ".join(_ENTRY_COLUMNS) + ") FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(_ENTRY_COPY_TYPES)
             for row in rows:
                 copy.write_row(row)
+            nodes, head = nodes_and_head()
         if nodes:
             with raw.copy("COPY audit_merklenode (node_id, hash) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(("int8", "bytea"))
@@ -396,24 +420,33 @@ def ledger_append_many(drafts: Sequence[EntryDraft], *, checkpoint: bool = True,
         previous = _previous_by_subject(cursor, drafts)
         rows: list[tuple[Any, ...]] = []
         leaves: list[bytes] = []
-        sha256 = hashlib.sha256
-        leaf_hash = merkle.leaf_hash
-        for item, (prefix, subject) in zip(drafts, parts, strict=True):
-            key = (item.subject_type, item.subject_id)
-            canonical = _splice(prefix, subject, prev_hash=prev_hash, recorded_at=recorded_at, seq=seq,
-                                subject_prev=previous.get(key))
-            previous[key] = seq
-            entry_hash = sha256(canonical).digest()
-            leaf = leaf_hash(canonical)
-            leaves.append(leaf)
-            rows.append((seq, now, item.actor, item.action, item.subject_type, item.subject_id, canonical,
-                         prev_hash, entry_hash, leaf))
-            prev_hash = entry_hash
-            seq += 1
-        frontier, completed = merkle.frontier_extend(_frontier_from_bytes(first_seq, frontier_bytes), leaves,
-                                                     first_seq)
-        nodes = [(node_key(level, index), node) for level, index, node in completed]
-        _write_rows(cursor, rows, nodes, (seq, prev_hash, b"".join(node for _, node in frontier)))
+
+        def entry_rows() -> Iterator[tuple[Any, ...]]:
+            # A generator, so that on PostgreSQL each row goes into the COPY as soon as it is hashed.
+            nonlocal seq, prev_hash
+            sha256 = hashlib.sha256
+            leaf_hash = merkle.leaf_hash
+            for item, (prefix, subject) in zip(drafts, parts, strict=True):
+                key = (item.subject_type, item.subject_id)
+                canonical = _splice(prefix, subject, prev_hash=prev_hash, recorded_at=recorded_at, seq=seq,
+                                    subject_prev=previous.get(key))
+                previous[key] = seq
+                entry_hash = sha256(canonical).digest()
+                leaves.append(leaf_hash(canonical))
+                row = (seq, now, item.actor, item.action, item.subject_type, item.subject_id, canonical,
+                       prev_hash, entry_hash, leaves[-1])
+                rows.append(row)
+                prev_hash = entry_hash
+                seq += 1
+                yield row
+
+        def nodes_and_head() -> tuple[list[tuple[int, bytes]], tuple[int, bytes, bytes]]:
+            frontier, completed = merkle.frontier_extend(_frontier_from_bytes(first_seq, frontier_bytes), leaves,
+                                                         first_seq)
+            nodes = [(node_key(level, index), node) for level, index, node in completed]
+            return nodes, (seq, prev_hash, b"".join(node for _, node in frontier))
+
+        _write_rows(cursor, entry_rows(), nodes_and_head)
         if checkpoint:
             transaction.on_commit(_checkpoint_after_commit)
     if not returning:

@@ -69,6 +69,8 @@ class ModelSpec:
     # the usual types of the usual fields converted directly).
     names: tuple[str, ...] = ()
     converters: tuple[Callable[[Any], Any], ...] = ()
+    # (name, attname, converter) per field, for reading an instance.
+    recorders: tuple[tuple[str, str, Callable[[Any], Any]], ...] = ()
 
     @property
     def attnames(self) -> list[str]:
@@ -92,11 +94,13 @@ def model_spec(model: type[models.Model]) -> ModelSpec:
             for field in meta.concrete_fields
             if not field.primary_key and field.name not in excluded
         )
+        converters = tuple(_converter(field_spec) for field_spec in fields)
         spec = ModelSpec(model=model, subject_type=f"{meta.app_label}.{meta.model_name}",
                          model_name=meta.model_name, fields=fields,
                          has_redacted=any(field_spec.redacted for field_spec in fields),
-                         names=tuple(field_spec.name for field_spec in fields),
-                         converters=tuple(_converter(field_spec) for field_spec in fields))
+                         names=tuple(field_spec.name for field_spec in fields), converters=converters,
+                         recorders=tuple((field_spec.name, field_spec.attname, convert)
+                                         for field_spec, convert in zip(fields, converters, strict=True)))
         _specs[model] = spec
     return spec
 
@@ -169,6 +173,8 @@ def _converter(spec: _FieldSpec) -> Callable[[Any], Any]:
                 return value
             if kind is int:
                 return value if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER else str(value)
+            if kind is float:
+                return value if math.isfinite(value) else str(value)
             return json_value(value)
         return plain
     field_class = type(spec.field)
@@ -214,8 +220,7 @@ def instance_state(instance: models.Model) -> dict[str, Any]:
     """The recorded state of an in-memory instance (as it was written)."""
     spec = model_spec(type(instance))
     values = instance.__dict__
-    return {field_spec.name: convert(values.get(field_spec.attname))
-            for field_spec, convert in zip(spec.fields, spec.converters, strict=True)}
+    return {name: convert(values.get(attname)) for name, attname, convert in spec.recorders}
 
 
 def state_from_row(spec: ModelSpec, row: Sequence[Any]) -> dict[str, Any]:

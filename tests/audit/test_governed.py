@@ -731,3 +731,31 @@ def test_deleting_a_held_target_without_an_actor_is_refused_but_an_unheld_one_ne
     assert Tag.objects.filter(pk=held.pk).exists() and list(widget.tags.all()) == [held]
     loose.delete()
     assert not Tag.objects.filter(pk=loose.pk).exists()
+
+
+def test_each_fields_converter_records_what_field_value_records():
+    # The per-field fast paths (rows._converter) must give exactly field_value's result.
+    import math
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from audit.capture.rows import field_value, instance_state, model_spec
+
+    spec = model_spec(Widget)
+    samples = [None, "", "x", True, False, 0, 2**53 - 1, 2**53, -(2**60), 0.5, -0.0, 1e300, math.inf, -math.inf,
+               math.nan, Decimal("1.5"), Decimal("12.345"), date(2026, 1, 2), datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+               datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=2))), b"\x00\xff"]
+    for field_spec, convert in zip(spec.fields, spec.converters, strict=True):
+        for value in samples:
+            try:
+                expected = field_value(field_spec, value)
+            except Exception as exc:  # the field refuses the value: the converter must refuse it too
+                with pytest.raises(type(exc)):
+                    convert(value)
+                continue
+            got = convert(value)
+            assert repr(got) == repr(expected), (field_spec.name, value)
+    widget = Widget(name="w", ratio=math.inf, size=2**60, released_on=date(2026, 1, 2))
+    state = instance_state(widget)
+    assert (state["ratio"], state["size"], state["released_on"]) == ("inf", str(2**60), "2026-01-02")
+    assert state == {field_spec.name: field_value(field_spec, widget.__dict__.get(field_spec.attname))
+                     for field_spec in spec.fields}

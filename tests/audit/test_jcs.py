@@ -136,3 +136,17 @@ def test_an_object_encoded_member_by_member_is_the_same_bytes(members: dict[str,
             jcs.canonicalize_members(members)
     else:
         assert jcs.canonicalize_members(members) == expected
+
+
+def test_scalars_are_written_directly_and_containers_by_the_encoder_made_once() -> None:
+    # On the supported Python the C encoder is made once (not per call) and gives the same bytes.
+    assert jcs._encode is not jcs._fast_encoder.encode
+    document = {"b": [1, -0.5, None, True, "é\n"], "a": {"z": [], "y": 12.25}}
+    assert jcs._encode(document) == jcs._fast_encoder.encode(document)
+    assert jcs.canonicalize(document) == rfc8785.dumps(document)
+    values = (None, True, False, 0, -1, 2**53 - 1, -(2**53 - 1))
+    assert [jcs.canonicalize(value) for value in values] == [
+        b"null", b"true", b"false", b"0", b"-1", b"9007199254740991", b"-9007199254740991"]
+    assert [jcs.canonicalize(value) for value in values] == [rfc8785.dumps(value) for value in values]
+    members = {"state": {"k": 1}, "before": None, "after": {"k": 1}}
+    assert jcs.canonicalize_members(members) == jcs.canonicalize_members(dict(members)) == rfc8785.dumps(members)
