@@ -269,6 +269,14 @@ def build_proof(ranges: Sequence[LeafRange], lookup: SubtreeLookup) -> list[byte
     return [fold_subtrees([found[subtree] for subtree in parts]) for parts in decompositions]
 
 
+def _require_frontier_of(frontier: Sequence[tuple[int, bytes]], size: int) -> None:
+    """The frontier of a tree of `size` leaves has one subtree per set bit of size, highest first."""
+    levels = _frontier_levels(frontier)
+    expected_levels = [level for level in range(size.bit_length() - 1, -1, -1) if size >> level & 1]
+    if levels != expected_levels:
+        raise ProofError(f"frontier levels {levels} do not describe a tree of {size} leaves")
+
+
 def frontier_append(
     frontier: Sequence[tuple[int, bytes]], leaf_hash: bytes, leaf_index: int
 ) -> tuple[Frontier, list[NewNode]]:
@@ -279,10 +287,7 @@ def frontier_append(
     """
     _require_hash(leaf_hash, "leaf hash")
     _require_size(leaf_index, "leaf index")
-    levels = _frontier_levels(frontier)
-    expected_levels = [level for level in range(leaf_index.bit_length() - 1, -1, -1) if leaf_index >> level & 1]
-    if levels != expected_levels:
-        raise ProofError(f"frontier levels {levels} do not describe a tree of {leaf_index} leaves")
+    _require_frontier_of(frontier, leaf_index)
 
     new_frontier = list(frontier)
     new_nodes: list[NewNode] = []
@@ -306,10 +311,7 @@ def frontier_extend(
     The frontier is checked once, not per leaf, so a large batch costs little more than its hashes.
     """
     _require_size(first_index, "leaf index")
-    levels = _frontier_levels(frontier)
-    expected_levels = [level for level in range(first_index.bit_length() - 1, -1, -1) if first_index >> level & 1]
-    if levels != expected_levels:
-        raise ProofError(f"frontier levels {levels} do not describe a tree of {first_index} leaves")
+    _require_frontier_of(frontier, first_index)
     stack = list(frontier)
     new_nodes: list[NewNode] = []
     sha256 = hashlib.sha256
