@@ -8,7 +8,7 @@ same head, so the chain cannot fork and `seq` has no gaps.
 
 Whatever does not depend on the head (the JCS bytes of actor, action, payload and subject) is
 encoded before the lock. On PostgreSQL an append of up to `SERVER_APPEND_MAX` entries is then a
-single call of the `audit_ledger_append` function (migration audit/0003), which locks the head,
+single call of the `audit_ledger_append` function (migrations audit/0003, 0009), which locks the head,
 reads the clock, splices and hashes the entries, extends the Merkle frontier, inserts and moves
 the head: the head is held for that one statement and the commit, with no client round trip or
 client CPU in between. Larger batches, and SQLite, do the same steps here in Python (COPY on
@@ -289,8 +289,8 @@ def _write_rows_postgresql(rows: Iterable[tuple[Any, ...]],
                     list(head))
 
 
-# Appends of up to this many entries run as one call of the server-side function (migration
-# audit/0003): the head is locked, the entries hashed and inserted, the frontier extended and
+# Appends of up to this many entries run as one call of the server-side function (migrations
+# audit/0003, 0009): the head is locked, the entries hashed and inserted, the frontier extended and
 # the head moved in a single statement. Larger batches are hashed here and sent with COPY,
 # which is faster per entry than the function's row-by-row INSERTs.
 SERVER_APPEND_MAX = 64
@@ -578,7 +578,7 @@ def lock_for_update(queryset: models.QuerySet[_M], **options: Any) -> models.Que
     return queryset.select_for_update(**options)
 
 
-# --- One statement: a governed row write and its entry (migration audit/0007_governed_write_perf) ---
+# --- One statement: a governed row write and its entry (migrations audit/0007, 0009) ---
 # audit.capture sends a governed save, create or delete on PostgreSQL as one call of
 # `audit_governed_write`: the head locked first, the row's (guarded) statement, and the append
 # through `audit_ledger_append`, with no client round trip in between.

@@ -24,9 +24,9 @@ committed in between), and governed writers never deadlock on rows they touch in
 orders.
 
 On PostgreSQL a save, a create, and a delete that cascades to nothing are ONE statement
-(`guarded`, migration audit/0007_governed_write_perf): a server-side function locks the head,
-runs the row's write and appends the entry through the same append function as every other
-append. An UPDATE (and such a DELETE) is guarded by the values the instance was loaded with
+(`guarded`, migrations audit/0007 and 0009): a server-side function locks the head, runs the
+row's write and appends the entry through the same per-entry function as every other server-side
+append (`audit_ledger_append_entry`). An UPDATE (and such a DELETE) is guarded by the values the instance was loaded with
 (`WHERE pk = ... AND <every recorded column> IS NOT DISTINCT FROM <loaded value>`); when another
 writer changed the row, the guard touches nothing, the row is read again and the call retried,
 then after a few tries the save locks the head and the row and writes unguarded. So the recorded

@@ -1,8 +1,9 @@
 """PostgreSQL: a governed save, create or delete as ONE statement, with a guard that keeps the "before" true.
 
 The row's write and its ledger entry go to the server as one call of `audit_governed_write`
-(migration audit/0007_governed_write_perf, through `audit.ledger.ledger_governed_write`), which locks the ledger head
-first, runs the row's statement and appends the entry with `audit_ledger_append`. In autocommit
+(migrations audit/0007 and 0009, through `audit.ledger.ledger_governed_write`), which locks the ledger
+head first, runs the row's statement and appends the entry with `audit_ledger_append_entry`, the
+per-entry step every server-side append shares. In autocommit
 that one statement is the whole transaction; inside an outer transaction it is one round trip.
 
 An UPDATE is optimistic: the client records as "before" the values the instance was loaded with
@@ -113,18 +114,82 @@ def _guard(model: type[models.Model], connection: Any, spec: ModelSpec,
     return " AND ".join(parts), params
 
 
+# The text of a save's UPDATE, by (model, the columns it sets, which of them are NULL): Django's
+# compiler builds the same text on every save (about as long as the write itself); the values
+# are the only part that changes. Only for plain values on a base manager that adds no filter.
+_update_texts: dict[tuple[Any, ...], str] = {}
+
+
 def _update_statement(base_qs: models.QuerySet[Any], using: str, pk: Any, values: list[Any],
                       guard: tuple[str, list[Any]] | None) -> str:
     connection = connections[using]
-    query = base_qs.filter(pk=pk).query.chain(sql.UpdateQuery)
-    query.add_update_fields(values)
-    query.annotations = {}
-    text, params = query.get_compiler(using).as_sql()
-    params = list(params)
+    fast = _plain_update(base_qs, connection, pk, values)
+    if fast is None:
+        query = base_qs.filter(pk=pk).query.chain(sql.UpdateQuery)
+        query.add_update_fields(values)
+        query.annotations = {}
+        text, params = query.get_compiler(using).as_sql()
+        params = list(params)
+    else:
+        text, params = fast
     if guard is not None and guard[0]:
         text = f"{text} AND {guard[0]}"
         params.extend(guard[1])
-    return connection.ops.compose_sql(text, params)
+    return compose(connection, text, params)
+
+
+def _plain_update(base_qs: models.QuerySet[Any], connection: Any, pk: Any,
+                  values: list[Any]) -> tuple[str, list[Any]] | None:
+    """What `SQLUpdateCompiler.as_sql` gives for `base_qs.filter(pk=pk)` updating `values`, from a
+    cached text, or None where the compiler must build it (an expression, a model instance or a
+    field with its own placeholder among the values; a base manager with a filter)."""
+    if base_qs.query.where:
+        return None
+    prepared = []
+    placeholders = []
+    for field, _, value in values:
+        if hasattr(value, "resolve_expression") or hasattr(value, "prepare_database_save"):
+            return None
+        value = field.get_db_prep_save(value, connection=connection)
+        if hasattr(value, "as_sql"):
+            return None
+        if isinstance(field, models.BinaryField):  # its placeholder needs no compiler
+            placeholders.append(connection.ops.binary_placeholder_sql(value))
+        elif hasattr(field, "get_placeholder"):
+            return None
+        else:
+            placeholders.append("%s")
+        prepared.append(value)
+    model = base_qs.model
+    key = (model, connection.vendor, tuple(field.column for field, _, _ in values),
+           tuple(None if value is None else placeholder for value, placeholder in zip(prepared, placeholders,
+                                                                                      strict=True)))
+    text = _update_texts.get(key)
+    if text is None:
+        quote = connection.ops.quote_name
+        table = quote(model._meta.db_table)
+        assignments = ", ".join(f"{quote(field.column)} = {'NULL' if value is None else placeholder}"
+                                for (field, _, _), value, placeholder in zip(values, prepared, placeholders,
+                                                                              strict=True))
+        text = f"UPDATE {table} SET {assignments} WHERE {table}.{quote(model._meta.pk.column)} = %s"  # type: ignore[union-attr]
+        _update_texts[key] = text
+    params = [value for value in prepared if value is not None]
+    params.append(model._meta.pk.get_db_prep_value(pk, connection, prepared=False))  # type: ignore[union-attr]
+    return text, params
+
+
+def compose(connection: Any, text: str, params: list[Any]) -> str:
+    """`connection.ops.compose_sql(text, params)` (the values inlined, quoted by psycopg), with one
+    client-side cursor kept per database connection instead of two new cursors per call."""
+    connection.ensure_connection()
+    raw = connection.connection
+    kept = getattr(connection, "_governed_mogrify", None)
+    if kept is None or kept[0] is not raw:
+        from psycopg import ClientCursor  # the PostgreSQL backend's driver
+
+        kept = (raw, ClientCursor(raw))
+        connection._governed_mogrify = kept
+    return kept[1].mogrify(text, params)
 
 
 def _write_guarded(model: type[models.Model], using: str, spec: ModelSpec, pk: Any, loaded: dict[str, Any] | None,
@@ -229,7 +294,7 @@ def delete(instance: models.Model, using: str, keep_parents: bool, own_receiver:
             guard, guard_params = _guard(model, connection, spec, loaded)
             if guard:
                 text, params = f"{text} AND {guard}", params + guard_params
-        return ledger_governed_write(statement=connection.ops.compose_sql(text, params), returning=False,
+        return ledger_governed_write(statement=compose(connection, text, params), returning=False,
                                      entry=entry) is not None
 
     deleted = _write_guarded(model, using, spec, pk, _complete(instance, spec), attempt)
@@ -250,7 +315,7 @@ def insert(instance: models.Model, save: GuardedSave, using: str, fields: list[A
     compiler = query.get_compiler(using=using)
     compiler.returning_fields = returning_fields
     [(text, params)] = compiler.as_sql()  # pre_save (auto_now_add, ...) runs here
-    statement = connection.ops.compose_sql(text, list(params))
+    statement = compose(connection, text, list(params))
     state = instance_state(instance)
     known = meta.pk.attname in {field.attname for field in fields}  # type: ignore[union-attr]
     entry = draft_change(save.actor, spec, instance.pk if known else "", "created", None, state, state, save.named)

@@ -264,3 +264,50 @@ def test_two_connections_updating_the_same_row_both_chain_with_true_before_state
     fresh = Widget.objects.get(pk=widget.pk)
     assert (state["size"], state["description"]) == (fresh.size, fresh.description)
     assert verify_ledger(check_state=True).ok
+
+
+@pytest.mark.parametrize("changes", [
+    {},
+    {"project": None, "released_on": None, "blob": None, "owner": None},
+    {"blob": b"\x00\xffbytes", "price": "12.345", "ratio": 1e-300, "released_on": "2026-02-03"},
+    {"name": "it's \\ \"quoted\"", "description": "line\nbreak", "uid": "12345678-1234-5678-1234-567812345678"},
+])
+def test_the_cached_update_text_is_what_djangos_compiler_builds(db: Any, changes: dict[str, Any]) -> None:
+    """The save's UPDATE comes from a cached text (audit.capture.guarded._plain_update): for every
+    kind of value it must inline exactly what Django's own UPDATE compiler gives."""
+    from datetime import date
+    from decimal import Decimal
+
+    from django.db.models import sql
+
+    with acting_as(ACTOR):
+        widget = Widget.objects.create(project=Project.objects.create(name="p"), name="w", size=1)
+    converted = {"price": Decimal, "released_on": date.fromisoformat}
+    for name, value in changes.items():
+        setattr(widget, name, converted[name](value) if name in converted and value is not None else value)
+    base_qs = Widget._base_manager.using("default")
+    values = [(field, None, field.pre_save(widget, False)) for field in Widget._meta.local_concrete_fields
+              if not field.primary_key]
+    fast = guarded._plain_update(base_qs, connection, widget.pk, values)
+    assert fast is not None
+    query = base_qs.filter(pk=widget.pk).query.chain(sql.UpdateQuery)
+    query.add_update_fields(values)
+    text, params = query.get_compiler("default").as_sql()
+    assert guarded.compose(connection, *fast) == connection.ops.compose_sql(text, list(params))
+
+
+def test_an_expression_or_a_filtering_base_manager_takes_the_compiler(db: Any) -> None:
+    from django.db.models import F
+
+    with acting_as(ACTOR):
+        widget = Widget.objects.create(name="w", size=1)
+    size = Widget._meta.get_field("size")
+    base_qs = Widget._base_manager.using("default")
+    assert guarded._plain_update(base_qs, connection, widget.pk, [(size, None, F("size") + 1)]) is None
+    assert guarded._plain_update(base_qs.filter(active=True), connection, widget.pk, [(size, None, 2)]) is None
+    with acting_as(ACTOR):
+        widget.size = F("size") + 1
+        widget.save()
+    widget.refresh_from_db()
+    assert widget.size == 2
+    assert payloads(widget)[-1]["after"]["size"] == 2
