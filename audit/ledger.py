@@ -320,7 +320,9 @@ def _append_on_server(drafts: Sequence[EntryDraft], parts: list[tuple[bytes, byt
     # A raw cursor skips Django's wrapper: restore it, so a deadlock or a lost connection here is
     # django.db.OperationalError (a 503 with Retry-After) like everywhere else, never a bare psycopg error.
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as raw:
-        raw.execute(_SERVER_APPEND_SQL[len(drafts)], arguments)
+        # Binary results: the bytea columns arrive as raw bytes and the time in its binary form, not
+        # as hex and ISO text to decode while the head is still held (until the caller's COMMIT).
+        raw.execute(_SERVER_APPEND_SQL[len(drafts)], arguments, binary=True)
         results = raw.fetchall()
     entries = []
     for item, (seq, recorded_at, canonical, prev_hash, entry_hash, leaf) in zip(drafts, results, strict=True):
