@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 from django.utils import timezone
 
 from audit import jcs, merkle, note
@@ -611,19 +611,22 @@ def ledger_governed_write(*, statement: str, returning: bool, entry: EntryDraft 
             subject = jcs.canonicalize(entry.subject_type)
         arguments = [statement, returning, prefix, subject, entry.actor, entry.action, entry.subject_type,
                      None if key_subject else entry.subject_id]
-    connection.ensure_connection()
-    connection.validate_no_broken_transaction()
+    # The connection itself, not the thread-local proxy `django.db.connection`: each attribute read
+    # through the proxy costs a context-local lookup, and this runs once per governed save.
+    database = connections[DEFAULT_DB_ALIAS]
+    database.ensure_connection()
+    database.validate_no_broken_transaction()
     started = time.monotonic()
     # A raw cursor binds on the server (bytea as binary) and is prepared after a few calls; the
     # error wrapper keeps a deadlock or a lost connection a django.db.OperationalError.
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as raw:
+    with database.wrap_database_errors, psycopg.Cursor(database.connection) as raw:
         raw.execute(_GOVERNED_WRITE_SQL, arguments)
         row = raw.fetchone()
-    if connection.queries_logged:
-        connection.queries_log.append({"sql": f"SELECT audit_governed_write({statement!r}, ...)",
-                                       "time": f"{time.monotonic() - started:.3f}"})
+    if database.queries_logged:
+        database.queries_log.append({"sql": f"SELECT audit_governed_write({statement!r}, ...)",
+                                     "time": f"{time.monotonic() - started:.3f}"})
     if row is None:
         return None
     if entry is not None:
-        connection._ledger_append_generation = append_generation() + 1  # type: ignore[attr-defined]
+        database._ledger_append_generation = getattr(database, "_ledger_append_generation", 0) + 1  # type: ignore[attr-defined]
     return int(row[0]), row[1]

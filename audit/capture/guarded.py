@@ -120,9 +120,8 @@ def _guard(model: type[models.Model], connection: Any, spec: ModelSpec,
 _update_texts: dict[tuple[Any, ...], str] = {}
 
 
-def _update_statement(base_qs: models.QuerySet[Any], using: str, pk: Any, values: list[Any],
+def _update_statement(base_qs: models.QuerySet[Any], using: str, connection: Any, pk: Any, values: list[Any],
                       guard: tuple[str, list[Any]] | None) -> str:
-    connection = connections[using]
     fast = _plain_update(base_qs, connection, pk, values)
     if fast is None:
         query = base_qs.filter(pk=pk).query.chain(sql.UpdateQuery)
@@ -247,7 +246,7 @@ def update(instance: models.Model, save: GuardedSave, base_qs: models.QuerySet[A
         entry = (draft_change(save.actor, spec, pk, "updated", changed_before, changed_after, after, save.named)
                  if changed_after else None)
         guard = _guard(model, connection, spec, loaded) if guarded else None
-        done = ledger_governed_write(statement=_update_statement(base_qs, using, pk, values, guard),
+        done = ledger_governed_write(statement=_update_statement(base_qs, using, connection, pk, values, guard),
                                      returning=False, entry=entry)
         if done is None:
             return False
