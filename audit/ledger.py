@@ -583,7 +583,8 @@ def lock_for_update(queryset: models.QuerySet[_M], **options: Any) -> models.Que
 # --- One statement: a governed row write and its entry (migrations audit/0007, 0009) ---
 # audit.capture sends a governed save, create or delete on PostgreSQL as one call of
 # `audit_governed_write`: the head locked first, the row's (guarded) statement, and the append
-# through `audit_ledger_append`, with no client round trip in between.
+# through `audit_ledger_append_entry` (the per-entry step of every server-side append), with no
+# client round trip in between.
 
 _GOVERNED_WRITE_SQL = "SELECT out_rows, out_key FROM audit_governed_write(%s, %s, %s, %s, %s, %s, %s, %s)"
 
