@@ -33,6 +33,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -528,7 +529,10 @@ class _Walk:
         """Check the ledger a chunk at a time. The server sends each chunk as a few long byte
         strings (`_PG_CHUNK_SQL`); Python hashes every entry's bytes itself and compares whole
         concatenations at once. A chunk where anything differs goes to `entries`."""
-        connection.ensure_connection()
+        with transaction.atomic(), _ordered_scans():
+            self._bulk(chunk_size)
+
+    def _bulk(self, chunk_size: int) -> None:
         raw = connection.connection
         while self.result.ok:
             resume: tuple[int, int | None] | None = None  # where `entries` takes over, and up to
@@ -757,22 +761,54 @@ def _check_nodes(result: VerificationResult, computed_levels: list[bytearray], s
 def _nodes_equal_in_bulk(computed_levels: list[bytearray]) -> bool:
     """PostgreSQL, a run from entry 0: each level's stored hashes, concatenated in index order by
     the server, equal the recomputed ones, with indices exactly 0..n-1 and no other level. False
-    when anything differs (or on SQLite): then the node-by-node comparison names the bad node."""
+    when anything differs (or on SQLite): then the node-by-node comparison names the bad node.
+
+    One range of the primary key per level, read in key order and sent in binary: no sort of
+    every node and no hex (a GROUP BY of the whole table took twice as long at 1,000,000 entries).
+    """
     if connection.vendor != "postgresql":
         return False
-    mask = (1 << NODE_LEVEL_SHIFT) - 1
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT node_id >> {NODE_LEVEL_SHIFT}, count(*), min(node_id & {mask}), "
-                       f"max(node_id & {mask}), string_agg(hash, ''::bytea ORDER BY node_id) "
-                       "FROM audit_merklenode GROUP BY 1 ORDER BY 1")
-        stored = cursor.fetchall()
-    expected = [(level, len(hashes) // 32) for level, hashes in enumerate(computed_levels, start=1) if hashes]
-    if [(int(level), int(count)) for level, count, *_ in stored] != expected:
-        return False
-    for level, count, low, high, joined in stored:
-        if low != 0 or high != count - 1 or bytes(joined) != computed_levels[level - 1]:
-            return False
+    import psycopg  # the PostgreSQL backend's driver
+
+    top = (len(computed_levels) + 1) << NODE_LEVEL_SHIFT
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(_NODES_OUTSIDE_SQL, [1 << NODE_LEVEL_SHIFT, top], binary=True)
+        if cursor.fetchone()[0]:
+            return False  # a node at level 0 or above the highest level the ledger has
+        for level, computed in enumerate(computed_levels, start=1):
+            low = level << NODE_LEVEL_SHIFT
+            count = len(computed) // 32
+            cursor.execute(_NODES_LEVEL_SQL, [low, (level + 1) << NODE_LEVEL_SHIFT], binary=True)
+            stored_count, first, last, joined = cursor.fetchone()
+            if stored_count != count or (count and (first != low or last != low + count - 1
+                                                    or bytes(joined) != computed)):
+                return False
     return True
+
+
+# Within one level the node ids are its indices in order: a range of the primary key, read in
+# key order (OFFSET 0 keeps the subquery's order into the aggregate, as in _PG_CHUNK_SQL).
+_NODES_LEVEL_SQL = """SELECT count(*), min(node_id), max(node_id), string_agg(hash, ''::bytea)
+  FROM (SELECT node_id, hash FROM audit_merklenode WHERE node_id >= %s AND node_id < %s
+         ORDER BY node_id OFFSET 0) AS level"""
+_NODES_OUTSIDE_SQL = """SELECT EXISTS (SELECT 1 FROM audit_merklenode WHERE node_id < %s)
+    OR EXISTS (SELECT 1 FROM audit_merklenode WHERE node_id >= %s)"""
+
+
+@contextmanager
+def _ordered_scans() -> Iterator[None]:
+    """In the caller's transaction: read ranges of seq through the primary key in order, never as
+    a bitmap scan and a sort. Without statistics (a ledger filled since the last ANALYZE) the
+    planner guessed a few thousand rows per chunk, chose a bitmap scan and sorted each chunk's
+    11 MB on disk: 92 ms a chunk against 61 ms. The setting is the transaction's only, and put
+    back as it was on the way out (an error rolls it back with the transaction)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('enable_bitmapscan'), set_config('enable_bitmapscan', 'off', true)")
+        previous = cursor.fetchone()[0]
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('enable_bitmapscan', %s, true)", [previous])
 
 
 def _stream_nodes(start: int) -> Iterator[tuple[int, bytes]]:

@@ -172,3 +172,70 @@ def test_forged_bytes_at_the_tip_hand_the_chunk_over(handed_over, forge):
     assert (result.ok, result.first_bad_seq) == (False, tip)
     if connection.vendor == "postgresql":
         assert handed_over == [tip - tip % CHUNK] or handed_over == [tip]
+
+
+# --- The stored Merkle nodes, a level at a time (PostgreSQL) ----------------------------------
+
+@pytest.fixture
+def nodes_compared_one_by_one(monkeypatch):
+    """How many times the node-by-node comparison (the path that names a bad node) ran."""
+    runs: list[int] = []
+    real = verify._stream_nodes
+
+    def spy(start):  # type: ignore[no-untyped-def]
+        runs.append(start)
+        return real(start)
+
+    monkeypatch.setattr(verify, "_stream_nodes", spy)
+    return runs
+
+
+def test_intact_stored_nodes_pass_a_level_at_a_time(nodes_compared_one_by_one):
+    _fill(21)  # nodes at levels 1 to 4
+    assert verify_ledger().ok
+    assert nodes_compared_one_by_one == ([] if connection.vendor == "postgresql" else [0])
+
+
+_SHIFT = verify.NODE_LEVEL_SHIFT
+
+
+@pytest.mark.parametrize(("statement", "params", "code"), [
+    ("UPDATE audit_merklenode SET hash = %s WHERE node_id = %s", [bytes(32), (2 << _SHIFT) | 3], "merkle_node_mismatch"),
+    ("DELETE FROM audit_merklenode WHERE node_id = %s", [(1 << _SHIFT) | 9], "merkle_node_missing"),
+    ("INSERT INTO audit_merklenode (node_id, hash) VALUES (%s, %s)", [(5 << _SHIFT), bytes(32)],
+     "merkle_node_unexpected"),  # a level the tree of 21 leaves does not have
+    ("INSERT INTO audit_merklenode (node_id, hash) VALUES (%s, %s)", [(1 << _SHIFT) | 10, bytes(32)],
+     "merkle_node_unexpected"),  # one past the last node of its level
+    ("INSERT INTO audit_merklenode (node_id, hash) VALUES (%s, %s)", [3, bytes(32)], "merkle_node_unexpected"),
+])
+def test_a_stored_node_forged_missing_or_extra_is_named(nodes_compared_one_by_one, statement, params, code):
+    _fill(21)
+    _as_superuser(statement, params)
+    result = verify_ledger()
+    assert not result.ok
+    assert result.problems[0].code == code, result.problems
+    assert nodes_compared_one_by_one == [0]  # the level check handed over to the path that names it
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="planner settings of PostgreSQL")
+def test_the_bulk_walk_reads_chunks_without_bitmap_scans_and_restores_the_planner(monkeypatch):
+    """A ledger filled since its last ANALYZE had each chunk planned as a bitmap scan and a sort on
+    disk; the walk turns bitmap scans off for its own transaction and puts the setting back."""
+    _fill(10)
+    seen: list[tuple[str, str]] = []
+    real = verify._chunks
+
+    def explained(raw, position, chunk_size):  # type: ignore[no-untyped-def]
+        with raw.cursor() as cursor:
+            cursor.execute("SELECT current_setting('enable_bitmapscan')")
+            setting = cursor.fetchone()[0]
+            cursor.execute("EXPLAIN " + verify._PG_CHUNK_SQL, [position, position + chunk_size])
+            seen.append((setting, "\n".join(row[0] for row in cursor.fetchall())))
+        return real(raw, position, chunk_size)
+
+    monkeypatch.setattr(verify, "_chunks", explained)
+    with connection.cursor() as cursor:
+        assert verify_ledger(chunk_size=CHUNK).ok
+        cursor.execute("SELECT current_setting('enable_bitmapscan')")
+        assert cursor.fetchone()[0] == "on"
+    assert seen and all(setting == "off" and "Bitmap" not in plan for setting, plan in seen), seen
