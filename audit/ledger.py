@@ -231,10 +231,15 @@ def _previous_by_subject_postgresql(drafts: Sequence[EntryDraft]) -> dict[tuple[
             for subject_id, seq in raw.fetchall():
                 if seq is not None:
                     found[(subject_type, subject_id)] = seq
-    if connection.queries_logged:
-        connection.queries_log.append({"sql": _PREVIOUS_SQL % ("...", f"<{len(drafts)} ids>"),
-                                       "time": f"{time.monotonic() - started:.3f}"})
+    log_raw_query(connection, _PREVIOUS_SQL % ("...", f"<{len(drafts)} ids>"), started)
     return found
+
+
+def log_raw_query(database: Any, sql: str, started: float) -> None:
+    """Put a statement sent on a raw psycopg cursor into Django's query log (when it keeps one), as
+    Django's own cursor would, so query counts and captured queries include it."""
+    if database.queries_logged:
+        database.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
 
 
 _ENTRY_COLUMNS = ("seq", "recorded_at", "actor", "action", "subject_type", "subject_id",
@@ -623,9 +628,7 @@ def ledger_governed_write(*, statement: str, returning: bool, entry: EntryDraft 
     with database.wrap_database_errors, psycopg.Cursor(database.connection) as raw:
         raw.execute(_GOVERNED_WRITE_SQL, arguments)
         row = raw.fetchone()
-    if database.queries_logged:
-        database.queries_log.append({"sql": f"SELECT audit_governed_write({statement!r}, ...)",
-                                     "time": f"{time.monotonic() - started:.3f}"})
+    log_raw_query(database, f"SELECT audit_governed_write({statement!r}, ...)", started)
     if row is None:
         return None
     if entry is not None:

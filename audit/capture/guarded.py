@@ -39,7 +39,7 @@ from django.db.models.signals import post_delete, pre_delete
 
 from audit.capture.record import NamedAction, changes, draft_change, lock_head
 from audit.capture.rows import ModelSpec, field_value, instance_state, model_spec, needs_reread, state_from_row
-from audit.ledger import ledger_governed_write
+from audit.ledger import ledger_governed_write, log_raw_query
 from core.actor import current_actor
 
 # Where an instance keeps the raw values it was loaded with (or last saved): the guard's values.
@@ -449,6 +449,5 @@ def _fetch_binary(connection: Any, statement: str) -> list[tuple[Any, ...]]:
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as raw:
         raw.execute(statement, binary=True)
         rows = raw.fetchall()
-    if connection.queries_logged:
-        connection.queries_log.append({"sql": statement, "time": f"{time.monotonic() - started:.3f}"})
+    log_raw_query(connection, statement, started)
     return rows

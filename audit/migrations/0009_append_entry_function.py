@@ -64,6 +64,14 @@ END
 $$;
 """
 
+# What both callers declare for the head, the time and the entry that _LOCK_HEAD and _TAKE_TIME fill.
+_HEAD_VARIABLES = r"""    v_size bigint;
+    v_head bytea;
+    v_frontier bytea;
+    v_now timestamptz;
+    v_time bytea;
+    v_entry record;
+"""
 # The head as a caller locks it: created when missing (by the migration normally; first append wins).
 _LOCK_HEAD = r"""
     SELECT h.tree_size, h.head_hash, h.frontier INTO v_size, v_head, v_frontier
@@ -90,13 +98,7 @@ CREATE OR REPLACE FUNCTION audit_ledger_append(
                  out_prev_hash bytea, out_entry_hash bytea, out_leaf_hash bytea)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
-    v_size bigint;
-    v_head bytea;
-    v_frontier bytea;
-    v_now timestamptz;
-    v_time bytea;
-    v_entry record;
-    v_count int := coalesce(array_length(p_prefix, 1), 0);
+""" + _HEAD_VARIABLES + r"""    v_count int := coalesce(array_length(p_prefix, 1), 0);
 BEGIN
     IF v_count = 0 THEN
         RETURN;
@@ -138,13 +140,7 @@ DECLARE
     v_key text;
     v_subject bytea := p_subject;
     v_subject_id text := p_subject_id;
-    v_size bigint;
-    v_head bytea;
-    v_frontier bytea;
-    v_now timestamptz;
-    v_time bytea;
-    v_entry record;
-BEGIN
+""" + _HEAD_VARIABLES + r"""BEGIN
     -- The head first, before the row: the lock order of every governed write.
 """ + _LOCK_HEAD + r"""
     IF p_returning THEN
