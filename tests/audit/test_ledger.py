@@ -275,3 +275,76 @@ def test_postgresql_append_function_refuses_arrays_of_different_lengths():
         cursor.execute("SELECT * FROM audit_ledger_append(ARRAY['{'::bytea], ARRAY['{}'::bytea], ARRAY['a'], "
                        "ARRAY['b'], ARRAY['c'], ARRAY['d', 'e'])")
     assert LedgerEntry.objects.count() == 0
+
+
+def _protocol_trace(action):  # type: ignore[no-untyped-def]
+    """What the client sent to the server while `action()` ran: libpq's trace of the messages."""
+    import tempfile
+
+    from django.db import connection
+    from psycopg import pq
+
+    connection.ensure_connection()
+    pgconn = connection.connection.pgconn
+    with tempfile.TemporaryFile() as trace:
+        pgconn.trace(trace.fileno())
+        pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+        try:
+            result = action()
+        finally:
+            pgconn.untrace()
+        trace.seek(0)
+        lines = trace.read().decode("utf-8", "replace").splitlines()
+    sent = [line.split("\t")[2].strip() for line in lines if line.startswith("F\t")]
+    queries = [line.split("\t", 3)[3] for line in lines if line.startswith("F\t") and "\tQuery\t" in line]
+    return result, sent, queries
+
+
+@needs_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_postgresql_append_outside_a_transaction_is_one_statement_and_its_own_transaction():
+    from django.db import connection
+
+    assert not connection.in_atomic_block
+    entry, sent, queries = _protocol_trace(
+        lambda: ledger_append(actor="system:test", action="t.auto", subject=("t", "auto"), payload={"a": 1}))
+    # One extended-protocol statement (Parse, Bind, Describe, Execute, Sync): no BEGIN, no COMMIT.
+    assert sent.count("Sync") == 1 and sent.count("Execute") == 1, sent
+    assert queries == []
+    assert connection.connection.info.transaction_status == 0  # IDLE: committed, the head let go
+    assert entry.seq == 0 and LedgerEntry.objects.get(seq=0).entry_hash == entry.entry_hash
+    # Inside a transaction the same call joins it: the caller's BEGIN, and its COMMIT at the end.
+    _, _, queries = _protocol_trace(lambda: _in_transaction(
+        lambda: ledger_append(actor="system:test", action="t.auto", subject=("t", "auto"))))
+    assert [query.strip('" ') for query in queries] == ["BEGIN", "COMMIT"]
+    second = LedgerEntry.objects.get(seq=1)
+    assert second.subject_prev == 0 and bytes(second.prev_hash) == bytes(entry.entry_hash)
+    assert verify_ledger().ok
+
+
+def _in_transaction(action):  # type: ignore[no-untyped-def]
+    with transaction.atomic():
+        return action()
+
+
+@needs_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_postgresql_append_outside_a_transaction_that_fails_writes_nothing_and_leaves_the_connection_usable():
+    from django.db import DataError
+
+    with pytest.raises(DataError):
+        ledger_append(actor="system:" + "x" * 300, action="t.auto", subject=("t", "long"))  # actor is varchar(200)
+    assert LedgerEntry.objects.count() == 0
+    assert LedgerHead.objects.get(pk=1).tree_size == 0
+    entry = ledger_append(actor="system:test", action="t.auto", subject=("t", "after"))
+    assert entry.seq == 0 and verify_ledger().ok
+
+
+@needs_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_postgresql_batch_outside_a_transaction_is_checkpointed_once_it_is_committed():
+    entries = ledger_append_many([draft(actor="system:test", action="t.auto", subject=("t", str(index)))
+                                  for index in range(3)])
+    assert [entry.seq for entry in entries] == [0, 1, 2]
+    checkpoint = Checkpoint.objects.get()
+    assert checkpoint.tree_size == 3 and bytes(checkpoint.root_hash) == root_at(3)

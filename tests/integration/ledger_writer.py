@@ -1,4 +1,9 @@
-"""A writer process for the concurrency test: appends COUNT entries, one per transaction."""
+"""A writer process for the concurrency test: appends COUNT entries, one per transaction.
+
+    ledger_writer.py WRITER COUNT BATCH MODE
+MODE: `own` (subjects of its own) or `shared` (a few subjects every writer appends about), with
+`+autocommit` to append single entries outside any transaction (one statement each).
+"""
 
 import os
 import sys
@@ -13,7 +18,9 @@ def _subject(writer: str, index: int, shared: bool) -> tuple[str, str]:
 def main() -> None:
     writer, count, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     # "shared": every writer appends about the same few subjects (subject_prev under contention).
-    shared = len(sys.argv) > 4 and sys.argv[4] == "shared"
+    mode = sys.argv[4] if len(sys.argv) > 4 else "own"
+    shared = mode.startswith("shared")
+    autocommit = mode.endswith("+autocommit")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "governance.settings")
     django.setup()
     from django.db import transaction
@@ -27,6 +34,10 @@ def main() -> None:
                                 for index in range(start, min(start + batch, count))], checkpoint=False)
         return
     for index in range(count):
+        if autocommit:
+            ledger_append(actor=f"system:writer{writer}", action="test.concurrent",
+                          subject=_subject(writer, index, shared), payload={"index": index})
+            continue
         with transaction.atomic():
             ledger_append(actor=f"system:writer{writer}", action="test.concurrent",
                           subject=_subject(writer, index, shared), payload={"index": index})

@@ -53,6 +53,13 @@ def test_eight_processes_appending_on_postgresql_never_fork_or_lose_entries():
 
 
 @pytest.mark.skipif(not uses_postgres(), reason="targets the real PostgreSQL")
+def test_eight_processes_appending_outside_transactions_on_postgresql_never_fork_or_lose_entries():
+    # Each append is one statement that is its own transaction (no BEGIN/COMMIT round trips).
+    _run_writers(count=150, batch=1, mode="own+autocommit")
+    _assert_intact(WRITERS * 150, 150)
+
+
+@pytest.mark.skipif(not uses_postgres(), reason="targets the real PostgreSQL")
 def test_eight_processes_batch_appending_on_postgresql():
     _run_writers(count=400, batch=100)
     _assert_intact(WRITERS * 400, 400)
@@ -82,7 +89,8 @@ def test_eight_processes_appending_about_the_same_subjects_keep_subject_prev_exa
     # Single appends go through the server function, batches of 100 through the client path: mixed.
     _run_writers(count=100, batch=1, mode="shared")
     _run_writers(count=200, batch=100, mode="shared")
-    _assert_subject_histories_complete(WRITERS * 300)
+    _run_writers(count=50, batch=1, mode="shared+autocommit")  # one statement each, outside transactions
+    _assert_subject_histories_complete(WRITERS * 350)
 
 
 @pytest.mark.skipif(uses_postgres(), reason="the SQLite variant runs when the suite runs on SQLite")
