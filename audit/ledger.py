@@ -385,7 +385,8 @@ def gc_paused() -> Iterator[None]:
 
 
 def ledger_append(*, actor: Any, action: str, subject: Any, payload: Any = None) -> LedgerEntry:
-    """Append one entry inside the caller's transaction and return it."""
+    """Append one entry inside the caller's transaction and return it (outside any transaction, on
+    PostgreSQL, the append is one statement and its own transaction)."""
     return ledger_append_many([draft(actor=actor, action=action, subject=subject, payload=payload)],
                               checkpoint=False)[0]
 

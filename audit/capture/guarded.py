@@ -310,12 +310,7 @@ def insert(instance: models.Model, save: GuardedSave, using: str, fields: list[A
     meta = model._meta
     spec = model_spec(model)
     connection = connections[using]
-    query = sql.InsertQuery(model)
-    query.insert_values(fields, [instance], raw=False)
-    compiler = query.get_compiler(using=using)
-    compiler.returning_fields = returning_fields
-    [(text, params)] = compiler.as_sql()  # pre_save (auto_now_add, ...) runs here
-    statement = compose(connection, text, list(params))
+    statement = _insert_statement(instance, using, connection, fields, returning_fields)
     state = instance_state(instance)
     known = meta.pk.attname in {field.attname for field in fields}  # type: ignore[union-attr]
     entry = draft_change(save.actor, spec, instance.pk if known else "", "created", None, state, state, save.named)
@@ -327,6 +322,55 @@ def insert(instance: models.Model, save: GuardedSave, using: str, fields: list[A
     if not returning_fields:
         return []
     return [(meta.pk.to_python(done[1]),)]  # type: ignore[union-attr]
+
+
+# The text of a create's INSERT, by (model, its columns, the columns it returns): Django's compiler
+# builds the same text on every create; the values are the only part that changes. Kept only when
+# every value was a plain parameter (`%s`): no expression and no field with its own placeholder.
+_insert_texts: dict[tuple[Any, ...], str] = {}
+
+
+def _insert_statement(instance: models.Model, using: str, connection: Any, fields: list[Any],
+                      returning_fields: list[Any]) -> str:
+    """What `SQLInsertCompiler.as_sql` gives for saving `instance` as a new row, values inlined:
+    from a cached text when one is known for these columns, else from the compiler (which then
+    fills the cache). Each field's `pre_save` (auto_now, ...) runs here, once; only if a field's
+    `pre_save` or preparation made an expression does the compiler take over and run it again."""
+    model = type(instance)
+    key = (model, connection.vendor, tuple(field.column for field in fields),
+           tuple(field.column for field in returning_fields))
+    text = _insert_texts.get(key)
+    values = instance.__dict__
+    if text is not None and not any(hasattr(values.get(field.attname), "resolve_expression") for field in fields):
+        params = []
+        for field in fields:
+            value = field.get_db_prep_save(field.pre_save(instance, True), connection=connection)
+            if (hasattr(value, "as_sql") or hasattr(value, "resolve_expression")
+                    or not _plain_placeholder(field, value, connection)):  # pragma: no cover - a custom
+                break  # field's pre_save or preparation made something else: the compiler decides
+            params.append(value)
+        else:
+            return compose(connection, text, params)
+    plain = fields and not any(hasattr(values.get(field.attname), "resolve_expression") for field in fields)
+    query = sql.InsertQuery(model)
+    query.insert_values(fields, [instance], raw=False)
+    compiler = query.get_compiler(using=using)
+    compiler.returning_fields = returning_fields
+    [(text, params)] = compiler.as_sql()  # pre_save (auto_now_add, ...) runs here
+    # Kept when every value went in as a bare `%s` (whatever a custom pre_save returned).
+    if (plain and len(params) == len(fields) and not compiler.returning_params
+            and f"VALUES ({', '.join(['%s'] * len(fields))})" in text
+            and all(_plain_placeholder(field, value, connection) for field, value in zip(fields, params, strict=True))):
+        _insert_texts[key] = text
+    return compose(connection, text, list(params))
+
+
+def _plain_placeholder(field: Any, value: Any, connection: Any) -> bool:
+    """Whether the INSERT compiler puts a bare `%s` for this field's value: every field without a
+    placeholder of its own, and a BinaryField where the backend's binary placeholder is `%s`."""
+    if isinstance(field, models.BinaryField):
+        return bool(connection.ops.binary_placeholder_sql(value) == "%s")
+    return not hasattr(field, "get_placeholder")
 
 
 # --- QuerySet.update(): the rows' before and after in one statement -----------------------------

@@ -339,6 +339,75 @@ def test_the_cached_update_text_is_what_djangos_compiler_builds(db: Any, changes
     assert guarded.compose(connection, *fast) == connection.ops.compose_sql(text, list(params))
 
 
+def _insert_fields() -> tuple[list[Any], list[Any]]:
+    """The fields a create inserts and returns, as Django's `Model._save_table` picks them."""
+    meta = Widget._meta
+    fields = [field for field in meta.local_concrete_fields if not field.generated and field is not meta.auto_field]
+    return fields, list(meta.db_returning_fields)
+
+
+@pytest.mark.parametrize("values", [
+    {"name": "w"},
+    {"name": "it's \\ \"quoted\"", "description": "line\nbreak", "project": None, "released_on": None,
+     "blob": None, "owner": None},
+    {"name": "b", "blob": b"\x00\xffbytes", "price": "12.345", "ratio": 1e-300, "released_on": "2026-02-03",
+     "uid": "12345678-1234-5678-1234-567812345678", "size": -2**31},
+])
+def test_the_cached_insert_text_is_what_djangos_compiler_builds(db: Any, values: dict[str, Any]) -> None:
+    """A create's INSERT comes from a cached text (audit.capture.guarded._insert_statement) once the
+    compiler has built it for those columns: for every kind of value, what it inlines must be exactly
+    what Django's own INSERT compiler gives, auto_now included."""
+    from datetime import UTC, date, datetime
+    from decimal import Decimal
+    from unittest import mock
+
+    from django.db.models import sql
+
+    converted = {"price": Decimal, "released_on": date.fromisoformat}
+    fields, returning = _insert_fields()
+    moment = datetime(2026, 12, 7, 7, 0, 0, 123456, tzinfo=UTC)
+
+    def widget() -> Widget:  # the same values each time (uid's default would draw a new one)
+        return Widget(**{"uid": "00000000-0000-4000-8000-000000000007",
+                         **{name: converted[name](value) if name in converted and value is not None else value
+                            for name, value in values.items()}})
+
+    with mock.patch("django.utils.timezone.now", return_value=moment):
+        query = sql.InsertQuery(Widget)
+        query.insert_values(fields, [widget()], raw=False)
+        compiler = query.get_compiler("default")
+        compiler.returning_fields = returning
+        [(text, params)] = compiler.as_sql()
+        expected = connection.ops.compose_sql(text, list(params))
+        guarded._insert_texts.clear()
+        built = guarded._insert_statement(widget(), "default", connection, fields, returning)  # the compiler's
+        assert len(guarded._insert_texts) == 1
+        fresh = widget()
+        cached = guarded._insert_statement(fresh, "default", connection, fields, returning)  # the cached text's
+    assert built == expected
+    assert cached == expected
+    assert fresh.updated_at == moment  # pre_save ran on the instance, as the compiler runs it
+
+
+def test_a_create_with_an_expression_takes_the_compiler_and_is_not_cached(db: Any) -> None:
+    from django.db.models import Value
+
+    fields, returning = _insert_fields()
+    guarded._insert_texts.clear()
+    with acting_as(ACTOR):
+        Widget.objects.create(name="plain", size=1)
+        assert len(guarded._insert_texts) == 1
+        statement = guarded._insert_statement(Widget(name="e", size=Value(2) + Value(3)), "default", connection,
+                                              fields, returning)
+        assert "(2 + 3)" in statement
+        widget = Widget.objects.create(name="e", size=Value(2) + Value(3))
+    assert len(guarded._insert_texts) == 1
+    widget.refresh_from_db()
+    assert widget.size == 5
+    assert payloads(widget)[-1]["state"]["size"] == 5
+    assert verify_ledger().ok
+
+
 def test_an_expression_or_a_filtering_base_manager_takes_the_compiler(db: Any) -> None:
     from django.db.models import F
 
