@@ -23,7 +23,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -406,17 +406,12 @@ def ledger_append_many(drafts: Sequence[EntryDraft], *, checkpoint: bool = True,
     memo: dict[tuple[str, ...], bytes] = {}
     parts = [_encode_parts(item, memo) for item in drafts]
     if connection.vendor == "postgresql" and len(drafts) <= SERVER_APPEND_MAX:
-        if not connection.in_atomic_block and connection.get_autocommit():
-            # Outside any transaction the function's one statement is the whole transaction: no
-            # BEGIN and COMMIT round trips, and the server commits (and lets go of the head) with
-            # no wait on this process between the append and the commit.
-            connection._ledger_append_generation = append_generation() + 1  # type: ignore[attr-defined]
-            entries = _append_on_server(drafts, parts)
-            if checkpoint:
-                transaction.on_commit(_checkpoint_after_commit)  # committed: runs now
-            return entries if returning else []
-        # No savepoint: if the append fails, the caller's whole transaction must fail with it.
-        with transaction.atomic(savepoint=False):
+        # Outside any transaction the function's one statement is the whole transaction: no BEGIN
+        # and COMMIT round trips, and the server commits (and lets go of the head) with no wait on
+        # this process in between; on_commit then runs at once. Inside one, no savepoint: if the
+        # append fails, the caller's whole transaction must fail with it.
+        alone = not connection.in_atomic_block and connection.get_autocommit()
+        with nullcontext() if alone else transaction.atomic(savepoint=False):
             # The function locks the head itself (at no cost if the caller already holds it).
             connection._ledger_append_generation = append_generation() + 1  # type: ignore[attr-defined]
             entries = _append_on_server(drafts, parts)

@@ -341,7 +341,8 @@ def _insert_statement(instance: models.Model, using: str, connection: Any, field
            tuple(field.column for field in returning_fields))
     text = _insert_texts.get(key)
     values = instance.__dict__
-    if text is not None and not any(hasattr(values.get(field.attname), "resolve_expression") for field in fields):
+    plain = bool(fields) and not any(hasattr(values.get(field.attname), "resolve_expression") for field in fields)
+    if text is not None and plain:
         params = []
         for field in fields:
             value = field.get_db_prep_save(field.pre_save(instance, True), connection=connection)
@@ -351,7 +352,6 @@ def _insert_statement(instance: models.Model, using: str, connection: Any, field
             params.append(value)
         else:
             return compose(connection, text, params)
-    plain = fields and not any(hasattr(values.get(field.attname), "resolve_expression") for field in fields)
     query = sql.InsertQuery(model)
     query.insert_values(fields, [instance], raw=False)
     compiler = query.get_compiler(using=using)

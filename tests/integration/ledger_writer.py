@@ -7,6 +7,7 @@ MODE: `own` (subjects of its own) or `shared` (a few subjects every writer appen
 
 import os
 import sys
+from contextlib import nullcontext
 
 import django
 
@@ -34,11 +35,7 @@ def main() -> None:
                                 for index in range(start, min(start + batch, count))], checkpoint=False)
         return
     for index in range(count):
-        if autocommit:
-            ledger_append(actor=f"system:writer{writer}", action="test.concurrent",
-                          subject=_subject(writer, index, shared), payload={"index": index})
-            continue
-        with transaction.atomic():
+        with nullcontext() if autocommit else transaction.atomic():
             ledger_append(actor=f"system:writer{writer}", action="test.concurrent",
                           subject=_subject(writer, index, shared), payload={"index": index})
 
